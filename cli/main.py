@@ -1,0 +1,54 @@
+"""Entry point of the ``pnprgm`` console script.
+
+Commands live one per module in :mod:`cli.commands` and are registered by discovery, so adding a command is
+adding a module. A :class:`pnprgm.errors.UserError` is printed as one line (no traceback), exit code 2.
+"""
+from __future__ import annotations
+
+import importlib
+import pkgutil
+import sys
+
+import click
+
+import cli.commands
+from pnprgm.errors import UserError
+
+
+class _Group(click.Group):
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except UserError as err:
+            click.echo(f"error: {err}", err=True)
+            sys.exit(2)
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(package_name="pnprgm")
+def app() -> None:
+    """Plug-and-play image restoration with RGM denoisers.
+
+    \b
+    Typical session:
+      pnprgm operators                       # which degradations exist, with their parameters
+      pnprgm degrade photo.png --operator sr4 --noise 0.01 -o meas/
+      pnprgm restore meas/ -o restored/      # reads the sidecar written by degrade
+      pnprgm models                          # the shipped denoisers
+
+    Every command has --help with examples.
+    """
+
+
+for _info in sorted(pkgutil.iter_modules(cli.commands.__path__), key=lambda m: m.name):
+    _module = importlib.import_module(f"cli.commands.{_info.name}")
+    if hasattr(_module, "command"):
+        app.add_command(_module.command)
+
+
+def main() -> None:
+    app(prog_name="pnprgm")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,134 @@
+"""Strict construction of frozen configuration dataclasses.
+
+Unknown keys are errors (with the valid keys listed); strings from the CLI or spec strings are coerced to
+the field's declared type. YAML/JSON are read only at the CLI edge and arrive here as dicts.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import typing
+from pathlib import Path
+from typing import Any, Mapping, TypeVar
+
+from pnprgm.errors import UserError
+
+C = TypeVar("C")
+
+
+def field_types(cls: type) -> dict[str, Any]:
+    """Resolved type of each dataclass field."""
+    hints = typing.get_type_hints(cls)
+    return {f.name: hints[f.name] for f in dataclasses.fields(cls)}
+
+
+def coerce(value: Any, annotation: Any, *, name: str = "value") -> Any:
+    """Convert ``value`` (often a string) to ``annotation``; raise :class:`UserError` naming ``name`` on failure."""
+    origin = typing.get_origin(annotation)
+    args = typing.get_args(annotation)
+    if annotation is Any:
+        return value
+    if origin is typing.Union or (origin is not None and str(origin) == "<class 'types.UnionType'>"):
+        if value is None or (isinstance(value, str) and value.lower() == "none"):
+            if type(None) in args:
+                return None
+        errors = []
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return coerce(value, arg, name=name)
+            except UserError as err:
+                errors.append(str(err))
+        raise UserError(errors[0] if errors else f"{name}: cannot use {value!r}")
+    if origin is typing.Literal:
+        for choice in args:
+            if value == choice or str(value) == str(choice):
+                return choice
+        raise UserError(f"{name} must be one of {', '.join(map(str, args))}; got {value!r}.")
+    if origin in (tuple, list):
+        items = value.split(":") if isinstance(value, str) else list(value)
+        inner = args[0] if args else Any
+        converted = [coerce(v, inner, name=name) for v in items]
+        return tuple(converted) if origin is tuple else converted
+    try:
+        if annotation is bool:
+            if isinstance(value, str):
+                lowered = value.strip().lower()
+                if lowered in ("1", "true", "yes", "on"):
+                    return True
+                if lowered in ("0", "false", "no", "off"):
+                    return False
+                raise ValueError
+            return bool(value)
+        if annotation is int:
+            if isinstance(value, float) and not value.is_integer():
+                raise ValueError
+            return int(value)
+        if annotation is float:
+            return float(value)
+        if annotation is str:
+            return str(value)
+        if annotation is Path:
+            return Path(value)
+    except (TypeError, ValueError):
+        kind = getattr(annotation, "__name__", str(annotation))
+        raise UserError(f"{name} must be a {kind}; got {value!r}.") from None
+    return value
+
+
+def build_strict(cls: type[C], values: Mapping[str, Any] | None = None, *, what: str | None = None) -> C:
+    """Instantiate dataclass ``cls`` from ``values``: unknown keys are errors, values coerced to field types.
+
+    :param what: name used in error messages (defaults to the class name).
+    """
+    values = dict(values or {})
+    types = field_types(cls)
+    label = what or cls.__name__
+    unknown = sorted(set(values) - set(types))
+    if unknown:
+        raise UserError(
+            f"unknown parameter{'s' if len(unknown) > 1 else ''} {', '.join(map(repr, unknown))} for {label}; "
+            f"valid: {', '.join(types) or '(none)'}."
+        )
+    converted = {k: coerce(v, types[k], name=f"{label}.{k}") for k, v in values.items()}
+    try:
+        return cls(**converted)
+    except TypeError as err:
+        raise UserError(f"{label}: {err}") from None
+
+
+def replace_strict(config: C, **overrides: Any) -> C:
+    """``dataclasses.replace`` with unknown-key errors and type coercion."""
+    merged = {**dataclasses.asdict(config), **overrides}
+    return build_strict(type(config), merged)
+
+
+def to_dict(config: Any) -> dict[str, Any]:
+    """JSON-ready dict of a config dataclass (tuples become lists, paths strings)."""
+    return json.loads(json.dumps(dataclasses.asdict(config), default=str))
+
+
+def read_config_file(path: str | Path) -> dict[str, Any]:
+    """Read a JSON or YAML (if PyYAML is installed) mapping; errors name the file."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as err:
+        raise UserError(f"cannot read config file {path}: {err.strerror}; check the path.") from None
+    try:
+        if path.suffix.lower() in (".yaml", ".yml"):
+            try:
+                import yaml
+            except ImportError:
+                raise UserError(f"{path} is YAML but PyYAML is not installed; pip install pyyaml or use JSON.") from None
+            data = yaml.safe_load(text)
+        else:
+            data = json.loads(text)
+    except (ValueError, Exception) as err:  # yaml.YAMLError is not importable without PyYAML
+        if isinstance(err, UserError):
+            raise
+        raise UserError(f"cannot parse config file {path}: {str(err).splitlines()[0]}.") from None
+    if not isinstance(data, dict):
+        raise UserError(f"config file {path} must hold a mapping of parameter: value.")
+    return data

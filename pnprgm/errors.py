@@ -1,0 +1,8 @@
+"""The one exception type for bad user input.
+
+Its message is a single line that names the problem and the fix; the CLI prints it without a traceback.
+"""
+
+
+class UserError(ValueError):
+    """Bad input from a user (a file, a name, a parameter): one line, naming the problem and the fix."""

@@ -1,0 +1,196 @@
+"""Image and file I/O shared by every command: reading any common image, atomic writes, hashes.
+
+Writes go to a temporary file in the destination folder and are renamed into place, so a crash never leaves
+a partial output; writers refuse to overwrite the file they read from.
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import tempfile
+import warnings
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+import numpy as np
+import torch
+
+from pnprgm.errors import UserError
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
+
+
+def sha256_file(path: str | Path) -> str:
+    """Hex sha256 of a file's bytes."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def sha256_bytes(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def list_images(inputs: Iterable[str | Path]) -> list[Path]:
+    """Expand files and folders into a sorted list of image files; a missing path is a :class:`UserError`."""
+    found: list[Path] = []
+    for item in inputs:
+        path = Path(item)
+        if path.is_dir():
+            found.extend(sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES))
+        elif path.is_file():
+            found.append(path)
+        else:
+            raise UserError(f"input {path} does not exist; give an image file or a folder of images.")
+    return found
+
+
+def read_image(path: str | Path) -> torch.Tensor:
+    """Read an 8- or 16-bit grayscale/RGB(A) image as a float32 (C, H, W) tensor in [0, 1].
+
+    Alpha is dropped with a warning; palette and other modes are converted to RGB.
+    """
+    from PIL import Image, UnidentifiedImageError
+
+    path = Path(path)
+    try:
+        with Image.open(path) as image:
+            image.load()
+            array = _pil_to_array(image, path)
+    except FileNotFoundError:
+        raise UserError(f"cannot read {path}: no such file.") from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
+        raise UserError(f"cannot read {path}: not a readable image ({str(err).splitlines()[0] if str(err) else type(err).__name__}).") from None
+    return torch.from_numpy(array)
+
+
+def _pil_to_array(image, path: Path) -> np.ndarray:
+    mode = image.mode
+    if mode in ("I;16", "I;16B", "I;16L", "I"):
+        array = np.asarray(image, dtype=np.float64)
+        scale = 65535.0 if array.max() > 255 or mode.startswith("I;16") else 255.0
+        array = (array / scale)[None]
+    else:
+        if mode in ("RGBA", "LA", "PA") or (mode == "P" and "transparency" in image.info):
+            warnings.warn(f"{path.name}: alpha channel dropped", stacklevel=3)
+        if mode in ("L", "LA", "1"):
+            array = np.asarray(image.convert("L"), dtype=np.float64)[None] / 255.0
+        else:
+            raw = np.asarray(image)
+            if raw.dtype == np.uint16 and raw.ndim == 3:
+                array = raw[..., :3].astype(np.float64).transpose(2, 0, 1) / 65535.0
+            else:
+                array = np.asarray(image.convert("RGB"), dtype=np.float64).transpose(2, 0, 1) / 255.0
+    return np.ascontiguousarray(array, dtype=np.float32)
+
+
+def image_to_uint(image: torch.Tensor, bits: int = 8) -> np.ndarray:
+    """(C, H, W) tensor in [0, 1] -> (H, W) or (H, W, 3) unsigned integer array (values clipped)."""
+    if image.dim() == 4:
+        if image.shape[0] != 1:
+            raise ValueError("write one image at a time")
+        image = image[0]
+    maximum = 255 if bits == 8 else 65535
+    array = image.detach().float().clamp(0, 1).mul(maximum).round().cpu().numpy()
+    array = array.astype(np.uint8 if bits == 8 else np.uint16)
+    return array[0] if array.shape[0] == 1 else array.transpose(1, 2, 0)
+
+
+def atomic_write(path: str | Path, writer: Callable[[Path], None], *, protect: Iterable[str | Path] = ()) -> Path:
+    """Write ``path`` through ``writer(tmp_path)`` then rename; never overwrite a path in ``protect``."""
+    path = Path(path)
+    for guarded in protect:
+        if Path(guarded).resolve() == path.resolve():
+            raise UserError(f"refusing to overwrite the input {path}; choose another output folder.")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(handle)
+    tmp = Path(tmp_name)
+    try:
+        writer(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return path
+
+
+def write_image(path: str | Path, image: torch.Tensor, *, bits: int = 8, protect: Iterable[str | Path] = ()) -> Path:
+    """Atomically write a (C, H, W) [0, 1] tensor as an image (PNG keeps 16 bits when ``bits=16``)."""
+    from PIL import Image
+
+    array = image_to_uint(image, bits)
+    path = Path(path)
+    fmt = {".jpg": "JPEG", ".jpeg": "JPEG", ".tif": "TIFF", ".tiff": "TIFF", ".bmp": "BMP"}.get(path.suffix.lower(), "PNG")
+
+    def writer(tmp: Path) -> None:
+        if bits == 16 and array.ndim == 2:
+            Image.fromarray(array.astype(np.uint16)).save(tmp, format=fmt)
+        elif bits == 16:
+            # Pillow cannot write 16-bit RGB PNG; keep the data through numpy -> uint16 TIFF if asked, else 8 bit.
+            Image.fromarray((array // 257).astype(np.uint8)).save(tmp, format=fmt)
+        else:
+            Image.fromarray(array).save(tmp, format=fmt)
+
+    return atomic_write(path, writer, protect=protect)
+
+
+def write_json(path: str | Path, data: Any, *, protect: Iterable[str | Path] = ()) -> Path:
+    """Atomically write JSON (indent 2, sorted keys off so configs keep their order)."""
+    text = json.dumps(data, indent=2, default=_json_default) + "\n"
+    return atomic_write(path, lambda tmp: tmp.write_text(text), protect=protect)
+
+
+def write_bytes(path: str | Path, data: bytes, *, protect: Iterable[str | Path] = ()) -> Path:
+    return atomic_write(path, lambda tmp: tmp.write_bytes(data), protect=protect)
+
+
+def torch_save(obj: Any, path: str | Path) -> Path:
+    """Atomically ``torch.save`` (checkpoints hold only tensors and plain containers: weights_only loadable)."""
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    return write_bytes(path, buffer.getvalue())
+
+
+def torch_load(path: str | Path, map_location: str | torch.device = "cpu") -> Any:
+    """Load a checkpoint with ``weights_only=True`` (never executes pickled code); errors name the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"checkpoint {path} does not exist; check the path.")
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as err:  # torch raises several types for corrupt or unsafe files
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise UserError(f"cannot load checkpoint {path}: {first[:200]}.") from None
+
+
+def _json_default(obj: Any) -> Any:
+    if isinstance(obj, Path):
+        return str(obj)
+    if isinstance(obj, torch.Tensor):
+        return obj.tolist()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, (np.floating, np.integer)):
+        return obj.item()
+    if isinstance(obj, (set, frozenset, tuple)):
+        return list(obj)
+    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+
+
+def versions() -> dict[str, str]:
+    """Versions of the packages that decide numerical results (written into every run record)."""
+    import importlib.metadata as metadata
+    import platform
+
+    found = {"python": platform.python_version()}
+    for name in ("pnprgm", "torch", "deepinv", "numpy", "scikit-image", "lpips", "pillow"):
+        try:
+            found[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            found[name] = "not installed"
+    return found

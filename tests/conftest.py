@@ -1,0 +1,32 @@
+"""Shared fixtures: deterministic seeds and a small thread count (CI machines have 2 cores)."""
+from __future__ import annotations
+
+import os
+import random
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+torch.set_num_threads(2)
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+
+
+@pytest.fixture(autouse=True)
+def _seed_everything():
+    random.seed(0)
+    np.random.seed(0)
+    torch.manual_seed(0)
+    yield
+
+
+@pytest.fixture
+def shared_dir() -> Path:
+    """../shared beside the checkout (reference material); tests that need it skip when it is absent."""
+    if not SHARED.is_dir():
+        if os.environ.get("CI"):
+            pytest.fail("../shared must sit beside the checkout in CI")
+        pytest.skip("../shared is not beside this checkout")
+    return SHARED
