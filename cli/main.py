@@ -1,7 +1,7 @@
 """Entry point of the ``pnprgm`` console script.
 
-Commands live one per module in :mod:`cli.commands` and are registered by discovery, so adding a command is
-adding a module. A :class:`pnprgm.errors.UserError` is printed as one line (no traceback), exit code 2.
+Commands live in :mod:`cli.commands` (``command`` or a ``commands`` list per module) and are registered by
+discovery, so adding a command is adding a module. A :class:`pnprgm.errors.UserError` is printed as one line (no traceback), exit code 2.
 """
 from __future__ import annotations
 
@@ -42,8 +42,9 @@ def app() -> None:
 
 for _info in sorted(pkgutil.iter_modules(cli.commands.__path__), key=lambda m: m.name):
     _module = importlib.import_module(f"cli.commands.{_info.name}")
-    if hasattr(_module, "command"):
-        app.add_command(_module.command)
+    for _command in getattr(_module, "commands", [getattr(_module, "command", None)]):
+        if _command is not None:
+            app.add_command(_command)
 
 
 def main() -> None:

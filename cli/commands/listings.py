@@ -1,0 +1,46 @@
+"""Listings generated from the registries: ``pnprgm solvers``, ``pnprgm denoisers``, ``pnprgm presets``."""
+from __future__ import annotations
+
+import dataclasses
+
+import click
+
+
+@click.command("solvers")
+def solvers_command():
+    """List the PnP solvers and their parameters (with defaults)."""
+    from pnprgm import solvers
+
+    for entry in solvers.registry.entries():
+        click.echo(f"{entry.name:10s} {entry.summary}")
+        for field in dataclasses.fields(entry.obj.Config):
+            click.echo(f"    {field.name} = {field.default!r}")
+
+
+@click.command("denoisers")
+def denoisers_command():
+    """List the denoisers usable with --denoiser (a model file path works too)."""
+    from pnprgm import denoisers
+
+    for name in denoisers.names():
+        click.echo(f"{name:10s} {denoisers.registry.summary(name)}")
+
+
+@click.command("presets")
+@click.option("--task", default=None, help="Only the presets of this task (sr, deblur, inpaint, colorize, denoise).")
+def presets_command(task):
+    """List the restoration presets: task, solver and parameter values (override with restore --set)."""
+    from pnprgm import presets
+
+    for entry in presets.registry.entries():
+        if task and entry.obj.task != task:
+            continue
+        params = ", ".join(f"{k}={_fmt(v)}" for k, v in entry.obj.params.items())
+        click.echo(f"{entry.name:24s} {entry.obj.solver:8s} {params}")
+
+
+def _fmt(value) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+commands = [solvers_command, denoisers_command, presets_command]

@@ -1,0 +1,33 @@
+"""Options and parsers shared by several commands (so each command stays a thin layer)."""
+from __future__ import annotations
+
+from typing import Any, Optional
+
+import click
+
+from pnprgm.errors import UserError
+
+seed_option = click.option("--seed", type=int, default=0, show_default=True, help="Seed of every random choice (results are reproducible).")
+device_option = click.option("--device", default="cpu", show_default=True, help="cpu, cuda, cuda:N or auto (CUDA if available).")
+
+
+def parse_size(text: Optional[str]) -> Optional[tuple[int, int]]:
+    """``"HxW"`` -> (H, W)."""
+    if text is None:
+        return None
+    try:
+        height, width = (int(part) for part in text.lower().split("x"))
+    except ValueError:
+        raise UserError(f"--size must look like 256x320 (height x width), got {text!r}.") from None
+    return height, width
+
+
+def parse_assignments(items: tuple[str, ...]) -> dict[str, Any]:
+    """``("iterations=12", "lam=0.3")`` -> dict of strings (the solver config coerces the types)."""
+    values: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise UserError(f"--set expects KEY=VALUE, got {item!r}.")
+        values[key.strip()] = value.strip()
+    return values

@@ -1,0 +1,55 @@
+"""Denoisers usable as proximal operators: one registry (``registry``) drives the CLI, the tests and the docs.
+
+Every entry is a factory ``factory(*, channels, device, seed) -> deepinv.models.Denoiser``; every denoiser
+follows deepinv's contract ``forward(x, sigma)`` with x in [0, 1] and sigma a float or a (B,) tensor.
+Learned RGM models are added by :mod:`pnprgm.models` (the ``rgm`` entry and model files given by path).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from deepinv.models import Denoiser
+
+from pnprgm.denoisers.base import DenoiserFactory, registry
+from pnprgm.denoisers import classical as _classical  # noqa: F401  (registers tv, nlm, bm3d)
+from pnprgm.denoisers import tikhonov as _tikhonov  # noqa: F401  (registers tikhonov)
+from pnprgm.denoisers.tiled import TiledDenoiser
+from pnprgm.errors import UserError
+
+__all__ = ["registry", "build", "names", "TiledDenoiser", "DenoiserFactory"]
+
+
+def names() -> list[str]:
+    """Registered denoiser names (model files are accepted by path as well)."""
+    _register_models()
+    return registry.names()
+
+
+def build(name_or_path: str | Denoiser, *, channels: int = 3, device: str | torch.device = "cpu", seed: int = 0) -> Denoiser:
+    """A denoiser from a registered name, a model file path, or an instance (returned as is).
+
+    :param name_or_path: registry name (``pnprgm denoisers`` lists them) or path to a ``.pt`` model file.
+    :param channels: channels of the images it will see (picks the colour or gray shipped model).
+    :param device: torch device.
+    :param seed: seed of its randomness (latent z of RGM models).
+    """
+    if isinstance(name_or_path, Denoiser) or isinstance(name_or_path, torch.nn.Module):
+        return name_or_path
+    _register_models()
+    name = str(name_or_path)
+    if name in registry:
+        return registry.get(name)(channels=channels, device=torch.device(device), seed=seed)
+    if name.endswith((".pt", ".pth")) or Path(name).exists():
+        from pnprgm.models import load_denoiser
+
+        return load_denoiser(name, device=device, seed=seed)
+    raise UserError(registry.unknown_message(name).rstrip(".") + ", or a path to a model file (.pt).")
+
+
+def _register_models() -> None:
+    """Import :mod:`pnprgm.models` lazily: it registers the learned denoisers (keeps ``import`` fast)."""
+    try:
+        import pnprgm.models  # noqa: F401
+    except ImportError:  # the learned-model modules are optional for classical use
+        pass

@@ -1,0 +1,202 @@
+"""What every splitting solver shares: parameter schedules, the iteration loop, traces and early stopping.
+
+Solvers are written directly rather than through ``deepinv.optim.optim_builder`` because the RGM relaxed
+stochastic step, per-iteration traces and early stopping do not fit its iterator interface; a test checks
+that DRS, ADMM and HQS produce the same iterates as deepinv's on the same problem.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, ClassVar, Optional
+
+import torch
+from deepinv.models import Denoiser
+from deepinv.physics import LinearPhysics
+
+from pnprgm.config import build_strict, to_dict
+
+#: DPIR's floor on the noise level used to set the data-step weight (noiseless problems would give infinity).
+NOISE_FLOOR = 0.01
+
+
+@dataclass(frozen=True)
+class PnPConfig:
+    """Parameters of DRS, ADMM and HQS with a denoiser prior.
+
+    Iteration k uses the denoiser level ``sigma_k`` (log-spaced from ``sigma_start`` to ``sigma_end``) and the
+    data-step weight ``gamma_k = sigma_k^2 / (lam * max(sigma_n, 0.01)^2)`` (DPIR's rule; the regulariser
+    weight ``sigma_k^2 / gamma_k`` stays constant), unless ``stepsize`` fixes gamma.
+
+    :param iterations: maximum number of iterations.
+    :param sigma_start: denoiser noise level at the first iteration; None: the measurement noise level.
+    :param sigma_end: denoiser noise level at the last iteration; None: the measurement noise level (at least ``sigma_min``).
+    :param sigma_min: lower bound of ``sigma_end`` when it follows the noise level.
+    :param lam: regularisation strength relative to the noise variance.
+    :param stepsize: fixed data-step weight gamma (overrides the rule above).
+    :param relaxation: relaxation beta of the dual update (DRS, ADMM).
+    :param tol: stop when ``||x_k - x_{k-1}|| / ||x_{k-1}|| < tol`` (0 never stops early).
+    """
+
+    iterations: int = 8
+    sigma_start: Optional[float] = 49 / 255
+    sigma_end: Optional[float] = None
+    sigma_min: float = 0.01
+    lam: float = 0.23
+    stepsize: Optional[float] = None
+    relaxation: float = 1.0
+    tol: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.iterations < 1:
+            raise ValueError(f"iterations must be >= 1, got {self.iterations}")
+        if (self.sigma_start is not None and self.sigma_start < 0) or self.lam <= 0:
+            raise ValueError("sigma_start must be >= 0 and lam > 0")
+
+    def sigmas(self, noise_sigma: float) -> list[float]:
+        """Denoiser level per iteration (log-spaced)."""
+        level = max(noise_sigma, self.sigma_min)
+        start = self.sigma_start if self.sigma_start is not None else level
+        end = self.sigma_end if self.sigma_end is not None else level
+        if self.iterations == 1 or start <= 0 or end <= 0:
+            return [start] * self.iterations
+        ratio = math.log(end / start) / (self.iterations - 1)
+        return [start * math.exp(ratio * k) for k in range(self.iterations)]
+
+    def stepsizes(self, noise_sigma: float) -> list[float]:
+        """Data-step weight gamma per iteration."""
+        if self.stepsize is not None:
+            return [self.stepsize] * self.iterations
+        floor = max(noise_sigma, NOISE_FLOOR) ** 2
+        return [s**2 / (self.lam * floor) for s in self.sigmas(noise_sigma)]
+
+
+@dataclass
+class IterationRecord:
+    """One line of a solver trace."""
+
+    iteration: int
+    residual: float
+    sigma: float
+    stepsize: float
+    seconds: float
+    denoiser_seconds: float
+    psnr: Optional[float] = None
+
+
+@dataclass
+class SolverResult:
+    """Restored batch and the per-iteration trace."""
+
+    x: torch.Tensor
+    trace: list[IterationRecord] = field(default_factory=list)
+    stopped_early: bool = False
+
+    def trace_dicts(self) -> list[dict[str, Any]]:
+        return [dataclasses.asdict(r) for r in self.trace]
+
+
+Callback = Callable[[int, torch.Tensor, IterationRecord], None]
+
+
+class _TimedDenoiser:
+    """Counts the seconds spent inside the denoiser, so traces separate solver overhead from denoising."""
+
+    def __init__(self, denoiser: Denoiser):
+        self.denoiser, self.seconds = denoiser, 0.0
+
+    def __call__(self, x: torch.Tensor, sigma: float) -> torch.Tensor:
+        start = time.perf_counter()
+        out = self.denoiser(x, sigma)
+        self.seconds += time.perf_counter() - start
+        return out
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.denoiser, name)
+
+
+class PnPSolver:
+    """Base class: subclasses define ``init_state``, ``step`` and ``estimate``; the loop lives here."""
+
+    name: ClassVar[str]
+    Config: ClassVar[type] = PnPConfig
+
+    def __init__(self, config: Any = None, **overrides: Any):
+        if config is None:
+            base = {}
+        elif isinstance(config, dict):
+            base = dict(config)
+        else:
+            base = to_dict(config)
+        self.config = build_strict(self.Config, {**base, **overrides}, what=f"solver {self.name!r}")
+
+    # -- to be defined by each solver -------------------------------------------------------------------
+    def init_state(self, x0: torch.Tensor) -> dict[str, torch.Tensor]:
+        raise NotImplementedError
+
+    def step(self, state: dict, k: int, y: torch.Tensor, physics: LinearPhysics, denoise: Callable, *,
+             sigma: float, stepsize: float, generator: torch.Generator) -> dict:
+        raise NotImplementedError
+
+    def estimate(self, state: dict) -> torch.Tensor:
+        return state["x"]
+
+    def schedule(self, noise_sigma: float) -> tuple[list[float], list[float]]:
+        """(denoiser levels, data-step weights) per iteration."""
+        return self.config.sigmas(noise_sigma), self.config.stepsizes(noise_sigma)
+
+    # -- the loop ------------------------------------------------------------------------------------------
+    @torch.no_grad()
+    def solve(self, y: torch.Tensor, physics: LinearPhysics, denoiser: Denoiser, x0: torch.Tensor, *,
+              noise_sigma: float = 0.0, generator: Optional[torch.Generator] = None,
+              ground_truth: Optional[torch.Tensor] = None, callback: Optional[Callback] = None,
+              progress: bool = False) -> SolverResult:
+        """Run the iterations from ``x0`` and return the estimate with its trace.
+
+        :param y: measurement batch.
+        :param physics: the linear operator (``prox_l2`` is its data step).
+        :param denoiser: ``forward(x, sigma)`` denoiser, x in [0, 1].
+        :param x0: initial estimate (image space).
+        :param noise_sigma: measurement noise standard deviation (sets the default schedule).
+        :param generator: randomness of stochastic steps (RGM's re-noising).
+        :param ground_truth: if given, the trace records PSNR per iteration.
+        :param callback: called as ``callback(k, x_k, record)`` after each iteration.
+        :param progress: show a progress bar over iterations.
+        """
+        from tqdm.auto import tqdm
+
+        if generator is None:
+            generator = torch.Generator(device=y.device).manual_seed(0)
+        sigmas, stepsizes = self.schedule(noise_sigma)
+        timed = _TimedDenoiser(denoiser)
+        state = self.init_state(x0)
+        previous = self.estimate(state)
+        result = SolverResult(x=previous)
+        bar = tqdm(range(len(sigmas)), desc=self.name, leave=False, disable=not progress)
+        for k in bar:
+            start, denoise_before = time.perf_counter(), timed.seconds
+            state = self.step(state, k, y, physics, timed, sigma=sigmas[k], stepsize=stepsizes[k], generator=generator)
+            x = self.estimate(state)
+            residual = float((x - previous).norm() / previous.norm().clamp_min(1e-12))
+            record = IterationRecord(
+                iteration=k, residual=residual, sigma=float(sigmas[k]), stepsize=float(stepsizes[k]),
+                seconds=time.perf_counter() - start, denoiser_seconds=timed.seconds - denoise_before,
+                psnr=_psnr(x, ground_truth) if ground_truth is not None else None,
+            )
+            result.trace.append(record)
+            bar.set_postfix(residual=f"{residual:.2e}")
+            if callback is not None:
+                callback(k, x, record)
+            previous = x
+            if self.config.tol > 0 and residual < self.config.tol:
+                result.stopped_early = True
+                break
+        result.x = previous
+        return result
+
+
+def _psnr(x: torch.Tensor, reference: torch.Tensor) -> float:
+    mse = (x.clamp(0, 1) - reference).pow(2).mean()
+    return float(10 * torch.log10(1 / mse.clamp_min(1e-20)))
