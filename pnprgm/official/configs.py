@@ -159,14 +159,16 @@ class GeneratorArgs:
         if self.n_mlp < 0:
             raise UserError(f"official config n_mlp must be >= 0; got {self.n_mlp}.")
         if not self.ch_mult or min(self.ch_mult) < 1:
-            raise UserError(f"official config ch_mult must be a non-empty list of positive ints; got {list(self.ch_mult)}.")
+            raise UserError("official config ch_mult must be a non-empty list of positive ints; "
+                            f"got {list(self.ch_mult)}.")
         if self.image_size % 2 ** (len(self.ch_mult) - 1):
             raise UserError(f"official config image_size {self.image_size} must be divisible by "
                             f"2^(len(ch_mult)-1) = {2 ** (len(self.ch_mult) - 1)}.")
         if not 0.0 <= self.dropout < 1.0:
             raise UserError(f"official config dropout must be in [0, 1); got {self.dropout}.")
         if len(self.fir_kernel) < 2 or sum(self.fir_kernel) == 0:
-            raise UserError(f"official config fir_kernel must have >= 2 taps with a non-zero sum; got {list(self.fir_kernel)}.")
+            raise UserError("official config fir_kernel must have >= 2 taps with a non-zero sum; "
+                            f"got {list(self.fir_kernel)}.")
         if self.embedding_type == "positional" and self.num_channels_dae < 4:
             raise UserError("official config num_channels_dae must be >= 4 for the positional time embedding.")
         if not self.beta_max > self.beta_min >= 0:

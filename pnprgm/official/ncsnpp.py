@@ -23,7 +23,8 @@ _SQRT2 = math.sqrt(2.0)
 
 
 # ----------------------------------------------------------------------------------------------- initialisation
-def _variance_scaling_(weight: torch.Tensor, scale: float = 1.0, fan_in_dim: int = 1, fan_out_dim: int = 0) -> torch.Tensor:
+def _variance_scaling_(weight: torch.Tensor, scale: float = 1.0, fan_in_dim: int = 1,
+                       fan_out_dim: int = 0) -> torch.Tensor:
     """Uniform init with variance ``scale / fan_avg`` (the DDPM/NCSN++ default; scale 0 means a tiny 1e-10)."""
     scale = 1e-10 if scale == 0 else scale
     receptive = weight[0, 0].numel() if weight.dim() > 2 else 1
@@ -68,7 +69,7 @@ def _fir_2d(taps: Sequence[float], gain: float, like: torch.Tensor) -> torch.Ten
 
 def upfirdn2d(x: torch.Tensor, kernel: torch.Tensor, *, up: int = 1, down: int = 1,
               pad: tuple[int, int] = (0, 0)) -> torch.Tensor:
-    """Zero-insert by ``up``, pad (before, after) on both axes, convolve each channel with ``kernel``, keep every ``down``-th.
+    """Zero-insert by ``up``, pad (before, after) on both axes, convolve each channel, keep every ``down``-th pixel.
 
     A true convolution (the kernel flipped), as in the StyleGAN2 resampling the official code relies on.
     """
@@ -336,7 +337,8 @@ class FourierEmbedding(nn.Module):
 def positional_embedding(t: torch.Tensor, dim: int, max_positions: float = 10000.0) -> torch.Tensor:
     """Sinusoidal embedding ``[sin(t w_j), cos(t w_j)]``, ``w_j = exp(-j ln(max_positions) / (dim/2 - 1))``."""
     half = dim // 2
-    freqs = torch.exp(torch.arange(half, dtype=torch.float32, device=t.device) * -(math.log(max_positions) / (half - 1)))
+    step = math.log(max_positions) / (half - 1)
+    freqs = torch.exp(torch.arange(half, dtype=torch.float32, device=t.device) * -step)
     angles = t.float()[:, None] * freqs[None, :]
     emb = torch.cat([torch.sin(angles), torch.cos(angles)], dim=1)
     return F.pad(emb, (0, 1)) if dim % 2 else emb
@@ -463,7 +465,8 @@ class NCSNppGenerator(nn.Module):
         self.z_transform = nn.Sequential(*mapping)
 
     # -------------------------------------------------------------------------------------------------- forward
-    def _check_inputs(self, x: torch.Tensor, t: torch.Tensor | int, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def _check_inputs(self, x: torch.Tensor, t: torch.Tensor | int,
+                      z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         if x.dim() != 4 or x.shape[1] != self.args.num_channels:
             raise UserError(f"the official generator takes (B, {self.args.num_channels}, H, W) images; "
                             f"got shape {tuple(x.shape)}.")

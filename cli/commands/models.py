@@ -1,0 +1,35 @@
+"""``pnprgm models``: the shipped models with their metadata."""
+from __future__ import annotations
+
+import json
+
+import click
+
+
+@click.command("models")
+@click.option("--json", "as_json", is_flag=True, help="Print the full index (training records included) as JSON.")
+@click.option("--verify", is_flag=True, help="Check every shipped file against its sha256.")
+def command(as_json, verify):
+    """List the shipped RGM models: role, channels, size, sha256 and how each was trained."""
+    from pnprgm import models
+
+    entries = [entry.obj for entry in models.registry.entries()]
+    if verify:
+        for entry in entries:
+            models.verify(entry)
+    if as_json:
+        click.echo(json.dumps([models.describe(e) for e in entries], indent=2))
+        return
+    if not entries:
+        click.echo("no shipped models (pretrained/index.json is empty)")
+    for entry in entries:
+        record = entry.record
+        size = entry.path.stat().st_size / 1e6 if entry.path.is_file() else float("nan")
+        flag = " (default)" if entry.default else ""
+        click.echo(f"{entry.name}{flag}: {entry.summary}")
+        click.echo(f"    role={entry.role} channels={entry.channels} file={entry.file} ({size:.1f} MB) sha256={entry.sha256[:16]}...")
+        if record:
+            click.echo(f"    trained: {record.get('steps', '?')} steps on {record.get('hardware', '?')}, "
+                       f"{len(record.get('files', []))} files, validation PSNR {record.get('validation_psnr', '?')}")
+    if verify:
+        click.echo("all shipped files match their sha256")

@@ -1,0 +1,135 @@
+"""Blur and anti-aliasing kernels, and kernels / masks read from user files (validated, one-line errors)."""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from pnprgm.errors import UserError
+
+ARRAY_SUFFIXES = (".npy",)
+
+
+def gaussian_kernel(sigma: float, size: int) -> np.ndarray:
+    """Isotropic ``size x size`` Gaussian (deepinv's), normalised to sum 1."""
+    import deepinv.physics.functional as dF
+
+    kernel = dF.gaussian_blur(psf_size=(size, size), sigma=(sigma, sigma), dtype=torch.float64)
+    kernel = kernel.reshape(size, size).numpy()
+    return kernel / kernel.sum()
+
+
+def default_gaussian_size(sigma: float) -> int:
+    """Odd size covering +-3 sigma."""
+    return 2 * math.ceil(3 * sigma) + 1
+
+
+def box_kernel(size: int) -> np.ndarray:
+    return np.full((size, size), 1.0 / size**2)
+
+
+def motion_kernel(length: int, seed: int, spread: float) -> np.ndarray:
+    """Random motion trajectory (deepinv's Gaussian-process generator) rasterised on a ``length x length`` grid."""
+    from deepinv.physics.generator import MotionBlurGenerator
+
+    generator = MotionBlurGenerator((length, length), rng=torch.Generator().manual_seed(seed), sigma=spread,
+                                    dtype=torch.float64)
+    kernel = generator.step(seed=seed)["filter"].reshape(length, length).numpy()
+    if kernel.sum() <= 0:  # pragma: no cover - the trajectory always lands on the grid
+        raise UserError(f"motion kernel with seed {seed} is empty; use another seed.")
+    return kernel / kernel.sum()
+
+
+def _keys_cubic(t: np.ndarray, a: float = -0.5) -> np.ndarray:
+    t = np.abs(t)
+    inner = (a + 2) * t**3 - (a + 3) * t**2 + 1
+    outer = a * t**3 - 5 * a * t**2 + 8 * a * t - 4 * a
+    return np.where(t <= 1, inner, np.where(t < 2, outer, 0.0))
+
+
+def _offsets(half_width: float, factor: int) -> np.ndarray:
+    """Tap positions relative to a low-resolution pixel's centre: half-integers for even r, integers for odd r."""
+    start = 0.5 if factor % 2 == 0 else 0.0
+    positive = np.arange(start, half_width, 1.0)
+    positive = positive[positive < half_width]
+    return np.concatenate([-positive[::-1], positive[1:] if start == 0.0 else positive])
+
+
+def antialias_kernel(kind: str, factor: int, sigma: float | None = None) -> np.ndarray:
+    """Separable anti-aliasing kernel for downsampling by ``factor``, centred on the low-resolution pixel centre.
+
+    ``bicubic``: Keys (a = -0.5) cubic stretched by r (MATLAB ``imresize``): 4r taps (4r - 1 for odd r).
+    ``gaussian``: Gaussian of std ``sigma`` high-resolution pixels, truncated at 3 sigma.
+    """
+    if kind == "bicubic":
+        taps = _offsets(2 * factor, factor)
+        weights = _keys_cubic(taps / factor)
+    else:
+        assert sigma is not None
+        taps = _offsets(3 * sigma + 1e-9, factor)
+        if taps.size == 0:
+            taps = _offsets(1.0, factor)
+        weights = np.exp(-0.5 * (taps / sigma) ** 2)
+    weights = weights / weights.sum()
+    return np.outer(weights, weights)
+
+
+def antialias_centre(kernel_size: int, factor: int) -> int:
+    """Centre index c placing the kernel's middle on the centre ``(r - 1)/2`` of each r x r block: c = (L + r)/2 - 1."""
+    return (kernel_size + factor) // 2 - 1
+
+
+# ---- user files ----------------------------------------------------------------------------------------------
+def _read_2d(path: Path, what: str) -> np.ndarray:
+    """A 2-D float array from a .npy file or an image (converted to gray, scaled to [0, 1])."""
+    if not path.exists():
+        raise UserError(f"{what} file {path} does not exist; check the path.")
+    if not path.is_file():
+        raise UserError(f"{what} file {path} is not a file; give a .npy array or an image.")
+    if path.suffix.lower() in ARRAY_SUFFIXES:
+        try:
+            array = np.load(path, allow_pickle=False)
+        except Exception as err:  # numpy raises several types for corrupt files
+            raise UserError(f"cannot read {what} file {path}: {str(err).splitlines()[0] if str(err) else type(err).__name__}.") from None
+        array = np.squeeze(np.asarray(array))
+        if array.ndim != 2:
+            raise UserError(f"{what} file {path} holds an array of shape {np.shape(array)}; it must be 2-D (H, W).")
+        if not np.issubdtype(array.dtype, np.number) and array.dtype != np.bool_:
+            raise UserError(f"{what} file {path} holds {array.dtype} values; it must hold numbers.")
+        array = array.astype(np.float64)
+    else:
+        from pnprgm.io import read_image
+
+        image = read_image(path)  # UserError naming the file when unreadable
+        array = image.double().mean(0).numpy()
+    if not np.all(np.isfinite(array)):
+        raise UserError(f"{what} file {path} holds NaN or infinite values.")
+    return array
+
+
+def load_kernel(path: Path, image_size: tuple[int, int]) -> np.ndarray:
+    """A blur kernel from ``path``, normalised to sum 1; checked against the image size."""
+    kernel = _read_2d(Path(path), "kernel")
+    if np.all(kernel == 0):
+        raise UserError(f"kernel file {path} is all zeros; a blur kernel needs positive weights.")
+    if kernel.sum() <= 0:
+        raise UserError(f"kernel file {path} sums to {kernel.sum():.3g}; a blur kernel must sum to a positive value.")
+    if kernel.shape[0] > image_size[0] or kernel.shape[1] > image_size[1]:
+        raise UserError(
+            f"kernel file {path} is {kernel.shape[0]}x{kernel.shape[1]}, larger than the {image_size[0]}x{image_size[1]} image; "
+            "use a smaller kernel."
+        )
+    return kernel / kernel.sum()
+
+
+def load_mask(path: Path, image_size: tuple[int, int]) -> np.ndarray:
+    """A binary mask from ``path`` (values > 0.5: observed); must match the image's H x W."""
+    values = _read_2d(Path(path), "mask")
+    if tuple(values.shape) != tuple(image_size):
+        raise UserError(
+            f"mask file {path} is {values.shape[0]}x{values.shape[1]} but the image is {image_size[0]}x{image_size[1]}; "
+            "give a mask of the image's size."
+        )
+    return values > 0.5

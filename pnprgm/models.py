@@ -1,0 +1,137 @@
+"""Shipped and user model files: the ``pretrained/`` index as a registry, and loading any model as a denoiser.
+
+``pretrained/index.json`` lists each shipped file with its sha256, channels, role and training record; the
+file itself embeds its config, so it rebuilds without this index. Registering here adds the ``rgm``
+denoiser (colour or gray model picked from the input's channels) and one denoiser per shipped model.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+import torch
+
+from pnprgm import io
+from pnprgm.denoisers.base import registry as denoiser_registry
+from pnprgm.errors import UserError
+from pnprgm.registry import Registry
+
+PRETRAINED_DIR = Path(__file__).resolve().parent.parent / "pretrained"
+INDEX = PRETRAINED_DIR / "index.json"
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    """One shipped model.
+
+    :param name: registry name.
+    :param file: file name inside ``pretrained/``.
+    :param sha256: hash of the file (checked on load).
+    :param role: ``denoiser`` (PnP, any sigma) or ``sr`` (RGM block-mean super-resolution).
+    :param channels: 1 (gray) or 3 (colour).
+    :param default: True for the model ``rgm`` picks for its channel count.
+    :param summary: one line for listings.
+    :param record: training record (command, steps, hardware, files, losses, validation PSNR).
+    """
+
+    name: str
+    file: str
+    sha256: str
+    role: str
+    channels: int
+    default: bool = False
+    summary: str = ""
+    record: dict = field(default_factory=dict)
+
+    @property
+    def path(self) -> Path:
+        return PRETRAINED_DIR / self.file
+
+
+registry: Registry[ModelEntry] = Registry("model")
+
+
+def _read_index() -> list[ModelEntry]:
+    if not INDEX.is_file():
+        return []
+    data = json.loads(INDEX.read_text())
+    return [ModelEntry(**entry) for entry in data.get("models", [])]
+
+
+for _entry in _read_index():
+    registry.add(_entry.name, _entry, _entry.summary)
+
+
+def load_generator_file(path: str | Path, *, device: str | torch.device = "cpu", official_preset: Optional[str] = None):
+    """An RGM generator from our model file, or from an official checkpoint when ``official_preset`` is given."""
+    if official_preset is not None:
+        from pnprgm.official import load_generator
+
+        return load_generator(path, preset=official_preset, device=device)
+    from pnprgm.training import load_model
+
+    return load_model(path, device=device)
+
+
+def load_denoiser(path_or_name: str, *, device: str | torch.device = "cpu", seed: int = 0) -> torch.nn.Module:
+    """A deepinv Denoiser from a shipped model name, our model file, or ``PATH#celebahq256`` (an official checkpoint)."""
+    from pnprgm.rgm_denoiser import RGMDenoiser
+
+    text = str(path_or_name)
+    if text in registry:
+        entry = registry.get(text)
+        verify(entry)
+        path, official = entry.path, None
+    else:
+        path, _, official = text.partition("#")
+        official = official or None
+    generator = load_generator_file(path, device=device, official_preset=official)
+    return RGMDenoiser(generator, seed=seed).to(device)
+
+
+def verify(entry: ModelEntry) -> None:
+    """Check a shipped file against its recorded sha256."""
+    if not entry.path.is_file():
+        raise UserError(f"shipped model {entry.name!r} is missing ({entry.path}); reinstall pnprgm.")
+    digest = io.sha256_file(entry.path)
+    if digest != entry.sha256:
+        raise UserError(f"shipped model {entry.name!r} does not match its sha256 in pretrained/index.json; reinstall pnprgm.")
+
+
+def default_model(channels: int, role: str = "denoiser") -> ModelEntry:
+    """The shipped default for ``channels`` (colour vs gray picked from the input)."""
+    for entry in registry.entries():
+        model = entry.obj
+        if model.default and model.role == role and model.channels == channels:
+            return model
+    for entry in registry.entries():  # a colour model denoises gray images channel-replicated, and vice versa
+        if entry.obj.default and entry.obj.role == role:
+            return entry.obj
+    raise UserError(f"no shipped {role} model for {channels}-channel images; pass --denoiser nlm or a model file.")
+
+
+def _default_rgm(*, channels: int, device: torch.device, seed: int):
+    from pnprgm.denoisers.channels import ChannelAdapter
+
+    entry = default_model(channels)
+    denoiser = load_denoiser(entry.name, device=device, seed=seed)
+    return denoiser if entry.channels == channels else ChannelAdapter(denoiser, entry.channels)
+
+
+def _shipped(name: str):
+    return lambda *, channels, device, seed: load_denoiser(name, device=device, seed=seed)
+
+
+if "rgm" not in denoiser_registry:
+    denoiser_registry.add("rgm", _default_rgm, "shipped RGM denoiser (colour or gray picked from the input)")
+    for _entry in registry.entries():
+        if _entry.obj.role == "denoiser":
+            denoiser_registry.add(_entry.name, _shipped(_entry.name), _entry.summary)
+
+
+def describe(entry: ModelEntry) -> dict[str, Any]:
+    """Plain dict for listings and JSON output."""
+    return {"name": entry.name, "file": entry.file, "sha256": entry.sha256, "role": entry.role,
+            "channels": entry.channels, "default": entry.default, "summary": entry.summary, "record": entry.record}

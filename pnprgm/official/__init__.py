@@ -1,0 +1,32 @@
+"""The official RGM generator (NCSN++ with AdaGN), compatible with the published checkpoints.
+
+``build_generator(config)`` builds it from an official train.py argument dict, ``load_generator(path, preset)``
+loads ``netG_*.pth`` / ``content.pth`` / our own files, ``save_generator`` writes a self-describing file.
+"""
+from __future__ import annotations
+
+from pnprgm.official.configs import (
+    CELEBAHQ256,
+    CIFAR10,
+    PRESETS,
+    GeneratorArgs,
+    generator_args,
+    get_preset,
+    resolve_config,
+)
+from pnprgm.official.loading import load_generator, save_generator
+from pnprgm.official.ncsnpp import NCSNppGenerator, build_generator
+
+__all__ = [
+    "CELEBAHQ256",
+    "CIFAR10",
+    "PRESETS",
+    "GeneratorArgs",
+    "NCSNppGenerator",
+    "build_generator",
+    "generator_args",
+    "get_preset",
+    "load_generator",
+    "resolve_config",
+    "save_generator",
+]

@@ -1,0 +1,1 @@
+"""RGM training (placeholder, filled below)."""

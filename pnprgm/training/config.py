@@ -1,0 +1,179 @@
+"""Frozen configuration of an RGM training run: forward process, training arguments (the model's is
+:class:`pnprgm.training.generator.GeneratorConfig`), and the resolution of one from the other.
+
+A config file (JSON/YAML) has up to four sections ``model``, ``process``, ``train`` and ``preset``; the keys of
+each section are the fields of its dataclass, unknown keys are errors.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal, Mapping, Optional
+
+from pnprgm.config import build_strict, to_dict
+from pnprgm.errors import UserError
+from pnprgm.training.generator import PRESETS, GeneratorConfig
+
+
+@dataclass(frozen=True)
+class ProcessConfig:
+    """Forward (degradation) process the generator learns to invert.
+
+    :param name: ``ddpm`` (RGM noising), ``sr`` (RGM block averaging + noise), ``denoise`` (additive Gaussian noise
+        of a continuous std) or ``operator`` (a linear operator + noise).
+    :param T: number of levels (default: ddpm 4, sr 7, denoise/operator 1).
+    :param beta_min: VP schedule beta at t=0 (ddpm, sr).
+    :param beta_max: VP schedule beta at t=1 (ddpm, sr).
+    :param sr_scale: block size of one ``sr`` down/up step (the official process uses 2).
+    :param operator: operator spec (``pnprgm operators`` lists them) or ``module:callable`` / ``file.py:callable``
+        returning a deepinv ``LinearPhysics`` for ``(shape=(C, H, W), device=...)`` (``operator`` process).
+    :param noise_min: smallest measurement noise std in [0, 1] units (denoise, operator; > 0: the fidelity divides by it).
+    :param noise_max: largest noise std (log-uniform between the two; default denoise 50/255, operator noise_min).
+    """
+
+    name: Literal["ddpm", "sr", "denoise", "operator"] = "ddpm"
+    T: Optional[int] = None
+    beta_min: float = 0.1
+    beta_max: float = 20.0
+    sr_scale: int = 2
+    operator: Optional[str] = None
+    noise_min: Optional[float] = None
+    noise_max: Optional[float] = None
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Training arguments (defaults: RGM's CIFAR-10 settings where they apply, short-run EMA).
+
+    :param steps: generator updates.
+    :param batch_size: images per step, over all processes (split evenly between DDP ranks).
+    :param crop: training crop size in pixels (square).
+    :param channels: 1 or 3; None: 1 if every training image is grayscale, else 3.
+    :param prior: ``kld`` (discriminator), ``mmd`` (RBF kernels) or ``dswd`` (distributional sliced Wasserstein).
+    :param lmbda: weight of the fidelity term (RGM: CIFAR 1e-3, CelebA-HQ 5e-5).
+    :param lr_g: generator learning rate.
+    :param lr_d: discriminator (and DSWD projection net) learning rate.
+    :param beta1: Adam beta1.
+    :param beta2: Adam beta2.
+    :param lr_min: floor of the cosine schedule.
+    :param cosine: cosine learning-rate decay over ``steps``.
+    :param ema_decay: decay of the generator's exponential moving average.
+    :param r1_gamma: R1 penalty weight ``r1_gamma/2 ||grad D(real)||^2``.
+    :param lazy_reg: apply R1 every this many steps.
+    :param mmd_features: MMD on ``discriminator`` features or on raw ``pixels`` (no discriminator).
+    :param mmd_sigmas: RBF kernel widths.
+    :param dswd_projections: DSWD random projections.
+    :param dswd_iters: DSWD inner steps of the projection net per generator step.
+    :param dswd_lam: DSWD weight of the projection-diversity penalty.
+    :param d_nf: discriminator base width.
+    :param d_ch_mult: discriminator width multipliers, one downsampling block each.
+    :param d_cond: condition the discriminator on the degraded input (False: RGM's official unconditional D).
+    :param seed: seed of everything.
+    :param checkpoint_every: steps between checkpoints (0: only at the end).
+    :param val_every: steps between validations (0: only at the end).
+    :param sample_every: steps between sample grids (0: only at the end).
+    :param log_every: steps between CSV log lines.
+    :param val_fraction: fraction of the data folder held out for validation when no validation folder is given.
+    :param val_images: validation images used (centre crops).
+    :param val_crop: validation crop size.
+    :param val_sigma: noise std (in [0, 1] units) of the validation of denoise/operator processes.
+    """
+
+    steps: int = 1000
+    batch_size: int = 8
+    crop: int = 64
+    channels: Optional[int] = None
+    prior: Literal["kld", "mmd", "dswd"] = "kld"
+    lmbda: float = 1e-3
+    lr_g: float = 1.6e-4
+    lr_d: float = 1e-4
+    beta1: float = 0.5
+    beta2: float = 0.9
+    lr_min: float = 1e-5
+    cosine: bool = True
+    ema_decay: float = 0.999
+    r1_gamma: float = 0.02
+    lazy_reg: int = 15
+    mmd_features: Literal["discriminator", "pixels"] = "discriminator"
+    mmd_sigmas: tuple[float, ...] = (1.0, 2.0, 4.0, 8.0, 16.0)
+    dswd_projections: int = 1000
+    dswd_iters: int = 10
+    dswd_lam: float = 10.0
+    d_nf: int = 32
+    d_ch_mult: tuple[int, ...] = (1, 2, 4, 4)
+    d_cond: bool = True
+    seed: int = 0
+    checkpoint_every: int = 500
+    val_every: int = 500
+    sample_every: int = 1000
+    log_every: int = 10
+    val_fraction: float = 0.1
+    val_images: int = 8
+    val_crop: int = 128
+    val_sigma: float = 25 / 255
+
+    def __post_init__(self) -> None:
+        if self.steps < 1 or self.batch_size < 1 or self.crop < 4:
+            raise UserError("train: steps and batch_size must be >= 1 and crop >= 4.")
+        if self.channels not in (None, 1, 3):
+            raise UserError(f"train.channels must be 1, 3 or None (auto); got {self.channels}.")
+        if not 0 <= self.ema_decay < 1 or self.lazy_reg < 1 or not 0 <= self.val_fraction < 1:
+            raise UserError("train: ema_decay must be in [0, 1), lazy_reg >= 1, val_fraction in [0, 1).")
+
+
+#: Default output of the generator per process: RGM's tanh for its own processes, residual forms for the others.
+DEFAULT_OUTPUT = {"ddpm": "tanh", "sr": "tanh", "denoise": "residual", "operator": "skip"}
+DEFAULT_T = {"ddpm": 4, "sr": 7, "denoise": 1, "operator": 1}
+SECTIONS = ("model", "process", "train", "preset")
+
+
+def resolve_process(config: ProcessConfig) -> ProcessConfig:
+    """Fill the process-dependent defaults (T, noise range) and check consistency."""
+    values = to_dict(config)
+    name = config.name
+    values["T"] = config.T if config.T is not None else DEFAULT_T[name]
+    if values["T"] < 1:
+        raise UserError(f"process.T must be >= 1; got {values['T']}.")
+    if name in ("denoise", "operator"):
+        if values["T"] != 1:
+            raise UserError(f"the {name} process has a single level; remove process.T or set it to 1.")
+        low = config.noise_min if config.noise_min is not None else (1 / 255 if name == "denoise" else 0.01)
+        high = config.noise_max if config.noise_max is not None else (50 / 255 if name == "denoise" else low)
+        if not 0 < low <= high:
+            raise UserError(f"process noise range must satisfy 0 < noise_min <= noise_max; got {low}, {high}.")
+        values["noise_min"], values["noise_max"] = float(low), float(high)
+    if name == "operator" and not config.operator:
+        raise UserError("the operator process needs an operator: give --operator SPEC (or process.operator).")
+    if name != "operator" and config.operator:
+        raise UserError(f"an operator was given but the process is {name!r}; use the operator process.")
+    if config.sr_scale < 2:
+        raise UserError(f"process.sr_scale must be >= 2; got {config.sr_scale}.")
+    return build_strict(ProcessConfig, values, what="process")
+
+
+def resolve_model(preset: str, overrides: Mapping[str, Any], process: ProcessConfig, channels: int) -> GeneratorConfig:
+    """Generator config from a preset, user overrides and what the process and the data imply."""
+    derived = {
+        "channels": channels,
+        "conditioning": "time" if process.name in ("ddpm", "sr") else "sigma",
+        "T": process.T,
+        "beta_min": process.beta_min,
+        "beta_max": process.beta_max,
+        "output": DEFAULT_OUTPUT[process.name],
+    }
+    for key in ("channels", "conditioning", "T", "beta_min", "beta_max"):
+        if key in overrides and str(overrides[key]) != str(derived[key]):
+            raise UserError(f"model.{key}={overrides[key]!r} contradicts the data/process ({derived[key]!r}); remove it.")
+    merged = {**PRESETS.get(preset), **derived, **dict(overrides)}
+    return build_strict(GeneratorConfig, merged, what="model")
+
+
+def split_sections(data: Mapping[str, Any], *, source: str = "config") -> dict[str, Any]:
+    """Check a config mapping has only the known sections."""
+    unknown = sorted(set(data) - set(SECTIONS))
+    if unknown:
+        raise UserError(f"unknown section{'s' if len(unknown) > 1 else ''} {', '.join(map(repr, unknown))} in {source}; "
+                        f"valid: {', '.join(SECTIONS)}.")
+    for key in ("model", "process", "train"):
+        if key in data and not isinstance(data[key], Mapping):
+            raise UserError(f"section {key!r} of {source} must be a mapping of parameter: value.")
+    return dict(data)

@@ -1,0 +1,173 @@
+"""Training images from a folder: decoded once into memory (uint8), random crops and horizontal flips,
+a deterministic sharded sampler whose position is part of the checkpoint.
+
+Randomness of crops and flips comes from torch's global generator, which the loop seeds per step and rank.
+"""
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional, Sequence
+
+import torch
+
+from pnprgm.errors import UserError
+from pnprgm.io import list_images, read_image, sha256_file
+
+#: ITU-R BT.601 luma weights (colour images in a grayscale run).
+LUMA = (0.299, 0.587, 0.114)
+
+
+@dataclass
+class ImageSet:
+    """Decoded images (uint8, (C, H, W)) with their files and sha256 digests."""
+
+    files: list[Path]
+    images: list[torch.Tensor]
+    sha256: list[str]
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def record(self, root: Optional[Path] = None) -> list[dict]:
+        """``[{"name", "sha256", "size": [H, W]}]`` for the run's records."""
+        out = []
+        for path, image, digest in zip(self.files, self.images, self.sha256):
+            name = str(path.relative_to(root)) if root is not None and path.is_relative_to(root) else path.name
+            out.append({"name": name, "sha256": digest, "size": [int(image.shape[1]), int(image.shape[2])]})
+        return out
+
+
+def scan_folder(folder: str | Path) -> list[Path]:
+    """Image files of a folder (sorted); a missing or image-less folder is a :class:`UserError`."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise UserError(f"data folder {folder} does not exist; give a folder of training images.")
+    files = list_images([folder])
+    if not files:
+        raise UserError(f"data folder {folder} has no images (.png, .jpg, .tif, .bmp); add some or fix the path.")
+    return files
+
+
+def split_validation(files: Sequence[Path], fraction: float, seed: int) -> tuple[list[Path], list[Path]]:
+    """Hold out ``round(fraction * n)`` (at least 1 when fraction > 0 and n >= 2) files, chosen by ``seed``."""
+    files = sorted(files)
+    if fraction <= 0 or len(files) < 2:
+        return list(files), []
+    count = min(len(files) - 1, max(1, round(fraction * len(files))))
+    order = list(range(len(files)))
+    random.Random(seed).shuffle(order)
+    held = set(order[:count])
+    return [f for i, f in enumerate(files) if i not in held], [f for i, f in enumerate(files) if i in held]
+
+
+def detect_channels(files: Sequence[Path]) -> int:
+    """1 if every image is grayscale, else 3 (reads headers only)."""
+    from PIL import Image
+
+    for path in files:
+        try:
+            with Image.open(path) as image:
+                if image.mode not in ("L", "LA", "1", "I", "I;16", "I;16B", "I;16L"):
+                    return 3
+        except Exception:
+            raise UserError(f"cannot read {path}: not a readable image; remove it from the folder.") from None
+    return 1
+
+
+def load_images(files: Sequence[Path], channels: int, min_size: int, *, what: str = "training") -> ImageSet:
+    """Decode every image to ``channels`` channels; an unreadable image or one smaller than ``min_size`` is a
+    :class:`UserError` naming it."""
+    images, digests = [], []
+    for path in files:
+        image = read_image(path)
+        if image.shape[1] < min_size or image.shape[2] < min_size:
+            raise UserError(f"{what} image {path} is {image.shape[2]}x{image.shape[1]}, smaller than the crop {min_size}; "
+                            f"remove it or use a smaller --crop.")
+        images.append(to_uint8(convert_channels(image, channels)))
+        digests.append(sha256_file(path))
+    return ImageSet(list(files), images, digests)
+
+
+def convert_channels(image: torch.Tensor, channels: int) -> torch.Tensor:
+    """(C, H, W) float image to 1 channel (BT.601 luma) or 3 (gray replicated)."""
+    if image.shape[0] == channels:
+        return image
+    if channels == 3:
+        return image[:1].expand(3, -1, -1)
+    weights = torch.tensor(LUMA, dtype=image.dtype).view(3, 1, 1)
+    return (image[:3] * weights).sum(0, keepdim=True)
+
+
+def to_uint8(image: torch.Tensor) -> torch.Tensor:
+    return image.clamp(0, 1).mul(255).round().to(torch.uint8).contiguous()
+
+
+class ShardedSampler:
+    """Infinite sampler: a seeded permutation per epoch, padded to a multiple of ``world`` and sharded by rank
+    (as ``DistributedSampler``); ``state_dict`` holds the epoch and the position inside the shard.
+
+    :param n: number of images.
+    :param seed: permutation seed.
+    :param rank: this process's rank.
+    :param world: number of processes.
+    """
+
+    def __init__(self, n: int, seed: int, rank: int = 0, world: int = 1):
+        self.n, self.seed, self.rank, self.world = n, seed, rank, world
+        self.epoch, self.position = 0, 0
+        self._shard = self._make_shard()
+
+    def _make_shard(self) -> list[int]:
+        generator = torch.Generator().manual_seed(self.seed * 100003 + self.epoch)
+        order = torch.randperm(self.n, generator=generator).tolist()
+        per_rank = -(-self.n // self.world)
+        order = (order * (per_rank * self.world // max(len(order), 1) + 1))[: per_rank * self.world]
+        return order[self.rank :: self.world]
+
+    def take(self, count: int) -> list[int]:
+        """The next ``count`` indices of this rank's shard (crossing epochs)."""
+        out = []
+        while len(out) < count:
+            if self.position >= len(self._shard):
+                self.epoch += 1
+                self.position = 0
+                self._shard = self._make_shard()
+            take = min(count - len(out), len(self._shard) - self.position)
+            out += self._shard[self.position : self.position + take]
+            self.position += take
+        return out
+
+    def state_dict(self) -> dict:
+        return {"epoch": self.epoch, "position": self.position, "n": self.n, "seed": self.seed, "world": self.world}
+
+    def load_state_dict(self, state: dict) -> None:
+        if int(state["n"]) != self.n or int(state["world"]) != self.world:
+            raise UserError(f"cannot resume: the checkpoint sampled {state['n']} images over {state['world']} processes, "
+                            f"this run has {self.n} over {self.world}; use the same data and process count.")
+        self.epoch, self.position = int(state["epoch"]), int(state["position"])
+        self._shard = self._make_shard()
+
+
+def random_crops(images: Sequence[torch.Tensor], indices: Sequence[int], crop: int, device: torch.device) -> torch.Tensor:
+    """Random ``crop x crop`` patches with random horizontal flips, as float in [0, 1], shape (B, C, crop, crop)."""
+    out = []
+    for index in indices:
+        image = images[index]
+        top = int(torch.randint(0, image.shape[1] - crop + 1, (1,)))
+        left = int(torch.randint(0, image.shape[2] - crop + 1, (1,)))
+        patch = image[:, top : top + crop, left : left + crop]
+        if bool(torch.rand(()) < 0.5):
+            patch = patch.flip(-1)
+        out.append(patch)
+    return torch.stack(out).to(device=device, dtype=torch.float32) / 255.0
+
+
+def centre_crops(images: Sequence[torch.Tensor], size: int, device: torch.device) -> torch.Tensor:
+    """Centre ``size x size`` crops of every image as float in [0, 1]."""
+    out = []
+    for image in images:
+        top, left = (image.shape[1] - size) // 2, (image.shape[2] - size) // 2
+        out.append(image[:, top : top + size, left : left + size])
+    return torch.stack(out).to(device=device, dtype=torch.float32) / 255.0
