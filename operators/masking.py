@@ -134,7 +134,7 @@ class StrokeMask(Mask):
     def draw(self, params: StrokeMaskParams, height, width):
         rng = np.random.default_rng(params.seed)
         side = min(height, width)
-        radius = max(0.5, params.width * side / 2)
+        radius = max(0.75, params.width * side / 2)
         rows, cols = np.mgrid[0:height, 0:width]
         mask = np.ones((height, width), dtype=bool)
         for _ in range(params.count):
