@@ -13,7 +13,7 @@ from typing import Any, Callable, ClassVar, Optional
 
 import numpy as np
 import torch
-from deepinv.optim.linear import conjugate_gradient
+from deepinv.optim.linear import conjugate_gradient, lsqr
 from deepinv.physics import LinearPhysics
 
 from pnprgm.errors import UserError
@@ -62,11 +62,16 @@ class Alias:
 registry: Registry[Variant | Alias] = Registry("operator")
 
 
-def register_variant(name: str, params: type, summary: str, *, default: bool = False, factory=None):
-    """Class decorator registering ``cls`` (or ``factory``) as the operator variant ``name``."""
+def add_variant(name: str, params: type, summary: str, factory: Callable[..., "Operator"], *, default: bool = False) -> None:
+    """Register the operator variant ``name`` built by ``factory(params, in_shape, arrays=..., device=..., dtype=...)``."""
+    registry.add(name, Variant(name, params, factory, default), summary)
+
+
+def register_variant(name: str, params: type, summary: str, *, default: bool = False):
+    """Class decorator: register ``cls`` (its constructor is the factory) as the operator variant ``name``."""
 
     def decorate(cls):
-        registry.add(name, Variant(name, params, factory or cls, default), summary)
+        add_variant(name, params, summary, cls, default=default)
         return cls
 
     return decorate
@@ -225,10 +230,11 @@ class Operator(LinearPhysics):
         return z + step
 
     def A_dagger(self, y, *, max_iter: Optional[int] = None, tol: Optional[float] = None, **kwargs) -> torch.Tensor:
-        """Minimum-norm least-squares solution ``A^T (A A^T)^+ y`` by CG on ``A A^T u = y``."""
-        u = cg_solve(lambda v: self.A(self.A_adjoint(v)), y, max_iter=max_iter or self.cg_max_iter,
-                     tol=tol or default_tol(y.dtype))
-        return self.A_adjoint(u)
+        """Minimum-norm least-squares solution by deepinv's LSQR from 0 (its residual decreases monotonically, unlike
+        CG on ``A A^T u = y``, which matters for the ill-conditioned blurs that use this default)."""
+        x, _ = lsqr(self.A, self.A_adjoint, y, max_iter=max_iter or self.cg_max_iter, tol=tol or default_tol(y.dtype),
+                    parallel_dim=[0])
+        return x
 
     def initial_estimate(self, y: torch.Tensor) -> torch.Tensor:
         """A cheap, good starting point in image space (the benchmark's baseline); default: the pseudo-inverse."""

@@ -15,8 +15,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from operators.base import Operator, from_numpy, param, register_variant, require_array, required
-from operators.fourier import FourierDecimation
+from operators.base import Operator, add_variant, from_numpy, param, require_array, required
+from operators.fourier import FourierDecimation, KernelSpectrum
 from operators.kernels import box_kernel, default_gaussian_size, gaussian_kernel, load_kernel, motion_kernel
 from pnprgm.errors import UserError
 
@@ -40,8 +40,12 @@ class CircularBlur(FourierDecimation):
         return y.clone()
 
 
-class ValidBlur(Operator):
-    """``y = k * x`` restricted to the pixels whose kernel footprint lies inside the image (no padding)."""
+class ValidBlur(KernelSpectrum, Operator):
+    """``y = k * x`` restricted to the pixels whose kernel footprint lies inside the image (no padding).
+
+    Computed as the matching crop of the circular convolution (those pixels never wrap), so the cost does not grow
+    with the kernel size; the adjoint embeds y in zeros and correlates.
+    """
 
     def __init__(self, name, params, in_shape, kernel: np.ndarray, *, device="cpu", dtype=torch.float32):
         c, h, w = in_shape
@@ -52,32 +56,31 @@ class ValidBlur(Operator):
         super().__init__(name, params, in_shape, (c, h - kh + 1, w - kw + 1), device=device)
         self.register_buffer("kernel", from_numpy(kernel, device=device, dtype=dtype))
         self.centre = kernel_centre(kernel)
+        self._transfer_cache = {}
+        # output pixel i sits on image pixel i + (k - 1 - centre)
+        self._offset = (kh - 1 - self.centre[0], kw - 1 - self.centre[1])
 
-    def arrays(self):
-        return {"kernel": self.kernel.detach().cpu().numpy()}
-
-    def _weight(self, like: torch.Tensor) -> torch.Tensor:
-        # torch's conv2d is a correlation: flip for a true convolution
-        return self.kernel.to(like).flip(-2, -1)[None, None]
+    def _window(self) -> tuple[slice, slice]:
+        (top, left), (_, h, w) = self._offset, self.out_shape
+        return slice(top, top + h), slice(left, left + w)
 
     def A(self, x, **kwargs):
         self._check(x, self.in_shape, "A")
-        b, c, h, w = x.shape
-        out = F.conv2d(x.reshape(b * c, 1, h, w), self._weight(x))
-        return out.reshape(b, c, *out.shape[-2:])
+        rows, cols = self._window()
+        return self.circular_convolution(x)[..., rows, cols]
 
     def A_adjoint(self, y, **kwargs):
         self._check(y, self.out_shape, "A_adjoint")
-        b, c, h, w = y.shape
-        out = F.conv_transpose2d(y.reshape(b * c, 1, h, w), self._weight(y))
-        return out.reshape(b, c, *out.shape[-2:])
+        rows, cols = self._window()
+        full = torch.zeros((*y.shape[:2], *self.in_shape[1:]), dtype=y.dtype, device=y.device)
+        full[..., rows, cols] = y
+        return self.circular_correlation(full)
 
     def initial_estimate(self, y):
         """The measurement padded back to the image size by edge replication."""
         self._check(y, self.out_shape, "initial_estimate")
-        kh, kw = self.kernel.shape
-        cy, cx = self.centre
-        return F.pad(y, (kw - 1 - cx, cx, kh - 1 - cy, cy), mode="replicate")
+        (top, left), (_, h, w) = self._offset, self.in_shape
+        return F.pad(y, (left, w - self.out_shape[2] - left, top, h - self.out_shape[1] - top), mode="replicate")
 
 
 _BOUNDARIES = {"circular": CircularBlur, "valid": ValidBlur}
@@ -141,11 +144,11 @@ class FileBlurParams:
     boundary: Boundary = param("circular", BOUNDARY_HELP)
 
 
-register_variant("blur:gaussian", GaussianBlurParams, "isotropic Gaussian blur", default=True, factory=_blur_factory(
+add_variant("blur:gaussian", GaussianBlurParams, "isotropic Gaussian blur", default=True, factory=_blur_factory(
     "blur:gaussian", lambda p, size: gaussian_kernel(p.sigma, p.size or default_gaussian_size(p.sigma))))
-register_variant("blur:box", BoxBlurParams, "uniform (box) blur", factory=_blur_factory(
+add_variant("blur:box", BoxBlurParams, "uniform (box) blur", factory=_blur_factory(
     "blur:box", lambda p, size: box_kernel(p.size)))
-register_variant("blur:motion", MotionBlurParams, "random camera-shake motion blur (seeded)", factory=_blur_factory(
+add_variant("blur:motion", MotionBlurParams, "random camera-shake motion blur (seeded)", factory=_blur_factory(
     "blur:motion", lambda p, size: motion_kernel(p.length, p.seed, p.spread)))
-register_variant("blur:file", FileBlurParams, "blur with a kernel read from a .npy or image file", factory=_blur_factory(
+add_variant("blur:file", FileBlurParams, "blur with a kernel read from a .npy or image file", factory=_blur_factory(
     "blur:file", lambda p, size: load_kernel(p.file, size)))

@@ -13,7 +13,7 @@ from typing import Literal, Optional
 import torch
 import torch.nn.functional as F
 
-from operators.base import DiagonalGram, param, register_alias, register_variant
+from operators.base import DiagonalGram, add_variant, param, register_alias, require_array
 from operators.fourier import FourierDecimation, transfer_function
 from operators.kernels import antialias_centre, antialias_kernel
 from pnprgm.errors import UserError
@@ -101,7 +101,6 @@ class AntiAliasedSR(FourierDecimation):
         if arrays is None:
             kernel = antialias_kernel(params.kernel, r, params.sigma if params.sigma is not None else r / 2)
         else:
-            from operators.base import require_array
 
             kernel = require_array(arrays, "kernel", None, "sr")
             if kernel.ndim != 2:
@@ -125,7 +124,7 @@ def _build_sr(params: SRParams, in_shape, *, arrays=None, device="cpu", dtype=to
     return _SR_CLASSES[params.kernel](params, in_shape, arrays=arrays, device=device, dtype=dtype)
 
 
-register_variant("sr", SRParams, "super-resolution: r x r block mean (RGM) or anti-aliased decimation",
+add_variant("sr", SRParams, "super-resolution: r x r block mean (RGM) or anti-aliased decimation",
                  default=True, factory=_build_sr)
 for _factor in (2, 4, 8):
     register_alias(f"sr{_factor}", f"sr:factor={_factor}", f"x{_factor} block-mean super-resolution (RGM's SR operator)")

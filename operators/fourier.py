@@ -64,7 +64,34 @@ def fourier_dagger(T: torch.Tensor, factor: int, y: torch.Tensor) -> torch.Tenso
     return _ifft2(T.conj() * alias_tile(_fft2(y) * inverse, factor)).real
 
 
-class FourierDecimation(Operator):
+class KernelSpectrum:
+    """Mixin for operators holding a ``kernel`` buffer, its ``centre`` and ``in_shape``: the cached transfer function."""
+
+    kernel: torch.Tensor
+    centre: tuple[int, int]
+    in_shape: tuple[int, int, int]
+    _transfer_cache: dict
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        return {"kernel": self.kernel.detach().cpu().numpy()}
+
+    def transfer(self, like: torch.Tensor) -> torch.Tensor:
+        """T on the full (H, W) grid, cached per device and dtype."""
+        key = (like.device, like.dtype)
+        if key not in self._transfer_cache:
+            kernel = self.kernel.to(device=like.device, dtype=like.dtype)
+            self._transfer_cache = {key: transfer_function(kernel, self.centre, self.in_shape[1:])}
+        return self._transfer_cache[key]
+
+    def circular_convolution(self, x: torch.Tensor) -> torch.Tensor:
+        return _ifft2(self.transfer(x) * _fft2(x)).real
+
+    def circular_correlation(self, y: torch.Tensor) -> torch.Tensor:
+        """Adjoint of :meth:`circular_convolution`."""
+        return _ifft2(self.transfer(y).conj() * _fft2(y)).real
+
+
+class FourierDecimation(KernelSpectrum, Operator):
     """``A x = S_r (k * x)`` with circular boundaries; closed-form prox and pseudo-inverse when r divides H and W.
 
     :param kernel: 2-D kernel (numpy array), applied to every channel.
@@ -80,22 +107,11 @@ class FourierDecimation(Operator):
         self.register_buffer("kernel", from_numpy(kernel, device=device, dtype=dtype))
         self.centre = (int(centre[0]), int(centre[1]))
         self.factor = int(factor)
-        self._transfer_cache: dict = {}
+        self._transfer_cache = {}
 
     @property
     def closed_form_prox(self) -> bool:  # type: ignore[override]
         return self.in_shape[1] % self.factor == 0 and self.in_shape[2] % self.factor == 0
-
-    def arrays(self) -> dict[str, np.ndarray]:
-        return {"kernel": self.kernel.detach().cpu().numpy()}
-
-    def transfer(self, like: torch.Tensor) -> torch.Tensor:
-        """T on the full (H, W) grid, cached per device and dtype."""
-        key = (like.device, like.dtype)
-        if key not in self._transfer_cache:
-            kernel = self.kernel.to(device=like.device, dtype=like.dtype)
-            self._transfer_cache = {key: transfer_function(kernel, self.centre, self.in_shape[1:])}
-        return self._transfer_cache[key]
 
     def fourier_form(self) -> Optional[tuple[torch.Tensor, int]]:
         if not self.closed_form_prox:
@@ -104,8 +120,7 @@ class FourierDecimation(Operator):
 
     def A(self, x, **kwargs):
         self._check(x, self.in_shape, "A")
-        blurred = _ifft2(self.transfer(x) * _fft2(x)).real
-        return blurred[..., :: self.factor, :: self.factor]
+        return self.circular_convolution(x)[..., :: self.factor, :: self.factor]
 
     def A_adjoint(self, y, **kwargs):
         self._check(y, self.out_shape, "A_adjoint")
@@ -113,7 +128,7 @@ class FourierDecimation(Operator):
             full = torch.zeros((*y.shape[:2], *self.in_shape[1:]), dtype=y.dtype, device=y.device)
             full[..., :: self.factor, :: self.factor] = y
             y = full
-        return _ifft2(self.transfer(y).conj() * _fft2(y)).real
+        return self.circular_correlation(y)
 
     def prox_l2(self, z, y, gamma, **kwargs):
         if not self.closed_form_prox:

@@ -37,6 +37,10 @@ class RGMDenoiser(Denoiser):
     def __init__(self, generator: nn.Module, *, z: Literal["fixed", "fresh"] = "fixed", seed: int = 0,
                  level_mode: Literal["match", "nearest"] = "match", device: str | torch.device = "cpu"):
         super().__init__(device="cpu")
+        trained_for = (getattr(generator, "process", None) or {}).get("name", "ddpm")
+        if trained_for in ("sr", "operator"):
+            raise UserError(f"this RGM model was trained for the {trained_for} process, not for denoising; "
+                            f"use it with pnprgm sample, or train a ddpm/denoise model for PnP.")
         if z not in ("fixed", "fresh"):
             raise UserError(f"z must be 'fixed' or 'fresh'; got {z!r}.")
         if level_mode not in ("match", "nearest"):

@@ -9,6 +9,7 @@ record; :func:`load_model` rebuilds the generator from it.
 """
 from __future__ import annotations
 
+import io
 import random
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,7 @@ import torch
 from torch import nn
 
 from pnprgm.errors import UserError
-from pnprgm.io import torch_load, torch_save
+from pnprgm.io import torch_load, torch_save, write_bytes
 
 CHECKPOINT_FORMAT = "pnprgm-rgm-checkpoint"
 MODEL_FORMAT = "pnprgm-rgm-model"
@@ -51,9 +52,13 @@ def set_rng_state(state: dict[str, Any]) -> None:
     random.setstate((py_state["version"], tuple(int(v) for v in py_state["state"].tolist()), py_state["gauss"]))
 
 
-def save_checkpoint(path: str | Path, content: dict[str, Any]) -> Path:
-    """Atomically write a training checkpoint (``content`` gets the format tag)."""
-    return torch_save({"format": CHECKPOINT_FORMAT, "version": VERSION, **content}, path)
+def save_checkpoint(content: dict[str, Any], *paths: str | Path) -> None:
+    """Serialise a training checkpoint once (``content`` gets the format tag) and write it atomically to each path."""
+    buffer = io.BytesIO()
+    torch.save({"format": CHECKPOINT_FORMAT, "version": VERSION, **content}, buffer)
+    data = buffer.getvalue()
+    for path in paths:
+        write_bytes(path, data)
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:

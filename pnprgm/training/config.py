@@ -150,20 +150,26 @@ def resolve_process(config: ProcessConfig) -> ProcessConfig:
     return build_strict(ProcessConfig, values, what="process")
 
 
-def resolve_model(preset: str, overrides: Mapping[str, Any], process: ProcessConfig, channels: int) -> GeneratorConfig:
-    """Generator config from a preset, user overrides and what the process and the data imply."""
+def resolve_model(preset: Optional[str], overrides: Mapping[str, Any], process: ProcessConfig, channels: int) -> GeneratorConfig:
+    """Generator config from a preset (None: the dataclass defaults), user overrides and what the process and the
+    data imply."""
+    sigma_conditioned = process.name not in ("ddpm", "sr")
     derived = {
         "channels": channels,
-        "conditioning": "time" if process.name in ("ddpm", "sr") else "sigma",
+        "conditioning": "sigma" if sigma_conditioned else "time",
         "T": process.T,
         "beta_min": process.beta_min,
         "beta_max": process.beta_max,
-        "output": DEFAULT_OUTPUT[process.name],
     }
-    for key in ("channels", "conditioning", "T", "beta_min", "beta_max"):
-        if key in overrides and str(overrides[key]) != str(derived[key]):
-            raise UserError(f"model.{key}={overrides[key]!r} contradicts the data/process ({derived[key]!r}); remove it.")
-    merged = {**PRESETS.get(preset), **derived, **dict(overrides)}
+    for key, value in derived.items():
+        if key in overrides and str(overrides[key]) != str(value):
+            raise UserError(f"model.{key}={overrides[key]!r} contradicts the data/process ({value!r}); remove it.")
+    # Defaults the user may override: the output form, and a noise-level input channel (as DRUNet) for sigma models.
+    defaults = {"output": DEFAULT_OUTPUT[process.name], "sigma_channel": sigma_conditioned}
+    merged = {**(PRESETS.get(preset) if preset else {}), **defaults, **derived, **dict(overrides)}
+    if process.name == "sr" and str(merged["output"]) == "residual":
+        raise UserError("model.output=residual preconditions with the ddpm noise schedule, which the sr process does not "
+                        "follow; use tanh or skip.")
     return build_strict(GeneratorConfig, merged, what="model")
 
 

@@ -68,7 +68,9 @@ class Discriminator(nn.Module):
         self.blocks = nn.ModuleList(blocks)
         self.conv_out = nn.Conv2d(ch, ch, 3, padding=1)
         self.feature_dim = ch * 16
-        self.linear = nn.Linear(self.feature_dim, 1)
+        # A vector rather than Linear(F, 1): its gradient is contiguous, which DDP's buckets expect.
+        self.weight = nn.Parameter(torch.randn(self.feature_dim) / math.sqrt(self.feature_dim))
+        self.bias = nn.Parameter(torch.zeros(()))
         self.project = nn.Linear(emb_dim, ch, bias=False)
 
     def forward(self, x: torch.Tensor, level: torch.Tensor, cond: Optional[torch.Tensor] = None):
@@ -78,7 +80,7 @@ class Discriminator(nn.Module):
             h = block(h, emb)
         h = F.leaky_relu(self.conv_out(F.leaky_relu(h, 0.2)), 0.2)
         features = F.adaptive_avg_pool2d(h, 4).flatten(1)
-        logit = self.linear(features).squeeze(1) + (self.project(emb) * h.mean(dim=(2, 3))).sum(dim=1)
+        logit = features @ self.weight + self.bias + (self.project(emb) * h.mean(dim=(2, 3))).sum(dim=1)
         return logit, features
 
 

@@ -78,6 +78,11 @@ class ForwardProcess:
         """The resolved process config (JSON-able)."""
         return to_dict(self.cfg)
 
+    @classmethod
+    def size_multiple(cls, config: ProcessConfig) -> int:
+        """Image sizes must be multiples of this (for a resolved config)."""
+        return 1
+
     def check_shape(self, shape: tuple[int, int, int]) -> None:
         """Raise a :class:`UserError` when images of ``shape`` cannot go through the process."""
 
@@ -195,6 +200,10 @@ class SRProcess(ForwardProcess):
 
     def max_downups(self) -> int:
         return self.T // 2
+
+    @classmethod
+    def size_multiple(cls, config: ProcessConfig) -> int:
+        return int(config.sr_scale) ** (int(config.T) // 2)
 
     def check_shape(self, shape):
         factor = self.scale ** self.max_downups()
@@ -367,9 +376,9 @@ def load_operator(spec: str, shape: tuple[int, int, int], device: torch.device):
     if factory is None:
         try:
             import operators
-        except ImportError:
-            raise UserError(f"cannot build operator {spec!r}: the operators package is not available; "
-                            f"give module:callable instead.") from None
+        except ImportError as err:
+            raise UserError(f"cannot build operator {spec!r}: the operators package does not import ({err}); "
+                            f"reinstall pnprgm (pip install -e .) or give module:callable.") from None
         return operators.build(spec, tuple(shape), device=device)
     try:
         op = factory(shape=tuple(shape), device=device)
@@ -384,13 +393,13 @@ def load_operator(spec: str, shape: tuple[int, int, int], device: torch.device):
 
 
 def _user_callable(spec: str) -> Optional[Callable]:
-    """The callable named by ``module:callable`` or ``file.py:callable``; None when spec is a registry spec."""
-    if ":" not in spec:
-        return None
+    """The callable named by ``file.py:callable`` or ``module:callable``; None when spec is an ``operators`` spec.
+
+    A spec that ``operators`` parses is always an operator spec; otherwise ``module:callable`` is tried, and if
+    that is not importable either, the operator parser's error is raised.
+    """
     left, _, right = spec.rpartition(":")
-    if not right.isidentifier():
-        return None
-    if left.endswith(".py"):
+    if left.endswith(".py") and right.isidentifier():
         path = Path(left)
         if not path.is_file():
             raise UserError(f"operator file {path} does not exist; check the path in {spec!r}.")
@@ -400,25 +409,40 @@ def _user_callable(spec: str) -> Optional[Callable]:
             module_spec.loader.exec_module(module)
         except Exception as err:
             raise UserError(f"cannot import {path}: {type(err).__name__}: {str(err).splitlines()[0][:160]}.") from None
-    else:
-        try:
-            import operators
+        return _callable_of(module, left, right)
+    parse_error: Optional[UserError] = None
+    try:
+        import operators
 
-            registry = getattr(operators, "registry", None)
-            if registry is not None and left.split(":")[0] in registry:
-                return None
-        except ImportError:
-            pass
-        if not all(part.isidentifier() for part in left.split(".")):
-            return None
+        operators.parse(spec)
+        return None
+    except UserError as err:
+        parse_error = err
+    except ImportError:
+        pass
+    if left and right.isidentifier() and all(part.isidentifier() for part in left.split(".")):
         try:
             module = importlib.import_module(left)
         except ImportError:
-            return None
+            module = None
+        if module is not None:
+            return _callable_of(module, left, right)
+    if parse_error is not None:
+        raise parse_error
+    return None
+
+
+def _callable_of(module, left: str, right: str) -> Callable:
     factory = getattr(module, right, None)
     if not callable(factory):
         raise UserError(f"{left} has no callable {right!r}; give module:callable returning a LinearPhysics.")
     return factory
+
+
+def process_size_multiple(config: ProcessConfig) -> int:
+    """Size multiple images of a process need (1 for most; ``sr``: ``sr_scale^(T//2)``)."""
+    config = resolve_process(config)
+    return PROCESSES.get(config.name).size_multiple(config)
 
 
 def build_process(config: ProcessConfig, shape: tuple[int, int, int], device: str | torch.device = "cpu") -> ForwardProcess:

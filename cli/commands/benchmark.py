@@ -1,0 +1,121 @@
+"""``pnprgm benchmark``: thin layer over :func:`pnprgm.benchmark.run_benchmark`."""
+from __future__ import annotations
+
+import shlex
+import sys
+
+import click
+
+from cli.options import parse_assignments
+
+EXAMPLES = """
+\b
+Examples:
+  pnprgm benchmark --list                                  # tasks, methods, data sets and their availability
+  pnprgm benchmark --task sr4,denoise --method baseline,nlm-hqs,rgm-hqs --json r.json --md r.md --figure r.png
+  pnprgm benchmark --data photos/ --task deblur --noise 0.02 --crop 0 --json r.json
+  pnprgm benchmark --suite benchmarks/suite.json --json benchmarks/results.json --md benchmarks/results.md \\
+      --figure benchmarks/results.png                      # the committed results (benchmarks/README.md)
+  pnprgm benchmark --suite benchmarks/suite.json --json r.json --resume   # continue an interrupted run
+  pnprgm benchmark --from-json r.json --md r.md            # rebuild the markdown report from a results JSON
+
+\b
+Data: public (photos shipped inside pip packages; offline), set14, cbsd68, kodak24, urban100 (deepinv,
+downloaded on first use) or a folder. Images are centre-cropped (--crop) and measured with seeds derived from
+--seed, the image index and the task, so two runs give the same numbers. The JSON is rewritten after every
+record: an interrupted run keeps its results. A suite file (JSON/YAML) holds the same keys as the options
+(data, images, tasks, methods, noise, seed, crop, limit, device, metrics, protocol, overrides, figure_images);
+options given on the command line override it.
+"""
+
+
+@click.command("benchmark", epilog=EXAMPLES)
+@click.option("--suite", type=click.Path(dir_okay=False), default=None, help="Suite file (JSON/YAML) with the settings; options override it.")
+@click.option("--data", default=None, help="public, set14, cbsd68, kodak24, urban100 or a folder of images.  [default: public]")
+@click.option("--images", default=None, help="Comma-separated image names of the set to use (default: all).")
+@click.option("--task", "tasks", default=None, help="Comma-separated tasks: sr4, deblur, inpaint, color, denoise.  [default: all]")
+@click.option("--method", "methods", default=None, help="Comma-separated methods (see --list).  [default: all]")
+@click.option("--noise", type=float, default=None, help="Measurement noise std in [0,1] units for every task (default: each task's).")
+@click.option("--seed", type=int, default=None, help="Run seed (measurements and methods derive theirs from it).  [default: 0]")
+@click.option("--crop", type=int, default=None, help="Centre crop side in pixels, 0 for whole images.  [default: 256]")
+@click.option("--limit", type=int, default=None, help="Use only the first N images.")
+@click.option("--device", default=None, help="cpu, cuda, cuda:N or auto.  [default: cpu]")
+@click.option("--metrics", default=None, help="Comma-separated metrics.  [default: psnr,ssim,lpips]")
+@click.option("--protocol", "protocol_items", multiple=True, metavar="KEY=VALUE", help="Metric protocol field, e.g. channel=y or crop=4 (repeatable).")
+@click.option("--set", "assignments", multiple=True, metavar="KEY=VALUE", help="Solver parameter for every PnP method, e.g. iterations=8 (repeatable).")
+@click.option("--figure-images", type=int, default=None, help="Images per task in the figure.  [default: 2]")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False), default=None, help="Results JSON (written as the run goes).")
+@click.option("--md", "md_path", type=click.Path(dir_okay=False), default=None, help="Markdown report.")
+@click.option("--figure", "figure_path", type=click.Path(dir_okay=False), default=None, help="Figure grid (PNG).")
+@click.option("--resume", is_flag=True, help="Reuse the records of an existing --json made with the same settings.")
+@click.option("--from-json", "from_json", type=click.Path(dir_okay=False), default=None, help="Do not run: rebuild --md from this results JSON.")
+@click.option("--list", "list_only", is_flag=True, help="List tasks, methods (with availability) and data sets, then exit.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
+def command(suite, data, images, tasks, methods, noise, seed, crop, limit, device, metrics, protocol_items,
+            assignments, figure_images, json_path, md_path, figure_path, resume, from_json, list_only, quiet):
+    """Compare restoration methods on simulated measurements (PSNR, SSIM, LPIPS)."""
+    from pnprgm.benchmark import build_config, report, run_benchmark
+    from pnprgm.errors import UserError
+
+    if list_only:
+        _list(device or "cpu")
+        return
+    if from_json is not None:
+        if md_path is None:
+            raise UserError("--from-json needs --md PATH (the report to write).")
+        report.write_markdown(md_path, report.load_results(from_json))
+        click.echo(f"wrote {md_path}")
+        return
+    values: dict = {}
+    if suite is not None:
+        from pnprgm.config import read_config_file
+
+        values.update(read_config_file(suite))
+    given = {"data": data, "images": images, "tasks": tasks, "methods": methods, "noise": noise, "seed": seed,
+             "crop": crop, "limit": limit, "device": device, "metrics": metrics, "figure_images": figure_images}
+    values.update({key: value for key, value in given.items() if value is not None})
+    if protocol_items:
+        values["protocol"] = {**values.get("protocol", {}), **parse_assignments(protocol_items)}
+    if assignments:
+        values["overrides"] = {**values.get("overrides", {}), **parse_assignments(assignments)}
+    config = build_config(values)
+    if resume and json_path is None:
+        raise UserError("--resume needs --json PATH (the results to continue).")
+
+    from tqdm.auto import tqdm
+
+    result = run_benchmark(
+        config, json_path=json_path, md_path=md_path, figure_path=figure_path, resume=resume, progress=not quiet,
+        command=shlex.join(["pnprgm", *sys.argv[1:]]) if sys.argv[1:2] == ["benchmark"] else None,
+        log=lambda line: tqdm.write(line, file=sys.stderr),
+    )
+    click.echo("\n".join(report.overview(result.data)))
+    failures = result.failures
+    click.echo(f"{len(result.records)} record(s); {len(failures)} failure(s)"
+               + (f"; wrote {', '.join(map(str, result.written))}" if result.written else ""))
+    for entry in failures:
+        where = " ".join(f"{key}={entry[key]}" for key in ("image", "task", "method") if key in entry)
+        click.echo(f"  {entry['kind']}: {where}: {entry['reason']}", err=True)
+    if not result.ok:
+        sys.exit(1)
+
+
+def _list(device: str) -> None:
+    from pnprgm.benchmark import datasets, methods, tasks
+    from pnprgm.device import resolve_device
+
+    torch_device = resolve_device(device)
+    click.echo("tasks:")
+    for entry in tasks.registry.entries():
+        click.echo(f"  {entry.name:10s} {entry.obj.spec:30s} {entry.summary}")
+    click.echo("methods:")
+    for entry in methods.registry.entries():
+        reason = entry.obj.unavailable(torch_device)
+        click.echo(f"  {entry.name:10s} {entry.summary}" + (f"  [unavailable: {reason}]" if reason else ""))
+    click.echo("data:")
+    for entry in datasets.registry.entries():
+        click.echo(f"  {entry.name:10s} {entry.summary}")
+    public = datasets.public_set()
+    click.echo(f"public images: {', '.join(image.name for image in public.images)}")
+    for note in public.notes:
+        click.echo(f"  note: {note}")

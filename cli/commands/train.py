@@ -1,0 +1,117 @@
+"""``pnprgm train``: thin layer over :func:`pnprgm.training.train`."""
+from __future__ import annotations
+
+import shlex
+import sys
+from typing import Any, Optional
+
+import click
+
+from cli.options import parse_assignments
+from pnprgm.errors import UserError
+
+EXAMPLES = """
+\b
+Examples:
+  pnprgm train --data photos/ --forward ddpm --prior kld --steps 20000 --out runs/ddpm
+  pnprgm train --data photos/ --forward denoise --noise 0.004:0.2 --steps 20000 --out runs/denoiser
+  pnprgm train --data photos/ --operator "blur:gaussian,sigma=2" --noise 0.01 --steps 20000 --out runs/deblur
+  pnprgm train --data photos/ --operator mylib.physics:make_operator --steps 20000 --out runs/custom
+  pnprgm train --data photos/ --forward ddpm --steps 40000 --out runs/ddpm --resume
+  torchrun --nproc_per_node=4 -m cli.main train --data photos/ --forward ddpm --device cuda --out runs/ddp
+
+\b
+--operator takes a spec (pnprgm operators lists them), module:callable or file.py:callable; the callable is
+called as fn(shape=(C, H, W), device=device) and returns a deepinv LinearPhysics. --config FILE (JSON or YAML)
+has sections model, process, train (and preset); their keys are the fields of GeneratorConfig, ProcessConfig
+and TrainConfig; --set SECTION.KEY=VALUE overrides one. Precedence: defaults < --preset < --config < --set <
+the other options. Writes RUN_DIR/config.json, log.csv, samples/step_N.png, checkpoints/step_N.pt, last.pt,
+record.json and model.pt (the EMA generator with its config and training record; use it with
+`pnprgm restore --model RUN_DIR/model.pt` or `pnprgm sample RUN_DIR/model.pt`).
+"""
+
+
+def _list_choices(ctx: click.Context, _param, value: bool) -> None:
+    """Print the registries (generator presets, forward processes, priors) and exit."""
+    if not value or ctx.resilient_parsing:
+        return
+    from pnprgm.training.generator import PRESETS
+    from pnprgm.training.priors import PRIORS
+    from pnprgm.training.processes import PROCESSES
+
+    for title, registry in (("presets (--preset)", PRESETS), ("forward processes (--forward / --operator)", PROCESSES),
+                            ("priors (--prior)", PRIORS)):
+        click.echo(title + ":")
+        for entry in registry.entries():
+            click.echo(f"  {entry.name:10s} {entry.summary}")
+    ctx.exit(0)
+
+
+@click.command("train", epilog=EXAMPLES)
+@click.option("--list", "list_choices", is_flag=True, is_eager=True, expose_value=False, callback=_list_choices,
+              help="List the generator presets, forward processes and priors, then exit.")
+@click.option("--data", required=True, type=click.Path(), help="Folder of training images (grayscale or colour).")
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="Run folder (created).")
+@click.option("--forward", type=click.Choice(["ddpm", "sr", "denoise"]), default=None,
+              help="Forward process (default ddpm; --operator selects the operator process).")
+@click.option("--operator", default=None, help="Operator spec, module:callable or file.py:callable (operator process).")
+@click.option("--noise", default=None, metavar="S or MIN:MAX",
+              help="Measurement noise std in [0,1] units (denoise/operator), fixed or a log-uniform range.")
+@click.option("--T", "levels", type=int, default=None, help="Number of levels of ddpm/sr (default 4 / 7).")
+@click.option("--prior", type=click.Choice(["kld", "mmd", "dswd"]), default=None, help="Prior term (default kld).")
+@click.option("--steps", type=int, default=None, help="Generator updates (default 1000).")
+@click.option("--batch-size", type=int, default=None, help="Images per step over all processes (default 8).")
+@click.option("--crop", type=int, default=None, help="Training crop size (default 64).")
+@click.option("--lmbda", type=float, default=None, help="Weight of the fidelity term (default 1e-3).")
+@click.option("--preset", default=None, help="Generator size: tiny, small (CPU, default), base, large.")
+@click.option("--val", type=click.Path(), default=None, help="Validation images (default: a held-out 10 percent of --data).")
+@click.option("--config", "config_file", type=click.Path(), default=None, help="JSON/YAML file with model/process/train sections.")
+@click.option("--set", "assignments", multiple=True, metavar="SECTION.KEY=VALUE", help="Override one config value (repeatable).")
+@click.option("--resume", is_flag=True, help="Continue the run in --out from its last.pt, exactly.")
+@click.option("--seed", type=int, default=None, help="Seed of everything (default 0).")
+@click.option("--device", default="cpu", show_default=True, help="cpu, cuda, cuda:N or auto.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
+def command(data, out, forward, operator, noise, levels, prior, steps, batch_size, crop, lmbda, preset, val,
+            config_file, assignments, resume, seed, device, quiet):
+    """Train an RGM generator (a denoiser or a restorer for your operator) on a folder of images."""
+    from pnprgm.config import read_config_file
+    from pnprgm.training import train
+    from pnprgm.training.config import split_sections
+
+    sections: dict[str, Any] = split_sections(read_config_file(config_file), source=str(config_file)) if config_file else {}
+    model = dict(sections.get("model") or {})
+    process = dict(sections.get("process") or {})
+    train_args = dict(sections.get("train") or {})
+    preset = preset or sections.get("preset") or "small"
+    for key, value in parse_assignments(assignments).items():
+        section, dot, field = key.partition(".")
+        if not dot or section not in ("model", "process", "train"):
+            raise UserError(f"--set expects SECTION.KEY=VALUE with SECTION model, process or train; got {key!r}.")
+        {"model": model, "process": process, "train": train_args}[section][field] = value
+    if forward and operator:
+        raise UserError("give either --forward or --operator, not both.")
+    if operator:
+        process.update(name="operator", operator=operator)
+    elif forward:
+        process["name"] = forward
+    if noise is not None:
+        low, _, high = noise.partition(":")
+        process["noise_min"], process["noise_max"] = _number(low, "--noise"), _number(high or low, "--noise")
+    if levels is not None:
+        process["T"] = levels
+    cli_train = {"prior": prior, "steps": steps, "batch_size": batch_size, "crop": crop, "lmbda": lmbda, "seed": seed}
+    train_args.update({k: v for k, v in cli_train.items() if v is not None})
+    summary = train(data, out, process=process, train=train_args if (train_args or not resume) else None,
+                    preset=preset, model=model, val=val, resume=resume, device=device,
+                    command="pnprgm " + shlex.join(sys.argv[1:]), progress=not quiet)
+    if summary.get("model"):
+        psnr = summary.get("val_psnr")
+        click.echo(f"trained {summary['steps']} steps; model: {summary['model']}"
+                   + (f"; validation PSNR {psnr:.2f} dB" if psnr is not None else ""))
+
+
+def _number(text: str, option: str) -> Optional[float]:
+    try:
+        return float(text)
+    except ValueError:
+        raise UserError(f"{option} must be a number or MIN:MAX; got {text!r}.") from None

@@ -1,0 +1,24 @@
+"""Linear degradation operators for pnprgm, built from short spec strings (grammar: docs/operators.md).
+
+>>> import operators
+>>> op = operators.build("blur:gaussian,sigma=1.6+sr2", (3, 37, 53))
+>>> op.out_shape
+(3, 19, 27)
+
+Every operator is a :class:`deepinv.physics.LinearPhysics` with ``A``, ``A_adjoint``, ``A_dagger``, ``prox_l2``,
+``initial_estimate``, ``spec``, ``in_shape`` and ``out_shape``; ``registry`` lists every variant and alias.
+"""
+from __future__ import annotations
+
+# Importing the family modules registers their variants (order = listing order).
+from operators import identity, downsampling, blur, masking, grayscale  # noqa: F401  isort: skip
+from operators.base import Alias, DiagonalGram, Operator, Variant, registry
+from operators.composition import Composed
+from operators.noise import measure
+from operators.record import from_record, load, save, to_record
+from operators.spec import ParsedOperator, build, families, names, parse
+
+__all__ = [
+    "Alias", "Composed", "DiagonalGram", "Operator", "ParsedOperator", "Variant", "build", "families", "from_record",
+    "load", "measure", "names", "parse", "registry", "save", "to_record",
+]

@@ -1,0 +1,26 @@
+"""Additive white Gaussian measurement noise, deterministic from a seed."""
+from __future__ import annotations
+
+import torch
+
+from operators.base import Operator
+from pnprgm.errors import UserError
+
+
+def measure(op: Operator, x: torch.Tensor, sigma: float, seed: int = 0) -> torch.Tensor:
+    """``y = A x + sigma * n``, n ~ N(0, I) drawn on the CPU from ``torch.Generator().manual_seed(seed)``.
+
+    Drawing on the CPU makes the noise identical on every device.
+
+    :param x: image batch (B, C, H, W) in [0, 1].
+    :param sigma: noise standard deviation in [0, 1] units (0: noiseless).
+    """
+    sigma = float(sigma)
+    if not sigma >= 0:
+        raise UserError(f"noise sigma must be >= 0 (in [0, 1] units, e.g. 0.05 or 5/255), got {sigma}.")
+    clean = op.A(x)
+    if sigma == 0:
+        return clean
+    generator = torch.Generator().manual_seed(int(seed))
+    noise = torch.randn(clean.shape, generator=generator, dtype=clean.dtype)
+    return clean + sigma * noise.to(clean.device)

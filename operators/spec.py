@@ -1,0 +1,154 @@
+"""The operator spec grammar (documented in docs/operators.md) and ``build``.
+
+::
+
+    spec     := operator ("+" operator)*          # a+b: apply a, then b
+    operator := name [":" first] ("," key=value)*
+    first    := variant | key=value
+    name     := family | alias                    # sr, blur, mask, gray, identity | sr2, sr4, sr8
+
+Examples: ``sr4``, ``sr:factor=3,kernel=bicubic``, ``blur:gaussian,sigma=2``, ``mask:file=m.png``,
+``blur:gaussian,sigma=1.6+sr2``. Values are typed by the variant's parameter dataclass (strict: unknown keys
+and wrong types are one-line :class:`UserError` s listing the valid choices).
+"""
+from __future__ import annotations
+
+import difflib
+import re
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from operators.base import Alias, Operator, Variant, check_shape, registry
+from pnprgm.config import build_strict
+from pnprgm.device import resolve_device
+from pnprgm.errors import UserError
+
+
+@dataclass(frozen=True)
+class ParsedOperator:
+    """One operator of a spec: its registry variant and typed parameters."""
+
+    variant: Variant
+    params: Any
+
+
+def variants() -> list[Variant]:
+    return [entry.obj for entry in registry.entries() if isinstance(entry.obj, Variant)]
+
+
+def aliases() -> dict[str, Alias]:
+    return {entry.name: entry.obj for entry in registry.entries() if isinstance(entry.obj, Alias)}
+
+
+def families() -> dict[str, list[Variant]]:
+    """Family name -> its variants (registration order, the default first)."""
+    grouped: dict[str, list[Variant]] = {}
+    for variant in variants():
+        grouped.setdefault(variant.family, []).append(variant)
+    return {name: sorted(group, key=lambda v: not v.default) for name, group in grouped.items()}
+
+
+def names() -> list[str]:
+    """Every registered variant and alias that builds with default parameters (file-based variants need a file)."""
+    return [
+        entry.name for entry in registry.entries()
+        if isinstance(entry.obj, Alias) or entry.obj.buildable_with_defaults()
+    ]
+
+
+def _choices() -> str:
+    listed = []
+    for family, group in families().items():
+        labels = [v.variant for v in group if v.variant]
+        listed.append(f"{family}[:{'|'.join(labels)}]" if labels else family)
+    return ", ".join(listed + list(aliases()))
+
+
+def _split_operators(spec: str) -> list[str]:
+    """Split at '+' only where a family or alias name follows, so '+' in numbers (1e+3) stays in the value."""
+    heads = sorted(list(families()) + list(aliases()), key=len, reverse=True)
+    pattern = r"\+(?=\s*(?:(?:" + "|".join(map(re.escape, heads)) + r")\s*(?:[:,+]|$)|\+|$))"
+    return [part.strip() for part in re.split(pattern, spec)]
+
+
+def parse(spec: str) -> list[ParsedOperator]:
+    """Parse a spec into its operators (in application order) without building them (no image shape needed)."""
+    if not isinstance(spec, str) or not spec.strip():
+        raise UserError(f"empty operator spec; give one such as sr4 or blur:gaussian,sigma=2 (pnprgm operators lists them).")
+    return [_parse_one(part, spec) for part in _split_operators(spec.strip())]
+
+
+def _parse_one(text: str, whole: str) -> ParsedOperator:
+    if not text:
+        raise UserError(f"empty operator in spec {whole!r}; '+' must join two operators, e.g. blur:gaussian+sr2.")
+    items = [item.strip() for item in text.split(",")]
+    name, colon, first = items[0].partition(":")
+    name = name.strip().lower()
+    rest = items[1:]
+    if name in aliases():
+        if colon:
+            raise UserError(f"{name} is a short name for {aliases()[name].spec!r} and takes no variant; write {name},key=value.")
+        return _parse_one(",".join([aliases()[name].spec, *rest]), whole)
+    group = families().get(name)
+    if group is None:
+        close = difflib.get_close_matches(name, list(families()) + list(aliases()), n=1)
+        hint = f" Did you mean {close[0]!r}?" if close else ""
+        raise UserError(f"unknown operator {name!r} in {whole!r}.{hint} Valid: {_choices()} (pnprgm operators).")
+    if colon:
+        rest.insert(0, first.strip())
+    variant_name = None
+    if rest and "=" not in rest[0]:
+        variant_name = rest.pop(0).lower()
+    values: dict[str, str] = {}
+    for item in rest:
+        key, equals, value = item.partition("=")
+        key = key.strip().lower()
+        if not equals or not key:
+            raise UserError(f"expected key=value in operator {text!r}, got {item!r}; e.g. {group[0].name},{_example_key(group[0])}=...")
+        if key in values:
+            raise UserError(f"parameter {key!r} given twice in operator {text!r}; keep one.")
+        values[key] = value.strip()
+    variant = _pick_variant(name, group, variant_name, values)
+    params = build_strict(variant.params, values, what=variant.name)
+    return ParsedOperator(variant, params)
+
+
+def _example_key(variant: Variant) -> str:
+    import dataclasses
+
+    fields = dataclasses.fields(variant.params)
+    return fields[0].name if fields else "key"
+
+
+def _pick_variant(family: str, group: list[Variant], name: str | None, values: dict) -> Variant:
+    by_name = {v.variant: v for v in group if v.variant}
+    if name is not None:
+        if name not in by_name:
+            valid = ", ".join(by_name) or "(none)"
+            raise UserError(f"unknown {family} variant {name!r}; valid: {valid}.")
+        return by_name[name]
+    if "file" in values and "file" in by_name:  # blur:file=k.npy and mask:file=m.png name their variant by the key
+        return by_name["file"]
+    return group[0]
+
+
+def build(spec: str, shape: tuple[int, int, int], *, device="cpu", dtype: torch.dtype = torch.float32) -> Operator:
+    """The operator of ``spec`` for images of ``shape`` (C, H, W); compositions chain the shapes.
+
+    :param device: where buffers live (``cpu``, ``cuda``, ``auto``).
+    :param dtype: floating dtype of kernels and masks (float64 for exact tests).
+    """
+    shape = check_shape(shape)
+    device = resolve_device(device)
+    parts: list[Operator] = []
+    for parsed in parse(spec):
+        part = parsed.variant.factory(parsed.params, shape, arrays=None, device=device, dtype=dtype)
+        parts.append(part)
+        shape = part.out_shape
+    if len(parts) == 1:
+        return parts[0]
+    from operators.composition import Composed
+
+    return Composed(parts)

@@ -1,0 +1,116 @@
+"""Benchmark methods: a denoiser inside a PnP solver (with the task's default preset), or the baseline.
+
+Every method answers :meth:`unavailable` (None, or why it cannot run here: a missing optional package or
+shipped model) and :meth:`restore` (the estimate and the seconds it took, model loading excluded).
+"""
+from __future__ import annotations
+
+import importlib
+import time
+from dataclasses import dataclass
+from typing import Any, Mapping, Optional, Protocol
+
+import torch
+from deepinv.physics import LinearPhysics
+
+from pnprgm.errors import UserError
+from pnprgm.registry import Registry
+
+
+class Method(Protocol):
+    """What the runner needs from a method."""
+
+    def unavailable(self, device: torch.device) -> Optional[str]: ...
+
+    def check_overrides(self, overrides: Mapping[str, Any]) -> None: ...
+
+    def describe(self) -> dict[str, Any]: ...
+
+    def restore(self, y: torch.Tensor, physics: LinearPhysics, *, noise_sigma: float, seed: int,
+                device: torch.device, overrides: Mapping[str, Any]) -> tuple[torch.Tensor, float]: ...
+
+
+@dataclass(frozen=True)
+class PnPMethod:
+    """``denoiser`` inside ``solver`` with the task's preset (``pnprgm presets``), through :func:`pnprgm.restore`.
+
+    :param denoiser: denoiser registry name (``pnprgm denoisers``).
+    :param solver: solver registry name (drs, admm, hqs).
+    :param requires: optional packages it imports, with the pip name after a colon if it differs.
+    :param note: shown in reports (licences).
+    """
+
+    denoiser: str
+    solver: str
+    requires: tuple[str, ...] = ()
+    note: str = ""
+
+    def unavailable(self, device: torch.device) -> Optional[str]:
+        for requirement in self.requires:
+            module, _, package = requirement.partition(":")
+            try:
+                importlib.import_module(module)
+            except ImportError:
+                return f"needs the optional package {package or module} (pip install {package or module})"
+        from pnprgm import denoisers
+
+        try:  # builds once (e.g. loads the shipped model) so a missing model is reported before the run
+            denoisers.build(self.denoiser, channels=3, device=device, seed=0)
+        except UserError as err:
+            return str(err).rstrip(".")
+        return None
+
+    def check_overrides(self, overrides: Mapping[str, Any]) -> None:
+        from pnprgm import solvers
+
+        solvers.build(self.solver, dict(overrides))  # unknown keys or bad values: UserError listing the valid ones
+
+    def describe(self) -> dict[str, Any]:
+        return {"kind": "pnp", "denoiser": self.denoiser, "solver": self.solver, "preset": "task default",
+                "note": self.note or None}
+
+    def restore(self, y, physics, *, noise_sigma, seed, device, overrides):
+        from pnprgm import denoisers
+        from pnprgm.restoration import restore
+
+        channels = physics.in_shape[0]
+        model = denoisers.build(self.denoiser, channels=channels, device=device, seed=seed)
+        start = time.perf_counter()
+        x = restore(y, physics, denoiser=model, solver=self.solver, noise_sigma=noise_sigma, device=device,
+                    seed=seed, **dict(overrides))
+        return x, time.perf_counter() - start
+
+
+@dataclass(frozen=True)
+class BaselineMethod:
+    """The operator's own initial estimate: nearest replication (block-mean SR) or bicubic (anti-aliased SR),
+    the measurement itself for blur, the pseudo-inverse otherwise (masked pixels 0, gray replicated)."""
+
+    def unavailable(self, device: torch.device) -> Optional[str]:
+        return None
+
+    def check_overrides(self, overrides: Mapping[str, Any]) -> None:
+        return None  # nothing to tune
+
+    def describe(self) -> dict[str, Any]:
+        return {"kind": "baseline", "denoiser": None, "solver": None, "preset": "operator initial_estimate",
+                "note": None}
+
+    @torch.no_grad()
+    def restore(self, y, physics, *, noise_sigma, seed, device, overrides):
+        from pnprgm.restoration import initial_estimate
+
+        start = time.perf_counter()
+        x = initial_estimate(physics, y.to(device)).clamp(0, 1)
+        return x, time.perf_counter() - start
+
+
+registry: Registry[Method] = Registry("benchmark method")
+registry.add("rgm-drs", PnPMethod("rgm", "drs"), "shipped RGM denoiser in DRS (task preset)")
+registry.add("rgm-admm", PnPMethod("rgm", "admm"), "shipped RGM denoiser in ADMM (task preset)")
+registry.add("rgm-hqs", PnPMethod("rgm", "hqs"), "shipped RGM denoiser in HQS (task preset)")
+registry.add("tv-admm", PnPMethod("tv", "admm"), "total variation in ADMM (task preset)")
+registry.add("nlm-hqs", PnPMethod("nlm", "hqs"), "non-local means (scikit-image) in HQS (task preset)")
+registry.add("bm3d-hqs", PnPMethod("bm3d", "hqs", requires=("bm3d",), note="bm3d's binary has a non-commercial licence"),
+             "BM3D in HQS (optional bm3d package, non-commercial licence)")
+registry.add("baseline", BaselineMethod(), "the operator's initial estimate (nearest/bicubic for SR, pseudo-inverse)")

@@ -1,0 +1,264 @@
+"""Benchmark reports: the markdown table (mean +/- std per task and method) and the figure grid (PNG).
+
+Both are built from the results JSON document (``BenchmarkResults.data``), so a markdown report can be
+rebuilt from a JSON file alone; the figure also needs the images kept in memory by the run.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from pnprgm import io
+
+COLUMNS = (("psnr", "PSNR (dB) ↑", 2), ("ssim", "SSIM ↑", 3), ("lpips", "LPIPS ↓", 3))
+HIGHER_IS_BETTER = {"psnr": True, "ssim": True, "lpips": False}
+CELL = 256  # largest side of one figure cell (bigger crops are shown reduced)
+
+
+# -- statistics -------------------------------------------------------------------------------------------
+
+def summarise(records: Iterable[Mapping[str, Any]]) -> dict[tuple[str, str], dict[str, Any]]:
+    """(task, method) -> {metric: (mean, std, n) or None, "seconds": mean, "n": images}; std is the sample std
+    over images (0 for a single image)."""
+    groups: dict[tuple[str, str], list[Mapping[str, Any]]] = {}
+    for record in records:
+        groups.setdefault((record["task"], record["method"]), []).append(record)
+    summary = {}
+    for key, items in groups.items():
+        entry: dict[str, Any] = {"n": len(items), "seconds": float(np.mean([r["seconds"] for r in items]))}
+        for metric, _, _ in COLUMNS:
+            values = [r[metric] for r in items if r.get(metric) is not None]
+            entry[metric] = _stats(values) if values else None
+        summary[key] = entry
+    return summary
+
+
+def _stats(values: list[float]) -> tuple[float, float, int]:
+    array = np.asarray(values, dtype=np.float64)
+    std = float(array.std(ddof=1)) if array.size > 1 else 0.0
+    return float(array.mean()), std, int(array.size)
+
+
+def best_methods(summary: Mapping[tuple[str, str], Mapping[str, Any]], task: str, metric: str, digits: int) -> set[str]:
+    """Methods whose mean ``metric`` on ``task`` is the best at the displayed precision (ties all win)."""
+    values = {method: round(entry[metric][0], digits) for (t, method), entry in summary.items()
+              if t == task and entry.get(metric) is not None}
+    if not values:
+        return set()
+    target = max(values.values()) if HIGHER_IS_BETTER[metric] else min(values.values())
+    return {method for method, value in values.items() if value == target}
+
+
+# -- markdown ---------------------------------------------------------------------------------------------
+
+def markdown(data: Mapping[str, Any]) -> str:
+    """The markdown report of a results document."""
+    config = data["config"]
+    resolved = config["resolved"]
+    records = data["records"]
+    summary = summarise(records)
+    task_names = list(config["tasks"])
+    method_names = [m for m in config["methods"] if resolved["methods"].get(m, {}).get("available", True)]
+    images = resolved["images"]
+    lines = ["# pnprgm benchmark", ""]
+    if data.get("status") != "complete":
+        lines += [f"> **Partial results** (status: {data.get('status')}): {len(records)} records so far.", ""]
+    crop = f"centre crop {config['crop']} px" if config["crop"] else "whole images"
+    lines += [
+        f"{len(images)} images from `{resolved['data']}` ({crop}), seed {config['seed']}, device {resolved['device']}. "
+        "Mean ± std (sample std over images); the best method of each task is in **bold** "
+        "(PSNR and SSIM: higher is better; LPIPS: lower is better). Seconds: wall time of the method alone per image "
+        "(model loading and metrics excluded).",
+        "",
+        "## PSNR (dB) overview",
+        "",
+    ]
+    lines += overview(data)
+    lines += ["", "## Results per task", ""]
+    for task in task_names:
+        info = resolved["tasks"][task]
+        lines += [f"### {task}: `{info['spec']}`, noise σ = {info['noise']:.4g}", ""]
+        lines += ["| method | " + " | ".join(label for _, label, _ in COLUMNS) + " | seconds | images |",
+                  "|---|" + "---:|" * (len(COLUMNS) + 2)]
+        for method in method_names:
+            entry = summary.get((task, method))
+            if entry is None:
+                continue
+            cells = []
+            for metric, _, digits in COLUMNS:
+                stats = entry[metric]
+                if stats is None:
+                    cells.append("–")
+                    continue
+                text = f"{stats[0]:.{digits}f} ± {stats[1]:.{digits}f}"
+                cells.append(f"**{text}**" if method in best_methods(summary, task, metric, digits) else text)
+            lines.append(f"| {method} | " + " | ".join(cells) + f" | {entry['seconds']:.3g} | {entry['n']} |")
+        lines.append("")
+    lines += ["## Methods", ""]
+    for method in config["methods"]:
+        info = resolved["methods"][method]
+        what = f"denoiser `{info['denoiser']}` in `{info['solver']}`, {info['preset']} preset" if info["kind"] == "pnp" else info["preset"]
+        state = "" if info["available"] else f" — **unavailable**: {info['unavailable_reason']}"
+        note = f" ({info['note']})" if info.get("note") else ""
+        lines.append(f"- `{method}`: {what}{note}{state}")
+    if config.get("overrides"):
+        lines.append(f"- solver overrides for every PnP method: `{json.dumps(config['overrides'])}`")
+    lines += ["", "## Images", "", "| # | image | size | origin | sha256 |", "|---:|---|---|---|---|"]
+    for image in images:
+        digest = (image.get("sha256") or "")[:12]
+        size = "x".join(map(str, image["shape"]))
+        lines.append(f"| {image['index']} | {image['name']} | {size} | {image['origin']} | {digest} |")
+    skipped = data.get("skipped") or []
+    if skipped:
+        lines += ["", "## Skipped", ""]
+        for entry in skipped:
+            where = ", ".join(f"{key} {entry[key]}" for key in ("image", "task", "method") if key in entry)
+            lines.append(f"- {entry['kind']}{': ' + where if where else ''}: {entry['reason']}")
+    lines += ["", "## Metric protocol", "", "```json", json.dumps(data["protocol"], indent=2), "```", "",
+              "## Command", "", "```sh", data.get("command", ""), "```", "", "## Versions", "",
+              "| package | version |", "|---|---|"]
+    lines += [f"| {name} | {version} |" for name, version in data["versions"].items()]
+    return "\n".join(lines) + "\n"
+
+
+def overview(data: Mapping[str, Any]) -> list[str]:
+    """Markdown table of mean PSNR per method (rows) and task (columns), the best of each task in bold."""
+    config = data["config"]
+    resolved = config["resolved"]
+    summary = summarise(data["records"])
+    task_names = list(config["tasks"])
+    method_names = [m for m in config["methods"] if resolved["methods"].get(m, {}).get("available", True)]
+    lines = ["| method | " + " | ".join(task_names) + " |", "|---|" + "---:|" * len(task_names)]
+    for method in method_names:
+        cells = []
+        for task in task_names:
+            entry = summary.get((task, method))
+            if entry is None or entry["psnr"] is None:
+                cells.append("–")
+                continue
+            text = f"{entry['psnr'][0]:.2f}"
+            cells.append(f"**{text}**" if method in best_methods(summary, task, "psnr", 2) else text)
+        lines.append(f"| {method} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def write_markdown(path: str | Path, data: Mapping[str, Any]) -> Path:
+    """Atomically write :func:`markdown` of ``data``."""
+    text = markdown(data)
+    return io.atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+
+
+# -- figure -----------------------------------------------------------------------------------------------
+
+def display_measurement(y: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
+    """A measurement (C', H', W') shown at the image's (C, H, W): nearest upsampling (SR), gray repeated."""
+    channels, height, width = shape
+    shown = y.detach().float()
+    if shown.shape[-2:] != (height, width):
+        shown = F.interpolate(shown[None], size=(height, width), mode="nearest")[0]
+    if shown.shape[0] != channels:
+        shown = shown.mean(0, keepdim=True).expand(channels, -1, -1)
+    return shown.clamp(0, 1)
+
+
+def write_figure(path: str | Path, figure: Mapping[str, list], data: Mapping[str, Any]) -> Path:
+    """A PNG grid per task: ground truth, measurement and each method's output (PSNR below) for a few images.
+
+    Composed with Pillow alone, so no plotting library is needed.
+    """
+    from PIL import Image, ImageDraw
+
+    config = data["config"]
+    resolved = config["resolved"]
+    methods = [m for m in config["methods"] if resolved["methods"].get(m, {}).get("available", True)]
+    columns = ["ground truth", "measurement", *methods]
+    font = _font(14)
+    small = _font(12)
+    rows_all = [row for rows in figure.values() for row in rows]
+    cell_h = max([_cell_size(row.truth)[0] for row in rows_all] or [64])
+    cell_w = max([_cell_size(row.truth)[1] for row in rows_all] or [64])
+    cell_w = max(cell_w, 96)
+    pad, title_h, header_h, caption_h = 6, 26, 20, 18
+    width = pad + len(columns) * (cell_w + pad)
+    height = pad
+    for task in config["tasks"]:
+        height += title_h + header_h + len(figure.get(task, [])) * (cell_h + caption_h + pad) + pad
+    canvas = Image.new("RGB", (width, max(height, 40)), "white")
+    draw = ImageDraw.Draw(canvas)
+    top = pad
+    for task in config["tasks"]:
+        rows = figure.get(task, [])
+        info = resolved["tasks"][task]
+        title = f"{task}: {info['spec']}, noise {info['noise']:.4g}" + ("" if rows else " (no image)")
+        draw.text((pad, top + 4), title, fill="black", font=font)
+        top += title_h
+        for j, name in enumerate(columns):
+            draw.text((pad + j * (cell_w + pad), top + 2), _fit(draw, name, small, cell_w), fill="black", font=small)
+        top += header_h
+        for row in rows:
+            cells = [(row.truth, row.image), (row.measurement, "")]
+            for method in methods:
+                cells.append((row.outputs.get(method), row.labels.get(method, "failed")))
+            for j, (image, caption) in enumerate(cells):
+                left = pad + j * (cell_w + pad)
+                if image is None:
+                    draw.rectangle([left, top, left + cell_w - 1, top + cell_h - 1], fill=(225, 225, 225))
+                    draw.text((left + 6, top + cell_h // 2 - 7), "not shown", fill=(90, 90, 90), font=small)
+                else:
+                    tile = _to_pil(image)
+                    canvas.paste(tile, (left + (cell_w - tile.width) // 2, top + (cell_h - tile.height) // 2))
+                draw.text((left, top + cell_h + 2), _fit(draw, caption, small, cell_w), fill="black", font=small)
+            top += cell_h + caption_h + pad
+        top += pad
+    return io.atomic_write(path, lambda tmp: canvas.save(tmp, format="PNG"))
+
+
+def _cell_size(image: torch.Tensor) -> tuple[int, int]:
+    _, height, width = image.shape
+    scale = min(1.0, CELL / max(height, width))
+    return max(1, round(height * scale)), max(1, round(width * scale))
+
+
+def _to_pil(image: torch.Tensor):
+    from PIL import Image
+
+    array = io.image_to_uint(image)
+    tile = Image.fromarray(array).convert("RGB")
+    height, width = _cell_size(image)
+    return tile if (height, width) == (tile.height, tile.width) else tile.resize((width, height), Image.Resampling.LANCZOS)
+
+
+def _font(size: int):
+    from PIL import ImageFont
+
+    try:
+        return ImageFont.load_default(size=size)
+    except TypeError:  # Pillow < 10.1 has one bitmap size
+        return ImageFont.load_default()
+
+
+def _fit(draw, text: str, font, width: int) -> str:
+    """``text`` shortened with an ellipsis to fit ``width`` pixels."""
+    if draw.textlength(text, font=font) <= width:
+        return text
+    while text and draw.textlength(text + "…", font=font) > width:
+        text = text[:-1]
+    return text + "…"
+
+
+def load_results(path: str | Path) -> dict[str, Any]:
+    """A results JSON written by :func:`pnprgm.benchmark.run_benchmark`."""
+    from pnprgm.errors import UserError
+
+    try:
+        data = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as err:
+        raise UserError(f"cannot read results {path}: {str(err).splitlines()[0]}; give a JSON written by pnprgm benchmark.") from None
+    if not isinstance(data, dict) or not {"protocol", "versions", "config", "records"} <= set(data):
+        raise UserError(f"{path} is not a pnprgm benchmark results JSON (needs protocol, versions, config, records).")
+    return data

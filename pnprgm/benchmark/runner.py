@@ -1,0 +1,408 @@
+"""``run_benchmark``: every (image, task, method) of a :class:`BenchmarkConfig`, scored and written as it goes.
+
+The JSON output is rewritten atomically after every record, so a crash or Ctrl-C halfway keeps everything
+computed so far; ``resume=True`` reuses the records of an earlier JSON made with the same settings.
+A method that fails on one image, or an unreadable image, is named in ``skipped`` and the run goes on.
+"""
+from __future__ import annotations
+
+import math
+import shlex
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping, Optional
+
+import torch
+
+from pnprgm import io
+from pnprgm.benchmark import datasets, methods, tasks
+from pnprgm.config import build_strict, to_dict
+from pnprgm.errors import UserError
+
+DEFAULT_TASKS: tuple[str, ...] = tuple(tasks.registry.names())
+DEFAULT_METHODS: tuple[str, ...] = tuple(methods.registry.names())
+DEFAULT_METRICS: tuple[str, ...] = ("psnr", "ssim", "lpips")
+RECORD_KEYS: tuple[str, ...] = ("image", "task", "method", "psnr", "ssim", "lpips", "seconds", "seed")
+#: Skipped entries of these kinds are failures (the CLI exits non-zero); "unavailable" and "note" are not.
+FAILURE_KINDS = frozenset({"unreadable", "unusable", "failed"})
+LPIPS_MIN_SIDE = 32  # AlexNet's five layers need at least 31 px; crops are multiples of 8
+_TUPLE_FIELDS = ("images", "tasks", "methods", "metrics")
+
+
+@dataclass(frozen=True)
+class BenchmarkConfig:
+    """What a benchmark runs (written, resolved, into its JSON).
+
+    :param data: ``public``, a deepinv set (set14, cbsd68, kodak24, urban100) or a folder of images.
+    :param images: names of the images to use, in order (None: the whole set).
+    :param tasks: task names (``pnprgm.benchmark.tasks.registry``).
+    :param methods: method names (``pnprgm.benchmark.methods.registry``).
+    :param noise: measurement noise std for every task (None: each task's default).
+    :param seed: run seed; each measurement's seed is derived from it, the image index and the task.
+    :param crop: centre crop side in pixels (0: whole images), trimmed to a multiple of 8.
+    :param limit: use only the first ``limit`` images.
+    :param device: torch device of the methods.
+    :param metrics: metric names (``pnprgm.metrics.METRICS``); those left out are null in the records.
+    :param protocol: :class:`pnprgm.metrics.MetricProtocol` fields differing from the default.
+    :param overrides: solver parameters applied to every PnP method on top of its preset (e.g. iterations).
+    :param figure_images: images per task shown in the figure.
+    """
+
+    data: str = "public"
+    images: Optional[tuple[str, ...]] = None
+    tasks: tuple[str, ...] = DEFAULT_TASKS
+    methods: tuple[str, ...] = DEFAULT_METHODS
+    noise: Optional[float] = None
+    seed: int = 0
+    crop: int = 256
+    limit: Optional[int] = None
+    device: str = "cpu"
+    metrics: tuple[str, ...] = DEFAULT_METRICS
+    protocol: dict[str, Any] = field(default_factory=dict)
+    overrides: dict[str, Any] = field(default_factory=dict)
+    figure_images: int = 2
+
+    def __post_init__(self) -> None:
+        from pnprgm.metrics import METRICS
+
+        for label, names, registry in (("--task", self.tasks, tasks.registry), ("--method", self.methods, methods.registry),
+                                       ("--metrics", self.metrics, METRICS)):
+            if not names:
+                raise UserError(f"{label} is empty; choose from: {', '.join(registry.names())}.")
+            for name in names:
+                if name not in registry:
+                    raise UserError(f"{label}: {registry.unknown_message(name)}")
+            if len(set(names)) != len(names):
+                raise UserError(f"{label} names a choice twice ({', '.join(names)}); list each once.")
+        if self.noise is not None and not (self.noise >= 0):
+            raise UserError(f"--noise must be >= 0 in [0, 1] units (e.g. 0.01 or 0.098 for 25/255); got {self.noise}.")
+        if self.crop < 0:
+            raise UserError(f"--crop must be >= 0 pixels (0: whole images); got {self.crop}.")
+        if self.limit is not None and self.limit < 1:
+            raise UserError(f"--limit must be at least 1; got {self.limit}.")
+        if self.figure_images < 0:
+            raise UserError(f"figure_images must be >= 0; got {self.figure_images}.")
+        if not isinstance(self.protocol, Mapping) or not isinstance(self.overrides, Mapping):
+            raise UserError("protocol and overrides must be mappings of name: value.")
+        self.metric_protocol()  # unknown protocol keys fail now, not after the first image
+
+    def task_noise(self, task: str) -> float:
+        """Measurement noise of ``task`` in this run."""
+        return float(self.noise) if self.noise is not None else tasks.registry.get(task).noise
+
+    def metric_protocol(self):
+        from pnprgm.metrics import MetricProtocol
+
+        return build_strict(MetricProtocol, dict(self.protocol), what="metric protocol")
+
+    def to_dict(self) -> dict[str, Any]:
+        return to_dict(self)
+
+    def command_line(self, *, json_path=None, md_path=None, figure_path=None) -> str:
+        """The ``pnprgm benchmark`` command that runs this configuration."""
+        default = BenchmarkConfig()
+        words = ["pnprgm", "benchmark", "--data", self.data]
+        if self.images:
+            words += ["--images", ",".join(self.images)]
+        words += ["--task", ",".join(self.tasks), "--method", ",".join(self.methods)]
+        if self.noise is not None:
+            words += ["--noise", repr(self.noise)]
+        words += ["--seed", str(self.seed), "--crop", str(self.crop)]
+        if self.limit:
+            words += ["--limit", str(self.limit)]
+        if self.device != default.device:
+            words += ["--device", self.device]
+        if self.metrics != default.metrics:
+            words += ["--metrics", ",".join(self.metrics)]
+        for key, value in self.protocol.items():
+            words += ["--protocol", f"{key}={value}"]
+        for key, value in self.overrides.items():
+            words += ["--set", f"{key}={value}"]
+        if self.figure_images != default.figure_images:
+            words += ["--figure-images", str(self.figure_images)]
+        for flag, path in (("--json", json_path), ("--md", md_path), ("--figure", figure_path)):
+            if path is not None:
+                words += [flag, str(path)]
+        return shlex.join(words)
+
+
+def build_config(values: Mapping[str, Any] | None = None) -> BenchmarkConfig:
+    """A :class:`BenchmarkConfig` from a dict (a suite file, CLI options): comma strings become name lists,
+    unknown keys are errors listing the valid ones."""
+    values = dict(values or {})
+    for key in _TUPLE_FIELDS:
+        if isinstance(values.get(key), str):
+            values[key] = tuple(part.strip() for part in values[key].split(",") if part.strip())
+    return build_strict(BenchmarkConfig, values, what="benchmark config")
+
+
+@dataclass
+class FigureRow:
+    """One image of one task in the figure: ground truth, displayed measurement, each method's output."""
+
+    image: str
+    truth: torch.Tensor
+    measurement: torch.Tensor
+    outputs: dict[str, Optional[torch.Tensor]] = field(default_factory=dict)
+    labels: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class BenchmarkResults:
+    """The JSON document (``data``), the figure content and the files written."""
+
+    data: dict[str, Any]
+    figure: dict[str, list[FigureRow]] = field(default_factory=dict)
+    written: list[Path] = field(default_factory=list)
+
+    @property
+    def records(self) -> list[dict[str, Any]]:
+        return self.data["records"]
+
+    @property
+    def skipped(self) -> list[dict[str, Any]]:
+        return self.data["skipped"]
+
+    @property
+    def failures(self) -> list[dict[str, Any]]:
+        return [entry for entry in self.skipped if entry.get("kind") in FAILURE_KINDS]
+
+    @property
+    def ok(self) -> bool:
+        return not self.failures and bool(self.records)
+
+
+@dataclass
+class _Prepared:
+    index: int
+    source: datasets.ImageSource
+    image: torch.Tensor
+
+
+def run_benchmark(
+    config: BenchmarkConfig,
+    *,
+    json_path: str | Path | None = None,
+    md_path: str | Path | None = None,
+    figure_path: str | Path | None = None,
+    resume: bool = False,
+    progress: bool = True,
+    command: Optional[str] = None,
+    log: Optional[Callable[[str], None]] = None,
+) -> BenchmarkResults:
+    """Run every (image, task, method) of ``config``; write the JSON after each record, then markdown and figure.
+
+    :param config: what to run.
+    :param json_path: results JSON (rewritten atomically after each record).
+    :param md_path: markdown report (mean +/- std per task and method, protocol, command, versions).
+    :param figure_path: PNG grid (ground truth, measurement, each method) for a few images per task.
+    :param resume: reuse records of an existing ``json_path`` made with the same settings.
+    :param progress: progress bar over the whole run.
+    :param command: the command line shown in the report (default: the equivalent ``pnprgm benchmark`` command).
+    :param log: receives one line per skipped image or failed method as it happens.
+    :returns: the results (``.data`` is what the JSON holds).
+    """
+    from tqdm.auto import tqdm
+
+    import operators
+    from pnprgm.device import resolve_device
+    from pnprgm.metrics import evaluate
+    from pnprgm.benchmark import report
+
+    say = log or (lambda line: None)
+    device = resolve_device(config.device)
+    protocol = config.metric_protocol()
+    dataset = datasets.resolve(config.data)
+    sources = datasets.select(dataset, config.images, config.limit)
+    if "lpips" in config.metrics:
+        from pnprgm.metrics import ensure_lpips_weights
+
+        ensure_lpips_weights()  # a missing backbone stops the run now, with the fix, not after the first image
+    skipped: list[dict[str, Any]] = [{"kind": "note", "reason": note} for note in dataset.notes]
+
+    runnable: list[str] = []
+    method_info: dict[str, dict[str, Any]] = {}
+    for name in config.methods:
+        method = methods.registry.get(name)
+        method.check_overrides(config.overrides)
+        reason = method.unavailable(device)
+        method_info[name] = {**method.describe(), "available": reason is None, "unavailable_reason": reason}
+        if reason is None:
+            runnable.append(name)
+        else:
+            skipped.append({"method": name, "kind": "unavailable", "reason": reason})
+            say(f"method {name} is unavailable: {reason}")
+
+    prepared: list[_Prepared] = []
+    image_info: list[dict[str, Any]] = []
+    for index, source in enumerate(sources):
+        try:
+            image = datasets.centre_crop(source.load(), config.crop)
+        except UserError as err:
+            skipped.append({"image": source.name, "kind": "unreadable", "reason": str(err)})
+            say(f"skipped image {source.name}: {err}")
+            continue
+        if "lpips" in config.metrics and min(image.shape[1:]) < LPIPS_MIN_SIDE:
+            reason = (f"{image.shape[1]}x{image.shape[2]} px after cropping; LPIPS needs {LPIPS_MIN_SIDE} px or more "
+                      "(use a larger --crop, or --metrics psnr,ssim)")
+            skipped.append({"image": source.name, "kind": "unusable", "reason": reason})
+            say(f"skipped image {source.name}: {reason}")
+            continue
+        prepared.append(_Prepared(index, source, image))
+        image_info.append({**source.describe(), "index": index, "shape": list(image.shape)})
+    jobs = [(item, name) for item in prepared for name in config.tasks
+            if tasks.registry.get(name).applies_to(item.image.shape[0])]
+
+    result = BenchmarkResults(data={
+        "protocol": protocol.to_dict(),
+        "versions": io.versions(),
+        "config": {
+            **config.to_dict(),
+            "resolved": {
+                "data": dataset.name,
+                "tasks": {name: {"spec": tasks.registry.get(name).spec, "noise": config.task_noise(name),
+                                 "colour_only": tasks.registry.get(name).colour_only} for name in config.tasks},
+                "methods": method_info,
+                "images": image_info,
+                "device": str(device),
+                "torch_threads": torch.get_num_threads(),
+            },
+        },
+        "command": command or config.command_line(json_path=json_path, md_path=md_path, figure_path=figure_path),
+        "status": "running",
+        "records": [],
+        "skipped": skipped,
+    })
+    data = result.data
+    reusable = _reusable_records(json_path, data) if resume and json_path else {}
+
+    def save() -> None:
+        if json_path is not None:
+            io.write_json(json_path, data)
+
+    shown: dict[str, list[str]] = {name: [] for name in config.tasks}
+    started = time.perf_counter()
+    save()
+    bar = tqdm(total=len(jobs) * len(runnable), desc="benchmark", unit="run", disable=not progress)
+    try:
+        for item, task_name in jobs:
+            task = tasks.registry.get(task_name)
+            sigma = config.task_noise(task_name)
+            seed = tasks.measurement_seed(config.seed, item.index, task_name)
+            truth = item.image[None].to(device)
+            try:
+                physics = operators.build(task.spec, tuple(item.image.shape), device=device)
+                y = operators.measure(physics, truth, sigma, seed=seed)
+            except Exception as err:  # one bad (image, task) pair must not end the run
+                _skip(data, say, kind="failed", image=item.source.name, task=task_name, reason=_one_line(err))
+                bar.update(len(runnable))
+                save()
+                continue
+            row = None
+            if len(shown[task_name]) < config.figure_images:
+                shown[task_name].append(item.source.name)
+                row = FigureRow(item.source.name, item.image, report.display_measurement(y[0].cpu(), item.image.shape))
+                result.figure.setdefault(task_name, []).append(row)
+            for method_name in runnable:
+                key = (item.source.name, task_name, method_name, seed)
+                bar.set_postfix_str(f"{item.source.name} {task_name} {method_name}", refresh=False)
+                if key in reusable:
+                    data["records"].append(reusable[key])
+                    if row is not None:
+                        row.outputs[method_name] = None
+                        row.labels[method_name] = _label(reusable[key]) + " (resumed)"
+                    bar.update(1)
+                    continue
+                try:
+                    x, seconds = methods.registry.get(method_name).restore(
+                        y, physics, noise_sigma=sigma, seed=seed, device=device, overrides=config.overrides)
+                    scores = evaluate(x, truth, protocol, names=config.metrics, device=device)
+                except Exception as err:  # a failing method is reported; the others still run
+                    _skip(data, say, kind="failed", image=item.source.name, task=task_name, method=method_name,
+                          reason=_one_line(err))
+                else:
+                    record = {"image": item.source.name, "task": task_name, "method": method_name}
+                    for metric in DEFAULT_METRICS:
+                        record[metric] = _number(scores[metric][0]) if metric in scores else None
+                    record["seconds"] = seconds
+                    record["seed"] = seed
+                    data["records"].append(record)
+                    if row is not None:
+                        row.outputs[method_name] = x[0].detach().cpu()
+                        row.labels[method_name] = _label(record)
+                save()
+                bar.update(1)
+        data["status"] = "complete"
+    except BaseException:
+        data["status"] = "interrupted"
+        raise
+    finally:
+        bar.close()
+        data["elapsed_seconds"] = time.perf_counter() - started
+        save()
+        if json_path is not None:
+            result.written.append(Path(json_path))
+        if md_path is not None:
+            try:
+                result.written.append(report.write_markdown(md_path, data))
+            except Exception:
+                if data["status"] == "complete":
+                    raise  # after an interruption the JSON is what matters; don't mask the original error
+        if figure_path is not None and data["status"] == "complete":
+            result.written.append(report.write_figure(figure_path, result.figure, data))
+    return result
+
+
+def _reusable_records(json_path: str | Path, current: dict[str, Any]) -> dict[tuple, dict[str, Any]]:
+    """Records of an earlier run that this run would reproduce: same settings, same image files, same seeds."""
+    path = Path(json_path)
+    if not path.is_file():
+        return {}
+    import json
+
+    try:
+        previous = json.loads(path.read_text())
+    except (OSError, ValueError):
+        raise UserError(f"--resume: {path} is not a readable results JSON; delete it or drop --resume.") from None
+    if _fingerprint(previous) != _fingerprint(current):
+        raise UserError(f"--resume: {path} was made with other settings (data, crop, noise, protocol, overrides, device "
+                        "or package versions); use another --json or drop --resume.")
+    old_images = {entry["name"]: entry.get("sha256") for entry in previous["config"]["resolved"]["images"]}
+    new_images = {entry["name"]: entry.get("sha256") for entry in current["config"]["resolved"]["images"]}
+    return {
+        (r["image"], r["task"], r["method"], r["seed"]): r for r in previous.get("records", [])
+        if r["image"] in new_images and old_images.get(r["image"]) == new_images[r["image"]]
+    }
+
+
+def _fingerprint(data: Mapping[str, Any]) -> dict[str, Any]:
+    config = data["config"]
+    resolved = config["resolved"]
+    return {
+        "data": config["data"], "crop": config["crop"], "seed": config["seed"], "metrics": config["metrics"],
+        "protocol": data["protocol"], "overrides": config["overrides"], "device": resolved["device"],
+        "noise": {name: task["noise"] for name, task in resolved["tasks"].items()},
+        "specs": {name: task["spec"] for name, task in resolved["tasks"].items()},
+        "versions": data["versions"],
+    }
+
+
+def _skip(data: dict, say: Callable[[str], None], *, kind: str, reason: str, **where: str) -> None:
+    data["skipped"].append({**where, "kind": kind, "reason": reason})
+    say(f"{kind}: {' '.join(f'{k}={v}' for k, v in where.items())}: {reason}")
+
+
+def _one_line(err: BaseException) -> str:
+    text = str(err).strip()
+    return f"{type(err).__name__}: {text.splitlines()[0][:300]}" if text else type(err).__name__
+
+
+def _number(value: torch.Tensor) -> Optional[float]:
+    number = float(value)
+    return number if math.isfinite(number) else None
+
+
+def _label(record: Mapping[str, Any]) -> str:
+    psnr = record.get("psnr")
+    return f"{psnr:.2f} dB" if psnr is not None else ""

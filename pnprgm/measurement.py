@@ -1,0 +1,136 @@
+"""Measurement sidecars: what ``pnprgm degrade`` writes beside each measurement image and ``restore`` reloads.
+
+For ``OUT/photo.png`` the sidecar is ``OUT/photo.measurement.json`` (operator record, noise level, seed, source
+image hash and shape, hashes of the image and of the arrays) plus ``OUT/photo.measurement.npz`` (the exact float
+measurement ``y``, which the clipped 8-bit PNG cannot hold, and the operator's arrays: masks, kernels).
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Optional
+
+import numpy as np
+import torch
+
+from pnprgm import io
+from pnprgm.errors import UserError
+
+FORMAT = "pnprgm-measurement"
+VERSION = 1
+SUFFIX = ".measurement"
+
+
+@dataclass(frozen=True)
+class SourceInfo:
+    """The clean image a measurement was made from."""
+
+    path: str
+    sha256: str
+    shape: tuple[int, int, int]
+
+
+@dataclass(frozen=True, eq=False)
+class Measurement:
+    """A reloaded measurement: ``y`` (1, C', H', W') float, its operator and how it was made."""
+
+    y: torch.Tensor
+    operator: "object"  # operators.Operator (not imported here so that pnprgm does not import operators eagerly)
+    noise_sigma: float
+    seed: int
+    source: SourceInfo
+    image_path: Path
+    sidecar_path: Path
+
+
+def sidecar_paths(image_path: str | Path) -> tuple[Path, Path]:
+    """``(json, npz)`` sidecar paths of a measurement image."""
+    image_path = Path(image_path)
+    base = image_path.with_name(image_path.stem + SUFFIX)
+    return base.with_name(base.name + ".json"), base.with_name(base.name + ".npz")
+
+
+def save_measurement(image_path: str | Path, y: torch.Tensor, operator, *, noise_sigma: float, seed: int,
+                     source: SourceInfo, protect: Iterable[str | Path] = ()) -> list[Path]:
+    """Write the measurement image (8-bit PNG, clipped to [0, 1]) and its sidecar; returns the paths written.
+
+    :param y: the exact measurement, (1, C', H', W') or (C', H', W').
+    :param operator: the operator that made it (``operators.Operator``).
+    :param protect: paths never to overwrite (the inputs).
+    """
+    import operators
+
+    y = y.detach()
+    if y.dim() == 4:
+        if y.shape[0] != 1:
+            raise ValueError("save one measurement at a time")
+        y = y[0]
+    if tuple(y.shape) != tuple(operator.out_shape):
+        raise ValueError(f"measurement of shape {tuple(y.shape)} does not match {operator.spec} output {operator.out_shape}")
+    protect = list(protect)
+    image_path = Path(image_path)
+    json_path, npz_path = sidecar_paths(image_path)
+    meta, arrays = operators.to_record(operator)
+    written = [io.write_image(image_path, y.float().cpu(), protect=protect)]
+    stored = {"y": y.cpu().numpy(), **{f"operator.{key}": value for key, value in arrays.items()}}
+    written.append(operators.record.save_arrays(npz_path, stored, protect=protect))
+    sidecar = {
+        "format": FORMAT,
+        "version": VERSION,
+        "operator": meta,
+        "noise_sigma": float(noise_sigma),
+        "seed": int(seed),
+        "source": {"path": source.path, "sha256": source.sha256, "shape": list(source.shape)},
+        "measurement": {
+            "image": image_path.name, "image_sha256": io.sha256_file(image_path), "shape": list(y.shape),
+            "dtype": str(y.dtype).replace("torch.", ""), "arrays": npz_path.name, "arrays_sha256": io.sha256_file(npz_path),
+        },
+        "versions": io.versions(),
+    }
+    written.append(io.write_json(json_path, sidecar, protect=protect))
+    return written
+
+
+def load_measurement(image_path: str | Path, *, device="cpu", dtype: torch.dtype = torch.float32) -> Optional[Measurement]:
+    """The measurement beside ``image_path``, or None when it has no sidecar; a damaged sidecar is a :class:`UserError`."""
+    import operators
+
+    image_path = Path(image_path)
+    json_path, npz_path = sidecar_paths(image_path)
+    if not json_path.is_file():
+        return None
+    try:
+        meta = json.loads(json_path.read_text())
+    except (OSError, ValueError) as err:
+        raise UserError(f"cannot read the sidecar {json_path}: {str(err).splitlines()[0]}; delete it or degrade again.") from None
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        raise UserError(f"{json_path} is not a pnprgm measurement sidecar; delete it or degrade again.")
+    if meta.get("version") != VERSION:
+        raise UserError(f"{json_path} has sidecar version {meta.get('version')!r}, this pnprgm reads {VERSION}; degrade again.")
+    try:
+        info = meta["measurement"]
+        if image_path.is_file() and io.sha256_file(image_path) != info["image_sha256"]:
+            raise UserError(f"{image_path} changed after pnprgm degrade wrote it; delete {json_path.name} to restore it as a plain image.")
+        if not npz_path.is_file():
+            raise UserError(f"{npz_path} is missing beside {json_path.name}; degrade again.")
+        if io.sha256_file(npz_path) != info["arrays_sha256"]:
+            raise UserError(f"{npz_path} does not match {json_path.name} (sha256 differs); degrade again.")
+        stored = operators.record.load_arrays(npz_path)
+        arrays = {key[len("operator."):]: value for key, value in stored.items() if key.startswith("operator.")}
+        operator = operators.from_record(meta["operator"], arrays, device=device, dtype=dtype)
+        if "y" not in stored:
+            raise UserError(f"{npz_path} holds no measurement; degrade again.")
+        y = torch.from_numpy(np.asarray(stored["y"])).to(device=device, dtype=dtype)[None]
+        if tuple(y.shape[1:]) != tuple(operator.out_shape):
+            raise UserError(f"{npz_path}: measurement shape {tuple(y.shape[1:])} does not match the operator's {operator.out_shape}; degrade again.")
+        source = meta["source"]
+        return Measurement(
+            y=y, operator=operator, noise_sigma=float(meta["noise_sigma"]), seed=int(meta["seed"]),
+            source=SourceInfo(str(source["path"]), str(source["sha256"]), tuple(int(v) for v in source["shape"])),
+            image_path=image_path, sidecar_path=json_path,
+        )
+    except (KeyError, TypeError, ValueError) as err:
+        if isinstance(err, UserError):
+            raise
+        raise UserError(f"sidecar {json_path} is incomplete ({type(err).__name__}: {err}); degrade again.") from None

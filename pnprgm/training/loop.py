@@ -1,0 +1,560 @@
+"""The RGM training loop (single process, or DDP under ``torchrun``).
+
+Per step (as the official ``train.py``): a discriminator update on real ``x_t`` against re-degraded
+``G(x_{t+1}, t, z)`` (softplus losses, R1 every ``lazy_reg`` steps), then a generator update on
+``prior + lmbda * fidelity`` with new levels, noise and latents, then the EMA and the cosine schedules.
+
+Engineering beyond the official code:
+- every random draw of step k comes from generators seeded with ``(seed, step, rank)``, so a resumed run
+  continues exactly as an uninterrupted one (the RNG states are checkpointed as well);
+- checkpoints and the model file are self-describing and load with ``weights_only=True``;
+- under ``torchrun`` (``WORLD_SIZE`` > 1) models are wrapped in ``DistributedDataParallel`` (gloo on CPU,
+  nccl on GPU), each rank takes its shard of the data and ``batch_size / world`` images, only rank 0 writes.
+"""
+from __future__ import annotations
+
+import copy
+import csv
+import dataclasses
+import math
+import os
+import platform
+import random
+import sys
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch import nn
+
+from pnprgm.config import build_strict, to_dict
+from pnprgm.device import resolve_device
+from pnprgm.errors import UserError
+from pnprgm.io import versions, write_image, write_json
+from pnprgm.training import checkpoint as ckpt
+from pnprgm.training.config import ProcessConfig, TrainConfig, resolve_model, resolve_process
+from pnprgm.training.data import ImageSet, ShardedSampler, centre_crops, detect_channels, load_images, random_crops, \
+    scan_folder, split_validation
+from pnprgm.training.generator import GeneratorConfig, build_generator_from_config, count_parameters
+from pnprgm.training.priors import build_discriminator, build_prior, discriminator_loss
+from pnprgm.training.processes import ForwardProcess, build_process, process_size_multiple
+from pnprgm.training.sampling import grid, psnr, restore_degraded, sample_from_noise
+
+#: Train fields that may change when resuming (the others must match the checkpoint).
+RESUMABLE_CHANGES = ("steps", "checkpoint_every", "val_every", "sample_every", "log_every")
+LOG_FIELDS = ["step", "seconds", "lr_g", "g_loss", "prior", "fidelity", "d_loss", "d_real", "d_fake", "r1",
+              "val_psnr", "val_psnr_input"]
+
+
+@dataclass
+class Distributed:
+    rank: int = 0
+    world: int = 1
+    device: torch.device = torch.device("cpu")
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def active(self) -> bool:
+        return self.world > 1
+
+
+def init_distributed(device: str | torch.device) -> Distributed:
+    """Join the torchrun process group when ``WORLD_SIZE`` > 1 (nccl on CUDA, gloo otherwise)."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    resolved = resolve_device(device)
+    if world <= 1:
+        return Distributed(0, 1, resolved)
+    rank = int(os.environ["RANK"])
+    local = int(os.environ.get("LOCAL_RANK", rank))
+    if resolved.type == "cuda":
+        resolved = torch.device("cuda", local % torch.cuda.device_count())
+        torch.cuda.set_device(resolved)
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if resolved.type == "cuda" else "gloo")
+    return Distributed(rank, world, resolved)
+
+
+def step_seed(seed: int, step: int, rank: int) -> int:
+    return ((seed * 1_000_003 + step) * 1_009 + rank) % (2**63 - 1)
+
+
+def seed_everything(seed: int) -> None:
+    torch.manual_seed(seed)
+    np.random.seed(seed % (2**32))
+    random.seed(seed)
+
+
+# ------------------------------------------------------------------------------------------------ setup
+
+
+@dataclass
+class Prepared:
+    """Data, resolved configs and the process of a run, built before any training starts."""
+
+    train_set: ImageSet
+    val_set: Optional[ImageSet]
+    model: GeneratorConfig
+    process_config: ProcessConfig
+    train: TrainConfig
+    process: ForwardProcess
+    val_size: int
+    data_root: Path
+    val_root: Optional[Path]
+
+
+def prepare(data: str | Path, *, process: ProcessConfig, train: TrainConfig, preset: Optional[str] = "small",
+            model: Optional[dict] = None, val: Optional[str | Path] = None,
+            device: torch.device = torch.device("cpu")) -> Prepared:
+    """Check every input and decode the data; every problem is a one-line :class:`UserError`."""
+    process_config = resolve_process(process)
+    data_root = Path(data)
+    files = scan_folder(data_root)
+    val_root = Path(val) if val is not None else None
+    if val_root is not None:
+        train_files, val_files = files, scan_folder(val_root)
+    else:
+        train_files, val_files = split_validation(files, train.val_fraction, train.seed)
+    channels = train.channels or detect_channels(files + list(val_files))
+    model_config = resolve_model(preset, model or {}, process_config, channels)
+    generator_multiple = 2 ** (len(model_config.ch_mult) - 1)
+    if train.crop % generator_multiple:
+        raise UserError(f"crop {train.crop} must be a multiple of {generator_multiple} for this model "
+                        f"(2^(levels-1)); use --crop {max(generator_multiple, train.crop // generator_multiple * generator_multiple)}.")
+    shape = (channels, train.crop, train.crop)
+    forward = build_process(process_config, shape, device)
+    train_set = load_images(train_files, channels, train.crop)
+    val_set, val_size = None, 0
+    if val_files and train.val_images > 0:
+        chosen = sorted(val_files)[: train.val_images]
+        val_set = load_images(chosen, channels, 1, what="validation")
+        smallest = min(min(im.shape[1:]) for im in val_set.images)
+        multiple = math.lcm(generator_multiple, process_size_multiple(process_config))
+        val_size = min(train.val_crop, smallest) // multiple * multiple
+        if val_size < multiple:
+            raise UserError(f"validation images must be at least {multiple} pixels on each side; remove the small ones.")
+        forward.check_shape((channels, val_size, val_size))
+    return Prepared(train_set, val_set, model_config, process_config, train, forward, val_size, data_root, val_root)
+
+
+
+
+# ------------------------------------------------------------------------------------------------ training
+
+
+class Trainer:
+    """One training run; :meth:`run` trains to ``train.steps`` and writes the run folder.
+
+    :param prepared: data and configs from :func:`prepare`.
+    :param out: run folder.
+    :param dist_info: rank, world size and device.
+    :param command: the command line (for the record).
+    :param progress: show a progress bar (rank 0).
+    """
+
+    def __init__(self, prepared: Prepared, out: str | Path, dist_info: Distributed, *, command: str = "",
+                 progress: bool = True):
+        self.p = prepared
+        self.cfg = prepared.train
+        self.out = Path(out)
+        self.dist = dist_info
+        self.device = dist_info.device
+        self.command = command
+        self.progress = progress
+        if self.cfg.batch_size % dist_info.world:
+            raise UserError(f"batch size {self.cfg.batch_size} must be divisible by the {dist_info.world} processes.")
+        self.local_batch = self.cfg.batch_size // dist_info.world
+        process = prepared.process
+
+        seed_everything(self.cfg.seed)  # identical initial weights on every rank
+        self.G = build_generator_from_config(prepared.model).to(self.device)
+        self.G_ema = copy.deepcopy(self.G).eval()
+        for p in self.G_ema.parameters():
+            p.requires_grad_(False)
+        betas = (self.cfg.beta1, self.cfg.beta2)
+        self.opt_G = torch.optim.Adam(self.G.parameters(), lr=self.cfg.lr_g, betas=betas)
+        self.sched_G = torch.optim.lr_scheduler.LambdaLR(self.opt_G, self._cosine(self.cfg.lr_g))
+        probe = build_discriminator(self.cfg, prepared.model.channels, process.conditioning)
+        self.prior = build_prior(self.cfg, probe.feature_dim).to(self.device)
+        self.D = probe.to(self.device) if self.prior.uses_discriminator else None
+        self.opt_D = self.sched_D = None
+        if self.D is not None:
+            self.opt_D = torch.optim.Adam(self.D.parameters(), lr=self.cfg.lr_d, betas=betas)
+            self.sched_D = torch.optim.lr_scheduler.LambdaLR(self.opt_D, self._cosine(self.cfg.lr_d))
+        self.opt_P = None
+        if any(True for _ in self.prior.parameters()):
+            self.opt_P = torch.optim.Adam(self.prior.parameters(), lr=self.cfg.lr_d, betas=betas)
+            self.prior.optimizer = self.opt_P
+            if dist_info.active:
+                self.prior.grad_sync = _average_gradients
+        self.G_train: nn.Module = self.G
+        self.D_train: Optional[nn.Module] = self.D
+        if dist_info.active:
+            from torch.nn.parallel import DistributedDataParallel as DDP
+
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self.G_train = DDP(self.G, device_ids=ids)
+            if self.D is not None:
+                self.D_train = DDP(self.D, device_ids=ids)
+        self.sampler = ShardedSampler(len(prepared.train_set), self.cfg.seed, dist_info.rank, dist_info.world)
+        self.step = 0
+        self.last: dict[str, float] = {}
+        self.val_psnr: Optional[float] = None
+        self.val_psnr_input: Optional[float] = None
+        self.started = time.time()
+        self.elapsed_before = 0.0
+
+    # configuration record ----------------------------------------------------------------------------------------
+    def _cosine(self, base_lr: float):
+        steps, floor = self.cfg.steps, min(self.cfg.lr_min, base_lr)
+
+        def factor(step: int) -> float:
+            if not self.cfg.cosine:
+                return 1.0
+            progress = min(step, steps) / steps
+            return (floor + (base_lr - floor) * 0.5 * (1 + math.cos(math.pi * progress))) / base_lr
+
+        return factor
+
+    def run_config(self) -> dict[str, Any]:
+        """Everything that defines the run, JSON-able."""
+        return {
+            "model": to_dict(self.p.model),
+            "process": to_dict(self.p.process_config),
+            "train": to_dict(self.cfg),
+            "data": {"root": str(self.p.data_root), "files": self.p.train_set.record(self.p.data_root),
+                     "val_root": str(self.p.val_root or self.p.data_root),
+                     "val_files": self.p.val_set.record(self.p.val_root or self.p.data_root) if self.p.val_set else [],
+                     "val_size": self.p.val_size},
+            "world_size": self.dist.world,
+        }
+
+    def hardware(self) -> dict[str, Any]:
+        info = {"device": str(self.device), "world_size": self.dist.world, "cpu_count": os.cpu_count(),
+                "torch_threads": torch.get_num_threads(), "platform": platform.platform()}
+        if self.device.type == "cuda":
+            info["gpu"] = torch.cuda.get_device_name(self.device)
+        return info
+
+    # checkpoints ---------------------------------------------------------------------------------------------
+    def state(self) -> dict[str, Any]:
+        content = {
+            "step": self.step,
+            "config": self.run_config(),
+            "G": self.G.state_dict(), "G_ema": self.G_ema.state_dict(),
+            "opt_G": self.opt_G.state_dict(), "sched_G": self.sched_G.state_dict(),
+            "D": self.D.state_dict() if self.D is not None else None,
+            "opt_D": self.opt_D.state_dict() if self.opt_D is not None else None,
+            "sched_D": self.sched_D.state_dict() if self.sched_D is not None else None,
+            "prior": self.prior.state_dict(),
+            "opt_prior": self.opt_P.state_dict() if self.opt_P is not None else None,
+            "sampler": self.sampler.state_dict(),
+            "rng": ckpt.rng_state(),
+            "elapsed": self.elapsed(),
+            "record": self.record(),
+        }
+        return content
+
+    def save_checkpoint(self) -> None:
+        if self.dist.main:
+            ckpt.save_checkpoint(self.state(), self.out / "checkpoints" / f"step_{self.step:07d}.pt", self.out / "last.pt")
+
+    def load(self, content: dict[str, Any]) -> None:
+        """Restore everything from a checkpoint's content."""
+        self.G.load_state_dict(content["G"])
+        self.G_ema.load_state_dict(content["G_ema"])
+        self.opt_G.load_state_dict(content["opt_G"])
+        self.sched_G.load_state_dict(content["sched_G"])
+        if self.D is not None:
+            self.D.load_state_dict(content["D"])
+            self.opt_D.load_state_dict(content["opt_D"])
+            self.sched_D.load_state_dict(content["sched_D"])
+        self.prior.load_state_dict(content["prior"])
+        if self.opt_P is not None:
+            self.opt_P.load_state_dict(content["opt_prior"])
+        self.sampler.load_state_dict(content["sampler"])
+        ckpt.set_rng_state(content["rng"])
+        self.step = int(content["step"])
+        self.elapsed_before = float(content.get("elapsed", 0.0))
+        record = content.get("record") or {}
+        self.last = dict(record.get("final_losses") or {})
+        self.val_psnr = record.get("val_psnr")
+
+    def elapsed(self) -> float:
+        return self.elapsed_before + time.time() - self.started
+
+    def record(self) -> dict[str, Any]:
+        return {
+            "command": self.command,
+            "steps": self.step,
+            "seconds": round(self.elapsed(), 1),
+            "hardware": self.hardware(),
+            "versions": versions(),
+            "files": self.p.train_set.record(self.p.data_root),
+            "final_losses": dict(self.last),
+            "val_psnr": self.val_psnr,
+            "val_psnr_input": self.val_psnr_input,
+            "val_protocol": self._val_protocol(),
+            "parameters": count_parameters(self.G),
+            "process": to_dict(self.p.process_config),
+            "train": to_dict(self.cfg),
+        }
+
+    def _val_protocol(self) -> str:
+        if self.p.val_set is None:
+            return "no validation images"
+        level = ("level 1 of the process (x_1), label 0" if self.p.process.conditioning == "time"
+                 else f"noise std {self.cfg.val_sigma:.4g} (clamped to the process range)")
+        return (f"EMA generator, fixed z (seed {self.cfg.seed}), {len(self.p.val_set)} centre crops "
+                f"{self.p.val_size}x{self.p.val_size}, input at {level}; PSNR on [0,1] images, data range 1, all channels")
+
+    def save_model(self) -> Path:
+        path = self.out / "model.pt"
+        ckpt.save_model(path, self.G_ema.state_dict(), dict(self.G.config), to_dict(self.p.process_config), self.record())
+        return path
+
+    # steps ---------------------------------------------------------------------------------------------------
+    def batch(self) -> torch.Tensor:
+        indices = self.sampler.take(self.local_batch)
+        return 2 * random_crops(self.p.train_set.images, indices, self.cfg.crop, self.device) - 1
+
+    def train_step(self) -> dict[str, float]:
+        seed_everything(step_seed(self.cfg.seed, self.step, self.dist.rank))
+        x0 = self.batch()
+        process, cfg = self.p.process, self.cfg
+        losses: dict[str, float] = {}
+        self.G.train()
+        if self.D is not None:
+            self.D.train()
+            for p in self.D.parameters():
+                p.requires_grad_(True)
+            pairs = process.pairs(x0)
+            with torch.no_grad():
+                z = torch.randn(x0.shape[0], self.G.nz, device=self.device)
+                fake = process.renoise(self.G(pairs.g_in, pairs.level, z), pairs)
+            cond = pairs.g_in if cfg.d_cond else None
+            out = discriminator_loss(self.D_train, pairs.x_real, fake, pairs.level, cond, cfg.r1_gamma,
+                                     apply_r1=self.step % cfg.lazy_reg == 0)
+            self.opt_D.zero_grad(set_to_none=True)
+            out["d_loss"].backward()
+            self.opt_D.step()
+            losses.update({k: float(v.detach()) for k, v in out.items()})
+            for p in self.D.parameters():
+                p.requires_grad_(False)
+            self.D.eval()
+
+        pairs = process.pairs(x0, same_level=self.prior.same_level)
+        z = torch.randn(x0.shape[0], self.G.nz, device=self.device)
+        x0_hat = self.G_train(pairs.g_in, pairs.level, z)
+        fake = process.renoise(x0_hat, pairs)
+        cond = pairs.g_in if cfg.d_cond else None
+        prior = self.prior.generator_loss(self.D, pairs.x_real, fake, pairs.level, cond)
+        fidelity = process.fidelity(x0_hat, pairs)
+        loss = (prior + cfg.lmbda * fidelity).mean()
+        self.opt_G.zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt_G.step()
+        self._update_ema()
+        losses.update({"g_loss": float(loss.detach()), "prior": float(prior.detach().mean()),
+                       "fidelity": float(fidelity.detach().mean())})
+        self.sched_G.step()
+        if self.sched_D is not None:
+            self.sched_D.step()
+        self.step += 1
+        return losses
+
+    @torch.no_grad()
+    def _update_ema(self) -> None:
+        decay = self.cfg.ema_decay
+        for ema, live in zip(self.G_ema.parameters(), self.G.parameters()):
+            ema.lerp_(live.detach(), 1 - decay)
+        for ema, live in zip(self.G_ema.buffers(), self.G.buffers()):
+            ema.copy_(live)
+
+    # validation, samples, logs -----------------------------------------------------------------------------------------
+    @torch.no_grad()
+    def validate(self) -> Optional[float]:
+        if self.p.val_set is None:
+            return None
+        clean = centre_crops(self.p.val_set.images, self.p.val_size, self.device)
+        g_in, restored = restore_degraded(self.G_ema, self.p.process, clean, sigma01=self.cfg.val_sigma,
+                                          seed=self.cfg.seed)
+        self.val_psnr = round(float(psnr(restored, clean).mean()), 3)
+        self.val_psnr_input = round(float(psnr(g_in, clean).mean()), 3) if g_in.shape == clean.shape else None
+        return self.val_psnr
+
+    @torch.no_grad()
+    def write_samples(self) -> Optional[Path]:
+        process = self.p.process
+        path = self.out / "samples" / f"step_{self.step:07d}.png"
+        shape = (self.p.model.channels, self.cfg.crop, self.cfg.crop)
+        if not process.conditioned:
+            images = sample_from_noise(self.G_ema, process, 16, shape, seed=self.cfg.seed, device=self.device)
+            write_image(path, grid(images, nrow=4))
+            return path
+        if self.p.val_set is not None:
+            clean = centre_crops(self.p.val_set.images, self.p.val_size, self.device)
+        else:
+            clean = centre_crops(self.p.train_set.images[:8], self.cfg.crop, self.device)
+        g_in, restored = restore_degraded(self.G_ema, process, clean, sigma01=self.cfg.val_sigma, seed=self.cfg.seed)
+        rows = torch.cat([g_in, restored, clean]) if g_in.shape == clean.shape else torch.cat([restored, clean])
+        write_image(path, grid(rows, nrow=clean.shape[0]))
+        return path
+
+    def log_row(self, losses: dict[str, float], validated: bool) -> None:
+        if not self.dist.main:
+            return
+        path = self.out / "log.csv"
+        new = not path.exists()
+        row = {"step": self.step, "seconds": round(self.elapsed(), 2), "lr_g": self.opt_G.param_groups[0]["lr"],
+               **{k: round(v, 6) for k, v in losses.items() if k in LOG_FIELDS}}
+        if validated:
+            row["val_psnr"], row["val_psnr_input"] = self.val_psnr, self.val_psnr_input
+        with open(path, "a", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=LOG_FIELDS, extrasaction="ignore")
+            if new:
+                writer.writeheader()
+            writer.writerow(row)
+
+    def _truncate_log(self) -> None:
+        """On resume, drop log lines written after the checkpoint."""
+        path = self.out / "log.csv"
+        if not self.dist.main or not path.exists():
+            return
+        with open(path, newline="") as handle:
+            rows = [r for r in csv.DictReader(handle) if r.get("step", "").isdigit() and int(r["step"]) <= self.step]
+        with open(path, "w", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=LOG_FIELDS, extrasaction="ignore")
+            writer.writeheader()
+            writer.writerows(rows)
+
+    # main loop ---------------------------------------------------------------------------------------------------
+    def run(self) -> dict[str, Any]:
+        cfg = self.cfg
+        if self.dist.main:
+            self.out.mkdir(parents=True, exist_ok=True)
+            write_json(self.out / "config.json", self.run_config())
+            self._truncate_log()
+        bar = None
+        if self.dist.main and self.progress:
+            from tqdm import tqdm
+
+            bar = tqdm(total=cfg.steps, initial=self.step, desc="train", unit="step", dynamic_ncols=True,
+                       file=sys.stderr)
+        while self.step < cfg.steps:
+            losses = self.train_step()
+            self.last = {k: round(v, 6) for k, v in losses.items()}
+            if not all(math.isfinite(v) for v in losses.values()):
+                raise UserError(f"training diverged at step {self.step} (losses {self.last}); lower the learning rates "
+                                f"or lmbda, or resume from an earlier checkpoint.")
+            done = self.step >= cfg.steps
+            validated = False
+            if self.dist.main and (done or (cfg.val_every and self.step % cfg.val_every == 0)):
+                validated = self.validate() is not None
+            if self.dist.main and (done or (cfg.sample_every and self.step % cfg.sample_every == 0)):
+                self.write_samples()
+            if done or (cfg.log_every and self.step % cfg.log_every == 0) or validated:
+                self.log_row(losses, validated)
+            if done or (cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0):
+                self.save_checkpoint()
+            if bar is not None:
+                shown = {k: f"{v:.4g}" for k, v in losses.items() if k in ("g_loss", "fidelity", "d_loss")}
+                if self.val_psnr is not None:
+                    shown["val"] = f"{self.val_psnr:.2f}dB"
+                bar.set_postfix(shown, refresh=False)
+                bar.update(1)
+        if bar is not None:
+            bar.close()
+        if self.val_psnr is None and self.dist.main:
+            self.validate()
+        model_path = None
+        if self.dist.main:
+            model_path = self.save_model()
+            write_json(self.out / "record.json", self.record())
+        if self.dist.active:
+            dist.barrier()
+        return {"steps": self.step, "final_losses": self.last, "val_psnr": self.val_psnr, "run_dir": str(self.out),
+                "model": str(model_path) if model_path else None}
+
+
+def _average_gradients(module: nn.Module) -> None:
+    """All-reduce mean of a module's gradients (modules trained outside DDP wrappers)."""
+    world = dist.get_world_size()
+    for p in module.parameters():
+        if p.grad is not None:
+            dist.all_reduce(p.grad)
+            p.grad.div_(world)
+
+
+# ------------------------------------------------------------------------------------------------ entry point
+
+
+def train(data: str | Path, out: str | Path, *, process: ProcessConfig | dict | None = None,
+          train: TrainConfig | dict | None = None, preset: Optional[str] = "small", model: Optional[dict] = None,
+          val: Optional[str | Path] = None, resume: bool = False, device: str | torch.device = "cpu",
+          command: str = "", progress: bool = True) -> dict[str, Any]:
+    """Train an RGM generator on a folder of images; write ``out`` (checkpoints, log.csv, samples, model.pt).
+
+    :param data: folder of training images.
+    :param out: run folder.
+    :param process: forward process (:class:`ProcessConfig` or dict).
+    :param train: training arguments (:class:`TrainConfig` or dict).
+    :param preset: generator size preset (``pnprgm.training.generator.PRESETS``).
+    :param model: generator config overrides.
+    :param val: folder of validation images (default: a held-out fraction of ``data``).
+    :param resume: continue from ``out/last.pt`` (the checkpoint's configuration is used).
+    :param device: torch device (under torchrun, CUDA ranks use their local GPU).
+    :param command: command line to record.
+    :param progress: progress bar.
+    :returns: summary (steps, final losses, validation PSNR, paths).
+    """
+    process = process if isinstance(process, ProcessConfig) else build_strict(ProcessConfig, process or {}, what="process")
+    train_cfg = train if isinstance(train, TrainConfig) else build_strict(TrainConfig, train or {}, what="train")
+    dist_info = init_distributed(device)
+    out = Path(out)
+    content = None
+    if resume:
+        content = ckpt.load_checkpoint(out / "last.pt", map_location="cpu")
+        saved = content["config"]
+        process = build_strict(ProcessConfig, saved["process"], what="process")
+        train_cfg = _merge_resumed_train(saved["train"], train_cfg, train is not None)
+        model = dict(saved["model"])
+        preset = None  # every field comes from the saved model config
+        model.pop("arch", None)
+    elif (out / "last.pt").exists():
+        raise UserError(f"{out} already holds a run (last.pt); add --resume to continue it or choose another --out.")
+    prepared = prepare(data, process=process, train=train_cfg, preset=preset, model=model, val=val,
+                       device=dist_info.device)
+    trainer = Trainer(prepared, out, dist_info, command=command, progress=progress)
+    if content is not None:
+        saved_files = [(f["name"], f["sha256"]) for f in content["config"]["data"]["files"]]
+        now = [(f["name"], f["sha256"]) for f in prepared.train_set.record(prepared.data_root)]
+        if saved_files != now:
+            raise UserError(f"the training images in {data} differ from those of the checkpoint; "
+                            f"resume with the same data folder.")
+        trainer.load(content)
+        if trainer.step >= train_cfg.steps:
+            warnings.warn(f"the checkpoint is already at step {trainer.step} >= steps {train_cfg.steps}", stacklevel=2)
+    return trainer.run()
+
+
+def _merge_resumed_train(saved: dict, given: TrainConfig, explicit: bool) -> TrainConfig:
+    """The checkpoint's train config, with the few fields that may change on resume taken from ``given``."""
+    saved_cfg = build_strict(TrainConfig, saved, what="train")
+    if not explicit:
+        return saved_cfg
+    defaults = TrainConfig()
+    changed = [f.name for f in dataclasses.fields(TrainConfig)
+               if getattr(given, f.name) != getattr(saved_cfg, f.name) and getattr(given, f.name) != getattr(defaults, f.name)]
+    fixed = [name for name in changed if name not in RESUMABLE_CHANGES]
+    if fixed:
+        raise UserError(f"cannot change {', '.join(fixed)} when resuming (the checkpoint has "
+                        f"{', '.join(f'{n}={getattr(saved_cfg, n)!r}' for n in fixed)}); only {', '.join(RESUMABLE_CHANGES)} may change.")
+    return dataclasses.replace(saved_cfg, **{n: getattr(given, n) for n in changed})

@@ -1,0 +1,160 @@
+"""RGM's T-step sampler and sample grids.
+
+Unconditioned processes (ddpm, sr) start from the process's pure-noise ``x_T``; for i = T-1..0:
+``x0 = G(x, i, z)`` with a fresh z, ``x = process.step_back(x0, i)`` (the official re-degradation with noise
+factor 0.999); the last G output is returned. Conditioned processes (denoise, operator) restore degraded
+versions of given clean images in one step.
+"""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Optional, Sequence
+
+import torch
+from torch import nn
+
+from pnprgm.errors import UserError
+from pnprgm.training.processes import ForwardProcess
+
+
+def _forked(device: torch.device):
+    """Keep the caller's global RNG state: sampling seeds its own stream."""
+    return torch.random.fork_rng(devices=[device] if device.type == "cuda" else [])
+
+
+@torch.no_grad()
+def sample_from_noise(generator: nn.Module, process: ForwardProcess, n: int, shape: tuple[int, int, int],
+                      *, seed: int = 0, device: str | torch.device = "cpu") -> torch.Tensor:
+    """``n`` images (in [0, 1]) drawn by the T-step sampler; the global RNG state is left untouched."""
+    device = torch.device(device)
+    with _forked(device):
+        torch.manual_seed(seed)
+        x = process.init_sample(n, shape).to(device)
+        x0 = x
+        for i in reversed(range(process.T)):
+            t = torch.full((n,), i, dtype=torch.long, device=device)
+            z = torch.randn(n, generator.nz, device=device)
+            x0 = generator(x, t, z)
+            x = process.step_back(x0, i)
+    return ((x0 + 1) / 2).clamp(0, 1)
+
+
+@torch.no_grad()
+def restore_degraded(generator: nn.Module, process: ForwardProcess, clean01: torch.Tensor, *, sigma01: float,
+                     seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Degrade clean images (in [0, 1]) at the validation level and restore them in one generator step.
+
+    :returns: ``(generator input, restoration)``, both in [0, 1] (the input is shown as the model sees it).
+    """
+    device = clean01.device
+    with _forked(device):
+        torch.manual_seed(seed)
+        g_in, level = process.validation_input(2 * clean01 - 1, sigma01)
+        z = torch.randn(clean01.shape[0], generator.nz, device=device)
+        x0 = generator(g_in, level, z)
+    return ((g_in + 1) / 2).clamp(0, 1), ((x0 + 1) / 2).clamp(0, 1)
+
+
+def psnr(x: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
+    """Per-image PSNR in dB of [0, 1] images (data range 1)."""
+    mse = (x.clamp(0, 1) - ref).pow(2).flatten(1).mean(1).clamp_min(1e-12)
+    return -10 * torch.log10(mse)
+
+
+def grid(images: torch.Tensor, nrow: Optional[int] = None, padding: int = 2) -> torch.Tensor:
+    """Tile (B, C, H, W) images into one (C, H', W') image."""
+    from torchvision.utils import make_grid
+
+    nrow = nrow or max(1, int(math.ceil(math.sqrt(images.shape[0]))))
+    out = make_grid(images.detach().cpu().clamp(0, 1), nrow=nrow, padding=padding, pad_value=1.0)
+    return out[:1] if images.shape[1] == 1 else out
+
+
+def model_process_config(generator: nn.Module):
+    """The forward process config a generator was trained with (``generator.process``; official models: ddpm)."""
+    from pnprgm.config import build_strict
+    from pnprgm.training.config import ProcessConfig
+
+    config = dict(getattr(generator, "process", None) or {})
+    if not config:
+        schedule = generator.schedule
+        config = {"name": "ddpm", "T": schedule.T, "beta_min": schedule.beta_min, "beta_max": schedule.beta_max}
+    return build_strict(ProcessConfig, config, what="process")
+
+
+def sample_model_grid(model: str, out: str | Path, *, count: int = 16, size: Optional[int] = None,
+                      inputs: Sequence[str | Path] = (), noise: Optional[float] = None, nrow: Optional[int] = None,
+                      seed: int = 0, device: str | torch.device = "cpu") -> Path:
+    """Write a grid of samples of a model file (``pnprgm sample``) and its JSON sidecar; returns the grid path.
+
+    :param model: our model file, or ``PATH#preset`` for an official checkpoint.
+    :param out: output PNG.
+    :param count: number of samples (or of inputs used).
+    :param size: sample size (default: the training crop); for inputs, the centre-crop size (default up to 256).
+    :param inputs: clean images/folders to degrade and restore (required by denoise/operator models).
+    :param noise: noise std in [0, 1] units for restoring inputs (default: the training validation level).
+    :param nrow: images per row.
+    :param seed: seed of noise and latents.
+    :param device: torch device.
+    """
+    from pnprgm.device import resolve_device
+    from pnprgm.io import list_images, read_image, sha256_file, versions, write_image, write_json
+    from pnprgm.models import load_generator_file
+    from pnprgm.training.data import convert_channels
+    from pnprgm.training.processes import build_process, process_size_multiple
+
+    if count < 1:
+        raise UserError(f"-n must be >= 1; got {count}.")
+    device = resolve_device(device)
+    path, _, official = str(model).partition("#")
+    generator = load_generator_file(path, device=device, official_preset=official or None).to(device).eval()
+    config = generator.config
+    channels = int(config.get("channels", config.get("num_channels", 3)))
+    multiple = int(getattr(generator, "size_multiple", 0) or 2 ** (len(config.get("ch_mult", [1])) - 1))
+    record = dict(getattr(generator, "record", None) or {})
+    process_config = model_process_config(generator)
+    train_cfg = record.get("train") or {}
+    files = list_images(inputs) if inputs else []
+    if inputs and not files:
+        raise UserError(f"no images found in {', '.join(map(str, inputs))}; give image files or folders.")
+    sigma01 = noise if noise is not None else float(train_cfg.get("val_sigma", 25 / 255))
+    if files:
+        images = [convert_channels(read_image(f), channels) for f in files[:count]]
+        side = min(size or 256, *(min(im.shape[1:]) for im in images))
+        multiple = math.lcm(multiple, process_size_multiple(process_config))
+        side = side // multiple * multiple
+        if side < multiple:
+            raise UserError(f"input images must be at least {multiple} pixels on each side for this model.")
+        crops = []
+        for im in images:
+            top, left = (im.shape[1] - side) // 2, (im.shape[2] - side) // 2
+            crops.append(im[:, top : top + side, left : left + side])
+        clean = torch.stack(crops).to(device)
+        process = build_process(process_config, (channels, side, side), device)
+        g_in, restored = restore_degraded(generator, process, clean, sigma01=sigma01, seed=seed)
+        rows = [g_in, restored, clean] if g_in.shape == clean.shape else [restored, clean]
+        picture = grid(torch.cat(rows), nrow=nrow or clean.shape[0])
+        mode = "restore"
+    else:
+        side = size or int(train_cfg.get("crop", config.get("image_size", 64)))
+        multiple = math.lcm(multiple, process_size_multiple(process_config))
+        if side % multiple:
+            raise UserError(f"--size must be a multiple of {multiple} for this model; got {side}.")
+        process = build_process(process_config, (channels, side, side), device)
+        if process.conditioned:
+            raise UserError(f"this model restores {process.name} degradations; give --input images to degrade and restore.")
+        picture = grid(sample_from_noise(generator, process, count, (channels, side, side), seed=seed, device=device),
+                       nrow=nrow)
+        mode = "noise"
+    out = Path(out)
+    protect = [path] + [str(f) for f in files]
+    write_image(out, picture, protect=protect)
+    write_json(out.with_suffix(".json"), {
+        "model": str(model), "model_sha256": sha256_file(path), "process": process.config(), "mode": mode,
+        "count": count if mode == "noise" else len(files[:count]), "size": side, "seed": seed,
+        "noise": sigma01 if mode == "restore" else None, "inputs": [str(f) for f in files[:count]],
+        "rows": "model input, restoration, original" if mode == "restore" else "samples", "versions": versions(),
+    }, protect=protect)
+    return out
+

@@ -1,0 +1,295 @@
+"""pnprgm benchmark: JSON schema, determinism, reports, bad input, skipped images, partial results, resume.
+
+Tiny crops, fast methods (baseline, tv-admm, nlm-hqs) and two solver iterations keep this fast.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+from PIL import Image
+
+import operators
+from cli.main import app
+from pnprgm.benchmark import build_config, datasets, methods, report, run_benchmark, tasks
+from pnprgm.benchmark.runner import RECORD_KEYS, BenchmarkConfig
+from pnprgm.errors import UserError
+from pnprgm.metrics import DEFAULT_PROTOCOL
+
+FAST = {"crop": 48, "overrides": {"iterations": 2}, "figure_images": 1}
+
+
+def _config(**values) -> BenchmarkConfig:
+    return build_config({**FAST, **values})
+
+
+def _write_png(path: Path, array: np.ndarray) -> Path:
+    Image.fromarray(array).save(path)
+    return path
+
+
+@pytest.fixture
+def photo_dir(tmp_path) -> Path:
+    """Two colour crops and one gray crop of public photos (never trained on), as PNG files."""
+    from skimage import data
+
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    _write_png(folder / "coffee.png", data.coffee()[100:164, 200:264])
+    _write_png(folder / "astronaut.png", data.astronaut()[60:124, 180:244])
+    _write_png(folder / "camera.png", data.camera()[100:164, 200:264])
+    return folder
+
+
+@pytest.fixture(scope="module")
+def public_run(tmp_path_factory):
+    """One small run on the public set, twice (for determinism), with every output written."""
+    out = tmp_path_factory.mktemp("bench")
+    config = _config(data="public", limit=2, tasks=("sr4", "color", "denoise"), methods=("baseline", "tv-admm"))
+    first = run_benchmark(config, json_path=out / "a.json", md_path=out / "a.md", figure_path=out / "a.png", progress=False)
+    second = run_benchmark(config, json_path=out / "b.json", progress=False)
+    return out, first, second
+
+
+def test_json_schema(public_run):
+    out, first, _ = public_run
+    data = json.loads((out / "a.json").read_text())
+    assert {"protocol", "versions", "config", "records", "skipped"} <= set(data)
+    assert data["protocol"] == DEFAULT_PROTOCOL.to_dict()
+    assert data["versions"]["torch"] == torch.__version__.split("+")[0]
+    assert data["status"] == "complete"
+    assert data["config"]["tasks"] == ["sr4", "color", "denoise"]
+    assert data["config"]["resolved"]["tasks"]["denoise"]["noise"] == pytest.approx(25 / 255)
+    assert [image["name"] for image in data["config"]["resolved"]["images"]] == ["astronaut", "chelsea"]
+    assert len(data["records"]) == 2 * 3 * 2  # two colour images x three tasks x two methods
+    for record in data["records"]:
+        assert set(RECORD_KEYS) <= set(record)
+        assert np.isfinite([record["psnr"], record["ssim"], record["lpips"], record["seconds"]]).all()
+        assert 0 < record["ssim"] <= 1 and 0 <= record["lpips"] < 1
+    assert data == first.data  # the returned document is what was written
+
+
+def test_runs_are_deterministic(public_run):
+    _, first, second = public_run
+    key = lambda r: (r["image"], r["task"], r["method"], r["seed"], r["psnr"], r["ssim"], r["lpips"])
+    assert [key(r) for r in first.records] == [key(r) for r in second.records]
+
+
+def test_pnp_method_beats_baseline_on_denoising(public_run):
+    _, first, _ = public_run
+    psnr = {(r["image"], r["method"]): r["psnr"] for r in first.records if r["task"] == "denoise"}
+    for image in ("astronaut", "chelsea"):
+        assert psnr[image, "tv-admm"] > psnr[image, "baseline"] + 3
+
+
+def test_markdown_holds_the_table(public_run):
+    out, first, _ = public_run
+    text = (out / "a.md").read_text()
+    assert "| method | PSNR (dB) ↑ | SSIM ↑ | LPIPS ↓ | seconds | images |" in text
+    assert "| method | sr4 | color | denoise |" in text
+    for method in ("baseline", "tv-admm"):
+        assert f"| {method} |" in text
+    assert " ± " in text and "**" in text
+    assert "## Metric protocol" in text and '"ssim"' in text
+    assert "pnprgm benchmark --data public" in text
+    assert f"| deepinv | {first.data['versions']['deepinv']} |" in text
+    assert report.markdown(first.data) == text  # rebuilt from the JSON document alone
+
+
+def test_figure_is_written(public_run):
+    out, _, _ = public_run
+    with Image.open(out / "a.png") as figure:
+        assert figure.format == "PNG"
+        # 4 columns (truth, measurement, two methods) of at least 48 px, three task blocks
+        assert figure.width >= 4 * 48 and figure.height >= 3 * 48
+
+
+def test_measurement_seeds_are_fixed_and_distinct():
+    seeds = {(i, t): tasks.measurement_seed(0, i, t) for i in range(20) for t in tasks.registry.names()}
+    assert len(set(seeds.values())) == len(seeds)
+    assert seeds[3, "sr4"] == tasks.measurement_seed(0, 3, "sr4")
+    assert tasks.measurement_seed(1, 3, "sr4") != seeds[3, "sr4"]
+
+
+@pytest.mark.parametrize("name", tasks.registry.names())
+def test_every_task_builds_and_measures(name):
+    task = tasks.registry.get(name)
+    x = torch.rand(1, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    physics = operators.build(task.spec, (3, 32, 32))
+    y = operators.measure(physics, x, task.noise, seed=1)
+    assert torch.equal(y, operators.measure(physics, x, task.noise, seed=1))
+    assert report.display_measurement(y[0], (3, 32, 32)).shape == (3, 32, 32)
+    assert task.applies_to(3) and task.applies_to(1) != task.colour_only
+
+
+@pytest.mark.parametrize("name", methods.registry.names())
+def test_every_method_describes_itself(name):
+    method = methods.registry.get(name)
+    info = method.describe()
+    assert info["kind"] in ("pnp", "baseline")
+    reason = method.unavailable(torch.device("cpu"))
+    assert reason is None or (isinstance(reason, str) and "\n" not in reason)
+
+
+@pytest.mark.parametrize("values, listed", [
+    ({"tasks": "sr4,sr5"}, "sr4, deblur, inpaint, color, denoise"),
+    ({"methods": "baseline,tv-hqs"}, "tv-admm"),
+    ({"metrics": "psnr,mse"}, "lpips"),
+    ({"protocol": {"chanel": "y"}}, "channel"),
+    ({"colour": 1}, "tasks"),
+])
+def test_bad_names_are_one_line_errors(values, listed):
+    with pytest.raises(UserError) as caught:
+        build_config(values)
+    message = str(caught.value)
+    assert "\n" not in message and listed in message
+
+
+def test_bad_override_is_an_error_before_the_run(photo_dir):
+    with pytest.raises(UserError, match="valid: iterations"):
+        run_benchmark(_config(data=str(photo_dir), methods=("tv-admm",), overrides={"iteration": 2}), progress=False)
+
+
+def test_cli_bad_task_exits_2_with_one_line():
+    result = CliRunner().invoke(app, ["benchmark", "--task", "sr4,nope", "-q"])
+    assert result.exit_code == 2
+    assert result.output.startswith("error: --task: unknown benchmark task 'nope'")
+    assert len(result.output.strip().splitlines()) == 1
+
+
+def test_empty_folder_is_an_error(tmp_path):
+    (tmp_path / "notes.txt").write_text("no images here")
+    with pytest.raises(UserError, match="holds no images"):
+        run_benchmark(_config(data=str(tmp_path)), progress=False)
+    with pytest.raises(UserError, match="neither a known set"):
+        run_benchmark(_config(data=str(tmp_path / "missing")), progress=False)
+
+
+def test_unreadable_image_is_skipped_and_named(photo_dir, tmp_path):
+    (photo_dir / "broken.png").write_bytes(b"this is not a PNG")
+    result = run_benchmark(_config(data=str(photo_dir), tasks=("denoise",), methods=("baseline",)),
+                           json_path=tmp_path / "r.json", md_path=tmp_path / "r.md", progress=False)
+    assert sorted(r["image"] for r in result.records) == ["astronaut", "camera", "coffee"]
+    assert [(s["image"], s["kind"]) for s in result.skipped] == [("broken", "unreadable")]
+    assert not result.ok
+    assert "unreadable: image broken" in (tmp_path / "r.md").read_text()
+
+
+def test_too_small_image_is_skipped_for_lpips(photo_dir):
+    _write_png(photo_dir / "tiny.png", np.full((20, 24, 3), 128, np.uint8))
+    result = run_benchmark(_config(data=str(photo_dir), tasks=("denoise",), methods=("baseline",)), progress=False)
+    assert [(s["image"], s["kind"]) for s in result.skipped] == [("tiny", "unusable")]
+    assert len(result.records) == 3
+
+
+def test_gray_images_skip_colorization_only(photo_dir):
+    result = run_benchmark(_config(data=str(photo_dir), tasks=("color", "denoise"), methods=("baseline",)), progress=False)
+    pairs = {(r["image"], r["task"]) for r in result.records}
+    assert ("camera", "denoise") in pairs and ("camera", "color") not in pairs
+    assert ("coffee", "color") in pairs
+
+
+def test_partial_results_survive_a_crash(photo_dir, tmp_path, monkeypatch):
+    calls = {"n": 0}
+    original = methods.BaselineMethod.restore
+
+    def flaky(self, *args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise RuntimeError("injected failure")
+        if calls["n"] == 4:
+            raise KeyboardInterrupt
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(methods.BaselineMethod, "restore", flaky)
+    path = tmp_path / "partial.json"
+    with pytest.raises(KeyboardInterrupt):
+        run_benchmark(_config(data=str(photo_dir), tasks=("sr4", "denoise"), methods=("baseline",)),
+                      json_path=path, md_path=tmp_path / "partial.md", progress=False)
+    data = json.loads(path.read_text())
+    assert data["status"] == "interrupted"
+    assert len(data["records"]) == 2  # calls 1 and 3; call 2 failed and is named, call 4 interrupted
+    assert [(s["kind"], s["method"], "injected failure" in s["reason"]) for s in data["skipped"]] == [("failed", "baseline", True)]
+    assert "Partial results" in (tmp_path / "partial.md").read_text()
+
+
+def test_resume_reuses_matching_records(photo_dir, tmp_path, monkeypatch):
+    path = tmp_path / "r.json"
+    config = _config(data=str(photo_dir), tasks=("denoise",), methods=("baseline",))
+    first = run_benchmark(config, json_path=path, progress=False)
+
+    def fail(self, *args, **kwargs):
+        raise AssertionError("a resumed record was recomputed")
+
+    monkeypatch.setattr(methods.BaselineMethod, "restore", fail)
+    more = _config(data=str(photo_dir), tasks=("denoise",), methods=("baseline", "nlm-hqs"))
+    second = run_benchmark(more, json_path=path, resume=True, progress=False)
+    assert not second.failures
+    baseline = [r for r in second.records if r["method"] == "baseline"]
+    assert baseline == first.records
+    assert len(second.records) == 2 * len(first.records)
+    with pytest.raises(UserError, match="other settings"):
+        run_benchmark(_config(data=str(photo_dir), tasks=("denoise",), methods=("baseline",), crop=32),
+                      json_path=path, resume=True, progress=False)
+
+
+def test_cli_end_to_end(photo_dir, tmp_path):
+    out = tmp_path / "out"
+    args = ["benchmark", "--data", str(photo_dir), "--task", "sr4,inpaint", "--method", "baseline,nlm-hqs",
+            "--crop", "48", "--set", "iterations=2", "--json", str(out / "r.json"), "--md", str(out / "r.md"),
+            "--figure", str(out / "r.png"), "-q"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert "| nlm-hqs |" in result.output
+    data = json.loads((out / "r.json").read_text())
+    assert len(data["records"]) == 3 * 2 * 2
+    assert data["config"]["overrides"] == {"iterations": "2"}
+    assert (out / "r.png").is_file() and (out / "r.md").is_file()
+    rebuilt = CliRunner().invoke(app, ["benchmark", "--from-json", str(out / "r.json"), "--md", str(tmp_path / "again.md")])
+    assert rebuilt.exit_code == 0, rebuilt.output
+    assert (tmp_path / "again.md").read_text() == (out / "r.md").read_text()
+
+
+def test_suite_file_is_valid():
+    from pnprgm.config import read_config_file
+
+    suite = Path(__file__).resolve().parents[1] / "benchmarks" / "suite.json"
+    config = build_config(read_config_file(suite))
+    public = {image.name for image in datasets.public_set().images}
+    assert set(config.images) <= {entry.name for entry in datasets.PUBLIC_IMAGES}
+    assert public <= set(config.images)  # every installed public image is in the committed suite
+
+
+def test_centre_crop_is_aligned_and_centred():
+    image = torch.arange(3 * 70 * 90, dtype=torch.float32).reshape(3, 70, 90)
+    crop = datasets.centre_crop(image, 64)
+    assert crop.shape == (3, 64, 64)
+    assert torch.equal(crop, image[:, 3:67, 13:77])
+    assert datasets.centre_crop(image, 0).shape == (3, 64, 88)
+
+
+def test_public_set_excludes_training_images(shared_dir):
+    assert not {entry.name for entry in datasets.PUBLIC_IMAGES} & datasets.EXCLUDED_TRAINING
+    manifest = (shared_dir / "data" / "train" / "MANIFEST.tsv").read_text().splitlines()[1:]
+    trained = {line.split("\t")[0].split("__", 1)[1].rsplit(".", 1)[0]
+               for line in manifest if line.startswith("scikit-image")}
+    assert trained and trained <= datasets.EXCLUDED_TRAINING
+
+
+def test_speed_script_writes_its_report(tmp_path):
+    import runpy
+
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "speed.py"
+    main = runpy.run_path(str(script))["main"]
+    code = main(["--denoiser", "tv", "--size", "32", "--iters", "2", "--repeats", "1",
+                 "--json", str(tmp_path / "speed.json"), "--md", str(tmp_path / "speed.md")])
+    assert code == 0
+    data = json.loads((tmp_path / "speed.json").read_text())
+    it = data["per_iteration"]
+    assert data["runs"][0]["iterations"] == 2
+    assert it["overhead_seconds"] == pytest.approx(it["iteration_seconds"] - it["denoiser_seconds"])
+    assert "seconds per image" in (tmp_path / "speed.md").read_text()

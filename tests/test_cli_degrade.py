@@ -1,0 +1,112 @@
+"""``pnprgm degrade`` and ``pnprgm operators`` through click's CliRunner."""
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from click.testing import CliRunner
+
+import operators
+from cli.main import app
+from pnprgm import io
+from pnprgm.degrade import image_seed
+from pnprgm.measurement import load_measurement, sidecar_paths
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def inputs(tmp_path):
+    folder = tmp_path / "in"
+    generator = torch.Generator().manual_seed(0)
+    io.write_image(folder / "odd.png", torch.rand((3, 37, 53), generator=generator))
+    io.write_image(folder / "square.png", torch.rand((3, 64, 64), generator=generator))
+    return folder
+
+
+def run(*args):
+    return CliRunner().invoke(app, list(map(str, args)), catch_exceptions=False)
+
+
+def test_degrade_writes_images_and_sidecars(inputs, tmp_path):
+    out = tmp_path / "out"
+    result = run("degrade", inputs, "--operator", "sr4", "--noise", "5/255", "--seed", "3", "-o", out)
+    assert result.exit_code == 0, result.output
+    assert "degraded 2 image(s)" in result.output
+    assert io.read_image(out / "odd.png").shape == (3, 10, 14)  # ceil(37/4) x ceil(53/4), its own size
+    assert io.read_image(out / "square.png").shape == (3, 16, 16)
+    for name in ("odd", "square"):
+        assert all(p.is_file() for p in sidecar_paths(out / f"{name}.png"))
+    # the sidecar reproduces the measurement exactly: operator, noise level and per-image seed
+    loaded = load_measurement(out / "odd.png")
+    source = inputs / "odd.png"
+    x = io.read_image(source)[None]
+    assert loaded.seed == image_seed(3, io.sha256_file(source))
+    assert loaded.noise_sigma == pytest.approx(5 / 255)
+    assert loaded.source.sha256 == io.sha256_file(source) and loaded.source.shape == (3, 37, 53)
+    assert torch.equal(loaded.y, operators.measure(operators.build("sr4", (3, 37, 53)), x, 5 / 255, loaded.seed))
+    other = load_measurement(out / "square.png")
+    assert other.seed != loaded.seed  # independent noise per image
+
+
+def test_bad_input_is_reported_and_the_others_go_on(inputs, tmp_path):
+    (inputs / "broken.png").write_bytes(b"not an image")
+    io.write_image(inputs / "gray.png", torch.rand(1, 16, 16))
+    out = tmp_path / "out"
+    result = run("degrade", inputs, tmp_path / "missing.png", "-p", "gray", "-o", out)
+    assert result.exit_code == 1
+    errors = [line for line in result.output.splitlines() if line.startswith("error:")]
+    assert len(errors) == 3
+    assert any("broken.png" in e and "not a readable image" in e for e in errors)
+    assert any("gray.png" in e and "3-channel" in e for e in errors)
+    assert any("missing.png" in e and "does not exist" in e for e in errors)
+    assert "Traceback" not in result.output
+    assert (out / "odd.png").is_file() and (out / "square.png").is_file()
+    assert "degraded 2 image(s)" in result.output and "3 failed" in result.output
+
+
+def test_bad_spec_fails_once_without_traceback(inputs, tmp_path):
+    result = run("degrade", inputs, "-p", "blur:gauss", "-o", tmp_path / "out")
+    assert result.exit_code == 2
+    assert result.output.strip().splitlines() == [result.output.strip()]
+    assert "unknown blur variant 'gauss'" in result.output and "Traceback" not in result.output
+    assert not (tmp_path / "out").exists()
+
+
+def test_inputs_are_never_overwritten(inputs):
+    before = (inputs / "odd.png").read_bytes()
+    result = run("degrade", inputs / "odd.png", "-p", "identity", "-o", inputs)
+    assert result.exit_code == 1 and "refusing to overwrite" in result.output
+    assert (inputs / "odd.png").read_bytes() == before
+
+
+def test_same_stem_twice_is_an_error_not_an_overwrite(tmp_path):
+    io.write_image(tmp_path / "a" / "x.png", torch.rand(3, 8, 8))
+    io.write_image(tmp_path / "b" / "x.png", torch.rand(3, 8, 8))
+    result = run("degrade", tmp_path / "a", tmp_path / "b", "-p", "identity", "-o", tmp_path / "out")
+    assert result.exit_code == 1 and "would replace" in result.output
+
+
+def test_noise_and_help(inputs, tmp_path):
+    assert run("degrade", inputs, "-p", "sr2", "--noise", "abc", "-o", tmp_path / "o").exit_code == 2
+    assert run("degrade", inputs, "-p", "sr2", "--noise", "-0.1", "-o", tmp_path / "o").exit_code == 2
+    help_text = run("degrade", "--help").output
+    assert "Examples:" in help_text and "--noise" in help_text and "sidecar" in help_text
+
+
+def test_operators_listing_comes_from_the_registry():
+    result = run("operators")
+    assert result.exit_code == 0
+    for entry in operators.registry.entries():
+        assert entry.name in result.output
+    listed = json.loads(run("operators", "--json").output)
+    assert [item["name"] for item in listed] == operators.registry.names()
+    blur = next(item for item in listed if item["name"] == "blur:gaussian")
+    assert {p["name"]: p["default"] for p in blur["params"]} == {"sigma": 2.0, "size": None, "boundary": "circular"}
