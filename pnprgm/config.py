@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 import typing
 from pathlib import Path
 from typing import Any, Mapping, TypeVar
@@ -47,7 +48,9 @@ def coerce(value: Any, annotation: Any, *, name: str = "value") -> Any:
                 return choice
         raise UserError(f"{name} must be one of {', '.join(map(str, args))}; got {value!r}.")
     if origin in (tuple, list):
-        items = value.split(":") if isinstance(value, str) else list(value)
+        # Strings: "1:2:4", "1,2,4" or "[1, 2, 4]" (the forms a shell user types).
+        items = ([v for v in re.split(r"[:,]", value.strip().strip("[]()")) if v.strip()]
+                 if isinstance(value, str) else list(value))
         inner = args[0] if args else Any
         converted = [coerce(v, inner, name=name) for v in items]
         return tuple(converted) if origin is tuple else converted

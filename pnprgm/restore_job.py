@@ -71,7 +71,7 @@ def run_restore_job(job: RestoreJob, *, on_error: Callable[[str], None] = print,
     if job.operator is not None:
         import operators
 
-        operators.build(job.operator, (3, 64, 64))  # a bad spec fails once, before any work
+        operators.parse(job.operator)  # a bad spec fails once, before any work
     report = JobReport()
     files = io.list_images(job.inputs)
     if not files:
@@ -101,13 +101,15 @@ def _restore_one(path: Path, job: RestoreJob, outdir: Path, protect: list[Path],
     stem = path.stem
     written.append(io.write_image(outdir / f"{stem}.png", x, protect=protect))
     if std is not None:
-        scale = float(std.max().clamp_min(1e-8))
-        written.append(io.write_image(outdir / f"{stem}_std.png", (std / scale).mean(0, keepdim=True), protect=protect))
+        # One channel (the mean std over colours), scaled so that white is the largest std (recorded in the JSON).
+        std_map = std[0].mean(0, keepdim=True)
+        scale = float(std_map.max().clamp_min(1e-8))
+        written.append(io.write_image(outdir / f"{stem}_std.png", std_map / scale, protect=protect))
     record = {
         "input": str(path), "input_sha256": io.sha256_file(path), "output": str(written[0]),
         "operator": getattr(physics, "spec", None), "image_shape": list(x.shape), "measurement_shape": list(y.shape),
         "source": source, "settings": dataclasses.asdict(settings), "denoiser_file_sha256": _model_hash(job.denoiser),
-        "samples": job.samples, "std_map": None if std is None else {"file": str(written[1]), "max": float(std.max()), "mean": float(std.mean())},
+        "samples": job.samples, "std_map": None if std is None else {"file": str(written[1]), "white_is_std": scale, "mean": float(std.mean())},
         "trace": result.trace_dicts(), "seconds": time.perf_counter() - start, "versions": io.versions(),
         "job": {**dataclasses.asdict(job), "inputs": list(job.inputs)},
     }

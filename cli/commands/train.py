@@ -63,6 +63,8 @@ def _list_choices(ctx: click.Context, _param, value: bool) -> None:
 @click.option("--batch-size", type=int, default=None, help="Images per step over all processes (default 8).")
 @click.option("--crop", type=int, default=None, help="Training crop size (default 64).")
 @click.option("--lmbda", type=float, default=None, help="Weight of the fidelity term (default 1e-3).")
+@click.option("--supervised", type=float, default=None,
+              help="Weight of an auxiliary supervised MSE to the clean image (not RGM; default 0). Short CPU runs need it.")
 @click.option("--preset", default=None, help="Generator size: tiny, small (CPU, default), base, large.")
 @click.option("--val", type=click.Path(), default=None, help="Validation images (default: a held-out 10 percent of --data).")
 @click.option("--config", "config_file", type=click.Path(), default=None, help="JSON/YAML file with model/process/train sections.")
@@ -71,7 +73,7 @@ def _list_choices(ctx: click.Context, _param, value: bool) -> None:
 @click.option("--seed", type=int, default=None, help="Seed of everything (default 0).")
 @click.option("--device", default="cpu", show_default=True, help="cpu, cuda, cuda:N or auto.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
-def command(data, out, forward, operator, noise, levels, prior, steps, batch_size, crop, lmbda, preset, val,
+def command(data, out, forward, operator, noise, levels, prior, steps, batch_size, crop, lmbda, supervised, preset, val,
             config_file, assignments, resume, seed, device, quiet):
     """Train an RGM generator (a denoiser or a restorer for your operator) on a folder of images."""
     from pnprgm.config import read_config_file
@@ -99,7 +101,8 @@ def command(data, out, forward, operator, noise, levels, prior, steps, batch_siz
         process["noise_min"], process["noise_max"] = _number(low, "--noise"), _number(high or low, "--noise")
     if levels is not None:
         process["T"] = levels
-    cli_train = {"prior": prior, "steps": steps, "batch_size": batch_size, "crop": crop, "lmbda": lmbda, "seed": seed}
+    cli_train = {"prior": prior, "steps": steps, "batch_size": batch_size, "crop": crop, "lmbda": lmbda, "supervised": supervised,
+                 "seed": seed}
     train_args.update({k: v for k, v in cli_train.items() if v is not None})
     summary = train(data, out, process=process, train=train_args if (train_args or not resume) else None,
                     preset=preset, model=model, val=val, resume=resume, device=device,

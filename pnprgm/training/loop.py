@@ -47,7 +47,7 @@ from pnprgm.training.sampling import grid, psnr, restore_degraded, sample_from_n
 
 #: Train fields that may change when resuming (the others must match the checkpoint).
 RESUMABLE_CHANGES = ("steps", "checkpoint_every", "val_every", "sample_every", "log_every")
-LOG_FIELDS = ["step", "seconds", "lr_g", "g_loss", "prior", "fidelity", "d_loss", "d_real", "d_fake", "r1",
+LOG_FIELDS = ["step", "seconds", "lr_g", "g_loss", "prior", "fidelity", "supervised", "d_loss", "d_real", "d_fake", "r1",
               "val_psnr", "val_psnr_input"]
 
 
@@ -358,6 +358,10 @@ class Trainer:
         prior = self.prior.generator_loss(self.D, pairs.x_real, fake, pairs.level, cond)
         fidelity = process.fidelity(x0_hat, pairs)
         loss = (prior + cfg.lmbda * fidelity).mean()
+        if cfg.supervised > 0:
+            supervised = (x0_hat - x0).pow(2).mean()
+            loss = loss + cfg.supervised * supervised
+            losses["supervised"] = float(supervised.detach())
         self.opt_G.zero_grad(set_to_none=True)
         loss.backward()
         self.opt_G.step()
