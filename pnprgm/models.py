@@ -69,7 +69,12 @@ def load_generator_file(path: str | Path, *, device: str | torch.device = "cpu",
     if official_preset is not None:
         from pnprgm.official import load_generator
 
-        return load_generator(path, preset=official_preset, device=device)
+        preset: Any = official_preset
+        if str(official_preset).endswith((".json", ".yaml", ".yml")):  # the official argument dict, as a file
+            from pnprgm.config import read_config_file
+
+            preset = read_config_file(official_preset)
+        return load_generator(path, preset=preset, device=device)
     from pnprgm.training import load_model
 
     return load_model(path, device=device)

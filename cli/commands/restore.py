@@ -34,7 +34,7 @@ and their values; --set changes any of them, e.g. --set iterations=12 --set lam=
 @click.option("--preset", default=None, help="Parameter preset (default: the task's preset for the solver).")
 @click.option("--denoiser", default="rgm", show_default=True, help="Denoiser name (pnprgm denoisers) or a model file.")
 @click.option("--model", "model_path", default=None, type=click.Path(), help="RGM model file (ours, or an official netG_*.pth / content.pth).")
-@click.option("--model-preset", default=None, help="Architecture of an official checkpoint: celebahq256 or cifar10.")
+@click.option("--model-preset", default=None, help="Architecture of an official checkpoint: celebahq256, cifar10, or a JSON/YAML file of the official arguments.")
 @click.option("--iters", type=int, default=None, help="Number of solver iterations (overrides the preset).")
 @click.option("--noise", "--sigma", "noise_sigma", type=float, default=None, help="Measurement noise std in [0,1] units (default: sidecar, else estimated).")
 @click.option("--samples", type=int, default=1, show_default=True, help="Restorations with different seeds; N>1 writes mean and std map.")

@@ -40,11 +40,12 @@ def build(name_or_path: str | Denoiser, *, channels: int = 3, device: str | torc
     name = str(name_or_path)
     if name in registry:
         return registry.get(name)(channels=channels, device=torch.device(device), seed=seed)
-    if name.endswith((".pt", ".pth")) or Path(name).exists():
+    path = name.partition("#")[0]  # PATH#PRESET: an official checkpoint and its architecture
+    if path.endswith((".pt", ".pth")) or Path(path).exists():
         from pnprgm.models import load_denoiser
 
         return load_denoiser(name, device=device, seed=seed)
-    raise UserError(registry.unknown_message(name).rstrip(".") + ", or a path to a model file (.pt).")
+    raise UserError(registry.unknown_message(name).rstrip(".") + ", or a path to a model file (.pt, .pth).")
 
 
 def _register_models() -> None:

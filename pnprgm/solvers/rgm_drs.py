@@ -7,8 +7,6 @@ It is deepinv's DRS with ``g_first=True`` and a relaxed stochastic denoiser; the
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
-
 import torch
 
 from pnprgm.solvers.base import PnPSolver
@@ -76,13 +74,3 @@ def stochastic_restore(denoise, x: torch.Tensor, level: int, config: RGMDRSConfi
     sigma = config.level_sigmas[min(level, len(config.level_sigmas)) - 1]
     noise = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
     return denoise(x + config.noise_scale * sigma * noise, sigma)
-
-
-def official_rgm_config(task: str) -> Optional[RGMDRSConfig]:
-    """The official settings (CelebA-HQ-256, ddpm T=4 model) for ``sr4``, ``sr8`` or ``colorization``."""
-    table = {
-        "sr4": RGMDRSConfig(iterations=40, alpha=0.05, stepsize=10.0, levels=1),
-        "sr8": RGMDRSConfig(iterations=40, alpha=0.05, stepsize=10.0, levels=1),
-        "colorization": RGMDRSConfig(iterations=20, alpha=0.5, stepsize=5.0, levels=2),
-    }
-    return table.get(task)
