@@ -136,7 +136,45 @@ if "rgm" not in denoiser_registry:
             denoiser_registry.add(_entry.name, _shipped(_entry.name), _entry.summary)
 
 
+def publish(source: str | Path, name: str, *, role: str = "denoiser", default: bool = False, summary: str = "",
+            directory: str | Path = PRETRAINED_DIR) -> ModelEntry:
+    """Ship a trained model: write ``directory/NAME.pt`` (EMA weights, config and training record, from a model
+    file or a training checkpoint) and record it, with its sha256, in ``directory/index.json``.
+
+    :param source: ``RUN_DIR/model.pt`` or a checkpoint (``RUN_DIR/last.pt``).
+    :param name: registry name (also the file name).
+    :param role: ``denoiser`` (PnP, any sigma) or ``sr``.
+    :param default: make it the default for its channel count and role (others of that kind lose the flag).
+    :param summary: one line for ``pnprgm models``.
+    :param directory: where the shipped files and the index live.
+    """
+    from pnprgm.training.checkpoint import read_model_file, save_model
+
+    if role not in ("denoiser", "sr"):
+        raise UserError(f"role must be denoiser or sr; got {role!r}.")
+    content = read_model_file(source)
+    directory = Path(directory)
+    generator = content["generator"]
+    target = save_model(directory / f"{name}.pt", generator["state_dict"], generator["config"], content["process"],
+                        content.get("record") or {})
+    entry = ModelEntry(name=name, file=target.name, sha256=io.sha256_file(target), role=role,
+                       channels=int(generator["config"]["channels"]), default=default, summary=summary,
+                       record=content.get("record") or {})
+    index = directory / "index.json"
+    models = json.loads(index.read_text())["models"] if index.is_file() else []
+    kept = []
+    for other in models:
+        if other["name"] == name:
+            continue
+        if default and other["role"] == role and other["channels"] == entry.channels:
+            other = {**other, "default": False}
+        kept.append(other)
+    io.write_json(index, {"models": sorted(kept + [describe(entry)], key=lambda m: m["name"])})
+    return entry
+
+
 def describe(entry: ModelEntry) -> dict[str, Any]:
-    """Plain dict for listings and JSON output."""
+    """The index form of an entry (also the JSON of listings)."""
     return {"name": entry.name, "file": entry.file, "sha256": entry.sha256, "role": entry.role,
             "channels": entry.channels, "default": entry.default, "summary": entry.summary, "record": entry.record}
+

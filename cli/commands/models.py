@@ -30,6 +30,6 @@ def command(as_json, verify):
         click.echo(f"    role={entry.role} channels={entry.channels} file={entry.file} ({size:.1f} MB) sha256={entry.sha256[:16]}...")
         if record:
             click.echo(f"    trained: {record.get('steps', '?')} steps on {record.get('hardware', '?')}, "
-                       f"{len(record.get('files', []))} files, validation PSNR {record.get('validation_psnr', '?')}")
+                       f"{len(record.get('files', []))} files, validation PSNR {record.get('val_psnr', '?')} dB (input {record.get('val_psnr_input', '?')} dB)")
     if verify:
         click.echo("all shipped files match their sha256")

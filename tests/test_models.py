@@ -1,0 +1,79 @@
+"""Shipped models: every entry of pretrained/index.json is present, hash-checked, small, self-describing and
+works as a denoiser; publishing writes the file and the index consistently."""
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from pnprgm import denoisers, io, models
+from pnprgm.errors import UserError
+from pnprgm.io import torch_load
+from pnprgm.training.checkpoint import save_model
+from pnprgm.training.generator import build_generator_from_config, preset_config
+
+SHIPPED = models.registry.names()
+
+
+def test_defaults_exist_for_colour_and_gray():
+    if not SHIPPED:
+        pytest.skip("no shipped models in this checkout")
+    assert models.default_model(3).channels == 3 and models.default_model(1).channels == 1
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_shipped_file_matches_its_index_entry(name):
+    entry = models.registry.get(name)
+    models.verify(entry)  # present, sha256 matches
+    assert entry.path.stat().st_size < 10e6, "shipped weights must stay under 10 MB"
+    content = torch_load(entry.path)  # weights_only=True
+    assert content["generator"]["config"]["channels"] == entry.channels
+    record = entry.record
+    for key in ("command", "steps", "hardware", "files", "final_losses", "val_psnr"):
+        assert record.get(key) not in (None, "", []), f"training record lacks {key}"
+    assert all(len(f["sha256"]) == 64 for f in record["files"])
+
+
+@pytest.mark.parametrize("name", [n for n in SHIPPED if models.registry.get(n).role == "denoiser"])
+def test_shipped_denoiser_contract_and_it_denoises(name):
+    """x in [0, 1] -> same shape (odd sizes too), and at sigma = 25/255 it removes noise on a smooth image."""
+    entry = models.registry.get(name)
+    denoiser = denoisers.build(name, channels=entry.channels)
+    yy, xx = torch.meshgrid(torch.linspace(0, 1, 45), torch.linspace(0, 1, 37), indexing="ij")
+    clean = (0.25 + 0.5 * torch.stack([yy, xx, (yy + xx) / 2])[: entry.channels])[None]
+    noisy = clean + 25 / 255 * torch.randn(clean.shape, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        out = denoiser(noisy, 25 / 255)
+    assert out.shape == clean.shape
+    error_in, error_out = (noisy - clean).pow(2).mean(), (out - clean).pow(2).mean()
+    assert error_out < 0.25 * error_in, f"{name} only reduced the MSE from {error_in:.2e} to {error_out:.2e}"
+
+
+def _tiny_model(tmp_path, channels):
+    torch.manual_seed(0)
+    config = preset_config("tiny", channels=channels, conditioning="sigma", output="residual", sigma_channel=True)
+    gen = build_generator_from_config(config)
+    record = {"command": "test", "steps": 1, "files": [{"name": "a.png", "sha256": "0" * 64}]}
+    return save_model(tmp_path / f"run{channels}.pt", gen.state_dict(), dict(gen.config), {"name": "denoise"}, record)
+
+
+def test_publish_writes_file_and_index(tmp_path):
+    shipped = tmp_path / "pretrained"
+    first = models.publish(_tiny_model(tmp_path, 3), "colour-a", default=True, summary="a", directory=shipped)
+    second = models.publish(_tiny_model(tmp_path, 3), "colour-b", default=True, summary="b", directory=shipped)
+    gray = models.publish(_tiny_model(tmp_path, 1), "gray-a", default=True, directory=shipped)
+    index = {m["name"]: m for m in json.loads((shipped / "index.json").read_text())["models"]}
+    assert set(index) == {"colour-a", "colour-b", "gray-a"}
+    assert not index["colour-a"]["default"] and index["colour-b"]["default"] and index["gray-a"]["default"]
+    assert index["gray-a"]["channels"] == 1 and gray.channels == 1
+    for entry in (first, second, gray):
+        assert io.sha256_file(shipped / entry.file) == index[entry.name]["sha256"]
+        assert index[entry.name]["record"]["files"][0]["name"] == "a.png"
+    loaded = models.load_denoiser(str(shipped / second.file))
+    assert loaded(torch.rand(1, 3, 9, 11), 0.1).shape == (1, 3, 9, 11)
+
+
+def test_publish_rejects_unknown_role(tmp_path):
+    with pytest.raises(UserError, match="role"):
+        models.publish(_tiny_model(tmp_path, 3), "x", role="magic", directory=tmp_path)
