@@ -216,6 +216,17 @@ def test_tiny_model_training_lowers_the_loss(data_dir, tmp_path):
     assert np.mean(losses[-5:]) < 0.8 * np.mean(losses[:5])
 
 
+def test_supervised_term_is_logged_and_pulls_towards_the_clean_image(data_dir, tmp_path):
+    """With lmbda = 0 the only pull towards the data is the auxiliary supervised MSE: it must be what falls."""
+    base = {**TINY_TRAIN, "steps": 30, "lr_g": 3e-3, "lmbda": 0.0, "cosine": False}
+    train(data_dir, tmp_path / "run", process={"name": "denoise", "noise_min": 0.1, "noise_max": 0.2},
+          train={**base, "supervised": 10.0}, preset="tiny", progress=False)
+    values = [float(r["supervised"]) for r in _log(tmp_path / "run")]
+    assert len(values) == 30 and np.mean(values[-5:]) < 0.7 * np.mean(values[:5])
+    with pytest.raises(UserError, match="supervised"):
+        TrainConfig(supervised=-1.0)
+
+
 def _weights(path: Path) -> dict:
     content = torch.load(path, weights_only=True)
     return {**{f"G.{k}": v for k, v in content["G"].items()}, **{f"E.{k}": v for k, v in content["G_ema"].items()},

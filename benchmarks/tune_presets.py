@@ -1,0 +1,68 @@
+"""Choose preset values: a small grid of solver parameters per task, scored on a few public photos.
+
+The presets in ``pnprgm/presets.py`` were chosen with this script (its output is ``benchmarks/tuning.md``):
+per task, every candidate below runs through the benchmark runner on the tuning images, and the table shows
+the mean PSNR and LPIPS per method and candidate. Tuning touches only these preset values, never a model.
+
+    python benchmarks/tune_presets.py --task sr4 --method rgm-drs,nlm-hqs --out benchmarks/tuning.md
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from pathlib import Path
+
+import torch
+
+from pnprgm.benchmark.runner import build_config, run_benchmark
+
+#: Candidate overrides per benchmark task (each merged over the task's preset).
+CANDIDATES: dict[str, list[dict]] = {
+    "sr4": [{}, {"lam": 0.1}, {"lam": 0.5}, {"iterations": 12}, {"sigma_start": 25 / 255}],
+    "deblur": [{}, {"lam": 0.1}, {"lam": 0.5}, {"iterations": 16}, {"sigma_start": 25 / 255}],
+    "inpaint": [{}, {"sigma_start": 49 / 255}, {"sigma_start": 80 / 255}, {"sigma_start": 49 / 255, "lam": 0.1},
+                {"iterations": 12, "sigma_start": 49 / 255}],
+    "color": [{}, {"lam": 0.1}, {"lam": 0.5}, {"sigma_start": 80 / 255}],
+    "denoise": [{}],
+}
+TUNING_IMAGES = ("astronaut", "coffee", "camera")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--task", default="sr4,deblur,inpaint,color", help="comma-separated benchmark tasks")
+    parser.add_argument("--method", default="rgm-drs,rgm-hqs,tv-admm,nlm-hqs", help="comma-separated methods")
+    parser.add_argument("--images", default=",".join(TUNING_IMAGES), help="comma-separated public images")
+    parser.add_argument("--crop", type=int, default=128)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--out", default="benchmarks/tuning.md", help="markdown table (appended)")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    lines = []
+    for task in args.task.split(","):
+        lines += [f"\n### {task} (images {args.images}, crop {args.crop})\n", "| method | override | PSNR | LPIPS | s/image |",
+                  "|---|---|---|---|---|"]
+        for overrides in CANDIDATES[task]:
+            config = build_config({"images": args.images.split(","), "tasks": [task], "methods": args.method.split(","),
+                                   "crop": args.crop, "metrics": ["psnr", "lpips"], "overrides": overrides})
+            start = time.time()
+            results = run_benchmark(config, progress=False)
+            for method in config.methods:
+                records = [r for r in results.records if r["method"] == method]
+                if not records:
+                    continue
+                psnr = statistics.mean(r["psnr"] for r in records)
+                lpips = statistics.mean(r["lpips"] for r in records)
+                seconds = statistics.mean(r["seconds"] for r in records)
+                lines.append(f"| {method} | {json.dumps(overrides)} | {psnr:.2f} | {lpips:.4f} | {seconds:.1f} |")
+                print(lines[-1], flush=True)
+            print(f"# {task} {overrides}: {time.time() - start:.0f} s", flush=True)
+    out = Path(args.out)
+    with out.open("a") as handle:
+        handle.write("\n".join(lines) + "\n")
+
+
+if __name__ == "__main__":
+    main()
