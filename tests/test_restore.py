@@ -159,3 +159,18 @@ def test_cli_unknown_operator_is_one_line(tmp_path, photo):
     io.write_image(source, photo)
     result = CliRunner().invoke(app, ["restore", str(source), "--operator", "blurr", "-o", str(tmp_path / "o")])
     assert result.exit_code == 2 and result.output.count("\n") == 1 and "blur" in result.output
+
+
+@pytest.mark.parametrize("spec", TASKS)
+def test_shipped_rgm_denoiser_beats_initial_estimate(photo, spec):
+    """The default model (what `pnprgm restore` uses) through the public API, on a photo it was not trained on."""
+    from pnprgm import models
+
+    if not models.registry.names():
+        pytest.skip("no shipped models in this checkout")
+    physics = operators.build(spec, tuple(photo.shape))
+    y = operators.measure(physics, photo[None], 0.01, seed=0)
+    baseline = physics.initial_estimate(y)
+    x = restore(y, physics, noise_sigma=0.01, seed=0)
+    gain = psnr(x, photo[None]) - psnr(baseline, photo[None])
+    assert gain > 0.5, f"rgm on {spec}: only {gain:+.2f} dB over the initial estimate"

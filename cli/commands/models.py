@@ -29,7 +29,11 @@ def command(as_json, verify):
         click.echo(f"{entry.name}{flag}: {entry.summary}")
         click.echo(f"    role={entry.role} channels={entry.channels} file={entry.file} ({size:.1f} MB) sha256={entry.sha256[:16]}...")
         if record:
-            click.echo(f"    trained: {record.get('steps', '?')} steps on {record.get('hardware', '?')}, "
-                       f"{len(record.get('files', []))} files, validation PSNR {record.get('val_psnr', '?')} dB (input {record.get('val_psnr_input', '?')} dB)")
+            hw = record.get("hardware") or {}
+            where = f"{hw.get('device', '?')} x{hw.get('world_size', 1)} ({hw.get('cpu_count', '?')} cores)"
+            minutes = float(record.get("seconds") or 0) / 60
+            click.echo(f"    trained: {record.get('steps', '?')} steps, {minutes:.0f} min on {where}, "
+                       f"{len(record.get('files', []))} training files; validation PSNR {record.get('val_psnr', '?')} dB "
+                       f"(input {record.get('val_psnr_input', '?')} dB)")
     if verify:
         click.echo("all shipped files match their sha256")
