@@ -155,11 +155,10 @@ def publish(source: str | Path, name: str, *, role: str = "denoiser", default: b
     content = read_model_file(source)
     directory = Path(directory)
     generator = content["generator"]
-    target = save_model(directory / f"{name}.pt", generator["state_dict"], generator["config"], content["process"],
-                        content.get("record") or {})
+    record = content.get("record") or {}
+    target = save_model(directory / f"{name}.pt", generator["state_dict"], generator["config"], content["process"], record)
     entry = ModelEntry(name=name, file=target.name, sha256=io.sha256_file(target), role=role,
-                       channels=int(generator["config"]["channels"]), default=default, summary=summary,
-                       record=content.get("record") or {})
+                       channels=int(generator["config"]["channels"]), default=default, summary=summary, record=record)
     index = directory / "index.json"
     models = json.loads(index.read_text())["models"] if index.is_file() else []
     kept = []
@@ -177,4 +176,3 @@ def describe(entry: ModelEntry) -> dict[str, Any]:
     """The index form of an entry (also the JSON of listings)."""
     return {"name": entry.name, "file": entry.file, "sha256": entry.sha256, "role": entry.role,
             "channels": entry.channels, "default": entry.default, "summary": entry.summary, "record": entry.record}
-

@@ -50,9 +50,12 @@ _PNP: dict[str, dict[str, Any]] = {
     # One denoiser call at the noise level: every splitting reduces to D(y, sigma_n) for A = I.
     "denoise": {"iterations": 1, "sigma_start": None, "lam": 0.23},
 }
+# HQS applies the denoiser last, so a high start over-saturates the colours it creates (tuning.md: 80/255 is its best).
+_PER_SOLVER: dict[tuple[str, str], dict[str, Any]] = {("colorize", "hqs"): {"sigma_start": 80 / 255}}
 for _task, _params in _PNP.items():
     for _solver in ("drs", "admm", "hqs"):
-        registry.add(f"{_task}-{_solver}", Preset(_task, _solver, dict(_params), "DPIR schedule"), f"{_solver} for {_task}")
+        _values = {**_params, **_PER_SOLVER.get((_task, _solver), {})}
+        registry.add(f"{_task}-{_solver}", Preset(_task, _solver, _values, "DPIR schedule"), f"{_solver} for {_task}")
 
 _RGM: dict[str, dict[str, Any]] = {
     "sr": {"iterations": 40, "alpha": 0.05, "stepsize": 10.0, "levels": 1},
