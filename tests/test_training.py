@@ -18,7 +18,7 @@ from PIL import Image
 
 from pnprgm.errors import UserError
 from pnprgm.training import checkpoint as ckpt
-from pnprgm.training.config import ProcessConfig, TrainConfig
+from pnprgm.training.config import ProcessConfig, TrainConfig, resolve_process
 from pnprgm.training.generator import PRESETS, build_generator_from_config, preset_config
 from pnprgm.training.loop import train
 from pnprgm.training.priors import PRIORS, Discriminator, build_prior, discriminator_loss, mmd2
@@ -321,7 +321,7 @@ DDP_SCRIPT = """
 import sys, torch, torch.distributed as dist
 torch.set_num_threads(1)
 from pnprgm.training.loop import Trainer, init_distributed, prepare
-from pnprgm.training.config import ProcessConfig, TrainConfig
+from pnprgm.training.config import ProcessConfig, TrainConfig, resolve_process
 info = init_distributed("cpu")
 cfg = TrainConfig(**{TRAIN})
 prepared = prepare(sys.argv[1], process=ProcessConfig(name="ddpm"), train=cfg, preset="tiny", device=info.device)
@@ -382,3 +382,23 @@ def test_cli_train_config_file_sample_and_errors(data_dir, tmp_path):
     assert result.exit_code == 2 and "stepz" in result.output and "Traceback" not in result.output
     result = runner.invoke(app, ["train", "--data", str(tmp_path / "none"), "--out", str(tmp_path / "r3")])
     assert result.exit_code == 2 and "does not exist" in result.output
+
+
+def test_super_resolve_keeps_the_block_means_and_checks_the_factor():
+    from pnprgm.training.sampling import super_resolve
+
+    torch.manual_seed(0)
+    process = build_process(resolve_process(ProcessConfig(name="sr", T=5)), (3, 32, 32), "cpu")
+    gen = build_generator_from_config(preset_config("tiny", conditioning="time", T=5, ch_mult=(1, 2))).eval()
+    low = torch.rand(2, 3, 8, 8, generator=torch.Generator().manual_seed(1))
+    high = super_resolve(gen, process, low, 4, seed=0)
+    assert high.shape == (2, 3, 32, 32)
+    unclamped = torch.nn.functional.max_pool2d(((high > 0) & (high < 1)).float().neg(), 4).neg() > 0  # blocks inside (0, 1)
+    assert unclamped.float().mean() > 0.2
+    means = torch.nn.functional.avg_pool2d(high, 4)
+    torch.testing.assert_close(means[unclamped], low[unclamped], atol=1e-5, rtol=0)
+    torch.testing.assert_close(super_resolve(gen, process, low, 4, seed=0), high, rtol=0, atol=0)
+    with pytest.raises(UserError, match="upscales by 2, 4"):
+        super_resolve(gen, process, low, 3)
+    with pytest.raises(UserError, match="upscales by 2, 4"):
+        super_resolve(gen, process, low, 8)  # T=5 averages at most twice

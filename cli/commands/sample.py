@@ -10,6 +10,7 @@ Examples:
   pnprgm sample runs/ddpm/model.pt -n 4 --size 128 -o big.png
   pnprgm sample runs/deblur/model.pt --input photos/ -o restored_grid.png --noise 0.02
   pnprgm sample netG_550.pth#celebahq256 -n 4 -o faces.png --device cuda
+  pnprgm sample pretrained/rgm-sr.pt --input lowres.png --upscale 4 -o sr.png   # SR through the sr levels
 
 \b
 ddpm/sr models sample from pure noise (x_T) through their T levels. Models of denoise/operator processes
@@ -25,14 +26,16 @@ then: model input, restoration, original. GRID.json records the model, its sha25
 @click.option("--size", type=int, default=None, help="Image size (default: the training crop; inputs: up to 256).")
 @click.option("--input", "inputs", multiple=True, type=click.Path(), help="Clean images or folders to degrade and restore.")
 @click.option("--noise", type=float, default=None, help="Noise std in [0,1] units for restoring inputs (default: the training validation level).")
+@click.option("--upscale", type=int, default=None,
+              help="sr models: super-resolve the --input low-resolution images by this factor (2, 4, 8) through the model's levels.")
 @click.option("--nrow", type=int, default=None, help="Images per grid row (default: square-ish).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the noise and latents.")
 @click.option("--device", default="cpu", show_default=True, help="cpu, cuda, cuda:N or auto.")
-def command(model, count, out, size, inputs, noise, nrow, seed, device):
+def command(model, count, out, size, inputs, noise, upscale, nrow, seed, device):
     """Sample images from an RGM model file (ours or PATH#preset for an official checkpoint)."""
     from pnprgm.training.sampling import sample_model_grid
 
     path = sample_model_grid(model, out, count=count, size=size, inputs=inputs, noise=noise, nrow=nrow, seed=seed,
-                             device=device)
+                             device=device, upscale=upscale)
     click.echo(f"wrote {path}")
 

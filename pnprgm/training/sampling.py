@@ -56,6 +56,48 @@ def restore_degraded(generator: nn.Module, process: ForwardProcess, clean01: tor
     return ((g_in + 1) / 2).clamp(0, 1), ((x0 + 1) / 2).clamp(0, 1)
 
 
+@torch.no_grad()
+def super_resolve(generator: nn.Module, process: ForwardProcess, low01: torch.Tensor, factor: int, *,
+                  seed: int = 0) -> torch.Tensor:
+    """Super-resolve block-mean low-resolution images with an ``sr``-process model, through its own levels.
+
+    A ``factor = r^d`` block mean of x0 is what level ``t = 2d`` of the process keeps of the image, so the sampler
+    starts there: ``x_t = a_d up(y) + r^d s_d downup_d(eps)`` (up: nearest, y in [-1, 1]), then runs
+    ``i = t-1..0`` as :func:`sample_from_noise`, and finally restores the measured block means exactly
+    (``x += up(y - blockmean(x))``).
+
+    :param low01: (B, C, h, w) low-resolution images in [0, 1].
+    :param factor: upscaling factor, a power of the process's block size up to its deepest level.
+    :returns: (B, C, factor h, factor w) images in [0, 1].
+    """
+    if getattr(process, "name", "") != "sr":
+        raise UserError(f"super-resolution through the levels needs an sr-process model; this one is {process.name!r}.")
+    scale, d = process.scale, 0
+    while scale ** d < factor:
+        d += 1
+    if scale ** d != factor or not 1 <= d <= process.T // 2:
+        choices = ", ".join(str(scale ** k) for k in range(1, process.T // 2 + 1))
+        raise UserError(f"this sr model upscales by {choices}; got {factor}.")
+    device = low01.device
+    low = 2 * low01 - 1
+    up = low.repeat_interleave(factor, dim=-2).repeat_interleave(factor, dim=-1)
+    n, t0 = low.shape[0], 2 * d
+    with _forked(device):
+        torch.manual_seed(seed)
+        levels = torch.full((n,), d, dtype=torch.long, device=device)
+        noise = process.downup(torch.randn_like(up), levels)
+        x = process.a[d].to(up) * up + process.s_sample[d].to(up) * noise
+        x0 = x
+        for i in reversed(range(t0)):
+            t = torch.full((n,), i, dtype=torch.long, device=device)
+            z = torch.randn(n, generator.nz, device=device)
+            x0 = generator(x, t, z)
+            x = process.step_back(x0, i)
+    block_means = torch.nn.functional.avg_pool2d(x0, factor)
+    x0 = x0 + (low - block_means).repeat_interleave(factor, dim=-2).repeat_interleave(factor, dim=-1)
+    return ((x0 + 1) / 2).clamp(0, 1)
+
+
 def psnr(x: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
     """Per-image PSNR in dB of [0, 1] images (data range 1)."""
     mse = (x.clamp(0, 1) - ref).pow(2).flatten(1).mean(1).clamp_min(1e-12)
@@ -85,7 +127,7 @@ def model_process_config(generator: nn.Module):
 
 def sample_model_grid(model: str, out: str | Path, *, count: int = 16, size: Optional[int] = None,
                       inputs: Sequence[str | Path] = (), noise: Optional[float] = None, nrow: Optional[int] = None,
-                      seed: int = 0, device: str | torch.device = "cpu") -> Path:
+                      seed: int = 0, device: str | torch.device = "cpu", upscale: Optional[int] = None) -> Path:
     """Write a grid of samples of a model file (``pnprgm sample``) and its JSON sidecar; returns the grid path.
 
     :param model: our model file, or ``PATH#preset`` for an official checkpoint.
@@ -97,6 +139,8 @@ def sample_model_grid(model: str, out: str | Path, *, count: int = 16, size: Opt
     :param nrow: images per row.
     :param seed: seed of noise and latents.
     :param device: torch device.
+    :param upscale: sr models: the inputs are low-resolution images, super-resolved by this factor through the
+        process's levels (:func:`super_resolve`); the grid rows are the nearest-upsampled input and the result.
     """
     from pnprgm.device import resolve_device
     from pnprgm.io import list_images, read_image, sha256_file, versions, write_image, write_json
@@ -119,7 +163,22 @@ def sample_model_grid(model: str, out: str | Path, *, count: int = 16, size: Opt
     if inputs and not files:
         raise UserError(f"no images found in {', '.join(map(str, inputs))}; give image files or folders.")
     sigma01 = noise if noise is not None else float(train_cfg.get("val_sigma", 25 / 255))
-    if files:
+    if upscale is not None and not files:
+        raise UserError("--upscale super-resolves --input images; give the low-resolution images with --input.")
+    if upscale is not None:
+        images = [convert_channels(read_image(f), channels) for f in files[:count]]
+        full = math.lcm(multiple, process_size_multiple(process_config))  # the high-resolution side's multiple
+        need = full // math.gcd(full, upscale)
+        side = min(min(im.shape[1:]) for im in images) // need * need
+        if side < need:
+            raise UserError(f"input images must be at least {need} pixels on each side for this model.")
+        low = torch.stack([im[:, :side, :side] for im in images]).to(device)
+        process = build_process(process_config, (channels, side * upscale, side * upscale), device)
+        restored = super_resolve(generator, process, low, upscale, seed=seed)
+        nearest = low.repeat_interleave(upscale, dim=-2).repeat_interleave(upscale, dim=-1)
+        picture = grid(torch.cat([nearest, restored]), nrow=nrow or low.shape[0])
+        mode, side = "super-resolve", side * upscale
+    elif files:
         images = [convert_channels(read_image(f), channels) for f in files[:count]]
         side = min(size or 256, *(min(im.shape[1:]) for im in images))
         multiple = math.lcm(multiple, process_size_multiple(process_config))
@@ -153,8 +212,9 @@ def sample_model_grid(model: str, out: str | Path, *, count: int = 16, size: Opt
     write_json(out.with_suffix(".json"), {
         "model": str(model), "model_sha256": sha256_file(path), "process": process.config(), "mode": mode,
         "count": count if mode == "noise" else len(files[:count]), "size": side, "seed": seed,
-        "noise": sigma01 if mode == "restore" else None, "inputs": [str(f) for f in files[:count]],
-        "rows": "model input, restoration, original" if mode == "restore" else "samples", "versions": versions(),
+        "noise": sigma01 if mode == "restore" else None, "inputs": [str(f) for f in files[:count]], "upscale": upscale,
+        "rows": {"restore": "model input, restoration, original", "super-resolve": "nearest-upsampled input, restoration",
+                 "noise": "samples"}[mode], "versions": versions(),
     }, protect=protect)
     return out
 
