@@ -107,7 +107,7 @@ def _restore_one(path: Path, job: RestoreJob, outdir: Path, protect: list[Path],
         written.append(io.write_image(outdir / f"{stem}_std.png", std_map / scale, protect=protect))
     record = {
         "input": str(path), "input_sha256": io.sha256_file(path), "output": str(written[0]),
-        "operator": getattr(physics, "spec", None), "image_shape": list(x.shape), "measurement_shape": list(y.shape),
+        "operator": getattr(physics, "spec", None), "image_shape": list(x.shape[-3:]), "measurement_shape": list(y.shape[-3:]),
         "source": source, "settings": dataclasses.asdict(settings), "denoiser_file_sha256": _model_hash(job.denoiser),
         "samples": job.samples, "std_map": None if std is None else {"file": str(written[1]), "white_is_std": scale, "mean": float(std.mean())},
         "trace": result.trace_dicts(), "seconds": time.perf_counter() - start, "versions": io.versions(),

@@ -118,6 +118,7 @@ def test_cli_degrade_then_restore_with_sidecar(tmp_path, photo):
     assert record["operator"].startswith("sr:factor=2") and record["settings"]["noise_sigma"] == pytest.approx(0.01)
     assert record["settings"]["params"]["iterations"] == 4 and len(record["trace"]) == 4
     assert record["versions"]["torch"] and record["job"]["seed"] == 0
+    assert record["image_shape"] == list(photo.shape) and record["measurement_shape"] == [3, 32, 32]
 
 
 def test_cli_bad_file_is_reported_and_others_restored(tmp_path, photo):
