@@ -14,12 +14,7 @@ from pnprgm.degrade import image_seed
 from pnprgm.measurement import load_measurement, sidecar_paths
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture

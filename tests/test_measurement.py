@@ -13,12 +13,7 @@ from pnprgm.errors import UserError
 from pnprgm.measurement import SourceInfo, load_measurement, save_measurement, sidecar_paths
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def make(tmp_path, spec="mask:strokes,seed=3+sr2", shape=(3, 37, 53), sigma=0.05):
