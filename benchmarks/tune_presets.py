@@ -25,8 +25,10 @@ CANDIDATES: dict[str, list[dict]] = {
     "inpaint": [{}, {"sigma_start": 49 / 255}, {"sigma_start": 80 / 255}, {"sigma_start": 49 / 255, "lam": 0.1},
                 {"iterations": 12, "sigma_start": 49 / 255}],
     "color": [{}, {"lam": 0.1}, {"lam": 0.5}, {"sigma_start": 80 / 255}],
-    "denoise": [{}],
+    "denoise": [{}, {"symmetry": "none"}, {"symmetry": "random"}],
 }
+#: Asked for with --candidates symmetry: the preset's symmetry against none, on every task.
+SYMMETRY_CANDIDATES = [{}, {"symmetry": "none"}]
 TUNING_IMAGES = ("astronaut", "coffee", "camera")
 
 
@@ -38,13 +40,15 @@ def main() -> None:
     parser.add_argument("--crop", type=int, default=128)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", default="benchmarks/tuning.md", help="markdown table (appended)")
+    parser.add_argument("--candidates", choices=["grid", "symmetry"], default="grid",
+                        help="grid: CANDIDATES per task; symmetry: the preset against symmetry none")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     lines = []
     for task in args.task.split(","):
         lines += [f"\n### {task} (images {args.images}, crop {args.crop})\n", "| method | override | PSNR | LPIPS | s/image |",
                   "|---|---|---|---|---|"]
-        for overrides in CANDIDATES[task]:
+        for overrides in CANDIDATES[task] if args.candidates == "grid" else SYMMETRY_CANDIDATES:
             config = build_config({"images": args.images.split(","), "tasks": [task], "methods": args.method.split(","),
                                    "crop": args.crop, "metrics": ["psnr", "lpips"], "overrides": overrides})
             start = time.time()

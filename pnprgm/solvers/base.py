@@ -17,6 +17,7 @@ from deepinv.models import Denoiser
 from deepinv.physics import LinearPhysics
 
 from pnprgm.config import build_strict, to_dict
+from pnprgm.denoisers.symmetry import SYMMETRIES, symmetrize
 
 #: DPIR's floor on the noise level used to set the data-step weight (noiseless problems would give infinity).
 NOISE_FLOOR = 0.01
@@ -38,6 +39,8 @@ class PnPConfig:
     :param stepsize: fixed data-step weight gamma (overrides the rule above).
     :param relaxation: relaxation beta of the dual update (DRS, ADMM).
     :param tol: stop when ``||x_k - x_{k-1}|| / ||x_{k-1}|| < tol`` (0 never stops early).
+    :param symmetry: ``none``, ``random`` (one random 90-degree turn / flip around each denoiser call) or
+        ``average`` (mean over all 8, eight calls); see :mod:`pnprgm.denoisers.symmetry`.
     """
 
     iterations: int = 8
@@ -48,8 +51,11 @@ class PnPConfig:
     stepsize: Optional[float] = None
     relaxation: float = 1.0
     tol: float = 0.0
+    symmetry: str = "none"
 
     def __post_init__(self) -> None:
+        if self.symmetry not in SYMMETRIES:
+            raise ValueError(f"symmetry must be one of {', '.join(SYMMETRIES)}; got {self.symmetry!r}")
         if self.iterations < 1:
             raise ValueError(f"iterations must be >= 1, got {self.iterations}")
         if (self.sigma_start is not None and self.sigma_start < 0) or self.lam <= 0:
@@ -147,6 +153,10 @@ class PnPSolver:
         """(denoiser levels, data-step weights) per iteration."""
         return self.config.sigmas(noise_sigma), self.config.stepsizes(noise_sigma)
 
+    def prepare(self, denoiser: Denoiser, generator: torch.Generator) -> Denoiser:
+        """The denoiser the iterations call: symmetrised as configured, its random turns drawn from ``generator``."""
+        return symmetrize(denoiser, self.config.symmetry, generator=generator)
+
     # -- the loop ------------------------------------------------------------------------------------------
     @torch.no_grad()
     def solve(self, y: torch.Tensor, physics: LinearPhysics, denoiser: Denoiser, x0: torch.Tensor, *,
@@ -170,7 +180,7 @@ class PnPSolver:
         if generator is None:
             generator = torch.Generator(device=y.device).manual_seed(0)
         sigmas, stepsizes = self.schedule(noise_sigma)
-        timed = _TimedDenoiser(denoiser)
+        timed = _TimedDenoiser(self.prepare(denoiser, generator))
         state = self.init_state(x0)
         previous = self.estimate(state)
         result = SolverResult(x=previous)

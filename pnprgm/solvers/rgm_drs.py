@@ -49,6 +49,9 @@ class RGMDRS(PnPSolver):
     def schedule(self, noise_sigma: float) -> tuple[list[float], list[float]]:
         return [float("nan")] * self.config.iterations, [self.config.stepsize] * self.config.iterations
 
+    def prepare(self, denoiser, generator):
+        return denoiser  # RGM's loop is stochastic already and needs the generator's own stochastic_restore
+
     def init_state(self, x0):
         return {"x": x0}
 
