@@ -15,7 +15,7 @@ Examples:
   pnprgm benchmark --task sr4,denoise --method baseline,nlm-hqs,rgm-hqs --json r.json --md r.md --figure r.png
   pnprgm benchmark --data photos/ --task deblur --noise 0.02 --crop 0 --json r.json
   pnprgm benchmark --suite benchmarks/suite.json --json benchmarks/results.json --md benchmarks/results.md \\
-      --figure benchmarks/results.png                      # the committed results (benchmarks/README.md)
+      --figure benchmarks/results.jpg                      # the committed results (benchmarks/README.md)
   pnprgm benchmark --suite benchmarks/suite.json --json r.json --resume   # continue an interrupted run
   pnprgm benchmark --from-json r.json --md r.md            # rebuild the markdown report from a results JSON
 
@@ -46,7 +46,7 @@ options given on the command line override it.
 @click.option("--figure-images", type=int, default=None, help="Images per task in the figure.  [default: 2]")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), default=None, help="Results JSON (written as the run goes).")
 @click.option("--md", "md_path", type=click.Path(dir_okay=False), default=None, help="Markdown report.")
-@click.option("--figure", "figure_path", type=click.Path(dir_okay=False), default=None, help="Figure grid (PNG).")
+@click.option("--figure", "figure_path", type=click.Path(dir_okay=False), default=None, help="Figure grid: PNG, or JPEG if the name ends in .jpg.")
 @click.option("--resume", is_flag=True, help="Reuse the records of an existing --json made with the same settings.")
 @click.option("--from-json", "from_json", type=click.Path(dir_okay=False), default=None, help="Do not run: rebuild --md from this results JSON.")
 @click.option("--list", "list_only", is_flag=True, help="List tasks, methods (with availability) and data sets, then exit.")

@@ -167,9 +167,10 @@ def display_measurement(y: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor
 
 
 def write_figure(path: str | Path, figure: Mapping[str, list], data: Mapping[str, Any]) -> Path:
-    """A PNG grid per task: ground truth, measurement and each method's output (PSNR below) for a few images.
+    """A grid per task: ground truth, measurement and each method's output (PSNR below) for a few images.
 
-    Composed with Pillow alone, so no plotting library is needed.
+    Composed with Pillow alone, so no plotting library is needed. PNG, or JPEG (quality 90, about a fifth of the
+    size for photos) when ``path`` ends in .jpg or .jpeg.
     """
     from PIL import Image, ImageDraw
 
@@ -215,6 +216,8 @@ def write_figure(path: str | Path, figure: Mapping[str, list], data: Mapping[str
                 draw.text((left, top + cell_h + 2), _fit(draw, caption, small, cell_w), fill="black", font=small)
             top += cell_h + caption_h + pad
         top += pad
+    if Path(path).suffix.lower() in (".jpg", ".jpeg"):
+        return io.atomic_write(path, lambda tmp: canvas.save(tmp, format="JPEG", quality=90))
     return io.atomic_write(path, lambda tmp: canvas.save(tmp, format="PNG"))
 
 
