@@ -129,3 +129,24 @@ def test_unknown_parameter_is_a_one_line_error(name):
 
     with pytest.raises(UserError, match="unknown parameter 'iters'.*valid: iterations"):
         solvers.build(name, iters=3)
+
+
+@pytest.mark.parametrize("rescale", [True, False])
+def test_admm_rescaled_dual_keeps_the_map_solution_under_a_changing_schedule(rescale):
+    """DPIR's rule keeps sigma_k^2 / gamma_k constant, so the MAP x* (with Tikhonov prior) and its dual
+    z_k = -gamma_k grad f(x*) are a fixed point of every iteration of ADMM with the dual rescaled; without the
+    rescaling the first change of gamma moves the iterate away from x*."""
+    physics, y = problem("blur:gaussian,sigma=1")
+    config = {"iterations": 4, "sigma_start": 0.3, "sigma_end": 0.05, "lam": 0.23, "rescale_dual": rescale}
+    solver = solvers.build("admm", config)
+    sigmas, gammas = solver.config.sigmas(0.01), solver.config.stepsizes(0.01)
+    weight = sigmas[0] ** 2 / gammas[0]
+    A, L = dense_matrix(physics.A, SHAPE), dense_matrix(laplacian, SHAPE)
+    x_map = torch.linalg.solve(A.T @ A + weight * L, A.T @ y.flatten()).view(1, *SHAPE)
+    gradient = physics.A_adjoint(physics.A(x_map) - y)
+    state = {"x": x_map, "z": -gammas[0] * gradient, "gamma": gammas[0]}
+    denoiser = TikhonovDenoiser()
+    for k in range(1, 4):
+        state = solver.step(state, k, y, physics, denoiser, sigma=sigmas[k], stepsize=gammas[k], generator=None)
+    moved = (state["x"] - x_map).norm() / x_map.norm()
+    assert (moved < 1e-8) if rescale else (moved > 1e-3), f"relative move {moved:.2e}"
