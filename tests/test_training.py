@@ -240,10 +240,13 @@ def test_resume_continues_exactly(data_dir, tmp_path, prior):
     args = dict(process={"name": "ddpm"}, preset="tiny", progress=False)
     flat = {**TINY_TRAIN, "prior": prior, "lazy_reg": 1, "cosine": False}
     train(data_dir, tmp_path / "straight", train={**flat, "steps": 4}, **args)
-    train(data_dir, tmp_path / "split", train={**flat, "steps": 2}, **args)
-    train(data_dir, tmp_path / "split", train={"steps": 4}, resume=True, **args)
+    train(data_dir, tmp_path / "split", train={**flat, "steps": 2}, command="first", **args)
+    train(data_dir, tmp_path / "split", train={"steps": 4}, resume=True, command="second", **args)
     a, b = _weights(tmp_path / "straight/last.pt"), _weights(tmp_path / "split/last.pt")
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    record = torch.load(tmp_path / "split/model.pt", weights_only=True)["record"]  # both segments' commands
+    assert record["command"] == "second" and record["steps"] == 4
+    assert [(h["command"], h["until_step"]) for h in record["history"]] == [("first", 2)]
     # With the cosine schedule: copy the step-2 checkpoint of a 4-step run and resume from it.
     cosine = {**TINY_TRAIN, "prior": prior, "steps": 4, "checkpoint_every": 2}
     train(data_dir, tmp_path / "full", train=cosine, **args)

@@ -35,5 +35,8 @@ def command(as_json, verify):
             click.echo(f"    trained: {record.get('steps', '?')} steps, {minutes:.0f} min on {where}, "
                        f"{len(record.get('files', []))} training files; validation PSNR {record.get('val_psnr', '?')} dB "
                        f"(input {record.get('val_psnr_input', '?')} dB)")
+            if record.get("history"):
+                stops = ", ".join(str(segment.get("until_step", "?")) for segment in record["history"])
+                click.echo(f"    resumed at step {stops} (earlier commands: pnprgm models --json)")
     if verify:
         click.echo("all shipped files match their sha256")

@@ -167,6 +167,7 @@ class Trainer:
         self.dist = dist_info
         self.device = dist_info.device
         self.command = command
+        self.history: list[dict[str, Any]] = []  # earlier segments of a resumed run
         self.progress = progress
         if self.cfg.batch_size % dist_info.world:
             raise UserError(f"batch size {self.cfg.batch_size} must be divisible by the {dist_info.world} processes.")
@@ -284,6 +285,10 @@ class Trainer:
         self.step = int(content["step"])
         self.elapsed_before = float(content.get("elapsed", 0.0))
         record = content.get("record") or {}
+        self.history = list(record.get("history") or [])
+        if record.get("command"):
+            self.history.append({"command": record["command"], "until_step": self.step,
+                                 "seconds": record.get("seconds"), "hardware": record.get("hardware")})
         self.last = dict(record.get("final_losses") or {})
         self.val_psnr = record.get("val_psnr")
 
@@ -293,6 +298,7 @@ class Trainer:
     def record(self) -> dict[str, Any]:
         return {
             "command": self.command,
+            "history": list(self.history),
             "steps": self.step,
             "seconds": round(self.elapsed(), 1),
             "hardware": self.hardware(),
