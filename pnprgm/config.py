@@ -97,8 +97,10 @@ def build_strict(cls: type[C], values: Mapping[str, Any] | None = None, *, what:
     converted = {k: coerce(v, types[k], name=f"{label}.{k}") for k, v in values.items()}
     try:
         return cls(**converted)
+    except UserError:
+        raise
     except (TypeError, ValueError) as err:  # __post_init__ range checks name the value; one line, no traceback
-        raise UserError(f"{label}: {err}.") from None
+        raise UserError(f"{label}: {str(err).rstrip('.')}.") from None
 
 
 def replace_strict(config: C, **overrides: Any) -> C:
