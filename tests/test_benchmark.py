@@ -15,6 +15,7 @@ from PIL import Image
 
 import operators
 from cli.main import app
+from pnprgm import presets
 from pnprgm.benchmark import build_config, datasets, methods, report, run_benchmark, tasks
 from pnprgm.benchmark.runner import RECORD_KEYS, BenchmarkConfig
 from pnprgm.errors import UserError
@@ -235,6 +236,36 @@ def test_resume_reuses_matching_records(photo_dir, tmp_path, monkeypatch):
     with pytest.raises(UserError, match="other settings"):
         run_benchmark(_config(data=str(photo_dir), tasks=("denoise",), methods=("baseline",), crop=32),
                       json_path=path, resume=True, progress=False)
+
+
+def test_resume_reruns_a_method_whose_presets_or_models_changed(photo_dir, tmp_path, monkeypatch):
+    path = tmp_path / "r.json"
+    config = _config(data=str(photo_dir), tasks=("denoise",), methods=("baseline", "nlm-hqs"))
+    first = run_benchmark(config, json_path=path, progress=False)
+    described = first.data["config"]["resolved"]["methods"]["nlm-hqs"]
+    assert described["presets"]["denoise"] == dict(presets.registry.get("denoise-hqs").params)
+    data = json.loads(path.read_text())  # as if the preset had been different when these records were made
+    data["config"]["resolved"]["methods"]["nlm-hqs"]["presets"]["denoise"]["iterations"] = 99
+    path.write_text(json.dumps(data))
+    calls = {"pnp": 0}
+    original = methods.PnPMethod.restore
+
+    def counted(self, *args, **kwargs):
+        calls["pnp"] += 1
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(methods.PnPMethod, "restore", counted)
+    monkeypatch.setattr(methods.BaselineMethod, "restore", lambda *a, **k: pytest.fail("baseline was recomputed"))
+    second = run_benchmark(config, json_path=path, resume=True, progress=False)
+    assert calls["pnp"] == len(first.records) // 2 and not second.failures
+
+
+def test_rgm_methods_name_the_model_files_they_use():
+    from pnprgm import models
+
+    described = methods.registry.get("rgm-drs").describe()
+    assert described["models"] == {str(c): models.default_model(c).sha256 for c in (1, 3)}
+    assert methods.registry.get("tv-admm").describe()["models"] is None
 
 
 def test_cli_end_to_end(photo_dir, tmp_path):

@@ -66,8 +66,14 @@ class PnPMethod:
         solvers.build(self.solver, dict(overrides))  # unknown keys or bad values: UserError listing the valid ones
 
     def describe(self) -> dict[str, Any]:
+        """What decides its results: solver, the preset values per task, and the model files behind the name
+        (so a resumed run reuses a record only if none of them changed)."""
+        from pnprgm import presets
+
+        values = {task: dict(presets.registry.get(f"{task}-{self.solver}").params) for task in presets.TASKS
+                  if f"{task}-{self.solver}" in presets.registry}
         return {"kind": "pnp", "denoiser": self.denoiser, "solver": self.solver, "preset": "task default",
-                "note": self.note or None}
+                "presets": values, "models": _model_files(self.denoiser), "note": self.note or None}
 
     def restore(self, y, physics, *, noise_sigma, seed, device, overrides):
         from pnprgm import denoisers
@@ -79,6 +85,25 @@ class PnPMethod:
         x = restore(y, physics, denoiser=model, solver=self.solver, noise_sigma=noise_sigma, device=device,
                     seed=seed, **dict(overrides))
         return x, time.perf_counter() - start
+
+
+def _model_files(denoiser: str) -> Optional[dict[str, str]]:
+    """sha256 of the shipped model files a denoiser name stands for (per channel count for ``rgm``), else None."""
+    try:
+        from pnprgm import models
+    except ImportError:
+        return None
+    if denoiser == "rgm":
+        files = {}
+        for channels in (1, 3):
+            try:
+                files[str(channels)] = models.default_model(channels).sha256
+            except UserError:  # no shipped model for this channel count
+                continue
+        return files
+    if denoiser in models.registry:
+        return {"any": models.registry.get(denoiser).sha256}
+    return None
 
 
 @dataclass(frozen=True)

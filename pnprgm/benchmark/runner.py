@@ -370,9 +370,12 @@ def _reusable_records(json_path: str | Path, current: dict[str, Any]) -> dict[tu
                         "or package versions); use another --json or drop --resume.")
     old_images = {entry["name"]: entry.get("sha256") for entry in previous["config"]["resolved"]["images"]}
     new_images = {entry["name"]: entry.get("sha256") for entry in current["config"]["resolved"]["images"]}
+    # a method whose presets or model files changed since is run again
+    old_methods, new_methods = previous["config"]["resolved"]["methods"], current["config"]["resolved"]["methods"]
     return {
         (r["image"], r["task"], r["method"], r["seed"]): r for r in previous.get("records", [])
         if r["image"] in new_images and old_images.get(r["image"]) == new_images[r["image"]]
+        and old_methods.get(r["method"]) == new_methods.get(r["method"])
     }
 
 
