@@ -219,6 +219,7 @@ def test_partial_results_survive_a_crash(photo_dir, tmp_path, monkeypatch):
 
 
 def test_resume_reuses_matching_records(photo_dir, tmp_path, monkeypatch):
+    original = methods.BaselineMethod.restore
     path = tmp_path / "r.json"
     config = _config(data=str(photo_dir), tasks=("denoise",), methods=("baseline",))
     first = run_benchmark(config, json_path=path, progress=False)
@@ -236,6 +237,17 @@ def test_resume_reuses_matching_records(photo_dir, tmp_path, monkeypatch):
     with pytest.raises(UserError, match="other settings"):
         run_benchmark(_config(data=str(photo_dir), tasks=("denoise",), methods=("baseline",), crop=32),
                       json_path=path, resume=True, progress=False)
+    # with a figure, the figure's image is restored again (its picture needs the output), the rest reused
+    calls = {"n": 0}
+
+    def counted(self, *args, **kwargs):
+        calls["n"] += 1
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(methods.BaselineMethod, "restore", counted)
+    third = run_benchmark(more, json_path=path, figure_path=tmp_path / "f.png", resume=True, progress=False)
+    assert calls["n"] == more.figure_images and len(third.records) == len(second.records)
+    assert all(row.outputs["baseline"] is not None for row in third.figure["denoise"])
 
 
 def test_resume_reruns_a_method_whose_presets_or_models_changed(photo_dir, tmp_path, monkeypatch):

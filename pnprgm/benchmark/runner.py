@@ -197,7 +197,8 @@ def run_benchmark(
     :param json_path: results JSON (rewritten atomically after each record).
     :param md_path: markdown report (mean +/- std per task and method, protocol, command, versions).
     :param figure_path: PNG grid (ground truth, measurement, each method) for a few images per task.
-    :param resume: reuse records of an existing ``json_path`` made with the same settings.
+    :param resume: reuse records of an existing ``json_path`` made with the same settings (except those of the
+        figure's images when a figure is written: the picture needs their outputs).
     :param progress: progress bar over the whole run.
     :param command: the command line shown in the report (default: the equivalent ``pnprgm benchmark`` command).
     :param log: receives one line per skipped image or failed method as it happens.
@@ -307,7 +308,7 @@ def run_benchmark(
             for method_name in runnable:
                 key = (item.source.name, task_name, method_name, seed)
                 bar.set_postfix_str(f"{item.source.name} {task_name} {method_name}", refresh=False)
-                if key in reusable:
+                if key in reusable and (row is None or figure_path is None):  # the figure's images are run again
                     data["records"].append(reusable[key])
                     if row is not None:
                         row.outputs[method_name] = None
