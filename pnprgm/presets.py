@@ -52,8 +52,9 @@ _PNP: dict[str, dict[str, Any]] = {
     # One denoiser call at the noise level: every splitting reduces to D(y, sigma_n) for A = I.
     "denoise": {"iterations": 1, "sigma_start": None, "lam": 0.23, "symmetry": "average"},
 }
-# HQS applies the denoiser last, so a high start over-saturates the colours it creates (tuning.md: 80/255 is its best).
-_PER_SOLVER: dict[tuple[str, str], dict[str, Any]] = {("colorize", "hqs"): {"sigma_start": 80 / 255}}
+# Per-solver exceptions. HQS colorization had its own start (80/255) for the 6000-step colour model; for the
+# 13500-step one 120/255 is best for HQS too (tuning.md, "colorization with the 13500-step model").
+_PER_SOLVER: dict[tuple[str, str], dict[str, Any]] = {}
 for _task, _params in _PNP.items():
     for _solver in ("drs", "admm", "hqs"):
         _values = {**_params, **_PER_SOLVER.get((_task, _solver), {})}
