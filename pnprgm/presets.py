@@ -53,7 +53,7 @@ _PNP: dict[str, dict[str, Any]] = {
     "denoise": {"iterations": 1, "sigma_start": None, "lam": 0.23, "symmetry": "average"},
 }
 # Per-solver exceptions. HQS colorization had its own start (80/255) for the 6000-step colour model; for the
-# 13500-step one 120/255 is best for HQS too (tuning.md, "colorization with the 13500-step model").
+# 13500-step one 120/255 is best for HQS too (tuning.md, "colorization with the 13500-step colour model").
 _PER_SOLVER: dict[tuple[str, str], dict[str, Any]] = {}
 for _task, _params in _PNP.items():
     for _solver in ("drs", "admm", "hqs"):
