@@ -52,13 +52,11 @@ _PNP: dict[str, dict[str, Any]] = {
     # One denoiser call at the noise level: every splitting reduces to D(y, sigma_n) for A = I.
     "denoise": {"iterations": 1, "sigma_start": None, "lam": 0.23, "symmetry": "average"},
 }
-# Per-solver exceptions. HQS colorization had its own start (80/255) for the 6000-step colour model; for the
-# 13500-step one 120/255 is best for HQS too (tuning.md, "colorization with the 13500-step colour model").
-_PER_SOLVER: dict[tuple[str, str], dict[str, Any]] = {}
+# One set of values for all three solvers: HQS colorization had its own start (80/255) for the 6000-step colour
+# model; for the 13500-step one 120/255 is best for HQS too (tuning.md, "colorization with the 13500-step colour model").
 for _task, _params in _PNP.items():
     for _solver in ("drs", "admm", "hqs"):
-        _values = {**_params, **_PER_SOLVER.get((_task, _solver), {})}
-        registry.add(f"{_task}-{_solver}", Preset(_task, _solver, _values, "DPIR schedule"), f"{_solver} for {_task}")
+        registry.add(f"{_task}-{_solver}", Preset(_task, _solver, dict(_params), "DPIR schedule"), f"{_solver} for {_task}")
 
 _RGM: dict[str, dict[str, Any]] = {
     "sr": {"iterations": 40, "alpha": 0.05, "stepsize": 10.0, "levels": 1},

@@ -46,7 +46,8 @@ class SymmetrizedDenoiser(Denoiser):
     def __init__(self, denoiser: Denoiser, symmetry: Symmetry, *, generator: Optional[torch.Generator] = None):
         super().__init__()
         if symmetry not in ("random", "average"):
-            raise UserError(f"symmetry must be 'random' or 'average' to wrap a denoiser; got {symmetry!r}.")
+            raise UserError(f"unknown symmetry {symmetry!r} for a wrapper; choose random or average "
+                            f"(none: use the denoiser itself).")
         self.denoiser, self.symmetry, self.generator = denoiser, symmetry, generator
 
     def forward(self, x: torch.Tensor, sigma: float | torch.Tensor, **kwargs) -> torch.Tensor:
@@ -65,7 +66,5 @@ def _device_of(generator: Optional[torch.Generator]) -> str | torch.device:
 
 
 def symmetrize(denoiser: Denoiser, symmetry: Symmetry, *, generator: Optional[torch.Generator] = None) -> Denoiser:
-    """``denoiser`` itself for ``none``, else wrapped in a :class:`SymmetrizedDenoiser`."""
-    if symmetry not in SYMMETRIES:
-        raise UserError(f"unknown symmetry {symmetry!r}; choose one of: {', '.join(SYMMETRIES)}.")
+    """``denoiser`` itself for ``none``, else wrapped in a :class:`SymmetrizedDenoiser` (which rejects other names)."""
     return denoiser if symmetry == "none" else SymmetrizedDenoiser(denoiser, symmetry, generator=generator)

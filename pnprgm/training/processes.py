@@ -32,6 +32,11 @@ from pnprgm.schedules import DDPMSchedule
 from pnprgm.training.config import ProcessConfig, resolve_process
 
 
+def nearest_upsample(x: torch.Tensor, factor: int) -> torch.Tensor:
+    """Each pixel repeated ``factor`` x ``factor`` times (the adjoint pattern of a block mean)."""
+    return x.repeat_interleave(factor, dim=-2).repeat_interleave(factor, dim=-1)
+
+
 @dataclass
 class Pairs:
     """One training batch of a process.
@@ -219,7 +224,7 @@ class SRProcess(ForwardProcess):
             if mask.any():
                 r = self.scale**level
                 low = F.avg_pool2d(x[mask], r)
-                out[mask] = low.repeat_interleave(r, dim=-2).repeat_interleave(r, dim=-1)
+                out[mask] = nearest_upsample(low, r)
         return out
 
     def sample(self, x0, t, noise=None, noise_factor=1.0):
@@ -256,7 +261,7 @@ class SRProcess(ForwardProcess):
         self.check_shape(shape)
         # The official start: std 2 (= r for r = 2) noise at the coarsest resolution, nearest-upsampled.
         low = float(self.scale) * torch.randn(n, shape[0], shape[1] // r, shape[2] // r, device=self.device)
-        return low.repeat_interleave(r, dim=-2).repeat_interleave(r, dim=-1)
+        return nearest_upsample(low, r)
 
     def step_back(self, x0_hat, i):
         t = torch.full((x0_hat.shape[0],), i, dtype=torch.long, device=x0_hat.device)

@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from pnprgm.errors import UserError
-from pnprgm.training.processes import ForwardProcess
+from pnprgm.training.processes import ForwardProcess, nearest_upsample
 
 
 def _forked(device: torch.device):
@@ -80,7 +80,7 @@ def super_resolve(generator: nn.Module, process: ForwardProcess, low01: torch.Te
         raise UserError(f"this sr model upscales by {choices}; got {factor}.")
     device = low01.device
     low = 2 * low01 - 1
-    up = low.repeat_interleave(factor, dim=-2).repeat_interleave(factor, dim=-1)
+    up = nearest_upsample(low, factor)
     n, t0 = low.shape[0], 2 * d
     with _forked(device):
         torch.manual_seed(seed)
@@ -94,7 +94,7 @@ def super_resolve(generator: nn.Module, process: ForwardProcess, low01: torch.Te
             x0 = generator(x, t, z)
             x = process.step_back(x0, i)
     block_means = torch.nn.functional.avg_pool2d(x0, factor)
-    x0 = x0 + (low - block_means).repeat_interleave(factor, dim=-2).repeat_interleave(factor, dim=-1)
+    x0 = x0 + nearest_upsample(low - block_means, factor)
     return ((x0 + 1) / 2).clamp(0, 1)
 
 
@@ -175,7 +175,7 @@ def sample_model_grid(model: str, out: str | Path, *, count: int = 16, size: Opt
         low = torch.stack([im[:, :side, :side] for im in images]).to(device)
         process = build_process(process_config, (channels, side * upscale, side * upscale), device)
         restored = super_resolve(generator, process, low, upscale, seed=seed)
-        nearest = low.repeat_interleave(upscale, dim=-2).repeat_interleave(upscale, dim=-1)
+        nearest = nearest_upsample(low, upscale)
         picture = grid(torch.cat([nearest, restored]), nrow=nrow or low.shape[0])
         mode, side = "super-resolve", side * upscale
     elif files:
