@@ -96,6 +96,24 @@ def load_denoiser(path_or_name: str, *, device: str | torch.device = "cpu", seed
     return RGMDenoiser(generator, seed=seed).to(device)
 
 
+def source_info(source: str) -> tuple[int, str]:
+    """``(channels, sha256)`` of a shipped model name, one of our model files, or ``PATH#PRESET`` (official)."""
+    text = str(source)
+    if text in registry:
+        entry = registry.get(text)
+        verify(entry)
+        return entry.channels, entry.sha256
+    path, _, official = text.partition("#")
+    if not Path(path).is_file():
+        raise UserError(f"model {text!r} is neither a shipped model ({', '.join(registry.names())}) nor a file; "
+                        f"give a model name or the path of a model.pt.")
+    config = dict(getattr(load_generator_file(path, official_preset=official or None), "config", {}) or {})
+    channels = config.get("channels", config.get("num_channels"))
+    if channels not in (1, 3):
+        raise UserError(f"model {text!r} does not say how many channels it takes; give one of our model files.")
+    return int(channels), io.sha256_file(path)
+
+
 def verify(entry: ModelEntry) -> None:
     """Check a shipped file against its recorded sha256."""
     if not entry.path.is_file():

@@ -338,3 +338,46 @@ def test_speed_script_writes_its_report(tmp_path):
     assert data["runs"][0]["iterations"] == 2
     assert it["overhead_seconds"] == pytest.approx(it["iteration_seconds"] - it["denoiser_seconds"])
     assert "seconds per image" in (tmp_path / "speed.md").read_text()
+
+
+def _tiny_model_file(path: Path, channels: int) -> Path:
+    from pnprgm.training.checkpoint import save_model
+    from pnprgm.training.generator import build_generator_from_config, preset_config
+
+    torch.manual_seed(0)
+    config = preset_config("tiny", channels=channels, conditioning="sigma", output="residual", sigma_channel=True)
+    gen = build_generator_from_config(config)
+    return save_model(path, gen.state_dict(), dict(gen.config), {"name": "denoise"}, {"command": "test", "steps": 1})
+
+
+def test_model_option_replaces_the_default_for_its_channel_count(photo_dir, tmp_path, monkeypatch):
+    """--model gray.pt: gray images use it, colour images keep the shipped colour model; the JSON names both files."""
+    from pnprgm import denoisers, io, models
+
+    gray = _tiny_model_file(tmp_path / "gray.pt", 1)
+    built: list[tuple[str, int]] = []
+    original = denoisers.build
+
+    def spy(name, *, channels=3, device="cpu", seed=0):
+        built.append((str(name), channels))
+        return original(name, channels=channels, device=device, seed=seed)
+
+    monkeypatch.setattr(denoisers, "build", spy)
+    out = tmp_path / "r.json"
+    result = CliRunner().invoke(app, ["benchmark", "--data", str(photo_dir), "--task", "denoise", "--method", "rgm-hqs",
+                                      "--crop", "32", "--metrics", "psnr", "--model", str(gray), "--json", str(out), "-q"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(out.read_text())
+    assert data["config"]["models"] == [str(gray)] and f"--model {gray}" in data["command"]
+    assert data["config"]["resolved"]["methods"]["rgm-hqs"]["models"] == {
+        "1": io.sha256_file(gray), "3": models.default_model(3).sha256}
+    assert (str(gray), 1) in built and ("rgm", 1) not in built and ("rgm", 3) in built
+    assert len(data["records"]) == 3
+
+
+def test_model_option_rejects_two_models_for_one_channel_count(tmp_path):
+    a, b = _tiny_model_file(tmp_path / "a.pt", 3), _tiny_model_file(tmp_path / "b.pt", 3)
+    with pytest.raises(UserError, match="one model per channel count"):
+        _config(models=(str(a), str(b))).chosen_models()
+    with pytest.raises(UserError, match="neither a shipped model"):
+        _config(models=(str(tmp_path / "missing.pt"),)).chosen_models()

@@ -77,3 +77,23 @@ def test_publish_writes_file_and_index(tmp_path):
 def test_publish_rejects_unknown_role(tmp_path):
     with pytest.raises(UserError, match="role"):
         models.publish(_tiny_model(tmp_path, 3), "x", role="magic", directory=tmp_path)
+
+
+def test_models_command_shows_resumes_and_fine_tuning(monkeypatch):
+    """`pnprgm models` prints each entry's lineage: resumed segments and the model it was fine-tuned from."""
+    from click.testing import CliRunner
+
+    from cli.main import app
+    from pnprgm.registry import Registry
+
+    record = {"steps": 300, "seconds": 120, "files": [{"name": "a.png", "sha256": "0" * 64}], "val_psnr": 30.1,
+              "history": [{"command": "pnprgm train ...", "until_step": 200}],
+              "init_from": {"source": "rgm-denoiser-gray", "steps": 9000, "val_psnr": 30.47}}
+    fake = Registry("model")
+    fake.add("tuned", models.ModelEntry(name="tuned", file="tuned.pt", sha256="1" * 64, role="denoiser", channels=1,
+                                        summary="a tuned model", record=record), "a tuned model")
+    monkeypatch.setattr(models, "registry", fake)
+    result = CliRunner().invoke(app, ["models"])
+    assert result.exit_code == 0, result.output
+    assert "resumed at step 200" in result.output
+    assert "fine-tuned from rgm-denoiser-gray (9000 steps, validation PSNR 30.47 dB" in result.output

@@ -190,6 +190,34 @@ def test_mmd_is_zero_for_equal_samples_and_positive_otherwise():
     assert float(mmd2(x, x + 3, (1.0, 2.0))) > 0.1
 
 
+def test_discriminator_logit_depends_on_the_image_at_initialisation():
+    """Default-sized D: the input's signal reaches the logit (PyTorch's default init let it vanish to ~1e-5)."""
+    torch.manual_seed(0)
+    D = Discriminator(3, "sigma")
+    level = torch.full((8,), 0.1)
+    with torch.no_grad():
+        logits = D(torch.randn(8, 3, 64, 64), level, torch.randn(8, 3, 64, 64))[0]
+    assert float(logits.std()) > 0.05
+
+
+def test_discriminator_learns_to_tell_clean_from_noisy():
+    """Pairs (x, x + noise) vs (x + noise, x + noise): a working D separates them within 60 Adam steps."""
+    torch.manual_seed(0)
+    D = Discriminator(1, "sigma", nf=16)
+    opt = torch.optim.Adam(D.parameters(), lr=1e-3, betas=(0.5, 0.9))
+    yy, xx = torch.meshgrid(torch.linspace(0, 1, 32), torch.linspace(0, 1, 32), indexing="ij")
+    for step in range(60):
+        phase = torch.rand(8, 1, 1, 1) * 6
+        clean = 0.6 * torch.sin(4 * xx + phase) * torch.cos(3 * yy + phase)
+        sigma = torch.full((8,), 0.2)
+        noisy = clean + 0.2 * torch.randn_like(clean)
+        out = discriminator_loss(D, clean, noisy, sigma, noisy, 0.0, False)
+        opt.zero_grad()
+        out["d_loss"].backward()
+        opt.step()
+    assert float(out["d_loss"].detach()) < 0.7  # chance is 2 log 2 = 1.386
+
+
 def test_discriminator_loss_with_r1():
     D = Discriminator(1, "sigma", nf=8, ch_mult=(1, 2), cond=False)
     real, fake = torch.rand(3, 1, 8, 8), torch.rand(3, 1, 8, 8)
@@ -220,7 +248,7 @@ def test_supervised_term_is_logged_and_pulls_towards_the_clean_image(data_dir, t
     """With lmbda = 0 the only pull towards the data is the auxiliary supervised MSE: it must be what falls."""
     base = {**TINY_TRAIN, "steps": 30, "lr_g": 3e-3, "lmbda": 0.0, "cosine": False}
     train(data_dir, tmp_path / "run", process={"name": "denoise", "noise_min": 0.1, "noise_max": 0.2},
-          train={**base, "supervised": 10.0}, preset="tiny", progress=False)
+          train={**base, "supervised": 100.0}, preset="tiny", progress=False)
     values = [float(r["supervised"]) for r in _log(tmp_path / "run")]
     assert len(values) == 30 and np.mean(values[-5:]) < 0.7 * np.mean(values[:5])
     with pytest.raises(UserError, match="supervised"):
@@ -256,6 +284,40 @@ def test_resume_continues_exactly(data_dir, tmp_path, prior):
     a, b = _weights(tmp_path / "full/last.pt"), _weights(tmp_path / "cut/last.pt")
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert not all(torch.equal(a[k], _weights(tmp_path / "full/checkpoints/step_0000002.pt")[k]) for k in a)
+
+
+def test_init_from_starts_with_the_model_weights_and_records_it(data_dir, tmp_path):
+    """Fine-tuning: step 0 of the new run is the source's EMA generator; the architecture and lineage are kept."""
+    args = dict(process={"name": "denoise", "noise_min": 0.01, "noise_max": 0.2}, progress=False)
+    source = train(data_dir, tmp_path / "source", train={**TINY_TRAIN, "steps": 2}, preset="tiny", command="first", **args)
+    zero = train(data_dir, tmp_path / "zero", train={**TINY_TRAIN, "steps": 1, "lr_g": 1e-12, "lr_min": 1e-12,
+                                                      "ema_decay": 0.0}, init_from=source["model"], **args)
+    before = ckpt.read_model_file(source["model"])["generator"]["state_dict"]
+    after = ckpt.read_model_file(zero["model"])["generator"]["state_dict"]
+    assert all(torch.allclose(before[k], after[k], atol=1e-6) for k in before)
+    record = ckpt.read_model_file(zero["model"])["record"]
+    assert record["init_from"]["source"] == str(source["model"]) and record["init_from"]["steps"] == 2
+    assert record["init_from"]["command"] == "first" and len(record["init_from"]["sha256"]) == 64
+    # resuming the fine-tuning run keeps its lineage
+    train(data_dir, tmp_path / "zero", train={"steps": 2}, resume=True, **args)
+    assert ckpt.read_model_file(tmp_path / "zero/model.pt")["record"]["init_from"]["steps"] == 2
+    with pytest.raises(UserError, match="architecture comes from --init-from"):
+        train(data_dir, tmp_path / "clash", train={**TINY_TRAIN, "steps": 1}, model={"nf": 7},
+              init_from=source["model"], **args)
+    with pytest.raises(UserError, match="only one of them"):
+        train(data_dir, tmp_path / "zero", train={"steps": 3}, resume=True, init_from=source["model"], **args)
+    with pytest.raises(UserError, match="neither a shipped model"):
+        train(data_dir, tmp_path / "missing", train={**TINY_TRAIN, "steps": 1}, init_from=tmp_path / "nope.pt", **args)
+
+
+def test_init_from_a_gray_model_converts_colour_photos(data_dir, tmp_path):
+    args = dict(process={"name": "denoise", "noise_min": 0.01, "noise_max": 0.2}, progress=False)
+    source = train(data_dir, tmp_path / "gray", train={**TINY_TRAIN, "steps": 1, "channels": 1}, preset="tiny", **args)
+    tuned = train(data_dir, tmp_path / "tuned", train={**TINY_TRAIN, "steps": 1}, init_from=source["model"], **args)
+    assert ckpt.read_model_file(tuned["model"])["generator"]["config"]["channels"] == 1
+    with pytest.raises(UserError, match="1 channels but the images give 3"):
+        train(data_dir, tmp_path / "bad", train={**TINY_TRAIN, "steps": 1, "channels": 3}, init_from=source["model"],
+              **args)
 
 
 def test_checkpoint_and_model_file_are_self_describing(data_dir, tmp_path):

@@ -18,14 +18,15 @@ Examples:
       --figure benchmarks/results.jpg                      # the committed results (benchmarks/README.md)
   pnprgm benchmark --suite benchmarks/suite.json --json r.json --resume   # continue an interrupted run
   pnprgm benchmark --from-json r.json --md r.md            # rebuild the markdown report from a results JSON
+  pnprgm benchmark --method rgm-drs,tv-admm --model runs/mine/model.pt --json r.json   # your trained model
 
 \b
 Data: public (photos shipped inside pip packages; offline), set14, cbsd68, kodak24, urban100 (deepinv,
 downloaded on first use) or a folder. Images are centre-cropped (--crop) and measured with seeds derived from
 --seed, the image index and the task, so two runs give the same numbers. The JSON is rewritten after every
 record: an interrupted run keeps its results. A suite file (JSON/YAML) holds the same keys as the options
-(data, images, tasks, methods, noise, seed, crop, limit, device, metrics, protocol, overrides, figure_images);
-options given on the command line override it.
+(data, images, tasks, methods, noise, seed, crop, limit, device, metrics, protocol, overrides, figure_images,
+models); options given on the command line override it.
 """
 
 
@@ -44,6 +45,9 @@ options given on the command line override it.
 @click.option("--protocol", "protocol_items", multiple=True, metavar="KEY=VALUE", help="Metric protocol field, e.g. channel=y or crop=4 (repeatable).")
 @click.option("--set", "assignments", multiple=True, metavar="KEY=VALUE", help="Solver parameter for every PnP method, e.g. iterations=8 (repeatable).")
 @click.option("--figure-images", type=int, default=None, help="Images per task in the figure.  [default: 2]")
+@click.option("--model", "model_sources", multiple=True, metavar="MODEL",
+              help="RGM model (shipped name or model.pt) used by the rgm-* methods instead of the shipped default "
+                   "for its channel count; repeat for one gray and one colour model.")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), default=None, help="Results JSON (written as the run goes).")
 @click.option("--md", "md_path", type=click.Path(dir_okay=False), default=None, help="Markdown report.")
 @click.option("--figure", "figure_path", type=click.Path(dir_okay=False), default=None, help="Figure grid: PNG, or JPEG if the name ends in .jpg.")
@@ -52,7 +56,7 @@ options given on the command line override it.
 @click.option("--list", "list_only", is_flag=True, help="List tasks, methods (with availability) and data sets, then exit.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 def command(suite, data, images, tasks, methods, noise, seed, crop, limit, device, metrics, protocol_items,
-            assignments, figure_images, json_path, md_path, figure_path, resume, from_json, list_only, quiet):
+            assignments, figure_images, model_sources, json_path, md_path, figure_path, resume, from_json, list_only, quiet):
     """Compare restoration methods on simulated measurements (PSNR, SSIM, LPIPS)."""
     from pnprgm.benchmark import build_config, report, run_benchmark
     from pnprgm.errors import UserError
@@ -78,6 +82,8 @@ def command(suite, data, images, tasks, methods, noise, seed, crop, limit, devic
         values["protocol"] = {**values.get("protocol", {}), **parse_assignments(protocol_items)}
     if assignments:
         values["overrides"] = {**values.get("overrides", {}), **parse_assignments(assignments)}
+    if model_sources:
+        values["models"] = tuple(model_sources)
     config = build_config(values)
     if resume and json_path is None:
         raise UserError("--resume needs --json PATH (the results to continue).")

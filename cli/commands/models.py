@@ -38,5 +38,9 @@ def command(as_json, verify):
             if record.get("history"):
                 stops = ", ".join(str(segment.get("until_step", "?")) for segment in record["history"])
                 click.echo(f"    resumed at step {stops} (earlier commands: pnprgm models --json)")
+            source = record.get("init_from")
+            if source:
+                click.echo(f"    fine-tuned from {source.get('source')} ({source.get('steps', '?')} steps, validation PSNR "
+                           f"{source.get('val_psnr', '?')} dB; its record: pnprgm models --json)")
     if verify:
         click.echo("all shipped files match their sha256")

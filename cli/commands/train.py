@@ -18,6 +18,7 @@ Examples:
   pnprgm train --data photos/ --operator "blur:gaussian,sigma=2" --noise 0.01 --steps 20000 --out runs/deblur
   pnprgm train --data photos/ --operator mylib.physics:make_operator --steps 20000 --out runs/custom
   pnprgm train --data photos/ --forward ddpm --steps 40000 --out runs/ddpm --resume
+  pnprgm train --data photos/ --forward denoise --noise 0.001:0.25 --init-from rgm-denoiser-color --out runs/tuned
   torchrun --nproc_per_node=4 -m cli.main train --data photos/ --forward ddpm --device cuda --out runs/ddp
 
 \b
@@ -71,11 +72,14 @@ def _list_choices(ctx: click.Context, _param, value: bool) -> None:
 @click.option("--config", "config_file", type=click.Path(), default=None, help="JSON/YAML file with model/process/train sections.")
 @click.option("--set", "assignments", multiple=True, metavar="SECTION.KEY=VALUE", help="Override one config value (repeatable).")
 @click.option("--resume", is_flag=True, help="Continue the run in --out from its last.pt, exactly.")
+@click.option("--init-from", "init_from", default=None, metavar="MODEL",
+              help="Fine-tune: start the generator from a shipped model (pnprgm models) or a model.pt, keeping its "
+                   "architecture; the discriminator and optimisers start afresh.")
 @click.option("--seed", type=int, default=None, help="Seed of everything (default 0).")
 @click.option("--device", default="cpu", show_default=True, help="cpu, cuda, cuda:N or auto.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 def command(data, out, forward, operator, noise, levels, prior, steps, batch_size, crop, lmbda, supervised, preset, val,
-            config_file, assignments, resume, seed, device, quiet):
+            config_file, assignments, resume, init_from, seed, device, quiet):
     """Train an RGM generator (a denoiser or a restorer for your operator) on a folder of images."""
     from pnprgm.config import read_config_file
     from pnprgm.training import train
@@ -106,7 +110,7 @@ def command(data, out, forward, operator, noise, levels, prior, steps, batch_siz
                  "seed": seed}
     train_args.update({k: v for k, v in cli_train.items() if v is not None})
     summary = train(data, out, process=process, train=train_args if (train_args or not resume) else None,
-                    preset=preset, model=model, val=val, resume=resume, device=device,
+                    preset=preset, model=model, val=val, resume=resume, init_from=init_from, device=device,
                     command="pnprgm " + shlex.join(sys.argv[1:]), progress=not quiet)
     if summary.get("model"):
         psnr = summary.get("val_psnr")

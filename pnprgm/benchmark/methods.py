@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import importlib
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Mapping, Optional, Protocol
 
 import torch
@@ -26,6 +26,8 @@ class Method(Protocol):
 
     def describe(self) -> dict[str, Any]: ...
 
+    def with_models(self, chosen: Mapping[int, str]) -> "Method": ...
+
     def restore(self, y: torch.Tensor, physics: LinearPhysics, *, noise_sigma: float, seed: int,
                 device: torch.device, overrides: Mapping[str, Any]) -> tuple[torch.Tensor, float]: ...
 
@@ -38,12 +40,21 @@ class PnPMethod:
     :param solver: solver registry name (drs, admm, hqs).
     :param requires: optional packages it imports, with the pip name after a colon if it differs.
     :param note: shown in reports (licences).
+    :param models: ``(channels, model)`` pairs replacing the shipped default of the ``rgm`` denoiser.
     """
 
     denoiser: str
     solver: str
     requires: tuple[str, ...] = ()
     note: str = ""
+    models: tuple[tuple[int, str], ...] = ()
+
+    def with_models(self, chosen: Mapping[int, str]) -> "PnPMethod":
+        """This method with the user's RGM models (``--model``) in place of the shipped defaults."""
+        return replace(self, models=tuple(sorted(chosen.items()))) if self.denoiser == "rgm" and chosen else self
+
+    def _denoiser_for(self, channels: int) -> str:
+        return dict(self.models).get(channels, self.denoiser)
 
     def unavailable(self, device: torch.device) -> Optional[str]:
         for requirement in self.requires:
@@ -55,7 +66,8 @@ class PnPMethod:
         from pnprgm import denoisers
 
         try:  # builds once (e.g. loads the shipped model) so a missing model is reported before the run
-            denoisers.build(self.denoiser, channels=3, device=device, seed=0)
+            for channels in sorted({3, *dict(self.models)}):
+                denoisers.build(self._denoiser_for(channels), channels=channels, device=device, seed=0)
         except UserError as err:
             return str(err).rstrip(".")
         return None
@@ -73,14 +85,22 @@ class PnPMethod:
         values = {task: dict(presets.registry.get(f"{task}-{self.solver}").params) for task in presets.TASKS
                   if f"{task}-{self.solver}" in presets.registry}
         return {"kind": "pnp", "denoiser": self.denoiser, "solver": self.solver, "preset": "task default",
-                "presets": values, "models": _model_files(self.denoiser), "note": self.note or None}
+                "presets": values, "models": self._model_files(), "note": self.note or None}
+
+    def _model_files(self) -> Optional[dict[str, str]]:
+        files = _model_files(self.denoiser)
+        if self.models:
+            from pnprgm import models
+
+            files = {**(files or {}), **{str(c): models.source_info(source)[1] for c, source in self.models}}
+        return files
 
     def restore(self, y, physics, *, noise_sigma, seed, device, overrides):
         from pnprgm import denoisers
         from pnprgm.restoration import restore
 
         channels = physics.in_shape[0]
-        model = denoisers.build(self.denoiser, channels=channels, device=device, seed=seed)
+        model = denoisers.build(self._denoiser_for(channels), channels=channels, device=device, seed=seed)
         start = time.perf_counter()
         x = restore(y, physics, denoiser=model, solver=self.solver, noise_sigma=noise_sigma, device=device,
                     seed=seed, **dict(overrides))
@@ -116,6 +136,9 @@ class BaselineMethod:
 
     def check_overrides(self, overrides: Mapping[str, Any]) -> None:
         return None  # nothing to tune
+
+    def with_models(self, chosen: Mapping[int, str]) -> "BaselineMethod":
+        return self  # uses no model
 
     def describe(self) -> dict[str, Any]:
         return {"kind": "baseline", "denoiser": None, "solver": None, "preset": "operator initial_estimate",

@@ -27,7 +27,7 @@ RECORD_KEYS: tuple[str, ...] = ("image", "task", "method", "psnr", "ssim", "lpip
 #: Skipped entries of these kinds are failures (the CLI exits non-zero); "unavailable" and "note" are not.
 FAILURE_KINDS = frozenset({"unreadable", "unusable", "failed"})
 LPIPS_MIN_SIDE = 32  # AlexNet's five layers need at least 31 px; crops are multiples of 8
-_TUPLE_FIELDS = ("images", "tasks", "methods", "metrics")
+_TUPLE_FIELDS = ("images", "tasks", "methods", "metrics", "models")
 
 
 @dataclass(frozen=True)
@@ -47,6 +47,8 @@ class BenchmarkConfig:
     :param protocol: :class:`pnprgm.metrics.MetricProtocol` fields differing from the default.
     :param overrides: solver parameters applied to every PnP method on top of its preset (e.g. iterations).
     :param figure_images: images per task shown in the figure.
+    :param models: RGM models (shipped names or model files) that the ``rgm-*`` methods use instead of the
+        shipped defaults, at most one per channel count (a gray model for gray images, a colour one for colour).
     """
 
     data: str = "public"
@@ -62,6 +64,7 @@ class BenchmarkConfig:
     protocol: dict[str, Any] = field(default_factory=dict)
     overrides: dict[str, Any] = field(default_factory=dict)
     figure_images: int = 2
+    models: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         from pnprgm.metrics import METRICS
@@ -86,6 +89,19 @@ class BenchmarkConfig:
         if not isinstance(self.protocol, Mapping) or not isinstance(self.overrides, Mapping):
             raise UserError("protocol and overrides must be mappings of name: value.")
         self.metric_protocol()  # unknown protocol keys fail now, not after the first image
+
+    def chosen_models(self) -> dict[int, str]:
+        """``--model`` by channel count; two models for the same channel count are an error."""
+        from pnprgm import models
+
+        chosen: dict[int, str] = {}
+        for source in self.models:
+            channels = models.source_info(source)[0]
+            if channels in chosen:
+                raise UserError(f"--model {chosen[channels]} and --model {source} both take {channels}-channel images; "
+                                f"give one model per channel count (one gray, one colour).")
+            chosen[channels] = source
+        return chosen
 
     def task_noise(self, task: str) -> float:
         """Measurement noise of ``task`` in this run."""
@@ -121,6 +137,8 @@ class BenchmarkConfig:
             words += ["--set", f"{key}={value}"]
         if self.figure_images != default.figure_images:
             words += ["--figure-images", str(self.figure_images)]
+        for model in self.models:
+            words += ["--model", model]
         for flag, path in (("--json", json_path), ("--md", md_path), ("--figure", figure_path)):
             if path is not None:
                 words += [flag, str(path)]
@@ -224,8 +242,10 @@ def run_benchmark(
 
     runnable: list[str] = []
     method_info: dict[str, dict[str, Any]] = {}
+    chosen_models = config.chosen_models()
+    active: dict[str, methods.Method] = {}
     for name in config.methods:
-        method = methods.registry.get(name)
+        method = active[name] = methods.registry.get(name).with_models(chosen_models)
         method.check_overrides(config.overrides)
         reason = method.unavailable(device)
         method_info[name] = {**method.describe(), "available": reason is None, "unavailable_reason": reason}
@@ -316,7 +336,7 @@ def run_benchmark(
                     bar.update(1)
                     continue
                 try:
-                    x, seconds = methods.registry.get(method_name).restore(
+                    x, seconds = active[method_name].restore(
                         y, physics, noise_sigma=sigma, seed=seed, device=device, overrides=config.overrides)
                     scores = evaluate(x, truth, protocol, names=config.metrics, device=device)
                 except Exception as err:  # a failing method is reported; the others still run

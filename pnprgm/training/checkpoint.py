@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import io
 import random
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -103,3 +104,41 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> nn.Modul
     generator.process = dict(content.get("process") or {})
     generator.record = dict(content.get("record") or {})
     return generator.to(torch.device(device)).eval()
+
+
+@dataclass(frozen=True)
+class InitialWeights:
+    """Generator weights that start a new run (fine-tuning), with where they came from.
+
+    :param config: the generator's architecture config (the new run keeps it).
+    :param state_dict: the EMA generator weights.
+    :param provenance: JSON-able record of the source (name or path, sha256, its steps, command and lineage).
+    """
+
+    config: dict
+    state_dict: dict
+    provenance: dict
+
+
+def read_initial_weights(source: str | Path) -> InitialWeights:
+    """The generator of a shipped model name (``pnprgm models``), a model file or a training checkpoint."""
+    from pnprgm import models
+    from pnprgm.io import sha256_file
+
+    text = str(source)
+    if text in models.registry:
+        entry = models.registry.get(text)
+        models.verify(entry)
+        path = entry.path
+    else:
+        path = Path(text)
+        if not path.is_file():
+            raise UserError(f"--init-from {text!r} is neither a shipped model ({', '.join(models.registry.names())}) "
+                            f"nor a file; give a model name or the path of a model.pt.")
+    content = read_model_file(path)
+    record = content.get("record") or {}
+    provenance = {"source": text, "sha256": sha256_file(path), "steps": record.get("steps"),
+                  "command": record.get("command"), "history": record.get("history") or [],
+                  "val_psnr": record.get("val_psnr"), "init_from": record.get("init_from")}
+    config = {k: v for k, v in dict(content["generator"]["config"]).items() if k != "arch"}
+    return InitialWeights(config, content["generator"]["state_dict"], provenance)

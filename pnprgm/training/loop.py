@@ -123,6 +123,9 @@ def prepare(data: str | Path, *, process: ProcessConfig, train: TrainConfig, pre
     else:
         train_files, val_files = split_validation(files, train.val_fraction, train.seed)
     channels = train.channels or detect_channels(files + list(val_files))
+    if model and "channels" in model and int(model["channels"]) != channels:
+        raise UserError(f"the model has {model['channels']} channels but the images give {channels}; use "
+                        f"{'colour' if int(model['channels']) == 3 else 'grayscale'} images or another model.")
     model_config = resolve_model(preset, model or {}, process_config, channels)
     generator_multiple = 2 ** (len(model_config.ch_mult) - 1)
     if train.crop % generator_multiple:
@@ -168,6 +171,7 @@ class Trainer:
         self.device = dist_info.device
         self.command = command
         self.history: list[dict[str, Any]] = []  # earlier segments of a resumed run
+        self.init_from: Optional[dict[str, Any]] = None  # provenance of the starting weights when fine-tuning
         self.progress = progress
         if self.cfg.batch_size % dist_info.world:
             raise UserError(f"batch size {self.cfg.batch_size} must be divisible by the {dist_info.world} processes.")
@@ -235,6 +239,7 @@ class Trainer:
                      "val_files": self.p.val_set.record(self.p.val_root or self.p.data_root) if self.p.val_set else [],
                      "val_size": self.p.val_size},
             "world_size": self.dist.world,
+            "init_from": self.init_from,
         }
 
     def hardware(self) -> dict[str, Any]:
@@ -267,8 +272,15 @@ class Trainer:
         if self.dist.main:
             ckpt.save_checkpoint(self.state(), self.out / "checkpoints" / f"step_{self.step:07d}.pt", self.out / "last.pt")
 
+    def start_from(self, initial: ckpt.InitialWeights) -> None:
+        """Start the generator and its EMA from another model's weights (fine-tuning)."""
+        self.G.load_state_dict(initial.state_dict)
+        self.G_ema.load_state_dict(initial.state_dict)
+        self.init_from = dict(initial.provenance)
+
     def load(self, content: dict[str, Any]) -> None:
         """Restore everything from a checkpoint's content."""
+        self.init_from = content["config"].get("init_from")
         self.G.load_state_dict(content["G"])
         self.G_ema.load_state_dict(content["G_ema"])
         self.opt_G.load_state_dict(content["opt_G"])
@@ -299,6 +311,7 @@ class Trainer:
         return {
             "command": self.command,
             "history": list(self.history),
+            "init_from": self.init_from,
             "steps": self.step,
             "seconds": round(self.elapsed(), 1),
             "hardware": self.hardware(),
@@ -508,8 +521,8 @@ def _average_gradients(module: nn.Module) -> None:
 
 def train(data: str | Path, out: str | Path, *, process: ProcessConfig | dict | None = None,
           train: TrainConfig | dict | None = None, preset: Optional[str] = "small", model: Optional[dict] = None,
-          val: Optional[str | Path] = None, resume: bool = False, device: str | torch.device = "cpu",
-          command: str = "", progress: bool = True) -> dict[str, Any]:
+          val: Optional[str | Path] = None, resume: bool = False, init_from: Optional[str | Path] = None,
+          device: str | torch.device = "cpu", command: str = "", progress: bool = True) -> dict[str, Any]:
     """Train an RGM generator on a folder of images; write ``out`` (checkpoints, log.csv, samples, model.pt).
 
     :param data: folder of training images.
@@ -520,6 +533,8 @@ def train(data: str | Path, out: str | Path, *, process: ProcessConfig | dict | 
     :param model: generator config overrides.
     :param val: folder of validation images (default: a held-out fraction of ``data``).
     :param resume: continue from ``out/last.pt`` (the checkpoint's configuration is used).
+    :param init_from: start the generator from this model (a shipped name, a model.pt or a checkpoint) and keep
+        its architecture: fine-tuning. The discriminator and the optimisers start afresh.
     :param device: torch device (under torchrun, CUDA ranks use their local GPU).
     :param command: command line to record.
     :param progress: progress bar.
@@ -540,6 +555,18 @@ def train(data: str | Path, out: str | Path, *, process: ProcessConfig | dict | 
         model.pop("arch", None)
     elif (out / "last.pt").exists():
         raise UserError(f"{out} already holds a run (last.pt); add --resume to continue it or choose another --out.")
+    initial = None
+    if init_from is not None:
+        if resume:
+            raise UserError("--init-from starts a new run and --resume continues one; give only one of them.")
+        initial = ckpt.read_initial_weights(init_from)
+        clashing = sorted(k for k, v in (model or {}).items() if str(initial.config.get(k)) != str(v))
+        if clashing:
+            raise UserError(f"the architecture comes from --init-from {init_from}; remove the model settings "
+                            f"{', '.join('model.' + k for k in clashing)}.")
+        model, preset = dict(initial.config), None
+        if train_cfg.channels is None:  # fine-tuning a gray model on colour photos converts them, as its own run did
+            train_cfg = dataclasses.replace(train_cfg, channels=int(initial.config["channels"]))
     prepared = prepare(data, process=process, train=train_cfg, preset=preset, model=model, val=val,
                        device=dist_info.device)
     trainer = Trainer(prepared, out, dist_info, command=command, progress=progress)
@@ -550,6 +577,8 @@ def train(data: str | Path, out: str | Path, *, process: ProcessConfig | dict | 
             raise UserError(f"the training images in {data} differ from those of the checkpoint; "
                             f"resume with the same data folder.")
         trainer.load(content)
+    elif initial is not None:
+        trainer.start_from(initial)
         if trainer.step >= train_cfg.steps:
             warnings.warn(f"the checkpoint is already at step {trainer.step} >= steps {train_cfg.steps}", stacklevel=2)
     return trainer.run()
