@@ -308,6 +308,9 @@ def test_init_from_starts_with_the_model_weights_and_records_it(data_dir, tmp_pa
         train(data_dir, tmp_path / "zero", train={"steps": 3}, resume=True, init_from=source["model"], **args)
     with pytest.raises(UserError, match="neither a shipped model"):
         train(data_dir, tmp_path / "missing", train={**TINY_TRAIN, "steps": 1}, init_from=tmp_path / "nope.pt", **args)
+    with pytest.raises(UserError, match="sigma-conditioned model .process denoise. and this run's process needs time"):
+        train(data_dir, tmp_path / "ddpm", process={"name": "ddpm"}, train={**TINY_TRAIN, "steps": 1},
+              init_from=source["model"], progress=False)
 
 
 def test_init_from_a_gray_model_converts_colour_photos(data_dir, tmp_path):

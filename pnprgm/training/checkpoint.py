@@ -113,11 +113,13 @@ class InitialWeights:
     :param config: the generator's architecture config (the new run keeps it).
     :param state_dict: the EMA generator weights.
     :param provenance: JSON-able record of the source (name or path, sha256, its steps, command and lineage).
+    :param process: the forward process config the source was trained with.
     """
 
     config: dict
     state_dict: dict
     provenance: dict
+    process: dict
 
 
 def read_initial_weights(source: str | Path) -> InitialWeights:
@@ -141,4 +143,4 @@ def read_initial_weights(source: str | Path) -> InitialWeights:
                   "command": record.get("command"), "history": record.get("history") or [],
                   "val_psnr": record.get("val_psnr"), "init_from": record.get("init_from")}
     config = {k: v for k, v in dict(content["generator"]["config"]).items() if k != "arch"}
-    return InitialWeights(config, content["generator"]["state_dict"], provenance)
+    return InitialWeights(config, content["generator"]["state_dict"], provenance, dict(content.get("process") or {}))

@@ -544,6 +544,8 @@ def train(data: str | Path, out: str | Path, *, process: ProcessConfig | dict | 
     train_cfg = train if isinstance(train, TrainConfig) else build_strict(TrainConfig, train or {}, what="train")
     dist_info = init_distributed(device)
     out = Path(out)
+    if init_from is not None and resume:
+        raise UserError("--init-from starts a new run and --resume continues one; give only one of them.")
     content = None
     if resume:
         content = ckpt.load_checkpoint(out / "last.pt", map_location="cpu")
@@ -557,9 +559,12 @@ def train(data: str | Path, out: str | Path, *, process: ProcessConfig | dict | 
         raise UserError(f"{out} already holds a run (last.pt); add --resume to continue it or choose another --out.")
     initial = None
     if init_from is not None:
-        if resume:
-            raise UserError("--init-from starts a new run and --resume continues one; give only one of them.")
         initial = ckpt.read_initial_weights(init_from)
+        wanted = resolve_model(None, {}, resolve_process(process), int(initial.config["channels"])).conditioning
+        if initial.config.get("conditioning") != wanted:
+            raise UserError(f"--init-from {init_from} is a {initial.config.get('conditioning')}-conditioned model "
+                            f"(process {initial.process.get('name', '?')}) and this run's process needs {wanted}; "
+                            f"fine-tune it with the process it was trained for.")
         clashing = sorted(k for k, v in (model or {}).items() if str(initial.config.get(k)) != str(v))
         if clashing:
             raise UserError(f"the architecture comes from --init-from {init_from}; remove the model settings "
@@ -577,10 +582,10 @@ def train(data: str | Path, out: str | Path, *, process: ProcessConfig | dict | 
             raise UserError(f"the training images in {data} differ from those of the checkpoint; "
                             f"resume with the same data folder.")
         trainer.load(content)
-    elif initial is not None:
-        trainer.start_from(initial)
         if trainer.step >= train_cfg.steps:
             warnings.warn(f"the checkpoint is already at step {trainer.step} >= steps {train_cfg.steps}", stacklevel=2)
+    elif initial is not None:
+        trainer.start_from(initial)
     return trainer.run()
 
 
