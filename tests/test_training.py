@@ -255,6 +255,24 @@ def test_supervised_term_is_logged_and_pulls_towards_the_clean_image(data_dir, t
         TrainConfig(supervised=-1.0)
 
 
+def test_prior_weight_zero_leaves_the_discriminator_untouched(data_dir, tmp_path):
+    """prior_weight=0: D keeps its initial weights, the logged prior is 0, and G still learns (supervised)."""
+    args = dict(process={"name": "denoise", "noise_min": 0.1, "noise_max": 0.2}, preset="tiny", progress=False)
+    train(data_dir, tmp_path / "zero", train={**TINY_TRAIN, "steps": 3, "prior_weight": 0.0, "supervised": 100.0,
+                                               "checkpoint_every": 1}, **args)
+    first = torch.load(tmp_path / "zero/checkpoints/step_0000001.pt", weights_only=True)
+    last = torch.load(tmp_path / "zero/last.pt", weights_only=True)
+    assert all(torch.equal(first["D"][k], last["D"][k]) for k in first["D"])
+    assert not all(torch.equal(first["G"][k], last["G"][k]) for k in first["G"])
+    assert all(float(r["prior"]) == 0.0 for r in _log(tmp_path / "zero"))
+    with_prior = train(data_dir, tmp_path / "one", train={**TINY_TRAIN, "steps": 3, "checkpoint_every": 1}, **args)
+    one = torch.load(tmp_path / "one/checkpoints/step_0000001.pt", weights_only=True)
+    assert with_prior and not all(torch.equal(one["D"][k], torch.load(tmp_path / "one/last.pt", weights_only=True)["D"][k])
+                                  for k in one["D"])
+    with pytest.raises(UserError, match="nothing is learned"):
+        TrainConfig(prior_weight=0.0, lmbda=0.0, supervised=0.0)
+
+
 def _weights(path: Path) -> dict:
     content = torch.load(path, weights_only=True)
     return {**{f"G.{k}": v for k, v in content["G"].items()}, **{f"E.{k}": v for k, v in content["G_ema"].items()},

@@ -50,6 +50,8 @@ class TrainConfig:
     :param channels: 1 or 3; None: 1 if every training image is grayscale, else 3.
     :param prior: ``kld`` (discriminator), ``mmd`` (RBF kernels) or ``dswd`` (distributional sliced Wasserstein).
     :param lmbda: weight of the fidelity term (RGM: CIFAR 1e-3, CelebA-HQ 5e-5).
+    :param prior_weight: weight of the prior term (RGM: 1). 0 trains without it (no discriminator or prior
+        updates): the supervised-only baseline an RGM run is compared with.
     :param supervised: weight of an auxiliary supervised term ``supervised * mean((G(y, z) - x)^2)`` against the
         clean image (not part of RGM; 0, the default, is RGM's objective). Short CPU runs use it so that the
         generator becomes a useful denoiser within minutes; the prior still shapes the residual texture.
@@ -87,6 +89,7 @@ class TrainConfig:
     channels: Optional[int] = None
     prior: Literal["kld", "mmd", "dswd"] = "kld"
     lmbda: float = 1e-3
+    prior_weight: float = 1.0
     supervised: float = 0.0
     lr_g: float = 1.6e-4
     lr_d: float = 1e-4
@@ -120,8 +123,10 @@ class TrainConfig:
             raise UserError("train: steps and batch_size must be >= 1 and crop >= 4.")
         if self.channels not in (None, 1, 3):
             raise UserError(f"train.channels must be 1, 3 or None (auto); got {self.channels}.")
-        if self.supervised < 0 or self.lmbda < 0:
-            raise UserError("train: lmbda and supervised must be >= 0.")
+        if self.supervised < 0 or self.lmbda < 0 or self.prior_weight < 0:
+            raise UserError("train: lmbda, prior_weight and supervised must be >= 0.")
+        if self.prior_weight == 0 and self.supervised == 0 and self.lmbda == 0:
+            raise UserError("train: prior_weight, lmbda and supervised are all 0, so nothing is learned; set one.")
         if not 0 <= self.ema_decay < 1 or self.lazy_reg < 1 or not 0 <= self.val_fraction < 1:
             raise UserError("train: ema_decay must be in [0, 1), lazy_reg >= 1, val_fraction in [0, 1).")
 

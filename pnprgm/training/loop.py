@@ -350,7 +350,8 @@ class Trainer:
         process, cfg = self.p.process, self.cfg
         losses: dict[str, float] = {}
         self.G.train()
-        if self.D is not None:
+        use_prior = cfg.prior_weight > 0
+        if self.D is not None and use_prior:
             self.D.train()
             for p in self.D.parameters():
                 p.requires_grad_(True)
@@ -374,9 +375,12 @@ class Trainer:
         x0_hat = self.G_train(pairs.g_in, pairs.level, z)
         fake = process.renoise(x0_hat, pairs)
         cond = pairs.g_in if cfg.d_cond else None
-        prior = self.prior.generator_loss(self.D, pairs.x_real, fake, pairs.level, cond)
+        if use_prior:
+            prior = self.prior.generator_loss(self.D, pairs.x_real, fake, pairs.level, cond)
+        else:  # no discriminator forward either: the supervised-only baseline costs only the generator
+            prior = torch.zeros(x0.shape[0], device=self.device)
         fidelity = process.fidelity(x0_hat, pairs)
-        loss = (prior + cfg.lmbda * fidelity).mean()
+        loss = (cfg.prior_weight * prior + cfg.lmbda * fidelity).mean()
         if cfg.supervised > 0:
             supervised = (x0_hat - x0).pow(2).mean()
             loss = loss + cfg.supervised * supervised
@@ -388,7 +392,7 @@ class Trainer:
         losses.update({"g_loss": float(loss.detach()), "prior": float(prior.detach().mean()),
                        "fidelity": float(fidelity.detach().mean())})
         self.sched_G.step()
-        if self.sched_D is not None:
+        if self.sched_D is not None and use_prior:  # D's schedule advances only with D's own steps
             self.sched_D.step()
         self.step += 1
         return losses
