@@ -270,6 +270,13 @@ def test_resume_reruns_a_method_whose_presets_or_models_changed(photo_dir, tmp_p
     monkeypatch.setattr(methods.BaselineMethod, "restore", lambda *a, **k: pytest.fail("baseline was recomputed"))
     second = run_benchmark(config, json_path=path, resume=True, progress=False)
     assert calls["pnp"] == len(first.records) // 2 and not second.failures
+    # a preset of another task (sr) changing leaves these denoising records valid
+    data = json.loads(path.read_text())
+    data["config"]["resolved"]["methods"]["nlm-hqs"]["presets"]["sr"]["iterations"] = 99
+    path.write_text(json.dumps(data))
+    calls["pnp"] = 0
+    third = run_benchmark(config, json_path=path, resume=True, progress=False)
+    assert calls["pnp"] == 0 and len(third.records) == len(first.records)
 
 
 def test_rgm_methods_name_the_model_files_they_use():

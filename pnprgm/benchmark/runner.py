@@ -391,13 +391,28 @@ def _reusable_records(json_path: str | Path, current: dict[str, Any]) -> dict[tu
                         "or package versions); use another --json or drop --resume.")
     old_images = {entry["name"]: entry.get("sha256") for entry in previous["config"]["resolved"]["images"]}
     new_images = {entry["name"]: entry.get("sha256") for entry in current["config"]["resolved"]["images"]}
-    # a method whose presets or model files changed since is run again
+    # a method whose model files or presets for the record's task changed since is run again
     old_methods, new_methods = previous["config"]["resolved"]["methods"], current["config"]["resolved"]["methods"]
+    specs = {name: task["spec"] for name, task in current["config"]["resolved"]["tasks"].items()}
     return {
         (r["image"], r["task"], r["method"], r["seed"]): r for r in previous.get("records", [])
-        if r["image"] in new_images and old_images.get(r["image"]) == new_images[r["image"]]
-        and old_methods.get(r["method"]) == new_methods.get(r["method"])
+        if r["image"] in new_images and old_images.get(r["image"]) == new_images[r["image"]] and r["task"] in specs
+        and _for_task(old_methods.get(r["method"]), specs[r["task"]]) == _for_task(new_methods.get(r["method"]), specs[r["task"]])
     }
+
+
+def _for_task(described: Optional[Mapping[str, Any]], spec: str) -> Optional[dict[str, Any]]:
+    """A method's description with only the preset that applies to the task of ``spec`` (a change to another
+    task's preset leaves this task's records valid)."""
+    if described is None or "presets" not in described:
+        return None if described is None else dict(described)
+    from pnprgm import presets
+
+    try:
+        task = presets.task_of_spec(spec)
+    except UserError:  # an operator without a task: every preset counts
+        return dict(described)
+    return {**described, "presets": (described["presets"] or {}).get(task)}
 
 
 def _fingerprint(data: Mapping[str, Any]) -> dict[str, Any]:
