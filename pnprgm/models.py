@@ -96,17 +96,27 @@ def load_denoiser(path_or_name: str, *, device: str | torch.device = "cpu", seed
     return RGMDenoiser(generator, seed=seed).to(device)
 
 
-def source_info(source: str) -> tuple[int, str]:
-    """``(channels, sha256)`` of a shipped model name, one of our model files, or ``PATH#PRESET`` (official)."""
+def model_path(source: str | Path, *, what: str = "model") -> Path:
+    """The file of a shipped model name (hash-checked) or of a path (``PATH#PRESET``: the part before ``#``)."""
     text = str(source)
     if text in registry:
         entry = registry.get(text)
         verify(entry)
-        return entry.channels, entry.sha256
-    path, _, official = text.partition("#")
-    if not Path(path).is_file():
-        raise UserError(f"model {text!r} is neither a shipped model ({', '.join(registry.names())}) nor a file; "
+        return entry.path
+    path = Path(text.partition("#")[0])
+    if not path.is_file():
+        raise UserError(f"{what} {text!r} is neither a shipped model ({', '.join(registry.names())}) nor a file; "
                         f"give a model name or the path of a model.pt.")
+    return path
+
+
+def source_info(source: str) -> tuple[int, str]:
+    """``(channels, sha256)`` of a shipped model name, one of our model files, or ``PATH#PRESET`` (official)."""
+    text = str(source)
+    path = model_path(text)
+    if text in registry:
+        return registry.get(text).channels, registry.get(text).sha256
+    official = text.partition("#")[2]
     config = dict(getattr(load_generator_file(path, official_preset=official or None), "config", {}) or {})
     channels = config.get("channels", config.get("num_channels"))
     if channels not in (1, 3):

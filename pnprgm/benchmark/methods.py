@@ -92,7 +92,10 @@ class PnPMethod:
         if self.models:
             from pnprgm import models
 
-            files = {**(files or {}), **{str(c): models.source_info(source)[1] for c, source in self.models}}
+            from pnprgm.io import sha256_file
+
+            # the hash alone: the channel count was read when the models were chosen
+            files = {**(files or {}), **{str(c): sha256_file(models.model_path(source)) for c, source in self.models}}
         return files
 
     def restore(self, y, physics, *, noise_sigma, seed, device, overrides):

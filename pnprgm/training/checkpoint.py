@@ -128,15 +128,7 @@ def read_initial_weights(source: str | Path) -> InitialWeights:
     from pnprgm.io import sha256_file
 
     text = str(source)
-    if text in models.registry:
-        entry = models.registry.get(text)
-        models.verify(entry)
-        path = entry.path
-    else:
-        path = Path(text)
-        if not path.is_file():
-            raise UserError(f"--init-from {text!r} is neither a shipped model ({', '.join(models.registry.names())}) "
-                            f"nor a file; give a model name or the path of a model.pt.")
+    path = models.model_path(text, what="--init-from")
     content = read_model_file(path)
     record = content.get("record") or {}
     provenance = {"source": text, "sha256": sha256_file(path), "steps": record.get("steps"),
