@@ -428,15 +428,21 @@ def test_ddp_two_cpu_processes(data_dir, tmp_path):
     script = tmp_path / "ddp_run.py"
     # dswd exercises every synchronised part: G and D under DDP (D with the R1 double backward), the projector by hand
     script.write_text(DDP_SCRIPT.replace("{TRAIN}", repr({**TINY_TRAIN, "steps": 2, "lazy_reg": 1, "prior": "dswd"})))
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    result = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", f"--master_port={port}",
-         "--master_addr=127.0.0.1", str(script), str(data_dir), str(tmp_path / "run")],
-        capture_output=True, text=True, timeout=240,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
+    for attempt in range(2):
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        shutil.rmtree(tmp_path / "run", ignore_errors=True)
+        result = subprocess.run(
+            [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", f"--master_port={port}",
+             "--master_addr=127.0.0.1", str(script), str(data_dir), str(tmp_path / "run")],
+            capture_output=True, text=True, timeout=240,
+        )
+        # About one full-suite run in five on 2 cores, a rank dies in gloo's native code ("terminate called without
+        # an active exception", SIGABRT) with no Python error; the same launch then passes: one new launch, no more.
+        if result.returncode == 0 or "terminate called" not in result.stderr:
+            break
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
     assert result.stdout.count("OK") == 2
     assert (tmp_path / "run/model.pt").is_file()
     assert ckpt.load_checkpoint(tmp_path / "run/last.pt")["config"]["world_size"] == 2
