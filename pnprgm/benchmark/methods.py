@@ -91,7 +91,6 @@ class PnPMethod:
         files = _model_files(self.denoiser)
         if self.models:
             from pnprgm import models
-
             from pnprgm.io import sha256_file
 
             # the hash alone: the channel count was read when the models were chosen
