@@ -16,11 +16,12 @@ import torch
 from click.testing import CliRunner
 from PIL import Image
 
+from pnprgm.config import build_strict
 from pnprgm.errors import UserError
 from pnprgm.training import checkpoint as ckpt
 from pnprgm.training.config import ProcessConfig, TrainConfig, resolve_process
 from pnprgm.training.generator import PRESETS, build_generator_from_config, preset_config
-from pnprgm.training.loop import train
+from pnprgm.training.loop import supervised_loss, train
 from pnprgm.training.priors import PRIORS, Discriminator, build_prior, discriminator_loss, mmd2
 from pnprgm.training.processes import PROCESSES, build_process
 
@@ -253,6 +254,26 @@ def test_supervised_term_is_logged_and_pulls_towards_the_clean_image(data_dir, t
     assert len(values) == 30 and np.mean(values[-5:]) < 0.7 * np.mean(values[:5])
     with pytest.raises(UserError, match="supervised"):
         TrainConfig(supervised=-1.0)
+
+
+def test_psnr_weighting_is_the_gradient_of_the_mean_log_mse_at_the_mse_scale():
+    """supervised_weighting=psnr: the value is the plain mean MSE, the gradient is mean(MSE) * grad mean(log MSE),
+    so a sample with a 100 times smaller error gets the same pull on its log-error as the others."""
+    torch.manual_seed(0)
+    errors = (torch.rand(4) * torch.tensor([1e-4, 1e-3, 1e-2, 1e-1])).requires_grad_(True)
+    pixel = supervised_loss(errors, "pixel")
+    (grad_pixel,) = torch.autograd.grad(pixel, errors)
+    balanced = supervised_loss(errors, "psnr")
+    (grad_balanced,) = torch.autograd.grad(balanced, errors)
+    reference = errors.detach().mean() * errors.log().mean()
+    (grad_reference,) = torch.autograd.grad(reference, errors)
+    assert torch.allclose(pixel, errors.mean()) and torch.allclose(balanced, errors.mean())
+    assert torch.allclose(grad_pixel, torch.full((4,), 0.25))
+    assert torch.allclose(grad_balanced, grad_reference)
+    assert torch.allclose(grad_balanced * errors.detach(), (grad_balanced * errors.detach())[0].expand(4))
+    assert build_strict(TrainConfig, {"supervised_weighting": "psnr"}, what="train").supervised_weighting == "psnr"
+    with pytest.raises(UserError, match="supervised_weighting"):
+        build_strict(TrainConfig, {"supervised_weighting": "l1"}, what="train")
 
 
 def test_prior_weight_zero_leaves_the_discriminator_untouched(data_dir, tmp_path):

@@ -55,6 +55,9 @@ class TrainConfig:
     :param supervised: weight of an auxiliary supervised term ``supervised * mean((G(y, z) - x)^2)`` against the
         clean image (not part of RGM; 0, the default, is RGM's objective). Short CPU runs use it so that the
         generator becomes a useful denoiser within minutes; the prior still shapes the residual texture.
+    :param supervised_weighting: ``pixel``: the MSE over all pixels of the batch, where high-noise samples dominate;
+        ``psnr``: each sample's MSE scaled by ``mean_j MSE_j / MSE_i`` (detached), whose gradient is that of the
+        batch's mean log-MSE (mean PSNR) at the MSE's scale, so every noise level counts alike.
     :param lr_g: generator learning rate.
     :param lr_d: discriminator (and DSWD projection net) learning rate.
     :param beta1: Adam beta1.
@@ -91,6 +94,7 @@ class TrainConfig:
     lmbda: float = 1e-3
     prior_weight: float = 1.0
     supervised: float = 0.0
+    supervised_weighting: Literal["pixel", "psnr"] = "pixel"
     lr_g: float = 1.6e-4
     lr_d: float = 1e-4
     beta1: float = 0.5

@@ -86,6 +86,19 @@ def step_seed(seed: int, step: int, rank: int) -> int:
     return ((seed * 1_000_003 + step) * 1_009 + rank) % (2**63 - 1)
 
 
+def supervised_loss(per_sample_mse: torch.Tensor, weighting: str) -> torch.Tensor:
+    """The supervised term from per-sample MSEs: ``mean_i MSE_i`` (``pixel``) or ``mean_i (m / sg(MSE_i)) MSE_i`` with
+    ``m = sg(mean_j MSE_j)`` (``psnr``): same value, gradient ``m * grad mean_i log MSE_i``.
+
+    :param per_sample_mse: shape ``(B,)``.
+    :param weighting: ``pixel`` or ``psnr`` (:class:`TrainConfig`).
+    """
+    if weighting == "pixel":
+        return per_sample_mse.mean()
+    detached = per_sample_mse.detach()
+    return (detached.mean() / detached.clamp_min(1e-12) * per_sample_mse).mean()
+
+
 def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
     np.random.seed(seed % (2**32))
@@ -178,6 +191,8 @@ class Trainer:
         self.local_batch = self.cfg.batch_size // dist_info.world
         process = prepared.process
 
+        if self.device.type == "cuda":  # fixed crop sizes: let cuDNN pick its fastest convolutions once
+            torch.backends.cudnn.benchmark = True
         seed_everything(self.cfg.seed)  # identical initial weights on every rank
         self.G = build_generator_from_config(prepared.model).to(self.device)
         self.G_ema = copy.deepcopy(self.G).eval()
@@ -382,9 +397,9 @@ class Trainer:
         fidelity = process.fidelity(x0_hat, pairs)
         loss = (cfg.prior_weight * prior + cfg.lmbda * fidelity).mean()
         if cfg.supervised > 0:
-            supervised = (x0_hat - x0).pow(2).mean()
-            loss = loss + cfg.supervised * supervised
-            losses["supervised"] = float(supervised.detach())
+            per_sample = (x0_hat - x0).pow(2).flatten(1).mean(1)
+            loss = loss + cfg.supervised * supervised_loss(per_sample, cfg.supervised_weighting)
+            losses["supervised"] = float(per_sample.detach().mean())
         self.opt_G.zero_grad(set_to_none=True)
         loss.backward()
         self.opt_G.step()
