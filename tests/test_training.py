@@ -481,8 +481,10 @@ def test_cli_train_config_file_sample_and_errors(data_dir, tmp_path):
                                   "model": {"nz": 4}}))
     out = tmp_path / "run"
     result = runner.invoke(app, ["train", "--data", str(data_dir), "--forward", "ddpm", "--steps", "2", "--out", str(out),
-                                 "--config", str(config), "--set", "train.lr_g=1e-3", "-q"])
+                                 "--config", str(config), "--set", "train.lr_g=1e-3", "--threads", "2", "-q"])
+    torch.set_num_threads(1)  # the suite's setting, which --threads 2 changed
     assert result.exit_code == 0, result.output
+    assert json.loads((out / "record.json").read_text())["hardware"]["torch_threads"] == 2
     saved = json.loads((out / "config.json").read_text())
     assert saved["model"]["nz"] == 4 and saved["train"]["lr_g"] == 1e-3 and saved["train"]["steps"] == 2
     grid = tmp_path / "grid.png"
@@ -495,6 +497,8 @@ def test_cli_train_config_file_sample_and_errors(data_dir, tmp_path):
     assert result.exit_code == 2 and "stepz" in result.output and "Traceback" not in result.output
     result = runner.invoke(app, ["train", "--data", str(tmp_path / "none"), "--out", str(tmp_path / "r3")])
     assert result.exit_code == 2 and "does not exist" in result.output
+    result = runner.invoke(app, ["train", "--data", str(data_dir), "--out", str(tmp_path / "r4"), "--threads", "0"])
+    assert result.exit_code == 2 and "--threads" in result.output and not (tmp_path / "r4").exists()
 
 
 def test_super_resolve_keeps_the_block_means_and_checks_the_factor():
