@@ -276,6 +276,29 @@ def test_psnr_weighting_is_the_gradient_of_the_mean_log_mse_at_the_mse_scale():
         build_strict(TrainConfig, {"supervised_weighting": "l1"}, what="train")
 
 
+def test_fidelity_against_the_supervised_term_shrinks_towards_the_noisy_input():
+    """TrainConfig.lmbda's formula: without a prior, lmbda * fidelity + supervised * MSE is minimal at
+    (x + w y) / (1 + w), w = lmbda P / (2 supervised sigma^2) per sample: the reason PnP denoisers use lmbda 0."""
+    torch.manual_seed(0)
+    process = build_process(resolve_process(ProcessConfig(name="denoise", noise_min=0.01, noise_max=0.2)),
+                            (3, 16, 16), "cpu")
+    x0 = torch.rand(4, 3, 16, 16) * 2 - 1
+    pairs = process.pairs(x0)
+    lmbda, weight = 5e-5, 100.0
+
+    def objective(x_hat):
+        per_sample = (x_hat - x0).pow(2).flatten(1).mean(1)
+        return (lmbda * process.fidelity(x_hat, pairs)).mean() + weight * supervised_loss(per_sample, "pixel")
+
+    w = (lmbda * x0[0].numel() / (2 * weight * pairs.sigma_y**2)).view(-1, 1, 1, 1)
+    optimum = ((x0 + w * pairs.y) / (1 + w)).requires_grad_(True)
+    (grad,) = torch.autograd.grad(objective(optimum), optimum)
+    clean = x0.clone().requires_grad_(True)
+    (grad_clean,) = torch.autograd.grad(objective(clean), clean)
+    assert grad.abs().max() < 1e-4 * grad_clean.abs().max()
+    assert float(w.max()) > 100 * float(w.min())  # per-sample shrinkage: a single w would not pass
+
+
 def test_prior_weight_zero_leaves_the_discriminator_untouched(data_dir, tmp_path):
     """prior_weight=0: D keeps its initial weights, the logged prior is 0, and G still learns (supervised)."""
     args = dict(process={"name": "denoise", "noise_min": 0.1, "noise_max": 0.2}, preset="tiny", progress=False)

@@ -65,8 +65,9 @@ def _list_choices(ctx: click.Context, _param, value: bool) -> None:
 @click.option("--crop", type=int, default=None, help="Training crop size (default 64).")
 @click.option("--lmbda", type=float, default=None, help="Weight of the fidelity term (default 1e-3).")
 @click.option("--supervised", type=float, default=None,
-              help="Weight of an auxiliary supervised MSE to the clean image (not RGM; default 0). Short CPU runs need it; "
-                   "pair it with a small --lmbda (5e-5), whose fidelity term pulls towards the noisy input.")
+              help="Weight of an auxiliary supervised MSE to the clean image (not RGM; default 0). Short CPU runs need it. "
+                   "Without a trained prior the fidelity term then only shrinks the output towards the noisy input, "
+                   "most at low noise: for a PnP denoiser give --lmbda 0 (see TrainConfig.lmbda).")
 @click.option("--preset", default=None, help="Generator size: tiny, small (CPU, default), base, large.")
 @click.option("--val", type=click.Path(), default=None, help="Validation images (default: a held-out 10 percent of --data).")
 @click.option("--config", "config_file", type=click.Path(), default=None, help="JSON/YAML file with model/process/train sections.")

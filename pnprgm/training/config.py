@@ -49,7 +49,10 @@ class TrainConfig:
     :param crop: training crop size in pixels (square).
     :param channels: 1 or 3; None: 1 if every training image is grayscale, else 3.
     :param prior: ``kld`` (discriminator), ``mmd`` (RBF kernels) or ``dswd`` (distributional sliced Wasserstein).
-    :param lmbda: weight of the fidelity term (RGM: CIFAR 1e-3, CelebA-HQ 5e-5).
+    :param lmbda: weight of the fidelity term (RGM: CIFAR 1e-3, CelebA-HQ 5e-5). Against a supervised term and no
+        working prior, it makes the per-pixel target ``(x + w y) / (1 + w)`` with ``w = lmbda P / (2 supervised
+        sigma^2)`` (P values per crop, sigma in [-1, 1] units): a shrinkage towards the noisy input, largest at low
+        noise and growing with the crop (5e-5, 64x64 colour, 10/255: w = 0.5). Denoisers for PnP: 0.
     :param prior_weight: weight of the prior term (RGM: 1). 0 trains without it (no discriminator or prior
         updates): the supervised-only baseline an RGM run is compared with.
     :param supervised: weight of an auxiliary supervised term ``supervised * mean((G(y, z) - x)^2)`` against the
