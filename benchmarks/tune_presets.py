@@ -24,7 +24,8 @@ CANDIDATES: dict[str, list[dict]] = {
     "deblur": [{}, {"lam": 0.1}, {"lam": 0.5}, {"iterations": 16}, {"sigma_start": 25 / 255}],
     "inpaint": [{}, {"sigma_start": 49 / 255}, {"sigma_start": 80 / 255}, {"sigma_start": 49 / 255, "lam": 0.1},
                 {"iterations": 12, "sigma_start": 49 / 255}],
-    "color": [{}, {"lam": 0.1}, {"lam": 0.5}, {"sigma_start": 80 / 255}],
+    "color": [{}, {"lam": 0.1}, {"lam": 0.5}, {"sigma_start": 80 / 255}, {"sigma_start": 160 / 255},
+              {"sigma_start": 200 / 255}, {"iterations": 40}],
     "denoise": [{}, {"symmetry": "none"}, {"symmetry": "random"}],
 }
 #: Asked for with --candidates symmetry: the preset's symmetry against none, on every task.

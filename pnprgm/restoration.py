@@ -106,6 +106,8 @@ def restore(
     estimated = noise_sigma is None
     sigma_n = estimate_noise(y) if estimated else float(noise_sigma)
     channels = (getattr(physics, "in_shape", None) or (y.shape[1],))[0]
+    if isinstance(denoiser, str):
+        denoiser = presets.denoiser_for(chosen, denoiser)
     model = denoisers.build(denoiser, channels=channels, device=device, seed=seed)
     if tile:
         model = denoisers.TiledDenoiser(model, tile=tile, overlap=max(8, tile // 8))

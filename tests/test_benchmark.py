@@ -283,7 +283,11 @@ def test_rgm_methods_name_the_model_files_they_use():
     from pnprgm import models
 
     described = methods.registry.get("rgm-drs").describe()
-    assert described["models"] == {str(c): models.default_model(c).sha256 for c in (1, 3)}
+    task_models = {p.denoiser for p in map(presets.registry.get, presets.registry.names())
+                   if p.denoiser and p.solver == "drs"}
+    assert task_models  # colorization's preset names its own model
+    assert described["models"] == {**{str(c): models.default_model(c).sha256 for c in (1, 3)},
+                                   **{name: models.registry.get(name).sha256 for name in task_models}}
     assert methods.registry.get("tv-admm").describe()["models"] is None
 
 
@@ -376,8 +380,13 @@ def test_model_option_replaces_the_default_for_its_channel_count(photo_dir, tmp_
     assert result.exit_code == 0, result.output
     data = json.loads(out.read_text())
     assert data["config"]["models"] == [str(gray)] and f"--model {gray}" in data["command"]
+    colorize_model = presets.registry.get("colorize-hqs").denoiser  # colour, so --model gray.pt leaves it in use
     assert data["config"]["resolved"]["methods"]["rgm-hqs"]["models"] == {
-        "1": io.sha256_file(gray), "3": models.default_model(3).sha256}
+        "1": io.sha256_file(gray), "3": models.default_model(3).sha256,
+        colorize_model: models.registry.get(colorize_model).sha256}
+    colour = _tiny_model_file(tmp_path / "colour.pt", 3)  # a colour --model replaces it too
+    assert methods.PnPMethod("rgm", "hqs", models=((3, str(colour)),)).describe()["models"] == {
+        "1": models.default_model(1).sha256, "3": io.sha256_file(colour)}
     assert (str(gray), 1) in built and ("rgm", 1) not in built and ("rgm", 3) in built
     assert len(data["records"]) == 3
 

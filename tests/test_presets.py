@@ -33,3 +33,41 @@ def test_task_of_spec(spec, task):
 def test_preset_for_another_solver_is_refused():
     with pytest.raises(UserError, match="is for solver 'rgm-drs'"):
         presets.resolve("official-sr4", solver="drs", spec="sr4")
+
+
+@pytest.mark.parametrize("name", [n for n in presets.registry.names() if presets.registry.get(n).denoiser])
+def test_a_preset_model_is_a_shipped_denoiser(name):
+    from pnprgm import models
+
+    model = presets.registry.get(name).denoiser
+    assert model in models.registry and models.registry.get(model).role == "denoiser"
+    assert models.registry.get(model).channels == 3 or presets.registry.get(name).task != "colorize"
+
+
+def test_the_preset_model_replaces_only_the_default_denoiser(monkeypatch):
+    """restore(): the task's preset model when the default (rgm) is asked for; any explicit choice is kept; the
+    record names what ran. The benchmark's PnP methods choose the same."""
+    import torch
+
+    import operators
+    from pnprgm import denoisers
+    from pnprgm.benchmark.methods import PnPMethod
+    from pnprgm.restoration import restore
+
+    built = []
+    real_build = denoisers.build
+    monkeypatch.setattr(denoisers, "build", lambda name, **kw: built.append(name) or real_build("tikhonov", **kw))
+    physics = operators.build("gray", (3, 16, 16))
+    y = operators.measure(physics, torch.rand(1, 3, 16, 16, generator=torch.Generator().manual_seed(0)), 0.01, seed=0)
+    preset_model = presets.resolve(None, solver="drs", spec="gray").denoiser
+    assert preset_model
+    *_, settings = restore(y, physics, noise_sigma=0.01, iterations=2, return_trace=True)
+    restore(y, physics, denoiser="nlm", noise_sigma=0.01, iterations=2)
+    assert built == [preset_model, "nlm"] and settings.denoiser == preset_model
+    PnPMethod("rgm", "drs").restore(y, physics, noise_sigma=0.01, seed=0, device=torch.device("cpu"),
+                                    overrides={"iterations": 2})
+    PnPMethod("rgm", "drs", models=((3, "my.pt"),)).restore(y, physics, noise_sigma=0.01, seed=0,
+                                                            device=torch.device("cpu"), overrides={"iterations": 2})
+    assert [name for name in built[2:] if isinstance(name, str)] == [preset_model, "my.pt"]  # then the built object
+    described = PnPMethod("rgm", "drs").describe()
+    assert described["presets"]["colorize"]["denoiser"] == preset_model and preset_model in described["models"]

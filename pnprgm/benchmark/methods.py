@@ -82,13 +82,22 @@ class PnPMethod:
         (so a resumed run reuses a record only if none of them changed)."""
         from pnprgm import presets
 
-        values = {task: dict(presets.registry.get(f"{task}-{self.solver}").params) for task in presets.TASKS
+        chosen = {task: presets.registry.get(f"{task}-{self.solver}") for task in presets.TASKS
                   if f"{task}-{self.solver}" in presets.registry}
+        values = {task: {**preset.params, **({"denoiser": preset.denoiser} if preset.denoiser else {})}
+                  for task, preset in chosen.items()}
+        # shipped models that a task's preset uses in place of the default, unless --model replaced that default
+        task_models = sorted({p.denoiser for p in chosen.values() if p.denoiser and self.denoiser == "rgm"
+                              and _channels_of(p.denoiser) not in dict(self.models)})
         return {"kind": "pnp", "denoiser": self.denoiser, "solver": self.solver, "preset": "task default",
-                "presets": values, "models": self._model_files(), "note": self.note or None}
+                "presets": values, "models": self._model_files(task_models), "note": self.note or None}
 
-    def _model_files(self) -> Optional[dict[str, str]]:
+    def _model_files(self, task_models: list[str]) -> Optional[dict[str, str]]:
         files = _model_files(self.denoiser)
+        for name in task_models:
+            shipped = _model_files(name)
+            if shipped:
+                files = {**(files or {}), name: shipped["any"]}
         if self.models:
             from pnprgm import models
             from pnprgm.io import sha256_file
@@ -98,15 +107,24 @@ class PnPMethod:
         return files
 
     def restore(self, y, physics, *, noise_sigma, seed, device, overrides):
-        from pnprgm import denoisers
+        from pnprgm import denoisers, presets
         from pnprgm.restoration import restore
 
         channels = physics.in_shape[0]
-        model = denoisers.build(self._denoiser_for(channels), channels=channels, device=device, seed=seed)
+        name = self._denoiser_for(channels)
+        if name == "rgm":  # what pnprgm.restore would choose: a task's preset may name another shipped model
+            name = presets.denoiser_for(presets.resolve(None, solver=self.solver, spec=physics.spec), name)
+        model = denoisers.build(name, channels=channels, device=device, seed=seed)
         start = time.perf_counter()
         x = restore(y, physics, denoiser=model, solver=self.solver, noise_sigma=noise_sigma, device=device,
                     seed=seed, **dict(overrides))
         return x, time.perf_counter() - start
+
+
+def _channels_of(shipped_model: str) -> int:
+    from pnprgm import models
+
+    return models.registry.get(shipped_model).channels
 
 
 def _model_files(denoiser: str) -> Optional[dict[str, str]]:
