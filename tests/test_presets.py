@@ -71,3 +71,18 @@ def test_the_preset_model_replaces_only_the_default_denoiser(monkeypatch):
     assert [name for name in built[2:] if isinstance(name, str)] == [preset_model, "my.pt"]  # then the built object
     described = PnPMethod("rgm", "drs").describe()
     assert described["presets"]["colorize"]["denoiser"] == preset_model and preset_model in described["models"]
+
+
+def test_cli_presets_lists_values_and_a_preset_model():
+    from click.testing import CliRunner
+
+    from cli.main import app
+
+    result = CliRunner().invoke(app, ["presets", "--task", "colorize"])
+    assert result.exit_code == 0, result.output
+    lines = result.output.strip().splitlines()
+    assert {line.split()[0] for line in lines} == {n for n in presets.registry.names()
+                                                   if presets.registry.get(n).task == "colorize"}
+    for line in lines:
+        preset = presets.registry.get(line.split()[0])
+        assert "iterations=" in line and (f"(default denoiser: {preset.denoiser})" in line) == bool(preset.denoiser)

@@ -29,14 +29,16 @@ def denoisers_command():
 @click.command("presets")
 @click.option("--task", default=None, help="Only the presets of this task (sr, deblur, inpaint, colorize, denoise).")
 def presets_command(task):
-    """List the restoration presets: task, solver and parameter values (override with restore --set)."""
+    """List the restoration presets: task, solver and parameter values (override with restore --set), and the
+    shipped model a preset uses when no --model/--denoiser is given, where it differs from the default."""
     from pnprgm import presets
 
     for entry in presets.registry.entries():
         if task and entry.obj.task != task:
             continue
         params = ", ".join(f"{k}={_fmt(v)}" for k, v in entry.obj.params.items())
-        click.echo(f"{entry.name:24s} {entry.obj.solver:8s} {params}")
+        model = f"  (default denoiser: {entry.obj.denoiser})" if entry.obj.denoiser else ""
+        click.echo(f"{entry.name:24s} {entry.obj.solver:8s} {params}{model}")
 
 
 def _fmt(value) -> str:
