@@ -202,12 +202,17 @@ def test_discriminator_logit_depends_on_the_image_at_initialisation():
 
 
 def test_discriminator_learns_to_tell_clean_from_noisy():
-    """Pairs (x, x + noise) vs (x + noise, x + noise): a working D separates them within 60 Adam steps."""
+    """Pairs (x, x + noise) vs (x + noise, x + noise): a working D separates them within 100 Adam steps.
+
+    The mean of the last 10 losses is checked, not the last one: when D starts to separate varies with the
+    torch version (seed 0 under torch 2.14 only gets there after step 60).
+    """
     torch.manual_seed(0)
     D = Discriminator(1, "sigma", nf=16)
     opt = torch.optim.Adam(D.parameters(), lr=1e-3, betas=(0.5, 0.9))
     yy, xx = torch.meshgrid(torch.linspace(0, 1, 32), torch.linspace(0, 1, 32), indexing="ij")
-    for step in range(60):
+    losses = []
+    for step in range(100):
         phase = torch.rand(8, 1, 1, 1) * 6
         clean = 0.6 * torch.sin(4 * xx + phase) * torch.cos(3 * yy + phase)
         sigma = torch.full((8,), 0.2)
@@ -216,7 +221,8 @@ def test_discriminator_learns_to_tell_clean_from_noisy():
         opt.zero_grad()
         out["d_loss"].backward()
         opt.step()
-    assert float(out["d_loss"].detach()) < 0.7  # chance is 2 log 2 = 1.386
+        losses.append(float(out["d_loss"].detach()))
+    assert sum(losses[-10:]) / 10 < 0.5  # chance is 2 log 2 = 1.386
 
 
 def test_discriminator_loss_with_r1():
