@@ -32,6 +32,8 @@ class ModelEntry:
     :param role: ``denoiser`` (PnP, any sigma) or ``sr`` (RGM block-mean super-resolution).
     :param channels: 1 (gray) or 3 (colour).
     :param default: True for the model ``rgm`` picks for its channel count.
+    :param family: a denoiser name shared by a colour and a gray model (``rgm-perceptual``): it picks this model for
+        images with its channel count, as ``rgm`` picks the defaults; None: no family.
     :param summary: one line for listings.
     :param record: training record (command, steps, hardware, files, losses, validation PSNR).
     """
@@ -42,6 +44,7 @@ class ModelEntry:
     role: str
     channels: int
     default: bool = False
+    family: Optional[str] = None
     summary: str = ""
     record: dict = field(default_factory=dict)
 
@@ -145,12 +148,35 @@ def default_model(channels: int, role: str = "denoiser") -> ModelEntry:
     raise UserError(f"no shipped {role} model for {channels}-channel images; pass --denoiser nlm or a model file.")
 
 
-def _default_rgm(*, channels: int, device: torch.device, seed: int):
-    from pnprgm.denoisers.channels import ChannelAdapter
+def families() -> dict[str, dict[int, ModelEntry]]:
+    """Shipped denoiser families: name -> {channels: model}."""
+    found: dict[str, dict[int, ModelEntry]] = {}
+    for entry in registry.entries():
+        model = entry.obj
+        if model.family and model.role == "denoiser":
+            found.setdefault(model.family, {})[model.channels] = model
+    return found
 
-    entry = default_model(channels)
-    denoiser = load_denoiser(entry.name, device=device, seed=seed)
-    return denoiser if entry.channels == channels else ChannelAdapter(denoiser, entry.channels)
+
+def family_model(family: str, channels: int) -> ModelEntry:
+    """The member of a shipped family for ``channels`` (else its other member, channel-adapted by the caller)."""
+    members = families().get(family)
+    if not members:
+        raise UserError(f"no shipped model family {family!r}; `pnprgm models` lists the shipped models.")
+    return members.get(channels) or next(iter(members.values()))
+
+
+def _channel_picked(pick):
+    """A denoiser factory loading ``pick(channels)``, adapted when its channel count differs from the input's."""
+
+    def factory(*, channels: int, device: torch.device, seed: int):
+        from pnprgm.denoisers.channels import ChannelAdapter
+
+        entry = pick(channels)
+        denoiser = load_denoiser(entry.name, device=device, seed=seed)
+        return denoiser if entry.channels == channels else ChannelAdapter(denoiser, entry.channels)
+
+    return factory
 
 
 def _shipped(name: str):
@@ -158,14 +184,18 @@ def _shipped(name: str):
 
 
 if "rgm" not in denoiser_registry:
-    denoiser_registry.add("rgm", _default_rgm, "shipped RGM denoiser (colour or gray picked from the input)")
+    denoiser_registry.add("rgm", _channel_picked(default_model), "shipped RGM denoiser (colour or gray picked from the input)")
+    for _family, _members in families().items():
+        denoiser_registry.add(_family, _channel_picked(lambda channels, f=_family: family_model(f, channels)),
+                              f"shipped RGM denoisers {', '.join(m.name for m in _members.values())} "
+                              f"(colour or gray picked from the input)")
     for _entry in registry.entries():
         if _entry.obj.role == "denoiser":
             denoiser_registry.add(_entry.name, _shipped(_entry.name), _entry.summary)
 
 
 def publish(source: str | Path, name: str, *, role: str = "denoiser", default: bool = False, summary: str = "",
-            directory: str | Path = PRETRAINED_DIR) -> ModelEntry:
+            family: Optional[str] = None, directory: str | Path = PRETRAINED_DIR) -> ModelEntry:
     """Ship a trained model: write ``directory/NAME.pt`` (EMA weights, config and training record, from a model
     file or a training checkpoint) and record it, with its sha256, in ``directory/index.json``.
 
@@ -174,19 +204,24 @@ def publish(source: str | Path, name: str, *, role: str = "denoiser", default: b
     :param role: ``denoiser`` (PnP, any sigma) or ``sr``.
     :param default: make it the default for its channel count and role (others of that kind lose the flag).
     :param summary: one line for ``pnprgm models``.
+    :param family: denoiser family name (:class:`ModelEntry`); another model of that family with the same channel
+        count leaves it.
     :param directory: where the shipped files and the index live.
     """
     from pnprgm.training.checkpoint import read_model_file, save_model
 
     if role not in ("denoiser", "sr"):
         raise UserError(f"role must be denoiser or sr; got {role!r}.")
+    if family is not None and (role != "denoiser" or family in denoiser_registry.names() and family not in families()):
+        raise UserError(f"family {family!r} must name denoisers and not be taken by another denoiser; choose a new name.")
     content = read_model_file(source)
     directory = Path(directory)
     generator = content["generator"]
     record = content.get("record") or {}
     target = save_model(directory / f"{name}.pt", generator["state_dict"], generator["config"], content["process"], record)
     entry = ModelEntry(name=name, file=target.name, sha256=io.sha256_file(target), role=role,
-                       channels=int(generator["config"]["channels"]), default=default, summary=summary, record=record)
+                       channels=int(generator["config"]["channels"]), default=default, family=family, summary=summary,
+                       record=record)
     index = directory / "index.json"
     models = json.loads(index.read_text())["models"] if index.is_file() else []
     kept = []
@@ -195,6 +230,8 @@ def publish(source: str | Path, name: str, *, role: str = "denoiser", default: b
             continue
         if default and other["role"] == role and other["channels"] == entry.channels:
             other = {**other, "default": False}
+        if family and other.get("family") == family and other["channels"] == entry.channels:
+            other = {**other, "family": None}
         kept.append(other)
     io.write_json(index, {"models": sorted(kept + [describe(entry)], key=lambda m: m["name"])})
     return entry
@@ -203,4 +240,4 @@ def publish(source: str | Path, name: str, *, role: str = "denoiser", default: b
 def describe(entry: ModelEntry) -> dict[str, Any]:
     """The index form of an entry (also the JSON of listings)."""
     return {"name": entry.name, "file": entry.file, "sha256": entry.sha256, "role": entry.role,
-            "channels": entry.channels, "default": entry.default, "summary": entry.summary, "record": entry.record}
+            "channels": entry.channels, "default": entry.default, "family": entry.family, "summary": entry.summary, "record": entry.record}

@@ -28,8 +28,9 @@ class Preset:
     :param solver: solver registry name.
     :param params: solver config values (anything not given keeps the solver's default).
     :param note: where the values come from.
-    :param denoiser: the shipped model used when the caller asks for the default denoiser (``rgm``), for tasks
-        where another shipped model does better than the default one; None: the default.
+    :param denoiser: the shipped model, or family of a colour and a gray model, used when the caller asks for the
+        default denoiser (``rgm``), for tasks where another shipped model does better than the default one;
+        None: the default.
     """
 
     task: str
@@ -65,10 +66,16 @@ _PNP: dict[str, dict[str, Any]] = {
 # The default colour model (fine-tuned with lmbda 0, the better denoiser by 0.5 to 1.3 dB) barely invents colour
 # from noise: on the tuning photos colorization fell from 21.8 to 16.1 dB (gray input: 15.9), no preset value
 # brought it back (tuning.md), so colorization keeps the previous colour model.
-_DENOISER = {"colorize": "rgm-denoiser-color-v1"}
+# Super-resolution and deblurring use the denoisers fine-tuned with an LPIPS term (`rgm-perceptual`, colour or gray
+# from the input): on the 14 benchmark photos DRS LPIPS 0.284 -> 0.269 (sr4) and 0.183 -> 0.148 (deblurring) at
+# -0.06 / -0.02 dB (tuning.md, "Texture for sr4 and deblurring"). ADMM deblurring keeps the default model: with the
+# perceptual one it lost 1.3 dB and LPIPS (its scaled dual amplifies the added texture on moon, brick and rocket).
+_DENOISER = {"colorize": "rgm-denoiser-color-v1", "sr": "rgm-perceptual", "deblur": "rgm-perceptual"}
+_KEEPS_DEFAULT_DENOISER = {("deblur", "admm")}
 for _task, _params in _PNP.items():
     for _solver in ("drs", "admm", "hqs"):
-        registry.add(f"{_task}-{_solver}", Preset(_task, _solver, dict(_params), "DPIR schedule", _DENOISER.get(_task)),
+        _model = None if (_task, _solver) in _KEEPS_DEFAULT_DENOISER else _DENOISER.get(_task)
+        registry.add(f"{_task}-{_solver}", Preset(_task, _solver, dict(_params), "DPIR schedule", _model),
                      f"{_solver} for {_task}")
 
 _RGM: dict[str, dict[str, Any]] = {
@@ -79,8 +86,9 @@ _RGM: dict[str, dict[str, Any]] = {
     "denoise": {"iterations": 10, "alpha": 0.5, "stepsize": 1.0, "levels": 1},
 }
 for _task, _params in _RGM.items():
+    # RGM's own loop keeps the default model but for colorization (the perceptual models were measured in DPIR only)
     registry.add(f"{_task}-rgm-drs", Preset(_task, "rgm-drs", dict(_params), "RGM official table where it exists",
-                                            _DENOISER.get(_task)), f"rgm-drs for {_task}")
+                                            _DENOISER.get(_task) if _task == "colorize" else None), f"rgm-drs for {_task}")
 
 # The official RGM restoration settings (CelebA-HQ-256 ddpm T=4 generator), REFERENCE.md section 1.
 registry.add("official-sr4", Preset("sr", "rgm-drs", {"iterations": 40, "alpha": 0.05, "stepsize": 10.0, "levels": 1}, "official RGM"), "official RGM SR x4 (CelebA-HQ)")

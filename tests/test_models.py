@@ -97,3 +97,31 @@ def test_models_command_shows_resumes_and_fine_tuning(monkeypatch):
     assert result.exit_code == 0, result.output
     assert "resumed at step 200" in result.output
     assert "fine-tuned from rgm-denoiser-gray (9000 steps, validation PSNR 30.47 dB" in result.output
+
+
+def test_publish_moves_a_family_member_and_refuses_taken_names(tmp_path):
+    shipped = tmp_path / "pretrained"
+    models.publish(_tiny_model(tmp_path, 3), "fam-colour-a", family="fam", directory=shipped)
+    models.publish(_tiny_model(tmp_path, 3), "fam-colour-b", family="fam", directory=shipped)
+    models.publish(_tiny_model(tmp_path, 1), "fam-gray", family="fam", directory=shipped)
+    index = {m["name"]: m for m in json.loads((shipped / "index.json").read_text())["models"]}
+    assert index["fam-colour-a"]["family"] is None  # one member per channel count
+    assert index["fam-colour-b"]["family"] == index["fam-gray"]["family"] == "fam"
+    for taken in ("rgm", "tv"):
+        with pytest.raises(UserError, match="family"):
+            models.publish(_tiny_model(tmp_path, 3), "x", family=taken, directory=shipped)
+
+
+@pytest.mark.parametrize("family", sorted(models.families()))
+def test_a_shipped_family_picks_its_member_by_channels(family):
+    """The family's denoiser loads the member with the input's channel count, like ``rgm`` loads the defaults."""
+    members = models.families()[family]
+    assert family in denoisers.names()
+    x = torch.rand(1, 3, 12, 12, generator=torch.Generator().manual_seed(0))
+    for channels, entry in members.items():
+        picked = denoisers.build(family, channels=channels)
+        direct = denoisers.build(entry.name, channels=channels)
+        with torch.no_grad():
+            assert torch.equal(picked(x[:, :channels], 0.05), direct(x[:, :channels], 0.05))
+    with pytest.raises(UserError, match="family"):
+        models.family_model("no-such-family", 3)

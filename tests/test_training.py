@@ -21,7 +21,7 @@ from pnprgm.errors import UserError
 from pnprgm.training import checkpoint as ckpt
 from pnprgm.training.config import ProcessConfig, TrainConfig, resolve_process
 from pnprgm.training.generator import PRESETS, build_generator_from_config, preset_config
-from pnprgm.training.loop import supervised_loss, train
+from pnprgm.training.loop import perceptual_distance, supervised_loss, train
 from pnprgm.training.priors import PRIORS, Discriminator, build_prior, discriminator_loss, mmd2
 from pnprgm.training.processes import PROCESSES, build_process
 
@@ -260,6 +260,43 @@ def test_supervised_term_is_logged_and_pulls_towards_the_clean_image(data_dir, t
     assert len(values) == 30 and np.mean(values[-5:]) < 0.7 * np.mean(values[:5])
     with pytest.raises(UserError, match="supervised"):
         TrainConfig(supervised=-1.0)
+
+
+def test_perceptual_distance_is_lpips_per_sample_replicating_gray(lpips_ready):
+    """The training term is the metric's LPIPS on [-1, 1] images: 0 at the reference, > 0 elsewhere, gray crops
+    compared as their RGB replicas, and differentiable in the generator output."""
+    from pnprgm.metrics import lpips
+    from pnprgm.metrics.perceptual import get_model
+    from pnprgm.metrics.protocol import DEFAULT_PROTOCOL
+
+    net = get_model(DEFAULT_PROTOCOL, torch.device("cpu"))
+    generator = torch.Generator().manual_seed(0)
+    coarse = torch.rand(3, 1, 5, 5, generator=generator) * 2 - 1
+    clean = torch.nn.functional.interpolate(coarse, size=(40, 40), mode="bilinear", align_corners=False)
+    noisy = (clean + 0.3 * torch.randn(clean.shape, generator=generator)).clamp(-1, 1).requires_grad_(True)
+    distance = perceptual_distance(net, noisy, clean)
+    assert distance.shape == (3,) and bool((distance > 0.05).all())
+    assert torch.allclose(perceptual_distance(net, clean, clean), torch.zeros(3), atol=1e-6)
+    rgb = perceptual_distance(net, noisy.detach().expand(-1, 3, -1, -1), clean.expand(-1, 3, -1, -1))
+    assert torch.allclose(distance.detach(), rgb, atol=1e-6)
+    assert torch.allclose(distance.detach(), lpips((noisy.detach() + 1) / 2, (clean + 1) / 2), atol=1e-5)
+    (grad,) = torch.autograd.grad(distance.sum(), noisy)
+    assert grad.abs().sum() > 0
+
+
+def test_perceptual_term_alone_is_logged_and_falls(tmp_path, lpips_ready):
+    """With no prior, fidelity or MSE, the LPIPS term is the only pull towards the clean image: it must fall."""
+    data = make_images(tmp_path / "data", size=(36, 40))
+    base = {**TINY_TRAIN, "crop": 32, "val_crop": 32, "steps": 30, "lr_g": 3e-3, "lmbda": 0.0, "prior_weight": 0.0,
+            "cosine": False}
+    train(data, tmp_path / "run", process={"name": "denoise", "noise_min": 0.1, "noise_max": 0.2},
+          train={**base, "perceptual": 1.0}, preset="tiny", progress=False)
+    values = [float(r["perceptual"]) for r in _log(tmp_path / "run")]
+    assert len(values) == 30 and np.mean(values[-5:]) < 0.7 * np.mean(values[:5])
+    with pytest.raises(UserError, match="perceptual"):
+        TrainConfig(perceptual=-1.0)
+    with pytest.raises(UserError, match="at least 32"):
+        TrainConfig(perceptual=1.0, crop=16)
 
 
 def test_psnr_weighting_is_the_gradient_of_the_mean_log_mse_at_the_mse_scale():

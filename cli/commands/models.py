@@ -25,7 +25,7 @@ def command(as_json, verify):
     for entry in entries:
         record = entry.record
         size = entry.path.stat().st_size / 1e6 if entry.path.is_file() else float("nan")
-        flag = " (default)" if entry.default else ""
+        flag = " (default)" if entry.default else (f" (family {entry.family})" if entry.family else "")
         click.echo(f"{entry.name}{flag}: {entry.summary}")
         click.echo(f"    role={entry.role} channels={entry.channels} file={entry.file} ({size:.1f} MB) sha256={entry.sha256[:16]}...")
         if record:

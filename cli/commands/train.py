@@ -68,6 +68,9 @@ def _list_choices(ctx: click.Context, _param, value: bool) -> None:
               help="Weight of an auxiliary supervised MSE to the clean image (not RGM; default 0). Short CPU runs need it. "
                    "Without a trained prior the fidelity term then only shrinks the output towards the noisy input, "
                    "most at low noise: for a PnP denoiser give --lmbda 0 (see TrainConfig.lmbda).")
+@click.option("--perceptual", type=float, default=None,
+              help="Weight of an auxiliary LPIPS-alex term to the clean image (not RGM; default 0): keeps the fine "
+                   "texture an MSE-trained denoiser averages away, at some PSNR.")
 @click.option("--preset", default=None, help="Generator size: tiny, small (CPU, default), base, large.")
 @click.option("--val", type=click.Path(), default=None, help="Validation images (default: a held-out 10 percent of --data).")
 @click.option("--config", "config_file", type=click.Path(), default=None, help="JSON/YAML file with model/process/train sections.")
@@ -83,7 +86,7 @@ def _list_choices(ctx: click.Context, _param, value: bool) -> None:
                    "cores: two runs of 2 threads each on 2 cores trained 25 times slower than one run (their threads "
                    "wait on each other); give each --threads 1, or cores/runs.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
-def command(data, out, forward, operator, noise, levels, prior, steps, batch_size, crop, lmbda, supervised, preset, val,
+def command(data, out, forward, operator, noise, levels, prior, steps, batch_size, crop, lmbda, supervised, perceptual, preset, val,
             config_file, assignments, resume, init_from, seed, device, threads, quiet):
     """Train an RGM generator (a denoiser or a restorer for your operator) on a folder of images."""
     import torch
@@ -114,7 +117,7 @@ def command(data, out, forward, operator, noise, levels, prior, steps, batch_siz
     if levels is not None:
         process["T"] = levels
     cli_train = {"prior": prior, "steps": steps, "batch_size": batch_size, "crop": crop, "lmbda": lmbda, "supervised": supervised,
-                 "seed": seed}
+                 "perceptual": perceptual, "seed": seed}
     train_args.update({k: v for k, v in cli_train.items() if v is not None})
     if threads is not None:
         torch.set_num_threads(threads)

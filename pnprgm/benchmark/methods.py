@@ -84,20 +84,22 @@ class PnPMethod:
 
         chosen = {task: presets.registry.get(f"{task}-{self.solver}") for task in presets.TASKS
                   if f"{task}-{self.solver}" in presets.registry}
-        values = {task: {**preset.params, **({"denoiser": preset.denoiser} if preset.denoiser else {})}
+        # a preset's model only replaces the default RGM denoiser: other denoisers' records do not depend on it
+        values = {task: {**preset.params, **({"denoiser": preset.denoiser} if preset.denoiser and self.denoiser == "rgm"
+                                             else {})}
                   for task, preset in chosen.items()}
         # shipped models that a task's preset uses in place of the default, unless --model replaced that default
         task_models = sorted({p.denoiser for p in chosen.values() if p.denoiser and self.denoiser == "rgm"
-                              and _channels_of(p.denoiser) not in dict(self.models)})
+                              and not _channels_of(p.denoiser) <= set(dict(self.models))})
         return {"kind": "pnp", "denoiser": self.denoiser, "solver": self.solver, "preset": "task default",
                 "presets": values, "models": self._model_files(task_models), "note": self.note or None}
 
     def _model_files(self, task_models: list[str]) -> Optional[dict[str, str]]:
         files = _model_files(self.denoiser)
-        for name in task_models:
-            shipped = _model_files(name)
-            if shipped:
-                files = {**(files or {}), name: shipped["any"]}
+        replaced = {str(channels) for channels, _ in self.models}
+        for name in task_models:  # a family's member for a channel count that --model replaced is not used
+            shipped = {key: sha for key, sha in (_model_files(name) or {}).items() if key not in replaced}
+            files = {**(files or {}), **{name if key == "any" else f"{name}/{key}": sha for key, sha in shipped.items()}}
         if self.models:
             from pnprgm import models
             from pnprgm.io import sha256_file
@@ -121,14 +123,18 @@ class PnPMethod:
         return x, time.perf_counter() - start
 
 
-def _channels_of(shipped_model: str) -> int:
+def _channels_of(shipped: str) -> set[int]:
+    """Channel counts a shipped model or family covers."""
     from pnprgm import models
 
-    return models.registry.get(shipped_model).channels
+    if shipped in models.registry:
+        return {models.registry.get(shipped).channels}
+    return set(models.families().get(shipped, {}))
 
 
 def _model_files(denoiser: str) -> Optional[dict[str, str]]:
-    """sha256 of the shipped model files a denoiser name stands for (per channel count for ``rgm``), else None."""
+    """sha256 of the shipped model files a denoiser name stands for (per channel count for ``rgm`` and families),
+    else None."""
     try:
         from pnprgm import models
     except ImportError:
@@ -143,7 +149,8 @@ def _model_files(denoiser: str) -> Optional[dict[str, str]]:
         return files
     if denoiser in models.registry:
         return {"any": models.registry.get(denoiser).sha256}
-    return None
+    members = models.families().get(denoiser)
+    return {str(channels): entry.sha256 for channels, entry in sorted(members.items())} if members else None
 
 
 @dataclass(frozen=True)

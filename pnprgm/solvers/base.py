@@ -17,6 +17,7 @@ from deepinv.models import Denoiser
 from deepinv.physics import LinearPhysics
 
 from pnprgm.config import build_strict, to_dict
+from pnprgm.denoisers.detail import keep_detail
 from pnprgm.denoisers.symmetry import SYMMETRIES, symmetrize
 
 #: DPIR's floor on the noise level used to set the data-step weight (noiseless problems would give infinity).
@@ -41,6 +42,9 @@ class PnPConfig:
     :param tol: stop when ``||x_k - x_{k-1}|| / ||x_{k-1}|| < tol`` (0 never stops early).
     :param symmetry: ``none``, ``random`` (one random 90-degree turn / flip around each denoiser call) or
         ``average`` (mean over all 8, eight calls); see :mod:`pnprgm.denoisers.symmetry`.
+    :param detail_sigma: std of the detail the denoiser misses; each call returns
+        ``(sigma_k^2 D + detail_sigma^2 v) / (sigma_k^2 + detail_sigma^2)`` of its input v (0: D itself); see
+        :mod:`pnprgm.denoisers.detail`.
     """
 
     iterations: int = 8
@@ -52,6 +56,7 @@ class PnPConfig:
     relaxation: float = 1.0
     tol: float = 0.0
     symmetry: str = "none"
+    detail_sigma: float = 0.0
 
     def __post_init__(self) -> None:
         if self.symmetry not in SYMMETRIES:
@@ -60,6 +65,8 @@ class PnPConfig:
             raise ValueError(f"iterations must be >= 1, got {self.iterations}")
         if (self.sigma_start is not None and self.sigma_start < 0) or self.lam <= 0:
             raise ValueError("sigma_start must be >= 0 and lam > 0")
+        if not self.detail_sigma >= 0:
+            raise ValueError(f"detail_sigma must be >= 0, got {self.detail_sigma}")
 
     def sigmas(self, noise_sigma: float) -> list[float]:
         """Denoiser level per iteration (log-spaced)."""
@@ -154,8 +161,9 @@ class PnPSolver:
         return self.config.sigmas(noise_sigma), self.config.stepsizes(noise_sigma)
 
     def prepare(self, denoiser: Denoiser, generator: torch.Generator) -> Denoiser:
-        """The denoiser the iterations call: symmetrised as configured, its random turns drawn from ``generator``."""
-        return symmetrize(denoiser, self.config.symmetry, generator=generator)
+        """The denoiser the iterations call: symmetrised as configured (random turns drawn from ``generator``),
+        then blended with its input as ``detail_sigma`` says."""
+        return keep_detail(symmetrize(denoiser, self.config.symmetry, generator=generator), self.config.detail_sigma)
 
     # -- the loop ------------------------------------------------------------------------------------------
     @torch.no_grad()

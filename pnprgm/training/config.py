@@ -58,6 +58,9 @@ class TrainConfig:
     :param supervised: weight of an auxiliary supervised term ``supervised * mean((G(y, z) - x)^2)`` against the
         clean image (not part of RGM; 0, the default, is RGM's objective). Short CPU runs use it so that the
         generator becomes a useful denoiser within minutes; the prior still shapes the residual texture.
+    :param perceptual: weight of an auxiliary perceptual term ``perceptual * mean LPIPS_alex(G(y, z), x)`` against
+        the clean image (not part of RGM; gray crops are compared channel-replicated). Against a pure MSE it keeps
+        the fine texture an MSE denoiser averages away, at some PSNR; 0 (the default) leaves it out.
     :param supervised_weighting: ``pixel``: the MSE over all pixels of the batch, where high-noise samples dominate;
         ``psnr``: each sample's MSE scaled by ``mean_j MSE_j / MSE_i`` (detached), whose gradient is that of the
         batch's mean log-MSE (mean PSNR) at the MSE's scale, so every noise level counts alike.
@@ -97,6 +100,7 @@ class TrainConfig:
     lmbda: float = 1e-3
     prior_weight: float = 1.0
     supervised: float = 0.0
+    perceptual: float = 0.0
     supervised_weighting: Literal["pixel", "psnr"] = "pixel"
     lr_g: float = 1.6e-4
     lr_d: float = 1e-4
@@ -130,10 +134,12 @@ class TrainConfig:
             raise UserError("train: steps and batch_size must be >= 1 and crop >= 4.")
         if self.channels not in (None, 1, 3):
             raise UserError(f"train.channels must be 1, 3 or None (auto); got {self.channels}.")
-        if self.supervised < 0 or self.lmbda < 0 or self.prior_weight < 0:
-            raise UserError("train: lmbda, prior_weight and supervised must be >= 0.")
-        if self.prior_weight == 0 and self.supervised == 0 and self.lmbda == 0:
-            raise UserError("train: prior_weight, lmbda and supervised are all 0, so nothing is learned; set one.")
+        if self.supervised < 0 or self.lmbda < 0 or self.prior_weight < 0 or self.perceptual < 0:
+            raise UserError("train: lmbda, prior_weight, supervised and perceptual must be >= 0.")
+        if self.prior_weight == 0 and self.supervised == 0 and self.lmbda == 0 and self.perceptual == 0:
+            raise UserError("train: prior_weight, lmbda, supervised and perceptual are all 0, so nothing is learned; set one.")
+        if self.perceptual > 0 and self.crop < 32:
+            raise UserError(f"train: the perceptual term (LPIPS-alex) needs crops of at least 32 pixels; got crop {self.crop}.")
         if not 0 <= self.ema_decay < 1 or self.lazy_reg < 1 or not 0 <= self.val_fraction < 1:
             raise UserError("train: ema_decay must be in [0, 1), lazy_reg >= 1, val_fraction in [0, 1).")
 

@@ -47,7 +47,7 @@ from pnprgm.training.sampling import grid, psnr, restore_degraded, sample_from_n
 
 #: Train fields that may change when resuming (the others must match the checkpoint).
 RESUMABLE_CHANGES = ("steps", "checkpoint_every", "val_every", "sample_every", "log_every")
-LOG_FIELDS = ["step", "seconds", "lr_g", "g_loss", "prior", "fidelity", "supervised", "d_loss", "d_real", "d_fake", "r1",
+LOG_FIELDS = ["step", "seconds", "lr_g", "g_loss", "prior", "fidelity", "supervised", "perceptual", "d_loss", "d_real", "d_fake", "r1",
               "val_psnr", "val_psnr_input"]
 
 
@@ -97,6 +97,13 @@ def supervised_loss(per_sample_mse: torch.Tensor, weighting: str) -> torch.Tenso
         return per_sample_mse.mean()
     detached = per_sample_mse.detach()
     return (detached.mean() / detached.clamp_min(1e-12) * per_sample_mse).mean()
+
+
+def perceptual_distance(lpips_net: nn.Module, x: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
+    """Per-sample LPIPS ``(B,)`` between images in [-1, 1] (LPIPS's own range); gray images are replicated to RGB."""
+    if x.shape[1] == 1:
+        x, reference = x.expand(-1, 3, -1, -1), reference.expand(-1, 3, -1, -1)
+    return lpips_net(x, reference, normalize=False).flatten()
 
 
 def seed_everything(seed: int) -> None:
@@ -230,6 +237,16 @@ class Trainer:
         self.val_psnr_input: Optional[float] = None
         self.started = time.time()
         self.elapsed_before = 0.0
+        self._lpips_net: Optional[nn.Module] = None
+
+    def _lpips(self) -> nn.Module:
+        """The LPIPS-alex network of the metrics (frozen), on this device, built on first use."""
+        if self._lpips_net is None:
+            from pnprgm.metrics.perceptual import get_model
+            from pnprgm.metrics.protocol import DEFAULT_PROTOCOL
+
+            self._lpips_net = get_model(DEFAULT_PROTOCOL, self.device)
+        return self._lpips_net
 
     # configuration record ----------------------------------------------------------------------------------------
     def _cosine(self, base_lr: float):
@@ -400,6 +417,10 @@ class Trainer:
             per_sample = (x0_hat - x0).pow(2).flatten(1).mean(1)
             loss = loss + cfg.supervised * supervised_loss(per_sample, cfg.supervised_weighting)
             losses["supervised"] = float(per_sample.detach().mean())
+        if cfg.perceptual > 0:
+            distance = perceptual_distance(self._lpips(), x0_hat, x0)
+            loss = loss + cfg.perceptual * distance.mean()
+            losses["perceptual"] = float(distance.detach().mean())
         self.opt_G.zero_grad(set_to_none=True)
         loss.backward()
         self.opt_G.step()
