@@ -212,7 +212,8 @@ def publish(source: str | Path, name: str, *, role: str = "denoiser", default: b
 
     if role not in ("denoiser", "sr"):
         raise UserError(f"role must be denoiser or sr; got {role!r}.")
-    if family is not None and (role != "denoiser" or family in denoiser_registry.names() and family not in families()):
+    taken = family in denoiser_registry.names() and family not in families()  # "rgm", "tv", a model name...
+    if family is not None and (role != "denoiser" or taken):
         raise UserError(f"family {family!r} must name denoisers and not be taken by another denoiser; choose a new name.")
     content = read_model_file(source)
     directory = Path(directory)

@@ -78,6 +78,8 @@ for _task, _params in _PNP.items():
         registry.add(f"{_task}-{_solver}", Preset(_task, _solver, dict(_params), "DPIR schedule", _model),
                      f"{_solver} for {_task}")
 
+# RGM's own loop keeps the default model but for colorization (the perceptual models were measured in DPIR only).
+_RGM_DENOISER = {"colorize": _DENOISER["colorize"]}
 _RGM: dict[str, dict[str, Any]] = {
     "sr": {"iterations": 40, "alpha": 0.05, "stepsize": 10.0, "levels": 1},
     "deblur": {"iterations": 40, "alpha": 0.05, "stepsize": 10.0, "levels": 1},
@@ -86,9 +88,8 @@ _RGM: dict[str, dict[str, Any]] = {
     "denoise": {"iterations": 10, "alpha": 0.5, "stepsize": 1.0, "levels": 1},
 }
 for _task, _params in _RGM.items():
-    # RGM's own loop keeps the default model but for colorization (the perceptual models were measured in DPIR only)
     registry.add(f"{_task}-rgm-drs", Preset(_task, "rgm-drs", dict(_params), "RGM official table where it exists",
-                                            _DENOISER.get(_task) if _task == "colorize" else None), f"rgm-drs for {_task}")
+                                            _RGM_DENOISER.get(_task)), f"rgm-drs for {_task}")
 
 # The official RGM restoration settings (CelebA-HQ-256 ddpm T=4 generator), REFERENCE.md section 1.
 registry.add("official-sr4", Preset("sr", "rgm-drs", {"iterations": 40, "alpha": 0.05, "stepsize": 10.0, "levels": 1}, "official RGM"), "official RGM SR x4 (CelebA-HQ)")
