@@ -166,6 +166,22 @@ def family_model(family: str, channels: int) -> ModelEntry:
     return members.get(channels) or next(iter(members.values()))
 
 
+def model_behind(denoiser: str, channels: int) -> Optional[dict[str, str]]:
+    """Name and sha256 of the model file a denoiser name loads for ``channels``-channel images: the shipped model
+    ``rgm`` or a family picks, a shipped model, or a model file (``PATH`` or ``PATH#PRESET``); None for the others."""
+    text = str(denoiser)
+    if text == "rgm":
+        entry = default_model(channels)
+    elif text in families():
+        entry = family_model(text, channels)
+    elif text in registry:
+        entry = registry.get(text)
+    else:
+        path = Path(text.partition("#")[0])
+        return {"name": text, "sha256": io.sha256_file(path)} if path.suffix in (".pt", ".pth") and path.is_file() else None
+    return {"name": entry.name, "sha256": entry.sha256}
+
+
 def _channel_picked(pick):
     """A denoiser factory loading ``pick(channels)``, adapted when its channel count differs from the input's."""
 

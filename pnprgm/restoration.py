@@ -22,7 +22,8 @@ DEFAULT_DENOISER = "rgm"
 
 @dataclass(frozen=True)
 class RestoreSettings:
-    """What decided a restoration (written into every run record)."""
+    """What decided a restoration (written into every run record); ``model``: name and sha256 of the model file
+    behind a learned denoiser (the member ``rgm`` or a family picked for the input), else None."""
 
     solver: str
     preset: str
@@ -32,6 +33,7 @@ class RestoreSettings:
     noise_estimated: bool
     seed: int
     device: str
+    model: Optional[dict] = None
 
 
 def estimate_noise(y: torch.Tensor) -> float:
@@ -125,8 +127,20 @@ def restore(
         solver=chosen_solver, preset=_preset_name(chosen, chosen_solver, spec), params=_plain(algorithm.config),
         denoiser=denoiser if isinstance(denoiser, str) else type(denoiser).__name__,
         noise_sigma=sigma_n, noise_estimated=estimated, seed=seed, device=str(device),
+        model=_model_behind(denoiser, channels),
     )
     return x, result, settings
+
+
+def _model_behind(denoiser: Union[str, Denoiser], channels: int) -> Optional[dict]:
+    """The model file (name, sha256) that ran, when the denoiser is a learned model given by name or path."""
+    if not isinstance(denoiser, str):
+        return None
+    try:
+        from pnprgm.models import model_behind
+    except ImportError:  # the learned-model modules are optional for classical use
+        return None
+    return model_behind(denoiser, channels)
 
 
 @dataclass

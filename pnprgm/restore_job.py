@@ -108,7 +108,7 @@ def _restore_one(path: Path, job: RestoreJob, outdir: Path, protect: list[Path],
     record = {
         "input": str(path), "input_sha256": io.sha256_file(path), "output": str(written[0]),
         "operator": getattr(physics, "spec", None), "image_shape": list(x.shape[-3:]), "measurement_shape": list(y.shape[-3:]),
-        "source": source, "settings": dataclasses.asdict(settings), "denoiser_file_sha256": _model_hash(job.denoiser),
+        "source": source, "settings": dataclasses.asdict(settings),
         "samples": job.samples, "std_map": None if std is None else {"file": str(written[1]), "white_is_std": scale, "mean": float(std.mean())},
         "trace": result.trace_dicts(), "seconds": time.perf_counter() - start, "versions": io.versions(),
         "job": {**dataclasses.asdict(job), "inputs": list(job.inputs)},
@@ -157,7 +157,3 @@ def image_shape_for(spec: str, measurement_shape: tuple[int, int, int], size: Op
             return (channels, round(height * probe / out[1]), round(width * probe / out[2]))
     raise UserError(f"a {channels_out}-channel image cannot be a measurement of {spec!r}; check --operator.")
 
-
-def _model_hash(denoiser: str) -> Optional[str]:
-    path = Path(denoiser)
-    return io.sha256_file(path) if path.suffix in (".pt", ".pth") and path.is_file() else None

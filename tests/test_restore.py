@@ -71,6 +71,30 @@ def test_trace_and_settings_are_returned(photo):
     assert settings.solver == "hqs" and settings.preset == "sr-hqs" and settings.params["iterations"] == 5
 
 
+@pytest.mark.parametrize("channels", [1, 3])
+def test_settings_name_the_model_file_that_ran(channels):
+    """The record names the model behind a learned denoiser: the preset's family member for the input's channels,
+    the default for ``rgm`` elsewhere, the file for a path; classical denoisers have none."""
+    from pnprgm import models, presets
+
+    x = torch.rand(1, channels, 16, 16, generator=torch.Generator().manual_seed(0))
+    physics = operators.build("sr2", (channels, 16, 16))
+    y = physics.A(x)
+    family = presets.registry.get("sr-drs").denoiser
+    _, _, settings = restore(y, physics, noise_sigma=0.01, iterations=1, return_trace=True)
+    member = models.family_model(family, channels)
+    assert settings.denoiser == family and member.channels == channels
+    assert settings.model == {"name": member.name, "sha256": member.sha256}
+    physics = operators.build("identity", (channels, 16, 16))
+    _, _, settings = restore(x, physics, noise_sigma=0.01, return_trace=True)
+    assert settings.model["name"] == models.default_model(channels).name
+    path = models.default_model(channels).path
+    _, _, settings = restore(x, physics, denoiser=str(path), noise_sigma=0.01, return_trace=True)
+    assert settings.model == {"name": str(path), "sha256": io.sha256_file(path)}
+    _, _, settings = restore(x, physics, denoiser="tikhonov", noise_sigma=0.01, return_trace=True)
+    assert settings.model is None
+
+
 def test_noise_is_estimated_when_unknown(photo):
     physics = operators.build("identity", tuple(photo.shape))
     y = operators.measure(physics, photo[None], 0.1, seed=0)
