@@ -22,8 +22,10 @@ def denoisers_command():
     """List the denoisers usable with --denoiser (a model file path works too)."""
     from pnprgm import denoisers
 
-    for name in denoisers.names():
-        click.echo(f"{name:10s} {denoisers.registry.summary(name)}")
+    names = denoisers.names()
+    width = max(map(len, names), default=0)
+    for name in names:
+        click.echo(f"{name:{width}s}  {denoisers.registry.summary(name)}")
 
 
 @click.command("presets")
