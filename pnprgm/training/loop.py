@@ -237,16 +237,6 @@ class Trainer:
         self.val_psnr_input: Optional[float] = None
         self.started = time.time()
         self.elapsed_before = 0.0
-        self._lpips_net: Optional[nn.Module] = None
-
-    def _lpips(self) -> nn.Module:
-        """The LPIPS-alex network of the metrics (frozen), on this device, built on first use."""
-        if self._lpips_net is None:
-            from pnprgm.metrics.perceptual import get_model
-            from pnprgm.metrics.protocol import DEFAULT_PROTOCOL
-
-            self._lpips_net = get_model(DEFAULT_PROTOCOL, self.device)
-        return self._lpips_net
 
     # configuration record ----------------------------------------------------------------------------------------
     def _cosine(self, base_lr: float):
@@ -418,7 +408,10 @@ class Trainer:
             loss = loss + cfg.supervised * supervised_loss(per_sample, cfg.supervised_weighting)
             losses["supervised"] = float(per_sample.detach().mean())
         if cfg.perceptual > 0:
-            distance = perceptual_distance(self._lpips(), x0_hat, x0)
+            from pnprgm.metrics.perceptual import get_model  # built once per device and cached there
+            from pnprgm.metrics.protocol import DEFAULT_PROTOCOL
+
+            distance = perceptual_distance(get_model(DEFAULT_PROTOCOL, self.device), x0_hat, x0)
             loss = loss + cfg.perceptual * distance.mean()
             losses["perceptual"] = float(distance.detach().mean())
         self.opt_G.zero_grad(set_to_none=True)
