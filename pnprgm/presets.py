@@ -53,9 +53,15 @@ registry: Registry[Preset] = Registry("preset")
 # colorization needs a start far above the training range of the denoiser (120/255) to create colour at all.
 # Every iteration turns/flips the image at random around the denoiser call (symmetry "random": free, +0.1 to +0.5 dB
 # for the shipped RGM denoiser on the tuning photos, tuning.md); denoising, a single call, averages all 8 (x8).
+# Super-resolution and deblurring return one posterior draw rather than the bare estimate (`grain`, std of the texture
+# the estimate misses; pnprgm.solvers.grain), for every denoiser: on the 14 benchmark photos DRS sr4 26.10 / 0.269 ->
+# 25.97 / 0.241 at 0.006 (TV-ADMM 24.94 / 0.254 -> 24.83 / 0.246) and deblurring 29.66 / 0.148 -> 29.55 / 0.134 at
+# 0.004 (PSNR / LPIPS; tuning.md, "Posterior grain"). `--set grain=0` gives the bare estimate.
+# DRS deblurring calls the denoiser at 0.9 sigma_k (`strength`): with grain 0.004, 29.47 / 0.124; sr4 gains nothing
+# from it (25.91 / 0.240 at 0.9) and TV-ADMM deblurring loses (0.134 -> 0.135), so only deblur-drs uses it.
 _PNP: dict[str, dict[str, Any]] = {
-    "sr": {"iterations": 12, "sigma_start": 49 / 255, "lam": 0.23, "symmetry": "random"},
-    "deblur": {"iterations": 8, "sigma_start": 49 / 255, "lam": 0.23, "symmetry": "random"},
+    "sr": {"iterations": 12, "sigma_start": 49 / 255, "lam": 0.23, "symmetry": "random", "grain": 0.006},
+    "deblur": {"iterations": 8, "sigma_start": 49 / 255, "lam": 0.23, "symmetry": "random", "grain": 0.004},
     "inpaint": {"iterations": 24, "sigma_start": 49 / 255, "lam": 0.23, "symmetry": "random"},
     "colorize": {"iterations": 24, "sigma_start": 120 / 255, "lam": 0.23, "symmetry": "random"},
     # One denoiser call at the noise level: every splitting reduces to D(y, sigma_n) for A = I.
@@ -72,10 +78,12 @@ _PNP: dict[str, dict[str, Any]] = {
 # perceptual one it lost 1.3 dB and LPIPS (its scaled dual amplifies the added texture on moon, brick and rocket).
 _DENOISER = {"colorize": "rgm-denoiser-color-v1", "sr": "rgm-perceptual", "deblur": "rgm-perceptual"}
 _KEEPS_DEFAULT_DENOISER = {("deblur", "admm")}
+_SOLVER_PARAMS: dict[tuple[str, str], dict[str, Any]] = {("deblur", "drs"): {"strength": 0.9}}
 for _task, _params in _PNP.items():
     for _solver in ("drs", "admm", "hqs"):
         _model = None if (_task, _solver) in _KEEPS_DEFAULT_DENOISER else _DENOISER.get(_task)
-        registry.add(f"{_task}-{_solver}", Preset(_task, _solver, dict(_params), "DPIR schedule", _model),
+        _values = {**_params, **_SOLVER_PARAMS.get((_task, _solver), {})}
+        registry.add(f"{_task}-{_solver}", Preset(_task, _solver, _values, "DPIR schedule", _model),
                      f"{_solver} for {_task}")
 
 # RGM's own loop keeps the default model but for colorization (the perceptual models were measured in DPIR only).

@@ -150,3 +150,24 @@ def test_admm_rescaled_dual_keeps_the_map_solution_under_a_changing_schedule(res
         state = solver.step(state, k, y, physics, denoiser, sigma=sigmas[k], stepsize=gammas[k], generator=None)
     moved = (state["x"] - x_map).norm() / x_map.norm()
     assert (moved < 1e-8) if rescale else (moved > 1e-3), f"relative move {moved:.2e}"
+
+
+@pytest.mark.parametrize("name", ["drs", "admm", "hqs"])
+def test_strength_is_a_scaled_schedule_and_lam(name):
+    """strength c: the same iterates as sigma_start, sigma_end times c and lam times c^2 (gamma_k unchanged),
+    and different ones from strength 1; the trace records the level the denoiser received."""
+    physics, y = problem("blur:gaussian,sigma=1")
+    start, end, lam, c = 0.2, 0.02, 0.23, 0.8
+
+    def run(**params):
+        solver = solvers.build(name, iterations=6, **params)
+        return solver.solve(y, physics, TikhonovDenoiser(), physics.A_adjoint(y), noise_sigma=0.01)
+
+    scaled = run(sigma_start=start, sigma_end=end, lam=lam, strength=c)
+    moved = run(sigma_start=c * start, sigma_end=c * end, lam=lam * c**2)
+    torch.testing.assert_close(scaled.x, moved.x)
+    assert [r.sigma for r in scaled.trace] == pytest.approx([r.sigma for r in moved.trace])
+    assert [r.stepsize for r in scaled.trace] == pytest.approx([r.stepsize for r in moved.trace])
+    assert not torch.allclose(run(sigma_start=start, sigma_end=end, lam=lam).x, scaled.x)
+    with pytest.raises(ValueError, match="strength must be > 0"):
+        solvers.build(name, strength=0)

@@ -19,6 +19,7 @@ from deepinv.physics import LinearPhysics
 from pnprgm.config import build_strict, to_dict
 from pnprgm.denoisers.detail import keep_detail
 from pnprgm.denoisers.symmetry import SYMMETRIES, symmetrize
+from pnprgm.solvers.grain import posterior_grain
 
 #: DPIR's floor on the noise level used to set the data-step weight (noiseless problems would give infinity).
 NOISE_FLOOR = 0.01
@@ -45,6 +46,12 @@ class PnPConfig:
     :param detail_sigma: std of the detail the denoiser misses; each call returns
         ``(sigma_k^2 D + detail_sigma^2 v) / (sigma_k^2 + detail_sigma^2)`` of its input v (0: D itself); see
         :mod:`pnprgm.denoisers.detail`.
+    :param strength: the denoiser is called at ``strength * sigma_k`` while gamma_k keeps ``sigma_k`` (< 1: each
+        call removes less and keeps more texture); the same iterates as ``sigma_start``, ``sigma_end`` times
+        ``strength`` and ``lam`` times ``strength^2``, but still following the noise level.
+    :param grain: std of the texture the estimate misses; the result is ``x + d`` with one draw
+        ``d ~ N(0, (A^T A / max(sigma_n, 0.01)^2 + I / grain^2)^-1)`` (0: the point estimate); see
+        :mod:`pnprgm.solvers.grain`.
     """
 
     iterations: int = 8
@@ -57,6 +64,8 @@ class PnPConfig:
     tol: float = 0.0
     symmetry: str = "none"
     detail_sigma: float = 0.0
+    strength: float = 1.0
+    grain: float = 0.0
 
     def __post_init__(self) -> None:
         if self.symmetry not in SYMMETRIES:
@@ -67,6 +76,10 @@ class PnPConfig:
             raise ValueError("sigma_start must be >= 0 and lam > 0")
         if not self.detail_sigma >= 0:
             raise ValueError(f"detail_sigma must be >= 0, got {self.detail_sigma}")
+        if not self.strength > 0:
+            raise ValueError(f"strength must be > 0, got {self.strength}")
+        if not self.grain >= 0:
+            raise ValueError(f"grain must be >= 0, got {self.grain}")
 
     def sigmas(self, noise_sigma: float) -> list[float]:
         """Denoiser level per iteration (log-spaced)."""
@@ -158,7 +171,16 @@ class PnPSolver:
 
     def schedule(self, noise_sigma: float) -> tuple[list[float], list[float]]:
         """(denoiser levels, data-step weights) per iteration."""
-        return self.config.sigmas(noise_sigma), self.config.stepsizes(noise_sigma)
+        levels = [self.config.strength * sigma for sigma in self.config.sigmas(noise_sigma)]
+        return levels, self.config.stepsizes(noise_sigma)
+
+    def finish(self, x: torch.Tensor, physics: LinearPhysics, noise_sigma: float,
+               generator: torch.Generator) -> torch.Tensor:
+        """The returned image: the last estimate plus one draw of posterior grain when ``grain`` is set."""
+        if self.config.grain == 0:
+            return x
+        return x + posterior_grain(x, physics, grain=self.config.grain, noise_sigma=max(noise_sigma, NOISE_FLOOR),
+                                   generator=generator)
 
     def prepare(self, denoiser: Denoiser, generator: torch.Generator) -> Denoiser:
         """The denoiser the iterations call: symmetrised as configured (random turns drawn from ``generator``),
@@ -211,7 +233,7 @@ class PnPSolver:
             if self.config.tol > 0 and residual < self.config.tol:
                 result.stopped_early = True
                 break
-        result.x = previous
+        result.x = self.finish(previous, physics, noise_sigma, generator)
         return result
 
 
