@@ -3,7 +3,8 @@
 A PnP solver returns one point estimate, close to the posterior mean, which lacks the fine texture (film grain,
 fur, gravel) that any single plausible image has; LPIPS and the eye read that as blur (the perception-distortion
 trade-off, Blau & Michaeli 2018). Modelling what the estimate misses as ``x ~ N(x_hat, s^2 I)`` around it and the
-measurement as ``y = A x + N(0, sigma^2 I)``, the posterior of ``x - x_hat`` is ``N(0, (A^T A / sigma^2 + I / s^2)^-1)``:
+measurement as ``y = A x + N(0, sigma^2 I)``, the posterior covariance of ``x`` is ``(A^T A / sigma^2 + I / s^2)^-1``
+(its mean is taken to be ``x_hat``, which already fits the measurement as well as the solver could make it):
 white grain of std ``s`` wherever the measurement says nothing (the null space of A: the sub-block detail of
 super-resolution, the frequencies a blur removed), less where it does. One draw is added to the estimate, as RGM's
 latent ``z`` adds one plausible texture to ``G(y, z)``: it costs about ``10 log10(1 + s^2 / MSE)`` dB of PSNR and
