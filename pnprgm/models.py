@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any, Optional
 
@@ -166,17 +167,23 @@ def family_model(family: str, channels: int) -> ModelEntry:
     return members.get(channels) or next(iter(members.values()))
 
 
+def shipped_entry(name: str, channels: int) -> Optional[ModelEntry]:
+    """The shipped model a denoiser name loads for ``channels``-channel images: the default ``rgm`` picks, a
+    family's member, or a shipped model named directly; None for any other name. The denoiser registry's
+    ``rgm`` and family entries load through it, so a restore record names the file that ran."""
+    if name == "rgm":
+        return default_model(channels)
+    if name in families():
+        return family_model(name, channels)
+    return registry.get(name) if name in registry else None
+
+
 def model_behind(denoiser: str, channels: int) -> Optional[dict[str, str]]:
-    """Name and sha256 of the model file a denoiser name loads for ``channels``-channel images: the shipped model
-    ``rgm`` or a family picks, a shipped model, or a model file (``PATH`` or ``PATH#PRESET``); None for the others."""
+    """Name and sha256 of the model file a denoiser name loads for ``channels``-channel images: a shipped one
+    (:func:`shipped_entry`) or a model file (``PATH`` or ``PATH#PRESET``); None for the others."""
     text = str(denoiser)
-    if text == "rgm":
-        entry = default_model(channels)
-    elif text in families():
-        entry = family_model(text, channels)
-    elif text in registry:
-        entry = registry.get(text)
-    else:
+    entry = shipped_entry(text, channels)
+    if entry is None:
         path = Path(text.partition("#")[0])
         return {"name": text, "sha256": io.sha256_file(path)} if path.suffix in (".pt", ".pth") and path.is_file() else None
     return {"name": entry.name, "sha256": entry.sha256}
@@ -200,9 +207,10 @@ def _shipped(name: str):
 
 
 if "rgm" not in denoiser_registry:
-    denoiser_registry.add("rgm", _channel_picked(default_model), "shipped RGM denoiser (colour or gray picked from the input)")
+    denoiser_registry.add("rgm", _channel_picked(partial(shipped_entry, "rgm")),
+                          "shipped RGM denoiser (colour or gray picked from the input)")
     for _family, _members in families().items():
-        denoiser_registry.add(_family, _channel_picked(lambda channels, f=_family: family_model(f, channels)),
+        denoiser_registry.add(_family, _channel_picked(partial(shipped_entry, _family)),
                               f"shipped RGM denoisers {', '.join(m.name for m in _members.values())} "
                               f"(colour or gray picked from the input)")
     for _entry in registry.entries():
