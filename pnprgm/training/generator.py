@@ -350,6 +350,13 @@ def _build_ncsnpp(config: Mapping[str, Any]) -> nn.Module:
     return build_generator(config)
 
 
+@ARCHITECTURES.register("drunet", "deepinv's DRUNet denoiser (pnprgm.training.drunet): no latent, noise-level map input")
+def _build_drunet(config: Mapping[str, Any]) -> nn.Module:
+    from pnprgm.training.drunet import build_drunet
+
+    return build_drunet(config)
+
+
 def build_generator_from_config(config: Mapping[str, Any] | GeneratorConfig) -> nn.Module:
     """Rebuild a generator (untrained weights) from its stored config dict (``generator.config``).
 

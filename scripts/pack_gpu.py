@@ -1,0 +1,118 @@
+"""Pack what the GPU recipe needs into the checkout (git-ignored): ``.gpu/data`` (training photos) and
+``.gpu/wheels`` (pure-Python wheels the GPU machine lacks). Run on a CPU machine that reaches the package index.
+
+The lent GPU machine receives the checkout plus carried folders, at most 64 MiB in all; the recipe's budget is
+60 MB. Photos are therefore re-encoded as JPEG (quality ``--quality``, no chroma subsampling) at the largest long
+side from ``--sides`` whose pack fits the budget left after the tracked files and the wheels. Trade-off: a smaller
+long side keeps every photo (scene variety matters more than the last pixels for a denoiser) and the downscaling
+also averages away part of the sources' own JPEG artefacts; the re-encoding adds mild ones of its own at q >= 90.
+10 % of the photos are held out for validation with the training loop's own rule
+(:func:`pnprgm.training.data.split_validation`, seed 0) and packed in ``val/``; ``manifest.json`` names every
+source file with its sha256 and licence, and the pack settings.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+WHEELS = ("deepinv==0.5.0", "natsort==8.4.0")
+
+
+def tracked_bytes() -> int:
+    names = subprocess.run(["git", "ls-files", "-z"], cwd=REPO, capture_output=True, check=True).stdout.split(b"\0")
+    return sum((REPO / n.decode()).stat().st_size for n in names if n and (REPO / n.decode()).is_file())
+
+
+def encode(path: Path, side: int, quality: int) -> bytes:
+    from PIL import Image, ImageFile
+
+    ImageFile.MAXBLOCK = 1 << 24  # optimize=True needs the whole image in one encoder block
+    with Image.open(path) as image:
+        image = image.convert("RGB")
+        scale = side / max(image.size)
+        if scale < 1:
+            size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
+            if min(size) >= 160:  # keep small photos whole rather than below a useful crop size
+                image = image.resize(size, Image.Resampling.LANCZOS)
+        buffer = io.BytesIO()
+        image.save(buffer, "JPEG", quality=quality, subsampling=0, optimize=True)
+        return buffer.getvalue()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("folders", nargs="*", default=[str(REPO.parent / "shared" / "data" / "train")],
+                        help="folders of training photos (default ../shared/data/train)")
+    parser.add_argument("--out", default=str(REPO / ".gpu"), help="pack folder (default .gpu in the checkout)")
+    parser.add_argument("--budget-mb", type=float, default=60.0, help="checkout + pack limit in MB (1e6 bytes)")
+    parser.add_argument("--quality", type=int, default=90)
+    parser.add_argument("--sides", default="768,704,640,576,512,448,384", help="long sides to try, largest first")
+    parser.add_argument("--val-fraction", type=float, default=0.1)
+    parser.add_argument("--no-wheels", action="store_true", help="skip downloading wheels (tests)")
+    args = parser.parse_args()
+    sys.path.insert(0, str(REPO))
+    from pnprgm.io import list_images, sha256_file
+    from pnprgm.training.data import split_validation
+
+    out = Path(args.out)
+    wheels = out / "wheels"
+    if not args.no_wheels:
+        wheels.mkdir(parents=True, exist_ok=True)
+        subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--only-binary=:all:", "-d",
+                        str(wheels), *WHEELS], check=True)
+    wheel_bytes = sum(p.stat().st_size for p in wheels.glob("*.whl")) if wheels.is_dir() else 0
+    files, licences = [], {}
+    for folder in map(Path, args.folders):
+        files += list_images([folder])
+        manifest = folder / "MANIFEST.tsv"
+        if manifest.is_file():
+            with open(manifest, newline="") as handle:
+                for row in csv.DictReader(handle, delimiter="\t"):
+                    licences[(str(folder), row["file"])] = row.get("license", "")
+    train_files, val_files = split_validation(files, args.val_fraction, 0)
+    available = args.budget_mb * 1e6 - tracked_bytes() - wheel_bytes
+    print(f"pack: {len(files)} photos ({len(train_files)} train, {len(val_files)} val); "
+          f"{available / 1e6:.1f} MB left for photos after the tracked files and {wheel_bytes / 1e6:.1f} MB of wheels")
+    chosen = None
+    for side in (int(s) for s in args.sides.split(",")):
+        encoded = {p: encode(p, side, args.quality) for p in files}
+        total = sum(len(b) for b in encoded.values())
+        print(f"pack: long side {side}: {total / 1e6:.1f} MB")
+        if total <= available:
+            chosen = side
+            break
+    if chosen is None:
+        print("pack: the photos do not fit even at the smallest side; raise --budget-mb or lower --quality", file=sys.stderr)
+        return 1
+    data = out / "data"
+    if data.exists():
+        shutil.rmtree(data)
+
+    def entry(path: Path, packed: Path) -> dict:
+        return {"name": path.name, "folder": str(path.parent), "sha256": sha256_file(path),
+                "license": licences.get((str(path.parent), path.name), ""), "packed": packed.name,
+                "packed_sha256": sha256_file(packed)}
+
+    record = {"pack": {"long_side": chosen, "format": "JPEG", "quality": args.quality, "subsampling": "4:4:4",
+                       "val_rule": f"pnprgm.training.data.split_validation(fraction={args.val_fraction}, seed=0)",
+                       "sources": [str(f) for f in args.folders]}, "train": [], "val": []}
+    for split, group in (("train", train_files), ("val", val_files)):
+        (data / split).mkdir(parents=True, exist_ok=True)
+        for path in group:
+            packed = data / split / (path.stem + ".jpg")
+            packed.write_bytes(encoded[path])
+            record[split].append(entry(path, packed))
+    (data / "manifest.json").write_text(json.dumps(record, indent=1))
+    print(f"pack: wrote {data} (long side {chosen}, {sum(len(b) for b in encoded.values()) / 1e6:.1f} MB) and {wheels}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
