@@ -1,0 +1,141 @@
+"""Denoising quality of the learned denoisers against BM3D on photos no model was trained on.
+
+Sets: the held-out 10 % of the training photos (``pnprgm.training.data.split_validation``, seed 0: the photos the
+GPU recipe validated on, here at full quality, not the packed JPEGs) and the public benchmark photos
+(``pnprgm.benchmark.datasets.public_set``). 256x256 centre crops; colour photos are denoised by the colour
+methods, and the gray set is the public gray photos plus the held-out photos converted to BT.601 luma. Noise
+std 15, 25 and 50 /255, one fixed noise draw per (image, level); one call per image, no self-ensemble; PSNR of
+the clamped output. BM3D is the ``bm3d`` package (colour profile ``bm3d_rgb`` for colour images).
+
+    python benchmarks/denoise_vs_bm3d.py --json benchmarks/denoise_vs_bm3d.json --md benchmarks/denoise_vs_bm3d.md
+
+``--resume`` reuses the records of a previous JSON (same image, level, method and model sha256).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from pnprgm.benchmark.datasets import centre_crop, public_set  # noqa: E402
+from pnprgm.io import read_image, sha256_file, write_bytes, write_json  # noqa: E402
+from pnprgm.metrics.fidelity import psnr  # noqa: E402
+from pnprgm.training.data import convert_channels, scan_folder, split_validation  # noqa: E402
+
+LEVELS = (15, 25, 50)
+
+
+def images(train_folder: Path, crop: int) -> dict[str, list[tuple[str, torch.Tensor]]]:
+    """``{"heldout-color": [...], "heldout-gray": [...], "public-color": [...], "public-gray": [...]}``."""
+    _, held = split_validation(scan_folder(train_folder), 0.1, 0)
+    sets: dict[str, list[tuple[str, torch.Tensor]]] = {k: [] for k in ("heldout-color", "heldout-gray", "public-color", "public-gray")}
+    for path in held:
+        image = centre_crop(read_image(path), crop)
+        if image.shape[0] == 3:
+            sets["heldout-color"].append((path.stem, image[:3]))
+        sets["heldout-gray"].append((path.stem, convert_channels(image[:3] if image.shape[0] >= 3 else image, 1)))
+    for source in public_set().images:
+        image = centre_crop(source.load(), crop)
+        sets["public-color" if image.shape[0] == 3 else "public-gray"].append((source.name, image))
+    return sets
+
+
+def methods(models: dict[str, str]) -> dict[str, dict]:
+    """name -> {"build": channels -> denoiser, "files": {channels: path}}."""
+    from pnprgm.denoisers.classical import BM3DDenoiser
+    from pnprgm.models import load_denoiser, model_path
+
+    found = {"bm3d": {"build": lambda channels: BM3DDenoiser(), "files": {}}}
+    for name, spec in models.items():
+        color, _, gray = spec.partition(",")
+        files = {3: str(model_path(color)), 1: str(model_path(gray or color))}
+        found[name] = {"build": (lambda files: lambda channels: load_denoiser(files[channels]))(files), "files": files}
+    return found
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--train-folder", default=str(REPO.parent / "shared" / "data" / "train"))
+    parser.add_argument("--model", action="append", default=[], metavar="NAME=COLOR[,GRAY]",
+                        help="a learned method: shipped names or model files (colour, then gray)")
+    parser.add_argument("--crop", type=int, default=256)
+    parser.add_argument("--json", default=str(REPO / "benchmarks" / "denoise_vs_bm3d.json"))
+    parser.add_argument("--md", default=str(REPO / "benchmarks" / "denoise_vs_bm3d.md"))
+    parser.add_argument("--resume", action="store_true")
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    models = dict(item.split("=", 1) for item in args.model) or {
+        "drunet (new default)": "drunet-denoiser-color,drunet-denoiser-gray",
+        "rgm-denoiser (previous default)": "rgm-denoiser-color,rgm-denoiser-gray"}
+    found = methods(models)
+    sets = images(Path(args.train_folder), args.crop)
+    previous = {}
+    if args.resume and Path(args.json).is_file():
+        for r in json.loads(Path(args.json).read_text())["records"]:
+            previous[(r["set"], r["image"], r["level"], r["method"], r.get("sha256"))] = r
+    records = []
+    total = sum(len(v) for v in sets.values()) * len(LEVELS) * len(found)
+    done = 0
+    for set_name, items in sets.items():
+        channels = 1 if set_name.endswith("gray") else 3
+        for method, spec in found.items():
+            digest = sha256_file(spec["files"][channels]) if spec["files"] else None
+            denoiser = None
+            for index, (name, clean) in enumerate(items):
+                for level in LEVELS:
+                    done += 1
+                    key = (set_name, name, level, method, digest)
+                    if key in previous:
+                        records.append(previous[key])
+                        continue
+                    denoiser = denoiser or spec["build"](channels)
+                    noise = torch.randn(clean.shape, generator=torch.Generator().manual_seed(1000 * level + index))
+                    noisy = (clean + level / 255 * noise)[None]
+                    started = time.perf_counter()
+                    with torch.no_grad():
+                        out = denoiser(noisy, level / 255).clamp(0, 1)
+                    seconds = time.perf_counter() - started
+                    records.append({"set": set_name, "image": name, "level": level, "method": method, "sha256": digest,
+                                    "psnr": round(float(psnr(out, clean[None])), 4), "seconds": round(seconds, 3)})
+                    print(f"[{done}/{total}] {set_name} {name} {level} {method}: {records[-1]['psnr']:.2f} dB "
+                          f"{seconds:.2f} s", flush=True)
+                write_json(args.json, {"crop": args.crop, "levels": LEVELS, "models": {m: s["files"] for m, s in found.items()},
+                                       "torch_threads": args.threads, "records": records})
+    write_bytes(args.md, table(records, list(found), sets).encode())
+    print(Path(args.md).read_text())
+    return 0
+
+
+def table(records: list[dict], method_names: list[str], sets: dict) -> str:
+    lines = ["# Denoising: learned denoisers vs BM3D on photos no model was trained on", "",
+             "Generated by `python benchmarks/denoise_vs_bm3d.py` (see its docstring for the protocol). Mean PSNR (dB) "
+             "over each set, 256x256 centre crops, one call per image, no self-ensemble; seconds per image on this "
+             "machine's CPU (2 threads), in brackets.", ""]
+    for set_name, items in sets.items():
+        lines += [f"## {set_name} ({len(items)} photos)", "",
+                  "| method | " + " | ".join(f"sigma {lv}" for lv in LEVELS) + " |", "|---|" + "---|" * len(LEVELS)]
+        for method in method_names:
+            cells = []
+            for level in LEVELS:
+                rows = [r for r in records if r["set"] == set_name and r["method"] == method and r["level"] == level]
+                if rows:
+                    mean = sum(r["psnr"] for r in rows) / len(rows)
+                    secs = sum(r["seconds"] for r in rows) / len(rows)
+                    cells.append(f"{mean:.2f} ({secs:.2f} s)")
+                else:
+                    cells.append("-")
+            lines.append(f"| {method} | " + " | ".join(cells) + " |")
+        lines.append("")
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    sys.exit(main())
