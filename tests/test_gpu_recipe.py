@@ -114,3 +114,30 @@ def test_float16_storage_costs_under_a_hundredth_of_a_db():
         b = half.denoise01(noisy, torch.tensor([0.1])).clamp(0, 1)
     assert abs(float(psnr(a, clean) - psnr(b, clean))) < 0.01
     assert float((a - b).abs().max()) > 0  # the rounding is real: the test compares two different weight sets
+
+
+def test_recipe_continues_from_a_model_and_keeps_the_lineage(recipe_run, tiny_pack, tmp_path):
+    """--init-from starts from the given weights (architecture taken from the file) and records where they came from."""
+    from cli.main import app
+    from click.testing import CliRunner
+    from pnprgm.io import sha256_file
+
+    _, first = recipe_run
+    source = first / "drunet-denoiser-color.pt"
+    out = tmp_path / "continued"
+    result = CliRunner().invoke(app, ["train-denoisers", "--data", str(tiny_pack), "--out", str(out), "--minutes", "0.01",
+                                      "--device", "cpu", "--gray-share", "0", "--batch-size", "2", "--crop", "32",
+                                      "--workers", "0", "--init-from", str(source), "--lr", "1e-12"])
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in out.iterdir()) == ["drunet-denoiser-color.pt", "recipe_log.jsonl"]
+    before, after = read_model_file(source), read_model_file(out / "drunet-denoiser-color.pt")
+    assert after["generator"]["config"] == before["generator"]["config"]  # the tiny size came from the file
+    record = after["record"]
+    assert record["init_from"]["sha256"] == sha256_file(source)
+    assert record["steps_total"] == record["steps"] + before["record"]["steps"]
+    # With a vanishing learning rate the continued weights are the source's (EMA of unchanged weights).
+    for key, value in before["generator"]["state_dict"].items():
+        torch.testing.assert_close(after["generator"]["state_dict"][key].float(), value.float(), atol=1e-3, rtol=0)
+    wrong = CliRunner().invoke(app, ["train-denoisers", "--data", str(tiny_pack), "--out", str(tmp_path / "x"),
+                                     "--minutes", "0.01", "--device", "cpu", "--init-from", "rgm-denoiser-color"])
+    assert wrong.exit_code == 2 and "not a 3-channel DRUNet model file" in wrong.output

@@ -6,6 +6,8 @@ import sys
 
 import click
 
+from pnprgm.errors import UserError
+
 EXAMPLES = """
 \b
 Examples:
@@ -13,6 +15,7 @@ Examples:
   scripts/train_gpu.sh runs/gpu 8                       # one GPU, 8 minutes: wraps this command
   pnprgm train-denoisers --data .gpu/data --out runs/gpu --minutes 8 --device cuda
   pnprgm train-denoisers --data .gpu/data --out runs/cpu --minutes 0.2 --device cpu --size tiny --batch-size 4
+  scripts/train_gpu.sh runs/gpu2 3 --init-from drunet-denoiser-color --init-from drunet-denoiser-gray --lr 1e-4
 
 \b
 Trains the default colour and gray DRUNet denoisers in ONE process (steps interleaved, --gray-share of them gray)
@@ -37,10 +40,14 @@ pretrained/README.md).
 @click.option("--save-every", type=float, default=60.0, show_default=True, help="Seconds between model files.")
 @click.option("--workers", type=click.IntRange(min=0), default=None,
               help="Data-loading worker processes (default: min(8, cores - 2), at least 1).")
+@click.option("--init-from", "init_from", multiple=True, metavar="MODEL",
+              help="Continue from a DRUNet model (shipped name or file; repeat for the colour and the gray one): its "
+                   "architecture and weights are kept, the optimiser and the learning-rate schedule start afresh.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the weights, crops and noise.")
 @click.option("--device", default="cuda", show_default=True, help="cuda, cuda:N, cpu or auto (CUDA missing: CPU with a warning).")
 @click.option("--threads", type=click.IntRange(min=1), default=None, help="CPU threads of the training process.")
-def command(data, out, minutes, size, batch_size, crop, lr, gray_share, save_every, workers, seed, device, threads):
+def command(data, out, minutes, size, batch_size, crop, lr, gray_share, save_every, workers, init_from, seed, device,
+            threads):
     """Train the default colour and gray DRUNet denoisers for a fixed time (the GPU recipe)."""
     import os
 
@@ -56,7 +63,16 @@ def command(data, out, minutes, size, batch_size, crop, lr, gray_share, save_eve
     cfg = build_strict(RecipeConfig, dict(minutes=minutes, size=size, batch_size=batch_size, crop=crop, lr=lr,
                                           gray_share=gray_share, save_every=save_every, workers=workers, seed=seed),
                        what="recipe")
-    summary = train_denoisers(data, out, cfg, device=device, command="pnprgm " + shlex.join(sys.argv[1:]),
+    from pnprgm.models import source_info
+
+    chosen = {}
+    for source in init_from:
+        channels = source_info(source)[0]
+        if channels in chosen:
+            raise UserError(f"--init-from: two {channels}-channel models ({chosen[channels]}, {source}); give one of each.")
+        chosen[channels] = source
+    summary = train_denoisers(data, out, cfg, device=device, init_from=chosen,
+                              command="pnprgm " + shlex.join(sys.argv[1:]),
                               echo=lambda line: click.echo(line, err=False))
     for name, steps in summary["steps"].items():
         click.echo(f"{name}: {steps} steps, validation PSNR {summary['val_psnr'][name]}")

@@ -143,10 +143,34 @@ def psnr01(x: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
 class Member:
     """One model being trained (colour or gray): network, EMA, optimiser, counters."""
 
-    def __init__(self, name: str, channels: int, cfg: RecipeConfig, device: torch.device):
+    def __init__(self, name: str, channels: int, cfg: RecipeConfig, device: torch.device,
+                 init_from: Optional[str] = None):
         self.name, self.channels = name, channels
         self.config = DRUNetConfig(channels=channels, residual=cfg.residual, **DRUNET_SIZES[cfg.size])
-        self.net = DRUNetGenerator(self.config).to(device)
+        self.init_from: Optional[dict[str, Any]] = None
+        state = None
+        if init_from is not None:
+            from pnprgm.config import build_strict
+            from pnprgm.io import sha256_file
+            from pnprgm.models import model_path
+            from pnprgm.training.checkpoint import read_model_file
+
+            path = model_path(init_from, what="--init-from")
+            content = read_model_file(path)
+            stored = dict(content["generator"]["config"])
+            if stored.get("arch") != "drunet" or int(stored.get("channels", 0)) != channels:
+                raise UserError(f"--init-from {init_from} is not a {channels}-channel DRUNet model file; give one written "
+                                f"by this recipe (pnprgm models lists the shipped ones).")
+            self.config = build_strict(DRUNetConfig, stored, what="drunet model")  # the architecture comes with it
+            state = content["generator"]["state_dict"]
+            record = content.get("record") or {}
+            self.init_from = {"source": str(init_from), "sha256": sha256_file(path), "steps": record.get("steps"),
+                              "steps_total": record.get("steps_total", record.get("steps")),
+                              "init_from": record.get("init_from"), "val_psnr_by_sigma255": record.get("val_psnr_by_sigma255")}
+        self.net = DRUNetGenerator(self.config)
+        if state is not None:
+            self.net.load_state_dict(state)  # float16 storage loads into the float32 parameters
+        self.net = self.net.to(device)
         self.ema = copy.deepcopy(self.net).eval()
         for p in self.ema.parameters():
             p.requires_grad_(False)
@@ -184,7 +208,8 @@ def read_manifest(pack: Path) -> dict[str, Any]:
 
 
 def train_denoisers(pack: str | Path, out: str | Path, cfg: RecipeConfig, *, device: str | torch.device = "cuda",
-                    command: str = "", echo: Callable[[str], None] = print) -> dict[str, Any]:
+                    init_from: Optional[dict[int, str]] = None, command: str = "",
+                    echo: Callable[[str], None] = print) -> dict[str, Any]:
     """Train the colour and gray denoisers on a pack folder for ``cfg.minutes``; write model files into ``out``.
 
     :param pack: folder with ``train/`` (and optionally ``val/``) images and ``manifest.json``.
@@ -192,6 +217,8 @@ def train_denoisers(pack: str | Path, out: str | Path, cfg: RecipeConfig, *, dev
         ``recipe_log.jsonl`` and nothing else.
     :param cfg: settings.
     :param device: torch device.
+    :param init_from: ``{channels: model}`` (shipped name or file) to continue training from, per model: its
+        architecture and weights are kept, the optimiser and schedule start afresh; the record keeps the lineage.
     :param command: the command line, for the records.
     :param echo: where progress lines go.
     :returns: summary (steps, validation PSNRs, files).
@@ -204,19 +231,23 @@ def train_denoisers(pack: str | Path, out: str | Path, cfg: RecipeConfig, *, dev
     train_files = scan_folder(train_dir)
     val_files = scan_folder(pack / "val")[: cfg.val_images] if (pack / "val").is_dir() else []
     manifest = read_manifest(pack)
-    train_set = load_images(train_files, 3, cfg.crop)
-    val_set = load_images(val_files, 3, 1, what="validation") if val_files else None
-    out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(cfg.seed)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
+    init_from = dict(init_from or {})
+    unknown = sorted(set(init_from) - {1, 3})
+    if unknown:
+        raise UserError(f"--init-from takes colour (3) and gray (1) models; got channels {unknown}.")
     members = []
     if cfg.gray_share < 1:
-        members.append(Member("drunet-denoiser-color", 3, cfg, device))
+        members.append(Member("drunet-denoiser-color", 3, cfg, device, init_from.get(3)))
     if cfg.gray_share > 0:
-        members.append(Member("drunet-denoiser-gray", 1, cfg, device))
+        members.append(Member("drunet-denoiser-gray", 1, cfg, device, init_from.get(1)))
+    train_set = load_images(train_files, 3, cfg.crop)  # after the models: a wrong --init-from fails at once
+    val_set = load_images(val_files, 3, 1, what="validation") if val_files else None
+    out.mkdir(parents=True, exist_ok=True)
     loader = torch.utils.data.DataLoader(
         RandomCrops(train_set.images, cfg.crop, cfg.seed), batch_size=cfg.batch_size, num_workers=cfg.workers,
         pin_memory=device.type == "cuda", persistent_workers=cfg.workers > 0,
@@ -350,7 +381,8 @@ def _save_all(members: list[Member], out: Path, val_set, cfg: RecipeConfig, devi
         # float16 storage keeps the file under 16 MiB; it loads back into float32 parameters.
         state = {k: v.detach().to("cpu", torch.float16) if v.is_floating_point() else v.detach().cpu()
                  for k, v in m.ema.state_dict().items()}
-        record = {**record_base, "steps": m.steps, "train_seconds": round(elapsed, 1),
+        before = (m.init_from or {}).get("steps_total") or 0
+        record = {**record_base, "steps": m.steps, "steps_total": before + m.steps, "init_from": m.init_from, "train_seconds": round(elapsed, 1),
                   "final": final, "val_psnr_by_sigma255": m.val, "val_psnr": m.val.get("25"),
                   "storage": "float16", "channels": m.channels}
         process = {"name": "denoise", "T": 1, "noise_min": cfg.noise_min, "noise_max": cfg.noise_max}
