@@ -262,6 +262,28 @@ def publish(source: str | Path, name: str, *, role: str = "denoiser", default: b
     return entry
 
 
+def objective(record: dict) -> str:
+    """What trained a model, in words, from its training record: the recipe's own statement, or the loss terms of
+    a ``pnprgm train`` run (``train`` section; records written before ``prior_weight`` existed ran with weight 1)."""
+    if record.get("objective"):
+        return str(record["objective"])
+    train = record.get("train") or {}
+    if not train:
+        return "unknown (no training record)"
+    terms = []
+    if float(train.get("supervised") or 0) > 0:
+        terms.append(f"MSE to the clean image (x{train['supervised']:g})")
+    if float(train.get("perceptual") or 0) > 0:
+        terms.append(f"LPIPS-alex (x{train['perceptual']:g})")
+    if float(train.get("lmbda") or 0) > 0:
+        terms.append(f"RGM fidelity (lmbda {train['lmbda']:g})")
+    prior_weight = 1.0 if train.get("prior_weight") is None else float(train["prior_weight"])
+    if prior_weight > 0:
+        terms.append(f"RGM {train.get('prior', 'kld')} prior (weight {prior_weight:g})")
+    text = " + ".join(terms) or "nothing"
+    return text if prior_weight > 0 else text + "; no RGM prior"
+
+
 def describe(entry: ModelEntry) -> dict[str, Any]:
     """The index form of an entry (also the JSON of listings)."""
     return {"name": entry.name, "file": entry.file, "sha256": entry.sha256, "role": entry.role,

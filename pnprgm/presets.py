@@ -53,15 +53,14 @@ registry: Registry[Preset] = Registry("preset")
 # colorization needs a start far above the training range of the denoiser (120/255) to create colour at all.
 # Every iteration turns/flips the image at random around the denoiser call (symmetry "random": free, +0.1 to +0.5 dB
 # for the shipped RGM denoiser on the tuning photos, tuning.md); denoising, a single call, averages all 8 (x8).
-# Super-resolution and deblurring return one posterior draw rather than the bare estimate (`grain`, std of the texture
-# the estimate misses; pnprgm.solvers.grain), for every denoiser: on the 14 benchmark photos DRS sr4 26.10 / 0.269 ->
-# 25.97 / 0.241 at 0.006 (TV-ADMM 24.94 / 0.254 -> 24.83 / 0.246) and deblurring 29.66 / 0.148 -> 29.55 / 0.134 at
-# 0.004 (PSNR / LPIPS; tuning.md, "Posterior grain"). `--set grain=0` gives the bare estimate.
-# DRS deblurring calls the denoiser at 0.9 sigma_k (`strength`): with grain 0.004, 29.47 / 0.124; sr4 gains nothing
-# from it (25.91 / 0.240 at 0.9) and TV-ADMM deblurring loses (0.134 -> 0.135), so only deblur-drs uses it.
+# Every preset returns the estimate: nothing adds noise or texture by default. `grain` (dithering with a Gaussian
+# texture model, pnprgm.solvers.grain) is an explicit option: on the 14 benchmark photos it bought DRS sr4 LPIPS
+# 0.269 -> 0.241 for -0.13 dB, and plain white noise of the same std buys the same (tuning.md, "Posterior grain").
+# DRS deblurring calls the denoiser at 0.9 sigma_k (`strength`, measured with the previous default model; tuning.md);
+# sr4 gained nothing from it and TV-ADMM deblurring lost, so only deblur-drs uses it.
 _PNP: dict[str, dict[str, Any]] = {
-    "sr": {"iterations": 12, "sigma_start": 49 / 255, "lam": 0.23, "symmetry": "random", "grain": 0.006},
-    "deblur": {"iterations": 8, "sigma_start": 49 / 255, "lam": 0.23, "symmetry": "random", "grain": 0.004},
+    "sr": {"iterations": 12, "sigma_start": 49 / 255, "lam": 0.23, "symmetry": "random"},
+    "deblur": {"iterations": 8, "sigma_start": 49 / 255, "lam": 0.23, "symmetry": "random"},
     "inpaint": {"iterations": 24, "sigma_start": 49 / 255, "lam": 0.23, "symmetry": "random"},
     "colorize": {"iterations": 24, "sigma_start": 120 / 255, "lam": 0.23, "symmetry": "random"},
     # One denoiser call at the noise level: every splitting reduces to D(y, sigma_n) for A = I.

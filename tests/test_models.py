@@ -26,13 +26,14 @@ def test_defaults_exist_for_colour_and_gray():
 def test_shipped_file_matches_its_index_entry(name):
     entry = models.registry.get(name)
     models.verify(entry)  # present, sha256 matches
-    assert entry.path.stat().st_size < 10e6, "shipped weights must stay under 10 MB"
+    assert entry.path.stat().st_size <= 16 * 2**20, "a shipped file must stay within 16 MiB"
     content = torch_load(entry.path)  # weights_only=True
     assert content["generator"]["config"]["channels"] == entry.channels
     record = entry.record
     for key in ("command", "steps", "hardware", "files", "final_losses", "val_psnr"):
         assert record.get(key) not in (None, "", []), f"training record lacks {key}"
     assert all(len(f["sha256"]) == 64 for f in record["files"])
+    assert models.objective(record) not in ("", "unknown (no training record)")
 
 
 @pytest.mark.parametrize("name", [n for n in SHIPPED if models.registry.get(n).role == "denoiser"])
@@ -125,3 +126,13 @@ def test_a_shipped_family_picks_its_member_by_channels(family):
             assert torch.equal(picked(x[:, :channels], 0.05), direct(x[:, :channels], 0.05))
     with pytest.raises(UserError, match="family"):
         models.family_model("no-such-family", 3)
+
+
+def test_objective_names_the_terms_that_trained_a_model():
+    assert models.objective({"objective": "L1 denoising (supervised; no RGM prior)"}).startswith("L1 denoising")
+    mse = models.objective({"train": {"supervised": 100.0, "lmbda": 0.0, "prior_weight": 0.0, "prior": "kld"}})
+    assert mse == "MSE to the clean image (x100); no RGM prior"
+    old = models.objective({"train": {"supervised": 100.0, "lmbda": 5e-05, "prior": "kld"}})  # before prior_weight
+    assert old == "MSE to the clean image (x100) + RGM fidelity (lmbda 5e-05) + RGM kld prior (weight 1)"
+    perceptual = models.objective({"train": {"supervised": 100.0, "perceptual": 100.0, "lmbda": 0, "prior_weight": 0}})
+    assert "LPIPS-alex (x100)" in perceptual and perceptual.endswith("no RGM prior")

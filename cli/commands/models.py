@@ -10,7 +10,7 @@ import click
 @click.option("--json", "as_json", is_flag=True, help="Print the full index (training records included) as JSON.")
 @click.option("--verify", is_flag=True, help="Check every shipped file against its sha256.")
 def command(as_json, verify):
-    """List the shipped RGM models: role, channels, size, sha256 and how each was trained."""
+    """List the shipped models: role, channels, size, sha256, objective and how each was trained."""
     from pnprgm import models
 
     entries = [entry.obj for entry in models.registry.entries()]
@@ -30,11 +30,13 @@ def command(as_json, verify):
         click.echo(f"    role={entry.role} channels={entry.channels} file={entry.file} ({size:.1f} MB) sha256={entry.sha256[:16]}...")
         if record:
             hw = record.get("hardware") or {}
-            where = f"{hw.get('device', '?')} x{hw.get('world_size', 1)} ({hw.get('cpu_count', '?')} cores)"
-            minutes = float(record.get("seconds") or 0) / 60
-            click.echo(f"    trained: {record.get('steps', '?')} steps, {minutes:.0f} min on {where}, "
-                       f"{len(record.get('files', []))} training files; validation PSNR {record.get('val_psnr', '?')} dB "
-                       f"(input {record.get('val_psnr_input', '?')} dB)")
+            where = hw.get("gpu") or f"{hw.get('device', '?')} x{hw.get('world_size', 1)} ({hw.get('cpu_count', '?')} cores)"
+            minutes = float(record.get("seconds") or record.get("train_seconds") or 0) / 60
+            files = record.get("files") or (record.get("data") or {}).get("train_files") or []
+            inputs = f" (input {record['val_psnr_input']} dB)" if record.get("val_psnr_input") is not None else ""
+            click.echo(f"    objective: {models.objective(record)}")
+            click.echo(f"    trained: {record.get('steps', '?')} steps, {minutes:.1f} min on {where}, "
+                       f"{len(files)} training files; validation PSNR {record.get('val_psnr', '?')} dB{inputs}")
             if record.get("history"):
                 stops = ", ".join(str(segment.get("until_step", "?")) for segment in record["history"])
                 click.echo(f"    resumed at step {stops} (earlier commands: pnprgm models --json)")

@@ -49,9 +49,9 @@ class PnPConfig:
     :param strength: the denoiser is called at ``strength * sigma_k`` while gamma_k keeps ``sigma_k`` (< 1: each
         call removes less and keeps more texture); the same iterates as ``sigma_start``, ``sigma_end`` times
         ``strength`` and ``lam`` times ``strength^2``, but still following the noise level.
-    :param grain: std of the texture the estimate misses; the result is ``x + d`` with one draw
+    :param grain: dithering with a Gaussian texture model, off by default: the result is ``x + d`` with one draw
         ``d ~ N(0, (A^T A / max(sigma_n, 0.01)^2 + I / grain^2)^-1)`` (0: the point estimate); see
-        :mod:`pnprgm.solvers.grain`.
+        :mod:`pnprgm.solvers.grain`. It lowers LPIPS at a cost in PSNR and SSIM, as white noise of the same std does.
     """
 
     iterations: int = 8

@@ -182,6 +182,7 @@ class Member:
         self.steps = 0
         self.loss_sum: float | torch.Tensor = 0.0
         self.loss_count = 0
+        self.last_l1: Optional[float] = None
         self.val: dict[str, float] = {}
 
     @torch.no_grad()
@@ -266,6 +267,9 @@ def train_denoisers(pack: str | Path, out: str | Path, cfg: RecipeConfig, *, dev
     total_steps = 0
     record_base = {
         "objective": "L1 denoising (supervised; no RGM prior)",
+        # The loop's record format: every training file with its sha256 (the source photos when packed).
+        "files": [{"name": f["name"], "sha256": f["sha256"]} for f in manifest.get("train", [])]
+        or [{"name": p.name, "sha256": h} for p, h in zip(train_set.files, train_set.sha256)],
         "recipe": to_dict(cfg), "command": command,
         "data": {"pack": manifest.get("pack", {}), "train_files": manifest.get("train", []),
                  "val_files": manifest.get("val", []), "train_images_used": len(train_set),
@@ -326,6 +330,7 @@ def train_denoisers(pack: str | Path, out: str | Path, cfg: RecipeConfig, *, dev
                 echo("recipe: " + json.dumps(line))
                 _append(log_path, line)
                 for m in members:
+                    m.last_l1 = line[m.name]["l1"]
                     m.loss_sum, m.loss_count = 0.0, 0
                 last_report, steps_since, images_since = now, 0, 0
             if now - last_save >= cfg.save_every:
@@ -384,7 +389,9 @@ def _save_all(members: list[Member], out: Path, val_set, cfg: RecipeConfig, devi
         before = (m.init_from or {}).get("steps_total") or 0
         record = {**record_base, "steps": m.steps, "steps_total": before + m.steps, "init_from": m.init_from, "train_seconds": round(elapsed, 1),
                   "final": final, "val_psnr_by_sigma255": m.val, "val_psnr": m.val.get("25"),
-                  "storage": "float16", "channels": m.channels}
+                  "storage": "float16", "channels": m.channels,
+                  "final_losses": {"l1": m.last_l1 if m.last_l1 is not None else (
+                      round(float(m.loss_sum) / m.loss_count, 5) if m.loss_count else None)}}
         process = {"name": "denoise", "T": 1, "noise_min": cfg.noise_min, "noise_max": cfg.noise_max}
         files.append(save_model(out / f"{m.name}.pt", state, to_dict(m.config), process, record))
     entry = {"elapsed_s": round(elapsed, 1), "saved": [m.name for m in members], "final": final,
