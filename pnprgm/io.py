@@ -162,10 +162,25 @@ def torch_load(path: str | Path, map_location: str | torch.device = "cpu") -> An
     if not path.is_file():
         raise UserError(f"checkpoint {path} does not exist; check the path.")
     try:
-        return torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as err:  # torch raises several types for corrupt or unsafe files
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise UserError(f"cannot load checkpoint {path}: {first[:200]}.") from None
+        with warnings.catch_warnings():  # torch warns about pickle protocols of files it then refuses
+            warnings.simplefilter("ignore")
+            return torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as err:  # torch raises many types (KeyError, IndexError, EOFError...) for foreign files
+        raise UserError(refusal(path, err)) from None
+
+
+def refusal(path: str | Path, err: BaseException) -> str:
+    """The one-line refusal of a file ``torch.load(weights_only=True)`` failed on: never torch's advice to load it
+    with ``weights_only=False`` (which would run the code a hostile file holds)."""
+    import re
+
+    unsafe = re.search(r"Unsupported global: GLOBAL ([\w.]+)", str(err))
+    fix = ("give a model.pt or checkpoint written by pnprgm train, a shipped model name (pnprgm models) "
+           "or an official RGM checkpoint as PATH#PRESET")
+    if unsafe:
+        return (f"refused {path}: it holds pickled Python objects ({unsafe.group(1)}), not only weights, and pnprgm "
+                f"never unpickles objects (they can run code); {fix}.")
+    return f"refused {path}: it is not a pnprgm or official model file (torch cannot read it as weights); {fix}."
 
 
 def _json_default(obj: Any) -> Any:

@@ -121,11 +121,36 @@ def test_user_operator_callable(tmp_path):
         def make(shape, device):
             return Downsampling(img_size=shape, filter=torch.ones(1, 1, 2, 2) / 4, factor=2, padding="valid", device=device)
     """))
-    process = build_process(ProcessConfig(name="operator", operator=f"{module}:make", noise_min=0.05), (3, 16, 16))
+    spec = f"{module}:make"
+    process = build_process(ProcessConfig(name="operator", operator=spec, noise_min=0.05), (3, 16, 16), code_operator=spec)
     x0 = torch.rand(64, 3, 16, 16) * 2 - 1
     pairs = process.pairs(x0)
     assert pairs.y.shape == (64, 3, 8, 8) and pairs.g_in.shape == x0.shape
     assert float(process.fidelity(x0, pairs).mean()) == pytest.approx(3 * 8 * 8 / 2, rel=0.05)
+
+
+@pytest.mark.parametrize("kind", ["file", "module"])
+def test_operator_code_is_imported_only_when_the_user_typed_it(tmp_path, monkeypatch, kind):
+    """A config's ``module:callable`` / ``file.py:callable`` (read from a model file or a checkpoint) is never
+    imported: only the spec the user typed (``code_operator``) is."""
+    marker = tmp_path / "imported"
+    name = f"pnprgm_test_op_{kind}"
+    (tmp_path / f"{name}.py").write_text(textwrap.dedent(f"""
+        import pathlib
+        pathlib.Path({str(marker)!r}).write_text("ran")
+        import operators
+        def make(shape, device):
+            return operators.build("blur:gaussian,sigma=1", shape, device=device)
+    """))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    spec = f"{tmp_path / name}.py:make" if kind == "file" else f"{name}:make"
+    config = ProcessConfig(name="operator", operator=spec, noise_min=0.05)
+    for trusted in (None, "other.py:make", f"{spec}x"):
+        with pytest.raises(UserError, match="names Python code.*--operator") as err:
+            build_process(config, (3, 16, 16), code_operator=trusted)
+        assert "\n" not in str(err.value) and not marker.exists() and name not in sys.modules
+    process = build_process(config, (3, 16, 16), code_operator=spec)
+    assert marker.read_text() == "ran" and process.pairs(torch.rand(2, 3, 16, 16)).y.shape == (2, 3, 16, 16)
 
 
 @pytest.mark.parametrize("spec", ["blurr:gaussian", "sr:factor=banana", "no_such_module_xyz:make"])

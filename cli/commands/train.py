@@ -23,7 +23,9 @@ Examples:
 
 \b
 --operator takes a spec (pnprgm operators lists them), module:callable or file.py:callable; the callable is
-called as fn(shape=(C, H, W), device=device) and returns a deepinv LinearPhysics. --config FILE (JSON or YAML)
+called as fn(shape=(C, H, W), device=device) and returns a deepinv LinearPhysics. Code is imported only from
+--operator: a config file or a checkpoint naming module:callable is refused (resume such a run with the same
+--operator). --config FILE (JSON or YAML)
 has sections model, process, train (and preset); their keys are the fields of GeneratorConfig, ProcessConfig
 and TrainConfig; --set SECTION.KEY=VALUE overrides one. Precedence: defaults < --preset < --config < --set <
 the other options. Writes RUN_DIR/config.json, log.csv, samples/step_N.png, checkpoints/step_N.pt, last.pt,
@@ -123,7 +125,7 @@ def command(data, out, forward, operator, noise, levels, prior, steps, batch_siz
         torch.set_num_threads(threads)
     summary = train(data, out, process=process, train=train_args if (train_args or not resume) else None,
                     preset=preset, model=model, val=val, resume=resume, init_from=init_from, device=device,
-                    command="pnprgm " + shlex.join(sys.argv[1:]), progress=not quiet)
+                    command="pnprgm " + shlex.join(sys.argv[1:]), progress=not quiet, code_operator=operator)
     if summary.get("model"):
         psnr = summary.get("val_psnr")
         click.echo(f"trained {summary['steps']} steps; model: {summary['model']}"
