@@ -112,11 +112,25 @@ def atomic_write(path: str | Path, writer: Callable[[Path], None], *, protect: I
     tmp = Path(tmp_name)
     try:
         writer(tmp)
+        os.chmod(tmp, file_mode())  # mkstemp makes 0600; a written file gets what open() would give it
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
     return path
+
+
+def file_mode() -> int:
+    """Permissions of a new file under the process's umask (0644 for the usual umask 022)."""
+    try:  # Linux: read it without changing it (os.umask sets it, which races with other threads)
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return 0o666 & ~int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return 0o666 & ~mask
 
 
 def write_image(path: str | Path, image: torch.Tensor, *, bits: int = 8, protect: Iterable[str | Path] = ()) -> Path:

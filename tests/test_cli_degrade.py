@@ -105,3 +105,21 @@ def test_operators_listing_comes_from_the_registry():
     assert [item["name"] for item in listed] == operators.registry.names()
     blur = next(item for item in listed if item["name"] == "blur:gaussian")
     assert {p["name"]: p["default"] for p in blur["params"]} == {"sigma": 2.0, "size": None, "boundary": "circular"}
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o077, 0o002])
+def test_outputs_get_the_umask_mode_not_0600(inputs, tmp_path, umask):
+    import os
+    import stat
+
+    old = os.umask(umask)
+    try:
+        result = run("degrade", inputs / "odd.png", "-p", "sr2", "-o", tmp_path / "out")
+        json_file = io.write_json(tmp_path / "plain.json", {"a": 1})
+    finally:
+        os.umask(old)
+    assert result.exit_code == 0, result.output
+    written = [p for p in (tmp_path / "out").iterdir()] + [json_file]
+    assert len(written) == 4
+    for path in written:
+        assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~umask, path
