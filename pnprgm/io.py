@@ -9,6 +9,7 @@ import hashlib
 import io
 import json
 import os
+import re
 import tempfile
 import warnings
 from pathlib import Path
@@ -103,6 +104,19 @@ def image_to_uint(image: torch.Tensor, bits: int = 8) -> np.ndarray:
 def atomic_write(path: str | Path, writer: Callable[[Path], None], *, protect: Iterable[str | Path] = ()) -> Path:
     """Write ``path`` through ``writer(tmp_path)`` then rename; never overwrite a path in ``protect``."""
     path = Path(path)
+    tmp = stage(path, writer, protect=protect)
+    try:
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return path
+
+
+def stage(path: str | Path, writer: Callable[[Path], None], *, protect: Iterable[str | Path] = ()) -> Path:
+    """Write the content of ``path`` to a temporary beside it (``.NAME.XXXXXXXX.tmp``) and return the temporary;
+    :func:`commit` renames staged files into place. Never stages a path in ``protect`` (the inputs)."""
+    path = Path(path)
     for guarded in protect:
         if Path(guarded).resolve() == path.resolve():
             raise UserError(f"refusing to overwrite the input {path}; choose another output folder.")
@@ -113,11 +127,57 @@ def atomic_write(path: str | Path, writer: Callable[[Path], None], *, protect: I
     try:
         writer(tmp)
         os.chmod(tmp, file_mode())  # mkstemp makes 0600; a written file gets what open() would give it
-        os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    return path
+    return tmp
+
+
+def commit(staged: list[tuple[Path, Path]]) -> list[Path]:
+    """Rename staged ``(tmp, path)`` pairs into place, in order (put the file that vouches for the others, such as
+    a record listing their sha256, first); the temporaries left by a failure are removed."""
+    done = 0
+    try:
+        for tmp, path in staged:
+            os.replace(tmp, path)
+            done += 1
+    finally:
+        for tmp, _ in staged[done:]:
+            tmp.unlink(missing_ok=True)
+    return [path for _, path in staged]
+
+
+def discard(staged: list[tuple[Path, Path]]) -> None:
+    """Remove staged temporaries that will not be committed."""
+    for tmp, _ in staged:
+        tmp.unlink(missing_ok=True)
+
+
+#: the temporaries of :func:`stage`: ``.NAME.`` + mkstemp's 8 random characters + ``.tmp``
+_TEMP_NAME = re.compile(r"^\.(?P<name>.+)\.[A-Za-z0-9_]{8}\.tmp$")
+
+
+def sweep_temps(folder: str | Path, *, names: Iterable[str] = (), older_than: float = 3600.0) -> list[Path]:
+    """Remove temporaries a killed run left in ``folder``: those of the files ``names`` (about to be written
+    again) whatever their age, and any other older than ``older_than`` seconds (a live run's are recent)."""
+    import time
+
+    folder, names = Path(folder), set(names)
+    removed = []
+    if not folder.is_dir():
+        return removed
+    now = time.time()
+    for path in folder.iterdir():
+        match = _TEMP_NAME.match(path.name)
+        if match is None or not path.is_file() or path.is_symlink():
+            continue
+        try:
+            if match["name"] in names or now - path.stat().st_mtime > older_than:
+                path.unlink()
+                removed.append(path)
+        except OSError:
+            continue
+    return removed
 
 
 def file_mode() -> int:
@@ -135,11 +195,15 @@ def file_mode() -> int:
 
 def write_image(path: str | Path, image: torch.Tensor, *, bits: int = 8, protect: Iterable[str | Path] = ()) -> Path:
     """Atomically write a (C, H, W) [0, 1] tensor as an image (PNG keeps 16 bits when ``bits=16``)."""
+    return atomic_write(path, image_writer(path, image, bits), protect=protect)
+
+
+def image_writer(path: str | Path, image: torch.Tensor, bits: int = 8) -> Callable[[Path], None]:
+    """``writer(tmp)`` saving ``image`` in the format of ``path``'s suffix (for :func:`atomic_write` or :func:`stage`)."""
     from PIL import Image
 
     array = image_to_uint(image, bits)
-    path = Path(path)
-    fmt = {".jpg": "JPEG", ".jpeg": "JPEG", ".tif": "TIFF", ".tiff": "TIFF", ".bmp": "BMP"}.get(path.suffix.lower(), "PNG")
+    fmt = {".jpg": "JPEG", ".jpeg": "JPEG", ".tif": "TIFF", ".tiff": "TIFF", ".bmp": "BMP"}.get(Path(path).suffix.lower(), "PNG")
 
     def writer(tmp: Path) -> None:
         if bits == 16 and array.ndim == 2:
@@ -150,13 +214,18 @@ def write_image(path: str | Path, image: torch.Tensor, *, bits: int = 8, protect
         else:
             Image.fromarray(array).save(tmp, format=fmt)
 
-    return atomic_write(path, writer, protect=protect)
+    return writer
+
+
+def json_writer(data: Any) -> Callable[[Path], None]:
+    """``writer(tmp)`` of :func:`write_json`."""
+    text = json.dumps(data, indent=2, default=_json_default) + "\n"
+    return lambda tmp: tmp.write_text(text)
 
 
 def write_json(path: str | Path, data: Any, *, protect: Iterable[str | Path] = ()) -> Path:
     """Atomically write JSON (indent 2, sorted keys off so configs keep their order)."""
-    text = json.dumps(data, indent=2, default=_json_default) + "\n"
-    return atomic_write(path, lambda tmp: tmp.write_text(text), protect=protect)
+    return atomic_write(path, json_writer(data), protect=protect)
 
 
 def write_bytes(path: str | Path, data: bytes, *, protect: Iterable[str | Path] = ()) -> Path:

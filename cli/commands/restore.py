@@ -24,6 +24,11 @@ scaled to its maximum, which the JSON records). Solver parameters: `pnprgm prese
 and their values; --set changes any of them, e.g. --set iterations=12 --set lam=0.3. The super-resolution
 and deblurring presets add posterior grain (one plausible texture, different per --seed; --set grain=0 returns
 the smooth estimate, which has the higher PSNR).
+
+\b
+Inputs sharing a name (a.png, a.tif) get distinct outputs (a_png.png, a_tif.png). A file in OUT that pnprgm
+did not write is never replaced (--overwrite replaces it); an input whose outputs and record exist, from the
+same settings, is skipped, so rerunning a killed batch continues where it stopped.
 """
 
 
@@ -41,12 +46,15 @@ the smooth estimate, which has the higher PSNR).
 @click.option("--noise", "--sigma", "noise_sigma", type=float, default=None, help="Measurement noise std in [0,1] units (default: sidecar, else estimated).")
 @click.option("--samples", type=int, default=1, show_default=True, help="Restorations with different seeds; N>1 writes mean and std map.")
 @click.option("--tile", type=int, default=None, help="Run the denoiser on overlapping tiles of this size (bounded memory).")
+@click.option("--overwrite", is_flag=True,
+              help="Replace files in -o that pnprgm did not write, and restore again inputs already restored "
+                   "(default: such an input is an error, resp. skipped, so a rerun continues a killed batch).")
 @click.option("--set", "assignments", multiple=True, metavar="KEY=VALUE", help="Override one solver parameter (repeatable).")
 @seed_option
 @device_option
 @click.option("-q", "--quiet", is_flag=True, help="No progress bars.")
 def command(inputs, outdir, operator, size, solver, preset, denoiser, model_path, model_preset, iters, noise_sigma,
-            samples, tile, assignments, seed, device, quiet):
+            samples, tile, overwrite, assignments, seed, device, quiet):
     """Restore degraded images with a denoiser inside a PnP solver."""
     from pnprgm.restore_job import RestoreJob, run_restore_job
 
@@ -58,10 +66,11 @@ def command(inputs, outdir, operator, size, solver, preset, denoiser, model_path
     job = RestoreJob(
         inputs=tuple(inputs), outdir=outdir, operator=operator, image_size=parse_size(size), denoiser=denoiser,
         solver=solver, preset=preset, noise_sigma=noise_sigma, samples=samples, tile=tile, seed=seed,
-        device=device, overrides=overrides,
+        device=device, overrides=overrides, overwrite=overwrite,
     )
-    report = run_restore_job(job, on_error=lambda line: click.echo(line, err=True), progress=not quiet)
-    restored = sum(1 for path in report.written if path.suffix == ".json")
-    click.echo(f"restored {restored} image(s) into {outdir}" + (f"; {len(report.errors)} failed" if report.errors else ""))
+    report = run_restore_job(job, on_error=lambda line: click.echo(line, err=True), on_skip=click.echo, progress=not quiet)
+    click.echo(f"restored {len(report.restored)} image(s) into {outdir}"
+               + (f"; {len(report.skipped)} already restored (skipped)" if report.skipped else "")
+               + (f"; {len(report.errors)} failed" if report.errors else ""))
     if not report.ok:
         sys.exit(1)

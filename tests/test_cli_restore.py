@@ -1,0 +1,135 @@
+"""``pnprgm restore`` through click's CliRunner: nothing lost (no file it did not write is replaced, distinct
+output names, reruns skip what is done, a record for every image, stale temporaries swept) and bad inputs."""
+from __future__ import annotations
+
+import json
+import os
+import time
+
+import pytest
+import torch
+from click.testing import CliRunner
+
+from cli.main import app
+from pnprgm import io
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+FAST = ("--operator", "blur:gaussian,sigma=1", "--denoiser", "tikhonov", "--iters", "2", "-q")
+
+
+def run(*args):
+    return CliRunner().invoke(app, [str(a) for a in args])
+
+
+def errors(result) -> list[str]:
+    return [line for line in result.output.splitlines() if line.startswith("error:")]
+
+
+@pytest.fixture
+def photos(tmp_path):
+    """Two small photos in a folder."""
+    folder = tmp_path / "in"
+    generator = torch.Generator().manual_seed(0)
+    io.write_image(folder / "one.png", torch.rand((3, 16, 16), generator=generator))
+    io.write_image(folder / "two.png", torch.rand((3, 16, 20), generator=generator))
+    return folder
+
+
+@pytest.mark.parametrize("taken", ["one.png", "one.json", "one_std.png"])
+def test_a_file_restore_did_not_write_is_never_replaced(photos, tmp_path, taken):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / taken).write_bytes(b"the user's own file")
+    result = run("restore", photos, *FAST, "--samples", "2", "--solver", "rgm-drs", "-o", out)
+    assert result.exit_code == 1, result.output
+    assert (out / taken).read_bytes() == b"the user's own file"
+    assert len(errors(result)) == 1 and "one.png" in errors(result)[0] and "--overwrite" in errors(result)[0]
+    assert "not written by pnprgm" in errors(result)[0] or "is not the file its record" in errors(result)[0]
+    assert (out / "two.png").is_file() and "restored 1 image(s)" in result.output and "1 failed" in result.output
+    result = run("restore", photos, *FAST, "--samples", "2", "--solver", "rgm-drs", "-o", out, "--overwrite")
+    assert result.exit_code == 0, result.output
+    assert (out / taken).read_bytes() != b"the user's own file"
+    assert "restored 2 image(s)" in result.output
+
+
+def test_inputs_sharing_a_stem_get_distinct_outputs(tmp_path):
+    generator = torch.Generator().manual_seed(1)
+    first, second = torch.rand((3, 16, 16), generator=generator), torch.rand((3, 16, 16), generator=generator)
+    io.write_image(tmp_path / "in" / "a.png", first)
+    io.write_image(tmp_path / "in" / "a.tif", second)
+    io.write_image(tmp_path / "other" / "a.png", second)
+    out = tmp_path / "out"
+    result = run("restore", tmp_path / "in", tmp_path / "other" / "a.png", *FAST, "-o", out)
+    assert result.exit_code == 0, result.output
+    assert "restored 3 image(s)" in result.output
+    assert sorted(p.name for p in out.iterdir()) == ["a_png-2.json", "a_png-2.png", "a_png.json", "a_png.png",
+                                                     "a_tif.json", "a_tif.png"]
+    inputs = {json.loads((out / f"{stem}.json").read_text())["input"] for stem in ("a_png", "a_tif", "a_png-2")}
+    assert inputs == {str(tmp_path / "in" / "a.png"), str(tmp_path / "in" / "a.tif"), str(tmp_path / "other" / "a.png")}
+    restored = [io.read_image(out / name) for name in ("a_png.png", "a_tif.png")]
+    assert not torch.equal(restored[0], restored[1])  # neither replaced the other
+
+
+def test_a_rerun_skips_what_is_done_and_refuses_other_settings(photos, tmp_path):
+    out = tmp_path / "out"
+    assert run("restore", photos, *FAST, "-o", out).exit_code == 0
+    before = {p.name: (p.read_bytes(), p.stat().st_mtime_ns) for p in out.iterdir()}
+    result = run("restore", photos, *FAST, "-o", out)
+    assert result.exit_code == 0, result.output
+    assert "restored 0 image(s)" in result.output and "2 already restored (skipped)" in result.output
+    assert {p.name: (p.read_bytes(), p.stat().st_mtime_ns) for p in out.iterdir()} == before
+    result = run("restore", photos, *FAST, "-o", out, "--seed", "1")
+    assert result.exit_code == 1 and len(errors(result)) == 2
+    assert all("other settings (seed differ)" in line and "--overwrite" in line for line in errors(result))
+    result = run("restore", photos, *FAST, "-o", out, "--seed", "1", "--overwrite")
+    assert result.exit_code == 0 and "restored 2 image(s)" in result.output
+    assert json.loads((out / "one.json").read_text())["job"]["seed"] == 1
+
+
+def test_an_output_of_another_image_is_not_replaced(photos, tmp_path):
+    out = tmp_path / "out"
+    assert run("restore", photos / "one.png", *FAST, "-o", out).exit_code == 0
+    io.write_image(tmp_path / "elsewhere" / "one.png", torch.zeros(3, 16, 16))
+    record = (out / "one.json").read_bytes()
+    result = run("restore", tmp_path / "elsewhere" / "one.png", *FAST, "-o", out)
+    assert result.exit_code == 1 and "restoration of another image" in result.output
+    assert (out / "one.json").read_bytes() == record
+
+
+def test_a_kill_never_leaves_an_image_without_its_record(photos, tmp_path, monkeypatch):
+    out = tmp_path / "out"
+    real_replace = os.replace
+
+    def killed_at_the_image(src, dst):
+        if str(dst).endswith("one.png"):
+            raise KeyboardInterrupt
+        real_replace(src, dst)
+
+    monkeypatch.setattr(io.os, "replace", killed_at_the_image)
+    result = run("restore", photos / "one.png", *FAST, "-o", out)
+    monkeypatch.undo()
+    assert result.exit_code != 0
+    assert (out / "one.json").is_file() and not (out / "one.png").exists()
+    assert not [p for p in out.iterdir() if p.name.endswith(".tmp")]
+    # the next run sees its own record without the image and restores it
+    result = run("restore", photos, *FAST, "-o", out)
+    assert result.exit_code == 0 and "restored 2 image(s)" in result.output, result.output
+    record = json.loads((out / "one.json").read_text())
+    assert record["output_sha256"] == io.sha256_file(out / "one.png")
+
+
+def test_stale_temporaries_are_swept(photos, tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    own = out / ".one.png.ab12cd34.tmp"  # a killed run's temporary of an output written now: any age
+    old = out / ".gone.png.zz99yy88.tmp"  # of another output, an hour old
+    fresh = out / ".busy.png.qq11ww22.tmp"  # another live run's
+    users = out / ".notes.tmp"  # not one of ours
+    for path in (own, old, fresh, users):
+        path.write_bytes(b"x")
+    hour_ago = time.time() - 3700
+    os.utime(old, (hour_ago, hour_ago))
+    result = run("restore", photos, *FAST, "-o", out)
+    assert result.exit_code == 0, result.output
+    assert not own.exists() and not old.exists() and fresh.exists() and users.exists()
