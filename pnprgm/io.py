@@ -50,6 +50,25 @@ def list_images(inputs: Iterable[str | Path]) -> list[Path]:
     return found
 
 
+def output_stems(files: list[Path], names: Callable[[str], list[str]]) -> dict[Path, str]:
+    """A distinct output stem per input file: its own stem, with its suffix added when inputs share a stem
+    (``a.png``, ``a.tif`` -> ``a_png``, ``a_tif``), then ``-2``, ``-3``... while one of the output file names
+    ``names(stem)`` is taken by an earlier input (compared case-insensitively, for file systems that ignore case)."""
+    from collections import Counter
+
+    counts = Counter(path.stem.lower() for path in files)
+    taken: set[str] = set()
+    stems: dict[Path, str] = {}
+    for path in files:
+        base = path.stem if counts[path.stem.lower()] == 1 else f"{path.stem}_{path.suffix.lstrip('.').lower()}"
+        stem, k = base, 2
+        while {n.lower() for n in names(stem)} & taken:
+            stem, k = f"{base}-{k}", k + 1
+        taken.update(n.lower() for n in names(stem))
+        stems[path] = stem
+    return stems
+
+
 def read_image(path: str | Path) -> torch.Tensor:
     """Read an 8- or 16-bit grayscale/RGB(A) image as a float32 (C, H, W) tensor in [0, 1].
 

@@ -72,24 +72,51 @@ def save_measurement(image_path: str | Path, y: torch.Tensor, operator, *, noise
     image_path = Path(image_path)
     json_path, npz_path = sidecar_paths(image_path)
     meta, arrays = operators.to_record(operator)
-    written = [io.write_image(image_path, y.float().cpu(), protect=protect)]
     stored = {"y": y.cpu().numpy(), **{f"operator.{key}": value for key, value in arrays.items()}}
-    written.append(operators.record.save_arrays(npz_path, stored, protect=protect))
-    sidecar = {
-        "format": FORMAT,
-        "version": VERSION,
-        "operator": meta,
-        "noise_sigma": float(noise_sigma),
-        "seed": int(seed),
-        "source": {"path": source.path, "sha256": source.sha256, "shape": list(source.shape)},
-        "measurement": {
-            "image": image_path.name, "image_sha256": io.sha256_file(image_path), "shape": list(y.shape),
-            "dtype": str(y.dtype).replace("torch.", ""), "arrays": npz_path.name, "arrays_sha256": io.sha256_file(npz_path),
-        },
-        "versions": io.versions(),
-    }
-    written.append(io.write_json(json_path, sidecar, protect=protect))
-    return written
+    staged: list[tuple[Path, Path]] = []
+    try:
+        image_tmp = io.stage(image_path, io.image_writer(image_path, y.float().cpu()), protect=protect)
+        staged.append((image_tmp, image_path))
+        npz_tmp = io.stage(npz_path, operators.record.arrays_writer(stored), protect=protect)
+        staged.append((npz_tmp, npz_path))
+        sidecar = {
+            "format": FORMAT,
+            "version": VERSION,
+            "operator": meta,
+            "noise_sigma": float(noise_sigma),
+            "seed": int(seed),
+            "source": {"path": source.path, "sha256": source.sha256, "shape": list(source.shape)},
+            "measurement": {
+                "image": image_path.name, "image_sha256": io.sha256_file(image_tmp), "shape": list(y.shape),
+                "dtype": str(y.dtype).replace("torch.", ""), "arrays": npz_path.name, "arrays_sha256": io.sha256_file(npz_tmp),
+            },
+            "versions": io.versions(),
+        }
+        staged.insert(0, (io.stage(json_path, io.json_writer(sidecar), protect=protect), json_path))
+    except BaseException:
+        io.discard(staged)
+        raise
+    sidecar_first, image, arrays = staged
+    io.commit([sidecar_first, arrays, image])  # the sidecar first: it vouches for the others (:func:`owned_by_sidecar`)
+    return [image_path, npz_path, json_path]
+
+
+def owned_by_sidecar(image_path: str | Path) -> Optional[dict]:
+    """The sidecar of ``image_path`` when every existing file of the trio (image, .measurement.json, .npz) is the
+    one ``pnprgm degrade`` wrote (the sidecar lists the sha256 of the others); None otherwise."""
+    image_path = Path(image_path)
+    json_path, npz_path = sidecar_paths(image_path)
+    try:
+        meta = json.loads(json_path.read_text())
+        info = meta["measurement"]
+        if meta.get("format") != FORMAT:
+            return None
+        for path, key in ((image_path, "image_sha256"), (npz_path, "arrays_sha256")):
+            if (path.exists() or path.is_symlink()) and (not path.is_file() or io.sha256_file(path) != info[key]):
+                return None
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return meta
 
 
 def load_measurement(image_path: str | Path, *, device="cpu", dtype: torch.dtype = torch.float32) -> Optional[Measurement]:

@@ -13,7 +13,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import time
-from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional
@@ -93,20 +92,8 @@ class Targets:
 
 
 def output_stems(files: list[Path], *, samples: int = 1) -> dict[Path, str]:
-    """A distinct output stem per input: its own stem, with the suffix added when inputs share a stem
-    (``a.png``, ``a.tif`` -> ``a_png``, ``a_tif``) and ``-2``, ``-3``... when they still clash (case-insensitively,
-    for the file systems that ignore case), counting the ``_std`` map of ``samples > 1``."""
-    counts = Counter(path.stem.lower() for path in files)
-    taken: set[str] = set()
-    stems: dict[Path, str] = {}
-    for path in files:
-        base = path.stem if counts[path.stem.lower()] == 1 else f"{path.stem}_{path.suffix.lstrip('.').lower()}"
-        stem, k = base, 2
-        while {n.lower() for n in _names(stem, samples)} & taken:
-            stem, k = f"{base}-{k}", k + 1
-        taken.update(n.lower() for n in _names(stem, samples))
-        stems[path] = stem
-    return stems
+    """A distinct output stem per input (:func:`pnprgm.io.output_stems`), counting the ``_std`` map of ``samples > 1``."""
+    return io.output_stems(files, lambda stem: _names(stem, samples))
 
 
 def _names(stem: str, samples: int) -> list[str]:
