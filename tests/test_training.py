@@ -416,6 +416,27 @@ def test_resume_continues_exactly(data_dir, tmp_path, prior):
     assert not all(torch.equal(a[k], _weights(tmp_path / "full/checkpoints/step_0000002.pt")[k]) for k in a)
 
 
+def test_only_the_latest_checkpoints_are_kept(data_dir, tmp_path):
+    """checkpoints/step_N.pt: the last K (default 3) stay, older ones go; last.pt and other files are kept."""
+    args = dict(process={"name": "denoise", "noise_min": 0.01, "noise_max": 0.2}, preset="tiny", progress=False)
+    every = {**TINY_TRAIN, "prior": "mmd", "mmd_features": "pixels", "checkpoint_every": 1, "val_images": 0}
+    train(data_dir, tmp_path / "default", train={**every, "steps": 5}, **args)
+    names = sorted(p.name for p in (tmp_path / "default/checkpoints").iterdir())
+    assert names == ["step_0000003.pt", "step_0000004.pt", "step_0000005.pt"]
+    assert torch.load(tmp_path / "default/last.pt", weights_only=True)["step"] == 5
+    (tmp_path / "default/checkpoints/notes.txt").write_text("mine")
+    train(data_dir, tmp_path / "default", train={"steps": 7, "keep_checkpoints": 1}, resume=True, **args)
+    assert sorted(p.name for p in (tmp_path / "default/checkpoints").iterdir()) == ["notes.txt", "step_0000007.pt"]
+    train(data_dir, tmp_path / "all", train={**every, "steps": 4, "keep_checkpoints": 0}, **args)
+    assert len(list((tmp_path / "all/checkpoints").iterdir())) == 4
+    with pytest.raises(UserError, match="keep_checkpoints must be >= 0"):
+        TrainConfig(keep_checkpoints=-1)
+    from cli.main import app
+
+    result = CliRunner().invoke(app, ["train", "--data", str(data_dir), "--out", str(tmp_path / "bad"), "--keep-checkpoints", "-1"])
+    assert result.exit_code == 2 and "--keep-checkpoints" in result.output and not (tmp_path / "bad").exists()
+
+
 def test_init_from_starts_with_the_model_weights_and_records_it(data_dir, tmp_path):
     """Fine-tuning: step 0 of the new run is the source's EMA generator; the architecture and lineage are kept."""
     args = dict(process={"name": "denoise", "noise_min": 0.01, "noise_max": 0.2}, progress=False)

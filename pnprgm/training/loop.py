@@ -46,7 +46,7 @@ from pnprgm.training.processes import ForwardProcess, build_process, process_siz
 from pnprgm.training.sampling import grid, psnr, restore_degraded, sample_from_noise
 
 #: Train fields that may change when resuming (the others must match the checkpoint).
-RESUMABLE_CHANGES = ("steps", "checkpoint_every", "val_every", "sample_every", "log_every")
+RESUMABLE_CHANGES = ("steps", "checkpoint_every", "keep_checkpoints", "val_every", "sample_every", "log_every")
 LOG_FIELDS = ["step", "seconds", "lr_g", "g_loss", "prior", "fidelity", "supervised", "perceptual", "d_loss", "d_real", "d_fake", "r1",
               "val_psnr", "val_psnr_input"]
 
@@ -296,6 +296,7 @@ class Trainer:
     def save_checkpoint(self) -> None:
         if self.dist.main:
             ckpt.save_checkpoint(self.state(), self.out / "checkpoints" / f"step_{self.step:07d}.pt", self.out / "last.pt")
+            ckpt.prune_checkpoints(self.out / "checkpoints", self.cfg.keep_checkpoints)
 
     def start_from(self, initial: ckpt.InitialWeights) -> None:
         """Start the generator and its EMA from another model's weights (fine-tuning)."""
