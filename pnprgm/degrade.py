@@ -47,11 +47,10 @@ def degrade_files(inputs: Iterable[str | Path], operator: str, outdir: str | Pat
         replaced (degrading is deterministic).
     """
     import operators
-    from pnprgm.measurement import SourceInfo, save_measurement, sidecar_paths
+    from pnprgm.measurement import SourceInfo, check_noise_sigma, save_measurement, sidecar_paths
 
     operators.parse(operator)
-    if not float(noise) >= 0:
-        raise UserError(f"--noise must be >= 0 (in [0, 1] units, e.g. 0.05 or 5/255), got {noise}.")
+    noise = check_noise_sigma(noise, "--noise")
     device = resolve_device(device)
     outdir = Path(outdir)
     report = DegradeReport()

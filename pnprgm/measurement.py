@@ -7,6 +7,7 @@ measurement ``y``, which the clipped 8-bit PNG cannot hold, and the operator's a
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Optional
@@ -42,6 +43,17 @@ class Measurement:
     source: SourceInfo
     image_path: Path
     sidecar_path: Path
+
+
+def check_noise_sigma(value, what: str) -> float:
+    """``value`` as a noise std: a finite number in [0, 1] (image units), else a :class:`UserError` naming ``what``."""
+    try:
+        sigma = float(value)
+    except (TypeError, ValueError):
+        sigma = math.nan
+    if not (math.isfinite(sigma) and 0 <= sigma <= 1):
+        raise UserError(f"{what} must be a noise std in [0, 1] image units (e.g. 0.02 or 5/255); got {value}.")
+    return sigma
 
 
 def sidecar_paths(image_path: str | Path) -> tuple[Path, Path]:
@@ -151,9 +163,12 @@ def load_measurement(image_path: str | Path, *, device="cpu", dtype: torch.dtype
         y = torch.from_numpy(np.asarray(stored["y"])).to(device=device, dtype=dtype)[None]
         if tuple(y.shape[1:]) != tuple(operator.out_shape):
             raise UserError(f"{npz_path}: measurement shape {tuple(y.shape[1:])} does not match the operator's {operator.out_shape}; degrade again.")
+        if not bool(torch.isfinite(y).all()):
+            raise UserError(f"{npz_path}: the measurement holds NaN or infinite values; degrade again.")
+        noise_sigma = check_noise_sigma(meta["noise_sigma"], f"noise_sigma in {json_path}")
         source = meta["source"]
         return Measurement(
-            y=y, operator=operator, noise_sigma=float(meta["noise_sigma"]), seed=int(meta["seed"]),
+            y=y, operator=operator, noise_sigma=noise_sigma, seed=int(meta["seed"]),
             source=SourceInfo(str(source["path"]), str(source["sha256"]), tuple(int(v) for v in source["shape"])),
             image_path=image_path, sidecar_path=json_path,
         )

@@ -109,10 +109,7 @@ def run_restore_job(job: RestoreJob, *, on_error: Callable[[str], None] = print,
     """Restore every input of ``job``; errors are reported per file and do not stop the others."""
     from tqdm.auto import tqdm
 
-    if job.operator is not None:
-        import operators
-
-        operators.parse(job.operator)  # a bad spec fails once, before any work
+    check_job(job)
     report = JobReport()
     files = io.list_images(job.inputs)
     if not files:
@@ -135,6 +132,28 @@ def run_restore_job(job: RestoreJob, *, on_error: Callable[[str], None] = print,
             report.errors.append(message)
             on_error(f"error: {message}")
     return report
+
+
+def check_job(job: RestoreJob) -> None:
+    """Every option of ``job`` in range (a :class:`UserError` naming the option and the fix), before any work:
+    a bad value must not fail once per image, nor give a black image (a NaN noise level did)."""
+    from pnprgm import solvers
+    from pnprgm.measurement import check_noise_sigma
+
+    if job.operator is not None:
+        import operators
+
+        operators.parse(job.operator)  # a bad spec fails once, before any work
+    if job.noise_sigma is not None:
+        check_noise_sigma(job.noise_sigma, "--noise")
+    if job.samples < 1:
+        raise UserError(f"--samples must be >= 1; got {job.samples}.")
+    if job.image_size is not None and min(job.image_size) < 1:
+        raise UserError(f"--size must be positive, HEIGHTxWIDTH; got {job.image_size[0]}x{job.image_size[1]}.")
+    if job.overrides:  # each --set value coerced and range-checked by the solver's config, once
+        from pnprgm import presets
+
+        solvers.build(job.solver or (presets.registry.get(job.preset).solver if job.preset else "drs"), dict(job.overrides))
 
 
 def read_record(path: Path) -> Optional[dict]:

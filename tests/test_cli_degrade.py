@@ -173,3 +173,11 @@ def test_a_kill_leaves_a_sidecar_first_and_the_rerun_completes(inputs, tmp_path,
     result = run("degrade", inputs, "-p", "sr2", "-o", out)
     assert result.exit_code == 0, result.output
     assert load_measurement(out / "odd.png") is not None
+
+
+@pytest.mark.parametrize("noise", ["nan", "inf", "-inf", "-1", "5", "1/0"])
+def test_bad_noise_is_one_line_before_any_work(inputs, tmp_path, noise):
+    result = run("degrade", inputs, "-p", "sr2", "--noise", noise, "-o", tmp_path / "o")
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert "--noise" in result.output and "0.02 or 5/255" in result.output
+    assert not (tmp_path / "o").exists()

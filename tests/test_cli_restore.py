@@ -133,3 +133,37 @@ def test_stale_temporaries_are_swept(photos, tmp_path):
     result = run("restore", photos, *FAST, "-o", out)
     assert result.exit_code == 0, result.output
     assert not own.exists() and not old.exists() and fresh.exists() and users.exists()
+
+
+@pytest.mark.parametrize("args,message", [
+    (("--noise", "nan"), "--noise must be a noise std in [0, 1]"),
+    (("--noise", "-1"), "--noise must be a noise std in [0, 1]"),
+    (("--noise", "inf"), "--noise must be a noise std in [0, 1]"),
+    (("--noise", "5"), "--noise must be a noise std in [0, 1]"),
+    (("--set", "lam=nan"), "lam must be a finite number"),
+    (("--set", "lam=-inf"), "lam must be a finite number"),
+    (("--set", "lam=0"), "lam > 0"),
+    (("--set", "relaxation=-1"), "relaxation must be > 0"),
+    (("--iters", "0"), "iterations must be >= 1"),
+    (("--samples", "0"), "--samples must be >= 1"),
+    (("--size", "0x16"), "--size must be positive"),
+    (("--operator", "blur:gaussian,sigma=nan"), "sigma must be a finite number"),
+])
+def test_bad_numbers_are_one_line_errors_before_any_work(photos, tmp_path, args, message):
+    out = tmp_path / "out"
+    result = run("restore", photos, "--operator", "blur:gaussian,sigma=1", "--denoiser", "tikhonov", "-q", *args, "-o", out)
+    assert result.exit_code == 2, result.output
+    assert result.output.count("\n") == 1 and message in result.output and "Traceback" not in result.output
+    assert not out.exists()
+
+
+def test_a_nan_sidecar_is_one_error_and_the_folder_goes_on(photos, tmp_path):
+    meas, out = tmp_path / "meas", tmp_path / "out"
+    assert run("degrade", photos, "-p", "sr2", "--noise", "0.01", "-o", meas).exit_code == 0
+    sidecar = meas / "one.measurement.json"
+    sidecar.write_text(sidecar.read_text().replace('"noise_sigma": 0.01', '"noise_sigma": NaN'))
+    result = run("restore", meas, "--denoiser", "tikhonov", "--iters", "2", "-q", "-o", out)
+    assert result.exit_code == 1, result.output
+    assert len(errors(result)) == 1 and "one.measurement.json" in errors(result)[0] and "noise_sigma" in errors(result)[0]
+    assert (out / "two.png").is_file() and not (out / "one.png").exists()
+    assert "restored 1 image(s)" in result.output and "1 failed" in result.output

@@ -5,8 +5,7 @@ import sys
 
 import click
 
-from cli.options import device_option
-from pnprgm.errors import UserError
+from cli.options import NoiseLevel, device_option
 
 EXAMPLES = """
 \b
@@ -27,24 +26,6 @@ reported and the others go on (exit status 1 if any failed).
 """
 
 
-class NoiseLevel(click.ParamType):
-    """A noise std in [0, 1] units: ``0.02`` or ``5/255``."""
-
-    name = "SIGMA"
-
-    def convert(self, value, param, ctx):
-        if isinstance(value, (int, float)):
-            return float(value)
-        text = str(value).strip()
-        try:
-            if "/" in text:
-                numerator, denominator = text.split("/")
-                return float(numerator) / float(denominator)
-            return float(text)
-        except (ValueError, ZeroDivisionError):
-            self.fail(f"{value!r} is not a noise level; give a number such as 0.02 or 5/255.", param, ctx)
-
-
 @click.command("degrade", epilog=EXAMPLES)
 @click.argument("inputs", nargs=-1, required=True, type=click.Path())
 @click.option("-p", "--operator", "spec", required=True, help="Operator spec, e.g. sr4 or 'blur:gaussian,sigma=2' (pnprgm operators).")
@@ -58,8 +39,6 @@ def command(inputs, spec, noise, outdir, seed, device, overwrite):
     """Make measurements of clean images: operator + noise, saved with a sidecar for `pnprgm restore`."""
     from pnprgm.degrade import degrade_files
 
-    if noise < 0:
-        raise UserError(f"--noise must be >= 0, got {noise:g}.")
     report = degrade_files(inputs, spec, outdir, noise=noise, seed=seed, device=device,
                            on_written=click.echo, on_error=lambda line: click.echo(f"error: {line}", err=True),
                            overwrite=overwrite)

@@ -5,7 +5,7 @@ import sys
 
 import click
 
-from cli.options import device_option, parse_assignments, parse_size, seed_option
+from cli.options import NoiseLevel, device_option, parse_assignments, parse_size, seed_option
 
 EXAMPLES = """
 \b
@@ -43,7 +43,8 @@ same settings, is skipped, so rerunning a killed batch continues where it stoppe
 @click.option("--model", "model_path", default=None, type=click.Path(), help="RGM model file (ours, or an official netG_*.pth / content.pth).")
 @click.option("--model-preset", default=None, help="Architecture of an official checkpoint: celebahq256, cifar10, or a JSON/YAML file of the official arguments.")
 @click.option("--iters", type=int, default=None, help="Number of solver iterations (overrides the preset).")
-@click.option("--noise", "--sigma", "noise_sigma", type=float, default=None, help="Measurement noise std in [0,1] units (default: sidecar, else estimated).")
+@click.option("--noise", "--sigma", "noise_sigma", type=NoiseLevel(), default=None,
+              help="Measurement noise std in [0,1] units, e.g. 0.02 or 5/255 (default: sidecar, else estimated).")
 @click.option("--samples", type=int, default=1, show_default=True, help="Restorations with different seeds; N>1 writes mean and std map.")
 @click.option("--tile", type=int, default=None, help="Run the denoiser on overlapping tiles of this size (bounded memory).")
 @click.option("--overwrite", is_flag=True,
