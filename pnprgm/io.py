@@ -70,17 +70,20 @@ def output_stems(files: list[Path], names: Callable[[str], list[str]]) -> dict[P
 
 
 def read_image(path: str | Path) -> torch.Tensor:
-    """Read an 8- or 16-bit grayscale/RGB(A) image as a float32 (C, H, W) tensor in [0, 1].
+    """Read an 8- or 16-bit grayscale/RGB(A) image as a float32 (C, H, W) tensor in [0, 1], upright (its EXIF
+    orientation applied).
 
     Alpha is dropped with a warning; palette and other modes are converted to RGB.
     """
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image, ImageOps, UnidentifiedImageError
 
     path = Path(path)
     try:
         with Image.open(path) as image:
             image.load()
-            array = _pil_to_array(image, path)
+            # A camera's portrait JPEG is stored landscape with an EXIF orientation tag: apply it, as viewers do.
+            upright = ImageOps.exif_transpose(image) if image.getexif().get(0x0112, 1) != 1 else image
+            array = _pil_to_array(upright, path)
     except FileNotFoundError:
         raise UserError(f"cannot read {path}: no such file.") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:

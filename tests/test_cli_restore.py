@@ -167,3 +167,24 @@ def test_a_nan_sidecar_is_one_error_and_the_folder_goes_on(photos, tmp_path):
     assert len(errors(result)) == 1 and "one.measurement.json" in errors(result)[0] and "noise_sigma" in errors(result)[0]
     assert (out / "two.png").is_file() and not (out / "one.png").exists()
     assert "restored 1 image(s)" in result.output and "1 failed" in result.output
+
+
+@pytest.mark.parametrize("orientation,turn", [(1, 0), (6, -1), (8, 1), (3, 2)])
+def test_exif_orientation_is_applied_on_read(tmp_path, orientation, turn):
+    """A portrait photo stored landscape with an EXIF orientation tag is read (and restored) upright."""
+    import numpy as np
+    from PIL import Image
+
+    stored = np.zeros((16, 24, 3), np.uint8)
+    stored[:4, :4] = 255  # a white corner to follow the rotation
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    Image.fromarray(stored).save(tmp_path / "photo.jpg", quality=100, exif=exif.tobytes())
+    read = io.read_image(tmp_path / "photo.jpg")
+    expected = torch.rot90(torch.from_numpy(stored).permute(2, 0, 1).float() / 255, turn, dims=(1, 2))
+    assert read.shape == expected.shape
+    assert float((read - expected).abs().mean()) < 0.02
+    result = run("restore", tmp_path / "photo.jpg", "--operator", "identity", "--denoiser", "tikhonov", "--iters", "1",
+                 "-q", "-o", tmp_path / "out")
+    assert result.exit_code == 0, result.output
+    assert io.read_image(tmp_path / "out" / "photo.png").shape == expected.shape
