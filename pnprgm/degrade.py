@@ -66,6 +66,9 @@ def degrade_files(inputs: Iterable[str | Path], operator: str, outdir: str | Pat
             files.extend(path for path in io.list_images([item]) if path not in files)
         except UserError as err:
             fail(str(err))
+    if not files:
+        return report
+    io.prepare_outdir(outdir)
     names: dict[str, Path] = {}
     io.sweep_temps(outdir, names=[n for p in files for n in (f"{p.stem}.png", *(s.name for s in sidecar_paths(outdir / f"{p.stem}.png")))])
     for path in files:
@@ -87,6 +90,9 @@ def degrade_files(inputs: Iterable[str | Path], operator: str, outdir: str | Pat
                                      source=SourceInfo(str(path), sha, shape), protect=files)
         except UserError as err:
             fail(str(err) if str(path) in str(err) else f"{path}: {err}")
+            continue
+        except OSError as err:  # the disk filled, or the folder was removed or made read-only during the batch
+            fail(f"{path}: cannot write into {outdir} ({err.strerror or err}); free space or choose another -o.")
             continue
         report.degraded.append(path)
         report.written.extend(paths)

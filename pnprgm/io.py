@@ -36,6 +36,20 @@ def sha256_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+def prepare_outdir(outdir: str | Path) -> Path:
+    """Create the output folder (before any work) or say in one line why it cannot be used."""
+    outdir = Path(outdir)
+    try:
+        outdir.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise UserError(f"-o {outdir} is a file, not a folder; choose another -o.") from None
+    except OSError as err:
+        raise UserError(f"cannot create the output folder {outdir} ({err.strerror or err}); choose another -o.") from None
+    if not os.access(outdir, os.W_OK | os.X_OK):
+        raise UserError(f"cannot write into the output folder {outdir} (permission denied); choose another -o.")
+    return outdir
+
+
 def list_images(inputs: Iterable[str | Path]) -> list[Path]:
     """Expand files and folders into a sorted list of image files; a missing path is a :class:`UserError`."""
     found: list[Path] = []

@@ -24,6 +24,9 @@ from pnprgm.errors import UserError
 
 RECORD_FORMAT = "pnprgm-restore-record"
 
+#: the smallest --tile: tiles overlap by max(8, tile / 8) pixels on each side, so smaller ones are mostly overlap
+MIN_TILE = 32
+
 #: job fields that do not change a restoration (a rerun with other values still skips the images done)
 _NOT_SETTINGS = ("inputs", "outdir", "device", "overwrite")
 
@@ -109,12 +112,34 @@ def run_restore_job(job: RestoreJob, *, on_error: Callable[[str], None] = print,
     """Restore every input of ``job``; errors are reported per file and do not stop the others."""
     from tqdm.auto import tqdm
 
+    from pnprgm.device import resolve_device
+
     check_job(job)
+    # "auto" and an unavailable CUDA become the CPU (with a warning) once, for the sidecars, operators and solver
+    job = dataclasses.replace(job, device=str(resolve_device(job.device)))
     report = JobReport()
-    files = io.list_images(job.inputs)
+
+    def fail(message: str) -> None:
+        report.errors.append(message)
+        on_error(f"error: {message}")
+
+    files: list[Path] = []
+    seen: set[Path] = set()
+    for item in job.inputs:  # a missing path is reported and the others are restored
+        try:
+            found = io.list_images([item])
+        except UserError as err:
+            fail(str(err))
+            continue
+        for path in found:
+            if path.resolve() not in seen:
+                seen.add(path.resolve())
+                files.append(path)
     if not files:
+        if report.errors:
+            return report
         raise UserError(f"no images found in {', '.join(job.inputs)}; give PNG/JPEG/TIFF/BMP files or folders.")
-    outdir = Path(job.outdir)
+    outdir = io.prepare_outdir(job.outdir)
     stems = output_stems(files, samples=job.samples)
     io.sweep_temps(outdir, names=[name for stem in stems.values() for name in _names(stem, job.samples)])
     for path in tqdm(files, desc="restore", unit="image", disable=not progress):
@@ -128,9 +153,9 @@ def run_restore_job(job: RestoreJob, *, on_error: Callable[[str], None] = print,
             report.written.extend(_restore_one(path, job, targets, files, progress))
             report.restored.append(path)
         except UserError as err:
-            message = f"{path}: {err}"
-            report.errors.append(message)
-            on_error(f"error: {message}")
+            fail(f"{path}: {err}")
+        except OSError as err:  # the disk filled, the folder was removed or made read-only during the batch
+            fail(f"{path}: cannot write into {outdir} ({err.strerror or err}); free space or choose another -o.")
     return report
 
 
@@ -148,6 +173,9 @@ def check_job(job: RestoreJob) -> None:
         check_noise_sigma(job.noise_sigma, "--noise")
     if job.samples < 1:
         raise UserError(f"--samples must be >= 1; got {job.samples}.")
+    if job.tile is not None and job.tile < MIN_TILE:
+        raise UserError(f"--tile must be at least {MIN_TILE} pixels (tiles overlap by max(8, tile/8)); got {job.tile}. "
+                        f"Leave --tile out to denoise each image whole.")
     if job.image_size is not None and min(job.image_size) < 1:
         raise UserError(f"--size must be positive, HEIGHTxWIDTH; got {job.image_size[0]}x{job.image_size[1]}.")
     if job.overrides:  # each --set value coerced and range-checked by the solver's config, once

@@ -188,3 +188,74 @@ def test_exif_orientation_is_applied_on_read(tmp_path, orientation, turn):
                  "-q", "-o", tmp_path / "out")
     assert result.exit_code == 0, result.output
     assert io.read_image(tmp_path / "out" / "photo.png").shape == expected.shape
+
+
+@pytest.mark.parametrize("tile", ["0", "1", "7", "-5", "31"])
+def test_a_bad_tile_is_one_line_and_zero_is_not_ignored(photos, tmp_path, tile):
+    result = run("restore", photos, *FAST, "--tile", tile, "-o", tmp_path / "out")
+    assert result.exit_code == 2 and result.output.count("\n") == 1, result.output
+    assert f"--tile must be at least 32 pixels" in result.output and f"got {tile}" in result.output
+    assert not (tmp_path / "out").exists()
+
+
+def test_tiles_of_the_smallest_size_restore(tmp_path):
+    io.write_image(tmp_path / "big.png", torch.rand((3, 48, 40), generator=torch.Generator().manual_seed(2)))
+    result = run("restore", tmp_path / "big.png", *FAST, "--tile", "32", "-o", tmp_path / "out")
+    assert result.exit_code == 0, result.output
+    assert io.read_image(tmp_path / "out" / "big.png").shape == (3, 48, 40)
+
+
+@pytest.mark.parametrize("device", ["auto", "cuda", "cuda:0"])
+def test_a_device_without_a_gpu_falls_back_to_the_cpu(photos, tmp_path, monkeypatch, device):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.warns(UserWarning, match="CUDA is not available") if device != "auto" else _no_warning():
+        result = run("restore", photos, *FAST, "--device", device, "-o", tmp_path / "out")
+    assert result.exit_code == 0, result.output
+    assert json.loads((tmp_path / "out" / "one.json").read_text())["settings"]["device"] == "cpu"
+
+
+def _no_warning():
+    import contextlib
+
+    return contextlib.nullcontext()
+
+
+@pytest.mark.parametrize("command", ["restore", "degrade"])
+@pytest.mark.parametrize("where", ["a_file", "under_a_file"])
+def test_an_output_folder_blocked_by_a_file_is_one_line(photos, tmp_path, command, where):
+    blocker = tmp_path / "blocker"
+    blocker.write_text("a file")
+    out = blocker if where == "a_file" else blocker / "out"
+    args = FAST if command == "restore" else ("-p", "sr2")
+    result = run(command, photos, *args, "-o", out)
+    assert result.exit_code == 2 and result.output.count("\n") == 1, result.output
+    assert str(out) in result.output and "choose another -o" in result.output
+    assert blocker.read_text() == "a file"
+
+
+def test_a_write_failure_after_computing_is_one_line_and_the_batch_goes_on(photos, tmp_path, monkeypatch):
+    import errno
+
+    real_stage = io.stage
+
+    def disk_full_for_one(path, writer, **kwargs):
+        if path.name == "one.png":
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_stage(path, writer, **kwargs)
+
+    monkeypatch.setattr(io, "stage", disk_full_for_one)
+    result = run("restore", photos, *FAST, "-o", tmp_path / "out")
+    assert result.exit_code == 1, result.output
+    assert len(errors(result)) == 1 and "one.png" in errors(result)[0] and "No space left" in errors(result)[0]
+    assert "Traceback" not in result.output and "restored 1 image(s)" in result.output and "1 failed" in result.output
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["two.json", "two.png"]
+
+
+def test_a_missing_input_is_reported_and_the_others_restored(photos, tmp_path):
+    result = run("restore", photos / "one.png", tmp_path / "missing.png", photos / "two.png", *FAST, "-o", tmp_path / "out")
+    assert result.exit_code == 1, result.output
+    assert len(errors(result)) == 1 and "missing.png does not exist" in errors(result)[0]
+    assert (tmp_path / "out" / "one.png").is_file() and (tmp_path / "out" / "two.png").is_file()
+    assert "restored 2 image(s)" in result.output and "1 failed" in result.output
+    result = run("restore", tmp_path / "missing.png", *FAST, "-o", tmp_path / "out2")
+    assert result.exit_code == 1 and "does not exist" in result.output and "restored 0 image(s)" in result.output

@@ -34,7 +34,7 @@ same settings, is skipped, so rerunning a killed batch continues where it stoppe
 
 @click.command("restore", epilog=EXAMPLES)
 @click.argument("inputs", nargs=-1, required=True, type=click.Path())
-@click.option("-o", "--out", "outdir", required=True, type=click.Path(file_okay=False), help="Output folder (created if needed).")
+@click.option("-o", "--out", "outdir", required=True, type=click.Path(), help="Output folder (created if needed).")
 @click.option("--operator", default=None, help="Degradation spec (pnprgm operators). Default: the sidecar written by `pnprgm degrade`.")
 @click.option("--size", default=None, metavar="HxW", help="Size of the image to restore when it cannot be inferred (e.g. SR of odd sizes).")
 @click.option("--solver", default=None, help="drs, admm, hqs or rgm-drs (default: the preset's, else drs).")
@@ -46,7 +46,7 @@ same settings, is skipped, so rerunning a killed batch continues where it stoppe
 @click.option("--noise", "--sigma", "noise_sigma", type=NoiseLevel(), default=None,
               help="Measurement noise std in [0,1] units, e.g. 0.02 or 5/255 (default: sidecar, else estimated).")
 @click.option("--samples", type=int, default=1, show_default=True, help="Restorations with different seeds; N>1 writes mean and std map.")
-@click.option("--tile", type=int, default=None, help="Run the denoiser on overlapping tiles of this size (bounded memory).")
+@click.option("--tile", type=int, default=None, help="Run the denoiser on overlapping tiles of this size, at least 32 (bounded memory).")
 @click.option("--overwrite", is_flag=True,
               help="Replace files in -o that pnprgm did not write, and restore again inputs already restored "
                    "(default: such an input is an error, resp. skipped, so a rerun continues a killed batch).")
