@@ -8,11 +8,17 @@ from __future__ import annotations
 import importlib
 import pkgutil
 import sys
+import warnings
 
 import click
 
 import cli.commands
 from pnprgm.errors import UserError
+
+
+def _one_line_warning(message, category, filename, lineno, file=None, line=None) -> str:
+    """Warnings for users (a CUDA fallback, a dropped alpha channel) as one line, without the source line."""
+    return f"warning: {message}\n"
 
 
 class _Group(click.Group):
@@ -48,6 +54,7 @@ for _info in sorted(pkgutil.iter_modules(cli.commands.__path__), key=lambda m: m
 
 
 def main() -> None:
+    warnings.formatwarning = _one_line_warning
     app(prog_name="pnprgm")
 
 

@@ -31,3 +31,21 @@ def parse_assignments(items: tuple[str, ...]) -> dict[str, Any]:
             raise UserError(f"--set expects KEY=VALUE, got {item!r}.")
         values[key.strip()] = value.strip()
     return values
+
+
+class NoiseLevel(click.ParamType):
+    """A noise std in [0, 1] units: ``0.02`` or ``5/255`` (the range is checked by the command, in one line)."""
+
+    name = "SIGMA"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, (int, float)):
+            return float(value)
+        text = str(value).strip()
+        try:
+            if "/" in text:
+                numerator, denominator = text.split("/")
+                return float(numerator) / float(denominator)
+            return float(text)
+        except (ValueError, ZeroDivisionError):
+            self.fail(f"{value!r} is not a noise level; give a number such as 0.02 or 5/255.", param, ctx)

@@ -85,12 +85,17 @@ def _paths(path: str | Path) -> tuple[Path, Path]:
 
 def save_arrays(path: str | Path, arrays: dict[str, np.ndarray], *, protect=()) -> Path:
     """Atomically write ``arrays`` as a compressed .npz (numpy would append .npz to the temporary name)."""
+    return io.atomic_write(path, arrays_writer(arrays), protect=protect)
+
+
+def arrays_writer(arrays: dict[str, np.ndarray]):
+    """``writer(tmp)`` of :func:`save_arrays` (for ``pnprgm.io.stage``)."""
 
     def writer(tmp: Path) -> None:
         with open(tmp, "wb") as handle:
             np.savez_compressed(handle, **arrays)
 
-    return io.atomic_write(path, writer, protect=protect)
+    return writer
 
 
 def load_arrays(path: str | Path) -> dict[str, np.ndarray]:

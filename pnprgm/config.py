@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import re
 import typing
 from pathlib import Path
@@ -69,7 +70,9 @@ def coerce(value: Any, annotation: Any, *, name: str = "value") -> Any:
                 raise ValueError
             return int(value)
         if annotation is float:
-            return float(value)
+            number = float(value)
+            if math.isfinite(number):  # nan and inf pass every range check and poison the result
+                return number
         if annotation is str:
             return str(value)
         if annotation is Path:
@@ -77,6 +80,8 @@ def coerce(value: Any, annotation: Any, *, name: str = "value") -> Any:
     except (TypeError, ValueError):
         kind = getattr(annotation, "__name__", str(annotation))
         raise UserError(f"{name} must be a {kind}; got {value!r}.") from None
+    if annotation is float:
+        raise UserError(f"{name} must be a finite number; got {value!r}.")
     return value
 
 

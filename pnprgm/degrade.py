@@ -33,7 +33,7 @@ def image_seed(seed: int, sha256: str) -> int:
 
 def degrade_files(inputs: Iterable[str | Path], operator: str, outdir: str | Path, *, noise: float = 0.0, seed: int = 0,
                   device="cpu", on_written: Optional[Callable[[str], None]] = None,
-                  on_error: Optional[Callable[[str], None]] = None) -> DegradeReport:
+                  on_error: Optional[Callable[[str], None]] = None, overwrite: bool = False) -> DegradeReport:
     """Degrade every image of ``inputs`` with ``operator`` plus Gaussian noise; write ``OUTDIR/NAME.png`` and its sidecar.
 
     A bad spec or noise level fails at once; a missing or unreadable input, or an operator that does not fit one
@@ -42,13 +42,15 @@ def degrade_files(inputs: Iterable[str | Path], operator: str, outdir: str | Pat
     :param operator: operator spec (``pnprgm operators``); built per image for its own size.
     :param noise: noise standard deviation in [0, 1] units.
     :param seed: base seed; image NAME uses :func:`image_seed` of it (recorded in the sidecar).
+    :param overwrite: replace files in ``outdir`` that pnprgm degrade did not write (or wrote for another image);
+        without it such an input is an error and the others go on. Its own measurement of the same image is
+        replaced (degrading is deterministic).
     """
     import operators
-    from pnprgm.measurement import SourceInfo, save_measurement
+    from pnprgm.measurement import SourceInfo, check_noise_sigma, save_measurement, sidecar_paths
 
     operators.parse(operator)
-    if not float(noise) >= 0:
-        raise UserError(f"--noise must be >= 0 (in [0, 1] units, e.g. 0.05 or 5/255), got {noise}.")
+    noise = check_noise_sigma(noise, "--noise")
     device = resolve_device(device)
     outdir = Path(outdir)
     report = DegradeReport()
@@ -64,7 +66,11 @@ def degrade_files(inputs: Iterable[str | Path], operator: str, outdir: str | Pat
             files.extend(path for path in io.list_images([item]) if path not in files)
         except UserError as err:
             fail(str(err))
+    if not files:
+        return report
+    io.prepare_outdir(outdir)
     names: dict[str, Path] = {}
+    io.sweep_temps(outdir, names=[n for p in files for n in (f"{p.stem}.png", *(s.name for s in sidecar_paths(outdir / f"{p.stem}.png")))])
     for path in files:
         target = outdir / f"{path.stem}.png"
         if target.name in names:
@@ -76,12 +82,17 @@ def degrade_files(inputs: Iterable[str | Path], operator: str, outdir: str | Pat
             shape = tuple(image.shape)
             op = operators.build(operator, shape, device=device)
             sha = io.sha256_file(path)
+            if not overwrite:
+                _check_replaceable(target, sha, files)
             noise_seed = image_seed(seed, sha)
             y = operators.measure(op, image[None].to(device), float(noise), noise_seed)
             paths = save_measurement(target, y, op, noise_sigma=float(noise), seed=noise_seed,
                                      source=SourceInfo(str(path), sha, shape), protect=files)
         except UserError as err:
             fail(str(err) if str(path) in str(err) else f"{path}: {err}")
+            continue
+        except OSError as err:  # the disk filled, or the folder was removed or made read-only during the batch
+            fail(f"{path}: cannot write into {outdir} ({err.strerror or err}); free space or choose another -o.")
             continue
         report.degraded.append(path)
         report.written.extend(paths)
@@ -90,3 +101,21 @@ def degrade_files(inputs: Iterable[str | Path], operator: str, outdir: str | Pat
             oc, oh, ow = op.out_shape
             on_written(f"{path} -> {target} ({c}x{h}x{w} -> {oc}x{oh}x{ow}, {op.spec}, noise {float(noise):g})")
     return report
+
+
+def _check_replaceable(target: Path, sha256: str, protect: list[Path]) -> None:
+    """A :class:`UserError` when a file of ``target``'s trio exists and is not degrade's measurement of the image
+    with ``sha256`` (a user's file, or the measurement of another image)."""
+    from pnprgm.measurement import owned_by_sidecar, sidecar_paths
+
+    present = [p for p in (target, *sidecar_paths(target)) if p.exists() or p.is_symlink()]
+    if not present:
+        return
+    if any(p.resolve() == Path(guarded).resolve() for p in present for guarded in protect):
+        return  # writing refuses it with its own message
+    fix = "pass --overwrite to replace it, or choose another -o"
+    meta = owned_by_sidecar(target)
+    if meta is None:
+        raise UserError(f"{present[0]} already exists and was not written by pnprgm degrade; {fix}.")
+    if (meta.get("source") or {}).get("sha256") != sha256:
+        raise UserError(f"{target} is the measurement of another image ({(meta.get('source') or {}).get('path')}); {fix}.")

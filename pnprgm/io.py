@@ -9,6 +9,7 @@ import hashlib
 import io
 import json
 import os
+import re
 import tempfile
 import warnings
 from pathlib import Path
@@ -35,6 +36,20 @@ def sha256_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+def prepare_outdir(outdir: str | Path) -> Path:
+    """Create the output folder (before any work) or say in one line why it cannot be used."""
+    outdir = Path(outdir)
+    try:
+        outdir.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise UserError(f"-o {outdir} is a file, not a folder; choose another -o.") from None
+    except OSError as err:
+        raise UserError(f"cannot create the output folder {outdir} ({err.strerror or err}); choose another -o.") from None
+    if not os.access(outdir, os.W_OK | os.X_OK):
+        raise UserError(f"cannot write into the output folder {outdir} (permission denied); choose another -o.")
+    return outdir
+
+
 def list_images(inputs: Iterable[str | Path]) -> list[Path]:
     """Expand files and folders into a sorted list of image files; a missing path is a :class:`UserError`."""
     found: list[Path] = []
@@ -49,18 +64,40 @@ def list_images(inputs: Iterable[str | Path]) -> list[Path]:
     return found
 
 
+def output_stems(files: list[Path], names: Callable[[str], list[str]]) -> dict[Path, str]:
+    """A distinct output stem per input file: its own stem, with its suffix added when inputs share a stem
+    (``a.png``, ``a.tif`` -> ``a_png``, ``a_tif``), then ``-2``, ``-3``... while one of the output file names
+    ``names(stem)`` is taken by an earlier input (compared case-insensitively, for file systems that ignore case)."""
+    from collections import Counter
+
+    counts = Counter(path.stem.lower() for path in files)
+    taken: set[str] = set()
+    stems: dict[Path, str] = {}
+    for path in files:
+        base = path.stem if counts[path.stem.lower()] == 1 else f"{path.stem}_{path.suffix.lstrip('.').lower()}"
+        stem, k = base, 2
+        while {n.lower() for n in names(stem)} & taken:
+            stem, k = f"{base}-{k}", k + 1
+        taken.update(n.lower() for n in names(stem))
+        stems[path] = stem
+    return stems
+
+
 def read_image(path: str | Path) -> torch.Tensor:
-    """Read an 8- or 16-bit grayscale/RGB(A) image as a float32 (C, H, W) tensor in [0, 1].
+    """Read an 8- or 16-bit grayscale/RGB(A) image as a float32 (C, H, W) tensor in [0, 1], upright (its EXIF
+    orientation applied).
 
     Alpha is dropped with a warning; palette and other modes are converted to RGB.
     """
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image, ImageOps, UnidentifiedImageError
 
     path = Path(path)
     try:
         with Image.open(path) as image:
             image.load()
-            array = _pil_to_array(image, path)
+            # A camera's portrait JPEG is stored landscape with an EXIF orientation tag: apply it, as viewers do.
+            upright = ImageOps.exif_transpose(image) if image.getexif().get(0x0112, 1) != 1 else image
+            array = _pil_to_array(upright, path)
     except FileNotFoundError:
         raise UserError(f"cannot read {path}: no such file.") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
@@ -103,6 +140,19 @@ def image_to_uint(image: torch.Tensor, bits: int = 8) -> np.ndarray:
 def atomic_write(path: str | Path, writer: Callable[[Path], None], *, protect: Iterable[str | Path] = ()) -> Path:
     """Write ``path`` through ``writer(tmp_path)`` then rename; never overwrite a path in ``protect``."""
     path = Path(path)
+    tmp = stage(path, writer, protect=protect)
+    try:
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return path
+
+
+def stage(path: str | Path, writer: Callable[[Path], None], *, protect: Iterable[str | Path] = ()) -> Path:
+    """Write the content of ``path`` to a temporary beside it (``.NAME.XXXXXXXX.tmp``) and return the temporary;
+    :func:`commit` renames staged files into place. Never stages a path in ``protect`` (the inputs)."""
+    path = Path(path)
     for guarded in protect:
         if Path(guarded).resolve() == path.resolve():
             raise UserError(f"refusing to overwrite the input {path}; choose another output folder.")
@@ -112,20 +162,84 @@ def atomic_write(path: str | Path, writer: Callable[[Path], None], *, protect: I
     tmp = Path(tmp_name)
     try:
         writer(tmp)
-        os.replace(tmp, path)
+        os.chmod(tmp, file_mode())  # mkstemp makes 0600; a written file gets what open() would give it
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    return path
+    return tmp
+
+
+def commit(staged: list[tuple[Path, Path]]) -> list[Path]:
+    """Rename staged ``(tmp, path)`` pairs into place, in order (put the file that vouches for the others, such as
+    a record listing their sha256, first); the temporaries left by a failure are removed."""
+    done = 0
+    try:
+        for tmp, path in staged:
+            os.replace(tmp, path)
+            done += 1
+    finally:
+        for tmp, _ in staged[done:]:
+            tmp.unlink(missing_ok=True)
+    return [path for _, path in staged]
+
+
+def discard(staged: list[tuple[Path, Path]]) -> None:
+    """Remove staged temporaries that will not be committed."""
+    for tmp, _ in staged:
+        tmp.unlink(missing_ok=True)
+
+
+#: the temporaries of :func:`stage`: ``.NAME.`` + mkstemp's 8 random characters + ``.tmp``
+_TEMP_NAME = re.compile(r"^\.(?P<name>.+)\.[A-Za-z0-9_]{8}\.tmp$")
+
+
+def sweep_temps(folder: str | Path, *, names: Iterable[str] = (), older_than: float = 3600.0) -> list[Path]:
+    """Remove temporaries a killed run left in ``folder``: those of the files ``names`` (about to be written
+    again) whatever their age, and any other older than ``older_than`` seconds (a live run's are recent)."""
+    import time
+
+    folder, names = Path(folder), set(names)
+    removed = []
+    if not folder.is_dir():
+        return removed
+    now = time.time()
+    for path in folder.iterdir():
+        match = _TEMP_NAME.match(path.name)
+        if match is None or not path.is_file() or path.is_symlink():
+            continue
+        try:
+            if match["name"] in names or now - path.stat().st_mtime > older_than:
+                path.unlink()
+                removed.append(path)
+        except OSError:
+            continue
+    return removed
+
+
+def file_mode() -> int:
+    """Permissions of a new file under the process's umask (0644 for the usual umask 022)."""
+    try:  # Linux: read it without changing it (os.umask sets it, which races with other threads)
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return 0o666 & ~int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return 0o666 & ~mask
 
 
 def write_image(path: str | Path, image: torch.Tensor, *, bits: int = 8, protect: Iterable[str | Path] = ()) -> Path:
     """Atomically write a (C, H, W) [0, 1] tensor as an image (PNG keeps 16 bits when ``bits=16``)."""
+    return atomic_write(path, image_writer(path, image, bits), protect=protect)
+
+
+def image_writer(path: str | Path, image: torch.Tensor, bits: int = 8) -> Callable[[Path], None]:
+    """``writer(tmp)`` saving ``image`` in the format of ``path``'s suffix (for :func:`atomic_write` or :func:`stage`)."""
     from PIL import Image
 
     array = image_to_uint(image, bits)
-    path = Path(path)
-    fmt = {".jpg": "JPEG", ".jpeg": "JPEG", ".tif": "TIFF", ".tiff": "TIFF", ".bmp": "BMP"}.get(path.suffix.lower(), "PNG")
+    fmt = {".jpg": "JPEG", ".jpeg": "JPEG", ".tif": "TIFF", ".tiff": "TIFF", ".bmp": "BMP"}.get(Path(path).suffix.lower(), "PNG")
 
     def writer(tmp: Path) -> None:
         if bits == 16 and array.ndim == 2:
@@ -136,13 +250,18 @@ def write_image(path: str | Path, image: torch.Tensor, *, bits: int = 8, protect
         else:
             Image.fromarray(array).save(tmp, format=fmt)
 
-    return atomic_write(path, writer, protect=protect)
+    return writer
+
+
+def json_writer(data: Any) -> Callable[[Path], None]:
+    """``writer(tmp)`` of :func:`write_json`."""
+    text = json.dumps(data, indent=2, default=_json_default) + "\n"
+    return lambda tmp: tmp.write_text(text)
 
 
 def write_json(path: str | Path, data: Any, *, protect: Iterable[str | Path] = ()) -> Path:
     """Atomically write JSON (indent 2, sorted keys off so configs keep their order)."""
-    text = json.dumps(data, indent=2, default=_json_default) + "\n"
-    return atomic_write(path, lambda tmp: tmp.write_text(text), protect=protect)
+    return atomic_write(path, json_writer(data), protect=protect)
 
 
 def write_bytes(path: str | Path, data: bytes, *, protect: Iterable[str | Path] = ()) -> Path:
@@ -162,10 +281,25 @@ def torch_load(path: str | Path, map_location: str | torch.device = "cpu") -> An
     if not path.is_file():
         raise UserError(f"checkpoint {path} does not exist; check the path.")
     try:
-        return torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as err:  # torch raises several types for corrupt or unsafe files
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise UserError(f"cannot load checkpoint {path}: {first[:200]}.") from None
+        with warnings.catch_warnings():  # torch warns about pickle protocols of files it then refuses
+            warnings.simplefilter("ignore")
+            return torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as err:  # torch raises many types (KeyError, IndexError, EOFError...) for foreign files
+        raise UserError(refusal(path, err)) from None
+
+
+def refusal(path: str | Path, err: BaseException) -> str:
+    """The one-line refusal of a file ``torch.load(weights_only=True)`` failed on: never torch's advice to load it
+    with ``weights_only=False`` (which would run the code a hostile file holds)."""
+    import re
+
+    unsafe = re.search(r"Unsupported global: GLOBAL ([\w.]+)", str(err))
+    fix = ("give a model.pt or checkpoint written by pnprgm train, a shipped model name (pnprgm models) "
+           "or an official RGM checkpoint as PATH#PRESET")
+    if unsafe:
+        return (f"refused {path}: it holds pickled Python objects ({unsafe.group(1)}), not only weights, and pnprgm "
+                f"never unpickles objects (they can run code); {fix}.")
+    return f"refused {path}: it is not a pnprgm or official model file (torch cannot read it as weights); {fix}."
 
 
 def _json_default(obj: Any) -> Any:

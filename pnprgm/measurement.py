@@ -7,6 +7,7 @@ measurement ``y``, which the clipped 8-bit PNG cannot hold, and the operator's a
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Optional
@@ -44,6 +45,17 @@ class Measurement:
     sidecar_path: Path
 
 
+def check_noise_sigma(value, what: str) -> float:
+    """``value`` as a noise std: a finite number in [0, 1] (image units), else a :class:`UserError` naming ``what``."""
+    try:
+        sigma = float(value)
+    except (TypeError, ValueError):
+        sigma = math.nan
+    if not (math.isfinite(sigma) and 0 <= sigma <= 1):
+        raise UserError(f"{what} must be a noise std in [0, 1] image units (e.g. 0.02 or 5/255); got {value}.")
+    return sigma
+
+
 def sidecar_paths(image_path: str | Path) -> tuple[Path, Path]:
     """``(json, npz)`` sidecar paths of a measurement image."""
     image_path = Path(image_path)
@@ -72,24 +84,51 @@ def save_measurement(image_path: str | Path, y: torch.Tensor, operator, *, noise
     image_path = Path(image_path)
     json_path, npz_path = sidecar_paths(image_path)
     meta, arrays = operators.to_record(operator)
-    written = [io.write_image(image_path, y.float().cpu(), protect=protect)]
     stored = {"y": y.cpu().numpy(), **{f"operator.{key}": value for key, value in arrays.items()}}
-    written.append(operators.record.save_arrays(npz_path, stored, protect=protect))
-    sidecar = {
-        "format": FORMAT,
-        "version": VERSION,
-        "operator": meta,
-        "noise_sigma": float(noise_sigma),
-        "seed": int(seed),
-        "source": {"path": source.path, "sha256": source.sha256, "shape": list(source.shape)},
-        "measurement": {
-            "image": image_path.name, "image_sha256": io.sha256_file(image_path), "shape": list(y.shape),
-            "dtype": str(y.dtype).replace("torch.", ""), "arrays": npz_path.name, "arrays_sha256": io.sha256_file(npz_path),
-        },
-        "versions": io.versions(),
-    }
-    written.append(io.write_json(json_path, sidecar, protect=protect))
-    return written
+    staged: list[tuple[Path, Path]] = []
+    try:
+        image_tmp = io.stage(image_path, io.image_writer(image_path, y.float().cpu()), protect=protect)
+        staged.append((image_tmp, image_path))
+        npz_tmp = io.stage(npz_path, operators.record.arrays_writer(stored), protect=protect)
+        staged.append((npz_tmp, npz_path))
+        sidecar = {
+            "format": FORMAT,
+            "version": VERSION,
+            "operator": meta,
+            "noise_sigma": float(noise_sigma),
+            "seed": int(seed),
+            "source": {"path": source.path, "sha256": source.sha256, "shape": list(source.shape)},
+            "measurement": {
+                "image": image_path.name, "image_sha256": io.sha256_file(image_tmp), "shape": list(y.shape),
+                "dtype": str(y.dtype).replace("torch.", ""), "arrays": npz_path.name, "arrays_sha256": io.sha256_file(npz_tmp),
+            },
+            "versions": io.versions(),
+        }
+        staged.insert(0, (io.stage(json_path, io.json_writer(sidecar), protect=protect), json_path))
+    except BaseException:
+        io.discard(staged)
+        raise
+    sidecar_first, image, arrays = staged
+    io.commit([sidecar_first, arrays, image])  # the sidecar first: it vouches for the others (:func:`owned_by_sidecar`)
+    return [image_path, npz_path, json_path]
+
+
+def owned_by_sidecar(image_path: str | Path) -> Optional[dict]:
+    """The sidecar of ``image_path`` when every existing file of the trio (image, .measurement.json, .npz) is the
+    one ``pnprgm degrade`` wrote (the sidecar lists the sha256 of the others); None otherwise."""
+    image_path = Path(image_path)
+    json_path, npz_path = sidecar_paths(image_path)
+    try:
+        meta = json.loads(json_path.read_text())
+        info = meta["measurement"]
+        if meta.get("format") != FORMAT:
+            return None
+        for path, key in ((image_path, "image_sha256"), (npz_path, "arrays_sha256")):
+            if (path.exists() or path.is_symlink()) and (not path.is_file() or io.sha256_file(path) != info[key]):
+                return None
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return meta
 
 
 def load_measurement(image_path: str | Path, *, device="cpu", dtype: torch.dtype = torch.float32) -> Optional[Measurement]:
@@ -124,9 +163,12 @@ def load_measurement(image_path: str | Path, *, device="cpu", dtype: torch.dtype
         y = torch.from_numpy(np.asarray(stored["y"])).to(device=device, dtype=dtype)[None]
         if tuple(y.shape[1:]) != tuple(operator.out_shape):
             raise UserError(f"{npz_path}: measurement shape {tuple(y.shape[1:])} does not match the operator's {operator.out_shape}; degrade again.")
+        if not bool(torch.isfinite(y).all()):
+            raise UserError(f"{npz_path}: the measurement holds NaN or infinite values; degrade again.")
+        noise_sigma = check_noise_sigma(meta["noise_sigma"], f"noise_sigma in {json_path}")
         source = meta["source"]
         return Measurement(
-            y=y, operator=operator, noise_sigma=float(meta["noise_sigma"]), seed=int(meta["seed"]),
+            y=y, operator=operator, noise_sigma=noise_sigma, seed=int(meta["seed"]),
             source=SourceInfo(str(source["path"]), str(source["sha256"]), tuple(int(v) for v in source["shape"])),
             image_path=image_path, sidecar_path=json_path,
         )

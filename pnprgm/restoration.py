@@ -106,6 +106,12 @@ def restore(
     params = {**(dict(chosen.params) if chosen else {}), **overrides}
     algorithm = solvers.build(chosen_solver, params)
     estimated = noise_sigma is None
+    if not estimated:
+        from pnprgm.measurement import check_noise_sigma
+
+        check_noise_sigma(noise_sigma, "noise_sigma")
+    elif not bool(torch.isfinite(y).all()):
+        raise UserError("the measurement holds NaN or infinite values; check the input.")
     sigma_n = estimate_noise(y) if estimated else float(noise_sigma)
     channels = (getattr(physics, "in_shape", None) or (y.shape[1],))[0]
     if isinstance(denoiser, str):

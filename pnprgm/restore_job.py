@@ -1,12 +1,17 @@
 """Restore files and folders: the library function behind ``pnprgm restore``.
 
 Each input is restored independently: a bad file gets a one-line error and the others are still restored.
-Outputs (image, optional uncertainty map, JSON run record) are written atomically beside nothing else than
-themselves in the output folder; inputs are never overwritten.
+Outputs (image, optional uncertainty map, JSON run record) never replace a file pnprgm did not write: an output
+name that is taken by another file is an error for that input unless ``overwrite``. Two inputs never share an
+output name (``a.png`` and ``a.tif`` give ``a_png.png`` and ``a_tif.png``). An input whose outputs and record
+already exist, from the same settings, is skipped, so rerunning a killed batch continues where it stopped. The
+record is written first and lists the sha256 of each image it describes, so no restored image is ever without
+its record; temporaries left by a killed run are swept. Inputs are never overwritten.
 """
 from __future__ import annotations
 
 import dataclasses
+import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,6 +21,14 @@ import torch
 
 from pnprgm import io
 from pnprgm.errors import UserError
+
+RECORD_FORMAT = "pnprgm-restore-record"
+
+#: the smallest --tile: tiles overlap by max(8, tile / 8) pixels on each side, so smaller ones are mostly overlap
+MIN_TILE = 32
+
+#: job fields that do not change a restoration (a rerun with other values still skips the images done)
+_NOT_SETTINGS = ("inputs", "outdir", "device", "overwrite")
 
 
 @dataclass(frozen=True)
@@ -35,6 +48,8 @@ class RestoreJob:
     :param seed: base seed.
     :param device: torch device name.
     :param overrides: solver parameters overriding the preset.
+    :param overwrite: replace files in ``outdir`` that pnprgm did not write, and restore again the inputs whose
+        outputs exist (default: such an input is an error, resp. skipped).
     """
 
     inputs: tuple[str, ...]
@@ -50,44 +65,176 @@ class RestoreJob:
     seed: int = 0
     device: str = "cpu"
     overrides: dict = field(default_factory=dict)
+    overwrite: bool = False
 
 
 @dataclass
 class JobReport:
-    """Written files and per-input errors."""
+    """Written files, inputs restored and skipped (already restored), and per-input errors."""
 
     written: list[Path] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
+    restored: list[Path] = field(default_factory=list)
+    skipped: list[Path] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
         return not self.errors
 
 
-def run_restore_job(job: RestoreJob, *, on_error: Callable[[str], None] = print, progress: bool = True) -> JobReport:
+@dataclass(frozen=True)
+class Targets:
+    """The output files of one input."""
+
+    image: Path
+    record: Path
+    std: Optional[Path] = None
+
+    def all(self) -> list[Path]:
+        return [p for p in (self.image, self.std, self.record) if p is not None]
+
+
+def output_stems(files: list[Path], *, samples: int = 1) -> dict[Path, str]:
+    """A distinct output stem per input (:func:`pnprgm.io.output_stems`), counting the ``_std`` map of ``samples > 1``."""
+    return io.output_stems(files, lambda stem: _names(stem, samples))
+
+
+def _names(stem: str, samples: int) -> list[str]:
+    return [f"{stem}.png", f"{stem}.json"] + ([f"{stem}_std.png"] if samples > 1 else [])
+
+
+def _targets(outdir: Path, stem: str, samples: int) -> Targets:
+    return Targets(outdir / f"{stem}.png", outdir / f"{stem}.json", outdir / f"{stem}_std.png" if samples > 1 else None)
+
+
+def run_restore_job(job: RestoreJob, *, on_error: Callable[[str], None] = print,
+                    on_skip: Optional[Callable[[str], None]] = None, progress: bool = True) -> JobReport:
     """Restore every input of ``job``; errors are reported per file and do not stop the others."""
     from tqdm.auto import tqdm
+
+    from pnprgm.device import resolve_device
+
+    check_job(job)
+    # "auto" and an unavailable CUDA become the CPU (with a warning) once, for the sidecars, operators and solver
+    job = dataclasses.replace(job, device=str(resolve_device(job.device)))
+    report = JobReport()
+
+    def fail(message: str) -> None:
+        report.errors.append(message)
+        on_error(f"error: {message}")
+
+    files: list[Path] = []
+    seen: set[Path] = set()
+    for item in job.inputs:  # a missing path is reported and the others are restored
+        try:
+            found = io.list_images([item])
+        except UserError as err:
+            fail(str(err))
+            continue
+        for path in found:
+            if path.resolve() not in seen:
+                seen.add(path.resolve())
+                files.append(path)
+    if not files:
+        if report.errors:
+            return report
+        raise UserError(f"no images found in {', '.join(job.inputs)}; give PNG/JPEG/TIFF/BMP files or folders.")
+    outdir = io.prepare_outdir(job.outdir)
+    stems = output_stems(files, samples=job.samples)
+    io.sweep_temps(outdir, names=[name for stem in stems.values() for name in _names(stem, job.samples)])
+    for path in tqdm(files, desc="restore", unit="image", disable=not progress):
+        targets = _targets(outdir, stems[path], job.samples)
+        try:
+            if _already_restored(path, targets, job, files):
+                report.skipped.append(path)
+                if on_skip is not None:
+                    on_skip(f"skipped {path}: {targets.image} and its record exist (pass --overwrite to restore it again)")
+                continue
+            report.written.extend(_restore_one(path, job, targets, files, progress))
+            report.restored.append(path)
+        except UserError as err:
+            fail(f"{path}: {err}")
+        except OSError as err:  # the disk filled, the folder was removed or made read-only during the batch
+            fail(f"{path}: cannot write into {outdir} ({err.strerror or err}); free space or choose another -o.")
+    return report
+
+
+def check_job(job: RestoreJob) -> None:
+    """Every option of ``job`` in range (a :class:`UserError` naming the option and the fix), before any work:
+    a bad value must not fail once per image, nor give a black image (a NaN noise level did)."""
+    from pnprgm import solvers
+    from pnprgm.measurement import check_noise_sigma
 
     if job.operator is not None:
         import operators
 
         operators.parse(job.operator)  # a bad spec fails once, before any work
-    report = JobReport()
-    files = io.list_images(job.inputs)
-    if not files:
-        raise UserError(f"no images found in {', '.join(job.inputs)}; give PNG/JPEG/TIFF/BMP files or folders.")
-    outdir = Path(job.outdir)
-    for path in tqdm(files, desc="restore", unit="image", disable=not progress):
-        try:
-            report.written.extend(_restore_one(path, job, outdir, files, progress))
-        except UserError as err:
-            message = f"{path}: {err}"
-            report.errors.append(message)
-            on_error(f"error: {message}")
-    return report
+    if job.noise_sigma is not None:
+        check_noise_sigma(job.noise_sigma, "--noise")
+    if job.samples < 1:
+        raise UserError(f"--samples must be >= 1; got {job.samples}.")
+    if job.tile is not None and job.tile < MIN_TILE:
+        raise UserError(f"--tile must be at least {MIN_TILE} pixels (tiles overlap by max(8, tile/8)); got {job.tile}. "
+                        f"Leave --tile out to denoise each image whole.")
+    if job.image_size is not None and min(job.image_size) < 1:
+        raise UserError(f"--size must be positive, HEIGHTxWIDTH; got {job.image_size[0]}x{job.image_size[1]}.")
+    if job.overrides:  # each --set value coerced and range-checked by the solver's config, once
+        from pnprgm import presets
+
+        solvers.build(job.solver or (presets.registry.get(job.preset).solver if job.preset else "drs"), dict(job.overrides))
 
 
-def _restore_one(path: Path, job: RestoreJob, outdir: Path, protect: list[Path], progress: bool) -> list[Path]:
+def read_record(path: Path) -> Optional[dict]:
+    """The restore record at ``path``, or None when there is none or the file is something else."""
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return record if isinstance(record, dict) and record.get("format") == RECORD_FORMAT else None
+
+
+def _settings(job: dict) -> dict:
+    """The job fields that decide a restoration, JSON-normalised (tuples become lists)."""
+    return json.loads(json.dumps({k: v for k, v in job.items() if k not in _NOT_SETTINGS}, default=str))
+
+
+def _already_restored(path: Path, targets: Targets, job: RestoreJob, protect: list[Path]) -> bool:
+    """True when the outputs of ``path`` exist from the same settings (skip it); a :class:`UserError` when an
+    output name is taken by a file pnprgm did not write for this input (unless ``job.overwrite``)."""
+    present = [p for p in targets.all() if p.exists() or p.is_symlink()]
+    for target in present:
+        for guarded in protect:
+            if guarded.resolve() == target.resolve():
+                raise UserError(f"refusing to overwrite the input {target}; choose another output folder.")
+    if not present or job.overwrite:
+        return False
+    fix = "pass --overwrite to replace it, or choose another -o"
+    record = read_record(targets.record)
+    if record is None:
+        raise UserError(f"{present[0]} already exists and was not written by pnprgm restore; {fix}.")
+    listed = {targets.image: record.get("output_sha256"),
+              targets.std: (record.get("std_map") or {}).get("sha256") if targets.std else None}
+    for target in present:
+        if target != targets.record and (not target.is_file() or io.sha256_file(target) != listed.get(target)):
+            raise UserError(f"{target} already exists and is not the file its record {targets.record.name} lists; {fix}.")
+    if record.get("input_sha256") != io.sha256_file(path):
+        raise UserError(f"{targets.image.name} in {targets.image.parent} is the restoration of another image "
+                        f"({record.get('input')}); {fix}.")
+    complete = all(p.is_file() for p in targets.all())
+    if not complete:
+        return False  # a killed run: its record came first; restore again
+    theirs, ours = _settings(record.get("job") or {}), _settings(_job_dict(job))
+    if theirs != ours:
+        changed = sorted(k for k in set(theirs) | set(ours) if theirs.get(k) != ours.get(k))
+        raise UserError(f"{targets.image} was restored with other settings ({', '.join(changed)} differ); {fix}.")
+    return True
+
+
+def _job_dict(job: RestoreJob) -> dict:
+    return {**dataclasses.asdict(job), "inputs": list(job.inputs)}
+
+
+def _restore_one(path: Path, job: RestoreJob, targets: Targets, protect: list[Path], progress: bool) -> list[Path]:
     from pnprgm.restoration import restore_samples
 
     start = time.perf_counter()
@@ -97,24 +244,35 @@ def _restore_one(path: Path, job: RestoreJob, outdir: Path, protect: list[Path],
     drawn = restore_samples(y, physics, samples=job.samples, seed=job.seed, **kwargs)
     x, result, settings = drawn.mean, drawn.results[0], drawn.settings
     std = drawn.std if job.samples > 1 else None
-    written = []
-    stem = path.stem
-    written.append(io.write_image(outdir / f"{stem}.png", x, protect=protect))
-    if std is not None:
-        # One channel (the mean std over colours), scaled so that white is the largest std (recorded in the JSON).
-        std_map = std[0].mean(0, keepdim=True)
-        scale = float(std_map.max().clamp_min(1e-8))
-        written.append(io.write_image(outdir / f"{stem}_std.png", std_map / scale, protect=protect))
-    record = {
-        "input": str(path), "input_sha256": io.sha256_file(path), "output": str(written[0]),
-        "operator": getattr(physics, "spec", None), "image_shape": list(x.shape[-3:]), "measurement_shape": list(y.shape[-3:]),
-        "source": source, "settings": dataclasses.asdict(settings),
-        "samples": job.samples, "std_map": None if std is None else {"file": str(written[1]), "white_is_std": scale, "mean": float(std.mean())},
-        "trace": result.trace_dicts(), "seconds": time.perf_counter() - start, "versions": io.versions(),
-        "job": {**dataclasses.asdict(job), "inputs": list(job.inputs)},
-    }
-    written.append(io.write_json(outdir / f"{stem}.json", record, protect=protect))
-    return written
+    staged: list[tuple[Path, Path]] = []
+    try:
+        image_tmp = io.stage(targets.image, io.image_writer(targets.image, x), protect=protect)
+        staged.append((image_tmp, targets.image))
+        std_info = None
+        if std is not None:
+            # One channel (the mean std over colours), scaled so that white is the largest std (recorded in the JSON).
+            std_map = std[0].mean(0, keepdim=True)
+            scale = float(std_map.max().clamp_min(1e-8))
+            std_tmp = io.stage(targets.std, io.image_writer(targets.std, std_map / scale), protect=protect)
+            staged.append((std_tmp, targets.std))
+            std_info = {"file": str(targets.std), "sha256": io.sha256_file(std_tmp), "white_is_std": scale,
+                        "mean": float(std.mean())}
+        record = {
+            "format": RECORD_FORMAT,
+            "input": str(path), "input_sha256": io.sha256_file(path), "output": str(targets.image),
+            "output_sha256": io.sha256_file(image_tmp),
+            "operator": getattr(physics, "spec", None), "image_shape": list(x.shape[-3:]), "measurement_shape": list(y.shape[-3:]),
+            "source": source, "settings": dataclasses.asdict(settings),
+            "samples": job.samples, "std_map": std_info,
+            "trace": result.trace_dicts(), "seconds": time.perf_counter() - start, "versions": io.versions(),
+            "job": _job_dict(job),
+        }
+        record_tmp = io.stage(targets.record, io.json_writer(record), protect=protect)
+        staged.insert(0, (record_tmp, targets.record))  # the record first: an image never exists without it
+    except BaseException:
+        io.discard(staged)
+        raise
+    return io.commit(staged)
 
 
 def _load_problem(path: Path, job: RestoreJob):

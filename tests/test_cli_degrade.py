@@ -105,3 +105,79 @@ def test_operators_listing_comes_from_the_registry():
     assert [item["name"] for item in listed] == operators.registry.names()
     blur = next(item for item in listed if item["name"] == "blur:gaussian")
     assert {p["name"]: p["default"] for p in blur["params"]} == {"sigma": 2.0, "size": None, "boundary": "circular"}
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o077, 0o002])
+def test_outputs_get_the_umask_mode_not_0600(inputs, tmp_path, umask):
+    import os
+    import stat
+
+    old = os.umask(umask)
+    try:
+        result = run("degrade", inputs / "odd.png", "-p", "sr2", "-o", tmp_path / "out")
+        json_file = io.write_json(tmp_path / "plain.json", {"a": 1})
+    finally:
+        os.umask(old)
+    assert result.exit_code == 0, result.output
+    written = [p for p in (tmp_path / "out").iterdir()] + [json_file]
+    assert len(written) == 4
+    for path in written:
+        assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~umask, path
+
+
+@pytest.mark.parametrize("taken", ["odd.png", "odd.measurement.json", "odd.measurement.npz"])
+def test_a_file_degrade_did_not_write_is_never_replaced(inputs, tmp_path, taken):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / taken).write_bytes(b"the user's own file")
+    result = run("degrade", inputs, "-p", "sr2", "-o", out)
+    assert result.exit_code == 1
+    errors = [line for line in result.output.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "not written by pnprgm degrade" in errors[0] and "--overwrite" in errors[0]
+    assert (out / taken).read_bytes() == b"the user's own file"
+    assert (out / "square.png").is_file() and "degraded 1 image(s)" in result.output
+    result = run("degrade", inputs, "-p", "sr2", "-o", out, "--overwrite")
+    assert result.exit_code == 0 and load_measurement(out / "odd.png").source.shape == (3, 37, 53)
+
+
+def test_degrade_replaces_its_own_measurement_of_the_same_image_only(inputs, tmp_path):
+    out = tmp_path / "out"
+    assert run("degrade", inputs, "-p", "sr2", "-o", out).exit_code == 0
+    result = run("degrade", inputs, "-p", "sr4", "-o", out)  # its own files, same images: a new measurement
+    assert result.exit_code == 0 and load_measurement(out / "odd.png").operator.out_shape == (3, 10, 14)
+    other = tmp_path / "other" / "odd.png"
+    io.write_image(other, torch.zeros(3, 8, 8))
+    before = (out / "odd.png").read_bytes()
+    result = run("degrade", other, "-p", "sr2", "-o", out)
+    assert result.exit_code == 1 and "measurement of another image" in result.output
+    assert (out / "odd.png").read_bytes() == before
+
+
+def test_a_kill_leaves_a_sidecar_first_and_the_rerun_completes(inputs, tmp_path, monkeypatch):
+    import os
+
+    out = tmp_path / "out"
+    real_replace = os.replace
+
+    def killed(src, dst):
+        if str(dst).endswith("odd.measurement.npz"):
+            raise KeyboardInterrupt
+        real_replace(src, dst)
+
+    monkeypatch.setattr(io.os, "replace", killed)
+    result = CliRunner().invoke(app, ["degrade", str(inputs / "odd.png"), "-p", "sr2", "-o", str(out)])
+    monkeypatch.undo()
+    assert result.exit_code != 0 and not (out / "odd.png").exists()  # no measurement without its sidecar
+    assert (out / "odd.measurement.json").is_file()
+    assert not [p for p in out.iterdir() if p.name.endswith(".tmp")]
+    result = run("degrade", inputs, "-p", "sr2", "-o", out)
+    assert result.exit_code == 0, result.output
+    assert load_measurement(out / "odd.png") is not None
+
+
+@pytest.mark.parametrize("noise", ["nan", "inf", "-inf", "-1", "5", "1/0"])
+def test_bad_noise_is_one_line_before_any_work(inputs, tmp_path, noise):
+    result = run("degrade", inputs, "-p", "sr2", "--noise", noise, "-o", tmp_path / "o")
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert "--noise" in result.output and "0.02 or 5/255" in result.output
+    assert not (tmp_path / "o").exists()

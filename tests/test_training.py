@@ -121,11 +121,36 @@ def test_user_operator_callable(tmp_path):
         def make(shape, device):
             return Downsampling(img_size=shape, filter=torch.ones(1, 1, 2, 2) / 4, factor=2, padding="valid", device=device)
     """))
-    process = build_process(ProcessConfig(name="operator", operator=f"{module}:make", noise_min=0.05), (3, 16, 16))
+    spec = f"{module}:make"
+    process = build_process(ProcessConfig(name="operator", operator=spec, noise_min=0.05), (3, 16, 16), code_operator=spec)
     x0 = torch.rand(64, 3, 16, 16) * 2 - 1
     pairs = process.pairs(x0)
     assert pairs.y.shape == (64, 3, 8, 8) and pairs.g_in.shape == x0.shape
     assert float(process.fidelity(x0, pairs).mean()) == pytest.approx(3 * 8 * 8 / 2, rel=0.05)
+
+
+@pytest.mark.parametrize("kind", ["file", "module"])
+def test_operator_code_is_imported_only_when_the_user_typed_it(tmp_path, monkeypatch, kind):
+    """A config's ``module:callable`` / ``file.py:callable`` (read from a model file or a checkpoint) is never
+    imported: only the spec the user typed (``code_operator``) is."""
+    marker = tmp_path / "imported"
+    name = f"pnprgm_test_op_{kind}"
+    (tmp_path / f"{name}.py").write_text(textwrap.dedent(f"""
+        import pathlib
+        pathlib.Path({str(marker)!r}).write_text("ran")
+        import operators
+        def make(shape, device):
+            return operators.build("blur:gaussian,sigma=1", shape, device=device)
+    """))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    spec = f"{tmp_path / name}.py:make" if kind == "file" else f"{name}:make"
+    config = ProcessConfig(name="operator", operator=spec, noise_min=0.05)
+    for trusted in (None, "other.py:make", f"{spec}x"):
+        with pytest.raises(UserError, match="names Python code.*--operator") as err:
+            build_process(config, (3, 16, 16), code_operator=trusted)
+        assert "\n" not in str(err.value) and not marker.exists() and name not in sys.modules
+    process = build_process(config, (3, 16, 16), code_operator=spec)
+    assert marker.read_text() == "ran" and process.pairs(torch.rand(2, 3, 16, 16)).y.shape == (2, 3, 16, 16)
 
 
 @pytest.mark.parametrize("spec", ["blurr:gaussian", "sr:factor=banana", "no_such_module_xyz:make"])
@@ -389,6 +414,27 @@ def test_resume_continues_exactly(data_dir, tmp_path, prior):
     a, b = _weights(tmp_path / "full/last.pt"), _weights(tmp_path / "cut/last.pt")
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert not all(torch.equal(a[k], _weights(tmp_path / "full/checkpoints/step_0000002.pt")[k]) for k in a)
+
+
+def test_only_the_latest_checkpoints_are_kept(data_dir, tmp_path):
+    """checkpoints/step_N.pt: the last K (default 3) stay, older ones go; last.pt and other files are kept."""
+    args = dict(process={"name": "denoise", "noise_min": 0.01, "noise_max": 0.2}, preset="tiny", progress=False)
+    every = {**TINY_TRAIN, "prior": "mmd", "mmd_features": "pixels", "checkpoint_every": 1, "val_images": 0}
+    train(data_dir, tmp_path / "default", train={**every, "steps": 5}, **args)
+    names = sorted(p.name for p in (tmp_path / "default/checkpoints").iterdir())
+    assert names == ["step_0000003.pt", "step_0000004.pt", "step_0000005.pt"]
+    assert torch.load(tmp_path / "default/last.pt", weights_only=True)["step"] == 5
+    (tmp_path / "default/checkpoints/notes.txt").write_text("mine")
+    train(data_dir, tmp_path / "default", train={"steps": 7, "keep_checkpoints": 1}, resume=True, **args)
+    assert sorted(p.name for p in (tmp_path / "default/checkpoints").iterdir()) == ["notes.txt", "step_0000007.pt"]
+    train(data_dir, tmp_path / "all", train={**every, "steps": 4, "keep_checkpoints": 0}, **args)
+    assert len(list((tmp_path / "all/checkpoints").iterdir())) == 4
+    with pytest.raises(UserError, match="keep_checkpoints must be >= 0"):
+        TrainConfig(keep_checkpoints=-1)
+    from cli.main import app
+
+    result = CliRunner().invoke(app, ["train", "--data", str(data_dir), "--out", str(tmp_path / "bad"), "--keep-checkpoints", "-1"])
+    assert result.exit_code == 2 and "--keep-checkpoints" in result.output and not (tmp_path / "bad").exists()
 
 
 def test_init_from_starts_with_the_model_weights_and_records_it(data_dir, tmp_path):

@@ -5,8 +5,7 @@ import sys
 
 import click
 
-from cli.options import device_option
-from pnprgm.errors import UserError
+from cli.options import NoiseLevel, device_option
 
 EXAMPLES = """
 \b
@@ -21,45 +20,28 @@ Examples:
 Writes OUTDIR/NAME.png (the measurement at its own size, e.g. 4x smaller for sr4, clipped to 8 bits) and
 OUTDIR/NAME.measurement.json + .npz (operator with its masks/kernels, noise level, noise seed, source sha256
 and shape, and the exact float measurement), which `pnprgm restore OUTDIR/ -o OUT/` reads. Operators and their
-parameters: `pnprgm operators`; the spec grammar: docs/operators.md. Inputs are never overwritten; an input
-that fails is reported and the others go on (exit status 1 if any failed).
+parameters: `pnprgm operators`; the spec grammar: docs/operators.md. Inputs are never overwritten, nor is a
+file in OUTDIR that degrade did not write for the same image (--overwrite replaces it); an input that fails is
+reported and the others go on (exit status 1 if any failed).
 """
-
-
-class NoiseLevel(click.ParamType):
-    """A noise std in [0, 1] units: ``0.02`` or ``5/255``."""
-
-    name = "SIGMA"
-
-    def convert(self, value, param, ctx):
-        if isinstance(value, (int, float)):
-            return float(value)
-        text = str(value).strip()
-        try:
-            if "/" in text:
-                numerator, denominator = text.split("/")
-                return float(numerator) / float(denominator)
-            return float(text)
-        except (ValueError, ZeroDivisionError):
-            self.fail(f"{value!r} is not a noise level; give a number such as 0.02 or 5/255.", param, ctx)
 
 
 @click.command("degrade", epilog=EXAMPLES)
 @click.argument("inputs", nargs=-1, required=True, type=click.Path())
 @click.option("-p", "--operator", "spec", required=True, help="Operator spec, e.g. sr4 or 'blur:gaussian,sigma=2' (pnprgm operators).")
 @click.option("--noise", type=NoiseLevel(), default=0.0, show_default=True, help="Gaussian noise std in [0, 1] units (0.02 or 5/255).")
-@click.option("-o", "--out", "outdir", required=True, type=click.Path(file_okay=False), help="Output folder (created if needed).")
+@click.option("-o", "--out", "outdir", required=True, type=click.Path(), help="Output folder (created if needed).")
 @click.option("--seed", type=int, default=0, show_default=True,
               help="Noise seed (each image hashes it with its sha256); masks/motion kernels use the spec's seed=.")
+@click.option("--overwrite", is_flag=True, help="Replace files in -o that pnprgm degrade did not write (default: refuse that input).")
 @device_option
-def command(inputs, spec, noise, outdir, seed, device):
+def command(inputs, spec, noise, outdir, seed, device, overwrite):
     """Make measurements of clean images: operator + noise, saved with a sidecar for `pnprgm restore`."""
     from pnprgm.degrade import degrade_files
 
-    if noise < 0:
-        raise UserError(f"--noise must be >= 0, got {noise:g}.")
     report = degrade_files(inputs, spec, outdir, noise=noise, seed=seed, device=device,
-                           on_written=click.echo, on_error=lambda line: click.echo(f"error: {line}", err=True))
+                           on_written=click.echo, on_error=lambda line: click.echo(f"error: {line}", err=True),
+                           overwrite=overwrite)
     click.echo(f"degraded {len(report.degraded)} image(s) into {outdir}"
                + (f"; {len(report.errors)} failed" if report.errors else ""))
     if not report.ok:

@@ -5,7 +5,7 @@ import sys
 
 import click
 
-from cli.options import device_option, parse_assignments, parse_size, seed_option
+from cli.options import NoiseLevel, device_option, parse_assignments, parse_size, seed_option
 
 EXAMPLES = """
 \b
@@ -25,12 +25,17 @@ and their values; --set changes any of them, e.g. --set iterations=12 --set lam=
 estimate itself. --set grain=S adds dithering with a Gaussian texture model (one draw of std about S where the
 measurement is silent, different per --seed): it lowers LPIPS at a cost in PSNR and SSIM, and plain white noise
 of the same std does as much; it is never on by default.
+
+\b
+Inputs sharing a name (a.png, a.tif) get distinct outputs (a_png.png, a_tif.png). A file in OUT that pnprgm
+did not write is never replaced (--overwrite replaces it); an input whose outputs and record exist, from the
+same settings, is skipped, so rerunning a killed batch continues where it stopped.
 """
 
 
 @click.command("restore", epilog=EXAMPLES)
 @click.argument("inputs", nargs=-1, required=True, type=click.Path())
-@click.option("-o", "--out", "outdir", required=True, type=click.Path(file_okay=False), help="Output folder (created if needed).")
+@click.option("-o", "--out", "outdir", required=True, type=click.Path(), help="Output folder (created if needed).")
 @click.option("--operator", default=None, help="Degradation spec (pnprgm operators). Default: the sidecar written by `pnprgm degrade`.")
 @click.option("--size", default=None, metavar="HxW", help="Size of the image to restore when it cannot be inferred (e.g. SR of odd sizes).")
 @click.option("--solver", default=None, help="drs, admm, hqs or rgm-drs (default: the preset's, else drs).")
@@ -39,15 +44,19 @@ of the same std does as much; it is never on by default.
 @click.option("--model", "model_path", default=None, type=click.Path(), help="RGM model file (ours, or an official netG_*.pth / content.pth).")
 @click.option("--model-preset", default=None, help="Architecture of an official checkpoint: celebahq256, cifar10, or a JSON/YAML file of the official arguments.")
 @click.option("--iters", type=int, default=None, help="Number of solver iterations (overrides the preset).")
-@click.option("--noise", "--sigma", "noise_sigma", type=float, default=None, help="Measurement noise std in [0,1] units (default: sidecar, else estimated).")
+@click.option("--noise", "--sigma", "noise_sigma", type=NoiseLevel(), default=None,
+              help="Measurement noise std in [0,1] units, e.g. 0.02 or 5/255 (default: sidecar, else estimated).")
 @click.option("--samples", type=int, default=1, show_default=True, help="Restorations with different seeds; N>1 writes mean and std map.")
-@click.option("--tile", type=int, default=None, help="Run the denoiser on overlapping tiles of this size (bounded memory).")
+@click.option("--tile", type=int, default=None, help="Run the denoiser on overlapping tiles of this size, at least 32 (bounded memory).")
+@click.option("--overwrite", is_flag=True,
+              help="Replace files in -o that pnprgm did not write, and restore again inputs already restored "
+                   "(default: such an input is an error, resp. skipped, so a rerun continues a killed batch).")
 @click.option("--set", "assignments", multiple=True, metavar="KEY=VALUE", help="Override one solver parameter (repeatable).")
 @seed_option
 @device_option
 @click.option("-q", "--quiet", is_flag=True, help="No progress bars.")
 def command(inputs, outdir, operator, size, solver, preset, denoiser, model_path, model_preset, iters, noise_sigma,
-            samples, tile, assignments, seed, device, quiet):
+            samples, tile, overwrite, assignments, seed, device, quiet):
     """Restore degraded images with a denoiser inside a PnP solver."""
     from pnprgm.restore_job import RestoreJob, run_restore_job
 
@@ -59,10 +68,11 @@ def command(inputs, outdir, operator, size, solver, preset, denoiser, model_path
     job = RestoreJob(
         inputs=tuple(inputs), outdir=outdir, operator=operator, image_size=parse_size(size), denoiser=denoiser,
         solver=solver, preset=preset, noise_sigma=noise_sigma, samples=samples, tile=tile, seed=seed,
-        device=device, overrides=overrides,
+        device=device, overrides=overrides, overwrite=overwrite,
     )
-    report = run_restore_job(job, on_error=lambda line: click.echo(line, err=True), progress=not quiet)
-    restored = sum(1 for path in report.written if path.suffix == ".json")
-    click.echo(f"restored {restored} image(s) into {outdir}" + (f"; {len(report.errors)} failed" if report.errors else ""))
+    report = run_restore_job(job, on_error=lambda line: click.echo(line, err=True), on_skip=click.echo, progress=not quiet)
+    click.echo(f"restored {len(report.restored)} image(s) into {outdir}"
+               + (f"; {len(report.skipped)} already restored (skipped)" if report.skipped else "")
+               + (f"; {len(report.errors)} failed" if report.errors else ""))
     if not report.ok:
         sys.exit(1)

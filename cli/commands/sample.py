@@ -28,14 +28,17 @@ then: model input, restoration, original. GRID.json records the model, its sha25
 @click.option("--noise", type=float, default=None, help="Noise std in [0,1] units for restoring inputs (default: the training validation level).")
 @click.option("--upscale", type=int, default=None,
               help="sr models: super-resolve the --input low-resolution images by this factor (2, 4, 8) through the model's levels.")
+@click.option("--operator", default=None,
+              help="Operator-process models: the operator to use instead of the model file's; a model trained with "
+                   "module:callable or file.py:callable needs it (code named inside a model file is never imported).")
 @click.option("--nrow", type=int, default=None, help="Images per grid row (default: square-ish).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the noise and latents.")
 @click.option("--device", default="cpu", show_default=True, help="cpu, cuda, cuda:N or auto.")
-def command(model, count, out, size, inputs, noise, upscale, nrow, seed, device):
+def command(model, count, out, size, inputs, noise, upscale, operator, nrow, seed, device):
     """Sample images from an RGM model file (ours or PATH#preset for an official checkpoint)."""
     from pnprgm.training.sampling import sample_model_grid
 
     path = sample_model_grid(model, out, count=count, size=size, inputs=inputs, noise=noise, nrow=nrow, seed=seed,
-                             device=device, upscale=upscale)
+                             device=device, upscale=upscale, operator=operator)
     click.echo(f"wrote {path}")
 

@@ -23,12 +23,14 @@ Examples:
 
 \b
 --operator takes a spec (pnprgm operators lists them), module:callable or file.py:callable; the callable is
-called as fn(shape=(C, H, W), device=device) and returns a deepinv LinearPhysics. --config FILE (JSON or YAML)
+called as fn(shape=(C, H, W), device=device) and returns a deepinv LinearPhysics. Code is imported only from
+--operator: a config file or a checkpoint naming module:callable is refused (resume such a run with the same
+--operator). --config FILE (JSON or YAML)
 has sections model, process, train (and preset); their keys are the fields of GeneratorConfig, ProcessConfig
 and TrainConfig; --set SECTION.KEY=VALUE overrides one. Precedence: defaults < --preset < --config < --set <
-the other options. Writes RUN_DIR/config.json, log.csv, samples/step_N.png, checkpoints/step_N.pt, last.pt,
-record.json and model.pt (the EMA generator with its config and training record; use it with
-`pnprgm restore --model RUN_DIR/model.pt` or `pnprgm sample RUN_DIR/model.pt`).
+the other options. Writes RUN_DIR/config.json, log.csv, samples/step_N.png, checkpoints/step_N.pt (the
+latest 3: --keep-checkpoints), last.pt, record.json and model.pt (the EMA generator with its config and
+training record; use it with `pnprgm restore --model RUN_DIR/model.pt` or `pnprgm sample RUN_DIR/model.pt`).
 """
 
 
@@ -75,6 +77,8 @@ def _list_choices(ctx: click.Context, _param, value: bool) -> None:
 @click.option("--val", type=click.Path(), default=None, help="Validation images (default: a held-out 10 percent of --data).")
 @click.option("--config", "config_file", type=click.Path(), default=None, help="JSON/YAML file with model/process/train sections.")
 @click.option("--set", "assignments", multiple=True, metavar="SECTION.KEY=VALUE", help="Override one config value (repeatable).")
+@click.option("--keep-checkpoints", "keep_checkpoints", type=click.IntRange(min=0), default=None,
+              help="Keep the latest K checkpoints/step_N.pt (older ones are deleted; last.pt stays); 0 keeps all (default 3).")
 @click.option("--resume", is_flag=True, help="Continue the run in --out from its last.pt, exactly.")
 @click.option("--init-from", "init_from", default=None, metavar="MODEL",
               help="Fine-tune: start the generator from a shipped model (pnprgm models) or a model.pt, keeping its "
@@ -87,7 +91,7 @@ def _list_choices(ctx: click.Context, _param, value: bool) -> None:
                    "wait on each other); give each --threads 1, or cores/runs.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 def command(data, out, forward, operator, noise, levels, prior, steps, batch_size, crop, lmbda, supervised, perceptual, preset, val,
-            config_file, assignments, resume, init_from, seed, device, threads, quiet):
+            config_file, assignments, keep_checkpoints, resume, init_from, seed, device, threads, quiet):
     """Train an RGM generator (a denoiser or a restorer for your operator) on a folder of images."""
     import torch
 
@@ -117,13 +121,13 @@ def command(data, out, forward, operator, noise, levels, prior, steps, batch_siz
     if levels is not None:
         process["T"] = levels
     cli_train = {"prior": prior, "steps": steps, "batch_size": batch_size, "crop": crop, "lmbda": lmbda, "supervised": supervised,
-                 "perceptual": perceptual, "seed": seed}
+                 "perceptual": perceptual, "seed": seed, "keep_checkpoints": keep_checkpoints}
     train_args.update({k: v for k, v in cli_train.items() if v is not None})
     if threads is not None:
         torch.set_num_threads(threads)
     summary = train(data, out, process=process, train=train_args if (train_args or not resume) else None,
                     preset=preset, model=model, val=val, resume=resume, init_from=init_from, device=device,
-                    command="pnprgm " + shlex.join(sys.argv[1:]), progress=not quiet)
+                    command="pnprgm " + shlex.join(sys.argv[1:]), progress=not quiet, code_operator=operator)
     if summary.get("model"):
         psnr = summary.get("val_psnr")
         click.echo(f"trained {summary['steps']} steps; model: {summary['model']}"

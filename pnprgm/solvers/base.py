@@ -80,6 +80,16 @@ class PnPConfig:
             raise ValueError(f"strength must be > 0, got {self.strength}")
         if not self.grain >= 0:
             raise ValueError(f"grain must be >= 0, got {self.grain}")
+        if self.sigma_end is not None and not self.sigma_end >= 0:
+            raise ValueError(f"sigma_end must be >= 0, got {self.sigma_end}")
+        if not self.sigma_min >= 0:
+            raise ValueError(f"sigma_min must be >= 0, got {self.sigma_min}")
+        if self.stepsize is not None and not self.stepsize > 0:
+            raise ValueError(f"stepsize must be > 0, got {self.stepsize}")
+        if not self.relaxation > 0:
+            raise ValueError(f"relaxation must be > 0, got {self.relaxation}")
+        if not self.tol >= 0:
+            raise ValueError(f"tol must be >= 0, got {self.tol}")
 
     def sigmas(self, noise_sigma: float) -> list[float]:
         """Denoiser level per iteration (log-spaced)."""

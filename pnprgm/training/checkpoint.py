@@ -62,6 +62,21 @@ def save_checkpoint(content: dict[str, Any], *paths: str | Path) -> None:
         write_bytes(path, data)
 
 
+def prune_checkpoints(folder: str | Path, keep: int) -> list[Path]:
+    """Delete all but the ``keep`` latest ``step_NNNNNNN.pt`` files of ``folder`` (0: keep every one); other files
+    are left alone. Returns the deleted paths."""
+    import re
+
+    if keep <= 0 or not Path(folder).is_dir():
+        return []
+    steps = sorted((int(m[1]), p) for p in Path(folder).iterdir()
+                   if (m := re.fullmatch(r"step_(\d{7,})\.pt", p.name)) and p.is_file() and not p.is_symlink())
+    removed = [p for _, p in steps[:-keep]]
+    for path in removed:
+        path.unlink(missing_ok=True)
+    return removed
+
+
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
     """A training checkpoint (weights_only); a model file or another file is a :class:`UserError`."""
     content = torch_load(path, map_location=map_location)

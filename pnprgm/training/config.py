@@ -83,6 +83,8 @@ class TrainConfig:
     :param d_cond: condition the discriminator on the degraded input (False: RGM's official unconditional D).
     :param seed: seed of everything.
     :param checkpoint_every: steps between checkpoints (0: only at the end).
+    :param keep_checkpoints: how many of the latest ``checkpoints/step_N.pt`` to keep (older ones are deleted;
+        ``last.pt`` is always kept); 0 keeps every one.
     :param val_every: steps between validations (0: only at the end).
     :param sample_every: steps between sample grids (0: only at the end).
     :param log_every: steps between CSV log lines.
@@ -121,6 +123,7 @@ class TrainConfig:
     d_cond: bool = True
     seed: int = 0
     checkpoint_every: int = 500
+    keep_checkpoints: int = 3
     val_every: int = 500
     sample_every: int = 1000
     log_every: int = 10
@@ -132,6 +135,8 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.steps < 1 or self.batch_size < 1 or self.crop < 4:
             raise UserError("train: steps and batch_size must be >= 1 and crop >= 4.")
+        if self.keep_checkpoints < 0:
+            raise UserError(f"train: keep_checkpoints must be >= 0 (0 keeps every one); got {self.keep_checkpoints}.")
         if self.channels not in (None, 1, 3):
             raise UserError(f"train.channels must be 1, 3 or None (auto); got {self.channels}.")
         if self.supervised < 0 or self.lmbda < 0 or self.prior_weight < 0 or self.perceptual < 0:

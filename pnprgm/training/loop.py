@@ -46,7 +46,7 @@ from pnprgm.training.processes import ForwardProcess, build_process, process_siz
 from pnprgm.training.sampling import grid, psnr, restore_degraded, sample_from_noise
 
 #: Train fields that may change when resuming (the others must match the checkpoint).
-RESUMABLE_CHANGES = ("steps", "checkpoint_every", "val_every", "sample_every", "log_every")
+RESUMABLE_CHANGES = ("steps", "checkpoint_every", "keep_checkpoints", "val_every", "sample_every", "log_every")
 LOG_FIELDS = ["step", "seconds", "lr_g", "g_loss", "prior", "fidelity", "supervised", "perceptual", "d_loss", "d_real", "d_fake", "r1",
               "val_psnr", "val_psnr_input"]
 
@@ -132,8 +132,11 @@ class Prepared:
 
 def prepare(data: str | Path, *, process: ProcessConfig, train: TrainConfig, preset: Optional[str] = "small",
             model: Optional[dict] = None, val: Optional[str | Path] = None,
-            device: torch.device = torch.device("cpu")) -> Prepared:
-    """Check every input and decode the data; every problem is a one-line :class:`UserError`."""
+            device: torch.device = torch.device("cpu"), code_operator: Optional[str] = None) -> Prepared:
+    """Check every input and decode the data; every problem is a one-line :class:`UserError`.
+
+    :param code_operator: the ``module:callable`` operator the user typed (:func:`build_process`).
+    """
     process_config = resolve_process(process)
     data_root = Path(data)
     files = scan_folder(data_root)
@@ -152,7 +155,7 @@ def prepare(data: str | Path, *, process: ProcessConfig, train: TrainConfig, pre
         raise UserError(f"crop {train.crop} must be a multiple of {generator_multiple} for this model "
                         f"(2^(levels-1)); use --crop {max(generator_multiple, train.crop // generator_multiple * generator_multiple)}.")
     shape = (channels, train.crop, train.crop)
-    forward = build_process(process_config, shape, device)
+    forward = build_process(process_config, shape, device, code_operator=code_operator)
     train_set = load_images(train_files, channels, train.crop)
     val_set, val_size = None, 0
     if val_files and train.val_images > 0:
@@ -293,6 +296,7 @@ class Trainer:
     def save_checkpoint(self) -> None:
         if self.dist.main:
             ckpt.save_checkpoint(self.state(), self.out / "checkpoints" / f"step_{self.step:07d}.pt", self.out / "last.pt")
+            ckpt.prune_checkpoints(self.out / "checkpoints", self.cfg.keep_checkpoints)
 
     def start_from(self, initial: ckpt.InitialWeights) -> None:
         """Start the generator and its EMA from another model's weights (fine-tuning)."""
@@ -555,7 +559,8 @@ def _average_gradients(module: nn.Module) -> None:
 def train(data: str | Path, out: str | Path, *, process: ProcessConfig | dict | None = None,
           train: TrainConfig | dict | None = None, preset: Optional[str] = "small", model: Optional[dict] = None,
           val: Optional[str | Path] = None, resume: bool = False, init_from: Optional[str | Path] = None,
-          device: str | torch.device = "cpu", command: str = "", progress: bool = True) -> dict[str, Any]:
+          device: str | torch.device = "cpu", command: str = "", progress: bool = True,
+          code_operator: Optional[str] = None) -> dict[str, Any]:
     """Train an RGM generator on a folder of images; write ``out`` (checkpoints, log.csv, samples, model.pt).
 
     :param data: folder of training images.
@@ -571,6 +576,9 @@ def train(data: str | Path, out: str | Path, *, process: ProcessConfig | dict | 
     :param device: torch device (under torchrun, CUDA ranks use their local GPU).
     :param command: command line to record.
     :param progress: progress bar.
+    :param code_operator: the ``module:callable`` or ``file.py:callable`` operator the user typed (``--operator``):
+        the only code an operator process may import. A process operator naming code that comes from a checkpoint
+        or a config file is refused unless it equals this one.
     :returns: summary (steps, final losses, validation PSNR, paths).
     """
     process = process if isinstance(process, ProcessConfig) else build_strict(ProcessConfig, process or {}, what="process")
@@ -606,7 +614,7 @@ def train(data: str | Path, out: str | Path, *, process: ProcessConfig | dict | 
         if train_cfg.channels is None:  # fine-tuning a gray model on colour photos converts them, as its own run did
             train_cfg = dataclasses.replace(train_cfg, channels=int(initial.config["channels"]))
     prepared = prepare(data, process=process, train=train_cfg, preset=preset, model=model, val=val,
-                       device=dist_info.device)
+                       device=dist_info.device, code_operator=code_operator)
     trainer = Trainer(prepared, out, dist_info, command=command, progress=progress)
     if content is not None:
         saved_files = [(f["name"], f["sha256"]) for f in content["config"]["data"]["files"]]

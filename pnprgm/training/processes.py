@@ -73,8 +73,13 @@ class ForwardProcess:
     conditioning: str = "time"
     conditioned: bool = False  # True when sampling needs a degraded input (no pure-noise start)
 
-    def __init__(self, config: ProcessConfig, shape: tuple[int, int, int], device: torch.device):
+    def __init__(self, config: ProcessConfig, shape: tuple[int, int, int], device: torch.device, *,
+                 code_operator: Optional[str] = None):
         self.cfg = config
+        #: the one ``module:callable`` / ``file.py:callable`` operator this process may import: the one the user
+        #: typed (``--operator``); a spec naming code that comes from anywhere else (a model file, a checkpoint,
+        #: a config file) is refused, so a file's contents never make pnprgm import or run code.
+        self.code_operator = code_operator
         self.T = int(config.T)
         self.shape = tuple(shape)
         self.device = torch.device(device)
@@ -128,8 +133,8 @@ PROCESSES: Registry[type[ForwardProcess]] = Registry("forward process")
 class DDPMProcess(ForwardProcess):
     name = "ddpm"
 
-    def __init__(self, config: ProcessConfig, shape, device):
-        super().__init__(config, shape, device)
+    def __init__(self, config: ProcessConfig, shape, device, **kwargs):
+        super().__init__(config, shape, device, **kwargs)
         self.schedule = DDPMSchedule(T=self.T, beta_min=config.beta_min, beta_max=config.beta_max)
         self.a = self.schedule.signal().to(self.device)
         self.s = self.schedule.noise().to(self.device)
@@ -182,8 +187,8 @@ class SRProcess(ForwardProcess):
 
     name = "sr"
 
-    def __init__(self, config: ProcessConfig, shape, device):
-        super().__init__(config, shape, device)
+    def __init__(self, config: ProcessConfig, shape, device, **kwargs):
+        super().__init__(config, shape, device, **kwargs)
         self.scale = int(config.sr_scale)
         self.schedule = DDPMSchedule(T=(self.T + 1) // 2, beta_min=config.beta_min, beta_max=config.beta_max)
         coeffs = self.coefficients()
@@ -282,8 +287,8 @@ class OperatorProcess(ForwardProcess):
     conditioning = "sigma"
     conditioned = True
 
-    def __init__(self, config: ProcessConfig, shape, device):
-        super().__init__(config, shape, device)
+    def __init__(self, config: ProcessConfig, shape, device, **kwargs):
+        super().__init__(config, shape, device, **kwargs)
         self._ops: dict[tuple[int, ...], Any] = {}
         self.physics(self.shape)  # build now: a bad spec fails before training
 
@@ -353,7 +358,8 @@ class LinearOperatorProcess(OperatorProcess):
     def physics(self, shape):
         shape = tuple(int(s) for s in shape)
         if shape not in self._ops:
-            self._ops[shape] = load_operator(self.cfg.operator, shape, self.device)
+            self._ops[shape] = load_operator(self.cfg.operator, shape, self.device,
+                                             allow_code=self.code_operator is not None and self.cfg.operator == self.code_operator)
         return self._ops[shape]
 
     def check_shape(self, shape):
@@ -370,14 +376,15 @@ class LinearOperatorProcess(OperatorProcess):
                             f"change the crop or the operator.") from None
 
 
-def load_operator(spec: str, shape: tuple[int, int, int], device: torch.device):
+def load_operator(spec: str, shape: tuple[int, int, int], device: torch.device, *, allow_code: bool = False):
     """A ``LinearPhysics`` from an ``operators`` spec, ``module:callable`` or ``path/file.py:callable``.
 
-    The callable is called as ``fn(shape=(C, H, W), device=device)``.
+    The callable is called as ``fn(shape=(C, H, W), device=device)``. It is imported only with ``allow_code``
+    (the spec was typed by the user, e.g. ``--operator``); otherwise a spec naming code is a :class:`UserError`.
     """
     from deepinv.physics import LinearPhysics
 
-    factory = _user_callable(spec)
+    factory = _user_callable(spec, allow_code)
     if factory is None:
         try:
             import operators
@@ -397,14 +404,24 @@ def load_operator(spec: str, shape: tuple[int, int, int], device: torch.device):
     return op
 
 
-def _user_callable(spec: str) -> Optional[Callable]:
+def _refuse_code(spec: str, parse_error: Optional[UserError] = None) -> UserError:
+    """The refusal of a code-naming operator spec that did not come from the command line."""
+    unparsed = f"is not an operator spec ({str(parse_error).rstrip('.')}) and, as module:callable, " if parse_error else ""
+    return UserError(f"operator {spec!r} {unparsed}names Python code, which pnprgm imports only when you type it: "
+                     f"give --operator {spec!r} on the command line if you trust that code.")
+
+
+def _user_callable(spec: str, allow_code: bool = False) -> Optional[Callable]:
     """The callable named by ``file.py:callable`` or ``module:callable``; None when spec is an ``operators`` spec.
 
     A spec that ``operators`` parses is always an operator spec; otherwise ``module:callable`` is tried, and if
-    that is not importable either, the operator parser's error is raised.
+    that is not importable either, the operator parser's error is raised. Without ``allow_code`` nothing is
+    imported: a spec naming code is a :class:`UserError` (it came from a file's contents, not from the user).
     """
     left, _, right = spec.rpartition(":")
     if left.endswith(".py") and right.isidentifier():
+        if not allow_code:
+            raise _refuse_code(spec)
         path = Path(left)
         if not path.is_file():
             raise UserError(f"operator file {path} does not exist; check the path in {spec!r}.")
@@ -426,6 +443,8 @@ def _user_callable(spec: str) -> Optional[Callable]:
     except ImportError:
         pass
     if left and right.isidentifier() and all(part.isidentifier() for part in left.split(".")):
+        if not allow_code:
+            raise _refuse_code(spec, parse_error)
         try:
             module = importlib.import_module(left)
         except ImportError:
@@ -450,9 +469,14 @@ def process_size_multiple(config: ProcessConfig) -> int:
     return PROCESSES.get(config.name).size_multiple(config)
 
 
-def build_process(config: ProcessConfig, shape: tuple[int, int, int], device: str | torch.device = "cpu") -> ForwardProcess:
-    """The forward process of a (resolved or not) config for training images of ``shape`` (C, H, W)."""
+def build_process(config: ProcessConfig, shape: tuple[int, int, int], device: str | torch.device = "cpu", *,
+                  code_operator: Optional[str] = None) -> ForwardProcess:
+    """The forward process of a (resolved or not) config for training images of ``shape`` (C, H, W).
+
+    :param code_operator: the ``module:callable`` or ``file.py:callable`` operator spec the user typed (``--operator``),
+        the only one that may be imported; a config whose operator names other code is refused (never imported).
+    """
     config = resolve_process(config)
-    process = PROCESSES.get(config.name)(config, tuple(shape), torch.device(device))
+    process = PROCESSES.get(config.name)(config, tuple(shape), torch.device(device), code_operator=code_operator)
     process.check_shape(tuple(shape))
     return process

@@ -7,6 +7,8 @@ versions of given clean images in one step.
 """
 from __future__ import annotations
 
+import dataclasses
+import functools
 import math
 from pathlib import Path
 from typing import Optional, Sequence
@@ -127,7 +129,8 @@ def model_process_config(generator: nn.Module):
 
 def sample_model_grid(model: str, out: str | Path, *, count: int = 16, size: Optional[int] = None,
                       inputs: Sequence[str | Path] = (), noise: Optional[float] = None, nrow: Optional[int] = None,
-                      seed: int = 0, device: str | torch.device = "cpu", upscale: Optional[int] = None) -> Path:
+                      seed: int = 0, device: str | torch.device = "cpu", upscale: Optional[int] = None,
+                      operator: Optional[str] = None) -> Path:
     """Write a grid of samples of a model file (``pnprgm sample``) and its JSON sidecar; returns the grid path.
 
     :param model: our model file, or ``PATH#preset`` for an official checkpoint.
@@ -141,6 +144,9 @@ def sample_model_grid(model: str, out: str | Path, *, count: int = 16, size: Opt
     :param device: torch device.
     :param upscale: sr models: the inputs are low-resolution images, super-resolved by this factor through the
         process's levels (:func:`super_resolve`); the grid rows are the nearest-upsampled input and the result.
+    :param operator: the operator of an operator-process model, typed by the user: replaces the one in the model
+        file. A model file's own operator is used only when it is a registry spec; one naming code
+        (``module:callable``) is never imported from the file, only from this argument.
     """
     from pnprgm.device import resolve_device
     from pnprgm.io import list_images, read_image, sha256_file, versions, write_image, write_json
@@ -158,6 +164,12 @@ def sample_model_grid(model: str, out: str | Path, *, count: int = 16, size: Opt
     multiple = int(getattr(generator, "size_multiple", 0) or 2 ** (len(config.get("ch_mult", [1])) - 1))
     record = dict(getattr(generator, "record", None) or {})
     process_config = model_process_config(generator)
+    if operator is not None:
+        if process_config.name != "operator":
+            raise UserError(f"--operator replaces the operator of an operator-process model; this one was trained "
+                            f"for the {process_config.name} process: drop --operator.")
+        process_config = dataclasses.replace(process_config, operator=operator)
+    build = functools.partial(build_process, code_operator=operator)
     train_cfg = record.get("train") or {}
     files = list_images(inputs) if inputs else []
     if inputs and not files:
@@ -173,7 +185,7 @@ def sample_model_grid(model: str, out: str | Path, *, count: int = 16, size: Opt
         if side < need:
             raise UserError(f"input images must be at least {need} pixels on each side for this model.")
         low = torch.stack([im[:, :side, :side] for im in images]).to(device)
-        process = build_process(process_config, (channels, side * upscale, side * upscale), device)
+        process = build(process_config, (channels, side * upscale, side * upscale), device)
         restored = super_resolve(generator, process, low, upscale, seed=seed)
         nearest = nearest_upsample(low, upscale)
         picture = grid(torch.cat([nearest, restored]), nrow=nrow or low.shape[0])
@@ -190,7 +202,7 @@ def sample_model_grid(model: str, out: str | Path, *, count: int = 16, size: Opt
             top, left = (im.shape[1] - side) // 2, (im.shape[2] - side) // 2
             crops.append(im[:, top : top + side, left : left + side])
         clean = torch.stack(crops).to(device)
-        process = build_process(process_config, (channels, side, side), device)
+        process = build(process_config, (channels, side, side), device)
         g_in, restored = restore_degraded(generator, process, clean, sigma01=sigma01, seed=seed)
         rows = [g_in, restored, clean] if g_in.shape == clean.shape else [restored, clean]
         picture = grid(torch.cat(rows), nrow=nrow or clean.shape[0])
@@ -200,7 +212,7 @@ def sample_model_grid(model: str, out: str | Path, *, count: int = 16, size: Opt
         multiple = math.lcm(multiple, process_size_multiple(process_config))
         if side % multiple:
             raise UserError(f"--size must be a multiple of {multiple} for this model; got {side}.")
-        process = build_process(process_config, (channels, side, side), device)
+        process = build(process_config, (channels, side, side), device)
         if process.conditioned:
             raise UserError(f"this model restores {process.name} degradations; give --input images to degrade and restore.")
         picture = grid(sample_from_noise(generator, process, count, (channels, side, side), seed=seed, device=device),

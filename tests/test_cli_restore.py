@@ -1,0 +1,261 @@
+"""``pnprgm restore`` through click's CliRunner: nothing lost (no file it did not write is replaced, distinct
+output names, reruns skip what is done, a record for every image, stale temporaries swept) and bad inputs."""
+from __future__ import annotations
+
+import json
+import os
+import time
+
+import pytest
+import torch
+from click.testing import CliRunner
+
+from cli.main import app
+from pnprgm import io
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+FAST = ("--operator", "blur:gaussian,sigma=1", "--denoiser", "tikhonov", "--iters", "2", "-q")
+
+
+def run(*args):
+    return CliRunner().invoke(app, [str(a) for a in args])
+
+
+def errors(result) -> list[str]:
+    return [line for line in result.output.splitlines() if line.startswith("error:")]
+
+
+@pytest.fixture
+def photos(tmp_path):
+    """Two small photos in a folder."""
+    folder = tmp_path / "in"
+    generator = torch.Generator().manual_seed(0)
+    io.write_image(folder / "one.png", torch.rand((3, 16, 16), generator=generator))
+    io.write_image(folder / "two.png", torch.rand((3, 16, 20), generator=generator))
+    return folder
+
+
+@pytest.mark.parametrize("taken", ["one.png", "one.json", "one_std.png"])
+def test_a_file_restore_did_not_write_is_never_replaced(photos, tmp_path, taken):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / taken).write_bytes(b"the user's own file")
+    result = run("restore", photos, *FAST, "--samples", "2", "--solver", "rgm-drs", "-o", out)
+    assert result.exit_code == 1, result.output
+    assert (out / taken).read_bytes() == b"the user's own file"
+    assert len(errors(result)) == 1 and "one.png" in errors(result)[0] and "--overwrite" in errors(result)[0]
+    assert "not written by pnprgm" in errors(result)[0] or "is not the file its record" in errors(result)[0]
+    assert (out / "two.png").is_file() and "restored 1 image(s)" in result.output and "1 failed" in result.output
+    result = run("restore", photos, *FAST, "--samples", "2", "--solver", "rgm-drs", "-o", out, "--overwrite")
+    assert result.exit_code == 0, result.output
+    assert (out / taken).read_bytes() != b"the user's own file"
+    assert "restored 2 image(s)" in result.output
+
+
+def test_inputs_sharing_a_stem_get_distinct_outputs(tmp_path):
+    generator = torch.Generator().manual_seed(1)
+    first, second = torch.rand((3, 16, 16), generator=generator), torch.rand((3, 16, 16), generator=generator)
+    io.write_image(tmp_path / "in" / "a.png", first)
+    io.write_image(tmp_path / "in" / "a.tif", second)
+    io.write_image(tmp_path / "other" / "a.png", second)
+    out = tmp_path / "out"
+    result = run("restore", tmp_path / "in", tmp_path / "other" / "a.png", *FAST, "-o", out)
+    assert result.exit_code == 0, result.output
+    assert "restored 3 image(s)" in result.output
+    assert sorted(p.name for p in out.iterdir()) == ["a_png-2.json", "a_png-2.png", "a_png.json", "a_png.png",
+                                                     "a_tif.json", "a_tif.png"]
+    inputs = {json.loads((out / f"{stem}.json").read_text())["input"] for stem in ("a_png", "a_tif", "a_png-2")}
+    assert inputs == {str(tmp_path / "in" / "a.png"), str(tmp_path / "in" / "a.tif"), str(tmp_path / "other" / "a.png")}
+    restored = [io.read_image(out / name) for name in ("a_png.png", "a_tif.png")]
+    assert not torch.equal(restored[0], restored[1])  # neither replaced the other
+
+
+def test_a_rerun_skips_what_is_done_and_refuses_other_settings(photos, tmp_path):
+    out = tmp_path / "out"
+    assert run("restore", photos, *FAST, "-o", out).exit_code == 0
+    before = {p.name: (p.read_bytes(), p.stat().st_mtime_ns) for p in out.iterdir()}
+    result = run("restore", photos, *FAST, "-o", out)
+    assert result.exit_code == 0, result.output
+    assert "restored 0 image(s)" in result.output and "2 already restored (skipped)" in result.output
+    assert {p.name: (p.read_bytes(), p.stat().st_mtime_ns) for p in out.iterdir()} == before
+    result = run("restore", photos, *FAST, "-o", out, "--seed", "1")
+    assert result.exit_code == 1 and len(errors(result)) == 2
+    assert all("other settings (seed differ)" in line and "--overwrite" in line for line in errors(result))
+    result = run("restore", photos, *FAST, "-o", out, "--seed", "1", "--overwrite")
+    assert result.exit_code == 0 and "restored 2 image(s)" in result.output
+    assert json.loads((out / "one.json").read_text())["job"]["seed"] == 1
+
+
+def test_an_output_of_another_image_is_not_replaced(photos, tmp_path):
+    out = tmp_path / "out"
+    assert run("restore", photos / "one.png", *FAST, "-o", out).exit_code == 0
+    io.write_image(tmp_path / "elsewhere" / "one.png", torch.zeros(3, 16, 16))
+    record = (out / "one.json").read_bytes()
+    result = run("restore", tmp_path / "elsewhere" / "one.png", *FAST, "-o", out)
+    assert result.exit_code == 1 and "restoration of another image" in result.output
+    assert (out / "one.json").read_bytes() == record
+
+
+def test_a_kill_never_leaves_an_image_without_its_record(photos, tmp_path, monkeypatch):
+    out = tmp_path / "out"
+    real_replace = os.replace
+
+    def killed_at_the_image(src, dst):
+        if str(dst).endswith("one.png"):
+            raise KeyboardInterrupt
+        real_replace(src, dst)
+
+    monkeypatch.setattr(io.os, "replace", killed_at_the_image)
+    result = run("restore", photos / "one.png", *FAST, "-o", out)
+    monkeypatch.undo()
+    assert result.exit_code != 0
+    assert (out / "one.json").is_file() and not (out / "one.png").exists()
+    assert not [p for p in out.iterdir() if p.name.endswith(".tmp")]
+    # the next run sees its own record without the image and restores it
+    result = run("restore", photos, *FAST, "-o", out)
+    assert result.exit_code == 0 and "restored 2 image(s)" in result.output, result.output
+    record = json.loads((out / "one.json").read_text())
+    assert record["output_sha256"] == io.sha256_file(out / "one.png")
+
+
+def test_stale_temporaries_are_swept(photos, tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    own = out / ".one.png.ab12cd34.tmp"  # a killed run's temporary of an output written now: any age
+    old = out / ".gone.png.zz99yy88.tmp"  # of another output, an hour old
+    fresh = out / ".busy.png.qq11ww22.tmp"  # another live run's
+    users = out / ".notes.tmp"  # not one of ours
+    for path in (own, old, fresh, users):
+        path.write_bytes(b"x")
+    hour_ago = time.time() - 3700
+    os.utime(old, (hour_ago, hour_ago))
+    result = run("restore", photos, *FAST, "-o", out)
+    assert result.exit_code == 0, result.output
+    assert not own.exists() and not old.exists() and fresh.exists() and users.exists()
+
+
+@pytest.mark.parametrize("args,message", [
+    (("--noise", "nan"), "--noise must be a noise std in [0, 1]"),
+    (("--noise", "-1"), "--noise must be a noise std in [0, 1]"),
+    (("--noise", "inf"), "--noise must be a noise std in [0, 1]"),
+    (("--noise", "5"), "--noise must be a noise std in [0, 1]"),
+    (("--set", "lam=nan"), "lam must be a finite number"),
+    (("--set", "lam=-inf"), "lam must be a finite number"),
+    (("--set", "lam=0"), "lam > 0"),
+    (("--set", "relaxation=-1"), "relaxation must be > 0"),
+    (("--iters", "0"), "iterations must be >= 1"),
+    (("--samples", "0"), "--samples must be >= 1"),
+    (("--size", "0x16"), "--size must be positive"),
+    (("--operator", "blur:gaussian,sigma=nan"), "sigma must be a finite number"),
+])
+def test_bad_numbers_are_one_line_errors_before_any_work(photos, tmp_path, args, message):
+    out = tmp_path / "out"
+    result = run("restore", photos, "--operator", "blur:gaussian,sigma=1", "--denoiser", "tikhonov", "-q", *args, "-o", out)
+    assert result.exit_code == 2, result.output
+    assert result.output.count("\n") == 1 and message in result.output and "Traceback" not in result.output
+    assert not out.exists()
+
+
+def test_a_nan_sidecar_is_one_error_and_the_folder_goes_on(photos, tmp_path):
+    meas, out = tmp_path / "meas", tmp_path / "out"
+    assert run("degrade", photos, "-p", "sr2", "--noise", "0.01", "-o", meas).exit_code == 0
+    sidecar = meas / "one.measurement.json"
+    sidecar.write_text(sidecar.read_text().replace('"noise_sigma": 0.01', '"noise_sigma": NaN'))
+    result = run("restore", meas, "--denoiser", "tikhonov", "--iters", "2", "-q", "-o", out)
+    assert result.exit_code == 1, result.output
+    assert len(errors(result)) == 1 and "one.measurement.json" in errors(result)[0] and "noise_sigma" in errors(result)[0]
+    assert (out / "two.png").is_file() and not (out / "one.png").exists()
+    assert "restored 1 image(s)" in result.output and "1 failed" in result.output
+
+
+@pytest.mark.parametrize("orientation,turn", [(1, 0), (6, -1), (8, 1), (3, 2)])
+def test_exif_orientation_is_applied_on_read(tmp_path, orientation, turn):
+    """A portrait photo stored landscape with an EXIF orientation tag is read (and restored) upright."""
+    import numpy as np
+    from PIL import Image
+
+    stored = np.zeros((16, 24, 3), np.uint8)
+    stored[:4, :4] = 255  # a white corner to follow the rotation
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    Image.fromarray(stored).save(tmp_path / "photo.jpg", quality=100, exif=exif.tobytes())
+    read = io.read_image(tmp_path / "photo.jpg")
+    expected = torch.rot90(torch.from_numpy(stored).permute(2, 0, 1).float() / 255, turn, dims=(1, 2))
+    assert read.shape == expected.shape
+    assert float((read - expected).abs().mean()) < 0.02
+    result = run("restore", tmp_path / "photo.jpg", "--operator", "identity", "--denoiser", "tikhonov", "--iters", "1",
+                 "-q", "-o", tmp_path / "out")
+    assert result.exit_code == 0, result.output
+    assert io.read_image(tmp_path / "out" / "photo.png").shape == expected.shape
+
+
+@pytest.mark.parametrize("tile", ["0", "1", "7", "-5", "31"])
+def test_a_bad_tile_is_one_line_and_zero_is_not_ignored(photos, tmp_path, tile):
+    result = run("restore", photos, *FAST, "--tile", tile, "-o", tmp_path / "out")
+    assert result.exit_code == 2 and result.output.count("\n") == 1, result.output
+    assert f"--tile must be at least 32 pixels" in result.output and f"got {tile}" in result.output
+    assert not (tmp_path / "out").exists()
+
+
+def test_tiles_of_the_smallest_size_restore(tmp_path):
+    io.write_image(tmp_path / "big.png", torch.rand((3, 48, 40), generator=torch.Generator().manual_seed(2)))
+    result = run("restore", tmp_path / "big.png", *FAST, "--tile", "32", "-o", tmp_path / "out")
+    assert result.exit_code == 0, result.output
+    assert io.read_image(tmp_path / "out" / "big.png").shape == (3, 48, 40)
+
+
+@pytest.mark.parametrize("device", ["auto", "cuda", "cuda:0"])
+def test_a_device_without_a_gpu_falls_back_to_the_cpu(photos, tmp_path, monkeypatch, device):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.warns(UserWarning, match="CUDA is not available") if device != "auto" else _no_warning():
+        result = run("restore", photos, *FAST, "--device", device, "-o", tmp_path / "out")
+    assert result.exit_code == 0, result.output
+    assert json.loads((tmp_path / "out" / "one.json").read_text())["settings"]["device"] == "cpu"
+
+
+def _no_warning():
+    import contextlib
+
+    return contextlib.nullcontext()
+
+
+@pytest.mark.parametrize("command", ["restore", "degrade"])
+@pytest.mark.parametrize("where", ["a_file", "under_a_file"])
+def test_an_output_folder_blocked_by_a_file_is_one_line(photos, tmp_path, command, where):
+    blocker = tmp_path / "blocker"
+    blocker.write_text("a file")
+    out = blocker if where == "a_file" else blocker / "out"
+    args = FAST if command == "restore" else ("-p", "sr2")
+    result = run(command, photos, *args, "-o", out)
+    assert result.exit_code == 2 and result.output.count("\n") == 1, result.output
+    assert str(out) in result.output and "choose another -o" in result.output
+    assert blocker.read_text() == "a file"
+
+
+def test_a_write_failure_after_computing_is_one_line_and_the_batch_goes_on(photos, tmp_path, monkeypatch):
+    import errno
+
+    real_stage = io.stage
+
+    def disk_full_for_one(path, writer, **kwargs):
+        if path.name == "one.png":
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_stage(path, writer, **kwargs)
+
+    monkeypatch.setattr(io, "stage", disk_full_for_one)
+    result = run("restore", photos, *FAST, "-o", tmp_path / "out")
+    assert result.exit_code == 1, result.output
+    assert len(errors(result)) == 1 and "one.png" in errors(result)[0] and "No space left" in errors(result)[0]
+    assert "Traceback" not in result.output and "restored 1 image(s)" in result.output and "1 failed" in result.output
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["two.json", "two.png"]
+
+
+def test_a_missing_input_is_reported_and_the_others_restored(photos, tmp_path):
+    result = run("restore", photos / "one.png", tmp_path / "missing.png", photos / "two.png", *FAST, "-o", tmp_path / "out")
+    assert result.exit_code == 1, result.output
+    assert len(errors(result)) == 1 and "missing.png does not exist" in errors(result)[0]
+    assert (tmp_path / "out" / "one.png").is_file() and (tmp_path / "out" / "two.png").is_file()
+    assert "restored 2 image(s)" in result.output and "1 failed" in result.output
+    result = run("restore", tmp_path / "missing.png", *FAST, "-o", tmp_path / "out2")
+    assert result.exit_code == 1 and "does not exist" in result.output and "restored 0 image(s)" in result.output
