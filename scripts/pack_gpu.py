@@ -25,9 +25,14 @@ REPO = Path(__file__).resolve().parent.parent
 WHEELS = ("deepinv==0.5.0", "natsort==8.4.0")
 
 
-def tracked_bytes() -> int:
+def tracked_bytes(set_aside: list[str]) -> int:
+    """Bytes of the tracked files that travel to the GPU machine (those matching a ``set_aside`` glob do not)."""
+    from fnmatch import fnmatch
+
     names = subprocess.run(["git", "ls-files", "-z"], cwd=REPO, capture_output=True, check=True).stdout.split(b"\0")
-    return sum((REPO / n.decode()).stat().st_size for n in names if n and (REPO / n.decode()).is_file())
+    paths = [n.decode() for n in names if n]
+    return sum((REPO / n).stat().st_size for n in paths
+               if (REPO / n).is_file() and not any(fnmatch(n, pattern) for pattern in set_aside))
 
 
 def encode(path: Path, side: int, quality: int) -> bytes:
@@ -56,6 +61,9 @@ def main() -> int:
     parser.add_argument("--sides", default="768,704,640,576,512,448,384", help="long sides to try, largest first")
     parser.add_argument("--val-fraction", type=float, default=0.1)
     parser.add_argument("--no-wheels", action="store_true", help="skip downloading wheels (tests)")
+    parser.add_argument("--set-aside", action="append", default=[], metavar="GLOB",
+                        help="tracked files you will move out of the checkout during the GPU run (e.g. "
+                             "'pretrained/rgm-*.pt'): not counted in the budget")
     args = parser.parse_args()
     sys.path.insert(0, str(REPO))
     from pnprgm.io import list_images, sha256_file
@@ -77,7 +85,7 @@ def main() -> int:
                 for row in csv.DictReader(handle, delimiter="\t"):
                     licences[(str(folder), row["file"])] = row.get("license", "")
     train_files, val_files = split_validation(files, args.val_fraction, 0)
-    available = args.budget_mb * 1e6 - tracked_bytes() - wheel_bytes
+    available = args.budget_mb * 1e6 - tracked_bytes(args.set_aside) - wheel_bytes
     print(f"pack: {len(files)} photos ({len(train_files)} train, {len(val_files)} val); "
           f"{available / 1e6:.1f} MB left for photos after the tracked files and {wheel_bytes / 1e6:.1f} MB of wheels")
     chosen = None
@@ -89,7 +97,8 @@ def main() -> int:
             chosen = side
             break
     if chosen is None:
-        print("pack: the photos do not fit even at the smallest side; raise --budget-mb or lower --quality", file=sys.stderr)
+        print("pack: the photos do not fit even at the smallest side; set files aside (--set-aside), raise --budget-mb "
+              "(the device takes 64 MiB = 67.1 MB in all) or lower --quality", file=sys.stderr)
         return 1
     data = out / "data"
     if data.exists():

@@ -141,3 +141,35 @@ def test_recipe_continues_from_a_model_and_keeps_the_lineage(recipe_run, tiny_pa
     wrong = CliRunner().invoke(app, ["train-denoisers", "--data", str(tiny_pack), "--out", str(tmp_path / "x"),
                                      "--minutes", "0.01", "--device", "cpu", "--init-from", "rgm-denoiser-color"])
     assert wrong.exit_code == 2 and "not a 3-channel DRUNet model file" in wrong.output
+
+
+def test_pack_script_holds_out_a_tenth_and_records_sources(tmp_path):
+    """scripts/pack_gpu.py: the training loop's hold-out rule, JPEGs at the chosen long side, sources with sha256 and
+    licence in manifest.json; a budget too small for any side is refused."""
+    from pnprgm.io import sha256_file
+    from pnprgm.training.data import split_validation
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    rng = np.random.default_rng(1)
+    rows = ["file\tsource\toriginal_size\tlicense\tsha256"]
+    for i in range(10):
+        Image.fromarray(_photo(rng, 200, 300)).save(photos / f"p{i}.png")
+        rows.append(f"p{i}.png\ttest\t300x200\tCC0-1.0\t-")
+    (photos / "MANIFEST.tsv").write_text("\n".join(rows) + "\n")
+    out = tmp_path / "pack"
+    script = REPO / "scripts" / "pack_gpu.py"
+    result = subprocess.run([sys.executable, str(script), str(photos), "--out", str(out), "--no-wheels",
+                             "--budget-mb", "1000", "--sides", "256,128"], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    manifest = json.loads((out / "data" / "manifest.json").read_text())
+    expected_train, expected_val = split_validation(sorted(photos.glob("*.png")), 0.1, 0)
+    assert [e["name"] for e in manifest["val"]] == [p.name for p in expected_val] and len(manifest["val"]) == 1
+    assert len(manifest["train"]) == 9 and manifest["pack"]["long_side"] == 256
+    entry = manifest["train"][0]
+    assert entry["license"] == "CC0-1.0" and entry["sha256"] == sha256_file(photos / entry["name"])
+    with Image.open(out / "data" / "train" / entry["packed"]) as packed:
+        assert packed.format == "JPEG" and max(packed.size) == 256
+    refused = subprocess.run([sys.executable, str(script), str(photos), "--out", str(tmp_path / "small"), "--no-wheels",
+                              "--budget-mb", "0.001", "--sides", "64"], capture_output=True, text=True, timeout=120)
+    assert refused.returncode == 1 and "do not fit" in refused.stderr
