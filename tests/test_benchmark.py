@@ -184,7 +184,97 @@ def test_too_small_image_is_skipped_for_lpips(photo_dir):
     _write_png(photo_dir / "tiny.png", np.full((20, 24, 3), 128, np.uint8))
     result = run_benchmark(_config(data=str(photo_dir), tasks=("denoise",), methods=("baseline",)), progress=False)
     assert [(s["image"], s["kind"]) for s in result.skipped] == [("tiny", "unusable")]
+    assert "LPIPS needs 31 px" in result.skipped[0]["reason"]
     assert len(result.records) == 3
+    # VGG16 needs 16 px: the same image is scored by LPIPS-VGG; with the protocol's border crop of 4 px it is not
+    vgg = _config(data=str(photo_dir), tasks=("denoise",), methods=("baseline",), metrics="psnr,lpips_vgg")
+    scored = run_benchmark(vgg, progress=False)
+    assert not scored.skipped and len(scored.records) == 4
+    cropped = run_benchmark(_config(data=str(photo_dir), tasks=("denoise",), methods=("baseline",),
+                                    metrics="psnr,lpips_vgg", protocol={"crop": 4}), progress=False)
+    assert [(s["image"], "LPIPS-VGG needs 24 px" in s["reason"]) for s in cropped.skipped] == [("tiny", True)]
+
+
+ALL_METRICS = "psnr,ssim,lpips,lpips_vgg"
+
+
+def test_every_requested_metric_reaches_records_and_reports(photo_dir, tmp_path, lpips_ready):
+    out = tmp_path / "out"
+    args = ["benchmark", "--data", str(photo_dir), "--task", "denoise", "--method", "baseline,tv-admm", "--crop", "48",
+            "--set", "iterations=2", "--metrics", ALL_METRICS, "--json", str(out / "r.json"), "--md", str(out / "r.md"), "-q"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    data = json.loads((out / "r.json").read_text())
+    assert len(data["records"]) == 3 * 2
+    for record in data["records"]:
+        assert list(record) == ["image", "task", "method", *ALL_METRICS.split(","), "seconds", "seed"]
+        assert 0 < record["lpips_vgg"] < 1 and record["lpips_vgg"] != record["lpips"]
+    assert list(data["metrics"]) == ALL_METRICS.split(",")
+    assert data["metrics"]["lpips_vgg"]["label"] == "LPIPS-VGG ↓" and not data["metrics"]["lpips_vgg"]["higher_is_better"]
+    text = (out / "r.md").read_text()
+    assert "| method | PSNR (dB) ↑ | SSIM ↑ | LPIPS ↓ | LPIPS-VGG ↓ | seconds | images |" in text
+    assert "PSNR and SSIM: higher is better; LPIPS and LPIPS-VGG: lower is better" in text
+    assert "- `lpips_vgg` (LPIPS-VGG): LPIPS v0.1 with ImageNet VGG16" in text
+    # the best method of each column is bold, LPIPS-VGG included (lower wins)
+    rows = {line.split(" | ")[0]: line for line in text.splitlines() if line.startswith(("| baseline |", "| tv-admm |"))}
+    vgg = {method: float(row.split(" | ")[4].strip("*").split(" ± ")[0]) for method, row in rows.items()}
+    best = min(vgg, key=vgg.get)
+    assert rows[best].split(" | ")[4].startswith("**")
+    rebuilt = CliRunner().invoke(app, ["benchmark", "--from-json", str(out / "r.json"), "--md", str(tmp_path / "again.md")])
+    assert rebuilt.exit_code == 0 and (tmp_path / "again.md").read_text() == text
+
+
+def test_resume_runs_again_the_records_that_lack_a_newly_requested_metric(photo_dir, tmp_path, monkeypatch, lpips_ready):
+    path = tmp_path / "r.json"
+    first = run_benchmark(_config(data=str(photo_dir), tasks=("denoise",), methods=("baseline",), metrics="psnr"),
+                          json_path=path, progress=False)
+    assert "lpips_vgg" not in first.records[0] and "lpips" not in first.records[0]
+    calls = {"n": 0}
+    original = methods.BaselineMethod.restore
+
+    def counted(self, *args, **kwargs):
+        calls["n"] += 1
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(methods.BaselineMethod, "restore", counted)
+    more = _config(data=str(photo_dir), tasks=("denoise",), methods=("baseline",), metrics="psnr,lpips_vgg")
+    second = run_benchmark(more, json_path=path, resume=True, progress=False)
+    assert calls["n"] == len(first.records)  # the outputs were not kept: each record is restored and scored again
+    assert [r["psnr"] for r in second.records] == [r["psnr"] for r in first.records]  # same seeds, same outputs
+    assert all(0 < r["lpips_vgg"] < 1 for r in second.records)
+    calls["n"] = 0
+    third = run_benchmark(more, json_path=path, resume=True, progress=False)  # now everything is there
+    assert calls["n"] == 0 and third.records == second.records
+    fewer = run_benchmark(_config(data=str(photo_dir), tasks=("denoise",), methods=("baseline",), metrics="psnr"),
+                          json_path=path, resume=True, progress=False)
+    assert calls["n"] == 0  # a metric no longer asked for is dropped from the reused records
+    assert fewer.records == [{key: value for key, value in r.items() if key != "lpips_vgg"} for r in second.records]
+
+
+def test_results_json_of_the_first_format_still_loads(photo_dir, tmp_path, monkeypatch):
+    """Before metrics came from the registry, records always held psnr, ssim and lpips (null when not asked for)
+    and the JSON had no metrics section."""
+    path = tmp_path / "old.json"
+    first = run_benchmark(_config(data=str(photo_dir), tasks=("denoise",), methods=("baseline",), metrics="psnr,ssim"),
+                          json_path=path, progress=False)
+    old = json.loads(path.read_text())
+    del old["metrics"]
+    old["records"] = [{key: r.get(key) for key in ("image", "task", "method", "psnr", "ssim", "lpips", "seconds", "seed")}
+                      for r in old["records"]]
+    path.write_text(json.dumps(old))
+    text = report.markdown(report.load_results(path))
+    assert "| method | PSNR (dB) ↑ | SSIM ↑ | seconds | images |" in text and "LPIPS" not in text.split("## Metric protocol")[0]
+    monkeypatch.setattr(methods.BaselineMethod, "restore", lambda *a, **k: pytest.fail("a record was recomputed"))
+    resumed = run_benchmark(_config(data=str(photo_dir), tasks=("denoise",), methods=("baseline",), metrics="psnr,ssim"),
+                            json_path=path, resume=True, progress=False)
+    assert resumed.records == first.records  # reused, in the current format
+    # a metric this version does not know (a newer file) is shown as the file describes it
+    old["config"]["metrics"] = ["psnr", "fid"]
+    old["metrics"] = {"fid": {"title": "FID", "label": "FID ↓", "higher_is_better": False, "digits": 1}}
+    for record in old["records"]:
+        record["fid"] = 12.25
+    assert "| method | PSNR (dB) ↑ | FID ↓ | seconds | images |" in report.markdown(old)
+    assert "| **12.2 ± 0.0** |" in report.markdown(old) or "| **12.3 ± 0.0** |" in report.markdown(old)
 
 
 def test_gray_images_skip_colorization_only(photo_dir):

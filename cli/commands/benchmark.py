@@ -24,7 +24,8 @@ Examples:
 Data: public (photos shipped inside pip packages; offline), set14, cbsd68, kodak24, urban100 (deepinv,
 downloaded on first use) or a folder. Images are centre-cropped (--crop) and measured with seeds derived from
 --seed, the image index and the task, so two runs give the same numbers. The JSON is rewritten after every
-record: an interrupted run keeps its results. A suite file (JSON/YAML) holds the same keys as the options
+record: an interrupted run keeps its results. --resume reuses a record only if that run computed every metric
+asked for now; otherwise (e.g. lpips_vgg added to --metrics) the record is restored and scored again. A suite file (JSON/YAML) holds the same keys as the options
 (data, images, tasks, methods, noise, seed, crop, limit, device, metrics, protocol, overrides, figure_images,
 models); options given on the command line override it.
 """
@@ -41,7 +42,8 @@ models); options given on the command line override it.
 @click.option("--crop", type=int, default=None, help="Centre crop side in pixels, 0 for whole images.  [default: 256]")
 @click.option("--limit", type=int, default=None, help="Use only the first N images.")
 @click.option("--device", default=None, help="cpu, cuda, cuda:N or auto.  [default: cpu]")
-@click.option("--metrics", default=None, help="Comma-separated metrics.  [default: psnr,ssim,lpips]")
+@click.option("--metrics", default=None, help="Comma-separated metrics: psnr, ssim, lpips (AlexNet), lpips_vgg (VGG16; "
+              "no shipped model was trained with it).  [default: psnr,ssim,lpips]")
 @click.option("--protocol", "protocol_items", multiple=True, metavar="KEY=VALUE", help="Metric protocol field, e.g. channel=y or crop=4 (repeatable).")
 @click.option("--set", "assignments", multiple=True, metavar="KEY=VALUE", help="Solver parameter for every PnP method, e.g. iterations=8 (repeatable).")
 @click.option("--figure-images", type=int, default=None, help="Images per task in the figure.  [default: 2]")
@@ -57,7 +59,7 @@ models); options given on the command line override it.
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 def command(suite, data, images, tasks, methods, noise, seed, crop, limit, device, metrics, protocol_items,
             assignments, figure_images, model_sources, json_path, md_path, figure_path, resume, from_json, list_only, quiet):
-    """Compare restoration methods on simulated measurements (PSNR, SSIM, LPIPS)."""
+    """Compare restoration methods on simulated measurements (PSNR, SSIM, LPIPS; LPIPS-VGG on request)."""
     from pnprgm.benchmark import build_config, report, run_benchmark
     from pnprgm.errors import UserError
 

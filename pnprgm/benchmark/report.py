@@ -6,8 +6,9 @@ rebuilt from a JSON file alone; the figure also needs the images kept in memory 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any, Iterable, Mapping, Optional
 
 import numpy as np
 import torch
@@ -15,23 +16,56 @@ import torch.nn.functional as F
 
 from pnprgm import io
 
-COLUMNS = (("psnr", "PSNR (dB) ↑", 2), ("ssim", "SSIM ↑", 3), ("lpips", "LPIPS ↓", 3))
-HIGHER_IS_BETTER = {"psnr": True, "ssim": True, "lpips": False}
 CELL = 256  # largest side of one figure cell (bigger crops are shown reduced)
+DEFAULT_METRICS = ("psnr", "ssim", "lpips")  # what a results JSON without config.metrics computed
+
+
+@dataclass(frozen=True)
+class Column:
+    """One metric column of the report."""
+
+    name: str
+    title: str
+    label: str
+    digits: int
+    higher_is_better: Optional[bool]  # None: unknown direction, nothing is marked best
+
+
+def columns(data: Mapping[str, Any]) -> list[Column]:
+    """The metric columns of a results document: every metric the run asked for, in its order.
+
+    Described by the metrics registry, else by the document's own ``metrics`` section (a metric this version of
+    pnprgm does not know), else by its name alone.
+    """
+    from pnprgm.metrics import METRICS
+
+    names = list(data.get("config", {}).get("metrics") or DEFAULT_METRICS)
+    described = data.get("metrics") or {}
+    result = []
+    for name in names:
+        if name in METRICS:
+            metric = METRICS.get(name)
+            result.append(Column(name, metric.title, metric.label, metric.digits, metric.higher_is_better))
+        else:
+            info = described.get(name) or {}
+            result.append(Column(name, info.get("title", name), info.get("label", name), int(info.get("digits", 3)),
+                                 info.get("higher_is_better")))
+    return result
 
 
 # -- statistics -------------------------------------------------------------------------------------------
 
-def summarise(records: Iterable[Mapping[str, Any]]) -> dict[tuple[str, str], dict[str, Any]]:
+def summarise(records: Iterable[Mapping[str, Any]], metrics: Iterable[str] = DEFAULT_METRICS) -> dict[tuple[str, str], dict[str, Any]]:
     """(task, method) -> {metric: (mean, std, n) or None, "seconds": mean, "n": images}; std is the sample std
     over images (0 for a single image)."""
+    metrics = list(metrics)
     groups: dict[tuple[str, str], list[Mapping[str, Any]]] = {}
     for record in records:
         groups.setdefault((record["task"], record["method"]), []).append(record)
     summary = {}
     for key, items in groups.items():
         entry: dict[str, Any] = {"n": len(items), "seconds": float(np.mean([r["seconds"] for r in items]))}
-        for metric, _, _ in COLUMNS:
+        for metric in metrics:
             values = [r[metric] for r in items if r.get(metric) is not None]
             entry[metric] = _stats(values) if values else None
         summary[key] = entry
@@ -44,13 +78,23 @@ def _stats(values: list[float]) -> tuple[float, float, int]:
     return float(array.mean()), std, int(array.size)
 
 
-def best_methods(summary: Mapping[tuple[str, str], Mapping[str, Any]], task: str, metric: str, digits: int) -> set[str]:
-    """Methods whose mean ``metric`` on ``task`` is the best at the displayed precision (ties all win)."""
+def best_methods(summary: Mapping[tuple[str, str], Mapping[str, Any]], task: str, metric: str, digits: int,
+                 higher_is_better: Optional[bool] = None) -> set[str]:
+    """Methods whose mean ``metric`` on ``task`` is the best at the displayed precision (ties all win).
+
+    :param higher_is_better: the metric's direction (default: the metrics registry's; unknown: no method wins).
+    """
+    if higher_is_better is None:
+        from pnprgm.metrics import METRICS
+
+        if metric not in METRICS:
+            return set()
+        higher_is_better = METRICS.get(metric).higher_is_better
     values = {method: round(entry[metric][0], digits) for (t, method), entry in summary.items()
               if t == task and entry.get(metric) is not None}
     if not values:
         return set()
-    target = max(values.values()) if HIGHER_IS_BETTER[metric] else min(values.values())
+    target = max(values.values()) if higher_is_better else min(values.values())
     return {method for method, value in values.items() if value == target}
 
 
@@ -61,7 +105,8 @@ def markdown(data: Mapping[str, Any]) -> str:
     config = data["config"]
     resolved = config["resolved"]
     records = data["records"]
-    summary = summarise(records)
+    metric_columns = columns(data)
+    summary = summarise(records, [column.name for column in metric_columns])
     task_names = list(config["tasks"])
     method_names = [m for m in config["methods"] if resolved["methods"].get(m, {}).get("available", True)]
     images = resolved["images"]
@@ -72,7 +117,7 @@ def markdown(data: Mapping[str, Any]) -> str:
     lines += [
         f"{len(images)} images from `{resolved['data']}` ({crop}), seed {config['seed']}, device {resolved['device']}. "
         "Mean ± std (sample std over images); the best method of each task is in **bold** "
-        "(PSNR and SSIM: higher is better; LPIPS: lower is better). Seconds: wall time of the method alone per image "
+        f"({_directions(metric_columns)}). Seconds: wall time of the method alone per image "
         "(model loading and metrics excluded).",
         "",
         "## PSNR (dB) overview",
@@ -83,20 +128,21 @@ def markdown(data: Mapping[str, Any]) -> str:
     for task in task_names:
         info = resolved["tasks"][task]
         lines += [f"### {task}: `{info['spec']}`, noise σ = {info['noise']:.4g}", ""]
-        lines += ["| method | " + " | ".join(label for _, label, _ in COLUMNS) + " | seconds | images |",
-                  "|---|" + "---:|" * (len(COLUMNS) + 2)]
+        lines += ["| method | " + " | ".join(column.label for column in metric_columns) + " | seconds | images |",
+                  "|---|" + "---:|" * (len(metric_columns) + 2)]
         for method in method_names:
             entry = summary.get((task, method))
             if entry is None:
                 continue
             cells = []
-            for metric, _, digits in COLUMNS:
-                stats = entry[metric]
+            for column in metric_columns:
+                stats, digits = entry[column.name], column.digits
                 if stats is None:
                     cells.append("–")
                     continue
                 text = f"{stats[0]:.{digits}f} ± {stats[1]:.{digits}f}"
-                cells.append(f"**{text}**" if method in best_methods(summary, task, metric, digits) else text)
+                best = best_methods(summary, task, column.name, digits, column.higher_is_better)
+                cells.append(f"**{text}**" if method in best else text)
             lines.append(f"| {method} | " + " | ".join(cells) + f" | {entry['seconds']:.3g} | {entry['n']} |")
         lines.append("")
     lines += ["## Methods", ""]
@@ -119,6 +165,9 @@ def markdown(data: Mapping[str, Any]) -> str:
         for entry in skipped:
             where = ", ".join(f"{key} {entry[key]}" for key in ("image", "task", "method") if key in entry)
             lines.append(f"- {entry['kind']}{': ' + where if where else ''}: {entry['reason']}")
+    if data.get("metrics"):  # written since metrics come from the registry
+        lines += ["", "## Metrics", ""]
+        lines += [f"- `{name}` ({info.get('title', name)}): {info.get('summary', '')}" for name, info in data["metrics"].items()]
     lines += ["", "## Metric protocol", "", "```json", json.dumps(data["protocol"], indent=2), "```", "",
               "## Command", "", "```sh", data.get("command", ""), "```", "", "## Versions", "",
               "| package | version |", "|---|---|"]
@@ -130,7 +179,7 @@ def overview(data: Mapping[str, Any]) -> list[str]:
     """Markdown table of mean PSNR per method (rows) and task (columns), the best of each task in bold."""
     config = data["config"]
     resolved = config["resolved"]
-    summary = summarise(data["records"])
+    summary = summarise(data["records"], ["psnr"])
     task_names = list(config["tasks"])
     method_names = [m for m in config["methods"] if resolved["methods"].get(m, {}).get("available", True)]
     lines = ["| method | " + " | ".join(task_names) + " |", "|---|" + "---:|" * len(task_names)]
@@ -142,9 +191,20 @@ def overview(data: Mapping[str, Any]) -> list[str]:
                 cells.append("–")
                 continue
             text = f"{entry['psnr'][0]:.2f}"
-            cells.append(f"**{text}**" if method in best_methods(summary, task, "psnr", 2) else text)
+            cells.append(f"**{text}**" if method in best_methods(summary, task, "psnr", 2, True) else text)
         lines.append(f"| {method} | " + " | ".join(cells) + " |")
     return lines
+
+
+def _directions(metric_columns: list[Column]) -> str:
+    """``PSNR and SSIM: higher is better; LPIPS: lower is better`` for the columns shown."""
+    parts = []
+    for flag, words in ((True, "higher is better"), (False, "lower is better")):
+        titles = [column.title for column in metric_columns if column.higher_is_better is flag]
+        if titles:
+            listed = titles[0] if len(titles) == 1 else ", ".join(titles[:-1]) + " and " + titles[-1]
+            parts.append(f"{listed}: {words}")
+    return "; ".join(parts) or "no metric with a known direction"
 
 
 def write_markdown(path: str | Path, data: Mapping[str, Any]) -> Path:

@@ -11,7 +11,7 @@ import shlex
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping, Optional
+from typing import Any, Callable, Iterable, Mapping, Optional
 
 import torch
 
@@ -23,10 +23,10 @@ from pnprgm.errors import UserError
 DEFAULT_TASKS: tuple[str, ...] = tuple(tasks.registry.names())
 DEFAULT_METHODS: tuple[str, ...] = tuple(methods.registry.names())
 DEFAULT_METRICS: tuple[str, ...] = ("psnr", "ssim", "lpips")
-RECORD_KEYS: tuple[str, ...] = ("image", "task", "method", "psnr", "ssim", "lpips", "seconds", "seed")
+#: Keys of every record; each requested metric adds its own (between ``method`` and ``seconds``).
+RECORD_KEYS: tuple[str, ...] = ("image", "task", "method", "seconds", "seed")
 #: Skipped entries of these kinds are failures (the CLI exits non-zero); "unavailable" and "note" are not.
 FAILURE_KINDS = frozenset({"unreadable", "unusable", "failed"})
-LPIPS_MIN_SIDE = 32  # AlexNet's five layers need at least 31 px; crops are multiples of 8
 _TUPLE_FIELDS = ("images", "tasks", "methods", "metrics", "models")
 
 
@@ -43,7 +43,8 @@ class BenchmarkConfig:
     :param crop: centre crop side in pixels (0: whole images), trimmed to a multiple of 8.
     :param limit: use only the first ``limit`` images.
     :param device: torch device of the methods.
-    :param metrics: metric names (``pnprgm.metrics.METRICS``); those left out are null in the records.
+    :param metrics: metric names (``pnprgm.metrics.METRICS``, e.g. psnr, ssim, lpips, lpips_vgg); each record holds
+        these, in this order.
     :param protocol: :class:`pnprgm.metrics.MetricProtocol` fields differing from the default.
     :param overrides: solver parameters applied to every PnP method on top of its preset (e.g. iterations).
     :param figure_images: images per task shown in the figure.
@@ -234,10 +235,12 @@ def run_benchmark(
     protocol = config.metric_protocol()
     dataset = datasets.resolve(config.data)
     sources = datasets.select(dataset, config.images, config.limit)
-    if "lpips" in config.metrics:
-        from pnprgm.metrics import ensure_lpips_weights
+    from pnprgm.metrics import METRICS, prepare_metrics
 
-        ensure_lpips_weights()  # a missing backbone stops the run now, with the fix, not after the first image
+    prepare_metrics(config.metrics)  # a missing backbone stops the run now, with the fix, not after the first image
+    # the metric needing the largest image (LPIPS-alex: 31 px), after the protocol's border crop
+    needs = max(config.metrics, key=lambda name: METRICS.get(name).min_side)
+    min_side = METRICS.get(needs).min_side + 2 * protocol.crop
     skipped: list[dict[str, Any]] = [{"kind": "note", "reason": note} for note in dataset.notes]
 
     runnable: list[str] = []
@@ -264,9 +267,9 @@ def run_benchmark(
             skipped.append({"image": source.name, "kind": "unreadable", "reason": str(err)})
             say(f"skipped image {source.name}: {err}")
             continue
-        if "lpips" in config.metrics and min(image.shape[1:]) < LPIPS_MIN_SIDE:
-            reason = (f"{image.shape[1]}x{image.shape[2]} px after cropping; LPIPS needs {LPIPS_MIN_SIDE} px or more "
-                      "(use a larger --crop, or --metrics psnr,ssim)")
+        if min(image.shape[1:]) < min_side:
+            reason = (f"{image.shape[1]}x{image.shape[2]} px after cropping; {METRICS.get(needs).title} needs {min_side} px "
+                      f"or more (use a larger --crop, or --metrics without {needs})")
             skipped.append({"image": source.name, "kind": "unusable", "reason": reason})
             say(f"skipped image {source.name}: {reason}")
             continue
@@ -277,6 +280,7 @@ def run_benchmark(
 
     result = BenchmarkResults(data={
         "protocol": protocol.to_dict(),
+        "metrics": describe_metrics(config.metrics),
         "versions": io.versions(),
         "config": {
             **config.to_dict(),
@@ -296,7 +300,7 @@ def run_benchmark(
         "skipped": skipped,
     })
     data = result.data
-    reusable = _reusable_records(json_path, data) if resume and json_path else {}
+    reusable = _reusable_records(json_path, data, config.metrics) if resume and json_path else {}
 
     def save() -> None:
         if json_path is not None:
@@ -344,8 +348,8 @@ def run_benchmark(
                           reason=_one_line(err))
                 else:
                     record = {"image": item.source.name, "task": task_name, "method": method_name}
-                    for metric in DEFAULT_METRICS:
-                        record[metric] = _number(scores[metric][0]) if metric in scores else None
+                    for metric in config.metrics:
+                        record[metric] = _number(scores[metric][0])
                     record["seconds"] = seconds
                     record["seed"] = seed
                     data["records"].append(record)
@@ -375,8 +379,25 @@ def run_benchmark(
     return result
 
 
-def _reusable_records(json_path: str | Path, current: dict[str, Any]) -> dict[tuple, dict[str, Any]]:
-    """Records of an earlier run that this run would reproduce: same settings, same image files, same seeds."""
+def describe_metrics(names: Iterable[str]) -> dict[str, dict[str, Any]]:
+    """What each metric of a run is, for the JSON (so that a report can be rebuilt without the registry)."""
+    from pnprgm.metrics import METRICS
+
+    described = {}
+    for name in names:
+        metric = METRICS.get(name)
+        described[name] = {"title": metric.title, "label": metric.label, "higher_is_better": metric.higher_is_better,
+                           "digits": metric.digits, "unit": metric.unit, "summary": METRICS.summary(name)}
+    return described
+
+
+def _reusable_records(json_path: str | Path, current: dict[str, Any], metrics: Iterable[str]) -> dict[tuple, dict[str, Any]]:
+    """Records of an earlier run that this run would reproduce: same settings, same image files, same seeds.
+
+    The earlier run must have computed every metric asked for now; if it did not (e.g. ``lpips_vgg`` added to
+    ``--metrics``), its records are run again, since the outputs they were scored on are not kept. Metrics it
+    computed beyond those asked for now are dropped from the reused records.
+    """
     path = Path(json_path)
     if not path.is_file():
         return {}
@@ -389,16 +410,30 @@ def _reusable_records(json_path: str | Path, current: dict[str, Any]) -> dict[tu
     if _fingerprint(previous) != _fingerprint(current):
         raise UserError(f"--resume: {path} was made with other settings (data, crop, noise, protocol, overrides, device "
                         "or package versions); use another --json or drop --resume.")
+    metrics = tuple(metrics)
+    if not set(metrics) <= set(previous["config"].get("metrics") or DEFAULT_METRICS):
+        return {}
     old_images = {entry["name"]: entry.get("sha256") for entry in previous["config"]["resolved"]["images"]}
     new_images = {entry["name"]: entry.get("sha256") for entry in current["config"]["resolved"]["images"]}
     # a method whose model files or presets for the record's task changed since is run again
     old_methods, new_methods = previous["config"]["resolved"]["methods"], current["config"]["resolved"]["methods"]
     specs = {name: task["spec"] for name, task in current["config"]["resolved"]["tasks"].items()}
     return {
-        (r["image"], r["task"], r["method"], r["seed"]): r for r in previous.get("records", [])
+        (r["image"], r["task"], r["method"], r["seed"]): _with_metrics(r, metrics) for r in previous.get("records", [])
         if r["image"] in new_images and old_images.get(r["image"]) == new_images[r["image"]] and r["task"] in specs
         and _for_task(old_methods.get(r["method"]), specs[r["task"]]) == _for_task(new_methods.get(r["method"]), specs[r["task"]])
     }
+
+
+def _with_metrics(record: Mapping[str, Any], metrics: tuple[str, ...]) -> dict[str, Any]:
+    """``record`` holding exactly ``metrics`` (in that order, between its method and its seconds)."""
+    from pnprgm.metrics import METRICS
+
+    others = set(METRICS.names()) - set(metrics)
+    kept = {key: record[key] for key in ("image", "task", "method")}
+    kept.update({name: record.get(name) for name in metrics})
+    kept.update({key: value for key, value in record.items() if key not in kept and key not in others})
+    return kept
 
 
 def _for_task(described: Optional[Mapping[str, Any]], spec: str) -> Optional[dict[str, Any]]:
@@ -419,7 +454,7 @@ def _fingerprint(data: Mapping[str, Any]) -> dict[str, Any]:
     config = data["config"]
     resolved = config["resolved"]
     return {
-        "data": config["data"], "crop": config["crop"], "seed": config["seed"], "metrics": config["metrics"],
+        "data": config["data"], "crop": config["crop"], "seed": config["seed"],
         "protocol": data["protocol"], "overrides": config["overrides"], "device": resolved["device"],
         "noise": {name: task["noise"] for name, task in resolved["tasks"].items()},
         "specs": {name: task["spec"] for name, task in resolved["tasks"].items()},
