@@ -42,8 +42,8 @@ models); options given on the command line override it.
 @click.option("--crop", type=int, default=None, help="Centre crop side in pixels, 0 for whole images.  [default: 256]")
 @click.option("--limit", type=int, default=None, help="Use only the first N images.")
 @click.option("--device", default=None, help="cpu, cuda, cuda:N or auto.  [default: cpu]")
-@click.option("--metrics", default=None, help="Comma-separated metrics: psnr, ssim, lpips (AlexNet), lpips_vgg (VGG16; "
-              "no shipped model was trained with it).  [default: psnr,ssim,lpips]")
+@click.option("--metrics", default=None, help="Comma-separated metrics: psnr, ssim, lpips (AlexNet), lpips_vgg (VGG16, which "
+              "no pnprgm training term uses).  [default: psnr,ssim,lpips]")
 @click.option("--protocol", "protocol_items", multiple=True, metavar="KEY=VALUE", help="Metric protocol field, e.g. channel=y or crop=4 (repeatable).")
 @click.option("--set", "assignments", multiple=True, metavar="KEY=VALUE", help="Solver parameter for every PnP method, e.g. iterations=8 (repeatable).")
 @click.option("--figure-images", type=int, default=None, help="Images per task in the figure.  [default: 2]")

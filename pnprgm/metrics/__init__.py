@@ -70,7 +70,7 @@ METRICS.add("lpips", Metric(lpips, higher_is_better=False, identical=0.0, title=
             "LPIPS v0.1 with ImageNet AlexNet, inputs scaled to [-1, 1] (lower is better)")
 METRICS.add("lpips_vgg", Metric(lpips_vgg, higher_is_better=False, identical=0.0, title="LPIPS-VGG",
                                 min_side=VGG16.min_side, backbones=(VGG16.net,)),
-            "LPIPS v0.1 with ImageNet VGG16, inputs scaled to [-1, 1] (lower is better; no pnprgm model was trained with it)")
+            "LPIPS v0.1 with ImageNet VGG16, inputs scaled to [-1, 1] (lower is better; pnprgm trains with LPIPS-alex only, never with this)")
 
 
 def prepare_metrics(names: Iterable[str], *, fetch: bool = True) -> None:

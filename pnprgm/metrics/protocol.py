@@ -28,7 +28,8 @@ class MetricProtocol:
     :param ssim_sigma: standard deviation of that window (1.5).
     :param ssim_k1: SSIM stabiliser, C1 = (k1 range)^2 (0.01).
     :param ssim_k2: SSIM stabiliser, C2 = (k2 range)^2 (0.03).
-    :param lpips_net: LPIPS backbone (AlexNet with ImageNet weights, linear layers v0.1).
+    :param lpips_net: LPIPS backbone of the metric ``lpips`` (AlexNet with ImageNet weights, linear layers v0.1);
+        the metric ``lpips_vgg`` always uses VGG16 and shares every other field here.
     :param lpips_version: LPIPS linear-layer release.
     :param lpips_input: how [0, 1] images enter LPIPS: ``[-1,1]`` maps x -> 2x - 1 (official convention); gray
         images are repeated to three channels.
