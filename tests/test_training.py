@@ -349,11 +349,12 @@ REALISTIC_STEPS = 200
 def test_discriminator_tells_clean_photos_from_a_denoisers_outputs(realistic_discriminator):
     """Realistic level (not the noisy input beside itself): clean crops against an MSE-like denoiser's outputs at
     noise 10-25/255, unconditional default D, default lr and R1. The summed softplus loss (chance 2 ln 2 = 1.386)
-    falls clearly below chance within 200 steps of fresh samples (measured: 1.03 over steps 150-200; the earlier
-    architecture without the high-pass input stayed at 1.39-1.40 after 300 steps, also with lr 1e-3)."""
+    falls clearly below chance within 200 steps of fresh samples. Measured means over 25 steps: 1.35 1.27 1.16 1.02
+    0.83 0.70 0.60 0.43 (0.52 over steps 150-200); the earlier architecture without the high-pass input stayed at
+    chance, 1.41 1.43 1.39 1.42 1.41 1.40 1.39 1.40 ... 1.40 after 300 steps (also with lr 1e-3)."""
     _, losses = realistic_discriminator
     assert sum(losses[:25]) / 25 > 1.25  # it starts at chance
-    assert sum(losses[-50:]) / 50 < 1.2
+    assert sum(losses[-50:]) / 50 < 1.0
 
 
 def test_generator_prior_gradient_is_nonzero_and_one_prior_step_changes_the_output(realistic_discriminator, photos):
