@@ -6,6 +6,7 @@ each section are the fields of its dataclass, unknown keys are errors.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any, Literal, Mapping, Optional
 
@@ -80,7 +81,10 @@ class TrainConfig:
     :param dswd_lam: DSWD weight of the projection-diversity penalty.
     :param d_nf: discriminator base width.
     :param d_ch_mult: discriminator width multipliers, one downsampling block each.
-    :param d_cond: condition the discriminator on the degraded input (False: RGM's official unconditional D).
+    :param d_cond: condition the discriminator on the degraded input as well (default False: RGM's official
+        unconditional ``D(x_t, t)``, which makes the objective fidelity + prior).
+    :param d_highpass: gain of the discriminator's high-pass input copy ``x - blur(x)`` (lets it see the fine
+        texture a restoration lacks; :mod:`pnprgm.training.priors`); 0 leaves it out (the earlier architecture).
     :param seed: seed of everything.
     :param checkpoint_every: steps between checkpoints (0: only at the end).
     :param keep_checkpoints: how many of the latest ``checkpoints/step_N.pt`` to keep (older ones are deleted;
@@ -120,7 +124,8 @@ class TrainConfig:
     dswd_lam: float = 10.0
     d_nf: int = 32
     d_ch_mult: tuple[int, ...] = (1, 2, 4, 4)
-    d_cond: bool = True
+    d_cond: bool = False
+    d_highpass: float = 16.0
     seed: int = 0
     checkpoint_every: int = 500
     keep_checkpoints: int = 3
@@ -145,9 +150,15 @@ class TrainConfig:
             raise UserError("train: prior_weight, lmbda, supervised and perceptual are all 0, so nothing is learned; set one.")
         if self.perceptual > 0 and self.crop < 32:
             raise UserError(f"train: the perceptual term (LPIPS-alex) needs crops of at least 32 pixels; got crop {self.crop}.")
+        if not (math.isfinite(self.d_highpass) and self.d_highpass >= 0):
+            raise UserError(f"train.d_highpass must be a finite number >= 0 (0: no high-pass input); got {self.d_highpass}.")
         if not 0 <= self.ema_decay < 1 or self.lazy_reg < 1 or not 0 <= self.val_fraction < 1:
             raise UserError("train: ema_decay must be in [0, 1), lazy_reg >= 1, val_fraction in [0, 1).")
 
+
+#: Train fields added after runs were checkpointed, with the value that rebuilds those runs' networks: a saved
+#: config without the field is read with it (``d_cond`` was True by default before the official unconditional D).
+LEGACY_TRAIN = {"d_cond": True, "d_highpass": 0.0}
 
 #: Default output of the generator per process: RGM's tanh for its own processes, residual forms for the others.
 DEFAULT_OUTPUT = {"ddpm": "tanh", "sr": "tanh", "denoise": "residual", "operator": "skip"}

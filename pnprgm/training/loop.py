@@ -37,7 +37,7 @@ from pnprgm.device import resolve_device
 from pnprgm.errors import UserError
 from pnprgm.io import versions, write_image, write_json
 from pnprgm.training import checkpoint as ckpt
-from pnprgm.training.config import ProcessConfig, TrainConfig, resolve_model, resolve_process
+from pnprgm.training.config import LEGACY_TRAIN, ProcessConfig, TrainConfig, resolve_model, resolve_process
 from pnprgm.training.data import ImageSet, ShardedSampler, centre_crops, detect_channels, load_images, random_crops, \
     scan_folder, split_validation
 from pnprgm.training.generator import GeneratorConfig, build_generator_from_config, count_parameters
@@ -632,7 +632,7 @@ def train(data: str | Path, out: str | Path, *, process: ProcessConfig | dict | 
 
 def _merge_resumed_train(saved: dict, given: TrainConfig, explicit: bool) -> TrainConfig:
     """The checkpoint's train config, with the few fields that may change on resume taken from ``given``."""
-    saved_cfg = build_strict(TrainConfig, saved, what="train")
+    saved_cfg = build_strict(TrainConfig, {**LEGACY_TRAIN, **saved}, what="train")
     if not explicit:
         return saved_cfg
     defaults = TrainConfig()
