@@ -17,7 +17,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional
 
-import torch
 
 from pnprgm import io
 from pnprgm.errors import UserError
@@ -238,12 +237,16 @@ def _restore_one(path: Path, job: RestoreJob, targets: Targets, protect: list[Pa
     from pnprgm.restoration import restore_samples
 
     start = time.perf_counter()
-    y, physics, noise_sigma, source = _load_problem(path, job)
+    y, physics, noise_sigma, source, window = _load_problem(path, job)
     kwargs = dict(denoiser=job.denoiser, solver=job.solver, preset=job.preset, noise_sigma=noise_sigma,
                   device=job.device, tile=job.tile, progress=progress, **job.overrides)
     drawn = restore_samples(y, physics, samples=job.samples, seed=job.seed, **kwargs)
     x, result, settings = drawn.mean, drawn.results[0], drawn.settings
     std = drawn.std if job.samples > 1 else None
+    scene_shape = list(x.shape[-3:])
+    if window is not None:  # the photo's field of view out of the larger scene that a 'valid' blur restores
+        x = x[..., window[0], window[1]]
+        std = std[..., window[0], window[1]] if std is not None else None
     staged: list[tuple[Path, Path]] = []
     try:
         image_tmp = io.stage(targets.image, io.image_writer(targets.image, x), protect=protect)
@@ -262,6 +265,8 @@ def _restore_one(path: Path, job: RestoreJob, targets: Targets, protect: list[Pa
             "input": str(path), "input_sha256": io.sha256_file(path), "output": str(targets.image),
             "output_sha256": io.sha256_file(image_tmp),
             "operator": getattr(physics, "spec", None), "image_shape": list(x.shape[-3:]), "measurement_shape": list(y.shape[-3:]),
+            "field_of_view": None if window is None else {
+                "scene_shape": scene_shape, "rows": [window[0].start, window[0].stop], "cols": [window[1].start, window[1].stop]},
             "source": source, "settings": dataclasses.asdict(settings),
             "samples": job.samples, "std_map": std_info,
             "trace": result.trace_dicts(), "seconds": time.perf_counter() - start, "versions": io.versions(),
@@ -276,42 +281,30 @@ def _restore_one(path: Path, job: RestoreJob, targets: Targets, protect: list[Pa
 
 
 def _load_problem(path: Path, job: RestoreJob):
-    """(y, operator, noise sigma, source info) from the sidecar beside ``path`` or from the job's options."""
+    """(y, operator, noise sigma, source info, window) from the sidecar beside ``path`` or from the job's options.
+
+    ``window``: the rows and columns of the restored image to write (the photo's field of view when a 'valid'
+    blur restores a larger scene than a plain photo shows), or None for the whole image.
+    """
     from pnprgm.measurement import load_measurement
 
     measurement = load_measurement(path, device=job.device) if job.operator is None else None
     if measurement is not None:
         sigma = job.noise_sigma if job.noise_sigma is not None else measurement.noise_sigma
-        return measurement.y, measurement.operator, sigma, dataclasses.asdict(measurement.source) if dataclasses.is_dataclass(measurement.source) else measurement.source
+        return measurement.y, measurement.operator, sigma, dataclasses.asdict(measurement.source), None
     if job.operator is None:
         raise UserError("no measurement sidecar beside this image; pass --operator SPEC (pnprgm operators lists them).")
     import operators
 
     y = io.read_image(path)[None]
-    shape = image_shape_for(job.operator, tuple(y.shape[1:]), job.image_size)
-    physics = operators.build(job.operator, shape, device=job.device)
-    if tuple(physics.A(torch.zeros((1, *shape), device=job.device)).shape[1:]) != tuple(y.shape[1:]):
-        raise UserError(f"image of shape {tuple(y.shape[1:])} is not a measurement of {job.operator!r} for a {shape} image; pass --size HxW.")
-    return y, physics, job.noise_sigma, {"image": str(path)}
-
-
-def image_shape_for(spec: str, measurement_shape: tuple[int, int, int], size: Optional[tuple[int, int]] = None) -> tuple[int, int, int]:
-    """Image shape (C, H, W) whose measurement under ``spec`` has ``measurement_shape``.
-
-    The channel count and scale factor are read from the operator itself at a probe size; ``size`` overrides H, W.
-    """
-    import operators
-
-    channels_out, height, width = measurement_shape
-    probe = 96
-    for channels in (3, 1):
-        try:
-            out = operators.build(spec, (channels, probe, probe)).out_shape
-        except UserError:
-            continue
-        if out[0] == channels_out:
-            if size is not None:
-                return (channels, int(size[0]), int(size[1]))
-            return (channels, round(height * probe / out[1]), round(width * probe / out[2]))
-    raise UserError(f"a {channels_out}-channel image cannot be a measurement of {spec!r}; check --operator.")
-
+    measured = tuple(y.shape[1:])
+    # a real photo is the valid part of the blur of a larger scene (operators.blur): no circular frame
+    shape = operators.image_shape(job.operator, measured, defaults=operators.PHOTO_DEFAULTS)
+    if job.image_size is not None:
+        shape = (shape[0], int(job.image_size[0]), int(job.image_size[1]))
+    physics = operators.build(job.operator, shape, device=job.device, defaults=operators.PHOTO_DEFAULTS)
+    if tuple(physics.out_shape) != measured:
+        raise UserError(f"{physics.spec} maps a {shape[1]}x{shape[2]} image to {physics.out_shape[1]}x{physics.out_shape[2]}, "
+                        f"not to this {measured[1]}x{measured[2]} image; fix --size (or leave it out).")
+    window = physics.visible_window() if job.image_size is None else None
+    return y, physics, job.noise_sigma, {"image": str(path)}, window
