@@ -26,6 +26,11 @@ RECORD_FORMAT = "pnprgm-restore-record"
 #: the smallest --tile: tiles overlap by max(8, tile / 8) pixels on each side, so smaller ones are mostly overlap
 MIN_TILE = 32
 
+#: Peak memory per image pixel (all channels), measured on CPU with RSS for sr4 of 128..576 px squares:
+#: the denoiser run on a whole image (activations) and the solver's own image-sized buffers (with --tile).
+DENOISER_BYTES_PER_PIXEL = 2000
+SOLVER_BYTES_PER_PIXEL = 200
+
 #: job fields that do not change a restoration (a rerun with other values still skips the images done)
 _NOT_SETTINGS = ("inputs", "outdir", "device", "overwrite")
 
@@ -183,6 +188,57 @@ def check_job(job: RestoreJob) -> None:
         solvers.build(job.solver or (presets.registry.get(job.preset).solver if job.preset else "drs"), dict(job.overrides))
 
 
+def estimate_bytes(image_shape: tuple[int, int, int], tile: Optional[int], samples: int = 1) -> int:
+    """Peak memory of restoring one image of ``image_shape`` (C, H, W): the solver's buffers for every pixel
+    (and one image per kept sample) plus the denoiser's activations on the whole image or on one tile."""
+    _, height, width = image_shape
+    pixels = height * width
+    denoised = pixels if tile is None else min(pixels, tile * tile)
+    return pixels * SOLVER_BYTES_PER_PIXEL + pixels * 12 * max(0, samples - 1) + denoised * DENOISER_BYTES_PER_PIXEL
+
+
+def available_bytes(device: str) -> Optional[int]:
+    """Free memory of ``device`` (CUDA: free device memory; CPU: MemAvailable, else physical memory), or None."""
+    import os
+
+    try:
+        if device.startswith("cuda"):
+            import torch
+
+            return int(torch.cuda.mem_get_info(torch.device(device))[0])
+        with open("/proc/meminfo") as handle:
+            for line in handle:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (OSError, ValueError, RuntimeError, AttributeError):
+        return None
+
+
+def _size(count: int) -> str:
+    return f"{count / 1e9:.1f} GB" if count >= 1e9 else f"{count / 1e6:.0f} MB"
+
+
+def check_memory(image_shape: tuple[int, int, int], job: RestoreJob) -> None:
+    """A :class:`UserError` with the estimate and the ``--tile`` advice when restoring an image of ``image_shape``
+    cannot fit in the device's free memory, before any computing (sr4 of a 4000x3000 photo needs about 40 GB
+    even tiled: the solver's buffers alone)."""
+    free = available_bytes(job.device)
+    need = estimate_bytes(image_shape, job.tile, job.samples)
+    if free is None or need <= free:
+        return
+    start = (f"restoring the {image_shape[1]}x{image_shape[2]} image needs about {_size(need)}"
+             f"{f' with --tile {job.tile}' if job.tile else ''} but {job.device} has {_size(free)} free")
+    for tile in (512, 256, 128, 64, MIN_TILE):
+        if (job.tile is None or tile < job.tile) and tile * tile < image_shape[1] * image_shape[2]:
+            tiled = estimate_bytes(image_shape, tile, job.samples)
+            if tiled <= free:
+                raise UserError(f"{start}; pass --tile {tile} (about {_size(tiled)}).")
+    smallest = estimate_bytes(image_shape, MIN_TILE, job.samples)
+    raise UserError(f"{start}, and about {_size(smallest)} even with --tile {MIN_TILE} (the solver keeps about "
+                    f"{SOLVER_BYTES_PER_PIXEL} bytes per pixel); restore a smaller crop or a downscaled image.")
+
+
 def read_record(path: Path) -> Optional[dict]:
     """The restore record at ``path``, or None when there is none or the file is something else."""
     try:
@@ -238,6 +294,7 @@ def _restore_one(path: Path, job: RestoreJob, targets: Targets, protect: list[Pa
 
     start = time.perf_counter()
     y, physics, noise_sigma, source, window = _load_problem(path, job)
+    check_memory(tuple(physics.in_shape), job)
     kwargs = dict(denoiser=job.denoiser, solver=job.solver, preset=job.preset, noise_sigma=noise_sigma,
                   device=job.device, tile=job.tile, progress=progress, **job.overrides)
     drawn = restore_samples(y, physics, samples=job.samples, seed=job.seed, **kwargs)

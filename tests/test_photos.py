@@ -169,3 +169,34 @@ def test_size_that_does_not_match_the_measurement_names_both(tmp_path):
     result = run("restore", tmp_path / "small.png", "--operator", "sr4", "--size", "60x64", *FAST, "-o", tmp_path / "out")
     assert result.exit_code == 1
     assert "maps a 60x64 image to 15x16, not to this 16x16 image" in result.output, result.output
+
+
+# ---- memory ------------------------------------------------------------------------------------------------------
+def test_a_job_that_cannot_fit_in_memory_is_refused_before_computing(tmp_path, monkeypatch):
+    """sr4 of a 64x64 input (a 256x256 image): about 144 MB whole, 21 MB with --tile 64."""
+    from pnprgm import restoration, restore_job
+
+    monkeypatch.setattr(restore_job, "available_bytes", lambda device: 30 * 10**6)
+    monkeypatch.setattr(restoration, "restore_samples", lambda *a, **k: pytest.fail("computed a job that cannot fit"))
+    io.write_image(tmp_path / "small.png", torch.rand((3, 64, 64)))
+    result = run("restore", tmp_path / "small.png", "--operator", "sr4", *FAST, "-o", tmp_path / "out")
+    assert result.exit_code == 1
+    lines = [line for line in result.output.splitlines() if line.startswith("error:")]
+    assert len(lines) == 1 and "the 256x256 image needs about 144 MB but cpu has 30 MB free; pass --tile 64 (about 21 MB)" in lines[0], result.output
+    monkeypatch.setattr(restore_job, "available_bytes", lambda device: 10 * 10**6)
+    result = run("restore", tmp_path / "small.png", "--operator", "sr4", "--tile", "64", *FAST, "-o", tmp_path / "out")
+    assert result.exit_code == 1
+    assert "needs about 21 MB with --tile 64 but cpu has 10 MB free, and about 15 MB even with --tile 32" in result.output
+
+
+def test_a_huge_job_is_refused_even_tiled_and_a_fitting_one_passes(monkeypatch):
+    from pnprgm import restore_job
+    from pnprgm.errors import UserError
+
+    job = RestoreJob(inputs=("x.png",), outdir="out")
+    monkeypatch.setattr(restore_job, "available_bytes", lambda device: 12 * 10**9)
+    with pytest.raises(UserError, match=r"16000x12000 image needs about .* and about 38\.4 GB even with --tile 32"):
+        restore_job.check_memory((3, 16000, 12000), job)  # sr4 of a 4000x3000 photo: the solver's buffers alone
+    with pytest.raises(UserError, match=r"pass --tile 512"):
+        restore_job.check_memory((3, 2400, 2400), job)
+    restore_job.check_memory((3, 1600, 1200), job)

@@ -30,6 +30,12 @@ of the same std does as much; it is never on by default.
 Inputs sharing a name (a.png, a.tif) get distinct outputs (a_png.png, a_tif.png). A file in OUT that pnprgm
 did not write is never replaced (--overwrite replaces it); an input whose outputs and record exist, from the
 same settings, is skipped, so rerunning a killed batch continues where it stopped.
+
+\b
+A job that cannot fit in the device's free memory is refused before computing, with an estimate and the --tile
+that would fit (the denoiser needs about 2 KB per pixel on a whole image; the solver about 200 bytes per pixel
+even tiled). A blurred photo without sidecar is restored with boundary=valid unless the spec names a boundary:
+the larger scene behind it is restored and cropped back to the photo, so its edges get no frame.
 """
 
 
