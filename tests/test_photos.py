@@ -200,3 +200,32 @@ def test_a_huge_job_is_refused_even_tiled_and_a_fitting_one_passes(monkeypatch):
     with pytest.raises(UserError, match=r"pass --tile 512"):
         restore_job.check_memory((3, 2400, 2400), job)
     restore_job.check_memory((3, 1600, 1200), job)
+
+
+# ---- threads -----------------------------------------------------------------------------------------------------
+def test_default_threads_leave_busy_cores_alone(monkeypatch):
+    from pnprgm import device
+
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setattr(device, "physical_cores", lambda: 2)
+    monkeypatch.setattr(device.os, "getloadavg", lambda: (2.1, 2.0, 2.0))  # two benchmarks already running
+    assert device.default_threads() == 1
+    monkeypatch.setattr(device.os, "getloadavg", lambda: (0.0, 0.0, 0.0))
+    assert device.default_threads() == 2
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")
+    assert device.default_threads() == 3
+    assert 1 <= device.physical_cores() <= (device.os.cpu_count() or 1)
+
+
+@pytest.mark.parametrize("command", ["restore", "benchmark"])
+def test_threads_option_sets_torch_threads(tmp_path, monkeypatch, command):
+    seen = []
+    monkeypatch.setattr(torch, "set_num_threads", seen.append)
+    io.write_image(tmp_path / "small.png", torch.rand((3, 16, 16)))
+    if command == "restore":
+        result = run("restore", tmp_path / "small.png", "--operator", "identity", *FAST, "--threads", "1", "-o", tmp_path / "out")
+    else:
+        result = run("benchmark", "--threads", "1", "--list")
+    assert result.exit_code == 0, result.output
+    assert seen[:1] == [1]
+    assert run(command, "--threads", "0", *(["x.png", "-o", tmp_path / "o"] if command == "restore" else ["--list"])).exit_code == 2

@@ -5,7 +5,7 @@ import sys
 
 import click
 
-from cli.options import NoiseLevel, device_option, parse_assignments, parse_size, seed_option
+from cli.options import NoiseLevel, device_option, parse_assignments, parse_size, seed_option, threads_option
 
 EXAMPLES = """
 \b
@@ -60,11 +60,15 @@ the larger scene behind it is restored and cropped back to the photo, so its edg
 @click.option("--set", "assignments", multiple=True, metavar="KEY=VALUE", help="Override one solver parameter (repeatable).")
 @seed_option
 @device_option
+@threads_option
 @click.option("-q", "--quiet", is_flag=True, help="No progress bars.")
 def command(inputs, outdir, operator, size, solver, preset, denoiser, model_path, model_preset, iters, noise_sigma,
-            samples, tile, overwrite, assignments, seed, device, quiet):
+            samples, tile, overwrite, assignments, seed, device, threads, quiet):
     """Restore degraded images with a denoiser inside a PnP solver."""
     from pnprgm.restore_job import RestoreJob, run_restore_job
+    from pnprgm.device import set_threads
+
+    set_threads(threads)
 
     overrides = parse_assignments(assignments)
     if iters is not None:
