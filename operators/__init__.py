@@ -16,9 +16,10 @@ from operators.base import Alias, DiagonalGram, Operator, Variant, registry
 from operators.composition import Composed
 from operators.noise import measure
 from operators.record import from_record, load, save, to_record
-from operators.spec import ParsedOperator, build, families, names, parse
+from operators.blur import PHOTO_DEFAULTS
+from operators.spec import ParsedOperator, build, families, image_shape, names, parse
 
 __all__ = [
-    "Alias", "Composed", "DiagonalGram", "Operator", "ParsedOperator", "Variant", "build", "families", "from_record",
-    "load", "measure", "names", "parse", "registry", "save", "to_record",
+    "Alias", "Composed", "DiagonalGram", "Operator", "PHOTO_DEFAULTS", "ParsedOperator", "Variant", "build", "families",
+    "from_record", "image_shape", "load", "measure", "names", "parse", "registry", "save", "to_record",
 ]

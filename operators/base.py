@@ -200,6 +200,17 @@ class Operator(LinearPhysics):
         return None
 
     # ---- shapes ----------------------------------------------------------------------------------------------
+    def image_size_for(self, size: tuple[int, int]) -> tuple[int, int]:
+        """The image (H, W) whose measurement has ``size`` (h, w) under this operator's parameters (same size by
+        default; decimations and 'valid' blurs override). Used to size the image behind a plain measurement."""
+        return (int(size[0]), int(size[1]))
+
+    def visible_window(self) -> Optional[tuple[slice, slice]]:
+        """Rows and columns of the image that the measurement shows (the field of view of a real photo), or None
+        when it shows the whole image. A 'valid' blur measures a larger scene than it shows: restoring a photo
+        with it recovers that scene, and the output is cropped back to this window."""
+        return None
+
     def _check(self, t: torch.Tensor, shape: Shape, what: str) -> None:
         if t.dim() != 4 or tuple(t.shape[1:]) != shape:
             raise ValueError(f"{self.spec}: {what} expects a (B, {', '.join(map(str, shape))}) tensor, got {tuple(t.shape)}")

@@ -1,9 +1,16 @@
 """Blur operators: Gaussian, box, random motion, or a kernel from a file; circular or 'valid' boundaries.
 
-``boundary=circular`` (default): the image is treated as periodic, the measurement has the image's size, and
-the FFT gives closed-form prox and pseudo-inverse. ``boundary=valid``: only pixels whose whole neighbourhood lies
-inside the image are measured (``(H - kh + 1) x (W - kw + 1)``), no boundary assumption at all; prox and
-pseudo-inverse use conjugate gradient. Kernels are true convolutions centred at ``((kh-1)//2, (kw-1)//2)``.
+``boundary=circular`` (the spec default): the image is treated as periodic, the measurement has the image's size,
+and the FFT gives closed-form prox and pseudo-inverse; right for images blurred by ``pnprgm degrade``.
+``boundary=valid``: only pixels whose whole neighbourhood lies inside the image are measured
+(``(H - kh + 1) x (W - kw + 1)``), no boundary assumption at all; prox and pseudo-inverse use conjugate gradient.
+
+A real photo is the valid part of the blur of a larger scene: assuming it periodic gives the restoration a frame of
+artefacts along its edges (on a 64x64 astronaut crop, sigma 2: border 15.6 dB vs interior 27.9 dB). ``pnprgm
+restore`` of a plain image (no sidecar) therefore applies :data:`PHOTO_DEFAULTS` to a spec that names no boundary:
+it restores the (H + kh - 1) x (W + kw - 1) scene and crops it back to the photo's field of view (border 33.8 dB,
+interior 34.1 dB). Replicate / reflect padding (deepinv's ``conv2d_fft``) was measured too and still framed
+(31.4 / 23.0 dB border), so it is not offered. Kernels are true convolutions centred at ``((kh-1)//2, (kw-1)//2)``.
 """
 from __future__ import annotations
 
@@ -21,7 +28,11 @@ from operators.kernels import box_kernel, default_gaussian_size, gaussian_kernel
 from pnprgm.errors import UserError
 
 Boundary = Literal["circular", "valid"]
-BOUNDARY_HELP = "circular: periodic image, same-size output, closed-form prox; valid: no padding, smaller output"
+BOUNDARY_HELP = ("circular: periodic image, same-size output, closed-form prox; valid: no padding, smaller output "
+                 "(the default of `pnprgm restore` for a photo without sidecar, output cropped to the photo)")
+
+#: Parameters that ``pnprgm restore`` gives a plain photo's spec when it names none (see the module docstring).
+PHOTO_DEFAULTS = {"boundary": "valid"}
 
 
 def kernel_centre(kernel: np.ndarray) -> tuple[int, int]:
@@ -63,6 +74,12 @@ class ValidBlur(KernelSpectrum, Operator):
     def _window(self) -> tuple[slice, slice]:
         (top, left), (_, h, w) = self._offset, self.out_shape
         return slice(top, top + h), slice(left, left + w)
+
+    def image_size_for(self, size):
+        return (int(size[0]) + self.kernel.shape[0] - 1, int(size[1]) + self.kernel.shape[1] - 1)
+
+    def visible_window(self):
+        return self._window()
 
     def A(self, x, **kwargs):
         self._check(x, self.in_shape, "A")

@@ -60,6 +60,29 @@ class Composed(Operator):
             self._fourier_cache = {key: None if form is None else (form[0].to(like.device, complex_dtype), form[1])}
         return self._fourier_cache[key]
 
+    def image_size_for(self, size):
+        for part in reversed(self.parts):
+            size = part.image_size_for(size)
+        return size
+
+    def visible_window(self):
+        """The measurement's rows and columns mapped back to image pixels through every part: shifted into the
+        window of a part that has one ('valid' blur), scaled by the size ratio of the others (exact for
+        decimations of divisible sizes); None when no part has a window."""
+        if all(part.visible_window() is None for part in self.parts):
+            return None
+        rows, cols = slice(0, self.out_shape[1]), slice(0, self.out_shape[2])
+        for part in reversed(self.parts):
+            window = part.visible_window()
+            if window is not None:
+                rows = slice(window[0].start + rows.start, window[0].start + rows.stop)
+                cols = slice(window[1].start + cols.start, window[1].start + cols.stop)
+            else:
+                sy, sx = part.in_shape[1] / part.out_shape[1], part.in_shape[2] / part.out_shape[2]
+                rows = slice(round(rows.start * sy), round(rows.stop * sy))
+                cols = slice(round(cols.start * sx), round(cols.stop * sx))
+        return rows, cols
+
     def A(self, x, **kwargs):
         for part in self.parts:
             x = part.A(x)

@@ -51,6 +51,9 @@ class BlockMean(DiagonalGram):
         rows[-1], cols[-1] = h - r * (self.out_shape[1] - 1), w - r * (self.out_shape[2] - 1)
         self.register_buffer("count", (rows[:, None] * cols[None, :]).to(device=device, dtype=dtype)[None, None])
 
+    def image_size_for(self, size):
+        return (int(size[0]) * self.factor, int(size[1]) * self.factor)
+
     def _pad(self, x: torch.Tensor) -> torch.Tensor:
         _, h, w = self.in_shape
         return F.pad(x, (0, self.out_shape[2] * self.factor - w, 0, self.out_shape[1] * self.factor - h))

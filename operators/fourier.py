@@ -109,6 +109,9 @@ class FourierDecimation(KernelSpectrum, Operator):
         self.factor = int(factor)
         self._transfer_cache = {}
 
+    def image_size_for(self, size):
+        return (int(size[0]) * self.factor, int(size[1]) * self.factor)
+
     @property
     def closed_form_prox(self) -> bool:  # type: ignore[override]
         return self.in_shape[1] % self.factor == 0 and self.in_shape[2] % self.factor == 0

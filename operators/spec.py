@@ -13,10 +13,11 @@ and wrong types are one-line :class:`UserError` s listing the valid choices).
 """
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Optional
 
 import torch
 
@@ -73,14 +74,18 @@ def _split_operators(spec: str) -> list[str]:
     return [part.strip() for part in re.split(pattern, spec)]
 
 
-def parse(spec: str) -> list[ParsedOperator]:
-    """Parse a spec into its operators (in application order) without building them (no image shape needed)."""
+def parse(spec: str, defaults: Optional[dict[str, str]] = None) -> list[ParsedOperator]:
+    """Parse a spec into its operators (in application order) without building them (no image shape needed).
+
+    :param defaults: parameter values for the operators that have such a parameter and whose spec does not give
+        it (``pnprgm restore`` of a photo: ``operators.PHOTO_DEFAULTS``).
+    """
     if not isinstance(spec, str) or not spec.strip():
         raise UserError(f"empty operator spec; give one such as sr4 or blur:gaussian,sigma=2 (pnprgm operators lists them).")
-    return [_parse_one(part, spec) for part in _split_operators(spec.strip())]
+    return [_parse_one(part, spec, defaults or {}) for part in _split_operators(spec.strip())]
 
 
-def _parse_one(text: str, whole: str) -> ParsedOperator:
+def _parse_one(text: str, whole: str, defaults: dict) -> ParsedOperator:
     if not text:
         raise UserError(f"empty operator in spec {whole!r}; '+' must join two operators, e.g. blur:gaussian+sr2.")
     items = [item.strip() for item in text.split(",")]
@@ -90,7 +95,7 @@ def _parse_one(text: str, whole: str) -> ParsedOperator:
     if name in aliases():
         if colon:
             raise UserError(f"{name} is a short name for {aliases()[name].spec!r} and takes no variant; write {name},key=value.")
-        return _parse_one(",".join([aliases()[name].spec, *rest]), whole)
+        return _parse_one(",".join([aliases()[name].spec, *rest]), whole, defaults)
     group = families().get(name)
     if group is None:
         close = difflib.get_close_matches(name, list(families()) + list(aliases()), n=1)
@@ -111,13 +116,13 @@ def _parse_one(text: str, whole: str) -> ParsedOperator:
             raise UserError(f"parameter {key!r} given twice in operator {text!r}; keep one.")
         values[key] = value.strip()
     variant = _pick_variant(name, group, variant_name, values)
+    fields = {f.name for f in dataclasses.fields(variant.params)}
+    values = {**{k: v for k, v in defaults.items() if k in fields}, **values}
     params = build_strict(variant.params, values, what=variant.name)
     return ParsedOperator(variant, params)
 
 
 def _example_key(variant: Variant) -> str:
-    import dataclasses
-
     fields = dataclasses.fields(variant.params)
     return fields[0].name if fields else "key"
 
@@ -134,16 +139,18 @@ def _pick_variant(family: str, group: list[Variant], name: str | None, values: d
     return group[0]
 
 
-def build(spec: str, shape: tuple[int, int, int], *, device="cpu", dtype: torch.dtype = torch.float32) -> Operator:
+def build(spec: str, shape: tuple[int, int, int], *, device="cpu", dtype: torch.dtype = torch.float32,
+          defaults: Optional[dict[str, str]] = None) -> Operator:
     """The operator of ``spec`` for images of ``shape`` (C, H, W); compositions chain the shapes.
 
     :param device: where buffers live (``cpu``, ``cuda``, ``auto``).
     :param dtype: floating dtype of kernels and masks (float64 for exact tests).
+    :param defaults: see :func:`parse`.
     """
     shape = check_shape(shape)
     device = resolve_device(device)
     parts: list[Operator] = []
-    for parsed in parse(spec):
+    for parsed in parse(spec, defaults):
         part = parsed.variant.factory(parsed.params, shape, arrays=None, device=device, dtype=dtype)
         parts.append(part)
         shape = part.out_shape
@@ -152,3 +159,31 @@ def build(spec: str, shape: tuple[int, int, int], *, device="cpu", dtype: torch.
     from operators.composition import Composed
 
     return Composed(parts)
+
+
+def image_shape(spec: str, measurement_shape: tuple[int, int, int], *, defaults: Optional[dict[str, str]] = None) -> tuple[int, int, int]:
+    """The image shape (C, H, W) whose measurement under ``spec`` has ``measurement_shape``.
+
+    Walks the parts backwards, building each at the size of its own output (every operator accepts an image of the
+    size of its measurement except a 'valid' blur with a kernel larger than it) and asking it for the image size
+    (:meth:`Operator.image_size_for`); a part's own error (a mask file of another size, an unreadable kernel) is
+    shown as it is. Channels: as measured, or 3 for an operator that needs colour (gray).
+    """
+    channels, height, width = check_shape(measurement_shape)
+    size = (height, width)
+    for parsed in reversed(parse(spec, defaults)):
+        first_error = None
+        for candidate in dict.fromkeys((channels, 3)):
+            try:
+                part = parsed.variant.factory(parsed.params, (candidate, *size), arrays=None, device="cpu", dtype=torch.float64)
+            except UserError as err:
+                first_error = first_error or err
+                continue
+            if part.out_shape[0] == channels:
+                channels, size = candidate, part.image_size_for(size)
+                break
+        else:
+            if first_error is not None:
+                raise first_error
+            raise UserError(f"a {measurement_shape[0]}-channel image cannot be a measurement of {spec!r}; check --operator.")
+    return (channels, *size)

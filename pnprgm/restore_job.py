@@ -17,7 +17,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional
 
-import torch
 
 from pnprgm import io
 from pnprgm.errors import UserError
@@ -26,6 +25,11 @@ RECORD_FORMAT = "pnprgm-restore-record"
 
 #: the smallest --tile: tiles overlap by max(8, tile / 8) pixels on each side, so smaller ones are mostly overlap
 MIN_TILE = 32
+
+#: Peak memory per image pixel (all channels), measured on CPU with RSS for sr4 of 128..576 px squares:
+#: the denoiser run on a whole image (activations) and the solver's own image-sized buffers (with --tile).
+DENOISER_BYTES_PER_PIXEL = 2000
+SOLVER_BYTES_PER_PIXEL = 200
 
 #: job fields that do not change a restoration (a rerun with other values still skips the images done)
 _NOT_SETTINGS = ("inputs", "outdir", "device", "overwrite")
@@ -184,6 +188,57 @@ def check_job(job: RestoreJob) -> None:
         solvers.build(job.solver or (presets.registry.get(job.preset).solver if job.preset else "drs"), dict(job.overrides))
 
 
+def estimate_bytes(image_shape: tuple[int, int, int], tile: Optional[int], samples: int = 1) -> int:
+    """Peak memory of restoring one image of ``image_shape`` (C, H, W): the solver's buffers for every pixel
+    (and one image per kept sample) plus the denoiser's activations on the whole image or on one tile."""
+    _, height, width = image_shape
+    pixels = height * width
+    denoised = pixels if tile is None else min(pixels, tile * tile)
+    return pixels * SOLVER_BYTES_PER_PIXEL + pixels * 12 * max(0, samples - 1) + denoised * DENOISER_BYTES_PER_PIXEL
+
+
+def available_bytes(device: str) -> Optional[int]:
+    """Free memory of ``device`` (CUDA: free device memory; CPU: MemAvailable, else physical memory), or None."""
+    import os
+
+    try:
+        if device.startswith("cuda"):
+            import torch
+
+            return int(torch.cuda.mem_get_info(torch.device(device))[0])
+        with open("/proc/meminfo") as handle:
+            for line in handle:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (OSError, ValueError, RuntimeError, AttributeError):
+        return None
+
+
+def _size(count: int) -> str:
+    return f"{count / 1e9:.1f} GB" if count >= 1e9 else f"{count / 1e6:.0f} MB"
+
+
+def check_memory(image_shape: tuple[int, int, int], job: RestoreJob) -> None:
+    """A :class:`UserError` with the estimate and the ``--tile`` advice when restoring an image of ``image_shape``
+    cannot fit in the device's free memory, before any computing (sr4 of a 4000x3000 photo needs about 40 GB
+    even tiled: the solver's buffers alone)."""
+    free = available_bytes(job.device)
+    need = estimate_bytes(image_shape, job.tile, job.samples)
+    if free is None or need <= free:
+        return
+    start = (f"restoring the {image_shape[1]}x{image_shape[2]} image needs about {_size(need)}"
+             f"{f' with --tile {job.tile}' if job.tile else ''} but {job.device} has {_size(free)} free")
+    for tile in (512, 256, 128, 64, MIN_TILE):
+        if (job.tile is None or tile < job.tile) and tile * tile < image_shape[1] * image_shape[2]:
+            tiled = estimate_bytes(image_shape, tile, job.samples)
+            if tiled <= free:
+                raise UserError(f"{start}; pass --tile {tile} (about {_size(tiled)}).")
+    smallest = estimate_bytes(image_shape, MIN_TILE, job.samples)
+    raise UserError(f"{start}, and about {_size(smallest)} even with --tile {MIN_TILE} (the solver keeps about "
+                    f"{SOLVER_BYTES_PER_PIXEL} bytes per pixel); restore a smaller crop or a downscaled image.")
+
+
 def read_record(path: Path) -> Optional[dict]:
     """The restore record at ``path``, or None when there is none or the file is something else."""
     try:
@@ -238,12 +293,17 @@ def _restore_one(path: Path, job: RestoreJob, targets: Targets, protect: list[Pa
     from pnprgm.restoration import restore_samples
 
     start = time.perf_counter()
-    y, physics, noise_sigma, source = _load_problem(path, job)
+    y, physics, noise_sigma, source, window = _load_problem(path, job)
+    check_memory(tuple(physics.in_shape), job)
     kwargs = dict(denoiser=job.denoiser, solver=job.solver, preset=job.preset, noise_sigma=noise_sigma,
                   device=job.device, tile=job.tile, progress=progress, **job.overrides)
     drawn = restore_samples(y, physics, samples=job.samples, seed=job.seed, **kwargs)
     x, result, settings = drawn.mean, drawn.results[0], drawn.settings
     std = drawn.std if job.samples > 1 else None
+    scene_shape = list(x.shape[-3:])
+    if window is not None:  # the photo's field of view out of the larger scene that a 'valid' blur restores
+        x = x[..., window[0], window[1]]
+        std = std[..., window[0], window[1]] if std is not None else None
     staged: list[tuple[Path, Path]] = []
     try:
         image_tmp = io.stage(targets.image, io.image_writer(targets.image, x), protect=protect)
@@ -262,6 +322,8 @@ def _restore_one(path: Path, job: RestoreJob, targets: Targets, protect: list[Pa
             "input": str(path), "input_sha256": io.sha256_file(path), "output": str(targets.image),
             "output_sha256": io.sha256_file(image_tmp),
             "operator": getattr(physics, "spec", None), "image_shape": list(x.shape[-3:]), "measurement_shape": list(y.shape[-3:]),
+            "field_of_view": None if window is None else {
+                "scene_shape": scene_shape, "rows": [window[0].start, window[0].stop], "cols": [window[1].start, window[1].stop]},
             "source": source, "settings": dataclasses.asdict(settings),
             "samples": job.samples, "std_map": std_info,
             "trace": result.trace_dicts(), "seconds": time.perf_counter() - start, "versions": io.versions(),
@@ -276,42 +338,30 @@ def _restore_one(path: Path, job: RestoreJob, targets: Targets, protect: list[Pa
 
 
 def _load_problem(path: Path, job: RestoreJob):
-    """(y, operator, noise sigma, source info) from the sidecar beside ``path`` or from the job's options."""
+    """(y, operator, noise sigma, source info, window) from the sidecar beside ``path`` or from the job's options.
+
+    ``window``: the rows and columns of the restored image to write (the photo's field of view when a 'valid'
+    blur restores a larger scene than a plain photo shows), or None for the whole image.
+    """
     from pnprgm.measurement import load_measurement
 
     measurement = load_measurement(path, device=job.device) if job.operator is None else None
     if measurement is not None:
         sigma = job.noise_sigma if job.noise_sigma is not None else measurement.noise_sigma
-        return measurement.y, measurement.operator, sigma, dataclasses.asdict(measurement.source) if dataclasses.is_dataclass(measurement.source) else measurement.source
+        return measurement.y, measurement.operator, sigma, dataclasses.asdict(measurement.source), None
     if job.operator is None:
         raise UserError("no measurement sidecar beside this image; pass --operator SPEC (pnprgm operators lists them).")
     import operators
 
     y = io.read_image(path)[None]
-    shape = image_shape_for(job.operator, tuple(y.shape[1:]), job.image_size)
-    physics = operators.build(job.operator, shape, device=job.device)
-    if tuple(physics.A(torch.zeros((1, *shape), device=job.device)).shape[1:]) != tuple(y.shape[1:]):
-        raise UserError(f"image of shape {tuple(y.shape[1:])} is not a measurement of {job.operator!r} for a {shape} image; pass --size HxW.")
-    return y, physics, job.noise_sigma, {"image": str(path)}
-
-
-def image_shape_for(spec: str, measurement_shape: tuple[int, int, int], size: Optional[tuple[int, int]] = None) -> tuple[int, int, int]:
-    """Image shape (C, H, W) whose measurement under ``spec`` has ``measurement_shape``.
-
-    The channel count and scale factor are read from the operator itself at a probe size; ``size`` overrides H, W.
-    """
-    import operators
-
-    channels_out, height, width = measurement_shape
-    probe = 96
-    for channels in (3, 1):
-        try:
-            out = operators.build(spec, (channels, probe, probe)).out_shape
-        except UserError:
-            continue
-        if out[0] == channels_out:
-            if size is not None:
-                return (channels, int(size[0]), int(size[1]))
-            return (channels, round(height * probe / out[1]), round(width * probe / out[2]))
-    raise UserError(f"a {channels_out}-channel image cannot be a measurement of {spec!r}; check --operator.")
-
+    measured = tuple(y.shape[1:])
+    # a real photo is the valid part of the blur of a larger scene (operators.blur): no circular frame
+    shape = operators.image_shape(job.operator, measured, defaults=operators.PHOTO_DEFAULTS)
+    if job.image_size is not None:
+        shape = (shape[0], int(job.image_size[0]), int(job.image_size[1]))
+    physics = operators.build(job.operator, shape, device=job.device, defaults=operators.PHOTO_DEFAULTS)
+    if tuple(physics.out_shape) != measured:
+        raise UserError(f"{physics.spec} maps a {shape[1]}x{shape[2]} image to {physics.out_shape[1]}x{physics.out_shape[2]}, "
+                        f"not to this {measured[1]}x{measured[2]} image; fix --size (or leave it out).")
+    window = physics.visible_window() if job.image_size is None else None
+    return y, physics, job.noise_sigma, {"image": str(path)}, window

@@ -524,3 +524,40 @@ def test_cuda_matches_cpu(spec):
     assert torch.allclose(noise_gpu, operators.measure(cpu, x, 0.1, 3) - cpu.A(x), atol=1e-10)  # the same draw
     meta, arrays = operators.to_record(gpu)
     assert torch.equal(operators.from_record(meta, arrays, device="cuda", dtype=F64).A(x.cuda()), gpu.A(x.cuda()))
+
+
+@pytest.mark.parametrize("spec", SPECS)
+@pytest.mark.parametrize("shape", SHAPES)
+def test_image_shape_inverts_the_operator(op_for, files, spec, shape):
+    """``image_shape`` sizes the image behind a measurement exactly (a 'valid' blur adds the kernel, SR multiplies)."""
+    op = op_for(spec, shape)
+    if "mask:file" in spec:  # the mask fixes the size: it must be the measurement's
+        assert operators.image_shape(resolve(spec, shape, files), op.out_shape) == tuple(shape)
+        return
+    found = operators.image_shape(resolve(spec, shape, files), op.out_shape)
+    assert operators.build(resolve(spec, shape, files), found).out_shape == op.out_shape
+    if op.image_size_for(op.out_shape[1:]) == tuple(shape[1:]):
+        assert found == (shape[0] if "gray" not in spec else 3, *shape[1:])
+
+
+def test_visible_window_is_where_a_centred_delta_kernel_copies_the_image(tmp_path):
+    kernel = np.zeros((5, 4))
+    kernel[2, 1] = 1.0  # the centre ((k - 1) // 2): the blur is the identity, the valid part a crop
+    np.save(tmp_path / "delta.npy", kernel)
+    for spec, after in ((f"blur:file={tmp_path / 'delta.npy'},boundary=valid", lambda v: v),
+                        (f"blur:file={tmp_path / 'delta.npy'},boundary=valid+sr2", lambda v: torch.nn.functional.avg_pool2d(v, 2)),
+                        ("blur:gaussian", None)):
+        op = operators.build(spec, (3, 20, 25) if after is None else (3, 20, 27), dtype=F64)
+        window = op.visible_window()
+        if after is None:
+            assert window is None
+            continue
+        image = torch.rand((2, *op.in_shape), dtype=F64)
+        torch.testing.assert_close(op.A(image), after(image[..., window[0], window[1]]))
+
+
+def test_photo_defaults_apply_only_where_the_spec_is_silent():
+    assert operators.build("blur:gaussian", (3, 30, 30), defaults=operators.PHOTO_DEFAULTS).out_shape == (3, 18, 18)
+    assert operators.build("blur:gaussian,boundary=circular", (3, 30, 30), defaults=operators.PHOTO_DEFAULTS).out_shape == (3, 30, 30)
+    assert operators.build("sr2+blur:box,size=3", (3, 30, 30), defaults=operators.PHOTO_DEFAULTS).out_shape == (3, 13, 13)
+    assert operators.build("mask:box", (3, 30, 30), defaults=operators.PHOTO_DEFAULTS).out_shape == (3, 30, 30)

@@ -6,7 +6,7 @@ import sys
 
 import click
 
-from cli.options import parse_assignments
+from cli.options import parse_assignments, threads_option
 
 EXAMPLES = """
 \b
@@ -56,12 +56,16 @@ models); options given on the command line override it.
 @click.option("--resume", is_flag=True, help="Reuse the records of an existing --json made with the same settings.")
 @click.option("--from-json", "from_json", type=click.Path(dir_okay=False), default=None, help="Do not run: rebuild --md from this results JSON.")
 @click.option("--list", "list_only", is_flag=True, help="List tasks, methods (with availability) and data sets, then exit.")
+@threads_option
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 def command(suite, data, images, tasks, methods, noise, seed, crop, limit, device, metrics, protocol_items,
-            assignments, figure_images, model_sources, json_path, md_path, figure_path, resume, from_json, list_only, quiet):
+            assignments, figure_images, model_sources, json_path, md_path, figure_path, resume, from_json, list_only, threads, quiet):
     """Compare restoration methods on simulated measurements (PSNR, SSIM, LPIPS; LPIPS-VGG on request)."""
     from pnprgm.benchmark import build_config, report, run_benchmark
+    from pnprgm.device import set_threads
     from pnprgm.errors import UserError
+
+    set_threads(threads)
 
     if list_only:
         _list(device or "cpu")

@@ -5,7 +5,7 @@ import sys
 
 import click
 
-from cli.options import NoiseLevel, device_option, parse_assignments, parse_size, seed_option
+from cli.options import NoiseLevel, device_option, parse_assignments, parse_size, seed_option, threads_option
 
 EXAMPLES = """
 \b
@@ -30,6 +30,12 @@ of the same std does as much; it is never on by default.
 Inputs sharing a name (a.png, a.tif) get distinct outputs (a_png.png, a_tif.png). A file in OUT that pnprgm
 did not write is never replaced (--overwrite replaces it); an input whose outputs and record exist, from the
 same settings, is skipped, so rerunning a killed batch continues where it stopped.
+
+\b
+A job that cannot fit in the device's free memory is refused before computing, with an estimate and the --tile
+that would fit (the denoiser needs about 2 KB per pixel on a whole image; the solver about 200 bytes per pixel
+even tiled). A blurred photo without sidecar is restored with boundary=valid unless the spec names a boundary:
+the larger scene behind it is restored and cropped back to the photo, so its edges get no frame.
 """
 
 
@@ -54,11 +60,15 @@ same settings, is skipped, so rerunning a killed batch continues where it stoppe
 @click.option("--set", "assignments", multiple=True, metavar="KEY=VALUE", help="Override one solver parameter (repeatable).")
 @seed_option
 @device_option
+@threads_option
 @click.option("-q", "--quiet", is_flag=True, help="No progress bars.")
 def command(inputs, outdir, operator, size, solver, preset, denoiser, model_path, model_preset, iters, noise_sigma,
-            samples, tile, overwrite, assignments, seed, device, quiet):
+            samples, tile, overwrite, assignments, seed, device, threads, quiet):
     """Restore degraded images with a denoiser inside a PnP solver."""
     from pnprgm.restore_job import RestoreJob, run_restore_job
+    from pnprgm.device import set_threads
+
+    set_threads(threads)
 
     overrides = parse_assignments(assignments)
     if iters is not None:
