@@ -208,7 +208,8 @@ def _shipped(name: str):
 
 if "rgm" not in denoiser_registry:
     denoiser_registry.add("rgm", _channel_picked(partial(shipped_entry, "rgm")),
-                          "shipped RGM denoiser (colour or gray picked from the input)")
+                          "the shipped default denoiser, colour or gray picked from the input (pnprgm models: "
+                          "today DRUNet, trained without an RGM prior)")
     for _family, _members in families().items():
         denoiser_registry.add(_family, _channel_picked(partial(shipped_entry, _family)),
                               f"shipped RGM denoisers {', '.join(m.name for m in _members.values())} "

@@ -68,19 +68,19 @@ _PNP: dict[str, dict[str, Any]] = {
 }
 # One set of values for all three solvers: HQS colorization had its own start (80/255) for the 6000-step colour
 # model; for the 13500-step one 120/255 is best for HQS too (tuning.md, "colorization with the 13500-step colour model").
-# The default colour model (fine-tuned with lmbda 0, the better denoiser by 0.5 to 1.3 dB) barely invents colour
-# from noise: on the tuning photos colorization fell from 21.8 to 16.1 dB (gray input: 15.9), no preset value
-# brought it back (tuning.md), so colorization keeps the previous colour model.
-# Super-resolution and deblurring use the denoisers fine-tuned with an LPIPS term (`rgm-perceptual`, colour or gray
-# from the input): on the 14 benchmark photos DRS LPIPS 0.284 -> 0.269 (sr4) and 0.183 -> 0.148 (deblurring) at
-# -0.06 / -0.02 dB (tuning.md, "Texture for sr4 and deblurring"). ADMM deblurring keeps the default model: with the
-# perceptual one it lost 1.3 dB and LPIPS (its scaled dual amplifies the added texture on moon, brick and rocket).
-_DENOISER = {"colorize": "rgm-denoiser-color-v1", "sr": "rgm-perceptual", "deblur": "rgm-perceptual"}
-_KEEPS_DEFAULT_DENOISER = {("deblur", "admm")}
+# The default denoisers are the DRUNets of the GPU recipe (pretrained/README.md); each task's model was chosen by
+# PSNR on the 14 benchmark photos (DRS, no grain; README, Benchmarks), LPIPS reported beside it:
+# - deblurring, inpainting, denoising: the DRUNet (deblur 29.57 -> 29.80 dB, SSIM 0.866 -> 0.868, LPIPS-alex
+#   0.136 -> 0.202 against the previous `rgm-perceptual`; inpainting +0.43 dB, denoising +0.59 dB, both lower LPIPS);
+# - super-resolution keeps `rgm-perceptual` (the models fine-tuned with an LPIPS-alex term): the DRUNet gave
+#   26.06 dB (26.09 with 24 iterations) against 26.10, SSIM 0.759 against 0.761, LPIPS 0.325 against 0.269;
+# - colorization keeps `rgm-denoiser-color-v1`: it invents colour from noise (start 120/255, far above any training
+#   range); the better denoisers barely do (the DRUNet lost 1.08 dB).
+_DENOISER = {"colorize": "rgm-denoiser-color-v1", "sr": "rgm-perceptual"}
 _SOLVER_PARAMS: dict[tuple[str, str], dict[str, Any]] = {("deblur", "drs"): {"strength": 0.9}}
 for _task, _params in _PNP.items():
     for _solver in ("drs", "admm", "hqs"):
-        _model = None if (_task, _solver) in _KEEPS_DEFAULT_DENOISER else _DENOISER.get(_task)
+        _model = _DENOISER.get(_task)
         _values = {**_params, **_SOLVER_PARAMS.get((_task, _solver), {})}
         registry.add(f"{_task}-{_solver}", Preset(_task, _solver, _values, "DPIR schedule", _model),
                      f"{_solver} for {_task}")
