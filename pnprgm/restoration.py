@@ -5,8 +5,9 @@ estimate, runs the solver and returns the image in [0, 1] at the operator's imag
 """
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
-from typing import Any, Optional, Union
+from typing import Any, Callable, Optional, Union
 
 import torch
 from deepinv.models import Denoiser
@@ -95,6 +96,33 @@ def restore(
     :param overrides: solver parameters overriding the preset one by one (e.g. ``iterations=12``).
     :returns: the restored image (same batching as y), or ``(image, result, settings)``.
     """
+    plan = _plan(y, operator, image_shape=image_shape, denoiser=denoiser, solver=solver, preset=preset,
+                 noise_sigma=noise_sigma, device=device, seed=seed, tile=tile, overrides=overrides)
+    x, result, settings = _run(plan, seed=seed, ground_truth=ground_truth, callback=callback, progress=progress)
+    return (x, result, settings) if return_trace else x
+
+
+@dataclass
+class _Plan:
+    """What a restoration needs before it runs: built once, run once per seed (so ``--samples N`` loads, and
+    hashes, a model file once)."""
+
+    y: torch.Tensor
+    single: bool
+    physics: LinearPhysics
+    algorithm: Any
+    chosen: Any
+    solver: str
+    spec: Optional[str]
+    sigma_n: float
+    estimated: bool
+    denoiser_name: str
+    model: Denoiser
+    model_info: Optional[dict]
+    device: torch.device
+
+
+def _plan(y, operator, *, image_shape, denoiser, solver, preset, noise_sigma, device, seed, tile, overrides) -> _Plan:
     device = resolve_device(device)
     single = y.dim() == 3
     y = (y[None] if single else y).to(device=device, dtype=torch.float32)
@@ -119,21 +147,35 @@ def restore(
     model = denoisers.build(denoiser, channels=channels, device=device, seed=seed)
     if tile:
         model = denoisers.TiledDenoiser(model, tile=tile, overlap=max(8, tile // 8))
-    generator = torch.Generator(device=device).manual_seed(seed)
-    x0 = initial_estimate(physics, y)
+    return _Plan(y=y, single=single, physics=physics, algorithm=algorithm, chosen=chosen, solver=chosen_solver,
+                 spec=spec, sigma_n=sigma_n, estimated=estimated,
+                 denoiser_name=denoiser if isinstance(denoiser, str) else type(denoiser).__name__, model=model,
+                 model_info=_model_behind(denoiser, channels), device=device)
+
+
+def _reseed(model: torch.nn.Module, seed: int) -> None:
+    """Restart the random streams of every part of ``model`` that has them (an RGM denoiser's latent z), as a
+    denoiser built with ``seed`` would have them."""
+    for part in (model.modules() if isinstance(model, torch.nn.Module) else [model]):
+        reseed = getattr(part, "reseed", None)
+        if callable(reseed):
+            reseed(seed)
+
+
+def _run(plan: _Plan, *, seed: int, ground_truth=None, callback=None, progress=False):
+    _reseed(plan.model, seed)
+    generator = torch.Generator(device=plan.device).manual_seed(seed)
+    x0 = initial_estimate(plan.physics, plan.y)
     if ground_truth is not None:
         ground_truth = (ground_truth[None] if ground_truth.dim() == 3 else ground_truth).to(x0)
-    result = algorithm.solve(y, physics, model, x0, noise_sigma=sigma_n, generator=generator,
-                             ground_truth=ground_truth, callback=callback, progress=progress)
+    result = plan.algorithm.solve(plan.y, plan.physics, plan.model, x0, noise_sigma=plan.sigma_n, generator=generator,
+                                  ground_truth=ground_truth, callback=callback, progress=progress)
     x = result.x.clamp(0, 1)
-    x = x[0] if single else x
-    if not return_trace:
-        return x
+    x = x[0] if plan.single else x
     settings = RestoreSettings(
-        solver=chosen_solver, preset=_preset_name(chosen, chosen_solver, spec), params=_plain(algorithm.config),
-        denoiser=denoiser if isinstance(denoiser, str) else type(denoiser).__name__,
-        noise_sigma=sigma_n, noise_estimated=estimated, seed=seed, device=str(device),
-        model=_model_behind(denoiser, channels),
+        solver=plan.solver, preset=_preset_name(plan.chosen, plan.solver, plan.spec), params=_plain(plan.algorithm.config),
+        denoiser=plan.denoiser_name, noise_sigma=plan.sigma_n, noise_estimated=plan.estimated, seed=seed,
+        device=str(plan.device), model=plan.model_info,
     )
     return x, result, settings
 
@@ -161,15 +203,29 @@ class SampleSet:
 
 
 def restore_samples(y: torch.Tensor, operator: Union[LinearPhysics, str], *, samples: int, seed: int = 0,
-                    **kwargs: Any) -> SampleSet:
+                    on_sample: Optional[Callable[[int, int, float], None]] = None, **kwargs: Any) -> SampleSet:
     """``samples`` restorations with seeds ``seed, seed+1, ...``: their mean and per-pixel std.
 
     The std map shows where the prior (random z, re-noising), not the data, decided the result.
-    Other keyword arguments are those of :func:`restore`.
+    Other keyword arguments are those of :func:`restore`. The denoiser is built once (a model file loaded and
+    hashed once) and restarted from each sample's seed, so sample ``i`` equals ``restore(..., seed=seed+i)``.
+    ``on_sample(i, samples, seconds_so_far)`` is called before sample ``i`` (0-based) starts (progress, ETA).
     """
     if samples < 1:
         raise UserError(f"samples must be at least 1, got {samples}.")
-    runs = [restore(y, operator, seed=seed + i, return_trace=True, **kwargs) for i in range(samples)]
+    run_args = {key: kwargs.pop(key) for key in ("ground_truth", "callback", "progress") if key in kwargs}
+    plan_args = {key: kwargs.pop(key, None) for key in ("image_shape", "preset", "solver", "tile")}
+    plan_args.update(denoiser=kwargs.pop("denoiser", DEFAULT_DENOISER), noise_sigma=kwargs.pop("noise_sigma", 0.0),
+                     device=kwargs.pop("device", "cpu"))
+    kwargs.pop("return_trace", None)
+    # the model is loaded (and its file hashed) once; each sample restarts its random streams from its own seed
+    plan = _plan(y, operator, seed=seed, overrides=kwargs, **plan_args)
+    runs = []
+    started = time.perf_counter()
+    for i in range(samples):
+        if on_sample is not None:
+            on_sample(i, samples, time.perf_counter() - started)
+        runs.append(_run(plan, seed=seed + i, **run_args))
     stack = torch.stack([image for image, _, _ in runs])
     return SampleSet(mean=stack.mean(0), std=stack.std(0, unbiased=False), images=list(stack),
                      results=[result for _, result, _ in runs], settings=runs[0][2])

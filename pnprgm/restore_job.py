@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -113,10 +114,17 @@ def _targets(outdir: Path, stem: str, samples: int) -> Targets:
 
 def run_restore_job(job: RestoreJob, *, on_error: Callable[[str], None] = print,
                     on_skip: Optional[Callable[[str], None]] = None, progress: bool = True) -> JobReport:
-    """Restore every input of ``job``; errors are reported per file and do not stop the others."""
+    """Restore every input of ``job``; errors are reported per file and do not stop the others.
+
+    ``progress``: bars on a terminal; to a log file or pipe (stderr not a TTY) plain lines instead, one per image
+    and per sample, with no carriage returns or escape codes.
+    """
     from tqdm.auto import tqdm
 
     from pnprgm.device import resolve_device
+
+    bars = progress and _is_terminal(sys.stderr)
+    say = _sayer(bars) if progress else None
 
     check_job(job)
     # "auto" and an unavailable CUDA become the CPU (with a warning) once, for the sidecars, operators and solver
@@ -146,21 +154,66 @@ def run_restore_job(job: RestoreJob, *, on_error: Callable[[str], None] = print,
     outdir = io.prepare_outdir(job.outdir)
     stems = output_stems(files, samples=job.samples)
     io.sweep_temps(outdir, names=[name for stem in stems.values() for name in _names(stem, job.samples)])
-    for path in tqdm(files, desc="restore", unit="image", disable=not progress):
+    for number, path in enumerate(tqdm(files, desc="restore", unit="image", disable=not bars), start=1):
         targets = _targets(outdir, stems[path], job.samples)
+        if say is not None and not bars and len(files) > 1:
+            say(f"image {number}/{len(files)}: {path}")
         try:
             if _already_restored(path, targets, job, files):
                 report.skipped.append(path)
                 if on_skip is not None:
                     on_skip(f"skipped {path}: {targets.image} and its record exist (pass --overwrite to restore it again)")
                 continue
-            report.written.extend(_restore_one(path, job, targets, files, progress))
+            report.written.extend(_restore_one(path, job, targets, files, bars, say))
             report.restored.append(path)
         except UserError as err:
             fail(f"{path}: {err}")
         except OSError as err:  # the disk filled, the folder was removed or made read-only during the batch
             fail(f"{path}: cannot write into {outdir} ({err.strerror or err}); free space or choose another -o.")
     return report
+
+
+def _is_terminal(stream) -> bool:
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError):  # a closed or file-like stream without isatty
+        return False
+
+
+def _sayer(bars: bool) -> Callable[[str], None]:
+    """A progress line on stderr: above the bars on a terminal (tqdm.write), a plain flushed line otherwise."""
+
+    def say(line: str) -> None:
+        if bars:
+            from tqdm.auto import tqdm
+
+            tqdm.write(line, file=sys.stderr)
+        else:
+            print(line, file=sys.stderr, flush=True)
+
+    return say
+
+
+def sample_progress(say: Callable[[str], None]) -> Callable[[int, int, float], None]:
+    """``on_sample`` for :func:`pnprgm.restoration.restore_samples`: "sample k/N" with the time left, estimated
+    from the samples done so far."""
+
+    def on_sample(index: int, total: int, elapsed: float) -> None:
+        if index == 0:
+            say(f"sample 1/{total}")
+            return
+        each = elapsed / index
+        say(f"sample {index + 1}/{total} ({each:.1f} s per sample, ETA {_duration(each * (total - index))})")
+
+    return on_sample
+
+
+def _duration(seconds: float) -> str:
+    seconds = max(0, round(seconds))
+    if seconds < 60:
+        return f"{seconds} s"
+    minutes, seconds = divmod(seconds, 60)
+    return f"{minutes} min {seconds:02d} s" if minutes < 60 else f"{minutes // 60} h {minutes % 60:02d} min"
 
 
 def check_job(job: RestoreJob) -> None:
@@ -289,7 +342,8 @@ def _job_dict(job: RestoreJob) -> dict:
     return {**dataclasses.asdict(job), "inputs": list(job.inputs)}
 
 
-def _restore_one(path: Path, job: RestoreJob, targets: Targets, protect: list[Path], progress: bool) -> list[Path]:
+def _restore_one(path: Path, job: RestoreJob, targets: Targets, protect: list[Path], progress: bool,
+                 say: Optional[Callable[[str], None]] = None) -> list[Path]:
     from pnprgm.restoration import restore_samples
 
     start = time.perf_counter()
@@ -297,7 +351,8 @@ def _restore_one(path: Path, job: RestoreJob, targets: Targets, protect: list[Pa
     check_memory(tuple(physics.in_shape), job)
     kwargs = dict(denoiser=job.denoiser, solver=job.solver, preset=job.preset, noise_sigma=noise_sigma,
                   device=job.device, tile=job.tile, progress=progress, **job.overrides)
-    drawn = restore_samples(y, physics, samples=job.samples, seed=job.seed, **kwargs)
+    on_sample = sample_progress(say) if say is not None and job.samples > 1 else None
+    drawn = restore_samples(y, physics, samples=job.samples, seed=job.seed, on_sample=on_sample, **kwargs)
     x, result, settings = drawn.mean, drawn.results[0], drawn.settings
     std = drawn.std if job.samples > 1 else None
     scene_shape = list(x.shape[-3:])

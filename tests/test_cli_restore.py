@@ -259,3 +259,60 @@ def test_a_missing_input_is_reported_and_the_others_restored(photos, tmp_path):
     assert "restored 2 image(s)" in result.output and "1 failed" in result.output
     result = run("restore", tmp_path / "missing.png", *FAST, "-o", tmp_path / "out2")
     assert result.exit_code == 1 and "does not exist" in result.output and "restored 0 image(s)" in result.output
+
+
+# -- --samples N: one model load, progress a log can hold --------------------------------------------------------
+
+@pytest.fixture
+def tiny_model(tmp_path):
+    """A tiny (untrained) RGM model file: a stochastic denoiser (latent z) loaded from a path."""
+    from pnprgm.training.checkpoint import save_model
+    from pnprgm.training.generator import build_generator_from_config, preset_config
+
+    torch.manual_seed(0)
+    config = preset_config("tiny", channels=3, conditioning="sigma", output="residual", sigma_channel=True)
+    gen = build_generator_from_config(config)
+    return save_model(tmp_path / "tiny.pt", gen.state_dict(), dict(gen.config), {"name": "denoise"}, {"command": "test"})
+
+
+def test_samples_load_and_hash_the_model_once(photos, tmp_path, tiny_model, monkeypatch):
+    from pnprgm import models
+
+    loads, hashes = [], []
+    load, sha256 = models.load_generator_file, io.sha256_file
+    monkeypatch.setattr(models, "load_generator_file", lambda path, **kw: loads.append(path) or load(path, **kw))
+    monkeypatch.setattr(io, "sha256_file", lambda path: (hashes.append(path) if str(path) == str(tiny_model) else None)
+                        or sha256(path))
+    result = run("restore", photos / "one.png", "--operator", "blur:gaussian,sigma=1", "--denoiser", tiny_model,
+                 "--solver", "rgm-drs", "--iters", "2", "--samples", "3", "-q", "-o", tmp_path / "out")
+    assert result.exit_code == 0, result.output
+    assert len(loads) == 1 and len(hashes) == 1, f"{len(loads)} loads, {len(hashes)} hashes of the model for 3 samples"
+    record = json.loads((tmp_path / "out" / "one.json").read_text())
+    assert record["settings"]["model"]["sha256"] == sha256(tiny_model)
+
+
+def test_samples_from_one_model_equal_separate_restorations(tiny_model):
+    """Loading once changes nothing: sample i is restore(seed=seed+i), the latent z restarted from that seed."""
+    import operators
+    from pnprgm.restoration import restore, restore_samples
+
+    generator = torch.Generator().manual_seed(2)
+    physics = operators.build("mask:random,rate=0.5,seed=0", (3, 16, 16))
+    y = physics.A(torch.rand((1, 3, 16, 16), generator=generator))
+    kwargs = dict(denoiser=str(tiny_model), solver="rgm-drs", iterations=2, noise_sigma=0.02)
+    drawn = restore_samples(y, physics, samples=3, seed=5, **kwargs)
+    for i, image in enumerate(drawn.images):
+        assert torch.equal(image, restore(y, physics, seed=5 + i, **kwargs))
+    assert not torch.equal(drawn.images[0], drawn.images[1])
+
+
+def test_samples_progress_to_a_log_is_plain_lines(photos, tmp_path):
+    """Not a terminal (CliRunner, a log file, a pipe): "sample k/N" lines with an ETA, no bars, no escape codes."""
+    result = run("restore", photos, "--operator", "blur:gaussian,sigma=1", "--denoiser", "tikhonov", "--iters", "2",
+                 "--solver", "rgm-drs", "--samples", "3", "-o", tmp_path / "out")
+    assert result.exit_code == 0, result.output
+    assert "\r" not in result.output and "\x1b" not in result.output, repr(result.output[:300])
+    lines = result.output.splitlines()
+    assert [line.split(" (")[0] for line in lines if line.startswith("sample ")] == ["sample 1/3", "sample 2/3", "sample 3/3"] * 2
+    assert all("ETA" in line for line in lines if line.startswith(("sample 2/3", "sample 3/3")))
+    assert any(line.startswith("image 2/2: ") for line in lines)
