@@ -1,4 +1,4 @@
-"""``pnprgm sample``: draw images from an RGM model with its T-step sampler (a grid PNG + JSON sidecar)."""
+"""``pnprgm sample``: draw images from an RGM model with its T-step sampler (one grid PNG + JSON sidecar)."""
 from __future__ import annotations
 
 import click
@@ -6,11 +6,16 @@ import click
 EXAMPLES = """
 \b
 Examples:
+  pnprgm sample rgm-denoiser-color-v1 --input photos/ -n 4 -o grid.png   # a shipped model (pnprgm models)
   pnprgm sample runs/ddpm/model.pt -n 16 -o grid.png --seed 3
   pnprgm sample runs/ddpm/model.pt -n 4 --size 128 -o big.png
   pnprgm sample runs/deblur/model.pt --input photos/ -o restored_grid.png --noise 0.02
   pnprgm sample netG_550.pth#celebahq256 -n 4 -o faces.png --device cuda
-  pnprgm sample pretrained/rgm-sr.pt --input lowres.png --upscale 4 -o sr.png   # SR through the sr levels
+  pnprgm sample rgm-sr --input lowres.png --upscale 4 -o sr.png   # SR through the sr levels
+
+\b
+MODEL is a shipped model name (`pnprgm models` lists them; found from any folder) or a model file. -o writes one
+grid image: all the images tiled into one PNG, not one file per image.
 
 \b
 ddpm/sr models sample from pure noise (x_T) through their T levels. Models of denoise/operator processes
@@ -22,7 +27,8 @@ then: model input, restoration, original. GRID.json records the model, its sha25
 @click.command("sample", epilog=EXAMPLES)
 @click.argument("model")
 @click.option("-n", "count", type=int, default=16, show_default=True, help="Number of images (inputs used at most).")
-@click.option("-o", "--out", "out", required=True, type=click.Path(dir_okay=False), help="Output grid (PNG).")
+@click.option("-o", "--out", "out", required=True, type=click.Path(dir_okay=False),
+              help="Grid image to write (PNG): all the images tiled into one picture, plus GRID.json.")
 @click.option("--size", type=int, default=None, help="Image size (default: the training crop; inputs: up to 256).")
 @click.option("--input", "inputs", multiple=True, type=click.Path(), help="Clean images or folders to degrade and restore.")
 @click.option("--noise", type=float, default=None, help="Noise std in [0,1] units for restoring inputs (default: the training validation level).")
@@ -35,7 +41,8 @@ then: model input, restoration, original. GRID.json records the model, its sha25
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the noise and latents.")
 @click.option("--device", default="cpu", show_default=True, help="cpu, cuda, cuda:N or auto.")
 def command(model, count, out, size, inputs, noise, upscale, operator, nrow, seed, device):
-    """Sample images from an RGM model file (ours or PATH#preset for an official checkpoint)."""
+    """Sample images from an RGM model (a shipped name, our model file, or PATH#preset for an official checkpoint)
+    into one grid image (-o)."""
     from pnprgm.training.sampling import sample_model_grid
 
     path = sample_model_grid(model, out, count=count, size=size, inputs=inputs, noise=noise, nrow=nrow, seed=seed,

@@ -133,8 +133,9 @@ def sample_model_grid(model: str, out: str | Path, *, count: int = 16, size: Opt
                       operator: Optional[str] = None) -> Path:
     """Write a grid of samples of a model file (``pnprgm sample``) and its JSON sidecar; returns the grid path.
 
-    :param model: our model file, or ``PATH#preset`` for an official checkpoint.
-    :param out: output PNG.
+    :param model: a shipped model name (``pnprgm models``), our model file, or ``PATH#preset`` for an official
+        checkpoint.
+    :param out: the grid image to write (PNG): every sample (or input row) tiled into one picture.
     :param count: number of samples (or of inputs used).
     :param size: sample size (default: the training crop); for inputs, the centre-crop size (default up to 256).
     :param inputs: clean images/folders to degrade and restore (required by denoise/operator models).
@@ -150,15 +151,18 @@ def sample_model_grid(model: str, out: str | Path, *, count: int = 16, size: Opt
     """
     from pnprgm.device import resolve_device
     from pnprgm.io import list_images, read_image, sha256_file, versions, write_image, write_json
-    from pnprgm.models import load_generator_file
+    from pnprgm.models import load_generator_file, model_path
+    from pnprgm.models import registry as models_registry
     from pnprgm.training.data import convert_channels
     from pnprgm.training.processes import build_process, process_size_multiple
 
     if count < 1:
         raise UserError(f"-n must be >= 1; got {count}.")
     device = resolve_device(device)
-    path, _, official = str(model).partition("#")
-    generator = load_generator_file(path, device=device, official_preset=official or None).to(device).eval()
+    # a shipped model name (pnprgm models; hash-checked, found beside the package from any folder) or a file
+    path = str(model_path(model))
+    official = None if str(model) in models_registry else (str(model).partition("#")[2] or None)
+    generator = load_generator_file(path, device=device, official_preset=official).to(device).eval()
     config = generator.config
     channels = int(config.get("channels", config.get("num_channels", 3)))
     multiple = int(getattr(generator, "size_multiple", 0) or 2 ** (len(config.get("ch_mult", [1])) - 1))

@@ -1,0 +1,79 @@
+"""``pnprgm sample``: shipped model names (as ``pnprgm models`` lists them) from any folder, hash-checked; its help
+says that -o writes one grid image."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+from PIL import Image
+
+from cli.main import app
+from pnprgm import io, models
+from pnprgm.registry import Registry
+from pnprgm.training.checkpoint import save_model
+from pnprgm.training.generator import build_generator_from_config, preset_config
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def invoke(*args):
+    return CliRunner().invoke(app, [str(a) for a in args])
+
+
+@pytest.fixture
+def shipped(tmp_path, monkeypatch):
+    """A tiny model shipped as ``tiny-shipped`` in a pretrained folder away from the working directory."""
+    torch.manual_seed(0)
+    generator = build_generator_from_config(preset_config("tiny", channels=3, conditioning="sigma", output="residual",
+                                                          sigma_channel=True))
+    source = save_model(tmp_path / "run" / "model.pt", generator.state_dict(), dict(generator.config),
+                        {"name": "denoise"}, {"command": "test"})
+    folder = tmp_path / "install" / "pretrained"
+    entry = models.publish(source, "tiny-shipped", summary="a tiny test model", directory=folder)
+    registry: Registry = Registry("model")
+    registry.add(entry.name, entry, entry.summary)
+    monkeypatch.setattr(models, "registry", registry)
+    monkeypatch.setattr(models, "PRETRAINED_DIR", folder)
+    rng = np.random.default_rng(0)
+    Image.fromarray((rng.random((32, 32, 3)) * 255).astype(np.uint8)).save(tmp_path / "photo.png")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)  # no pretrained/ here: the name must not resolve relative to the working folder
+    return entry
+
+
+def test_sample_takes_a_shipped_model_name_from_any_folder(shipped, tmp_path):
+    result = invoke("sample", "tiny-shipped", "--input", tmp_path / "photo.png", "-n", "1", "-o", "grid.png")
+    assert result.exit_code == 0, result.output
+    grid = io.read_image(tmp_path / "elsewhere" / "grid.png")
+    assert grid.shape[0] == 3 and grid.shape[1] > 32, "rows: model input, restoration, original"
+    record = json.loads((tmp_path / "elsewhere" / "grid.json").read_text())
+    assert record["model"] == "tiny-shipped" and record["model_sha256"] == shipped.sha256
+
+
+def test_sample_refuses_a_shipped_model_whose_file_changed(shipped, tmp_path):
+    with open(shipped.path, "ab") as handle:
+        handle.write(b"tampered")
+    result = invoke("sample", "tiny-shipped", "--input", tmp_path / "photo.png", "-n", "1", "-o", "grid.png")
+    assert result.exit_code in (1, 2) and "Traceback" not in result.output
+    assert result.output.strip().count("\n") == 0 and "sha256" in result.output
+    assert not (tmp_path / "elsewhere" / "grid.png").exists()
+
+
+def test_sample_unknown_model_names_the_shipped_ones(shipped, tmp_path):
+    result = invoke("sample", "no-such-model", "--input", tmp_path / "photo.png", "-o", "grid.png")
+    assert result.exit_code in (1, 2) and "Traceback" not in result.output
+    assert result.output.strip().count("\n") == 0, result.output
+    assert "no-such-model" in result.output and "tiny-shipped" in result.output
+
+
+def test_sample_help_says_o_writes_one_grid_image_and_takes_shipped_names():
+    result = invoke("sample", "--help")
+    assert result.exit_code == 0
+    text = " ".join(result.output.split())
+    assert "Grid image to write (PNG)" in text and "tiled into one" in text
+    assert "shipped model name" in text and "pnprgm models" in text
+    assert "pretrained/" not in text, "no example path relative to the checkout"
