@@ -85,7 +85,7 @@ def output_stems(files: list[Path], names: Callable[[str], list[str]]) -> dict[P
 
 def read_image(path: str | Path) -> torch.Tensor:
     """Read an 8- or 16-bit grayscale/RGB(A) image as a float32 (C, H, W) tensor in [0, 1], upright (its EXIF
-    orientation applied).
+    orientation applied). 16-bit colour PNG and TIFF keep their 16 bits (Pillow would read them as 8 bit).
 
     Alpha is dropped with a warning; palette and other modes are converted to RGB.
     """
@@ -95,8 +95,14 @@ def read_image(path: str | Path) -> torch.Tensor:
     try:
         with Image.open(path) as image:
             image.load()
+            orientation = image.getexif().get(0x0112, 1)
+            if image.mode not in _GRAY16_MODES and _bits_of(path, image.format) == 16:
+                # 16-bit colour, which Pillow reads as 8 bit: torchvision's PNG decoder, tifffile for TIFF
+                array = _orient(_read_colour16(path, image.format), orientation)
+                array = _drop_alpha(array, path).astype(np.float64).transpose(2, 0, 1) / 65535.0
+                return torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32))
             # A camera's portrait JPEG is stored landscape with an EXIF orientation tag: apply it, as viewers do.
-            upright = ImageOps.exif_transpose(image) if image.getexif().get(0x0112, 1) != 1 else image
+            upright = ImageOps.exif_transpose(image) if orientation != 1 else image
             array = _pil_to_array(upright, path)
     except FileNotFoundError:
         raise UserError(f"cannot read {path}: no such file.") from None
@@ -105,9 +111,77 @@ def read_image(path: str | Path) -> torch.Tensor:
     return torch.from_numpy(array)
 
 
+_GRAY16_MODES = ("I;16", "I;16B", "I;16L", "I")
+
+
+def image_bits(path: str | Path) -> int:
+    """Bits per sample of an image file: 16 for a 16-bit PNG or TIFF (gray or colour), else 8. ``pnprgm restore``
+    writes 16-bit output for 16-bit input."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as image:
+            return _bits_of(Path(path), image.format)
+    except (OSError, UnidentifiedImageError, SyntaxError, ValueError):
+        return 8
+
+
+def _bits_of(path: Path, fmt: str | None) -> int:
+    if fmt == "PNG":  # IHDR comes first: 8-byte signature, length, type, width, height, then the bit depth
+        with open(path, "rb") as handle:
+            header = handle.read(26)
+        return 16 if len(header) == 26 and header[12:16] == b"IHDR" and header[24] == 16 else 8
+    if fmt == "TIFF":
+        import tifffile
+
+        try:
+            with tifffile.TiffFile(path) as tif:
+                page = tif.pages.first
+                return 16 if page.bitspersample == 16 and page.dtype is not None and page.dtype.kind == "u" else 8
+        except (tifffile.TiffFileError, OSError, ValueError, IndexError):
+            return 8
+    return 8
+
+
+def _read_colour16(path: Path, fmt: str) -> np.ndarray:
+    """A 16-bit colour PNG or TIFF as an (H, W, C) uint16 array, C = 3 or 4 (alpha), or 2 (gray + alpha)."""
+    if fmt == "PNG":
+        import torchvision.io as tvio
+
+        decoded = tvio.decode_png(tvio.read_file(str(path)), mode=tvio.ImageReadMode.UNCHANGED)
+        return decoded.numpy().transpose(1, 2, 0)
+    import tifffile
+
+    with tifffile.TiffFile(path) as tif:
+        page = tif.pages.first
+        array = page.asarray()
+        axes = page.axes
+    if axes.startswith("S"):  # planar configuration: one plane per channel
+        array = np.moveaxis(array, 0, -1)
+    return array if array.ndim == 3 else array[..., None]
+
+
+def _drop_alpha(array: np.ndarray, path: Path) -> np.ndarray:
+    """(H, W, C) -> (H, W, 3) or (H, W, 1): alpha dropped with a warning."""
+    if array.shape[-1] in (2, 4):
+        warnings.warn(f"{path.name}: alpha channel dropped", stacklevel=4)
+        array = array[..., :-1]
+    return array
+
+
+def _orient(array: np.ndarray, orientation: int) -> np.ndarray:
+    """An (H, W, ...) array turned upright by its EXIF orientation (as ``PIL.ImageOps.exif_transpose``)."""
+    turned = {
+        2: lambda a: a[:, ::-1], 3: lambda a: a[::-1, ::-1], 4: lambda a: a[::-1],
+        5: lambda a: a.swapaxes(0, 1), 6: lambda a: np.rot90(a, -1), 7: lambda a: np.rot90(a, 2).swapaxes(0, 1),
+        8: lambda a: np.rot90(a, 1),
+    }.get(int(orientation))
+    return np.ascontiguousarray(turned(array)) if turned is not None else array
+
+
 def _pil_to_array(image, path: Path) -> np.ndarray:
     mode = image.mode
-    if mode in ("I;16", "I;16B", "I;16L", "I"):
+    if mode in _GRAY16_MODES:
         array = np.asarray(image, dtype=np.float64)
         scale = 65535.0 if array.max() > 255 or mode.startswith("I;16") else 255.0
         array = (array / scale)[None]
@@ -242,15 +316,44 @@ def image_writer(path: str | Path, image: torch.Tensor, bits: int = 8) -> Callab
     fmt = {".jpg": "JPEG", ".jpeg": "JPEG", ".tif": "TIFF", ".tiff": "TIFF", ".bmp": "BMP"}.get(Path(path).suffix.lower(), "PNG")
 
     def writer(tmp: Path) -> None:
-        if bits == 16 and array.ndim == 2:
+        if bits == 16 and array.ndim == 2 and fmt in ("PNG", "TIFF"):
             Image.fromarray(array.astype(np.uint16)).save(tmp, format=fmt)
-        elif bits == 16:
-            # Pillow cannot write 16-bit RGB PNG; keep the data through numpy -> uint16 TIFF if asked, else 8 bit.
-            Image.fromarray((array // 257).astype(np.uint8)).save(tmp, format=fmt)
+        elif bits == 16 and fmt == "PNG":  # Pillow writes colour PNG in 8 bits only
+            write_png16(tmp, array)
+        elif bits == 16 and fmt == "TIFF":
+            import tifffile
+
+            tifffile.imwrite(tmp, array, photometric="rgb")
+        elif bits == 16:  # JPEG and BMP hold 8 bits
+            Image.fromarray(((array.astype(np.uint32) * 255 + 32767) // 65535).astype(np.uint8)).save(tmp, format=fmt)
         else:
             Image.fromarray(array).save(tmp, format=fmt)
 
     return writer
+
+
+def write_png16(path: str | Path, array: np.ndarray) -> None:
+    """Write an (H, W, 3) uint16 array as a 16-bit RGB PNG (Pillow cannot): each row with the PNG "Up" filter
+    (the byte difference to the row above, vectorised), zlib-compressed, big-endian samples."""
+    import struct
+    import zlib
+
+    array = np.asarray(array)
+    if array.dtype != np.uint16 or array.ndim != 3 or array.shape[2] != 3:
+        raise ValueError(f"write_png16 takes an (H, W, 3) uint16 array, not {array.dtype} {array.shape}")
+    height, width, _ = array.shape
+    rows = np.ascontiguousarray(array.astype(">u2")).view(np.uint8).reshape(height, width * 6)
+    up = rows.copy()
+    up[1:] -= rows[:-1]  # uint8 arithmetic wraps modulo 256, as PNG filters do
+    data = np.concatenate([np.full((height, 1), 2, np.uint8), up], axis=1).tobytes()
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body) & 0xFFFFFFFF)
+
+    header = struct.pack(">IIBBBBB", width, height, 16, 2, 0, 0, 0)  # 16 bits, truecolour, deflate, no interlace
+    with open(path, "wb") as handle:
+        handle.write(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(data, 6))
+                     + chunk(b"IEND", b""))
 
 
 def json_writer(data: Any) -> Callable[[Path], None]:

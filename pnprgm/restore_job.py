@@ -361,7 +361,8 @@ def _restore_one(path: Path, job: RestoreJob, targets: Targets, protect: list[Pa
         std = std[..., window[0], window[1]] if std is not None else None
     staged: list[tuple[Path, Path]] = []
     try:
-        image_tmp = io.stage(targets.image, io.image_writer(targets.image, x), protect=protect)
+        bits = io.image_bits(path)  # 16-bit input, 16-bit output (PNG)
+        image_tmp = io.stage(targets.image, io.image_writer(targets.image, x, bits), protect=protect)
         staged.append((image_tmp, targets.image))
         std_info = None
         if std is not None:
@@ -376,7 +377,7 @@ def _restore_one(path: Path, job: RestoreJob, targets: Targets, protect: list[Pa
             "format": RECORD_FORMAT,
             "input": str(path), "input_sha256": io.sha256_file(path), "output": str(targets.image),
             "output_sha256": io.sha256_file(image_tmp),
-            "operator": getattr(physics, "spec", None), "image_shape": list(x.shape[-3:]), "measurement_shape": list(y.shape[-3:]),
+            "operator": getattr(physics, "spec", None), "image_shape": list(x.shape[-3:]), "bits": bits, "measurement_shape": list(y.shape[-3:]),
             "field_of_view": None if window is None else {
                 "scene_shape": scene_shape, "rows": [window[0].start, window[0].stop], "cols": [window[1].start, window[1].stop]},
             "source": source, "settings": dataclasses.asdict(settings),

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
+from PIL import Image
 from skimage import data
 
 import operators
@@ -229,3 +230,93 @@ def test_threads_option_sets_torch_threads(tmp_path, monkeypatch, command):
     assert result.exit_code == 0, result.output
     assert seen[:1] == [1]
     assert run(command, "--threads", "0", *(["x.png", "-o", tmp_path / "o"] if command == "restore" else ["--list"])).exit_code == 2
+
+
+# -- 16-bit colour: kept on read, written for 16-bit input -------------------------------------------------------
+
+def _colour16(seed: int = 0, shape=(12, 10, 3)) -> np.ndarray:
+    """uint16 colour values whose low bytes matter (an 8-bit reading loses them)."""
+    array = np.random.default_rng(seed).integers(0, 65536, shape, dtype=np.uint16)
+    assert len(np.unique(array & 0xFF)) > min(100, array.size // 2)
+    return array
+
+
+def _decode_png(path) -> np.ndarray:
+    """An independent decoder (torchvision's libpng) as (H, W, C) at the file's own depth."""
+    import torchvision.io as tvio
+
+    return tvio.decode_png(tvio.read_file(str(path)), mode=tvio.ImageReadMode.UNCHANGED).numpy().transpose(1, 2, 0)
+
+
+def test_write_png16_round_trips_through_libpng(tmp_path):
+    array = _colour16(1, (33, 17, 3))
+    io.write_png16(tmp_path / "a.png", array)
+    decoded = _decode_png(tmp_path / "a.png")
+    assert decoded.dtype == np.uint16 and np.array_equal(decoded, array)
+    assert io.image_bits(tmp_path / "a.png") == 16
+
+
+@pytest.mark.parametrize("suffix", [".png", ".tif"])
+def test_16bit_colour_is_read_with_16_bits(tmp_path, suffix):
+    import tifffile
+
+    array = _colour16(2)
+    path = tmp_path / f"deep{suffix}"
+    if suffix == ".png":
+        io.write_png16(path, array)
+    else:
+        tifffile.imwrite(path, array, photometric="rgb")
+    image = io.read_image(path)
+    assert image.shape == (3, 12, 10) and io.image_bits(path) == 16
+    assert np.array_equal(np.round(image.numpy().transpose(1, 2, 0) * 65535).astype(np.uint16), array)
+
+
+def test_16bit_tiff_writer_keeps_16_bits(tmp_path):
+    import tifffile
+
+    array = _colour16(3)
+    io.write_image(tmp_path / "out.tif", torch.from_numpy(array.transpose(2, 0, 1) / 65535.0), bits=16)
+    assert np.array_equal(tifffile.imread(tmp_path / "out.tif"), array)
+
+
+@pytest.mark.parametrize("suffix", [".png", ".tif"])
+def test_restore_writes_16_bits_for_16bit_colour_input(tmp_path, suffix):
+    """Identity operator, no noise, one rgm-drs step (its data step returns y to within 0.004 of a 16-bit level):
+    every 16-bit value, low byte included, comes back in a 16-bit PNG."""
+    import tifffile
+
+    array = _colour16(4)
+    source = tmp_path / "in" / f"deep{suffix}"
+    source.parent.mkdir()
+    if suffix == ".png":
+        io.write_png16(source, array)
+    else:
+        tifffile.imwrite(source, array, photometric="rgb")
+    result = CliRunner().invoke(app, ["restore", str(source), "--operator", "identity", "--denoiser", "tikhonov",
+                                      "--solver", "rgm-drs", "--iters", "1", "--noise", "0", "-q", "-o", str(tmp_path / "out")])
+    assert result.exit_code == 0, result.output
+    written = _decode_png(tmp_path / "out" / "deep.png")
+    assert written.dtype == np.uint16 and np.array_equal(written, array)
+    assert json.loads((tmp_path / "out" / "deep.json").read_text())["bits"] == 16
+
+
+def test_restore_keeps_8_bits_for_8bit_input(tmp_path):
+    source = tmp_path / "in" / "plain.png"
+    io.write_image(source, torch.rand((3, 12, 10), generator=torch.Generator().manual_seed(5)))
+    result = CliRunner().invoke(app, ["restore", str(source), "--operator", "identity", "--denoiser", "tikhonov",
+                                      "--solver", "rgm-drs", "--iters", "1", "--noise", "0", "-q", "-o", str(tmp_path / "out")])
+    assert result.exit_code == 0, result.output
+    written = _decode_png(tmp_path / "out" / "plain.png")
+    assert written.dtype == np.uint8 and np.array_equal(written, np.asarray(Image.open(source)))
+
+
+def test_restore_writes_16_bits_for_16bit_gray_input(tmp_path):
+    array = _colour16(6, (12, 10))
+    source = tmp_path / "in" / "gray.png"
+    source.parent.mkdir()
+    Image.fromarray(array).save(source)
+    result = CliRunner().invoke(app, ["restore", str(source), "--operator", "identity", "--denoiser", "tikhonov",
+                                      "--solver", "rgm-drs", "--iters", "1", "--noise", "0", "-q", "-o", str(tmp_path / "out")])
+    assert result.exit_code == 0, result.output
+    written = _decode_png(tmp_path / "out" / "gray.png")
+    assert written.dtype == np.uint16 and np.array_equal(written[..., 0], array)

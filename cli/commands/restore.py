@@ -20,9 +20,9 @@ Examples:
 \b
 Writes OUT/NAME.png (the restored image, at the original size), OUT/NAME.json (every parameter, package
 versions, seed, per-iteration trace, seconds) and with --samples N>1 OUT/NAME_std.png (per-pixel std,
-scaled to its maximum, which the JSON records). Solver parameters: `pnprgm presets` lists the presets
-and their values; --set changes any of them, e.g. --set iterations=12 --set lam=0.3. Every preset returns the
-estimate itself. --set grain=S adds dithering with a Gaussian texture model (one draw of std about S where the
+scaled to its maximum, which the JSON records). A 16-bit PNG or TIFF input (gray or colour) gives a 16-bit
+PNG. Solver parameters: `pnprgm presets` lists the presets and their values; --set changes any of them, e.g.
+--set iterations=12 --set lam=0.3. Every preset returns the estimate itself. --set grain=S adds dithering with a Gaussian texture model (one draw of std about S where the
 measurement is silent, different per --seed): it lowers LPIPS at a cost in PSNR and SSIM, and plain white noise
 of the same std does as much; it is never on by default.
 
