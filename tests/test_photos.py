@@ -320,3 +320,19 @@ def test_restore_writes_16_bits_for_16bit_gray_input(tmp_path):
     assert result.exit_code == 0, result.output
     written = _decode_png(tmp_path / "out" / "gray.png")
     assert written.dtype == np.uint16 and np.array_equal(written[..., 0], array)
+
+
+def test_degrade_then_restore_keeps_16_bits(tmp_path):
+    """A 16-bit colour photo through degrade (its measurement PNG 16-bit) and restore (a 16-bit PNG)."""
+    array = _colour16(7, (16, 16, 3))
+    io.write_png16(tmp_path / "deep.png", array)
+    result = CliRunner().invoke(app, ["degrade", str(tmp_path / "deep.png"), "--operator", "identity", "--noise", "0",
+                                      "-o", str(tmp_path / "meas")])
+    assert result.exit_code == 0, result.output
+    measured = _decode_png(tmp_path / "meas" / "deep.png")
+    assert measured.dtype == np.uint16 and np.array_equal(measured, array)
+    result = CliRunner().invoke(app, ["restore", str(tmp_path / "meas"), "--denoiser", "tikhonov", "--solver", "rgm-drs",
+                                      "--iters", "1", "-q", "-o", str(tmp_path / "out")])
+    assert result.exit_code == 0, result.output
+    written = _decode_png(tmp_path / "out" / "deep.png")
+    assert written.dtype == np.uint16 and np.array_equal(written, array)
