@@ -5,7 +5,7 @@ inside the denoiser, both from the solver trace's ``seconds`` and ``denoiser_sec
 forward time; the target is an overhead under 10 % of an iteration. Writes ``benchmarks/speed.md`` and
 ``benchmarks/speed.json``.
 
-    python benchmarks/speed.py                       # shipped RGM denoiser, DRS, the sr preset
+    python benchmarks/speed.py                       # the sr preset's denoiser (rgm-perceptual), DRS
     python benchmarks/speed.py --denoiser nlm --solver hqs --repeats 5
 """
 from __future__ import annotations
@@ -63,6 +63,10 @@ def measure_speed(args: argparse.Namespace) -> dict:
         raise UserError(f"--image {args.image} is gray; the speed benchmark uses a colour image.")
     physics = operators.build("sr4", tuple(truth.shape), device=device)
     y = operators.measure(physics, truth[None].to(device), args.noise, seed=0)
+    from pnprgm import presets
+
+    # What restore itself runs: a preset may name its own shipped model when the default (rgm) is asked for.
+    args.denoiser = presets.denoiser_for(presets.resolve(None, solver=args.solver, spec="sr4"), args.denoiser)
     model = denoisers.build(args.denoiser, channels=3, device=device, seed=0)
     overrides = {"iterations": args.iters} if args.iters else {}
 
