@@ -145,12 +145,35 @@ def _plan(y, operator, *, image_shape, denoiser, solver, preset, noise_sigma, de
     if isinstance(denoiser, str):
         denoiser = presets.denoiser_for(chosen, denoiser)
     model = denoisers.build(denoiser, channels=channels, device=device, seed=seed)
+    _check_rgm_use(model, preset=preset, solver=chosen_solver, tile=tile)
     if tile:
         model = denoisers.TiledDenoiser(model, tile=tile, overlap=max(8, tile // 8))
     return _Plan(y=y, single=single, physics=physics, algorithm=algorithm, chosen=chosen, solver=chosen_solver,
                  spec=spec, sigma_n=sigma_n, estimated=estimated,
                  denoiser_name=denoiser if isinstance(denoiser, str) else type(denoiser).__name__, model=model,
                  model_info=_model_behind(denoiser, channels), device=device)
+
+
+def _has_time_levels(model) -> bool:
+    """True when the denoiser (or a part of it) is a time-conditioned RGM generator: it has RGM's own
+    stochastic restoration step (re-noise to level j, restore with a fresh latent)."""
+    parts = model.modules() if isinstance(model, torch.nn.Module) else [model]
+    return any(getattr(part, "conditioning", None) == "time" and getattr(part, "schedule", None) is not None
+               for part in parts)
+
+
+def _check_rgm_use(model, *, preset: Optional[str], solver: str, tile: Optional[int]) -> None:
+    """Refuse the uses that would silently not be RGM's: an ``official-*`` preset (levels of a time schedule) with a
+    model that has no time levels, and ``--tile`` with RGM's loop on such a model (tiles would drop its stochastic
+    step: the tiled denoiser has no re-noising restoration)."""
+    timed = _has_time_levels(model)
+    if preset and str(preset).startswith("official-") and not timed:
+        raise UserError(f"preset {preset!r} runs RGM's own loop over the time levels of an RGM generator, and this "
+                        f"denoiser has none; give a time-conditioned model: an official checkpoint (--model netG.pth "
+                        f"--model-preset celebahq256) or one trained with pnprgm train --forward ddpm.")
+    if tile and solver == "rgm-drs" and timed:
+        raise UserError("--tile would drop RGM's stochastic restoration step (re-noising and a fresh latent per call) "
+                        "in the rgm-drs solver; restore without --tile, or use --solver drs with --tile.")
 
 
 def _reseed(model: torch.nn.Module, seed: int) -> None:

@@ -12,6 +12,7 @@ from skimage import data
 import operators
 from cli.main import app
 from pnprgm import io
+from pnprgm.errors import UserError
 from pnprgm.restoration import estimate_noise, restore, restore_samples
 
 TASKS = ["sr4", "blur:gaussian,sigma=2", "mask:random,rate=0.5,seed=0"]
@@ -224,3 +225,24 @@ def test_cli_restores_every_task_with_the_shipped_model(tmp_path, photo, spec, s
     restored = io.read_image(tmp_path / "out" / "photo.png")[None]
     gain = psnr(restored, photo[None]) - psnr(baseline, photo[None])
     assert gain > 0.5, f"CLI rgm in {solver} on {spec}: only {gain:+.2f} dB over the initial estimate"
+
+
+def test_official_presets_and_tiles_refuse_what_would_not_be_rgm():
+    """An official-* preset needs a model with time levels; --tile with RGM's loop on such a model would drop its
+    stochastic step: both are one-line UserErrors, and the same jobs with a fitting model or solver run."""
+    from pnprgm.rgm_denoiser import RGMDenoiser
+    from pnprgm.training.generator import build_generator_from_config, preset_config
+
+    torch.manual_seed(0)
+    x = torch.rand(1, 3, 16, 16, generator=torch.Generator().manual_seed(0))
+    physics = operators.build("sr2", (3, 16, 16))
+    y = physics.A(x)
+    with pytest.raises(UserError, match="has none; give a time-conditioned model"):
+        restore(y, physics, noise_sigma=0.01, preset="official-sr4", iterations=1)  # the default DRUNet: no levels
+    timed = RGMDenoiser(build_generator_from_config(preset_config("tiny", nz=8, ch_mult=(1, 2))))
+    out = restore(y, physics, denoiser=timed, noise_sigma=0.01, preset="official-sr4", iterations=1)
+    assert out.shape == x.shape
+    with pytest.raises(UserError, match="--tile would drop RGM's stochastic restoration step"):
+        restore(y, physics, denoiser=timed, noise_sigma=0.01, solver="rgm-drs", tile=32, iterations=1)
+    tiled = restore(y, physics, denoiser=timed, noise_sigma=0.01, solver="drs", tile=32, iterations=1)
+    assert tiled.shape == x.shape
