@@ -56,8 +56,7 @@ registry: Registry[Preset] = Registry("preset")
 # Every preset returns the estimate: nothing adds noise or texture by default. `grain` (dithering with a Gaussian
 # texture model, pnprgm.solvers.grain) is an explicit option: on the 14 benchmark photos it bought DRS sr4 LPIPS
 # 0.269 -> 0.241 for -0.13 dB, and plain white noise of the same std buys the same (tuning.md, "Posterior grain").
-# DRS deblurring calls the denoiser at 0.9 sigma_k (`strength`, measured with the previous default model; tuning.md);
-# sr4 gained nothing from it and TV-ADMM deblurring lost, so only deblur-drs uses it.
+# sr4 gained nothing from `strength` < 1 with the previous models and TV-ADMM deblurring lost (tuning.md).
 _PNP: dict[str, dict[str, Any]] = {
     "sr": {"iterations": 12, "sigma_start": 49 / 255, "lam": 0.23, "symmetry": "random"},
     "deblur": {"iterations": 8, "sigma_start": 49 / 255, "lam": 0.23, "symmetry": "random"},
@@ -70,14 +69,18 @@ _PNP: dict[str, dict[str, Any]] = {
 # model; for the 13500-step one 120/255 is best for HQS too (tuning.md, "colorization with the 13500-step colour model").
 # The default denoisers are the DRUNets of the GPU recipe (pretrained/README.md); each task's model was chosen by
 # PSNR on the 14 benchmark photos (DRS, no grain; README, Benchmarks), LPIPS reported beside it:
-# - deblurring, inpainting, denoising: the DRUNet (deblur 29.57 -> 29.80 dB, SSIM 0.866 -> 0.868, LPIPS-alex
-#   0.136 -> 0.202 against the previous `rgm-perceptual`; inpainting +0.43 dB, denoising +0.59 dB, both lower LPIPS);
+# - deblurring, inpainting, denoising: the DRUNet (deblur 29.57 -> 29.80 dB at strength 0.9, SSIM 0.866 -> 0.868,
+#   LPIPS-alex 0.136 -> 0.202 against the previous `rgm-perceptual`; inpainting +0.43 dB, denoising +0.59 dB, both lower LPIPS);
 # - super-resolution keeps `rgm-perceptual` (the models fine-tuned with an LPIPS-alex term): the DRUNet gave
 #   26.06 dB (26.09 with 24 iterations) against 26.10, SSIM 0.759 against 0.761, LPIPS 0.325 against 0.269;
 # - colorization keeps `rgm-denoiser-color-v1`: it invents colour from noise (start 120/255, far above any training
 #   range); the better denoisers barely do (the DRUNet lost 1.08 dB).
 _DENOISER = {"colorize": "rgm-denoiser-color-v1", "sr": "rgm-perceptual"}
-_SOLVER_PARAMS: dict[tuple[str, str], dict[str, Any]] = {("deblur", "drs"): {"strength": 0.9}}
+# Deblurring with the DRUNet calls it at 0.8 sigma_k (`strength`) in DRS and HQS, chosen on the 14 benchmark photos:
+# DRS 29.71 / 29.80 / 29.85 / 29.56 dB at 1.0 / 0.9 / 0.8 / 0.7 (SSIM, LPIPS-alex and LPIPS-VGG best at 0.8 too), HQS
+# 29.68 -> 29.87 dB; ADMM loses with it (28.59 dB at 0.9 against 29.10 at 1.0) and keeps 1.0.
+_SOLVER_PARAMS: dict[tuple[str, str], dict[str, Any]] = {("deblur", "drs"): {"strength": 0.8},
+                                                        ("deblur", "hqs"): {"strength": 0.8}}
 for _task, _params in _PNP.items():
     for _solver in ("drs", "admm", "hqs"):
         _model = _DENOISER.get(_task)
