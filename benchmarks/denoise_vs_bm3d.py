@@ -40,7 +40,7 @@ def images(train_folder: Path, crop: int) -> dict[str, list[tuple[str, torch.Ten
         image = centre_crop(read_image(path), crop)
         if image.shape[0] == 3:
             sets["heldout-color"].append((path.stem, image[:3]))
-        sets["heldout-gray"].append((path.stem, convert_channels(image[:3] if image.shape[0] >= 3 else image, 1)))
+        sets["heldout-gray"].append((path.stem, convert_channels(image, 1)))
     for source in public_set().images:
         image = centre_crop(source.load(), crop)
         sets["public-color" if image.shape[0] == 3 else "public-gray"].append((source.name, image))

@@ -155,11 +155,10 @@ def _plan(y, operator, *, image_shape, denoiser, solver, preset, noise_sigma, de
 
 
 def _has_time_levels(model) -> bool:
-    """True when the denoiser (or a part of it) is a time-conditioned RGM generator: it has RGM's own
-    stochastic restoration step (re-noise to level j, restore with a fresh latent)."""
+    """True when the denoiser (or a part of it) has RGM's own stochastic restoration step (re-noise to level j,
+    restore with a fresh latent): the ``stochastic_restore`` the rgm-drs solver looks for."""
     parts = model.modules() if isinstance(model, torch.nn.Module) else [model]
-    return any(getattr(part, "conditioning", None) == "time" and getattr(part, "schedule", None) is not None
-               for part in parts)
+    return any(getattr(part, "stochastic_restore", None) is not None for part in parts)
 
 
 def _check_rgm_use(model, *, preset: Optional[str], solver: str, tile: Optional[int]) -> None:

@@ -6,8 +6,6 @@ import sys
 
 import click
 
-from pnprgm.errors import UserError
-
 EXAMPLES = """
 \b
 Examples:
@@ -63,15 +61,7 @@ def command(data, out, minutes, size, batch_size, crop, lr, gray_share, save_eve
     cfg = build_strict(RecipeConfig, dict(minutes=minutes, size=size, batch_size=batch_size, crop=crop, lr=lr,
                                           gray_share=gray_share, save_every=save_every, workers=workers, seed=seed),
                        what="recipe")
-    from pnprgm.models import source_info
-
-    chosen = {}
-    for source in init_from:
-        channels = source_info(source)[0]
-        if channels in chosen:
-            raise UserError(f"--init-from: two {channels}-channel models ({chosen[channels]}, {source}); give one of each.")
-        chosen[channels] = source
-    summary = train_denoisers(data, out, cfg, device=device, init_from=chosen,
+    summary = train_denoisers(data, out, cfg, device=device, init_from=init_from,
                               command="pnprgm " + shlex.join(sys.argv[1:]),
                               echo=lambda line: click.echo(line, err=False))
     for name, steps in summary["steps"].items():

@@ -91,13 +91,13 @@ def load_images(files: Sequence[Path], channels: int, min_size: int, *, what: st
 
 
 def convert_channels(image: torch.Tensor, channels: int) -> torch.Tensor:
-    """(C, H, W) float image to 1 channel (BT.601 luma) or 3 (gray replicated)."""
-    if image.shape[0] == channels:
+    """(..., C, H, W) float image(s) to 1 channel (BT.601 luma) or 3 (gray replicated)."""
+    if image.shape[-3] == channels:
         return image
     if channels == 3:
-        return image[:1].expand(3, -1, -1)
-    weights = torch.tensor(LUMA, dtype=image.dtype).view(3, 1, 1)
-    return (image[:3] * weights).sum(0, keepdim=True)
+        return image[..., :1, :, :].expand(*image.shape[:-3], 3, -1, -1)
+    weights = torch.tensor(LUMA, dtype=image.dtype, device=image.device).view(3, 1, 1)
+    return (image[..., :3, :, :] * weights).sum(-3, keepdim=True)
 
 
 def to_uint8(image: torch.Tensor) -> torch.Tensor:

@@ -22,14 +22,15 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Optional, Sequence
 
 import torch
 from torch import nn
 
 from pnprgm.config import to_dict
 from pnprgm.errors import UserError
-from pnprgm.training.data import LUMA, load_images, scan_folder
+from pnprgm.metrics.fidelity import psnr
+from pnprgm.training.data import convert_channels, load_images, scan_folder
 from pnprgm.training.drunet import DRUNET_SIZES, DRUNetConfig, DRUNetGenerator
 
 #: Validation noise levels (/255), the issue's quality bar.
@@ -127,44 +128,26 @@ class RandomCrops(torch.utils.data.IterableDataset):
             yield patch.contiguous()
 
 
-def to_gray(batch: torch.Tensor) -> torch.Tensor:
-    """BT.601 luma of (B, 3, H, W) images (the rule of :mod:`pnprgm.training.data`)."""
-    weights = torch.tensor(LUMA, dtype=batch.dtype, device=batch.device).view(1, 3, 1, 1)
-    return (batch * weights).sum(1, keepdim=True)
-
-
-def psnr01(x: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
-    """Per-image PSNR in dB of [0, 1] images (clamped)."""
-    from pnprgm.metrics.fidelity import psnr
-
-    return psnr(x.clamp(0, 1), reference)
-
-
 class Member:
     """One model being trained (colour or gray): network, EMA, optimiser, counters."""
 
     def __init__(self, name: str, channels: int, cfg: RecipeConfig, device: torch.device,
-                 init_from: Optional[str] = None):
+                 start: Optional["InitialModel"] = None):
         self.name, self.channels = name, channels
         self.config = DRUNetConfig(channels=channels, residual=cfg.residual, **DRUNET_SIZES[cfg.size])
         self.init_from: Optional[dict[str, Any]] = None
         state = None
-        if init_from is not None:
+        if start is not None:
             from pnprgm.config import build_strict
-            from pnprgm.io import sha256_file
-            from pnprgm.models import model_path
-            from pnprgm.training.checkpoint import read_model_file
 
-            path = model_path(init_from, what="--init-from")
-            content = read_model_file(path)
-            stored = dict(content["generator"]["config"])
-            if stored.get("arch") != "drunet" or int(stored.get("channels", 0)) != channels:
-                raise UserError(f"--init-from {init_from} is not a {channels}-channel DRUNet model file; give one written "
-                                f"by this recipe (pnprgm models lists the shipped ones).")
+            stored = dict(start.content["generator"]["config"])
+            if stored.get("arch") != "drunet":
+                raise UserError(f"--init-from {start.source} is not a {channels}-channel DRUNet model file; give one "
+                                f"written by this recipe (pnprgm models lists the shipped ones).")
             self.config = build_strict(DRUNetConfig, stored, what="drunet model")  # the architecture comes with it
-            state = content["generator"]["state_dict"]
-            record = content.get("record") or {}
-            self.init_from = {"source": str(init_from), "sha256": sha256_file(path), "steps": record.get("steps"),
+            state = start.content["generator"]["state_dict"]
+            record = start.content.get("record") or {}
+            self.init_from = {"source": start.source, "sha256": start.sha256, "steps": record.get("steps"),
                               "steps_total": record.get("steps_total", record.get("steps")),
                               "init_from": record.get("init_from"), "val_psnr_by_sigma255": record.get("val_psnr_by_sigma255")}
         self.net = DRUNetGenerator(self.config)
@@ -192,6 +175,38 @@ class Member:
             ema.lerp_(live.detach(), 1 - decay)
 
 
+@dataclass(frozen=True)
+class InitialModel:
+    """A model file a run continues from, read once: its name as given, sha256 and content."""
+
+    source: str
+    sha256: str
+    content: dict
+
+    @property
+    def channels(self) -> int:
+        return int(self.content["generator"]["config"].get("channels", 0))
+
+
+def read_initial_models(sources: Sequence[str]) -> dict[int, InitialModel]:
+    """``{channels: model}`` of the ``--init-from`` models (shipped names or files), each file read once."""
+    from pnprgm.io import sha256_file
+    from pnprgm.models import model_path
+    from pnprgm.training.checkpoint import read_model_file
+
+    chosen: dict[int, InitialModel] = {}
+    for source in sources:
+        path = model_path(source, what="--init-from")
+        model = InitialModel(str(source), sha256_file(path), read_model_file(path))
+        if model.channels not in (1, 3):
+            raise UserError(f"--init-from takes colour (3) and gray (1) models; {source} has {model.channels} channels.")
+        if model.channels in chosen:
+            raise UserError(f"--init-from: two {model.channels}-channel models ({chosen[model.channels].source}, "
+                            f"{source}); give one of each.")
+        chosen[model.channels] = model
+    return chosen
+
+
 def _lr_factor(cfg: RecipeConfig, step: int, progress: float) -> float:
     warm = min(1.0, (step + 1) / max(cfg.warmup_steps, 1))
     floor = cfg.lr_final / cfg.lr
@@ -209,7 +224,7 @@ def read_manifest(pack: Path) -> dict[str, Any]:
 
 
 def train_denoisers(pack: str | Path, out: str | Path, cfg: RecipeConfig, *, device: str | torch.device = "cuda",
-                    init_from: Optional[dict[int, str]] = None, command: str = "",
+                    init_from: Sequence[str] = (), command: str = "",
                     echo: Callable[[str], None] = print) -> dict[str, Any]:
     """Train the colour and gray denoisers on a pack folder for ``cfg.minutes``; write model files into ``out``.
 
@@ -218,8 +233,9 @@ def train_denoisers(pack: str | Path, out: str | Path, cfg: RecipeConfig, *, dev
         ``recipe_log.jsonl`` and nothing else.
     :param cfg: settings.
     :param device: torch device.
-    :param init_from: ``{channels: model}`` (shipped name or file) to continue training from, per model: its
-        architecture and weights are kept, the optimiser and schedule start afresh; the record keeps the lineage.
+    :param init_from: models (shipped names or files, at most one colour and one gray) to continue training from,
+        matched by their channels: architecture and weights are kept, the optimiser and schedule start afresh; the
+        record keeps the lineage.
     :param command: the command line, for the records.
     :param echo: where progress lines go.
     :returns: summary (steps, validation PSNRs, files).
@@ -237,15 +253,12 @@ def train_denoisers(pack: str | Path, out: str | Path, cfg: RecipeConfig, *, dev
         torch.backends.cudnn.benchmark = True
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
-    init_from = dict(init_from or {})
-    unknown = sorted(set(init_from) - {1, 3})
-    if unknown:
-        raise UserError(f"--init-from takes colour (3) and gray (1) models; got channels {unknown}.")
+    starts = read_initial_models(init_from)
     members = []
     if cfg.gray_share < 1:
-        members.append(Member("drunet-denoiser-color", 3, cfg, device, init_from.get(3)))
+        members.append(Member("drunet-denoiser-color", 3, cfg, device, starts.get(3)))
     if cfg.gray_share > 0:
-        members.append(Member("drunet-denoiser-gray", 1, cfg, device, init_from.get(1)))
+        members.append(Member("drunet-denoiser-gray", 1, cfg, device, starts.get(1)))
     train_set = load_images(train_files, 3, cfg.crop)  # after the models: a wrong --init-from fails at once
     val_set = load_images(val_files, 3, 1, what="validation") if val_files else None
     out.mkdir(parents=True, exist_ok=True)
@@ -290,7 +303,7 @@ def train_denoisers(pack: str | Path, out: str | Path, cfg: RecipeConfig, *, dev
                 member = members[1]
             batch = next(data_iter).to(device, non_blocking=True).float().div_(255)
             if member.channels == 1:
-                batch = to_gray(batch)
+                batch = convert_channels(batch, 1)
             if device.type == "cuda":
                 batch = batch.contiguous(memory_format=torch.channels_last)
             sigma = cfg.noise_min + (cfg.noise_max - cfg.noise_min) * torch.rand(batch.shape[0], device=device,
@@ -366,11 +379,11 @@ def validate(net: DRUNetGenerator, val_set, channels: int, cfg: RecipeConfig, de
         for crop in crops:
             clean = crop[None].to(device)
             if channels == 1:
-                clean = to_gray(clean)
+                clean = convert_channels(clean, 1)
             noise = torch.randn(clean.shape, generator=rng).to(device)
             sigma = torch.full((1,), level / 255, device=device)
             estimate = net.denoise01(clean + sigma.view(1, 1, 1, 1) * noise, sigma).float()
-            values.append(float(psnr01(estimate, clean).mean()))
+            values.append(float(psnr(estimate, clean).mean()))  # the default protocol clamps to [0, 1]
         result[str(level)] = round(sum(values) / len(values), 3)
     return result
 
