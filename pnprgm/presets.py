@@ -54,7 +54,7 @@ registry: Registry[Preset] = Registry("preset")
 # Every iteration turns/flips the image at random around the denoiser call (symmetry "random": free, +0.1 to +0.5 dB
 # for the shipped RGM denoiser on the tuning photos, tuning.md); denoising, a single call, averages all 8 (x8).
 # Every preset returns the estimate: nothing adds noise or texture by default. `grain` (dithering with a Gaussian
-# texture model, pnprgm.solvers.grain) is an explicit option: on the 14 benchmark photos it bought DRS sr4 LPIPS
+# texture model, pnprgm.dithering) is an explicit option: on the 14 benchmark photos it bought DRS sr4 LPIPS
 # 0.269 -> 0.241 for -0.13 dB, and plain white noise of the same std buys the same (tuning.md, "Posterior grain").
 # sr4 gained nothing from `strength` < 1 with the previous models and TV-ADMM deblurring lost (tuning.md).
 _PNP: dict[str, dict[str, Any]] = {

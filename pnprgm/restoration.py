@@ -14,9 +14,12 @@ from deepinv.models import Denoiser
 from deepinv.physics import LinearPhysics
 
 from pnprgm import denoisers, presets, solvers
+from pnprgm.config import build_strict, field_types, to_dict
+from pnprgm.denoisers.pipeline import DenoiserSettings, denoiser_pipeline
 from pnprgm.device import resolve_device
+from pnprgm.dithering import DitherSettings, dither
 from pnprgm.errors import UserError
-from pnprgm.solvers.base import Callback, SolverResult
+from pnprgm.solvers.base import Callback, PnPSolver, SolverResult
 
 DEFAULT_DENOISER = "rgm"
 
@@ -35,6 +38,66 @@ class RestoreSettings:
     seed: int
     device: str
     model: Optional[dict] = None
+
+
+@dataclass(frozen=True)
+class Algorithm:
+    """What runs on a measurement: the solver (iterations and schedules), how its denoiser calls are wrapped
+    (:class:`~pnprgm.denoisers.pipeline.DenoiserSettings`) and the post-processing of its estimate
+    (:class:`~pnprgm.dithering.DitherSettings`)."""
+
+    solver: PnPSolver
+    denoiser: DenoiserSettings = DenoiserSettings()
+    post: DitherSettings = DitherSettings()
+
+    def params(self) -> dict[str, Any]:
+        """Every parameter value, flat (as presets and ``--set`` give them)."""
+        if self.solver.stochastic:
+            return to_dict(self.solver.config)
+        return {**to_dict(self.solver.config), **to_dict(self.denoiser), **to_dict(self.post)}
+
+    def run(self, y: torch.Tensor, physics: LinearPhysics, model: Denoiser, x0: torch.Tensor, *, noise_sigma: float,
+            generator: Optional[torch.Generator] = None, tile: Optional[int] = None,
+            ground_truth: Optional[torch.Tensor] = None, callback: Optional[Callback] = None,
+            progress: bool = False) -> SolverResult:
+        """The solver from ``x0`` with the denoiser pipeline around ``model``, then the post-processing;
+        ``generator`` (default: seeded with 0) draws every random choice in that order (symmetry, re-noising,
+        dithering)."""
+        if generator is None:
+            generator = torch.Generator(device=y.device).manual_seed(0)
+        pipeline = denoiser_pipeline(model, self.denoiser, tile=tile, generator=generator)
+        result = self.solver.solve(y, physics, pipeline, x0, noise_sigma=noise_sigma, generator=generator,
+                                   ground_truth=ground_truth, callback=callback, progress=progress)
+        result.x = dither(result.x, physics, self.post, noise_sigma=noise_sigma, generator=generator)
+        return result
+
+
+#: The settings a PnP restoration takes beside its solver's: the denoiser calls', then the post-processing.
+WRAPPER_SETTINGS = (DenoiserSettings, DitherSettings)
+
+
+def configure(solver: str, params: Optional[dict[str, Any]] = None) -> Algorithm:
+    """The :class:`Algorithm` of ``solver`` with flat parameter values (a preset's, ``--set``'s): each key goes to the
+    solver, the denoiser settings or the post-processing; unknown keys and bad values are one-line errors."""
+    params = dict(params or {})
+    solver_class = solvers.registry.get(solver)
+    own = field_types(solver_class.Config)
+    wrapper_keys = {key: cls for cls in WRAPPER_SETTINGS for key in field_types(cls)}
+    if solver_class.stochastic:
+        refused = sorted(key for key in params if key in wrapper_keys and key not in own)
+        if refused:
+            raise UserError(f"{', '.join(refused)} do{'es' if len(refused) == 1 else ''} not apply to the {solver} solver "
+                            f"(its loop draws fresh latents and re-noises at every step); drop "
+                            f"{'it' if len(refused) == 1 else 'them'} or use --solver drs.")
+        return Algorithm(solvers.build(solver, params))
+    unknown = sorted(set(params) - set(own) - set(wrapper_keys))
+    if unknown:
+        raise UserError(f"unknown parameter{'s' if len(unknown) > 1 else ''} {', '.join(map(repr, unknown))} for "
+                        f"solver {solver!r}; valid: {', '.join([*own, *wrapper_keys])}.")
+    parts = {cls: {key: value for key, value in params.items() if wrapper_keys.get(key) is cls} for cls in WRAPPER_SETTINGS}
+    return Algorithm(solvers.build(solver, {key: value for key, value in params.items() if key in own}),
+                     build_strict(DenoiserSettings, parts[DenoiserSettings], what=f"solver {solver!r}"),
+                     build_strict(DitherSettings, parts[DitherSettings], what=f"solver {solver!r}"))
 
 
 def estimate_noise(y: torch.Tensor) -> float:
@@ -120,6 +183,7 @@ class _Plan:
     model: Denoiser
     model_info: Optional[dict]
     device: torch.device
+    tile: Optional[int]
 
 
 def _plan(y, operator, *, image_shape, denoiser, solver, preset, noise_sigma, device, seed, tile, overrides) -> _Plan:
@@ -132,7 +196,7 @@ def _plan(y, operator, *, image_shape, denoiser, solver, preset, noise_sigma, de
     # A user's own LinearPhysics has no spec (so no task): it runs with the solver's defaults unless a preset is named.
     chosen = presets.resolve(preset, solver=chosen_solver, spec=spec or "") if preset or spec else None
     params = {**(dict(chosen.params) if chosen else {}), **overrides}
-    algorithm = solvers.build(chosen_solver, params)
+    algorithm = configure(chosen_solver, params)
     estimated = noise_sigma is None
     if not estimated:
         from pnprgm.measurement import check_noise_sigma
@@ -146,12 +210,10 @@ def _plan(y, operator, *, image_shape, denoiser, solver, preset, noise_sigma, de
         denoiser = presets.denoiser_for(chosen, denoiser)
     model = denoisers.build(denoiser, channels=channels, device=device, seed=seed)
     _check_rgm_use(model, preset=preset, solver=chosen_solver, tile=tile)
-    if tile:
-        model = denoisers.TiledDenoiser(model, tile=tile, overlap=max(8, tile // 8))
     return _Plan(y=y, single=single, physics=physics, algorithm=algorithm, chosen=chosen, solver=chosen_solver,
                  spec=spec, sigma_n=sigma_n, estimated=estimated,
                  denoiser_name=denoiser if isinstance(denoiser, str) else type(denoiser).__name__, model=model,
-                 model_info=_model_behind(denoiser, channels), device=device)
+                 model_info=_model_behind(denoiser, channels), device=device, tile=tile)
 
 
 def _has_time_levels(model) -> bool:
@@ -190,12 +252,12 @@ def _run(plan: _Plan, *, seed: int, ground_truth=None, callback=None, progress=F
     x0 = initial_estimate(plan.physics, plan.y)
     if ground_truth is not None:
         ground_truth = (ground_truth[None] if ground_truth.dim() == 3 else ground_truth).to(x0)
-    result = plan.algorithm.solve(plan.y, plan.physics, plan.model, x0, noise_sigma=plan.sigma_n, generator=generator,
-                                  ground_truth=ground_truth, callback=callback, progress=progress)
+    result = plan.algorithm.run(plan.y, plan.physics, plan.model, x0, noise_sigma=plan.sigma_n, generator=generator,
+                                tile=plan.tile, ground_truth=ground_truth, callback=callback, progress=progress)
     x = result.x.clamp(0, 1)
     x = x[0] if plan.single else x
     settings = RestoreSettings(
-        solver=plan.solver, preset=_preset_name(plan.chosen, plan.solver, plan.spec), params=_plain(plan.algorithm.config),
+        solver=plan.solver, preset=_preset_name(plan.chosen, plan.solver, plan.spec), params=plan.algorithm.params(),
         denoiser=plan.denoiser_name, noise_sigma=plan.sigma_n, noise_estimated=plan.estimated, seed=seed,
         device=str(plan.device), model=plan.model_info,
     )
@@ -272,9 +334,3 @@ def _preset_name(chosen, solver: str, spec: str) -> str:
         if entry.obj is chosen:
             return entry.name
     return f"{presets.task_of_spec(spec)}-{solver}"
-
-
-def _plain(config) -> dict:
-    from pnprgm.config import to_dict
-
-    return to_dict(config)

@@ -219,7 +219,6 @@ def _duration(seconds: float) -> str:
 def check_job(job: RestoreJob) -> None:
     """Every option of ``job`` in range (a :class:`UserError` naming the option and the fix), before any work:
     a bad value must not fail once per image, nor give a black image (a NaN noise level did)."""
-    from pnprgm import solvers
     from pnprgm.measurement import check_noise_sigma
 
     if job.operator is not None:
@@ -235,10 +234,11 @@ def check_job(job: RestoreJob) -> None:
                         f"Leave --tile out to denoise each image whole.")
     if job.image_size is not None and min(job.image_size) < 1:
         raise UserError(f"--size must be positive, HEIGHTxWIDTH; got {job.image_size[0]}x{job.image_size[1]}.")
-    if job.overrides:  # each --set value coerced and range-checked by the solver's config, once
+    if job.overrides:  # each --set value coerced and range-checked by the solver's or the denoiser settings' config, once
         from pnprgm import presets
+        from pnprgm.restoration import configure
 
-        solvers.build(job.solver or (presets.registry.get(job.preset).solver if job.preset else "drs"), dict(job.overrides))
+        configure(job.solver or (presets.registry.get(job.preset).solver if job.preset else "drs"), dict(job.overrides))
 
 
 def estimate_bytes(image_shape: tuple[int, int, int], tile: Optional[int], samples: int = 1) -> int:

@@ -9,6 +9,7 @@ import operators
 from pnprgm import solvers
 from pnprgm.denoisers.detail import DetailPreservingDenoiser, keep_detail
 from pnprgm.errors import UserError
+from pnprgm.restoration import configure
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -50,7 +51,7 @@ def test_zero_returns_the_denoiser_itself_and_bad_values_are_refused():
     with pytest.raises(UserError, match="detail_sigma"):
         DetailPreservingDenoiser(shrink, -0.1)
     with pytest.raises(UserError, match="detail_sigma"):
-        solvers.build("drs", {"detail_sigma": -0.1})
+        configure("drs", {"detail_sigma": -0.1})
 
 
 @pytest.mark.parametrize("name", ["drs", "admm", "hqs"])
@@ -59,7 +60,7 @@ def test_solvers_wrap_their_denoiser_as_configured(name):
     x = image((1, 1, 6, 9))
     y = physics.A(x)
     config = {"iterations": 3, "sigma_start": 0.2}
-    blended = solvers.build(name, {**config, "detail_sigma": 0.05}).solve(y, physics, Shrink(), y, noise_sigma=0.01).x
+    blended = configure(name, {**config, "detail_sigma": 0.05}).run(y, physics, Shrink(), y, noise_sigma=0.01).x
     by_hand = solvers.build(name, config).solve(y, physics, DetailPreservingDenoiser(Shrink(), 0.05), y, noise_sigma=0.01).x
     plain = solvers.build(name, config).solve(y, physics, Shrink(), y, noise_sigma=0.01).x
     assert torch.allclose(blended, by_hand, atol=1e-12)

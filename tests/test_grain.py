@@ -5,9 +5,9 @@ import pytest
 import torch
 
 import operators
-from pnprgm import solvers
+from pnprgm.restoration import configure
 from pnprgm.denoisers.tikhonov import TikhonovDenoiser
-from pnprgm.solvers.grain import posterior_grain
+from pnprgm.dithering import posterior_grain
 
 F64 = torch.float64
 # every registered operator on a small colour image, plus the shapes of the restoration tasks
@@ -55,7 +55,7 @@ def test_bad_values_are_refused():
     with pytest.raises(ValueError, match="grain"):
         posterior_grain(torch.zeros(1, 1, 4, 4), physics, grain=0.0, noise_sigma=0.01, generator=torch.Generator())
     with pytest.raises(ValueError, match="grain must be >= 0"):
-        solvers.build("drs", grain=-0.1)
+        configure("drs", {"grain": -0.1})
 
 
 @pytest.mark.parametrize("name", ["drs", "admm", "hqs"])
@@ -67,8 +67,8 @@ def test_solvers_add_one_seeded_draw(name):
     common = dict(iterations=5, sigma_start=0.1, sigma_end=0.02)
 
     def solve(grain: float, seed: int) -> torch.Tensor:
-        solver = solvers.build(name, grain=grain, **common)
-        return solver.solve(y, physics, TikhonovDenoiser(), physics.A_adjoint(y), noise_sigma=0.0,
+        algorithm = configure(name, dict(grain=grain, **common))
+        return algorithm.run(y, physics, TikhonovDenoiser(), physics.A_adjoint(y), noise_sigma=0.0,
                             generator=torch.Generator().manual_seed(seed)).x
 
     point = solve(0.0, 3)

@@ -5,15 +5,18 @@ import pytest
 
 from pnprgm import presets, solvers
 from pnprgm.errors import UserError
+from pnprgm.restoration import configure
 
 
 @pytest.mark.parametrize("name", presets.registry.names())
 def test_every_preset_builds_its_solver(name):
     preset = presets.registry.get(name)
     assert preset.task in presets.TASKS
-    solver = solvers.build(preset.solver, dict(preset.params))
+    algorithm = configure(preset.solver, dict(preset.params))
+    assert isinstance(algorithm.solver, solvers.registry.get(preset.solver))
+    recorded = algorithm.params()
     for key, value in preset.params.items():
-        assert getattr(solver.config, key) == value
+        assert recorded[key] == value
 
 
 @pytest.mark.parametrize("task", presets.TASKS)

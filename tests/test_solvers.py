@@ -8,6 +8,8 @@ from deepinv.optim.data_fidelity import L2
 
 import operators
 from pnprgm import solvers
+from pnprgm.errors import UserError
+from pnprgm.restoration import configure
 from pnprgm.denoisers.tikhonov import TikhonovDenoiser
 from pnprgm.solvers.base import PnPConfig
 
@@ -155,19 +157,20 @@ def test_admm_rescaled_dual_keeps_the_map_solution_under_a_changing_schedule(res
 @pytest.mark.parametrize("name", ["drs", "admm", "hqs"])
 def test_strength_is_a_scaled_schedule_and_lam(name):
     """strength c: the same iterates as sigma_start, sigma_end times c and lam times c^2 (gamma_k unchanged),
-    and different ones from strength 1; the trace records the level the denoiser received."""
+    and different ones from strength 1; the trace records the schedule's level sigma_k (the denoiser receives
+    c sigma_k from the pipeline)."""
     physics, y = problem("blur:gaussian,sigma=1")
     start, end, lam, c = 0.2, 0.02, 0.23, 0.8
 
     def run(**params):
-        solver = solvers.build(name, iterations=6, **params)
-        return solver.solve(y, physics, TikhonovDenoiser(), physics.A_adjoint(y), noise_sigma=0.01)
+        algorithm = configure(name, dict(iterations=6, **params))
+        return algorithm.run(y, physics, TikhonovDenoiser(), physics.A_adjoint(y), noise_sigma=0.01)
 
     scaled = run(sigma_start=start, sigma_end=end, lam=lam, strength=c)
     moved = run(sigma_start=c * start, sigma_end=c * end, lam=lam * c**2)
     torch.testing.assert_close(scaled.x, moved.x)
-    assert [r.sigma for r in scaled.trace] == pytest.approx([r.sigma for r in moved.trace])
+    assert [c * r.sigma for r in scaled.trace] == pytest.approx([r.sigma for r in moved.trace])
     assert [r.stepsize for r in scaled.trace] == pytest.approx([r.stepsize for r in moved.trace])
     assert not torch.allclose(run(sigma_start=start, sigma_end=end, lam=lam).x, scaled.x)
-    with pytest.raises(ValueError, match="strength must be > 0"):
-        solvers.build(name, strength=0)
+    with pytest.raises(UserError, match="strength must be > 0"):
+        configure(name, {"strength": 0})

@@ -7,6 +7,7 @@ import torch
 
 import operators
 from pnprgm import solvers
+from pnprgm.restoration import configure
 from pnprgm.denoisers.symmetry import SymmetrizedDenoiser, symmetrize
 from pnprgm.errors import UserError
 
@@ -86,9 +87,9 @@ def test_none_returns_the_denoiser_itself_and_unknown_names_are_refused():
     with pytest.raises(UserError, match="symmetry"):
         symmetrize(lopsided, "mirror")
     with pytest.raises(UserError, match="symmetry"):
-        solvers.build("drs", {"symmetry": "mirror"})
-    with pytest.raises(UserError, match="symmetry"):  # RGM's loop has no such option
-        solvers.build("rgm-drs", {"symmetry": "random"})
+        configure("drs", {"symmetry": "mirror"})
+    with pytest.raises(UserError, match="symmetry do"):  # RGM's loop takes its model unwrapped
+        configure("rgm-drs", {"symmetry": "random"})
 
 
 @pytest.mark.parametrize("name", ["drs", "admm", "hqs"])
@@ -99,15 +100,15 @@ def test_solvers_symmetrise_their_denoiser_as_configured(name):
     lopsided = LopsidedDenoiser()
 
     def run(symmetry: str, seed: int = 0) -> torch.Tensor:
-        solver = solvers.build(name, {"iterations": 3, "sigma_start": 0.2, "symmetry": symmetry})
-        return solver.solve(y, physics, lopsided, y, noise_sigma=0.01,
+        algorithm = configure(name, {"iterations": 3, "sigma_start": 0.2, "symmetry": symmetry})
+        return algorithm.run(y, physics, lopsided, y, noise_sigma=0.01,
                             generator=torch.Generator().manual_seed(seed)).x
 
     assert torch.equal(run("random"), run("random"))
     assert not torch.allclose(run("random"), run("none"))
     # the config value wires in the same wrapper as symmetrising the denoiser by hand
-    averaged = solvers.build(name, {"iterations": 1, "sigma_start": 0.2, "symmetry": "average"})
+    averaged = configure(name, {"iterations": 1, "sigma_start": 0.2, "symmetry": "average"})
     plain = solvers.build(name, {"iterations": 1, "sigma_start": 0.2})
     symmetric = SymmetrizedDenoiser(lopsided, "average")
     expected = plain.solve(y, physics, symmetric, y, noise_sigma=0.01).x
-    assert torch.allclose(averaged.solve(y, physics, lopsided, y, noise_sigma=0.01).x, expected, atol=1e-12)
+    assert torch.allclose(averaged.run(y, physics, lopsided, y, noise_sigma=0.01).x, expected, atol=1e-12)

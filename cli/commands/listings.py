@@ -8,12 +8,19 @@ import click
 
 @click.command("solvers")
 def solvers_command():
-    """List the PnP solvers and their parameters (with defaults)."""
+    """List the PnP solvers and their parameters (with defaults), then the settings of the denoiser calls and of the
+    post-processing that every solver but rgm-drs also takes (restore --set KEY=VALUE sets any of them)."""
     from pnprgm import solvers
+    from pnprgm.restoration import WRAPPER_SETTINGS
 
     for entry in solvers.registry.entries():
         click.echo(f"{entry.name:10s} {entry.summary}")
         for field in dataclasses.fields(entry.obj.Config):
+            click.echo(f"    {field.name} = {field.default!r}")
+    plain = ", ".join(entry.name for entry in solvers.registry.entries() if not entry.obj.stochastic)
+    for label, settings in zip(("denoiser calls", "post-processing"), WRAPPER_SETTINGS):
+        click.echo(f"{label} ({plain})")
+        for field in dataclasses.fields(settings):
             click.echo(f"    {field.name} = {field.default!r}")
 
 

@@ -73,9 +73,9 @@ class PnPMethod:
         return None
 
     def check_overrides(self, overrides: Mapping[str, Any]) -> None:
-        from pnprgm import solvers
+        from pnprgm.restoration import configure
 
-        solvers.build(self.solver, dict(overrides))  # unknown keys or bad values: UserError listing the valid ones
+        configure(self.solver, dict(overrides))  # unknown keys or bad values: UserError listing the valid ones
 
     def describe(self) -> dict[str, Any]:
         """What decides its results: solver, the preset values per task, and the model files behind the name

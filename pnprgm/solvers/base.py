@@ -17,9 +17,6 @@ from deepinv.models import Denoiser
 from deepinv.physics import LinearPhysics
 
 from pnprgm.config import build_strict, to_dict
-from pnprgm.denoisers.detail import keep_detail
-from pnprgm.denoisers.symmetry import SYMMETRIES, symmetrize
-from pnprgm.solvers.grain import posterior_grain
 
 #: DPIR's floor on the noise level used to set the data-step weight (noiseless problems would give infinity).
 NOISE_FLOOR = 0.01
@@ -41,17 +38,6 @@ class PnPConfig:
     :param stepsize: fixed data-step weight gamma (overrides the rule above).
     :param relaxation: relaxation beta of the dual update (DRS, ADMM).
     :param tol: stop when ``||x_k - x_{k-1}|| / ||x_{k-1}|| < tol`` (0 never stops early).
-    :param symmetry: ``none``, ``random`` (one random 90-degree turn / flip around each denoiser call) or
-        ``average`` (mean over all 8, eight calls); see :mod:`pnprgm.denoisers.symmetry`.
-    :param detail_sigma: std of the detail the denoiser misses; each call returns
-        ``(sigma_k^2 D + detail_sigma^2 v) / (sigma_k^2 + detail_sigma^2)`` of its input v (0: D itself); see
-        :mod:`pnprgm.denoisers.detail`.
-    :param strength: the denoiser is called at ``strength * sigma_k`` while gamma_k keeps ``sigma_k`` (< 1: each
-        call removes less and keeps more texture); the same iterates as ``sigma_start``, ``sigma_end`` times
-        ``strength`` and ``lam`` times ``strength^2``, but still following the noise level.
-    :param grain: dithering with a Gaussian texture model, off by default: the result is ``x + d`` with one draw
-        ``d ~ N(0, (A^T A / max(sigma_n, 0.01)^2 + I / grain^2)^-1)`` (0: the point estimate); see
-        :mod:`pnprgm.solvers.grain`. It lowers LPIPS at a cost in PSNR and SSIM, as white noise of the same std does.
     """
 
     iterations: int = 8
@@ -62,24 +48,12 @@ class PnPConfig:
     stepsize: Optional[float] = None
     relaxation: float = 1.0
     tol: float = 0.0
-    symmetry: str = "none"
-    detail_sigma: float = 0.0
-    strength: float = 1.0
-    grain: float = 0.0
 
     def __post_init__(self) -> None:
-        if self.symmetry not in SYMMETRIES:
-            raise ValueError(f"symmetry must be one of {', '.join(SYMMETRIES)}; got {self.symmetry!r}")
         if self.iterations < 1:
             raise ValueError(f"iterations must be >= 1, got {self.iterations}")
         if (self.sigma_start is not None and self.sigma_start < 0) or self.lam <= 0:
             raise ValueError("sigma_start must be >= 0 and lam > 0")
-        if not self.detail_sigma >= 0:
-            raise ValueError(f"detail_sigma must be >= 0, got {self.detail_sigma}")
-        if not self.strength > 0:
-            raise ValueError(f"strength must be > 0, got {self.strength}")
-        if not self.grain >= 0:
-            raise ValueError(f"grain must be >= 0, got {self.grain}")
         if self.sigma_end is not None and not self.sigma_end >= 0:
             raise ValueError(f"sigma_end must be >= 0, got {self.sigma_end}")
         if not self.sigma_min >= 0:
@@ -158,6 +132,9 @@ class PnPSolver:
 
     name: ClassVar[str]
     Config: ClassVar[type] = PnPConfig
+    #: True for a loop that draws its own randomness and needs the model's own stochastic step (RGM's re-noising
+    #: with a fresh latent): such a loop takes the model unwrapped and its estimate is already one draw.
+    stochastic: ClassVar[bool] = False
 
     def __init__(self, config: Any = None, **overrides: Any):
         if config is None:
@@ -181,21 +158,7 @@ class PnPSolver:
 
     def schedule(self, noise_sigma: float) -> tuple[list[float], list[float]]:
         """(denoiser levels, data-step weights) per iteration."""
-        levels = [self.config.strength * sigma for sigma in self.config.sigmas(noise_sigma)]
-        return levels, self.config.stepsizes(noise_sigma)
-
-    def finish(self, x: torch.Tensor, physics: LinearPhysics, noise_sigma: float,
-               generator: torch.Generator) -> torch.Tensor:
-        """The returned image: the last estimate plus one draw of posterior grain when ``grain`` is set."""
-        if self.config.grain == 0:
-            return x
-        return x + posterior_grain(x, physics, grain=self.config.grain, noise_sigma=max(noise_sigma, NOISE_FLOOR),
-                                   generator=generator)
-
-    def prepare(self, denoiser: Denoiser, generator: torch.Generator) -> Denoiser:
-        """The denoiser the iterations call: symmetrised as configured (random turns drawn from ``generator``),
-        then blended with its input as ``detail_sigma`` says."""
-        return keep_detail(symmetrize(denoiser, self.config.symmetry, generator=generator), self.config.detail_sigma)
+        return self.config.sigmas(noise_sigma), self.config.stepsizes(noise_sigma)
 
     # -- the loop ------------------------------------------------------------------------------------------
     @torch.no_grad()
@@ -207,7 +170,8 @@ class PnPSolver:
 
         :param y: measurement batch.
         :param physics: the linear operator (``prox_l2`` is its data step).
-        :param denoiser: ``forward(x, sigma)`` denoiser, x in [0, 1].
+        :param denoiser: ``forward(x, sigma)`` denoiser, x in [0, 1], called as it is (its wrappers, e.g. symmetry,
+            are built by :func:`pnprgm.denoisers.pipeline.denoiser_pipeline`).
         :param x0: initial estimate (image space).
         :param noise_sigma: measurement noise standard deviation (sets the default schedule).
         :param generator: randomness of stochastic steps (RGM's re-noising).
@@ -220,7 +184,7 @@ class PnPSolver:
         if generator is None:
             generator = torch.Generator(device=y.device).manual_seed(0)
         sigmas, stepsizes = self.schedule(noise_sigma)
-        timed = _TimedDenoiser(self.prepare(denoiser, generator))
+        timed = _TimedDenoiser(denoiser)
         state = self.init_state(x0)
         previous = self.estimate(state)
         result = SolverResult(x=previous)
@@ -243,7 +207,7 @@ class PnPSolver:
             if self.config.tol > 0 and residual < self.config.tol:
                 result.stopped_early = True
                 break
-        result.x = self.finish(previous, physics, noise_sigma, generator)
+        result.x = previous
         return result
 
 

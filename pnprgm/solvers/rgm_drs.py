@@ -45,15 +45,10 @@ class RGMDRS(PnPSolver):
 
     name = "rgm-drs"
     Config = RGMDRSConfig
+    stochastic = True
 
     def schedule(self, noise_sigma: float) -> tuple[list[float], list[float]]:
         return [float("nan")] * self.config.iterations, [self.config.stepsize] * self.config.iterations
-
-    def prepare(self, denoiser, generator):
-        return denoiser  # RGM's loop is stochastic already and needs the generator's own stochastic_restore
-
-    def finish(self, x, physics, noise_sigma, generator):
-        return x  # its estimate is already one stochastic draw (fresh latents and re-noising at every step)
 
     def init_state(self, x0):
         return {"x": x0}
