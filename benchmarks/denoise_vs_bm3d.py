@@ -50,7 +50,8 @@ def images(train_folder: Path, crop: int) -> dict[str, list[tuple[str, torch.Ten
 def methods(models: dict[str, str]) -> dict[str, dict]:
     """name -> {"build": channels -> denoiser, "files": {channels: path}}."""
     from pnprgm.denoisers.classical import BM3DDenoiser
-    from pnprgm.models import load_denoiser, model_path
+    from pnprgm.denoisers.rgm import load_denoiser
+    from pnprgm.rgm.models import model_path
 
     found = {"bm3d": {"build": lambda channels: BM3DDenoiser(), "files": {}}}
     for name, spec in models.items():

@@ -266,13 +266,9 @@ def _run(plan: _Plan, *, seed: int, ground_truth=None, callback=None, progress=F
 
 def _model_behind(denoiser: Union[str, Denoiser], channels: int) -> Optional[dict]:
     """The model file (name, sha256) that ran, when the denoiser is a learned model given by name or path."""
-    if not isinstance(denoiser, str):
-        return None
-    try:
-        from pnprgm.models import model_behind
-    except ImportError:  # the learned-model modules are optional for classical use
-        return None
-    return model_behind(denoiser, channels)
+    from pnprgm.rgm.models import model_behind
+
+    return model_behind(denoiser, channels) if isinstance(denoiser, str) else None
 
 
 @dataclass

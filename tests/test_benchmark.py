@@ -370,7 +370,7 @@ def test_resume_reruns_a_method_whose_presets_or_models_changed(photo_dir, tmp_p
 
 
 def test_rgm_methods_name_the_model_files_they_use():
-    from pnprgm import models
+    from pnprgm.rgm import models
 
     described = methods.registry.get("rgm-drs").describe()
     task_models = {p.denoiser for p in map(presets.registry.get, presets.registry.names())
@@ -448,8 +448,9 @@ def test_speed_script_writes_its_report(tmp_path):
 
 
 def _tiny_model_file(path: Path, channels: int) -> Path:
-    from pnprgm.training.checkpoint import save_model
-    from pnprgm.training.generator import build_generator_from_config, preset_config
+    from pnprgm.rgm.model_file import save_model
+    from pnprgm.rgm.architectures import build_generator_from_config
+    from pnprgm.rgm.unet import preset_config
 
     torch.manual_seed(0)
     config = preset_config("tiny", channels=channels, conditioning="sigma", output="residual", sigma_channel=True)
@@ -459,7 +460,8 @@ def _tiny_model_file(path: Path, channels: int) -> Path:
 
 def test_model_option_replaces_the_default_for_its_channel_count(photo_dir, tmp_path, monkeypatch):
     """--model gray.pt: gray images use it, colour images keep the shipped colour model; the JSON names both files."""
-    from pnprgm import denoisers, io, models
+    from pnprgm import denoisers, io
+    from pnprgm.rgm import models
 
     gray = _tiny_model_file(tmp_path / "gray.pt", 1)
     built: list[tuple[str, int]] = []

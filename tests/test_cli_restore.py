@@ -266,8 +266,9 @@ def test_a_missing_input_is_reported_and_the_others_restored(photos, tmp_path):
 @pytest.fixture
 def tiny_model(tmp_path):
     """A tiny (untrained) RGM model file: a stochastic denoiser (latent z) loaded from a path."""
-    from pnprgm.training.checkpoint import save_model
-    from pnprgm.training.generator import build_generator_from_config, preset_config
+    from pnprgm.rgm.model_file import save_model
+    from pnprgm.rgm.architectures import build_generator_from_config
+    from pnprgm.rgm.unet import preset_config
 
     torch.manual_seed(0)
     config = preset_config("tiny", channels=3, conditioning="sigma", output="residual", sigma_channel=True)
@@ -276,7 +277,7 @@ def tiny_model(tmp_path):
 
 
 def test_samples_load_and_hash_the_model_once(photos, tmp_path, tiny_model, monkeypatch):
-    from pnprgm import models
+    from pnprgm.rgm import models
 
     loads, hashes = [], []
     load, sha256 = models.load_generator_file, io.sha256_file

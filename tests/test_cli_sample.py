@@ -11,10 +11,12 @@ from click.testing import CliRunner
 from PIL import Image
 
 from cli.main import app
-from pnprgm import io, models
+from pnprgm import io
+from pnprgm.rgm import models
 from pnprgm.registry import Registry
-from pnprgm.training.checkpoint import save_model
-from pnprgm.training.generator import build_generator_from_config, preset_config
+from pnprgm.rgm.architectures import build_generator_from_config
+from pnprgm.rgm.model_file import save_model
+from pnprgm.rgm.unet import preset_config
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

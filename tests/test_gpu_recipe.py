@@ -13,8 +13,8 @@ import pytest
 import torch
 from PIL import Image
 
-from pnprgm.training.checkpoint import load_model, read_model_file
-from pnprgm.training.drunet import DRUNetConfig, DRUNetGenerator
+from pnprgm.rgm.model_file import load_model, read_model_file
+from pnprgm.rgm.drunet import DRUNetConfig, DRUNetGenerator
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -75,7 +75,7 @@ def test_recipe_rehearsal_writes_loadable_models(recipe_run):
 
 
 def test_recipe_model_runs_as_denoiser(recipe_run):
-    from pnprgm.models import load_denoiser
+    from pnprgm.denoisers.rgm import load_denoiser
 
     _, out = recipe_run
     denoiser = load_denoiser(str(out / "drunet-denoiser-color.pt"))

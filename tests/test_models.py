@@ -7,11 +7,14 @@ import json
 import pytest
 import torch
 
-from pnprgm import denoisers, io, models
+from pnprgm import denoisers, io
+from pnprgm.denoisers.rgm import load_denoiser
 from pnprgm.errors import UserError
 from pnprgm.io import torch_load
-from pnprgm.training.checkpoint import save_model
-from pnprgm.training.generator import build_generator_from_config, preset_config
+from pnprgm.rgm import models
+from pnprgm.rgm.architectures import build_generator_from_config
+from pnprgm.rgm.model_file import save_model
+from pnprgm.rgm.unet import preset_config
 
 SHIPPED = models.registry.names()
 
@@ -71,7 +74,7 @@ def test_publish_writes_file_and_index(tmp_path):
     for entry in (first, second, gray):
         assert io.sha256_file(shipped / entry.file) == index[entry.name]["sha256"]
         assert index[entry.name]["record"]["files"][0]["name"] == "a.png"
-    loaded = models.load_denoiser(str(shipped / second.file))
+    loaded = load_denoiser(str(shipped / second.file))
     assert loaded(torch.rand(1, 3, 9, 11), 0.1).shape == (1, 3, 9, 11)
 
 

@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from pnprgm.errors import UserError
-from pnprgm.official import PRESETS, build_generator, get_preset, load_generator, save_generator
-from pnprgm.schedules import DDPMSchedule
+from pnprgm.rgm.official import PRESETS, build_generator, get_preset, load_generator, save_generator
+from pnprgm.rgm.schedules import DDPMSchedule
 
 SMALL = dict(image_size=16, num_channels_dae=16, n_mlp=1, ch_mult=[1, 2, 2], num_res_blocks=1, attn_resolutions=[8],
              z_emb_dim=16, nz=8)
@@ -156,7 +156,7 @@ def test_bad_inputs_are_user_errors(ref_a, ref_gen):
 
 def test_restoration_schedule_and_noise_injection_match_the_official_arrays(shared_dir):
     """RGM's restoration re-noises to level j with ``a_j x + 0.99 s_j eps`` (schedule_T4.json's float32 arrays)."""
-    from pnprgm.rgm_denoiser import RGMDenoiser
+    from pnprgm.denoisers.rgm import RGMDenoiser
 
     official = json.loads((shared_dir / "reference" / "rgm_official" / "schedule_T4.json").read_text())
     config = dict(SMALL, num_timesteps=4)

@@ -40,7 +40,7 @@ def test_preset_for_another_solver_is_refused():
 
 @pytest.mark.parametrize("name", [n for n in presets.registry.names() if presets.registry.get(n).denoiser])
 def test_a_preset_model_is_a_shipped_denoiser(name):
-    from pnprgm import models
+    from pnprgm.rgm import models
 
     model = presets.registry.get(name).denoiser
     if model in models.families():  # a colour and a gray model, picked from the input

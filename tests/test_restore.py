@@ -76,7 +76,8 @@ def test_trace_and_settings_are_returned(photo):
 def test_settings_name_the_model_file_that_ran(channels):
     """The record names the model behind a learned denoiser: the preset's family member for the input's channels,
     the default for ``rgm`` elsewhere, the file for a path; classical denoisers have none."""
-    from pnprgm import models, presets
+    from pnprgm import presets
+    from pnprgm.rgm import models
 
     x = torch.rand(1, channels, 16, 16, generator=torch.Generator().manual_seed(0))
     physics = operators.build("sr2", (channels, 16, 16))
@@ -191,7 +192,7 @@ def test_cli_unknown_operator_is_one_line(tmp_path, photo):
 @pytest.mark.parametrize("spec", [*TASKS, "gray"])
 def test_shipped_rgm_denoiser_beats_initial_estimate(photo, spec, solver):
     """The default model (what `pnprgm restore` uses) through the public API, on a photo it was not trained on."""
-    from pnprgm import models
+    from pnprgm.rgm import models
 
     if not models.registry.names():
         pytest.skip("no shipped models in this checkout")
@@ -207,7 +208,7 @@ def test_shipped_rgm_denoiser_beats_initial_estimate(photo, spec, solver):
 @pytest.mark.parametrize("spec", [*TASKS, "gray"])
 def test_cli_restores_every_task_with_the_shipped_model(tmp_path, photo, spec, solver):
     """`pnprgm degrade` then `pnprgm restore --solver S` with the default denoiser: better than the initial estimate."""
-    from pnprgm import models
+    from pnprgm.rgm import models
 
     if not models.registry.names():
         pytest.skip("no shipped models in this checkout")
@@ -230,8 +231,9 @@ def test_cli_restores_every_task_with_the_shipped_model(tmp_path, photo, spec, s
 def test_official_presets_and_tiles_refuse_what_would_not_be_rgm():
     """An official-* preset needs a model with time levels; --tile with RGM's loop on such a model would drop its
     stochastic step: both are one-line UserErrors, and the same jobs with a fitting model or solver run."""
-    from pnprgm.rgm_denoiser import RGMDenoiser
-    from pnprgm.training.generator import build_generator_from_config, preset_config
+    from pnprgm.denoisers.rgm import RGMDenoiser
+    from pnprgm.rgm.architectures import build_generator_from_config
+    from pnprgm.rgm.unet import preset_config
 
     torch.manual_seed(0)
     x = torch.rand(1, 3, 16, 16, generator=torch.Generator().manual_seed(0))

@@ -5,9 +5,10 @@ import pytest
 import torch
 from torch import nn
 
-from pnprgm.rgm_denoiser import RGMDenoiser
-from pnprgm.schedules import DDPMSchedule
-from pnprgm.training.generator import build_generator_from_config, preset_config
+from pnprgm.denoisers.rgm import RGMDenoiser
+from pnprgm.rgm.schedules import DDPMSchedule
+from pnprgm.rgm.architectures import build_generator_from_config
+from pnprgm.rgm.unet import preset_config
 
 torch.set_num_threads(1)
 

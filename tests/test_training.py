@@ -18,9 +18,11 @@ from PIL import Image
 
 from pnprgm.config import build_strict
 from pnprgm.errors import UserError
+from pnprgm.rgm import model_file
 from pnprgm.training import checkpoint as ckpt
 from pnprgm.training.config import ProcessConfig, TrainConfig, resolve_process
-from pnprgm.training.generator import PRESETS, build_generator_from_config, preset_config
+from pnprgm.rgm.unet import PRESETS, preset_config
+from pnprgm.rgm.architectures import build_generator_from_config
 from pnprgm.training.loop import perceptual_distance, supervised_loss, train
 from pnprgm.training.priors import PRIORS, Discriminator, build_discriminator, build_prior, discriminator_loss, mmd2
 from pnprgm.training.processes import PROCESSES, build_process
@@ -596,15 +598,15 @@ def test_init_from_starts_with_the_model_weights_and_records_it(data_dir, tmp_pa
     source = train(data_dir, tmp_path / "source", train={**TINY_TRAIN, "steps": 2}, preset="tiny", command="first", **args)
     zero = train(data_dir, tmp_path / "zero", train={**TINY_TRAIN, "steps": 1, "lr_g": 1e-12, "lr_min": 1e-12,
                                                       "ema_decay": 0.0}, init_from=source["model"], **args)
-    before = ckpt.read_model_file(source["model"])["generator"]["state_dict"]
-    after = ckpt.read_model_file(zero["model"])["generator"]["state_dict"]
+    before = model_file.read_model_file(source["model"])["generator"]["state_dict"]
+    after = model_file.read_model_file(zero["model"])["generator"]["state_dict"]
     assert all(torch.allclose(before[k], after[k], atol=1e-6) for k in before)
-    record = ckpt.read_model_file(zero["model"])["record"]
+    record = model_file.read_model_file(zero["model"])["record"]
     assert record["init_from"]["source"] == str(source["model"]) and record["init_from"]["steps"] == 2
     assert record["init_from"]["command"] == "first" and len(record["init_from"]["sha256"]) == 64
     # resuming the fine-tuning run keeps its lineage
     train(data_dir, tmp_path / "zero", train={"steps": 2}, resume=True, **args)
-    assert ckpt.read_model_file(tmp_path / "zero/model.pt")["record"]["init_from"]["steps"] == 2
+    assert model_file.read_model_file(tmp_path / "zero/model.pt")["record"]["init_from"]["steps"] == 2
     with pytest.raises(UserError, match="architecture comes from --init-from"):
         train(data_dir, tmp_path / "clash", train={**TINY_TRAIN, "steps": 1}, model={"nf": 7},
               init_from=source["model"], **args)
@@ -621,7 +623,7 @@ def test_init_from_a_gray_model_converts_colour_photos(data_dir, tmp_path):
     args = dict(process={"name": "denoise", "noise_min": 0.01, "noise_max": 0.2}, progress=False)
     source = train(data_dir, tmp_path / "gray", train={**TINY_TRAIN, "steps": 1, "channels": 1}, preset="tiny", **args)
     tuned = train(data_dir, tmp_path / "tuned", train={**TINY_TRAIN, "steps": 1}, init_from=source["model"], **args)
-    assert ckpt.read_model_file(tuned["model"])["generator"]["config"]["channels"] == 1
+    assert model_file.read_model_file(tuned["model"])["generator"]["config"]["channels"] == 1
     with pytest.raises(UserError, match="1 channels but the images give 3"):
         train(data_dir, tmp_path / "bad", train={**TINY_TRAIN, "steps": 1, "channels": 3}, init_from=source["model"],
               **args)
@@ -639,9 +641,9 @@ def test_checkpoint_and_model_file_are_self_describing(data_dir, tmp_path):
     for key in ("opt_G", "opt_D", "sched_G", "sched_D", "rng", "sampler"):
         assert content[key] is not None
     model = torch.load(summary["model"], weights_only=True)
-    assert model["format"] == ckpt.MODEL_FORMAT and model["record"]["command"] == "pnprgm train ..."
+    assert model["format"] == model_file.MODEL_FORMAT and model["record"]["command"] == "pnprgm train ..."
     assert model["record"]["val_psnr"] is not None and model["record"]["files"][0]["sha256"]
-    generator = ckpt.load_model(summary["model"], "cpu")
+    generator = model_file.load_model(summary["model"], "cpu")
     assert generator.process["name"] == "sr" and generator.schedule.T == 3
     ema = content["G_ema"]
     assert all(torch.equal(generator.state_dict()[k], ema[k]) for k in ema)
@@ -654,7 +656,7 @@ def test_operator_process_trains_and_grayscale_is_detected(tmp_path):
     summary = train(data, tmp_path / "run", process={"name": "operator", "operator": "blur:gaussian,sigma=1"},
                     train={**TINY_TRAIN, "steps": 2, "prior": "mmd", "mmd_features": "pixels"}, preset="tiny",
                     progress=False)
-    generator = ckpt.load_model(summary["model"])
+    generator = model_file.load_model(summary["model"])
     assert generator.config["channels"] == 1 and generator.conditioning == "sigma"
     assert generator.config["output"] == "skip" and np.isfinite(summary["val_psnr"])
 

@@ -13,8 +13,10 @@ from click.testing import CliRunner
 from PIL import Image
 
 from cli.main import app
+from pnprgm.rgm import model_file
 from pnprgm.training import checkpoint as ckpt
-from pnprgm.training.generator import build_generator_from_config, preset_config
+from pnprgm.rgm.architectures import build_generator_from_config
+from pnprgm.rgm.unet import preset_config
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -46,7 +48,7 @@ def operator_model(path, operator: str):
     """A model file of the operator process whose operator is ``operator`` (untrained tiny generator)."""
     torch.manual_seed(0)
     generator = build_generator_from_config(preset_config("tiny", channels=3, conditioning="sigma"))
-    ckpt.save_model(path, generator.state_dict(), dict(generator.config),
+    model_file.save_model(path, generator.state_dict(), dict(generator.config),
                     {"name": "operator", "operator": operator, "noise_min": 0.05}, {})
     return path
 
@@ -69,7 +71,7 @@ def test_sample_never_imports_the_operator_a_model_file_names(tmp_path, hostile,
 def test_sample_operator_option_needs_an_operator_model(tmp_path):
     torch.manual_seed(0)
     generator = build_generator_from_config(preset_config("tiny", channels=3, conditioning="sigma"))
-    model = ckpt.save_model(tmp_path / "m.pt", generator.state_dict(), dict(generator.config),
+    model = model_file.save_model(tmp_path / "m.pt", generator.state_dict(), dict(generator.config),
                             {"name": "denoise", "noise_min": 0.01, "noise_max": 0.2}, {})
     result = invoke("sample", model, "-o", tmp_path / "grid.png", "--operator", "sr2")
     assert result.exit_code == 2 and "drop --operator" in result.output

@@ -11,7 +11,7 @@ import click
 @click.option("--verify", is_flag=True, help="Check every shipped file against its sha256.")
 def command(as_json, verify):
     """List the shipped models: role, channels, size, sha256, objective and how each was trained."""
-    from pnprgm import models
+    from pnprgm.rgm import models
 
     entries = [entry.obj for entry in models.registry.entries()]
     if verify:

@@ -38,7 +38,7 @@ def _list_choices(ctx: click.Context, _param, value: bool) -> None:
     """Print the registries (generator presets, forward processes, priors) and exit."""
     if not value or ctx.resilient_parsing:
         return
-    from pnprgm.training.generator import PRESETS
+    from pnprgm.rgm.unet import PRESETS
     from pnprgm.training.priors import PRIORS
     from pnprgm.training.processes import PROCESSES
 

@@ -101,7 +101,7 @@ class PnPMethod:
             shipped = {key: sha for key, sha in (_model_files(name) or {}).items() if key not in replaced}
             files = {**(files or {}), **{name if key == "any" else f"{name}/{key}": sha for key, sha in shipped.items()}}
         if self.models:
-            from pnprgm import models
+            from pnprgm.rgm import models
             from pnprgm.io import sha256_file
 
             # the hash alone: the channel count was read when the models were chosen
@@ -125,7 +125,7 @@ class PnPMethod:
 
 def _channels_of(shipped: str) -> set[int]:
     """Channel counts a shipped model or family covers."""
-    from pnprgm import models
+    from pnprgm.rgm import models
 
     if shipped in models.registry:
         return {models.registry.get(shipped).channels}
@@ -135,10 +135,8 @@ def _channels_of(shipped: str) -> set[int]:
 def _model_files(denoiser: str) -> Optional[dict[str, str]]:
     """sha256 of the shipped model files a denoiser name stands for (per channel count for ``rgm`` and families),
     else None."""
-    try:
-        from pnprgm import models
-    except ImportError:
-        return None
+    from pnprgm.rgm import models
+
     if denoiser == "rgm":
         files = {}
         for channels in (1, 3):

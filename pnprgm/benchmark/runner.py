@@ -93,7 +93,7 @@ class BenchmarkConfig:
 
     def chosen_models(self) -> dict[int, str]:
         """``--model`` by channel count; two models for the same channel count are an error."""
-        from pnprgm import models
+        from pnprgm.rgm import models
 
         chosen: dict[int, str] = {}
         for source in self.models:

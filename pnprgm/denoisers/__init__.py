@@ -2,7 +2,8 @@
 
 Every entry is a factory ``factory(*, channels, device, seed) -> deepinv.models.Denoiser``; every denoiser
 follows deepinv's contract ``forward(x, sigma)`` with x in [0, 1] and sigma a float or a (B,) tensor.
-Learned RGM models are added by :mod:`pnprgm.models` (the ``rgm`` entry and model files given by path).
+Learned models are registered by :mod:`pnprgm.denoisers.rgm` (``rgm``, the shipped families and models; model
+files are accepted by path).
 """
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from deepinv.models import Denoiser
 from pnprgm.denoisers.base import DenoiserFactory, registry
 from pnprgm.denoisers import classical as _classical  # noqa: F401  (registers tv, nlm, bm3d)
 from pnprgm.denoisers import tikhonov as _tikhonov  # noqa: F401  (registers tikhonov)
+from pnprgm.denoisers import rgm as _rgm  # noqa: F401  (registers rgm, the shipped families and models)
 from pnprgm.denoisers.tiled import TiledDenoiser
 from pnprgm.errors import UserError
 
@@ -22,7 +24,6 @@ __all__ = ["registry", "build", "names", "TiledDenoiser", "DenoiserFactory"]
 
 def names() -> list[str]:
     """Registered denoiser names (model files are accepted by path as well)."""
-    _register_models()
     return registry.names()
 
 
@@ -36,21 +37,10 @@ def build(name_or_path: str | Denoiser, *, channels: int = 3, device: str | torc
     """
     if isinstance(name_or_path, Denoiser) or isinstance(name_or_path, torch.nn.Module):
         return name_or_path
-    _register_models()
     name = str(name_or_path)
     if name in registry:
         return registry.get(name)(channels=channels, device=torch.device(device), seed=seed)
     path = name.partition("#")[0]  # PATH#PRESET: an official checkpoint and its architecture
     if path.endswith((".pt", ".pth")) or Path(path).exists():
-        from pnprgm.models import load_denoiser
-
-        return load_denoiser(name, device=device, seed=seed)
+        return _rgm.load_denoiser(name, device=device, seed=seed)
     raise UserError(registry.unknown_message(name).rstrip(".") + ", or a path to a model file (.pt, .pth).")
-
-
-def _register_models() -> None:
-    """Import :mod:`pnprgm.models` lazily: it registers the learned denoisers (keeps ``import`` fast)."""
-    try:
-        import pnprgm.models  # noqa: F401
-    except ImportError:  # the learned-model modules are optional for classical use
-        pass

@@ -1,4 +1,5 @@
-"""RGM training: generator, priors, forward processes, the training loop, checkpoints and sampling.
+"""RGM training: priors, forward processes, the training loop, checkpoints and sampling (the networks, schedules
+and model files it trains live in :mod:`pnprgm.rgm`; their names below are re-exported from there).
 
 Public API (imported lazily so ``import pnprgm.training`` stays light):
 
@@ -15,15 +16,15 @@ from typing import Any
 _LAZY = {
     "train": "pnprgm.training.loop",
     "prepare": "pnprgm.training.loop",
-    "load_model": "pnprgm.training.checkpoint",
-    "read_model_file": "pnprgm.training.checkpoint",
+    "load_model": "pnprgm.rgm.model_file",
+    "read_model_file": "pnprgm.rgm.model_file",
     "load_checkpoint": "pnprgm.training.checkpoint",
-    "build_generator_from_config": "pnprgm.training.generator",
-    "UNetGenerator": "pnprgm.training.generator",
-    "GeneratorConfig": "pnprgm.training.generator",
-    "PRESETS": "pnprgm.training.generator",
-    "ARCHITECTURES": "pnprgm.training.generator",
-    "preset_config": "pnprgm.training.generator",
+    "build_generator_from_config": "pnprgm.rgm.architectures",
+    "UNetGenerator": "pnprgm.rgm.unet",
+    "GeneratorConfig": "pnprgm.rgm.unet",
+    "PRESETS": "pnprgm.rgm.unet",
+    "ARCHITECTURES": "pnprgm.rgm.architectures",
+    "preset_config": "pnprgm.rgm.unet",
     "ProcessConfig": "pnprgm.training.config",
     "TrainConfig": "pnprgm.training.config",
     "build_process": "pnprgm.training.processes",

@@ -1,30 +1,24 @@
-"""Training checkpoints and model files: plain containers and tensors only, so both load with
-``torch.load(weights_only=True)``; written atomically.
+"""Training checkpoints: plain containers and tensors only, so they load with ``torch.load(weights_only=True)``;
+written atomically (model files: :mod:`pnprgm.rgm.model_file`).
 
 A checkpoint (``RUN_DIR/checkpoints/step_N.pt`` and ``RUN_DIR/last.pt``) holds everything to resume exactly:
 the resolved config, the training files with sha256, generator, EMA, discriminator and prior weights, both
 (or three) optimisers and schedulers, the step, the sampler position and every RNG state.
-A model file (``RUN_DIR/model.pt``) holds the EMA generator, its config, the forward process and the training
-record; :func:`load_model` rebuilds the generator from it.
 """
 from __future__ import annotations
 
 import io
 import random
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from torch import nn
 
 from pnprgm.errors import UserError
-from pnprgm.io import torch_load, torch_save, write_bytes
+from pnprgm.io import torch_load, write_bytes
 
-CHECKPOINT_FORMAT = "pnprgm-rgm-checkpoint"
-MODEL_FORMAT = "pnprgm-rgm-model"
-VERSION = 1
+from pnprgm.rgm.model_file import CHECKPOINT_FORMAT, VERSION  # noqa: F401  (the model file reader knows checkpoints)
 
 
 def rng_state() -> dict[str, Any]:
@@ -83,71 +77,3 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     if not isinstance(content, dict) or content.get("format") != CHECKPOINT_FORMAT:
         raise UserError(f"{path} is not a pnprgm training checkpoint; give RUN_DIR/last.pt or a checkpoints/step_N.pt file.")
     return content
-
-
-def save_model(path: str | Path, generator_state: dict[str, torch.Tensor], generator_config: dict,
-               process: dict, record: dict) -> Path:
-    """Atomically write a self-describing model file (EMA weights, architecture, process, training record)."""
-    content = {"format": MODEL_FORMAT, "version": VERSION,
-               "generator": {"config": generator_config, "state_dict": {k: v.detach().cpu() for k, v in generator_state.items()}},
-               "process": process, "record": record}
-    return torch_save(content, path)
-
-
-def read_model_file(path: str | Path) -> dict[str, Any]:
-    """The raw content of a model file (a training checkpoint is accepted too: its EMA generator is used)."""
-    content = torch_load(path)
-    if isinstance(content, dict) and content.get("format") == CHECKPOINT_FORMAT:
-        return {"format": MODEL_FORMAT, "generator": {"config": content["config"]["model"], "state_dict": content["G_ema"]},
-                "process": content["config"]["process"], "record": content.get("record", {})}
-    if not isinstance(content, dict) or content.get("format") != MODEL_FORMAT:
-        raise UserError(f"{path} is not a pnprgm RGM model file; give the model.pt written by pnprgm train.")
-    return content
-
-
-def load_model(path: str | Path, device: str | torch.device = "cpu") -> nn.Module:
-    """The EMA generator of a model file, in eval mode on ``device``; ``.process`` and ``.record`` hold the
-    forward process config and the training record."""
-    from pnprgm.training.generator import build_generator_from_config
-
-    content = read_model_file(path)
-    generator = build_generator_from_config(content["generator"]["config"])
-    missing, unexpected = generator.load_state_dict(content["generator"]["state_dict"], strict=False)
-    if missing or unexpected:
-        raise UserError(f"{path} does not match its architecture config ({len(missing)} missing, "
-                        f"{len(unexpected)} unexpected weights); the file is damaged or from another version.")
-    generator.process = dict(content.get("process") or {})
-    generator.record = dict(content.get("record") or {})
-    return generator.to(torch.device(device)).eval()
-
-
-@dataclass(frozen=True)
-class InitialWeights:
-    """Generator weights that start a new run (fine-tuning), with where they came from.
-
-    :param config: the generator's architecture config (the new run keeps it).
-    :param state_dict: the EMA generator weights.
-    :param provenance: JSON-able record of the source (name or path, sha256, its steps, command and lineage).
-    :param process: the forward process config the source was trained with.
-    """
-
-    config: dict
-    state_dict: dict
-    provenance: dict
-    process: dict
-
-
-def read_initial_weights(source: str | Path) -> InitialWeights:
-    """The generator of a shipped model name (``pnprgm models``), a model file or a training checkpoint."""
-    from pnprgm import models
-    from pnprgm.io import sha256_file
-
-    text = str(source)
-    path = models.model_path(text, what="--init-from")
-    content = read_model_file(path)
-    record = content.get("record") or {}
-    provenance = {"source": text, "sha256": sha256_file(path), "steps": record.get("steps"),
-                  "command": record.get("command"), "history": record.get("history") or [],
-                  "val_psnr": record.get("val_psnr"), "init_from": record.get("init_from")}
-    config = {k: v for k, v in dict(content["generator"]["config"]).items() if k != "arch"}
-    return InitialWeights(config, content["generator"]["state_dict"], provenance, dict(content.get("process") or {}))

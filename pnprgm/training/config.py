@@ -1,5 +1,5 @@
 """Frozen configuration of an RGM training run: forward process, training arguments (the model's is
-:class:`pnprgm.training.generator.GeneratorConfig`), and the resolution of one from the other.
+:class:`pnprgm.rgm.unet.GeneratorConfig`), and the resolution of one from the other.
 
 A config file (JSON/YAML) has up to four sections ``model``, ``process``, ``train`` and ``preset``; the keys of
 each section are the fields of its dataclass, unknown keys are errors.
@@ -12,7 +12,7 @@ from typing import Any, Literal, Mapping, Optional
 
 from pnprgm.config import build_strict, to_dict
 from pnprgm.errors import UserError
-from pnprgm.training.generator import PRESETS, GeneratorConfig
+from pnprgm.rgm.unet import PRESETS, GeneratorConfig
 
 
 @dataclass(frozen=True)

@@ -36,11 +36,13 @@ from pnprgm.config import build_strict, to_dict
 from pnprgm.device import resolve_device
 from pnprgm.errors import UserError
 from pnprgm.io import versions, write_image, write_json
+from pnprgm.rgm import model_file
 from pnprgm.training import checkpoint as ckpt
 from pnprgm.training.config import LEGACY_TRAIN, ProcessConfig, TrainConfig, resolve_model, resolve_process
 from pnprgm.training.data import ImageSet, ShardedSampler, centre_crops, detect_channels, load_images, random_crops, \
     scan_folder, split_validation
-from pnprgm.training.generator import GeneratorConfig, build_generator_from_config, count_parameters
+from pnprgm.rgm.unet import GeneratorConfig
+from pnprgm.rgm.architectures import build_generator_from_config, count_parameters
 from pnprgm.training.priors import build_discriminator, build_prior, discriminator_loss
 from pnprgm.training.processes import ForwardProcess, build_process, process_size_multiple
 from pnprgm.training.sampling import grid, psnr, restore_degraded, sample_from_noise
@@ -298,7 +300,7 @@ class Trainer:
             ckpt.save_checkpoint(self.state(), self.out / "checkpoints" / f"step_{self.step:07d}.pt", self.out / "last.pt")
             ckpt.prune_checkpoints(self.out / "checkpoints", self.cfg.keep_checkpoints)
 
-    def start_from(self, initial: ckpt.InitialWeights) -> None:
+    def start_from(self, initial: model_file.InitialWeights) -> None:
         """Start the generator and its EMA from another model's weights (fine-tuning)."""
         self.G.load_state_dict(initial.state_dict)
         self.G_ema.load_state_dict(initial.state_dict)
@@ -362,7 +364,7 @@ class Trainer:
 
     def save_model(self) -> Path:
         path = self.out / "model.pt"
-        ckpt.save_model(path, self.G_ema.state_dict(), dict(self.G.config), to_dict(self.p.process_config), self.record())
+        model_file.save_model(path, self.G_ema.state_dict(), dict(self.G.config), to_dict(self.p.process_config), self.record())
         return path
 
     # steps ---------------------------------------------------------------------------------------------------
@@ -567,7 +569,7 @@ def train(data: str | Path, out: str | Path, *, process: ProcessConfig | dict | 
     :param out: run folder.
     :param process: forward process (:class:`ProcessConfig` or dict).
     :param train: training arguments (:class:`TrainConfig` or dict).
-    :param preset: generator size preset (``pnprgm.training.generator.PRESETS``).
+    :param preset: generator size preset (``pnprgm.rgm.unet.PRESETS``).
     :param model: generator config overrides.
     :param val: folder of validation images (default: a held-out fraction of ``data``).
     :param resume: continue from ``out/last.pt`` (the checkpoint's configuration is used).
@@ -600,7 +602,7 @@ def train(data: str | Path, out: str | Path, *, process: ProcessConfig | dict | 
         raise UserError(f"{out} already holds a run (last.pt); add --resume to continue it or choose another --out.")
     initial = None
     if init_from is not None:
-        initial = ckpt.read_initial_weights(init_from)
+        initial = model_file.read_initial_weights(init_from)
         wanted = resolve_model(None, {}, resolve_process(process), int(initial.config["channels"])).conditioning
         if initial.config.get("conditioning") != wanted:
             raise UserError(f"--init-from {init_from} is a {initial.config.get('conditioning')}-conditioned model "

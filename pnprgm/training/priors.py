@@ -39,7 +39,7 @@ from torch import nn
 
 from pnprgm.registry import Registry
 from pnprgm.training.config import TrainConfig
-from pnprgm.training.generator import LevelEmbedding
+from pnprgm.rgm.unet import LevelEmbedding
 
 
 class DownBlock(nn.Module):

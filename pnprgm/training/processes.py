@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from pnprgm.config import to_dict
 from pnprgm.errors import UserError
 from pnprgm.registry import Registry
-from pnprgm.schedules import DDPMSchedule
+from pnprgm.rgm.schedules import DDPMSchedule
 from pnprgm.training.config import ProcessConfig, resolve_process
 
 

@@ -25,13 +25,12 @@ from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
 
 import torch
-from torch import nn
 
 from pnprgm.config import to_dict
 from pnprgm.errors import UserError
 from pnprgm.metrics.fidelity import psnr
 from pnprgm.training.data import convert_channels, load_images, scan_folder
-from pnprgm.training.drunet import DRUNET_SIZES, DRUNetConfig, DRUNetGenerator
+from pnprgm.rgm.drunet import DRUNET_SIZES, DRUNetConfig, DRUNetGenerator
 
 #: Validation noise levels (/255), the issue's quality bar.
 VAL_LEVELS = (15, 25, 50)
@@ -42,7 +41,7 @@ class RecipeConfig:
     """Settings of a time-boxed denoiser training run.
 
     :param minutes: training time (the run stops itself after it; saving and validation come on top).
-    :param size: DRUNet size (:data:`pnprgm.training.drunet.DRUNET_SIZES`).
+    :param size: DRUNet size (:data:`pnprgm.rgm.drunet.DRUNET_SIZES`).
     :param batch_size: crops per step.
     :param crop: crop size in pixels.
     :param noise_min: smallest training noise std (/255 units divided by 255: [0, 1] units).
@@ -191,8 +190,8 @@ class InitialModel:
 def read_initial_models(sources: Sequence[str]) -> dict[int, InitialModel]:
     """``{channels: model}`` of the ``--init-from`` models (shipped names or files), each file read once."""
     from pnprgm.io import sha256_file
-    from pnprgm.models import model_path
-    from pnprgm.training.checkpoint import read_model_file
+    from pnprgm.rgm.models import model_path
+    from pnprgm.rgm.model_file import read_model_file
 
     chosen: dict[int, InitialModel] = {}
     for source in sources:
@@ -391,7 +390,7 @@ def validate(net: DRUNetGenerator, val_set, channels: int, cfg: RecipeConfig, de
 def _save_all(members: list[Member], out: Path, val_set, cfg: RecipeConfig, device: torch.device,
               record_base: dict, elapsed: float, log_path: Path, echo: Callable[[str], None], *,
               final: bool = False) -> list[Path]:
-    from pnprgm.training.checkpoint import save_model
+    from pnprgm.rgm.model_file import save_model
 
     files = []
     for m in members:

@@ -151,8 +151,8 @@ def sample_model_grid(model: str, out: str | Path, *, count: int = 16, size: Opt
     """
     from pnprgm.device import resolve_device
     from pnprgm.io import list_images, read_image, sha256_file, versions, write_image, write_json
-    from pnprgm.models import load_generator_file, model_path
-    from pnprgm.models import registry as models_registry
+    from pnprgm.rgm.models import load_generator_file, model_path
+    from pnprgm.rgm.models import registry as models_registry
     from pnprgm.training.data import convert_channels
     from pnprgm.training.processes import build_process, process_size_multiple
 

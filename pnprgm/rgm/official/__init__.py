@@ -5,7 +5,7 @@ loads ``netG_*.pth`` / ``content.pth`` / our own files, ``save_generator`` write
 """
 from __future__ import annotations
 
-from pnprgm.official.configs import (
+from pnprgm.rgm.official.configs import (
     CELEBAHQ256,
     CIFAR10,
     PRESETS,
@@ -14,8 +14,8 @@ from pnprgm.official.configs import (
     get_preset,
     resolve_config,
 )
-from pnprgm.official.loading import load_generator, save_generator
-from pnprgm.official.ncsnpp import NCSNppGenerator, build_generator
+from pnprgm.rgm.official.loading import load_generator, save_generator
+from pnprgm.rgm.official.ncsnpp import NCSNppGenerator, build_generator
 
 __all__ = [
     "CELEBAHQ256",

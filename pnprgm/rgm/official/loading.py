@@ -18,8 +18,8 @@ import torch
 from pnprgm.device import resolve_device
 from pnprgm.errors import UserError
 from pnprgm.io import torch_load, torch_save
-from pnprgm.official.configs import PRESETS, generator_args, get_preset
-from pnprgm.official.ncsnpp import NCSNppGenerator, build_generator
+from pnprgm.rgm.official.configs import PRESETS, generator_args, get_preset
+from pnprgm.rgm.official.ncsnpp import NCSNppGenerator, build_generator
 
 FORMAT = "pnprgm.official.ncsnpp/1"
 _PREFIX = "module."

@@ -1,25 +1,23 @@
-"""Shipped and user model files: the ``pretrained/`` index as a registry, and loading any model as a denoiser.
+"""Shipped and user model files: the ``pretrained/`` index as a registry, and what a model string names.
 
 ``pretrained/index.json`` lists each shipped file with its sha256, channels, role and training record; the
-file itself embeds its config, so it rebuilds without this index. Registering here adds the ``rgm``
-denoiser (colour or gray model picked from the input's channels) and one denoiser per shipped model.
+file itself embeds its config, so it rebuilds without this index. :mod:`pnprgm.denoisers.rgm` registers the
+shipped models as denoisers.
 """
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from functools import partial
 from pathlib import Path
 from typing import Any, Optional
 
 import torch
 
 from pnprgm import io
-from pnprgm.denoisers.base import registry as denoiser_registry
 from pnprgm.errors import UserError
 from pnprgm.registry import Registry
 
-PRETRAINED_DIR = Path(__file__).resolve().parent.parent / "pretrained"
+PRETRAINED_DIR = Path(__file__).resolve().parents[2] / "pretrained"
 INDEX = PRETRAINED_DIR / "index.json"
 
 
@@ -71,7 +69,7 @@ for _entry in _read_index():
 def load_generator_file(path: str | Path, *, device: str | torch.device = "cpu", official_preset: Optional[str] = None):
     """An RGM generator from our model file, or from an official checkpoint when ``official_preset`` is given."""
     if official_preset is not None:
-        from pnprgm.official import load_generator
+        from pnprgm.rgm.official import load_generator
 
         preset: Any = official_preset
         if str(official_preset).endswith((".json", ".yaml", ".yml")):  # the official argument dict, as a file
@@ -79,25 +77,9 @@ def load_generator_file(path: str | Path, *, device: str | torch.device = "cpu",
 
             preset = read_config_file(official_preset)
         return load_generator(path, preset=preset, device=device)
-    from pnprgm.training import load_model
+    from pnprgm.rgm.model_file import load_model
 
     return load_model(path, device=device)
-
-
-def load_denoiser(path_or_name: str, *, device: str | torch.device = "cpu", seed: int = 0) -> torch.nn.Module:
-    """A deepinv Denoiser from a shipped model name, our model file, or ``PATH#celebahq256`` (an official checkpoint)."""
-    from pnprgm.rgm_denoiser import RGMDenoiser
-
-    text = str(path_or_name)
-    if text in registry:
-        entry = registry.get(text)
-        verify(entry)
-        path, official = entry.path, None
-    else:
-        path, _, official = text.partition("#")
-        official = official or None
-    generator = load_generator_file(path, device=device, official_preset=official)
-    return RGMDenoiser(generator, seed=seed).to(device)
 
 
 def model_path(source: str | Path, *, what: str = "model") -> Path:
@@ -189,36 +171,6 @@ def model_behind(denoiser: str, channels: int) -> Optional[dict[str, str]]:
     return {"name": entry.name, "sha256": entry.sha256}
 
 
-def _channel_picked(pick):
-    """A denoiser factory loading ``pick(channels)``, adapted when its channel count differs from the input's."""
-
-    def factory(*, channels: int, device: torch.device, seed: int):
-        from pnprgm.denoisers.channels import ChannelAdapter
-
-        entry = pick(channels)
-        denoiser = load_denoiser(entry.name, device=device, seed=seed)
-        return denoiser if entry.channels == channels else ChannelAdapter(denoiser, entry.channels)
-
-    return factory
-
-
-def _shipped(name: str):
-    return lambda *, channels, device, seed: load_denoiser(name, device=device, seed=seed)
-
-
-if "rgm" not in denoiser_registry:
-    denoiser_registry.add("rgm", _channel_picked(partial(shipped_entry, "rgm")),
-                          "the shipped default denoiser, colour or gray picked from the input (pnprgm models: "
-                          "today DRUNet, trained without an RGM prior)")
-    for _family, _members in families().items():
-        denoiser_registry.add(_family, _channel_picked(partial(shipped_entry, _family)),
-                              f"shipped RGM denoisers {', '.join(m.name for m in _members.values())} "
-                              f"(colour or gray picked from the input)")
-    for _entry in registry.entries():
-        if _entry.obj.role == "denoiser":
-            denoiser_registry.add(_entry.name, _shipped(_entry.name), _entry.summary)
-
-
 def publish(source: str | Path, name: str, *, role: str = "denoiser", default: bool = False, summary: str = "",
             family: Optional[str] = None, directory: str | Path = PRETRAINED_DIR) -> ModelEntry:
     """Ship a trained model: write ``directory/NAME.pt`` (EMA weights, config and training record, from a model
@@ -233,7 +185,8 @@ def publish(source: str | Path, name: str, *, role: str = "denoiser", default: b
         count leaves it.
     :param directory: where the shipped files and the index live.
     """
-    from pnprgm.training.checkpoint import read_model_file, save_model
+    from pnprgm.denoisers import registry as denoiser_registry
+    from pnprgm.rgm.model_file import read_model_file, save_model
 
     if role not in ("denoiser", "sr"):
         raise UserError(f"role must be denoiser or sr; got {role!r}.")

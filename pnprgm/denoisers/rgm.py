@@ -1,7 +1,8 @@
-"""Any RGM generator as a deepinv denoiser.
+"""Any RGM generator as a deepinv denoiser; registers the shipped models as denoisers (``rgm``: the default,
+colour or gray picked from the input; each family; each shipped denoiser by name).
 
 The generator protocol: an ``nn.Module`` with ``nz``, ``conditioning`` (``time`` | ``sigma``), ``schedule``
-(a :class:`pnprgm.schedules.DDPMSchedule` for ``time``), ``config`` and ``forward(x, level, z)`` with images in
+(a :class:`pnprgm.rgm.schedules.DDPMSchedule` for ``time``), ``config`` and ``forward(x, level, z)`` with images in
 [-1, 1]. The wrapper maps [0, 1] <-> [-1, 1] (noise std doubles), pads to the size multiple the generator
 needs (reflect) and crops back, and draws z from its own seeded ``torch.Generator``.
 
@@ -13,6 +14,7 @@ without adding noise. Above the last level the input is only scaled.
 """
 from __future__ import annotations
 
+from functools import partial
 from typing import Literal, Optional
 
 import torch
@@ -20,7 +22,9 @@ import torch.nn.functional as F
 from deepinv.models import Denoiser
 from torch import nn
 
+from pnprgm.denoisers.base import registry
 from pnprgm.errors import UserError
+from pnprgm.rgm import models
 
 
 class RGMDenoiser(Denoiser):
@@ -167,3 +171,45 @@ class RGMDenoiser(Denoiser):
     def extra_repr(self) -> str:
         return f"conditioning={self.conditioning}, z={self.z_mode}, seed={self.seed}, multiple={self.multiple}"
 
+
+def load_denoiser(path_or_name: str, *, device: str | torch.device = "cpu", seed: int = 0) -> torch.nn.Module:
+    """A deepinv Denoiser from a shipped model name, our model file, or ``PATH#celebahq256`` (an official checkpoint)."""
+    text = str(path_or_name)
+    if text in models.registry:
+        entry = models.registry.get(text)
+        models.verify(entry)
+        path, official = entry.path, None
+    else:
+        path, _, official = text.partition("#")
+        official = official or None
+    generator = models.load_generator_file(path, device=device, official_preset=official)
+    return RGMDenoiser(generator, seed=seed).to(device)
+
+
+def _channel_picked(pick):
+    """A denoiser factory loading ``pick(channels)``, adapted when its channel count differs from the input's."""
+
+    def factory(*, channels: int, device: torch.device, seed: int):
+        from pnprgm.denoisers.channels import ChannelAdapter
+
+        entry = pick(channels)
+        denoiser = load_denoiser(entry.name, device=device, seed=seed)
+        return denoiser if entry.channels == channels else ChannelAdapter(denoiser, entry.channels)
+
+    return factory
+
+
+def _shipped(name: str):
+    return lambda *, channels, device, seed: load_denoiser(name, device=device, seed=seed)
+
+
+registry.add("rgm", _channel_picked(partial(models.shipped_entry, "rgm")),
+             "the shipped default denoiser, colour or gray picked from the input (pnprgm models: "
+             "today DRUNet, trained without an RGM prior)")
+for _family, _members in models.families().items():
+    registry.add(_family, _channel_picked(partial(models.shipped_entry, _family)),
+                 f"shipped RGM denoisers {', '.join(m.name for m in _members.values())} "
+                 f"(colour or gray picked from the input)")
+for _entry in models.registry.entries():
+    if _entry.obj.role == "denoiser":
+        registry.add(_entry.name, _shipped(_entry.name), _entry.summary)

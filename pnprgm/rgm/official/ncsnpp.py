@@ -16,8 +16,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from pnprgm.errors import UserError
-from pnprgm.official.configs import GeneratorArgs, generator_args, resolve_config
-from pnprgm.schedules import DDPMSchedule
+from pnprgm.rgm.official.configs import GeneratorArgs, generator_args, resolve_config
+from pnprgm.rgm.schedules import DDPMSchedule
 
 _SQRT2 = math.sqrt(2.0)
 
@@ -572,5 +572,5 @@ class NCSNppGenerator(nn.Module):
 
 
 def build_generator(config: Mapping[str, Any]) -> NCSNppGenerator:
-    """The official RGM generator for an official argument dict (a preset from :mod:`pnprgm.official.configs`)."""
+    """The official RGM generator for an official argument dict (a preset from :mod:`pnprgm.rgm.official.configs`)."""
     return NCSNppGenerator(config)

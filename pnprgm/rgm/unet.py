@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Callable, Literal, Mapping, Optional
+from typing import Any, Literal, Optional
 
 import torch
 import torch.nn.functional as F
@@ -26,7 +26,7 @@ from torch import nn
 from pnprgm.config import build_strict, to_dict
 from pnprgm.errors import UserError
 from pnprgm.registry import Registry
-from pnprgm.schedules import DDPMSchedule
+from pnprgm.rgm.schedules import DDPMSchedule
 
 #: Data std of images in [-1, 1] used by the ``residual`` preconditioning (EDM's sigma_data).
 SIGMA_DATA = 0.5
@@ -330,44 +330,3 @@ def _as_batch(level: Any, x: torch.Tensor) -> torch.Tensor:
     if level.dim() == 0:
         level = level.expand(x.shape[0])
     return level
-
-
-# ----------------------------------------------------------------------------------------------- building
-
-#: Generator architectures by ``config["arch"]``: ``builder(config: dict) -> nn.Module`` following the protocol.
-ARCHITECTURES: Registry[Callable[[Mapping[str, Any]], nn.Module]] = Registry("generator architecture")
-
-
-@ARCHITECTURES.register("unet", "pnprgm's UNet with adaptive group norm (this module)")
-def _build_unet(config: Mapping[str, Any]) -> nn.Module:
-    return UNetGenerator(build_strict(GeneratorConfig, config, what="model"))
-
-
-@ARCHITECTURES.register("ncsnpp", "the official RGM NCSN++ generator (pnprgm.official), official argument dicts")
-def _build_ncsnpp(config: Mapping[str, Any]) -> nn.Module:
-    from pnprgm.official import build_generator
-
-    return build_generator(config)
-
-
-@ARCHITECTURES.register("drunet", "deepinv's DRUNet denoiser (pnprgm.training.drunet): no latent, noise-level map input")
-def _build_drunet(config: Mapping[str, Any]) -> nn.Module:
-    from pnprgm.training.drunet import build_drunet
-
-    return build_drunet(config)
-
-
-def build_generator_from_config(config: Mapping[str, Any] | GeneratorConfig) -> nn.Module:
-    """Rebuild a generator (untrained weights) from its stored config dict (``generator.config``).
-
-    The architecture is ``config["arch"]``; official argument dicts (with ``num_channels_dae``) are ``ncsnpp``.
-    """
-    if isinstance(config, GeneratorConfig):
-        config = to_dict(config)
-    config = dict(config)
-    arch = config.get("arch") or ("ncsnpp" if "num_channels_dae" in config else "unet")
-    return ARCHITECTURES.get(arch)(config)
-
-
-def count_parameters(model: nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())
