@@ -11,7 +11,7 @@ from cli.options import parse_assignments, threads_option
 EXAMPLES = """
 \b
 Examples:
-  pnprgm benchmark --list                                  # tasks, methods, data sets and their availability
+  pnprgm benchmark --list                                  # tasks, methods, metrics, data sets and their availability
   pnprgm benchmark --task sr4,denoise --method baseline,nlm-hqs,rgm-hqs --json r.json --md r.md --figure r.png
   pnprgm benchmark --data photos/ --task deblur --noise 0.02 --crop 0 --json r.json
   pnprgm benchmark --suite benchmarks/suite.json --json benchmarks/results.json --md benchmarks/results.md \\
@@ -42,8 +42,8 @@ models); options given on the command line override it.
 @click.option("--crop", type=int, default=None, help="Centre crop side in pixels, 0 for whole images.  [default: 256]")
 @click.option("--limit", type=int, default=None, help="Use only the first N images.")
 @click.option("--device", default=None, help="cpu, cuda, cuda:N or auto.  [default: cpu]")
-@click.option("--metrics", default=None, help="Comma-separated metrics: psnr, ssim, lpips (AlexNet), lpips_vgg (VGG16, which "
-              "no pnprgm training term uses).  [default: psnr,ssim,lpips]")
+@click.option("--metrics", default=None, help="Comma-separated metrics (see --list), the first shown in the overview.  "
+              "[default: the registry's defaults, marked in --list]")
 @click.option("--protocol", "protocol_items", multiple=True, metavar="KEY=VALUE", help="Metric protocol field, e.g. channel=y or crop=4 (repeatable).")
 @click.option("--set", "assignments", multiple=True, metavar="KEY=VALUE", help="Solver parameter for every PnP method, e.g. iterations=8 (repeatable).")
 @click.option("--figure-images", type=int, default=None, help="Images per task in the figure.  [default: 2]")
@@ -55,7 +55,7 @@ models); options given on the command line override it.
 @click.option("--figure", "figure_path", type=click.Path(dir_okay=False), default=None, help="Figure grid: PNG, or JPEG if the name ends in .jpg.")
 @click.option("--resume", is_flag=True, help="Reuse the records of an existing --json made with the same settings.")
 @click.option("--from-json", "from_json", type=click.Path(dir_okay=False), default=None, help="Do not run: rebuild --md from this results JSON.")
-@click.option("--list", "list_only", is_flag=True, help="List tasks, methods (with availability) and data sets, then exit.")
+@click.option("--list", "list_only", is_flag=True, help="List tasks, methods (with availability), metrics and data sets, then exit.")
 @threads_option
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 def command(suite, data, images, tasks, methods, noise, seed, crop, limit, device, metrics, protocol_items,
@@ -115,6 +115,7 @@ def command(suite, data, images, tasks, methods, noise, seed, crop, limit, devic
 def _list(device: str) -> None:
     from pnprgm.benchmark import datasets, methods, tasks
     from pnprgm.device import resolve_device
+    from pnprgm.metrics import METRICS
 
     torch_device = resolve_device(device)
     click.echo("tasks:")
@@ -124,6 +125,9 @@ def _list(device: str) -> None:
     for entry in methods.registry.entries():
         reason = entry.obj.unavailable(torch_device)
         click.echo(f"  {entry.name:10s} {entry.summary}" + (f"  [unavailable: {reason}]" if reason else ""))
+    click.echo("metrics (* computed unless --metrics says otherwise):")
+    for entry in METRICS.entries():
+        click.echo(f"  {entry.name:10s} {'*' if entry.obj.default else ' '} {entry.summary}")
     click.echo("data:")
     for entry in datasets.registry.entries():
         click.echo(f"  {entry.name:10s} {entry.summary}")
