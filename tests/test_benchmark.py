@@ -96,9 +96,41 @@ def test_markdown_holds_the_table(public_run):
         assert f"| {method} |" in text
     assert " ± " in text and "**" in text
     assert "## Metric protocol" in text and '"ssim"' in text
-    assert "pnprgm benchmark --data public" in text
+    assert "## Settings" in text and "## Command" not in text  # run from Python: no command line to show
     assert f"| deepinv | {first.data['versions']['deepinv']} |" in text
     assert report.markdown(first.data) == text  # rebuilt from the JSON document alone
+
+
+def test_a_report_of_a_python_run_holds_settings_that_rebuild_its_config(public_run):
+    """The library records a structured config, never flag text: the report's settings block is a suite file
+    that builds the same configuration again."""
+    _, first, _ = public_run
+    assert first.data["command"] is None
+    block = report.markdown(first.data).split("## Settings", 1)[1].split("```json", 1)[1].split("```", 1)[0]
+    config = _config(data="public", limit=2, tasks=("sr4", "color", "denoise"), methods=("baseline", "tv-admm"))
+    assert build_config(json.loads(block)) == config
+
+
+def test_cli_renders_the_command_line_of_a_config():
+    """cli/ turns a config into ``pnprgm benchmark`` flags; each flag parses back to the config's value."""
+    import shlex
+
+    from cli.commands.benchmark import command, command_line
+
+    config = _config(data="public", images=("astronaut", "chelsea"), tasks=("denoise", "sr4"), methods=("baseline",),
+                     noise=0.02, seed=3, limit=1, metrics="ssim,psnr", protocol={"crop": 4}, models=("a.pt",))
+    words = shlex.split(command_line(config, json_path="r 1.json", md_path="r.md"))
+    assert words[:2] == ["pnprgm", "benchmark"]
+    params = command.make_context("benchmark", words[2:]).params
+    assert (params["data"], params["images"], params["tasks"], params["methods"]) == \
+           ("public", "astronaut,chelsea", "denoise,sr4", "baseline")
+    assert (params["noise"], params["seed"], params["crop"], params["limit"]) == (0.02, 3, 48, 1)
+    assert (params["metrics"], params["protocol_items"]) == ("ssim,psnr", ("crop=4",))
+    assert params["assignments"] == ("iterations=2",)
+    assert (params["figure_images"], params["model_sources"]) == (1, ("a.pt",))
+    assert (params["json_path"], params["md_path"], params["figure_path"]) == ("r 1.json", "r.md", None)
+    default = shlex.split(command_line(build_config({})))
+    assert "--metrics" not in default and "--device" not in default  # the defaults are left out
 
 
 def test_figure_is_written(public_run):

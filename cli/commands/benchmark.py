@@ -98,7 +98,8 @@ def command(suite, data, images, tasks, methods, noise, seed, crop, limit, devic
 
     result = run_benchmark(
         config, json_path=json_path, md_path=md_path, figure_path=figure_path, resume=resume, progress=not quiet,
-        command=shlex.join(["pnprgm", *sys.argv[1:]]) if sys.argv[1:2] == ["benchmark"] else None,
+        command=shlex.join(["pnprgm", *sys.argv[1:]]) if sys.argv[1:2] == ["benchmark"]
+        else command_line(config, json_path=json_path, md_path=md_path, figure_path=figure_path),
         log=lambda line: tqdm.write(line, file=sys.stderr),
     )
     click.echo("\n".join(report.overview(result.data)))
@@ -110,6 +111,39 @@ def command(suite, data, images, tasks, methods, noise, seed, crop, limit, devic
         click.echo(f"  {entry['kind']}: {where}: {entry['reason']}", err=True)
     if not result.ok:
         sys.exit(1)
+
+
+def command_line(config, *, json_path=None, md_path=None, figure_path=None) -> str:
+    """The ``pnprgm benchmark`` command that runs ``config`` (a :class:`pnprgm.benchmark.BenchmarkConfig`) and writes
+    the given files; options left at their defaults are left out, except the settings every report should show."""
+    from pnprgm.benchmark import BenchmarkConfig
+
+    default = BenchmarkConfig()
+    words = ["pnprgm", "benchmark", "--data", config.data]
+    if config.images:
+        words += ["--images", ",".join(config.images)]
+    words += ["--task", ",".join(config.tasks), "--method", ",".join(config.methods)]
+    if config.noise is not None:
+        words += ["--noise", repr(config.noise)]
+    words += ["--seed", str(config.seed), "--crop", str(config.crop)]
+    if config.limit:
+        words += ["--limit", str(config.limit)]
+    if config.device != default.device:
+        words += ["--device", config.device]
+    if config.metrics != default.metrics:
+        words += ["--metrics", ",".join(config.metrics)]
+    for key, value in config.protocol.items():
+        words += ["--protocol", f"{key}={value}"]
+    for key, value in config.overrides.items():
+        words += ["--set", f"{key}={value}"]
+    if config.figure_images != default.figure_images:
+        words += ["--figure-images", str(config.figure_images)]
+    for model in config.models:
+        words += ["--model", model]
+    for flag, path in (("--json", json_path), ("--md", md_path), ("--figure", figure_path)):
+        if path is not None:
+            words += [flag, str(path)]
+    return shlex.join(words)
 
 
 def _list(device: str) -> None:

@@ -170,9 +170,14 @@ def markdown(data: Mapping[str, Any]) -> str:
     if data.get("metrics"):  # written since metrics come from the registry
         lines += ["", "## Metrics", ""]
         lines += [f"- `{name}` ({info.get('title', name)}): {info.get('summary', '')}" for name, info in data["metrics"].items()]
-    lines += ["", "## Metric protocol", "", "```json", json.dumps(data["protocol"], indent=2), "```", "",
-              "## Command", "", "```sh", data.get("command", ""), "```", "", "## Versions", "",
-              "| package | version |", "|---|---|"]
+    lines += ["", "## Metric protocol", "", "```json", json.dumps(data["protocol"], indent=2), "```", ""]
+    if data.get("command"):
+        lines += ["## Command", "", "```sh", data["command"], "```", ""]
+    else:  # run from Python: the settings, which a suite file can hold as they are
+        settings = {key: value for key, value in config.items() if key != "resolved"}
+        lines += ["## Settings", "", "Run through `pnprgm.benchmark.run_benchmark` with these settings (a suite file "
+                  "holds the same keys):", "", "```json", json.dumps(settings, indent=2), "```", ""]
+    lines += ["## Versions", "", "| package | version |", "|---|---|"]
     lines += [f"| {name} | {version} |" for name, version in data["versions"].items()]
     return "\n".join(lines) + "\n"
 

@@ -7,7 +7,6 @@ A method that fails on one image, or an unreadable image, is named in ``skipped`
 from __future__ import annotations
 
 import math
-import shlex
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -123,35 +122,6 @@ class BenchmarkConfig:
     def to_dict(self) -> dict[str, Any]:
         return to_dict(self)
 
-    def command_line(self, *, json_path=None, md_path=None, figure_path=None) -> str:
-        """The ``pnprgm benchmark`` command that runs this configuration."""
-        default = BenchmarkConfig()
-        words = ["pnprgm", "benchmark", "--data", self.data]
-        if self.images:
-            words += ["--images", ",".join(self.images)]
-        words += ["--task", ",".join(self.tasks), "--method", ",".join(self.methods)]
-        if self.noise is not None:
-            words += ["--noise", repr(self.noise)]
-        words += ["--seed", str(self.seed), "--crop", str(self.crop)]
-        if self.limit:
-            words += ["--limit", str(self.limit)]
-        if self.device != default.device:
-            words += ["--device", self.device]
-        if self.metrics != default.metrics:
-            words += ["--metrics", ",".join(self.metrics)]
-        for key, value in self.protocol.items():
-            words += ["--protocol", f"{key}={value}"]
-        for key, value in self.overrides.items():
-            words += ["--set", f"{key}={value}"]
-        if self.figure_images != default.figure_images:
-            words += ["--figure-images", str(self.figure_images)]
-        for model in self.models:
-            words += ["--model", model]
-        for flag, path in (("--json", json_path), ("--md", md_path), ("--figure", figure_path)):
-            if path is not None:
-                words += [flag, str(path)]
-        return shlex.join(words)
-
 
 def build_config(values: Mapping[str, Any] | None = None) -> BenchmarkConfig:
     """A :class:`BenchmarkConfig` from a dict (a suite file, CLI options): comma strings become name lists,
@@ -226,7 +196,8 @@ def run_benchmark(
     :param resume: reuse records of an existing ``json_path`` made with the same settings (except those of the
         figure's images when a figure is written: the picture needs their outputs).
     :param progress: progress bar over the whole run.
-    :param command: the command line shown in the report (default: the equivalent ``pnprgm benchmark`` command).
+    :param command: the command line that started the run, shown in the report (None: the report shows the
+        settings instead).
     :param log: receives one line per skipped image or failed method as it happens.
     :returns: the results (``.data`` is what the JSON holds).
     """
@@ -301,7 +272,7 @@ def run_benchmark(
                 "torch_threads": torch.get_num_threads(),
             },
         },
-        "command": command or config.command_line(json_path=json_path, md_path=md_path, figure_path=figure_path),
+        "command": command,
         "status": "running",
         "records": [],
         "skipped": skipped,
