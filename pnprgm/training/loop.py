@@ -36,6 +36,7 @@ from pnprgm.config import build_strict, to_dict
 from pnprgm.device import resolve_device
 from pnprgm.errors import UserError
 from pnprgm.io import versions, write_image, write_json
+from pnprgm.metrics import psnr
 from pnprgm.training import checkpoint as ckpt
 from pnprgm.training.config import LEGACY_TRAIN, ProcessConfig, TrainConfig, resolve_model, resolve_process
 from pnprgm.training.data import ImageSet, ShardedSampler, centre_crops, detect_channels, load_images, random_crops, \
@@ -43,7 +44,7 @@ from pnprgm.training.data import ImageSet, ShardedSampler, centre_crops, detect_
 from pnprgm.training.generator import GeneratorConfig, build_generator_from_config, count_parameters
 from pnprgm.training.priors import build_discriminator, build_prior, discriminator_loss
 from pnprgm.training.processes import ForwardProcess, build_process, process_size_multiple
-from pnprgm.training.sampling import grid, psnr, restore_degraded, sample_from_noise
+from pnprgm.training.sampling import grid, restore_degraded, sample_from_noise
 
 #: Train fields that may change when resuming (the others must match the checkpoint).
 RESUMABLE_CHANGES = ("steps", "checkpoint_every", "keep_checkpoints", "val_every", "sample_every", "log_every")
