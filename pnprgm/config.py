@@ -108,12 +108,6 @@ def build_strict(cls: type[C], values: Mapping[str, Any] | None = None, *, what:
         raise UserError(f"{label}: {str(err).rstrip('.')}.") from None
 
 
-def replace_strict(config: C, **overrides: Any) -> C:
-    """``dataclasses.replace`` with unknown-key errors and type coercion."""
-    merged = {**dataclasses.asdict(config), **overrides}
-    return build_strict(type(config), merged)
-
-
 def to_dict(config: Any) -> dict[str, Any]:
     """JSON-ready dict of a config dataclass (tuples become lists, paths strings)."""
     return json.loads(json.dumps(dataclasses.asdict(config), default=str))

@@ -32,10 +32,6 @@ def sha256_file(path: str | Path) -> str:
     return digest.hexdigest()
 
 
-def sha256_bytes(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
 def prepare_outdir(outdir: str | Path) -> Path:
     """Create the output folder (before any work) or say in one line why it cannot be used."""
     outdir = Path(outdir)

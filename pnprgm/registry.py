@@ -48,6 +48,11 @@ class Registry(Generic[T]):
 
         return decorate
 
+    def remove(self, name: str) -> None:
+        """Unregister ``name`` (a test that registers a temporary entry cleans up with it)."""
+        self.get(name)
+        del self._entries[name]
+
     def get(self, name: str) -> T:
         """The object registered as ``name``; an unknown name is a :class:`UserError` listing the choices."""
         try:

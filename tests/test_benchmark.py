@@ -96,9 +96,41 @@ def test_markdown_holds_the_table(public_run):
         assert f"| {method} |" in text
     assert " ± " in text and "**" in text
     assert "## Metric protocol" in text and '"ssim"' in text
-    assert "pnprgm benchmark --data public" in text
+    assert "## Settings" in text and "## Command" not in text  # run from Python: no command line to show
     assert f"| deepinv | {first.data['versions']['deepinv']} |" in text
     assert report.markdown(first.data) == text  # rebuilt from the JSON document alone
+
+
+def test_a_report_of_a_python_run_holds_settings_that_rebuild_its_config(public_run):
+    """The library records a structured config, never flag text: the report's settings block is a suite file
+    that builds the same configuration again."""
+    _, first, _ = public_run
+    assert first.data["command"] is None
+    block = report.markdown(first.data).split("## Settings", 1)[1].split("```json", 1)[1].split("```", 1)[0]
+    config = _config(data="public", limit=2, tasks=("sr4", "color", "denoise"), methods=("baseline", "tv-admm"))
+    assert build_config(json.loads(block)) == config
+
+
+def test_cli_renders_the_command_line_of_a_config():
+    """cli/ turns a config into ``pnprgm benchmark`` flags; each flag parses back to the config's value."""
+    import shlex
+
+    from cli.commands.benchmark import command, command_line
+
+    config = _config(data="public", images=("astronaut", "chelsea"), tasks=("denoise", "sr4"), methods=("baseline",),
+                     noise=0.02, seed=3, limit=1, metrics="ssim,psnr", protocol={"crop": 4}, models=("a.pt",))
+    words = shlex.split(command_line(config, json_path="r 1.json", md_path="r.md"))
+    assert words[:2] == ["pnprgm", "benchmark"]
+    params = command.make_context("benchmark", words[2:]).params
+    assert (params["data"], params["images"], params["tasks"], params["methods"]) == \
+           ("public", "astronaut,chelsea", "denoise,sr4", "baseline")
+    assert (params["noise"], params["seed"], params["crop"], params["limit"]) == (0.02, 3, 48, 1)
+    assert (params["metrics"], params["protocol_items"]) == ("ssim,psnr", ("crop=4",))
+    assert params["assignments"] == ("iterations=2",)
+    assert (params["figure_images"], params["model_sources"]) == (1, ("a.pt",))
+    assert (params["json_path"], params["md_path"], params["figure_path"]) == ("r 1.json", "r.md", None)
+    default = shlex.split(command_line(build_config({})))
+    assert "--metrics" not in default and "--device" not in default  # the defaults are left out
 
 
 def test_figure_is_written(public_run):
@@ -196,6 +228,53 @@ def test_too_small_image_is_skipped_for_lpips(photo_dir):
 
 
 ALL_METRICS = "psnr,ssim,lpips,lpips_vgg"
+
+
+@pytest.fixture
+def negated_psnr():
+    """A metric registered for one test (``-PSNR``, lower is better), unregistered afterwards."""
+    from pnprgm.metrics import METRICS, Metric, psnr
+
+    def negated(x, y, protocol, *, device=None):
+        return -psnr(x, y, protocol, device=device)
+
+    METRICS.add("neg_psnr", Metric(negated, higher_is_better=False, identical=float("-inf"), unit="dB",
+                                   title="NegPSNR", digits=2), "PSNR with its sign flipped (a test metric)")
+    yield "neg_psnr"
+    METRICS.remove("neg_psnr")
+    assert "neg_psnr" not in METRICS
+
+
+def test_a_registered_metric_reaches_records_and_reports_by_being_registered(photo_dir, tmp_path, negated_psnr):
+    """Contract: registering a metric in pnprgm.metrics is all it takes; it joins the default set, each record,
+    the report's columns and, listed first, the overview and the figure captions."""
+    from pnprgm.metrics import default_metrics
+
+    assert default_metrics() == ("psnr", "ssim", "lpips", negated_psnr) == build_config({}).metrics
+    config = _config(data=str(photo_dir), tasks=("denoise",), methods=("baseline", "tv-admm"),
+                     metrics=f"{negated_psnr},psnr")
+    result = run_benchmark(config, md_path=tmp_path / "r.md", figure_path=tmp_path / "r.png", progress=False)
+    assert len(result.records) == 3 * 2
+    for record in result.records:
+        assert list(record) == ["image", "task", "method", negated_psnr, "psnr", "seconds", "seed"]
+        assert record[negated_psnr] == pytest.approx(-record["psnr"])
+    assert result.data["metrics"][negated_psnr]["label"] == "NegPSNR (dB) ↓"
+    text = (tmp_path / "r.md").read_text()
+    assert "## NegPSNR (dB) overview" in text
+    assert "| method | NegPSNR (dB) ↓ | PSNR (dB) ↑ | seconds | images |" in text
+    # lower wins for it, higher for PSNR: the same method is bold in both columns and in the overview
+    rows = {line.split(" | ")[0].lstrip("| "): line.split(" | ") for line in text.splitlines()
+            if line.startswith(("| baseline |", "| tv-admm |")) and "±" in line}
+    assert [method for method, cells in rows.items() if cells[1].startswith("**")] == ["tv-admm"]
+    assert [method for method, cells in rows.items() if cells[2].startswith("**")] == ["tv-admm"]
+    overview = text.split("## NegPSNR (dB) overview", 1)[1].split("##", 1)[0]
+    mean = np.mean([r[negated_psnr] for r in result.records if r["method"] == "tv-admm"])
+    assert f"| tv-admm | **{mean:.2f}** |" in overview
+    figure_row = result.figure["denoise"][0]
+    shown = next(r for r in result.records if r["image"] == figure_row.image and r["method"] == "tv-admm")
+    assert figure_row.labels["tv-admm"] == f"{shown[negated_psnr]:.2f} dB"
+    listed = CliRunner().invoke(app, ["benchmark", "--list"])
+    assert listed.exit_code == 0 and f"  {negated_psnr:10s} * PSNR with its sign flipped" in listed.output
 
 
 def test_every_requested_metric_reaches_records_and_reports(photo_dir, tmp_path, lpips_ready):

@@ -11,7 +11,7 @@ from skimage import data
 
 import operators
 from cli.main import app
-from pnprgm import io
+from pnprgm import io, metrics
 from pnprgm.errors import UserError
 from pnprgm.restoration import estimate_noise, restore, restore_samples
 
@@ -19,7 +19,8 @@ TASKS = ["sr4", "blur:gaussian,sigma=2", "mask:random,rate=0.5,seed=0"]
 
 
 def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
-    return float(10 * torch.log10(1 / (a.clamp(0, 1) - b).pow(2).mean()))
+    """Mean PSNR (dB) over a batch, by pnprgm's metric (both images clamped to [0, 1])."""
+    return float(metrics.psnr(a, b).mean())
 
 
 @pytest.fixture(scope="module")

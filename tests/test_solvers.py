@@ -11,6 +11,7 @@ from pnprgm import solvers
 from pnprgm.errors import UserError
 from pnprgm.restoration import configure
 from pnprgm.denoisers.tikhonov import TikhonovDenoiser
+from pnprgm.metrics import psnr
 from pnprgm.solvers.base import PnPConfig
 
 PROBLEMS = ["blur:gaussian,sigma=1", "sr2", "mask:random,rate=0.5,seed=0"]
@@ -104,6 +105,21 @@ def test_early_stopping_and_trace():
     assert result.stopped_early and len(result.trace) < 500
     assert result.trace[-1].residual < 1e-6 <= result.trace[-2].residual
     assert all(r.denoiser_seconds <= r.seconds for r in result.trace)
+
+
+def test_trace_psnr_is_the_metric_of_each_iterate():
+    """With a ground truth, each trace record holds pnprgm's PSNR of that iterate; a batch counts as one image."""
+    physics, y = problem("sr2")
+    truth = torch.rand((1, *SHAPE), generator=torch.Generator().manual_seed(1), dtype=torch.float64)  # problem's x
+    iterates: list[torch.Tensor] = []
+    solver = solvers.build("drs", iterations=4, sigma_start=SIGMA, sigma_end=SIGMA, stepsize=GAMMA)
+    result = solver.solve(y, physics, TikhonovDenoiser(), physics.A_adjoint(y), ground_truth=truth,
+                          callback=lambda k, x, record: iterates.append(x.clone()))
+    assert [r.psnr for r in result.trace] == pytest.approx([float(psnr(x, truth)) for x in iterates], abs=1e-9)
+    assert len({round(r.psnr, 6) for r in result.trace}) == 4  # every iterate scored, not one value repeated
+    pair = solver.solve(torch.cat([y, y]), physics, TikhonovDenoiser(), physics.A_adjoint(torch.cat([y, y])),
+                        ground_truth=torch.cat([truth, truth]))
+    assert [r.psnr for r in pair.trace] == pytest.approx([r.psnr for r in result.trace], abs=1e-9)
 
 
 def test_rgm_drs_is_relaxed_stochastic_drs():

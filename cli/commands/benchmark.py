@@ -11,7 +11,7 @@ from cli.options import parse_assignments, threads_option
 EXAMPLES = """
 \b
 Examples:
-  pnprgm benchmark --list                                  # tasks, methods, data sets and their availability
+  pnprgm benchmark --list                                  # tasks, methods, metrics, data sets and their availability
   pnprgm benchmark --task sr4,denoise --method baseline,nlm-hqs,rgm-hqs --json r.json --md r.md --figure r.png
   pnprgm benchmark --data photos/ --task deblur --noise 0.02 --crop 0 --json r.json
   pnprgm benchmark --suite benchmarks/suite.json --json benchmarks/results.json --md benchmarks/results.md \\
@@ -42,8 +42,8 @@ models); options given on the command line override it.
 @click.option("--crop", type=int, default=None, help="Centre crop side in pixels, 0 for whole images.  [default: 256]")
 @click.option("--limit", type=int, default=None, help="Use only the first N images.")
 @click.option("--device", default=None, help="cpu, cuda, cuda:N or auto.  [default: cpu]")
-@click.option("--metrics", default=None, help="Comma-separated metrics: psnr, ssim, lpips (AlexNet), lpips_vgg (VGG16, which "
-              "no pnprgm training term uses).  [default: psnr,ssim,lpips]")
+@click.option("--metrics", default=None, help="Comma-separated metrics (see --list), the first shown in the overview.  "
+              "[default: the registry's defaults, marked in --list]")
 @click.option("--protocol", "protocol_items", multiple=True, metavar="KEY=VALUE", help="Metric protocol field, e.g. channel=y or crop=4 (repeatable).")
 @click.option("--set", "assignments", multiple=True, metavar="KEY=VALUE", help="Solver parameter for every PnP method, e.g. iterations=8 (repeatable).")
 @click.option("--figure-images", type=int, default=None, help="Images per task in the figure.  [default: 2]")
@@ -55,7 +55,7 @@ models); options given on the command line override it.
 @click.option("--figure", "figure_path", type=click.Path(dir_okay=False), default=None, help="Figure grid: PNG, or JPEG if the name ends in .jpg.")
 @click.option("--resume", is_flag=True, help="Reuse the records of an existing --json made with the same settings.")
 @click.option("--from-json", "from_json", type=click.Path(dir_okay=False), default=None, help="Do not run: rebuild --md from this results JSON.")
-@click.option("--list", "list_only", is_flag=True, help="List tasks, methods (with availability) and data sets, then exit.")
+@click.option("--list", "list_only", is_flag=True, help="List tasks, methods (with availability), metrics and data sets, then exit.")
 @threads_option
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 def command(suite, data, images, tasks, methods, noise, seed, crop, limit, device, metrics, protocol_items,
@@ -98,7 +98,8 @@ def command(suite, data, images, tasks, methods, noise, seed, crop, limit, devic
 
     result = run_benchmark(
         config, json_path=json_path, md_path=md_path, figure_path=figure_path, resume=resume, progress=not quiet,
-        command=shlex.join(["pnprgm", *sys.argv[1:]]) if sys.argv[1:2] == ["benchmark"] else None,
+        command=shlex.join(["pnprgm", *sys.argv[1:]]) if sys.argv[1:2] == ["benchmark"]
+        else command_line(config, json_path=json_path, md_path=md_path, figure_path=figure_path),
         log=lambda line: tqdm.write(line, file=sys.stderr),
     )
     click.echo("\n".join(report.overview(result.data)))
@@ -112,9 +113,43 @@ def command(suite, data, images, tasks, methods, noise, seed, crop, limit, devic
         sys.exit(1)
 
 
+def command_line(config, *, json_path=None, md_path=None, figure_path=None) -> str:
+    """The ``pnprgm benchmark`` command that runs ``config`` (a :class:`pnprgm.benchmark.BenchmarkConfig`) and writes
+    the given files; options left at their defaults are left out, except the settings every report should show."""
+    from pnprgm.benchmark import BenchmarkConfig
+
+    default = BenchmarkConfig()
+    words = ["pnprgm", "benchmark", "--data", config.data]
+    if config.images:
+        words += ["--images", ",".join(config.images)]
+    words += ["--task", ",".join(config.tasks), "--method", ",".join(config.methods)]
+    if config.noise is not None:
+        words += ["--noise", repr(config.noise)]
+    words += ["--seed", str(config.seed), "--crop", str(config.crop)]
+    if config.limit:
+        words += ["--limit", str(config.limit)]
+    if config.device != default.device:
+        words += ["--device", config.device]
+    if config.metrics != default.metrics:
+        words += ["--metrics", ",".join(config.metrics)]
+    for key, value in config.protocol.items():
+        words += ["--protocol", f"{key}={value}"]
+    for key, value in config.overrides.items():
+        words += ["--set", f"{key}={value}"]
+    if config.figure_images != default.figure_images:
+        words += ["--figure-images", str(config.figure_images)]
+    for model in config.models:
+        words += ["--model", model]
+    for flag, path in (("--json", json_path), ("--md", md_path), ("--figure", figure_path)):
+        if path is not None:
+            words += [flag, str(path)]
+    return shlex.join(words)
+
+
 def _list(device: str) -> None:
     from pnprgm.benchmark import datasets, methods, tasks
     from pnprgm.device import resolve_device
+    from pnprgm.metrics import METRICS
 
     torch_device = resolve_device(device)
     click.echo("tasks:")
@@ -124,6 +159,9 @@ def _list(device: str) -> None:
     for entry in methods.registry.entries():
         reason = entry.obj.unavailable(torch_device)
         click.echo(f"  {entry.name:10s} {entry.summary}" + (f"  [unavailable: {reason}]" if reason else ""))
+    click.echo("metrics (* computed unless --metrics says otherwise):")
+    for entry in METRICS.entries():
+        click.echo(f"  {entry.name:10s} {'*' if entry.obj.default else ' '} {entry.summary}")
     click.echo("data:")
     for entry in datasets.registry.entries():
         click.echo(f"  {entry.name:10s} {entry.summary}")

@@ -17,7 +17,8 @@ import torch.nn.functional as F
 from pnprgm import io
 
 CELL = 256  # largest side of one figure cell (bigger crops are shown reduced)
-DEFAULT_METRICS = ("psnr", "ssim", "lpips")  # what a results JSON without config.metrics computed
+#: What a results JSON of the first format (no ``config.metrics``) computed.
+FIRST_FORMAT_METRICS = ("psnr", "ssim", "lpips")
 
 
 @dataclass(frozen=True)
@@ -29,6 +30,7 @@ class Column:
     label: str
     digits: int
     higher_is_better: Optional[bool]  # None: unknown direction, nothing is marked best
+    unit: str = ""
 
 
 def columns(data: Mapping[str, Any]) -> list[Column]:
@@ -39,23 +41,23 @@ def columns(data: Mapping[str, Any]) -> list[Column]:
     """
     from pnprgm.metrics import METRICS
 
-    names = list(data.get("config", {}).get("metrics") or DEFAULT_METRICS)
+    names = list(data.get("config", {}).get("metrics") or FIRST_FORMAT_METRICS)
     described = data.get("metrics") or {}
     result = []
     for name in names:
         if name in METRICS:
             metric = METRICS.get(name)
-            result.append(Column(name, metric.title, metric.label, metric.digits, metric.higher_is_better))
+            result.append(Column(name, metric.title, metric.label, metric.digits, metric.higher_is_better, metric.unit))
         else:
             info = described.get(name) or {}
             result.append(Column(name, info.get("title", name), info.get("label", name), int(info.get("digits", 3)),
-                                 info.get("higher_is_better")))
+                                 info.get("higher_is_better"), info.get("unit", "")))
     return result
 
 
 # -- statistics -------------------------------------------------------------------------------------------
 
-def summarise(records: Iterable[Mapping[str, Any]], metrics: Iterable[str] = DEFAULT_METRICS) -> dict[tuple[str, str], dict[str, Any]]:
+def summarise(records: Iterable[Mapping[str, Any]], metrics: Iterable[str]) -> dict[tuple[str, str], dict[str, Any]]:
     """(task, method) -> {metric: (mean, std, n) or None, "seconds": mean, "n": images}; std is the sample std
     over images (0 for a single image)."""
     metrics = list(metrics)
@@ -120,7 +122,7 @@ def markdown(data: Mapping[str, Any]) -> str:
         f"({_directions(metric_columns)}). Seconds: wall time of the method alone per image "
         "(model loading and metrics excluded).",
         "",
-        "## PSNR (dB) overview",
+        f"## {_titled(metric_columns[0])} overview",
         "",
     ]
     lines += overview(data)
@@ -168,18 +170,25 @@ def markdown(data: Mapping[str, Any]) -> str:
     if data.get("metrics"):  # written since metrics come from the registry
         lines += ["", "## Metrics", ""]
         lines += [f"- `{name}` ({info.get('title', name)}): {info.get('summary', '')}" for name, info in data["metrics"].items()]
-    lines += ["", "## Metric protocol", "", "```json", json.dumps(data["protocol"], indent=2), "```", "",
-              "## Command", "", "```sh", data.get("command", ""), "```", "", "## Versions", "",
-              "| package | version |", "|---|---|"]
+    lines += ["", "## Metric protocol", "", "```json", json.dumps(data["protocol"], indent=2), "```", ""]
+    if data.get("command"):
+        lines += ["## Command", "", "```sh", data["command"], "```", ""]
+    else:  # run from Python: the settings, which a suite file can hold as they are
+        settings = {key: value for key, value in config.items() if key != "resolved"}
+        lines += ["## Settings", "", "Run through `pnprgm.benchmark.run_benchmark` with these settings (a suite file "
+                  "holds the same keys):", "", "```json", json.dumps(settings, indent=2), "```", ""]
+    lines += ["## Versions", "", "| package | version |", "|---|---|"]
     lines += [f"| {name} | {version} |" for name, version in data["versions"].items()]
     return "\n".join(lines) + "\n"
 
 
 def overview(data: Mapping[str, Any]) -> list[str]:
-    """Markdown table of mean PSNR per method (rows) and task (columns), the best of each task in bold."""
+    """Markdown table of the headline metric's mean (the run's first metric, e.g. PSNR) per method (rows) and task
+    (columns), the best of each task in bold."""
     config = data["config"]
     resolved = config["resolved"]
-    summary = summarise(data["records"], ["psnr"])
+    headline = columns(data)[0]
+    summary = summarise(data["records"], [headline.name])
     task_names = list(config["tasks"])
     method_names = [m for m in config["methods"] if resolved["methods"].get(m, {}).get("available", True)]
     lines = ["| method | " + " | ".join(task_names) + " |", "|---|" + "---:|" * len(task_names)]
@@ -187,13 +196,19 @@ def overview(data: Mapping[str, Any]) -> list[str]:
         cells = []
         for task in task_names:
             entry = summary.get((task, method))
-            if entry is None or entry["psnr"] is None:
+            if entry is None or entry[headline.name] is None:
                 cells.append("–")
                 continue
-            text = f"{entry['psnr'][0]:.2f}"
-            cells.append(f"**{text}**" if method in best_methods(summary, task, "psnr", 2, True) else text)
+            text = f"{entry[headline.name][0]:.{headline.digits}f}"
+            best = best_methods(summary, task, headline.name, headline.digits, headline.higher_is_better)
+            cells.append(f"**{text}**" if method in best else text)
         lines.append(f"| {method} | " + " | ".join(cells) + " |")
     return lines
+
+
+def _titled(column: Column) -> str:
+    """``PSNR (dB)``: a column's title with its unit."""
+    return f"{column.title} ({column.unit})" if column.unit else column.title
 
 
 def _directions(metric_columns: list[Column]) -> str:
@@ -227,7 +242,8 @@ def display_measurement(y: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor
 
 
 def write_figure(path: str | Path, figure: Mapping[str, list], data: Mapping[str, Any]) -> Path:
-    """A grid per task: ground truth, measurement and each method's output (PSNR below) for a few images.
+    """A grid per task: ground truth, measurement and each method's output (its headline metric below) for a few
+    images.
 
     Composed with Pillow alone, so no plotting library is needed. PNG, or JPEG (quality 90, about a fifth of the
     size for photos) when ``path`` ends in .jpg or .jpeg.

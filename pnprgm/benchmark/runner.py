@@ -7,7 +7,6 @@ A method that fails on one image, or an unreadable image, is named in ``skipped`
 from __future__ import annotations
 
 import math
-import shlex
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,12 +21,18 @@ from pnprgm.errors import UserError
 
 DEFAULT_TASKS: tuple[str, ...] = tuple(tasks.registry.names())
 DEFAULT_METHODS: tuple[str, ...] = tuple(methods.registry.names())
-DEFAULT_METRICS: tuple[str, ...] = ("psnr", "ssim", "lpips")
 #: Keys of every record; each requested metric adds its own (between ``method`` and ``seconds``).
 RECORD_KEYS: tuple[str, ...] = ("image", "task", "method", "seconds", "seed")
 #: Skipped entries of these kinds are failures (the CLI exits non-zero); "unavailable" and "note" are not.
 FAILURE_KINDS = frozenset({"unreadable", "unusable", "failed"})
 _TUPLE_FIELDS = ("images", "tasks", "methods", "metrics", "models")
+
+
+def _default_metrics() -> tuple[str, ...]:
+    """The metrics registry's default set, read when a config is made (so a metric registered later counts)."""
+    from pnprgm.metrics import default_metrics
+
+    return default_metrics()
 
 
 @dataclass(frozen=True)
@@ -43,8 +48,9 @@ class BenchmarkConfig:
     :param crop: centre crop side in pixels (0: whole images), trimmed to a multiple of 8.
     :param limit: use only the first ``limit`` images.
     :param device: torch device of the methods.
-    :param metrics: metric names (``pnprgm.metrics.METRICS``, e.g. psnr, ssim, lpips, lpips_vgg); each record holds
-        these, in this order.
+    :param metrics: metric names (``pnprgm.metrics.METRICS``, e.g. psnr, ssim, lpips, lpips_vgg; default: those the
+        registry marks ``default``); each record holds these, in this order, and the report shows a column for each.
+        The first is the headline: the report's overview table and the figure's captions show it.
     :param protocol: :class:`pnprgm.metrics.MetricProtocol` fields differing from the default.
     :param overrides: solver parameters applied to every PnP method on top of its preset (e.g. iterations).
     :param figure_images: images per task shown in the figure.
@@ -61,7 +67,7 @@ class BenchmarkConfig:
     crop: int = 256
     limit: Optional[int] = None
     device: str = "cpu"
-    metrics: tuple[str, ...] = DEFAULT_METRICS
+    metrics: tuple[str, ...] = field(default_factory=_default_metrics)
     protocol: dict[str, Any] = field(default_factory=dict)
     overrides: dict[str, Any] = field(default_factory=dict)
     figure_images: int = 2
@@ -115,35 +121,6 @@ class BenchmarkConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return to_dict(self)
-
-    def command_line(self, *, json_path=None, md_path=None, figure_path=None) -> str:
-        """The ``pnprgm benchmark`` command that runs this configuration."""
-        default = BenchmarkConfig()
-        words = ["pnprgm", "benchmark", "--data", self.data]
-        if self.images:
-            words += ["--images", ",".join(self.images)]
-        words += ["--task", ",".join(self.tasks), "--method", ",".join(self.methods)]
-        if self.noise is not None:
-            words += ["--noise", repr(self.noise)]
-        words += ["--seed", str(self.seed), "--crop", str(self.crop)]
-        if self.limit:
-            words += ["--limit", str(self.limit)]
-        if self.device != default.device:
-            words += ["--device", self.device]
-        if self.metrics != default.metrics:
-            words += ["--metrics", ",".join(self.metrics)]
-        for key, value in self.protocol.items():
-            words += ["--protocol", f"{key}={value}"]
-        for key, value in self.overrides.items():
-            words += ["--set", f"{key}={value}"]
-        if self.figure_images != default.figure_images:
-            words += ["--figure-images", str(self.figure_images)]
-        for model in self.models:
-            words += ["--model", model]
-        for flag, path in (("--json", json_path), ("--md", md_path), ("--figure", figure_path)):
-            if path is not None:
-                words += [flag, str(path)]
-        return shlex.join(words)
 
 
 def build_config(values: Mapping[str, Any] | None = None) -> BenchmarkConfig:
@@ -219,7 +196,8 @@ def run_benchmark(
     :param resume: reuse records of an existing ``json_path`` made with the same settings (except those of the
         figure's images when a figure is written: the picture needs their outputs).
     :param progress: progress bar over the whole run.
-    :param command: the command line shown in the report (default: the equivalent ``pnprgm benchmark`` command).
+    :param command: the command line that started the run, shown in the report (None: the report shows the
+        settings instead).
     :param log: receives one line per skipped image or failed method as it happens.
     :returns: the results (``.data`` is what the JSON holds).
     """
@@ -294,7 +272,7 @@ def run_benchmark(
                 "torch_threads": torch.get_num_threads(),
             },
         },
-        "command": command or config.command_line(json_path=json_path, md_path=md_path, figure_path=figure_path),
+        "command": command,
         "status": "running",
         "records": [],
         "skipped": skipped,
@@ -336,7 +314,7 @@ def run_benchmark(
                     data["records"].append(reusable[key])
                     if row is not None:
                         row.outputs[method_name] = None
-                        row.labels[method_name] = _label(reusable[key]) + " (resumed)"
+                        row.labels[method_name] = _label(reusable[key], config.metrics[0]) + " (resumed)"
                     bar.update(1)
                     continue
                 try:
@@ -355,7 +333,7 @@ def run_benchmark(
                     data["records"].append(record)
                     if row is not None:
                         row.outputs[method_name] = x[0].detach().cpu()
-                        row.labels[method_name] = _label(record)
+                        row.labels[method_name] = _label(record, config.metrics[0])
                 save()
                 bar.update(1)
         data["status"] = "complete"
@@ -403,6 +381,8 @@ def _reusable_records(json_path: str | Path, current: dict[str, Any], metrics: I
         return {}
     import json
 
+    from pnprgm.benchmark import report
+
     try:
         previous = json.loads(path.read_text())
     except (OSError, ValueError):
@@ -411,7 +391,7 @@ def _reusable_records(json_path: str | Path, current: dict[str, Any], metrics: I
         raise UserError(f"--resume: {path} was made with other settings (data, crop, noise, protocol, overrides, device "
                         "or package versions); use another --json or drop --resume.")
     metrics = tuple(metrics)
-    if not set(metrics) <= set(previous["config"].get("metrics") or DEFAULT_METRICS):
+    if not set(metrics) <= set(previous["config"].get("metrics") or report.FIRST_FORMAT_METRICS):
         return {}
     old_images = {entry["name"]: entry.get("sha256") for entry in previous["config"]["resolved"]["images"]}
     new_images = {entry["name"]: entry.get("sha256") for entry in current["config"]["resolved"]["images"]}
@@ -477,6 +457,12 @@ def _number(value: torch.Tensor) -> Optional[float]:
     return number if math.isfinite(number) else None
 
 
-def _label(record: Mapping[str, Any]) -> str:
-    psnr = record.get("psnr")
-    return f"{psnr:.2f} dB" if psnr is not None else ""
+def _label(record: Mapping[str, Any], metric: str) -> str:
+    """A figure caption: the record's value of ``metric`` as the report shows it (``29.85 dB``)."""
+    from pnprgm.metrics import METRICS
+
+    value = record.get(metric)
+    if value is None:
+        return ""
+    described = METRICS.get(metric)
+    return f"{value:.{described.digits}f} {described.unit}".rstrip()

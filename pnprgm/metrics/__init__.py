@@ -21,7 +21,7 @@ from pnprgm.registry import Registry
 
 __all__ = [
     "METRICS", "Metric", "MetricProtocol", "DEFAULT_PROTOCOL", "evaluate", "psnr", "ssim", "lpips", "lpips_vgg",
-    "rgb_to_y", "ensure_lpips_weights", "ensure_backbones", "prepare_metrics",
+    "rgb_to_y", "ensure_lpips_weights", "ensure_backbones", "prepare_metrics", "default_metrics",
 ]
 
 
@@ -38,6 +38,7 @@ class Metric:
     :param min_side: smallest image side it accepts, in pixels (after the protocol's border crop).
     :param backbones: LPIPS networks whose ImageNet weights it needs (:mod:`pnprgm.metrics.lpips_weights`),
         fetched before a benchmark starts.
+    :param default: computed by a benchmark that does not choose its metrics (:func:`default_metrics`).
     """
 
     fn: Callable[..., torch.Tensor]
@@ -48,6 +49,7 @@ class Metric:
     digits: int = 3
     min_side: int = 1
     backbones: tuple[str, ...] = ()
+    default: bool = True
 
     @property
     def label(self) -> str:
@@ -69,8 +71,13 @@ METRICS.add("lpips", Metric(lpips, higher_is_better=False, identical=0.0, title=
                             min_side=ALEXNET.min_side, backbones=(ALEXNET.net,)),
             "LPIPS v0.1 with ImageNet AlexNet, inputs scaled to [-1, 1] (lower is better)")
 METRICS.add("lpips_vgg", Metric(lpips_vgg, higher_is_better=False, identical=0.0, title="LPIPS-VGG",
-                                min_side=VGG16.min_side, backbones=(VGG16.net,)),
+                                min_side=VGG16.min_side, backbones=(VGG16.net,), default=False),
             "LPIPS v0.1 with ImageNet VGG16, inputs scaled to [-1, 1] (lower is better; pnprgm trains with LPIPS-alex only, never with this)")
+
+
+def default_metrics() -> tuple[str, ...]:
+    """The registered metrics marked ``default``, in registration order: what a benchmark computes unless told."""
+    return tuple(name for name in METRICS.names() if METRICS.get(name).default)
 
 
 def prepare_metrics(names: Iterable[str], *, fetch: bool = True) -> None:

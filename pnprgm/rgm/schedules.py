@@ -54,13 +54,3 @@ class DDPMSchedule:
     def noise(self) -> torch.Tensor:
         """float32 ``s_k`` (``sigmas_cum``), length T + 1, ``s_0 = 0``."""
         return torch.sqrt(1.0 - self.signal() ** 2)
-
-    def noise_to_signal(self) -> torch.Tensor:
-        """``s_k / a_k``: the equivalent additive noise std (in [-1, 1] units) of level k after dividing by ``a_k``."""
-        return self.noise() / self.signal()
-
-    def diffuse(self, x0: torch.Tensor, k: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
-        """``x_k = a_k x0 + s_k noise`` for a (B,) integer tensor ``k``."""
-        a = self.signal().to(x0)[k].view(-1, *([1] * (x0.dim() - 1)))
-        s = self.noise().to(x0)[k].view(-1, *([1] * (x0.dim() - 1)))
-        return a * x0 + s * noise

@@ -17,6 +17,7 @@ from deepinv.models import Denoiser
 from deepinv.physics import LinearPhysics
 
 from pnprgm.config import build_strict, to_dict
+from pnprgm.metrics import psnr
 
 #: DPIR's floor on the noise level used to set the data-step weight (noiseless problems would give infinity).
 NOISE_FLOOR = 0.01
@@ -93,7 +94,7 @@ class IterationRecord:
     stepsize: float
     seconds: float
     denoiser_seconds: float
-    psnr: Optional[float] = None
+    psnr: Optional[float] = None  # against the ground truth (pnprgm.metrics.psnr, the batch as one image)
 
 
 @dataclass
@@ -197,7 +198,7 @@ class PnPSolver:
             record = IterationRecord(
                 iteration=k, residual=residual, sigma=float(sigmas[k]), stepsize=float(stepsizes[k]),
                 seconds=time.perf_counter() - start, denoiser_seconds=timed.seconds - denoise_before,
-                psnr=_psnr(x, ground_truth) if ground_truth is not None else None,
+                psnr=_batch_psnr(x, ground_truth) if ground_truth is not None else None,
             )
             result.trace.append(record)
             bar.set_postfix(residual=f"{residual:.2e}")
@@ -211,6 +212,6 @@ class PnPSolver:
         return result
 
 
-def _psnr(x: torch.Tensor, reference: torch.Tensor) -> float:
-    mse = (x.clamp(0, 1) - reference).pow(2).mean()
-    return float(10 * torch.log10(1 / mse.clamp_min(1e-20)))
+def _batch_psnr(x: torch.Tensor, reference: torch.Tensor) -> float:
+    """PSNR of the whole batch taken as one image (one MSE over every image, channel and pixel)."""
+    return float(psnr(x.flatten(0, 1)[None], reference.flatten(0, 1)[None]))

@@ -36,6 +36,7 @@ from pnprgm.config import build_strict, to_dict
 from pnprgm.device import resolve_device
 from pnprgm.errors import UserError
 from pnprgm.io import versions, write_image, write_json
+from pnprgm.metrics import psnr
 from pnprgm.rgm import model_file
 from pnprgm.training import checkpoint as ckpt
 from pnprgm.training.config import LEGACY_TRAIN, ProcessConfig, TrainConfig, resolve_model, resolve_process
@@ -45,7 +46,7 @@ from pnprgm.rgm.unet import GeneratorConfig
 from pnprgm.rgm.architectures import build_generator_from_config, count_parameters
 from pnprgm.training.priors import build_discriminator, build_prior, discriminator_loss
 from pnprgm.training.processes import ForwardProcess, build_process, process_size_multiple
-from pnprgm.training.sampling import grid, psnr, restore_degraded, sample_from_noise
+from pnprgm.training.sampling import grid, restore_degraded, sample_from_noise
 
 #: Train fields that may change when resuming (the others must match the checkpoint).
 RESUMABLE_CHANGES = ("steps", "checkpoint_every", "keep_checkpoints", "val_every", "sample_every", "log_every")

@@ -341,10 +341,6 @@ class OperatorProcess(ForwardProcess):
         sigma = torch.full((x0.shape[0],), 2 * sigma01, device=x0.device)
         return self.estimate(self.measure(x0, sigma), tuple(x0.shape[1:])), sigma
 
-    def degrade(self, x0: torch.Tensor, sigma01: float) -> tuple[torch.Tensor, torch.Tensor]:
-        """Validation-style degradation of clean images: ``(g_in, level)`` at noise ``sigma01``."""
-        return self.validation_input(x0, sigma01)
-
 
 @PROCESSES.register("denoise", "Gaussian denoising with a continuous noise std (log-uniform range), one level")
 class DenoiseProcess(OperatorProcess):

@@ -100,12 +100,6 @@ def super_resolve(generator: nn.Module, process: ForwardProcess, low01: torch.Te
     return ((x0 + 1) / 2).clamp(0, 1)
 
 
-def psnr(x: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
-    """Per-image PSNR in dB of [0, 1] images (data range 1)."""
-    mse = (x.clamp(0, 1) - ref).pow(2).flatten(1).mean(1).clamp_min(1e-12)
-    return -10 * torch.log10(mse)
-
-
 def grid(images: torch.Tensor, nrow: Optional[int] = None, padding: int = 2) -> torch.Tensor:
     """Tile (B, C, H, W) images into one (C, H', W') image."""
     from torchvision.utils import make_grid
