@@ -394,7 +394,7 @@ def refusal(path: str | Path, err: BaseException) -> str:
 
     unsafe = re.search(r"Unsupported global: GLOBAL ([\w.]+)", str(err))
     fix = ("give a model.pt or checkpoint written by pnprgm train, a shipped model name (pnprgm models) "
-           "or an official RGM checkpoint as PATH#PRESET")
+           "or an official RGM checkpoint as PATH#CONFIG")
     if unsafe:
         return (f"refused {path}: it holds pickled Python objects ({unsafe.group(1)}), not only weights, and pnprgm "
                 f"never unpickles objects (they can run code); {fix}.")

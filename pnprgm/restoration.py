@@ -231,7 +231,7 @@ def _check_rgm_use(model, *, preset: Optional[str], solver: str, tile: Optional[
     if preset and str(preset).startswith("official-") and not timed:
         raise UserError(f"preset {preset!r} runs RGM's own loop over the time levels of an RGM generator, and this "
                         f"denoiser has none; give a time-conditioned model: an official checkpoint (--model netG.pth "
-                        f"--model-preset celebahq256) or one trained with pnprgm train --forward ddpm.")
+                        f"--model-config celebahq256) or one trained with pnprgm train --forward ddpm.")
     if tile and solver == "rgm-drs" and timed:
         raise UserError("--tile would drop RGM's stochastic restoration step (re-noising and a fresh latent per call) "
                         "in the rgm-drs solver; restore without --tile, or use --solver drs with --tile.")

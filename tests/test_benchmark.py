@@ -529,10 +529,10 @@ def test_speed_script_writes_its_report(tmp_path):
 def _tiny_model_file(path: Path, channels: int) -> Path:
     from pnprgm.rgm.model_file import save_model
     from pnprgm.rgm.architectures import build_generator_from_config
-    from pnprgm.rgm.unet import preset_config
+    from pnprgm.rgm.unet import sized_config
 
     torch.manual_seed(0)
-    config = preset_config("tiny", channels=channels, conditioning="sigma", output="residual", sigma_channel=True)
+    config = sized_config("tiny", channels=channels, conditioning="sigma", output="residual", sigma_channel=True)
     gen = build_generator_from_config(config)
     return save_model(path, gen.state_dict(), dict(gen.config), {"name": "denoise"}, {"command": "test", "steps": 1})
 

@@ -268,10 +268,10 @@ def tiny_model(tmp_path):
     """A tiny (untrained) RGM model file: a stochastic denoiser (latent z) loaded from a path."""
     from pnprgm.rgm.model_file import save_model
     from pnprgm.rgm.architectures import build_generator_from_config
-    from pnprgm.rgm.unet import preset_config
+    from pnprgm.rgm.unet import sized_config
 
     torch.manual_seed(0)
-    config = preset_config("tiny", channels=3, conditioning="sigma", output="residual", sigma_channel=True)
+    config = sized_config("tiny", channels=3, conditioning="sigma", output="residual", sigma_channel=True)
     gen = build_generator_from_config(config)
     return save_model(tmp_path / "tiny.pt", gen.state_dict(), dict(gen.config), {"name": "denoise"}, {"command": "test"})
 

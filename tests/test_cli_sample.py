@@ -16,7 +16,7 @@ from pnprgm.rgm import models
 from pnprgm.registry import Registry
 from pnprgm.rgm.architectures import build_generator_from_config
 from pnprgm.rgm.model_file import save_model
-from pnprgm.rgm.unet import preset_config
+from pnprgm.rgm.unet import sized_config
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -29,7 +29,7 @@ def invoke(*args):
 def shipped(tmp_path, monkeypatch):
     """A tiny model shipped as ``tiny-shipped`` in a pretrained folder away from the working directory."""
     torch.manual_seed(0)
-    generator = build_generator_from_config(preset_config("tiny", channels=3, conditioning="sigma", output="residual",
+    generator = build_generator_from_config(sized_config("tiny", channels=3, conditioning="sigma", output="residual",
                                                           sigma_channel=True))
     source = save_model(tmp_path / "run" / "model.pt", generator.state_dict(), dict(generator.config),
                         {"name": "denoise"}, {"command": "test"})

@@ -14,7 +14,7 @@ from pnprgm.io import torch_load
 from pnprgm.rgm import models
 from pnprgm.rgm.architectures import build_generator_from_config
 from pnprgm.rgm.model_file import save_model
-from pnprgm.rgm.unet import preset_config
+from pnprgm.rgm.unet import sized_config
 
 SHIPPED = models.registry.names()
 
@@ -56,7 +56,7 @@ def test_shipped_denoiser_contract_and_it_denoises(name):
 
 def _tiny_model(tmp_path, channels):
     torch.manual_seed(0)
-    config = preset_config("tiny", channels=channels, conditioning="sigma", output="residual", sigma_channel=True)
+    config = sized_config("tiny", channels=channels, conditioning="sigma", output="residual", sigma_channel=True)
     gen = build_generator_from_config(config)
     record = {"command": "test", "steps": 1, "files": [{"name": "a.png", "sha256": "0" * 64}]}
     return save_model(tmp_path / f"run{channels}.pt", gen.state_dict(), dict(gen.config), {"name": "denoise"}, record)

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from pnprgm.errors import UserError
-from pnprgm.rgm.official import PRESETS, build_generator, get_preset, load_generator, save_generator
+from pnprgm.rgm.official import CONFIGS, build_generator, official_config, load_generator, save_generator
 from pnprgm.rgm.schedules import DDPMSchedule
 
 SMALL = dict(image_size=16, num_channels_dae=16, n_mlp=1, ch_mult=[1, 2, 2], num_res_blocks=1, attn_resolutions=[8],
@@ -36,16 +36,16 @@ def _run(gen, ref_a) -> torch.Tensor:
         return gen(ref_a["x"], ref_a["t"], ref_a["z"])
 
 
-@pytest.mark.parametrize("name", PRESETS.names())
+@pytest.mark.parametrize("name", CONFIGS.names())
 def test_preset_config_equals_official(shared_dir, name):
-    assert get_preset(name) == _layout(shared_dir, name)["config"]
+    assert official_config(name) == _layout(shared_dir, name)["config"]
 
 
-@pytest.mark.parametrize("name", PRESETS.names())
+@pytest.mark.parametrize("name", CONFIGS.names())
 def test_state_dict_layout_equals_official(shared_dir, name):
     layout = _layout(shared_dir, name)
     with torch.device("meta"):
-        gen = build_generator(get_preset(name))
+        gen = build_generator(official_config(name))
     state = gen.state_dict()
     assert [[key, list(value.shape)] for key, value in state.items()] == layout["state_dict"]
     assert sum(value.numel() for value in state.values()) == layout["num_parameters"]
@@ -85,7 +85,7 @@ def test_official_file_formats(tmp_path, ref_a, ref_gen):
     torch.save({"epoch": 3, "args": args, "netG_dict": prefixed, "optimizerG": {"state": {}, "param_groups": []}},
                tmp_path / "content.pth")
     for name, preset in [("netG_100.pth", ref_a["config"]), ("plain.pth", ref_a["config"]), ("content.pth", None)]:
-        gen = load_generator(tmp_path / name, preset=preset)
+        gen = load_generator(tmp_path / name, config=preset)
         assert torch.allclose(_run(gen, ref_a), expected, atol=0, rtol=0), name
 
 
@@ -95,7 +95,7 @@ def test_mismatch_names_keys(ref_a):
     state["all_modules.99.weight"] = torch.zeros(1)
     state["z_transform.1.weight"] = torch.zeros(3, 3)
     with pytest.raises(UserError) as info:
-        load_generator(state, preset=ref_a["config"])
+        load_generator(state, config=ref_a["config"])
     message = str(info.value)
     assert "\n" not in message
     assert "1 missing (all_modules.3.Conv_0.bias)" in message
@@ -103,18 +103,18 @@ def test_mismatch_names_keys(ref_a):
     assert "1 wrongly shaped" in message and "z_transform.1.weight [3, 3] vs [16, 8]" in message
 
 
-def test_mismatch_suggests_matching_preset():
+def test_mismatch_suggests_matching_config():
     with torch.device("meta"):
-        state = build_generator(get_preset("cifar10")).state_dict()
-    with pytest.raises(UserError, match="matches preset 'cifar10'") as info:
-        load_generator(state, preset="celebahq256")
+        state = build_generator(official_config("cifar10")).state_dict()
+    with pytest.raises(UserError, match="matches the official config 'cifar10'") as info:
+        load_generator(state, config="celebahq256")
     assert "... " in str(info.value) and len(str(info.value)) < 1500  # long lists are truncated
 
 
-def test_stored_config_conflicts_with_preset(tmp_path, ref_gen):
+def test_stored_config_conflicts_with_the_requested_config(tmp_path, ref_gen):
     path = save_generator(ref_gen, tmp_path / "gen.pt")
     with pytest.raises(UserError, match="different generator config"):
-        load_generator(path, preset="cifar10")
+        load_generator(path, config="cifar10")
 
 
 VARIANTS = [
@@ -193,7 +193,7 @@ def test_official_checkpoint_restores_from_the_cli(tmp_path):
     measurement = next((tmp_path / "m").glob("*.png"))
     common = ["restore", str(measurement), "--model", str(tmp_path / "netG_1.pth"), "--preset", "official-sr4",
               "--iters", "2", "-q"]
-    result = runner.invoke(app, [*common, "--model-preset", str(tmp_path / "args.json"), "-o", str(tmp_path / "out")])
+    result = runner.invoke(app, [*common, "--model-config", str(tmp_path / "args.json"), "-o", str(tmp_path / "out")])
     assert result.exit_code == 0, result.output
     restored = io.read_image(tmp_path / "out" / f"{measurement.stem}.png")
     assert restored.shape == face.shape
@@ -203,3 +203,4 @@ def test_official_checkpoint_restores_from_the_cli(tmp_path):
     wrong = runner.invoke(app, [*common, "--model-preset", "cifar10", "-o", str(tmp_path / "bad")])
     assert wrong.exit_code != 0 and "Traceback" not in wrong.output
     assert "cifar10" in wrong.output and not list((tmp_path / "bad").glob("*.png"))
+    assert "--model-preset is now called --model-config" in wrong.output  # the old flag name still works

@@ -229,12 +229,12 @@ def test_cli_restores_every_task_with_the_shipped_model(tmp_path, photo, spec, s
     assert gain > 0.5, f"CLI rgm in {solver} on {spec}: only {gain:+.2f} dB over the initial estimate"
 
 
-def test_official_presets_and_tiles_refuse_what_would_not_be_rgm():
+def test_official_configs_and_tiles_refuse_what_would_not_be_rgm():
     """An official-* preset needs a model with time levels; --tile with RGM's loop on such a model would drop its
     stochastic step: both are one-line UserErrors, and the same jobs with a fitting model or solver run."""
     from pnprgm.denoisers.rgm import RGMDenoiser
     from pnprgm.rgm.architectures import build_generator_from_config
-    from pnprgm.rgm.unet import preset_config
+    from pnprgm.rgm.unet import sized_config
 
     torch.manual_seed(0)
     x = torch.rand(1, 3, 16, 16, generator=torch.Generator().manual_seed(0))
@@ -242,7 +242,7 @@ def test_official_presets_and_tiles_refuse_what_would_not_be_rgm():
     y = physics.A(x)
     with pytest.raises(UserError, match="has none; give a time-conditioned model"):
         restore(y, physics, noise_sigma=0.01, preset="official-sr4", iterations=1)  # the default DRUNet: no levels
-    timed = RGMDenoiser(build_generator_from_config(preset_config("tiny", nz=8, ch_mult=(1, 2))))
+    timed = RGMDenoiser(build_generator_from_config(sized_config("tiny", nz=8, ch_mult=(1, 2))))
     out = restore(y, physics, denoiser=timed, noise_sigma=0.01, preset="official-sr4", iterations=1)
     assert out.shape == x.shape
     with pytest.raises(UserError, match="--tile would drop RGM's stochastic restoration step"):

@@ -8,7 +8,7 @@ from torch import nn
 from pnprgm.denoisers.rgm import RGMDenoiser
 from pnprgm.rgm.schedules import DDPMSchedule
 from pnprgm.rgm.architectures import build_generator_from_config
-from pnprgm.rgm.unet import preset_config
+from pnprgm.rgm.unet import sized_config
 
 torch.set_num_threads(1)
 
@@ -33,7 +33,7 @@ class Probe(nn.Module):
 @pytest.fixture(scope="module")
 def tiny_time():
     torch.manual_seed(0)
-    return build_generator_from_config(preset_config("tiny", nz=8, ch_mult=(1, 2, 2)))
+    return build_generator_from_config(sized_config("tiny", nz=8, ch_mult=(1, 2, 2)))
 
 
 @pytest.mark.parametrize("shape", [(1, 3, 13, 17), (2, 3, 9, 31), (1, 1, 5, 7), (1, 3, 3, 2)])

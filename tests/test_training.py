@@ -21,7 +21,7 @@ from pnprgm.errors import UserError
 from pnprgm.rgm import model_file
 from pnprgm.training import checkpoint as ckpt
 from pnprgm.training.config import ProcessConfig, TrainConfig, resolve_process
-from pnprgm.rgm.unet import PRESETS, preset_config
+from pnprgm.rgm.unet import SIZES, sized_config
 from pnprgm.rgm.architectures import build_generator_from_config
 from pnprgm.training.loop import perceptual_distance, supervised_loss, train
 from pnprgm.training.priors import PRIORS, Discriminator, build_discriminator, build_prior, discriminator_loss, mmd2
@@ -167,7 +167,7 @@ def test_bad_operator_spec_is_a_user_error(spec):
 @pytest.mark.parametrize("conditioning,output", [("time", "tanh"), ("time", "residual"), ("sigma", "residual"),
                                                   ("sigma", "skip")])
 def test_generator_protocol_and_rebuild(conditioning, output):
-    config = preset_config("tiny", conditioning=conditioning, output=output, sigma_channel=conditioning == "sigma")
+    config = sized_config("tiny", conditioning=conditioning, output=output, sigma_channel=conditioning == "sigma")
     g = build_generator_from_config(config)
     assert (g.schedule is not None) == (conditioning == "time") and g.nz == config.nz
     x = torch.rand(2, 3, 12, 20) * 2 - 1
@@ -183,15 +183,15 @@ def test_generator_protocol_and_rebuild(conditioning, output):
 
 
 def test_residual_output_starts_as_the_identity_for_small_noise():
-    g = build_generator_from_config(preset_config("tiny", conditioning="sigma", output="residual"))
+    g = build_generator_from_config(sized_config("tiny", conditioning="sigma", output="residual"))
     x = torch.rand(1, 3, 8, 8) * 2 - 1
     torch.testing.assert_close(g(x, torch.tensor([1e-3]), torch.randn(1, g.nz)), x, atol=1e-5, rtol=0)
 
 
-def test_presets_small_is_cpu_sized():
-    small = build_generator_from_config(preset_config("small"))
+def test_size_small_is_cpu_sized():
+    small = build_generator_from_config(sized_config("small"))
     assert 2e6 < sum(p.numel() for p in small.parameters()) < 8e6
-    assert set(PRESETS.names()) >= {"tiny", "small", "base", "large"}
+    assert set(SIZES.names()) >= {"tiny", "small", "base", "large"}
 
 
 @pytest.mark.parametrize("prior,features", [(name, "discriminator") for name in PRIORS.names()] + [("mmd", "pixels")])
@@ -369,7 +369,7 @@ def test_generator_prior_gradient_is_nonzero_and_one_prior_step_changes_the_outp
     cfg = TrainConfig()
     prior = build_prior(cfg, D.feature_dim)
     torch.manual_seed(0)
-    G = build_generator_from_config(preset_config("tiny", channels=3, conditioning="sigma", output="residual",
+    G = build_generator_from_config(sized_config("tiny", channels=3, conditioning="sigma", output="residual",
                                                   sigma_channel=True))
     gen = torch.Generator().manual_seed(1)
     real, _, level = realistic_pair(photos, gen)
@@ -405,7 +405,7 @@ def _log(run_dir: Path) -> list[dict]:
 
 def test_tiny_model_training_lowers_the_loss(data_dir, tmp_path):
     train(data_dir, tmp_path / "run", process={"name": "denoise", "noise_min": 0.1, "noise_max": 0.2},
-          train={**TINY_TRAIN, "steps": 30, "lr_g": 3e-3, "lmbda": 1e-2, "cosine": False}, preset="tiny",
+          train={**TINY_TRAIN, "steps": 30, "lr_g": 3e-3, "lmbda": 1e-2, "cosine": False}, size="tiny",
           progress=False)
     losses = [float(r["g_loss"]) for r in _log(tmp_path / "run")]
     assert len(losses) == 30 and all(np.isfinite(losses))
@@ -416,7 +416,7 @@ def test_supervised_term_is_logged_and_pulls_towards_the_clean_image(data_dir, t
     """With lmbda = 0 the only pull towards the data is the auxiliary supervised MSE: it must be what falls."""
     base = {**TINY_TRAIN, "steps": 30, "lr_g": 3e-3, "lmbda": 0.0, "cosine": False}
     train(data_dir, tmp_path / "run", process={"name": "denoise", "noise_min": 0.1, "noise_max": 0.2},
-          train={**base, "supervised": 100.0}, preset="tiny", progress=False)
+          train={**base, "supervised": 100.0}, size="tiny", progress=False)
     values = [float(r["supervised"]) for r in _log(tmp_path / "run")]
     assert len(values) == 30 and np.mean(values[-5:]) < 0.7 * np.mean(values[:5])
     with pytest.raises(UserError, match="supervised"):
@@ -451,7 +451,7 @@ def test_perceptual_term_alone_is_logged_and_falls(tmp_path, lpips_ready):
     base = {**TINY_TRAIN, "crop": 32, "val_crop": 32, "steps": 30, "lr_g": 3e-3, "lmbda": 0.0, "prior_weight": 0.0,
             "cosine": False}
     train(data, tmp_path / "run", process={"name": "denoise", "noise_min": 0.1, "noise_max": 0.2},
-          train={**base, "perceptual": 1.0}, preset="tiny", progress=False)
+          train={**base, "perceptual": 1.0}, size="tiny", progress=False)
     values = [float(r["perceptual"]) for r in _log(tmp_path / "run")]
     assert len(values) == 30 and np.mean(values[-5:]) < 0.7 * np.mean(values[:5])
     with pytest.raises(UserError, match="perceptual"):
@@ -505,7 +505,7 @@ def test_fidelity_against_the_supervised_term_shrinks_towards_the_noisy_input():
 
 def test_prior_weight_zero_leaves_the_discriminator_untouched(data_dir, tmp_path):
     """prior_weight=0: D keeps its initial weights, the logged prior is 0, and G still learns (supervised)."""
-    args = dict(process={"name": "denoise", "noise_min": 0.1, "noise_max": 0.2}, preset="tiny", progress=False)
+    args = dict(process={"name": "denoise", "noise_min": 0.1, "noise_max": 0.2}, size="tiny", progress=False)
     train(data_dir, tmp_path / "zero", train={**TINY_TRAIN, "steps": 3, "prior_weight": 0.0, "supervised": 100.0,
                                                "checkpoint_every": 1}, **args)
     first = torch.load(tmp_path / "zero/checkpoints/step_0000001.pt", weights_only=True)
@@ -531,7 +531,7 @@ def _weights(path: Path) -> dict:
 @pytest.mark.parametrize("prior", ["kld", "dswd"])
 def test_resume_continues_exactly(data_dir, tmp_path, prior):
     """4 steps straight == 2 steps, then resume to 4 (constant lr) == resume from a mid-run checkpoint (cosine)."""
-    args = dict(process={"name": "ddpm"}, preset="tiny", progress=False)
+    args = dict(process={"name": "ddpm"}, size="tiny", progress=False)
     flat = {**TINY_TRAIN, "prior": prior, "lazy_reg": 1, "cosine": False}
     train(data_dir, tmp_path / "straight", train={**flat, "steps": 4}, **args)
     train(data_dir, tmp_path / "split", train={**flat, "steps": 2}, command="first", **args)
@@ -555,7 +555,7 @@ def test_resume_continues_exactly(data_dir, tmp_path, prior):
 def test_a_checkpoint_keeps_its_own_discriminator_on_resume(data_dir, tmp_path):
     """A run checkpointed before the official unconditional default and the high-pass input (its saved train config
     has d_cond True and no d_highpass) resumes with its own discriminator, not today's defaults."""
-    args = dict(process={"name": "denoise", "noise_min": 0.05, "noise_max": 0.1}, preset="tiny", progress=False)
+    args = dict(process={"name": "denoise", "noise_min": 0.05, "noise_max": 0.1}, size="tiny", progress=False)
     train(data_dir, tmp_path / "old", train={**TINY_TRAIN, "steps": 2, "d_cond": True, "d_highpass": 0.0}, **args)
     content = torch.load(tmp_path / "old/last.pt", weights_only=True)
     del content["config"]["train"]["d_highpass"]  # as written before the field existed
@@ -573,7 +573,7 @@ def test_a_checkpoint_keeps_its_own_discriminator_on_resume(data_dir, tmp_path):
 
 def test_only_the_latest_checkpoints_are_kept(data_dir, tmp_path):
     """checkpoints/step_N.pt: the last K (default 3) stay, older ones go; last.pt and other files are kept."""
-    args = dict(process={"name": "denoise", "noise_min": 0.01, "noise_max": 0.2}, preset="tiny", progress=False)
+    args = dict(process={"name": "denoise", "noise_min": 0.01, "noise_max": 0.2}, size="tiny", progress=False)
     every = {**TINY_TRAIN, "prior": "mmd", "mmd_features": "pixels", "checkpoint_every": 1, "val_images": 0}
     train(data_dir, tmp_path / "default", train={**every, "steps": 5}, **args)
     names = sorted(p.name for p in (tmp_path / "default/checkpoints").iterdir())
@@ -595,7 +595,7 @@ def test_only_the_latest_checkpoints_are_kept(data_dir, tmp_path):
 def test_init_from_starts_with_the_model_weights_and_records_it(data_dir, tmp_path):
     """Fine-tuning: step 0 of the new run is the source's EMA generator; the architecture and lineage are kept."""
     args = dict(process={"name": "denoise", "noise_min": 0.01, "noise_max": 0.2}, progress=False)
-    source = train(data_dir, tmp_path / "source", train={**TINY_TRAIN, "steps": 2}, preset="tiny", command="first", **args)
+    source = train(data_dir, tmp_path / "source", train={**TINY_TRAIN, "steps": 2}, size="tiny", command="first", **args)
     zero = train(data_dir, tmp_path / "zero", train={**TINY_TRAIN, "steps": 1, "lr_g": 1e-12, "lr_min": 1e-12,
                                                       "ema_decay": 0.0}, init_from=source["model"], **args)
     before = model_file.read_model_file(source["model"])["generator"]["state_dict"]
@@ -621,7 +621,7 @@ def test_init_from_starts_with_the_model_weights_and_records_it(data_dir, tmp_pa
 
 def test_init_from_a_gray_model_converts_colour_photos(data_dir, tmp_path):
     args = dict(process={"name": "denoise", "noise_min": 0.01, "noise_max": 0.2}, progress=False)
-    source = train(data_dir, tmp_path / "gray", train={**TINY_TRAIN, "steps": 1, "channels": 1}, preset="tiny", **args)
+    source = train(data_dir, tmp_path / "gray", train={**TINY_TRAIN, "steps": 1, "channels": 1}, size="tiny", **args)
     tuned = train(data_dir, tmp_path / "tuned", train={**TINY_TRAIN, "steps": 1}, init_from=source["model"], **args)
     assert model_file.read_model_file(tuned["model"])["generator"]["config"]["channels"] == 1
     with pytest.raises(UserError, match="1 channels but the images give 3"):
@@ -631,7 +631,7 @@ def test_init_from_a_gray_model_converts_colour_photos(data_dir, tmp_path):
 
 def test_checkpoint_and_model_file_are_self_describing(data_dir, tmp_path):
     summary = train(data_dir, tmp_path / "run", process={"name": "sr", "T": 3}, train={**TINY_TRAIN, "steps": 2},
-                    preset="tiny", progress=False, command="pnprgm train ...")
+                    size="tiny", progress=False, command="pnprgm train ...")
     content = torch.load(tmp_path / "run/last.pt", weights_only=True)
     assert content["format"] == ckpt.CHECKPOINT_FORMAT and content["step"] == 2
     config = content["config"]
@@ -654,7 +654,7 @@ def test_checkpoint_and_model_file_are_self_describing(data_dir, tmp_path):
 def test_operator_process_trains_and_grayscale_is_detected(tmp_path):
     data = make_images(tmp_path / "gray", n=3, gray=True)
     summary = train(data, tmp_path / "run", process={"name": "operator", "operator": "blur:gaussian,sigma=1"},
-                    train={**TINY_TRAIN, "steps": 2, "prior": "mmd", "mmd_features": "pixels"}, preset="tiny",
+                    train={**TINY_TRAIN, "steps": 2, "prior": "mmd", "mmd_features": "pixels"}, size="tiny",
                     progress=False)
     generator = model_file.load_model(summary["model"])
     assert generator.config["channels"] == 1 and generator.conditioning == "sigma"
@@ -684,7 +684,7 @@ def test_bad_input_fails_before_training(tmp_path, data_dir, problem):
     else:
         process = {"name": "operator", "operator": "nonsense:op"}
     with pytest.raises(UserError) as err:
-        train(data, tmp_path / "run", process=process, train=train_cfg, preset="tiny", progress=False)
+        train(data, tmp_path / "run", process=process, train=train_cfg, size="tiny", progress=False)
     assert "\n" not in str(err.value)
     assert not (tmp_path / "run").exists()
 
@@ -698,7 +698,7 @@ from pnprgm.training.loop import Trainer, init_distributed, prepare
 from pnprgm.training.config import ProcessConfig, TrainConfig, resolve_process
 info = init_distributed("cpu")
 cfg = TrainConfig(**{TRAIN})
-prepared = prepare(sys.argv[1], process=ProcessConfig(name="ddpm"), train=cfg, preset="tiny", device=info.device)
+prepared = prepare(sys.argv[1], process=ProcessConfig(name="ddpm"), train=cfg, size="tiny", device=info.device)
 trainer = Trainer(prepared, sys.argv[2], info, progress=False)
 summary = trainer.run()
 modules = [trainer.G, trainer.D, trainer.prior]  # the DSWD projector is synchronised too
@@ -754,6 +754,7 @@ def test_cli_train_config_file_sample_and_errors(data_dir, tmp_path):
     assert json.loads((out / "record.json").read_text())["hardware"]["torch_threads"] == 2
     saved = json.loads((out / "config.json").read_text())
     assert saved["model"]["nz"] == 4 and saved["train"]["lr_g"] == 1e-3 and saved["train"]["steps"] == 2
+    assert saved["model"]["nf"] == SIZES.get("tiny")["nf"]  # the old section name "preset" is read as "size"
     grid = tmp_path / "grid.png"
     result = runner.invoke(app, ["sample", str(out / "model.pt"), "-n", "4", "-o", str(grid), "--seed", "1"])
     assert result.exit_code == 0, result.output
@@ -766,6 +767,12 @@ def test_cli_train_config_file_sample_and_errors(data_dir, tmp_path):
     assert result.exit_code == 2 and "does not exist" in result.output
     result = runner.invoke(app, ["train", "--data", str(data_dir), "--out", str(tmp_path / "r4"), "--threads", "0"])
     assert result.exit_code == 2 and "--threads" in result.output and not (tmp_path / "r4").exists()
+    (tmp_path / "tiny_train.json").write_text(json.dumps({"train": TINY_TRAIN}))
+    result = runner.invoke(app, ["train", "--data", str(data_dir), "--forward", "ddpm", "--steps", "1", "--preset", "tiny",
+                                 "--config", str(tmp_path / "tiny_train.json"), "--out", str(tmp_path / "r5"), "-q"])
+    assert result.exit_code == 0, result.output
+    assert "--preset is now called --size" in result.output  # the old flag still works, with a notice
+    assert json.loads((tmp_path / "r5" / "config.json").read_text())["model"]["nf"] == SIZES.get("tiny")["nf"]
 
 
 def test_super_resolve_keeps_the_block_means_and_checks_the_factor():
@@ -773,7 +780,7 @@ def test_super_resolve_keeps_the_block_means_and_checks_the_factor():
 
     torch.manual_seed(0)
     process = build_process(resolve_process(ProcessConfig(name="sr", T=5)), (3, 32, 32), "cpu")
-    gen = build_generator_from_config(preset_config("tiny", conditioning="time", T=5, ch_mult=(1, 2))).eval()
+    gen = build_generator_from_config(sized_config("tiny", conditioning="time", T=5, ch_mult=(1, 2))).eval()
     low = torch.rand(2, 3, 8, 8, generator=torch.Generator().manual_seed(1))
     high = super_resolve(gen, process, low, 4, seed=0)
     assert high.shape == (2, 3, 32, 32)

@@ -16,7 +16,7 @@ from cli.main import app
 from pnprgm.rgm import model_file
 from pnprgm.training import checkpoint as ckpt
 from pnprgm.rgm.architectures import build_generator_from_config
-from pnprgm.rgm.unet import preset_config
+from pnprgm.rgm.unet import sized_config
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -47,7 +47,7 @@ def hostile(tmp_path, monkeypatch):
 def operator_model(path, operator: str):
     """A model file of the operator process whose operator is ``operator`` (untrained tiny generator)."""
     torch.manual_seed(0)
-    generator = build_generator_from_config(preset_config("tiny", channels=3, conditioning="sigma"))
+    generator = build_generator_from_config(sized_config("tiny", channels=3, conditioning="sigma"))
     model_file.save_model(path, generator.state_dict(), dict(generator.config),
                     {"name": "operator", "operator": operator, "noise_min": 0.05}, {})
     return path
@@ -70,7 +70,7 @@ def test_sample_never_imports_the_operator_a_model_file_names(tmp_path, hostile,
 
 def test_sample_operator_option_needs_an_operator_model(tmp_path):
     torch.manual_seed(0)
-    generator = build_generator_from_config(preset_config("tiny", channels=3, conditioning="sigma"))
+    generator = build_generator_from_config(sized_config("tiny", channels=3, conditioning="sigma"))
     model = model_file.save_model(tmp_path / "m.pt", generator.state_dict(), dict(generator.config),
                             {"name": "denoise", "noise_min": 0.01, "noise_max": 0.2}, {})
     result = invoke("sample", model, "-o", tmp_path / "grid.png", "--operator", "sr2")
@@ -89,7 +89,7 @@ def test_train_resume_never_imports_the_operator_a_checkpoint_names(tmp_path, ho
                 checkpoint_every=0, val_every=0, sample_every=0, prior="mmd", mmd_features="pixels", steps=1)
     run = tmp_path / "run"
     train(data, run, process={"name": "operator", "operator": "blur:gaussian,sigma=1", "noise_min": 0.05},
-          train=tiny, preset="tiny", progress=False)
+          train=tiny, size="tiny", progress=False)
     content = torch.load(run / "last.pt", weights_only=True)
     spec = f"{tmp_path / 'hostile_op.py'}:make"
     content["config"]["process"]["operator"] = spec  # a checkpoint edited (or sent) by someone else

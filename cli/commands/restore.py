@@ -14,7 +14,7 @@ Examples:
   pnprgm restore small.png --operator sr4 -o out/                 # no sidecar: say the operator
   pnprgm restore blurred.png --operator "blur:gaussian,sigma=2" --noise 0.02 --solver hqs -o out/
   pnprgm restore masked.png --operator mask:file=mask.png --samples 8 -o out/   # mean + uncertainty map
-  pnprgm restore face.png --operator sr4 --model netG_550.pth --model-preset celebahq256 --preset official-sr4 -o out/
+  pnprgm restore face.png --operator sr4 --model netG_550.pth --model-config celebahq256 --preset official-sr4 -o out/
   pnprgm restore big.png --operator "blur:gaussian,sigma=1.5" --tile 256 -o out/
 
 \b
@@ -48,7 +48,8 @@ the larger scene behind it is restored and cropped back to the photo, so its edg
 @click.option("--preset", default=None, help="Parameter preset (default: the task's preset for the solver).")
 @click.option("--denoiser", default="rgm", show_default=True, help="Denoiser name (pnprgm denoisers) or a model file.")
 @click.option("--model", "model_path", default=None, type=click.Path(), help="RGM model file (ours, or an official netG_*.pth / content.pth).")
-@click.option("--model-preset", default=None, help="Architecture of an official checkpoint: celebahq256, cifar10, or a JSON/YAML file of the official arguments.")
+@click.option("--model-config", default=None, help="Generator config of an official checkpoint: celebahq256, cifar10, or a JSON/YAML file of the official arguments.")
+@click.option("--model-preset", default=None, hidden=True, help="Old name of --model-config.")
 @click.option("--iters", type=int, default=None, help="Number of solver iterations (overrides the preset).")
 @click.option("--noise", "--sigma", "noise_sigma", type=NoiseLevel(), default=None,
               help="Measurement noise std in [0,1] units, e.g. 0.02 or 5/255 (default: sidecar, else estimated).")
@@ -62,7 +63,7 @@ the larger scene behind it is restored and cropped back to the photo, so its edg
 @device_option
 @threads_option
 @click.option("-q", "--quiet", is_flag=True, help="No progress bars.")
-def command(inputs, outdir, operator, size, solver, preset, denoiser, model_path, model_preset, iters, noise_sigma,
+def command(inputs, outdir, operator, size, solver, preset, denoiser, model_path, model_config, model_preset, iters, noise_sigma,
             samples, tile, overwrite, assignments, seed, device, threads, quiet):
     """Restore degraded images with a denoiser inside a PnP solver."""
     from pnprgm.restore_job import RestoreJob, run_restore_job
@@ -73,8 +74,11 @@ def command(inputs, outdir, operator, size, solver, preset, denoiser, model_path
     overrides = parse_assignments(assignments)
     if iters is not None:
         overrides["iterations"] = iters
+    if model_preset is not None:
+        click.echo("notice: --model-preset is now called --model-config.", err=True)
+        model_config = model_config or model_preset
     if model_path is not None:
-        denoiser = model_path if model_preset is None else f"{model_path}#{model_preset}"
+        denoiser = model_path if model_config is None else f"{model_path}#{model_config}"
     job = RestoreJob(
         inputs=tuple(inputs), outdir=outdir, operator=operator, image_size=parse_size(size), denoiser=denoiser,
         solver=solver, preset=preset, noise_sigma=noise_sigma, samples=samples, tile=tile, seed=seed,

@@ -41,7 +41,7 @@ then: model input, restoration, original. GRID.json records the model, its sha25
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the noise and latents.")
 @click.option("--device", default="cpu", show_default=True, help="cpu, cuda, cuda:N or auto.")
 def command(model, count, out, size, inputs, noise, upscale, operator, nrow, seed, device):
-    """Sample images from an RGM model (a shipped name, our model file, or PATH#preset for an official checkpoint)
+    """Sample images from an RGM model (a shipped name, our model file, or PATH#CONFIG for an official checkpoint)
     into one grid image (-o)."""
     from pnprgm.training.sampling import sample_model_grid
 

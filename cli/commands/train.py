@@ -26,8 +26,8 @@ Examples:
 called as fn(shape=(C, H, W), device=device) and returns a deepinv LinearPhysics. Code is imported only from
 --operator: a config file or a checkpoint naming module:callable is refused (resume such a run with the same
 --operator). --config FILE (JSON or YAML)
-has sections model, process, train (and preset); their keys are the fields of GeneratorConfig, ProcessConfig
-and TrainConfig; --set SECTION.KEY=VALUE overrides one. Precedence: defaults < --preset < --config < --set <
+has sections model, process, train (and size); their keys are the fields of GeneratorConfig, ProcessConfig
+and TrainConfig; --set SECTION.KEY=VALUE overrides one. Precedence: defaults < --size < --config < --set <
 the other options. Writes RUN_DIR/config.json, log.csv, samples/step_N.png, checkpoints/step_N.pt (the
 latest 3: --keep-checkpoints), last.pt, record.json and model.pt (the EMA generator with its config and
 training record; use it with `pnprgm restore --model RUN_DIR/model.pt` or `pnprgm sample RUN_DIR/model.pt`).
@@ -35,14 +35,14 @@ training record; use it with `pnprgm restore --model RUN_DIR/model.pt` or `pnprg
 
 
 def _list_choices(ctx: click.Context, _param, value: bool) -> None:
-    """Print the registries (generator presets, forward processes, priors) and exit."""
+    """Print the registries (generator sizes, forward processes, priors) and exit."""
     if not value or ctx.resilient_parsing:
         return
-    from pnprgm.rgm.unet import PRESETS
+    from pnprgm.rgm.unet import SIZES
     from pnprgm.training.priors import PRIORS
     from pnprgm.training.processes import PROCESSES
 
-    for title, registry in (("presets (--preset)", PRESETS), ("forward processes (--forward / --operator)", PROCESSES),
+    for title, registry in (("generator sizes (--size)", SIZES), ("forward processes (--forward / --operator)", PROCESSES),
                             ("priors (--prior)", PRIORS)):
         click.echo(title + ":")
         for entry in registry.entries():
@@ -52,7 +52,7 @@ def _list_choices(ctx: click.Context, _param, value: bool) -> None:
 
 @click.command("train", epilog=EXAMPLES)
 @click.option("--list", "list_choices", is_flag=True, is_eager=True, expose_value=False, callback=_list_choices,
-              help="List the generator presets, forward processes and priors, then exit.")
+              help="List the generator sizes, forward processes and priors, then exit.")
 @click.option("--data", required=True, type=click.Path(), help="Folder of training images (grayscale or colour).")
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Run folder (created).")
 @click.option("--forward", type=click.Choice(["ddpm", "sr", "denoise"]), default=None,
@@ -73,7 +73,8 @@ def _list_choices(ctx: click.Context, _param, value: bool) -> None:
 @click.option("--perceptual", type=float, default=None,
               help="Weight of an auxiliary LPIPS-alex term to the clean image (not RGM; default 0): keeps the fine "
                    "texture an MSE-trained denoiser averages away, at some PSNR.")
-@click.option("--preset", default=None, help="Generator size: tiny, small (CPU, default), base, large.")
+@click.option("--size", default=None, help="Generator size: tiny, small (CPU, default), base, large (--list).")
+@click.option("--preset", default=None, hidden=True, help="Old name of --size.")
 @click.option("--val", type=click.Path(), default=None, help="Validation images (default: a held-out 10 percent of --data).")
 @click.option("--config", "config_file", type=click.Path(), default=None, help="JSON/YAML file with model/process/train sections.")
 @click.option("--set", "assignments", multiple=True, metavar="SECTION.KEY=VALUE", help="Override one config value (repeatable).")
@@ -90,7 +91,7 @@ def _list_choices(ctx: click.Context, _param, value: bool) -> None:
                    "cores: two runs of 2 threads each on 2 cores trained 25 times slower than one run (their threads "
                    "wait on each other); give each --threads 1, or cores/runs.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
-def command(data, out, forward, operator, noise, levels, prior, steps, batch_size, crop, lmbda, supervised, perceptual, preset, val,
+def command(data, out, forward, operator, noise, levels, prior, steps, batch_size, crop, lmbda, supervised, perceptual, size, preset, val,
             config_file, assignments, keep_checkpoints, resume, init_from, seed, device, threads, quiet):
     """Train an RGM generator (a denoiser or a restorer for your operator) on a folder of images."""
     import torch
@@ -103,7 +104,9 @@ def command(data, out, forward, operator, noise, levels, prior, steps, batch_siz
     model = dict(sections.get("model") or {})
     process = dict(sections.get("process") or {})
     train_args = dict(sections.get("train") or {})
-    preset = preset or sections.get("preset") or "small"
+    if preset is not None:
+        click.echo("notice: pnprgm train --preset is now called --size.", err=True)
+    size = size or preset or sections.get("size") or "small"
     for key, value in parse_assignments(assignments).items():
         section, dot, field = key.partition(".")
         if not dot or section not in ("model", "process", "train"):
@@ -126,7 +129,7 @@ def command(data, out, forward, operator, noise, levels, prior, steps, batch_siz
     if threads is not None:
         torch.set_num_threads(threads)
     summary = train(data, out, process=process, train=train_args if (train_args or not resume) else None,
-                    preset=preset, model=model, val=val, resume=resume, init_from=init_from, device=device,
+                    size=size, model=model, val=val, resume=resume, init_from=init_from, device=device,
                     command="pnprgm " + shlex.join(sys.argv[1:]), progress=not quiet, code_operator=operator)
     if summary.get("model"):
         psnr = summary.get("val_psnr")

@@ -40,7 +40,7 @@ def build(name_or_path: str | Denoiser, *, channels: int = 3, device: str | torc
     name = str(name_or_path)
     if name in registry:
         return registry.get(name)(channels=channels, device=torch.device(device), seed=seed)
-    path = name.partition("#")[0]  # PATH#PRESET: an official checkpoint and its architecture
+    path = name.partition("#")[0]  # PATH#CONFIG: an official checkpoint and its architecture
     if path.endswith((".pt", ".pth")) or Path(path).exists():
         return _rgm.load_denoiser(name, device=device, seed=seed)
     raise UserError(registry.unknown_message(name).rstrip(".") + ", or a path to a model file (.pt, .pth).")

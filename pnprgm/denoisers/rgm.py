@@ -182,7 +182,7 @@ def load_denoiser(path_or_name: str, *, device: str | torch.device = "cpu", seed
     else:
         path, _, official = text.partition("#")
         official = official or None
-    generator = models.load_generator_file(path, device=device, official_preset=official)
+    generator = models.load_generator_file(path, device=device, official_config=official)
     return RGMDenoiser(generator, seed=seed).to(device)
 
 

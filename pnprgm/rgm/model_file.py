@@ -57,31 +57,41 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> nn.Modul
 
 @dataclass(frozen=True)
 class InitialWeights:
-    """Generator weights that start a new run (fine-tuning), with where they came from.
+    """Generator weights that start a new run (fine-tuning or a continuation), with where they came from.
 
-    :param config: the generator's architecture config (the new run keeps it).
+    :param arch: the generator's architecture name (``unet``, ``drunet``, ``ncsnpp``).
+    :param config: the generator's architecture config without ``arch`` (the new run keeps it).
     :param state_dict: the EMA generator weights.
-    :param provenance: JSON-able record of the source (name or path, sha256, its steps, command and lineage).
+    :param provenance: JSON-able record of the source (name or path, sha256, its steps, command, validation PSNR
+        and lineage).
     :param process: the forward process config the source was trained with.
     """
 
+    arch: str
     config: dict
     state_dict: dict
     provenance: dict
     process: dict
 
+    @property
+    def channels(self) -> int:
+        return int(self.config.get("channels", 0))
 
-def read_initial_weights(source: str | Path) -> InitialWeights:
-    """The generator of a shipped model name (``pnprgm models``), a model file or a training checkpoint."""
-    from pnprgm.rgm import models
+
+def read_initial_weights(source: str | Path, *, what: str = "--init-from") -> InitialWeights:
+    """The generator of a shipped model name (``pnprgm models``), a model file or a training checkpoint, read once."""
     from pnprgm.io import sha256_file
+    from pnprgm.rgm import models
 
     text = str(source)
-    path = models.model_path(text, what="--init-from")
+    path = models.model_path(text, what=what)
     content = read_model_file(path)
     record = content.get("record") or {}
     provenance = {"source": text, "sha256": sha256_file(path), "steps": record.get("steps"),
+                  "steps_total": record.get("steps_total", record.get("steps")),
                   "command": record.get("command"), "history": record.get("history") or [],
-                  "val_psnr": record.get("val_psnr"), "init_from": record.get("init_from")}
-    config = {k: v for k, v in dict(content["generator"]["config"]).items() if k != "arch"}
-    return InitialWeights(config, content["generator"]["state_dict"], provenance, dict(content.get("process") or {}))
+                  "val_psnr": record.get("val_psnr"), "val_psnr_by_sigma255": record.get("val_psnr_by_sigma255"),
+                  "init_from": record.get("init_from")}
+    stored = dict(content["generator"]["config"])
+    arch = stored.pop("arch", None) or ("ncsnpp" if "num_channels_dae" in stored else "unet")
+    return InitialWeights(arch, stored, content["generator"]["state_dict"], provenance, dict(content.get("process") or {}))

@@ -66,24 +66,24 @@ for _entry in _read_index():
     registry.add(_entry.name, _entry, _entry.summary)
 
 
-def load_generator_file(path: str | Path, *, device: str | torch.device = "cpu", official_preset: Optional[str] = None):
-    """An RGM generator from our model file, or from an official checkpoint when ``official_preset`` is given."""
-    if official_preset is not None:
+def load_generator_file(path: str | Path, *, device: str | torch.device = "cpu", official_config: Optional[str] = None):
+    """An RGM generator from our model file, or from an official checkpoint when ``official_config`` is given."""
+    if official_config is not None:
         from pnprgm.rgm.official import load_generator
 
-        preset: Any = official_preset
-        if str(official_preset).endswith((".json", ".yaml", ".yml")):  # the official argument dict, as a file
+        config: Any = official_config
+        if str(official_config).endswith((".json", ".yaml", ".yml")):  # the official argument dict, as a file
             from pnprgm.config import read_config_file
 
-            preset = read_config_file(official_preset)
-        return load_generator(path, preset=preset, device=device)
+            config = read_config_file(official_config)
+        return load_generator(path, config=config, device=device)
     from pnprgm.rgm.model_file import load_model
 
     return load_model(path, device=device)
 
 
 def model_path(source: str | Path, *, what: str = "model") -> Path:
-    """The file of a shipped model name (hash-checked) or of a path (``PATH#PRESET``: the part before ``#``)."""
+    """The file of a shipped model name (hash-checked) or of a path (``PATH#CONFIG``: the part before ``#``)."""
     text = str(source)
     if text in registry:
         entry = registry.get(text)
@@ -97,13 +97,13 @@ def model_path(source: str | Path, *, what: str = "model") -> Path:
 
 
 def source_info(source: str) -> tuple[int, str]:
-    """``(channels, sha256)`` of a shipped model name, one of our model files, or ``PATH#PRESET`` (official)."""
+    """``(channels, sha256)`` of a shipped model name, one of our model files, or ``PATH#CONFIG`` (official)."""
     text = str(source)
     path = model_path(text)
     if text in registry:
         return registry.get(text).channels, registry.get(text).sha256
     official = text.partition("#")[2]
-    config = dict(getattr(load_generator_file(path, official_preset=official or None), "config", {}) or {})
+    config = dict(getattr(load_generator_file(path, official_config=official or None), "config", {}) or {})
     channels = config.get("channels", config.get("num_channels"))
     if channels not in (1, 3):
         raise UserError(f"model {text!r} does not say how many channels it takes; give one of our model files.")
@@ -162,7 +162,7 @@ def shipped_entry(name: str, channels: int) -> Optional[ModelEntry]:
 
 def model_behind(denoiser: str, channels: int) -> Optional[dict[str, str]]:
     """Name and sha256 of the model file a denoiser name loads for ``channels``-channel images: a shipped one
-    (:func:`shipped_entry`) or a model file (``PATH`` or ``PATH#PRESET``); None for the others."""
+    (:func:`shipped_entry`) or a model file (``PATH`` or ``PATH#CONFIG``); None for the others."""
     text = str(denoiser)
     entry = shipped_entry(text, channels)
     if entry is None:

@@ -78,21 +78,21 @@ class GeneratorConfig:
             raise UserError("generator config: ch_mult entries and num_res_blocks must be >= 1.")
 
 
-#: Named architecture sizes; ``small`` is the CPU preset (see :data:`PRESETS` summaries for measured cost).
-PRESETS: Registry[dict] = Registry("generator preset")
-PRESETS.add("tiny", dict(nf=8, ch_mult=(1, 2), num_res_blocks=1, nz=8, z_emb_dim=16, n_mlp=1),
+#: Named generator sizes; ``small`` is the CPU size (see the :data:`SIZES` summaries for measured cost).
+SIZES: Registry[dict] = Registry("generator size")
+SIZES.add("tiny", dict(nf=8, ch_mult=(1, 2), num_res_blocks=1, nz=8, z_emb_dim=16, n_mlp=1),
             "tests only: 0.05 M parameters")
-PRESETS.add("small", dict(nf=16, ch_mult=(1, 2, 4, 8, 8), num_res_blocks=1, nz=64, z_emb_dim=128, n_mlp=3),
-            "CPU preset: 4.9 M parameters, about 0.2 s per 256x256 colour forward on 2 cores")
-PRESETS.add("base", dict(nf=64, ch_mult=(1, 2, 2, 4), num_res_blocks=2, attention=True, nz=100, z_emb_dim=256,
+SIZES.add("small", dict(nf=16, ch_mult=(1, 2, 4, 8, 8), num_res_blocks=1, nz=64, z_emb_dim=128, n_mlp=3),
+            "CPU size: 4.9 M parameters, about 0.2 s per 256x256 colour forward on 2 cores")
+SIZES.add("base", dict(nf=64, ch_mult=(1, 2, 2, 4), num_res_blocks=2, attention=True, nz=100, z_emb_dim=256,
                          n_mlp=3), "GPU: 21 M parameters, attention at the lowest level")
-PRESETS.add("large", dict(nf=64, ch_mult=(1, 1, 2, 2, 4, 4), num_res_blocks=2, attention=True, nz=100,
+SIZES.add("large", dict(nf=64, ch_mult=(1, 1, 2, 2, 4, 4), num_res_blocks=2, attention=True, nz=100,
                           z_emb_dim=256, n_mlp=3), "GPU, RGM CelebA-HQ-256 layout (6 levels): 34 M parameters")
 
 
-def preset_config(name: str, **overrides: Any) -> GeneratorConfig:
-    """A :class:`GeneratorConfig` from a preset name with field overrides."""
-    return build_strict(GeneratorConfig, {**PRESETS.get(name), **overrides}, what="model")
+def sized_config(name: str, **overrides: Any) -> GeneratorConfig:
+    """A :class:`GeneratorConfig` of a named size with field overrides."""
+    return build_strict(GeneratorConfig, {**SIZES.get(name), **overrides}, what="model")
 
 
 # ----------------------------------------------------------------------------------------------- layers

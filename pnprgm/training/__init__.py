@@ -6,7 +6,7 @@ Public API (imported lazily so ``import pnprgm.training`` stays light):
 - :func:`train` (``pnprgm train``), :func:`load_model` (model file -> generator),
   :func:`build_generator_from_config`, :func:`build_process`, :func:`sample_from_noise`;
 - configs :class:`GeneratorConfig`, :class:`ProcessConfig`, :class:`TrainConfig`;
-- registries ``PRESETS`` (generator sizes), ``PROCESSES``, ``PRIORS``, ``ARCHITECTURES``.
+- registries ``SIZES`` (generator sizes), ``PROCESSES``, ``PRIORS``, ``ARCHITECTURES``.
 """
 from __future__ import annotations
 
@@ -22,9 +22,9 @@ _LAZY = {
     "build_generator_from_config": "pnprgm.rgm.architectures",
     "UNetGenerator": "pnprgm.rgm.unet",
     "GeneratorConfig": "pnprgm.rgm.unet",
-    "PRESETS": "pnprgm.rgm.unet",
+    "SIZES": "pnprgm.rgm.unet",
     "ARCHITECTURES": "pnprgm.rgm.architectures",
-    "preset_config": "pnprgm.rgm.unet",
+    "sized_config": "pnprgm.rgm.unet",
     "ProcessConfig": "pnprgm.training.config",
     "TrainConfig": "pnprgm.training.config",
     "build_process": "pnprgm.training.processes",

@@ -1,8 +1,9 @@
 """Frozen configuration of an RGM training run: forward process, training arguments (the model's is
 :class:`pnprgm.rgm.unet.GeneratorConfig`), and the resolution of one from the other.
 
-A config file (JSON/YAML) has up to four sections ``model``, ``process``, ``train`` and ``preset``; the keys of
-each section are the fields of its dataclass, unknown keys are errors.
+A config file (JSON/YAML) has up to four sections ``model``, ``process``, ``train`` and ``size`` (a generator size
+name; ``preset``, its old name, is read as ``size``); the keys of each section are the fields of its dataclass,
+unknown keys are errors.
 """
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from typing import Any, Literal, Mapping, Optional
 
 from pnprgm.config import build_strict, to_dict
 from pnprgm.errors import UserError
-from pnprgm.rgm.unet import PRESETS, GeneratorConfig
+from pnprgm.rgm.unet import SIZES, GeneratorConfig
 
 
 @dataclass(frozen=True)
@@ -163,7 +164,7 @@ LEGACY_TRAIN = {"d_cond": True, "d_highpass": 0.0}
 #: Default output of the generator per process: RGM's tanh for its own processes, residual forms for the others.
 DEFAULT_OUTPUT = {"ddpm": "tanh", "sr": "tanh", "denoise": "residual", "operator": "skip"}
 DEFAULT_T = {"ddpm": 4, "sr": 7, "denoise": 1, "operator": 1}
-SECTIONS = ("model", "process", "train", "preset")
+SECTIONS = ("model", "process", "train", "size")
 
 
 def resolve_process(config: ProcessConfig) -> ProcessConfig:
@@ -190,9 +191,9 @@ def resolve_process(config: ProcessConfig) -> ProcessConfig:
     return build_strict(ProcessConfig, values, what="process")
 
 
-def resolve_model(preset: Optional[str], overrides: Mapping[str, Any], process: ProcessConfig, channels: int) -> GeneratorConfig:
-    """Generator config from a preset (None: the dataclass defaults), user overrides and what the process and the
-    data imply."""
+def resolve_model(size: Optional[str], overrides: Mapping[str, Any], process: ProcessConfig, channels: int) -> GeneratorConfig:
+    """Generator config from a named size (None: the dataclass defaults), user overrides and what the process and
+    the data imply."""
     sigma_conditioned = process.name not in ("ddpm", "sr")
     derived = {
         "channels": channels,
@@ -206,7 +207,7 @@ def resolve_model(preset: Optional[str], overrides: Mapping[str, Any], process: 
             raise UserError(f"model.{key}={overrides[key]!r} contradicts the data/process ({value!r}); remove it.")
     # Defaults the user may override: the output form, and a noise-level input channel (as DRUNet) for sigma models.
     defaults = {"output": DEFAULT_OUTPUT[process.name], "sigma_channel": sigma_conditioned}
-    merged = {**(PRESETS.get(preset) if preset else {}), **defaults, **derived, **dict(overrides)}
+    merged = {**(SIZES.get(size) if size else {}), **defaults, **derived, **dict(overrides)}
     if process.name == "sr" and str(merged["output"]) == "residual":
         raise UserError("model.output=residual preconditions with the ddpm noise schedule, which the sr process does not "
                         "follow; use tanh or skip.")
@@ -214,7 +215,10 @@ def resolve_model(preset: Optional[str], overrides: Mapping[str, Any], process: 
 
 
 def split_sections(data: Mapping[str, Any], *, source: str = "config") -> dict[str, Any]:
-    """Check a config mapping has only the known sections."""
+    """Check a config mapping has only the known sections (``preset``, the old name of ``size``, is renamed)."""
+    data = dict(data)
+    if "preset" in data and "size" not in data:
+        data["size"] = data.pop("preset")
     unknown = sorted(set(data) - set(SECTIONS))
     if unknown:
         raise UserError(f"unknown section{'s' if len(unknown) > 1 else ''} {', '.join(map(repr, unknown))} in {source}; "

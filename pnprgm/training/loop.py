@@ -133,7 +133,7 @@ class Prepared:
     val_root: Optional[Path]
 
 
-def prepare(data: str | Path, *, process: ProcessConfig, train: TrainConfig, preset: Optional[str] = "small",
+def prepare(data: str | Path, *, process: ProcessConfig, train: TrainConfig, size: Optional[str] = "small",
             model: Optional[dict] = None, val: Optional[str | Path] = None,
             device: torch.device = torch.device("cpu"), code_operator: Optional[str] = None) -> Prepared:
     """Check every input and decode the data; every problem is a one-line :class:`UserError`.
@@ -152,7 +152,7 @@ def prepare(data: str | Path, *, process: ProcessConfig, train: TrainConfig, pre
     if model and "channels" in model and int(model["channels"]) != channels:
         raise UserError(f"the model has {model['channels']} channels but the images give {channels}; use "
                         f"{'colour' if int(model['channels']) == 3 else 'grayscale'} images or another model.")
-    model_config = resolve_model(preset, model or {}, process_config, channels)
+    model_config = resolve_model(size, model or {}, process_config, channels)
     generator_multiple = 2 ** (len(model_config.ch_mult) - 1)
     if train.crop % generator_multiple:
         raise UserError(f"crop {train.crop} must be a multiple of {generator_multiple} for this model "
@@ -560,7 +560,7 @@ def _average_gradients(module: nn.Module) -> None:
 
 
 def train(data: str | Path, out: str | Path, *, process: ProcessConfig | dict | None = None,
-          train: TrainConfig | dict | None = None, preset: Optional[str] = "small", model: Optional[dict] = None,
+          train: TrainConfig | dict | None = None, size: Optional[str] = "small", model: Optional[dict] = None,
           val: Optional[str | Path] = None, resume: bool = False, init_from: Optional[str | Path] = None,
           device: str | torch.device = "cpu", command: str = "", progress: bool = True,
           code_operator: Optional[str] = None) -> dict[str, Any]:
@@ -570,7 +570,7 @@ def train(data: str | Path, out: str | Path, *, process: ProcessConfig | dict | 
     :param out: run folder.
     :param process: forward process (:class:`ProcessConfig` or dict).
     :param train: training arguments (:class:`TrainConfig` or dict).
-    :param preset: generator size preset (``pnprgm.rgm.unet.PRESETS``).
+    :param size: generator size (``pnprgm.rgm.unet.SIZES``).
     :param model: generator config overrides.
     :param val: folder of validation images (default: a held-out fraction of ``data``).
     :param resume: continue from ``out/last.pt`` (the checkpoint's configuration is used).
@@ -597,7 +597,7 @@ def train(data: str | Path, out: str | Path, *, process: ProcessConfig | dict | 
         process = build_strict(ProcessConfig, saved["process"], what="process")
         train_cfg = _merge_resumed_train(saved["train"], train_cfg, train is not None)
         model = dict(saved["model"])
-        preset = None  # every field comes from the saved model config
+        size = None  # every field comes from the saved model config
         model.pop("arch", None)
     elif (out / "last.pt").exists():
         raise UserError(f"{out} already holds a run (last.pt); add --resume to continue it or choose another --out.")
@@ -613,10 +613,10 @@ def train(data: str | Path, out: str | Path, *, process: ProcessConfig | dict | 
         if clashing:
             raise UserError(f"the architecture comes from --init-from {init_from}; remove the model settings "
                             f"{', '.join('model.' + k for k in clashing)}.")
-        model, preset = dict(initial.config), None
+        model, size = dict(initial.config), None
         if train_cfg.channels is None:  # fine-tuning a gray model on colour photos converts them, as its own run did
             train_cfg = dataclasses.replace(train_cfg, channels=int(initial.config["channels"]))
-    prepared = prepare(data, process=process, train=train_cfg, preset=preset, model=model, val=val,
+    prepared = prepare(data, process=process, train=train_cfg, size=size, model=model, val=val,
                        device=dist_info.device, code_operator=code_operator)
     trainer = Trainer(prepared, out, dist_info, command=command, progress=progress)
     if content is not None:

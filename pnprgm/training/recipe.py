@@ -29,8 +29,9 @@ import torch
 from pnprgm.config import to_dict
 from pnprgm.errors import UserError
 from pnprgm.metrics.fidelity import psnr
-from pnprgm.training.data import convert_channels, load_images, scan_folder
 from pnprgm.rgm.drunet import DRUNET_SIZES, DRUNetConfig, DRUNetGenerator
+from pnprgm.rgm.model_file import InitialWeights, read_initial_weights
+from pnprgm.training.data import convert_channels, load_images, scan_folder
 
 #: Validation noise levels (/255), the issue's quality bar.
 VAL_LEVELS = (15, 25, 50)
@@ -131,7 +132,7 @@ class Member:
     """One model being trained (colour or gray): network, EMA, optimiser, counters."""
 
     def __init__(self, name: str, channels: int, cfg: RecipeConfig, device: torch.device,
-                 start: Optional["InitialModel"] = None):
+                 start: Optional[InitialWeights] = None):
         self.name, self.channels = name, channels
         self.config = DRUNetConfig(channels=channels, residual=cfg.residual, **DRUNET_SIZES[cfg.size])
         self.init_from: Optional[dict[str, Any]] = None
@@ -139,16 +140,13 @@ class Member:
         if start is not None:
             from pnprgm.config import build_strict
 
-            stored = dict(start.content["generator"]["config"])
-            if stored.get("arch") != "drunet":
-                raise UserError(f"--init-from {start.source} is not a {channels}-channel DRUNet model file; give one "
-                                f"written by this recipe (pnprgm models lists the shipped ones).")
-            self.config = build_strict(DRUNetConfig, stored, what="drunet model")  # the architecture comes with it
-            state = start.content["generator"]["state_dict"]
-            record = start.content.get("record") or {}
-            self.init_from = {"source": start.source, "sha256": start.sha256, "steps": record.get("steps"),
-                              "steps_total": record.get("steps_total", record.get("steps")),
-                              "init_from": record.get("init_from"), "val_psnr_by_sigma255": record.get("val_psnr_by_sigma255")}
+            if start.arch != "drunet":
+                raise UserError(f"--init-from {start.provenance['source']} is not a {channels}-channel DRUNet model file; "
+                                f"give one written by this recipe (pnprgm models lists the shipped ones).")
+            self.config = build_strict(DRUNetConfig, start.config, what="drunet model")  # the architecture comes with it
+            state = start.state_dict
+            self.init_from = {key: start.provenance[key] for key in ("source", "sha256", "steps", "steps_total",
+                                                                     "init_from", "val_psnr_by_sigma255")}
         self.net = DRUNetGenerator(self.config)
         if state is not None:
             self.net.load_state_dict(state)  # float16 storage loads into the float32 parameters
@@ -174,33 +172,15 @@ class Member:
             ema.lerp_(live.detach(), 1 - decay)
 
 
-@dataclass(frozen=True)
-class InitialModel:
-    """A model file a run continues from, read once: its name as given, sha256 and content."""
-
-    source: str
-    sha256: str
-    content: dict
-
-    @property
-    def channels(self) -> int:
-        return int(self.content["generator"]["config"].get("channels", 0))
-
-
-def read_initial_models(sources: Sequence[str]) -> dict[int, InitialModel]:
-    """``{channels: model}`` of the ``--init-from`` models (shipped names or files), each file read once."""
-    from pnprgm.io import sha256_file
-    from pnprgm.rgm.models import model_path
-    from pnprgm.rgm.model_file import read_model_file
-
-    chosen: dict[int, InitialModel] = {}
+def read_initial_models(sources: Sequence[str]) -> dict[int, InitialWeights]:
+    """``{channels: weights}`` of the ``--init-from`` models (shipped names or files), each file read once."""
+    chosen: dict[int, InitialWeights] = {}
     for source in sources:
-        path = model_path(source, what="--init-from")
-        model = InitialModel(str(source), sha256_file(path), read_model_file(path))
+        model = read_initial_weights(source)
         if model.channels not in (1, 3):
             raise UserError(f"--init-from takes colour (3) and gray (1) models; {source} has {model.channels} channels.")
         if model.channels in chosen:
-            raise UserError(f"--init-from: two {model.channels}-channel models ({chosen[model.channels].source}, "
+            raise UserError(f"--init-from: two {model.channels}-channel models ({chosen[model.channels].provenance['source']}, "
                             f"{source}); give one of each.")
         chosen[model.channels] = model
     return chosen

@@ -127,7 +127,7 @@ def sample_model_grid(model: str, out: str | Path, *, count: int = 16, size: Opt
                       operator: Optional[str] = None) -> Path:
     """Write a grid of samples of a model file (``pnprgm sample``) and its JSON sidecar; returns the grid path.
 
-    :param model: a shipped model name (``pnprgm models``), our model file, or ``PATH#preset`` for an official
+    :param model: a shipped model name (``pnprgm models``), our model file, or ``PATH#CONFIG`` for an official
         checkpoint.
     :param out: the grid image to write (PNG): every sample (or input row) tiled into one picture.
     :param count: number of samples (or of inputs used).
@@ -156,7 +156,7 @@ def sample_model_grid(model: str, out: str | Path, *, count: int = 16, size: Opt
     # a shipped model name (pnprgm models; hash-checked, found beside the package from any folder) or a file
     path = str(model_path(model))
     official = None if str(model) in models_registry else (str(model).partition("#")[2] or None)
-    generator = load_generator_file(path, device=device, official_preset=official).to(device).eval()
+    generator = load_generator_file(path, device=device, official_config=official).to(device).eval()
     config = generator.config
     channels = int(config.get("channels", config.get("num_channels", 3)))
     multiple = int(getattr(generator, "size_multiple", 0) or 2 ** (len(config.get("ch_mult", [1])) - 1))

@@ -14,7 +14,7 @@ from pnprgm.config import build_strict
 from pnprgm.errors import UserError
 from pnprgm.registry import Registry
 
-# Shared by both presets: train.py defaults that the README commands leave unchanged.
+# Shared by both configs: train.py defaults that the README commands leave unchanged.
 _TRAIN_DEFAULTS: dict[str, Any] = {
     "seed": 1024,
     "exp": "d",
@@ -97,14 +97,14 @@ CELEBAHQ256: dict[str, Any] = {
     "save_image_every": 1,
 }
 
-PRESETS: Registry[dict[str, Any]] = Registry("official RGM generator preset")
-PRESETS.add("celebahq256", CELEBAHQ256, "CelebA-HQ 256x256 RGM-KLD-D generator (39.7 M parameters, T=4)")
-PRESETS.add("cifar10", CIFAR10, "CIFAR-10 32x32 RGM generator (48.4 M parameters, T=4)")
+CONFIGS: Registry[dict[str, Any]] = Registry("official RGM generator config")
+CONFIGS.add("celebahq256", CELEBAHQ256, "CelebA-HQ 256x256 RGM-KLD-D generator (39.7 M parameters, T=4)")
+CONFIGS.add("cifar10", CIFAR10, "CIFAR-10 32x32 RGM generator (48.4 M parameters, T=4)")
 
 
-def get_preset(name: str) -> dict[str, Any]:
+def official_config(name: str) -> dict[str, Any]:
     """A fresh copy of the official argument dict registered as ``name``."""
-    return copy.deepcopy(PRESETS.get(name))
+    return copy.deepcopy(CONFIGS.get(name))
 
 
 _Resblock = Literal["biggan", "ddpm"]

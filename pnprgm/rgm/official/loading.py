@@ -18,7 +18,7 @@ import torch
 from pnprgm.device import resolve_device
 from pnprgm.errors import UserError
 from pnprgm.io import torch_load, torch_save
-from pnprgm.rgm.official.configs import PRESETS, generator_args, get_preset
+from pnprgm.rgm.official.configs import CONFIGS, generator_args, official_config
 from pnprgm.rgm.official.ncsnpp import NCSNppGenerator, build_generator
 
 FORMAT = "pnprgm.official.ncsnpp/1"
@@ -32,22 +32,22 @@ def save_generator(gen: NCSNppGenerator, path: str | Path) -> Path:
     return torch_save({"format": FORMAT, "config": dict(gen.config), "state_dict": state}, path)
 
 
-def load_generator(checkpoint: str | Path | Mapping[str, Any], preset: str | Mapping[str, Any] | None = None,
+def load_generator(checkpoint: str | Path | Mapping[str, Any], config: str | Mapping[str, Any] | None = None,
                    device: str | torch.device = "cpu") -> NCSNppGenerator:
     """The official generator with the checkpoint's weights, in eval mode on ``device``.
 
     :param checkpoint: a file path (any format above) or an already loaded object of one of those formats.
-    :param preset: ``"celebahq256"``, ``"cifar10"`` or an official argument dict. ``None`` uses the config stored in
+    :param config: ``"celebahq256"``, ``"cifar10"`` or an official argument dict. ``None`` uses the config stored in
         the file (our format, or ``args`` of a ``content.pth``) and ``"celebahq256"`` for a bare state_dict.
     :param device: where the generator goes.
     """
     label = str(checkpoint) if isinstance(checkpoint, (str, Path)) else "the given checkpoint"
     obj = _read(checkpoint)
     state, stored_config = _unpack(obj, label)
-    config = _choose_config(preset, stored_config, label)
+    chosen = _choose_config(config, stored_config, label)
     with torch.device("meta"):
-        gen = build_generator(config)
-    _check_layout(gen, state, label, _describe(preset, stored_config))
+        gen = build_generator(chosen)
+    _check_layout(gen, state, label, _describe(config, stored_config))
     # float32 like the official model; assign=True avoids initialising 40 M parameters only to overwrite them.
     state = {key: value.to(torch.float32) for key, value in state.items()}
     gen.load_state_dict(state, strict=True, assign=True)
@@ -88,24 +88,24 @@ def _unpack(obj: Any, label: str) -> tuple[dict[str, torch.Tensor], dict[str, An
     return state, config
 
 
-def _choose_config(preset: str | Mapping[str, Any] | None, stored: dict[str, Any] | None, label: str) -> dict[str, Any]:
-    if preset is None:
-        return stored if stored is not None else get_preset("celebahq256")
-    chosen = get_preset(preset) if isinstance(preset, str) else dict(preset)
+def _choose_config(config: str | Mapping[str, Any] | None, stored: dict[str, Any] | None, label: str) -> dict[str, Any]:
+    if config is None:
+        return stored if stored is not None else official_config("celebahq256")
+    chosen = official_config(config) if isinstance(config, str) else dict(config)
     if stored is not None and generator_args(stored) != generator_args(chosen):
         theirs, ours = asdict(generator_args(stored)), asdict(generator_args(chosen))
         differing = [name for name in ours if ours[name] != theirs[name]]
-        raise UserError(f"{label} was saved with a different generator config than the requested preset "
-                        f"(differs in {', '.join(differing)}); leave the preset out to use the stored config.")
+        raise UserError(f"{label} was saved with a different generator config than the requested config "
+                        f"(differs in {', '.join(differing)}); leave the config out to use the stored config.")
     return chosen
 
 
-def _describe(preset: str | Mapping[str, Any] | None, stored: dict[str, Any] | None) -> str:
-    if isinstance(preset, str):
-        return f"preset {preset!r}"
-    if preset is not None:
+def _describe(config: str | Mapping[str, Any] | None, stored: dict[str, Any] | None) -> str:
+    if isinstance(config, str):
+        return f"official config {config!r}"
+    if config is not None:
         return "the given config"
-    return "its stored config" if stored is not None else "the default preset 'celebahq256'"
+    return "its stored config" if stored is not None else "the default config 'celebahq256'"
 
 
 def _check_layout(gen: NCSNppGenerator, state: Mapping[str, torch.Tensor], label: str, wanted: str) -> None:
@@ -120,16 +120,17 @@ def _check_layout(gen: NCSNppGenerator, state: Mapping[str, torch.Tensor], label
     parts = [f"{len(missing)} missing ({_preview(missing)})" if missing else "",
              f"{len(unexpected)} unexpected ({_preview(unexpected)})" if unexpected else "",
              f"{len(wrong)} wrongly shaped, file vs model ({_preview(wrong)})" if wrong else ""]
-    hint = _matching_preset(found)
-    fix = f"it matches preset {hint!r}; pass that preset." if hint else "pass the preset or config it was trained with."
+    hint = _matching_config(found)
+    fix = (f"it matches the official config {hint!r}; pass that config." if hint
+           else "pass the official config (or argument dict) it was trained with.")
     raise UserError(f"{label} does not fit the official generator for {wanted}: "
                     f"{'; '.join(p for p in parts if p)}; {fix}")
 
 
-def _matching_preset(found: Mapping[str, tuple[int, ...]]) -> str | None:
-    for name in PRESETS.names():
+def _matching_config(found: Mapping[str, tuple[int, ...]]) -> str | None:
+    for name in CONFIGS.names():
         with torch.device("meta"):
-            shapes = {key: tuple(value.shape) for key, value in build_generator(get_preset(name)).state_dict().items()}
+            shapes = {key: tuple(value.shape) for key, value in build_generator(official_config(name)).state_dict().items()}
         if shapes == dict(found):
             return name
     return None

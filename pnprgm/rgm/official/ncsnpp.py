@@ -572,5 +572,5 @@ class NCSNppGenerator(nn.Module):
 
 
 def build_generator(config: Mapping[str, Any]) -> NCSNppGenerator:
-    """The official RGM generator for an official argument dict (a preset from :mod:`pnprgm.rgm.official.configs`)."""
+    """The official RGM generator for an official argument dict (one of the configs of :mod:`pnprgm.rgm.official.configs`)."""
     return NCSNppGenerator(config)
