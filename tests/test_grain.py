@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-import operators
+from pnprgm import operators
 from pnprgm import solvers
 from pnprgm.denoisers.tikhonov import TikhonovDenoiser
 from pnprgm.solvers.grain import posterior_grain

@@ -9,8 +9,8 @@ import torch
 from click.testing import CliRunner
 from skimage import data
 
-import operators
-from cli.main import app
+from pnprgm import operators
+from pnprgm.cli.main import app
 from pnprgm import io
 from pnprgm.errors import UserError
 from pnprgm.restoration import estimate_noise, restore, restore_samples
