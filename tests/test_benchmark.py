@@ -13,8 +13,8 @@ import torch
 from click.testing import CliRunner
 from PIL import Image
 
-import operators
-from cli.main import app
+from pnprgm import operators
+from pnprgm.cli.main import app
 from pnprgm import presets
 from pnprgm.benchmark import build_config, datasets, methods, report, run_benchmark, tasks
 from pnprgm.benchmark.runner import RECORD_KEYS, BenchmarkConfig

@@ -10,7 +10,7 @@ import torch
 from click.testing import CliRunner
 from PIL import Image
 
-from cli.main import app
+from pnprgm.cli.main import app
 from pnprgm import io, models
 from pnprgm.registry import Registry
 from pnprgm.training.checkpoint import save_model
