@@ -44,7 +44,7 @@ def measure_speed(args: argparse.Namespace) -> dict:
     """Run the timed restorations and return the report as a dict."""
     import torch
 
-    import operators
+    from pnprgm import operators
     from pnprgm import denoisers, io
     from pnprgm.benchmark import datasets
     from pnprgm.device import resolve_device

@@ -1,6 +1,6 @@
 """Entry point of the ``pnprgm`` console script.
 
-Commands live in :mod:`cli.commands` (``command`` or a ``commands`` list per module) and are registered by
+Commands live in :mod:`pnprgm.cli.commands` (``command`` or a ``commands`` list per module) and are registered by
 discovery, so adding a command is adding a module. A :class:`pnprgm.errors.UserError` is printed as one line (no traceback), exit code 2.
 """
 from __future__ import annotations
@@ -12,7 +12,7 @@ import warnings
 
 import click
 
-import cli.commands
+from pnprgm.cli import commands
 from pnprgm.errors import UserError
 
 
@@ -46,8 +46,8 @@ def app() -> None:
     """
 
 
-for _info in sorted(pkgutil.iter_modules(cli.commands.__path__), key=lambda m: m.name):
-    _module = importlib.import_module(f"cli.commands.{_info.name}")
+for _info in sorted(pkgutil.iter_modules(commands.__path__), key=lambda m: m.name):
+    _module = importlib.import_module(f"{commands.__name__}.{_info.name}")
     for _command in getattr(_module, "commands", [getattr(_module, "command", None)]):
         if _command is not None:
             app.add_command(_command)

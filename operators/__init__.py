@@ -1,6 +1,6 @@
 """Linear degradation operators for pnprgm, built from short spec strings (grammar: docs/operators.md).
 
->>> import operators
+>>> from pnprgm import operators
 >>> op = operators.build("blur:gaussian,sigma=1.6+sr2", (3, 37, 53))
 >>> op.out_shape
 (3, 19, 27)
@@ -10,14 +10,19 @@ Every operator is a :class:`deepinv.physics.LinearPhysics` with ``A``, ``A_adjoi
 """
 from __future__ import annotations
 
+if __name__ == "operators":  # the pre-namespace name, found only from a checkout: warn, then alias pnprgm.operators
+    from pnprgm._checkout import redirect_old_name
+
+    redirect_old_name(__name__)
+
 # Importing the family modules registers their variants (order = listing order).
-from operators import identity, downsampling, blur, masking, grayscale  # noqa: F401  isort: skip
-from operators.base import Alias, DiagonalGram, Operator, Variant, registry
-from operators.composition import Composed
-from operators.noise import measure
-from operators.record import from_record, load, save, to_record
-from operators.blur import PHOTO_DEFAULTS
-from operators.spec import ParsedOperator, build, families, image_shape, names, parse
+from pnprgm.operators import identity, downsampling, blur, masking, grayscale  # noqa: F401  isort: skip
+from pnprgm.operators.base import Alias, DiagonalGram, Operator, Variant, registry
+from pnprgm.operators.composition import Composed
+from pnprgm.operators.noise import measure
+from pnprgm.operators.record import from_record, load, save, to_record
+from pnprgm.operators.blur import PHOTO_DEFAULTS
+from pnprgm.operators.spec import ParsedOperator, build, families, image_shape, names, parse
 
 __all__ = [
     "Alias", "Composed", "DiagonalGram", "Operator", "PHOTO_DEFAULTS", "ParsedOperator", "Variant", "build", "families",

@@ -22,9 +22,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from operators.base import Operator, add_variant, from_numpy, param, require_array, required
-from operators.fourier import FourierDecimation, KernelSpectrum
-from operators.kernels import box_kernel, default_gaussian_size, gaussian_kernel, load_kernel, motion_kernel
+from pnprgm.operators.base import Operator, add_variant, from_numpy, param, require_array, required
+from pnprgm.operators.fourier import FourierDecimation, KernelSpectrum
+from pnprgm.operators.kernels import box_kernel, default_gaussian_size, gaussian_kernel, load_kernel, motion_kernel
 from pnprgm.errors import UserError
 
 Boundary = Literal["circular", "valid"]

@@ -11,8 +11,8 @@ from typing import Optional, Sequence
 
 import torch
 
-from operators.base import Operator
-from operators.fourier import fourier_dagger, fourier_prox
+from pnprgm.operators.base import Operator
+from pnprgm.operators.fourier import fourier_dagger, fourier_prox
 
 
 class Composed(Operator):

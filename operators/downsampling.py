@@ -13,9 +13,9 @@ from typing import Literal, Optional
 import torch
 import torch.nn.functional as F
 
-from operators.base import DiagonalGram, add_variant, param, register_alias, require_array
-from operators.fourier import FourierDecimation, transfer_function
-from operators.kernels import antialias_centre, antialias_kernel
+from pnprgm.operators.base import DiagonalGram, add_variant, param, register_alias, require_array
+from pnprgm.operators.fourier import FourierDecimation, transfer_function
+from pnprgm.operators.kernels import antialias_centre, antialias_kernel
 from pnprgm.errors import UserError
 
 

@@ -16,7 +16,7 @@ from typing import Optional
 import numpy as np
 import torch
 
-from operators.base import Operator, as_lambda, from_numpy
+from pnprgm.operators.base import Operator, as_lambda, from_numpy
 
 _fft2 = torch.fft.fft2
 _ifft2 = torch.fft.ifft2

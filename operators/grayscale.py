@@ -11,7 +11,7 @@ from typing import ClassVar
 
 import torch
 
-from operators.base import DiagonalGram, register_variant
+from pnprgm.operators.base import DiagonalGram, register_variant
 from pnprgm.errors import UserError
 
 

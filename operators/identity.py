@@ -5,7 +5,7 @@ from dataclasses import dataclass
 
 import torch
 
-from operators.base import DiagonalGram, register_variant
+from pnprgm.operators.base import DiagonalGram, register_variant
 
 
 @dataclass(frozen=True)

@@ -14,8 +14,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from operators.base import DiagonalGram, param, register_variant, require_array, required
-from operators.kernels import load_mask
+from pnprgm.operators.base import DiagonalGram, param, register_variant, require_array, required
+from pnprgm.operators.kernels import load_mask
 from pnprgm.errors import UserError
 
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import torch
 
-from operators.base import Operator
+from pnprgm.operators.base import Operator
 from pnprgm.errors import UserError
 
 

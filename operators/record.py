@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from operators.base import Operator, Variant, check_shape, registry
+from pnprgm.operators.base import Operator, Variant, check_shape, registry
 from pnprgm import io
 from pnprgm.config import build_strict, to_dict
 from pnprgm.device import resolve_device
@@ -24,7 +24,7 @@ VERSION = 1
 
 
 def _parts(op: Operator) -> list[Operator]:
-    from operators.composition import Composed
+    from pnprgm.operators.composition import Composed
 
     return list(op.parts) if isinstance(op, Composed) else [op]
 
@@ -62,7 +62,7 @@ def from_record(meta: dict[str, Any], arrays: dict[str, np.ndarray], *, device="
         if len(built) == 1:
             op = built[0]
         else:
-            from operators.composition import Composed
+            from pnprgm.operators.composition import Composed
 
             op = Composed(built)
         in_shape, out_shape = tuple(meta["in_shape"]), tuple(meta["out_shape"])

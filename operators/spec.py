@@ -21,7 +21,7 @@ from typing import Any, Optional
 
 import torch
 
-from operators.base import Alias, Operator, Variant, check_shape, registry
+from pnprgm.operators.base import Alias, Operator, Variant, check_shape, registry
 from pnprgm.config import build_strict
 from pnprgm.device import resolve_device
 from pnprgm.errors import UserError
@@ -156,7 +156,7 @@ def build(spec: str, shape: tuple[int, int, int], *, device="cpu", dtype: torch.
         shape = part.out_shape
     if len(parts) == 1:
         return parts[0]
-    from operators.composition import Composed
+    from pnprgm.operators.composition import Composed
 
     return Composed(parts)
 

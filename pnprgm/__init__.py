@@ -7,7 +7,11 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
+from pnprgm import _checkout
+
 __version__ = "0.1.0"
+
+_checkout.find_siblings(__file__)  # pnprgm.operators, .cli, .pretrained in a checkout
 
 _LAZY = {
     "restore": ("pnprgm.restoration", "restore"),

@@ -46,7 +46,7 @@ def degrade_files(inputs: Iterable[str | Path], operator: str, outdir: str | Pat
         without it such an input is an error and the others go on. Its own measurement of the same image is
         replaced (degrading is deterministic).
     """
-    import operators
+    from pnprgm import operators
     from pnprgm.measurement import SourceInfo, check_noise_sigma, save_measurement, sidecar_paths
 
     operators.parse(operator)

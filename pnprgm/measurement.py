@@ -72,7 +72,7 @@ def save_measurement(image_path: str | Path, y: torch.Tensor, operator, *, noise
     :param operator: the operator that made it (``operators.Operator``).
     :param protect: paths never to overwrite (the inputs).
     """
-    import operators
+    from pnprgm import operators
 
     y = y.detach()
     if y.dim() == 4:
@@ -134,7 +134,7 @@ def owned_by_sidecar(image_path: str | Path) -> Optional[dict]:
 
 def load_measurement(image_path: str | Path, *, device="cpu", dtype: torch.dtype = torch.float32) -> Optional[Measurement]:
     """The measurement beside ``image_path``, or None when it has no sidecar; a damaged sidecar is a :class:`UserError`."""
-    import operators
+    from pnprgm import operators
 
     image_path = Path(image_path)
     json_path, npz_path = sidecar_paths(image_path)

@@ -317,7 +317,7 @@ def _as_physics(operator: Union[LinearPhysics, str], image_shape, device) -> Lin
     if isinstance(operator, str):
         if image_shape is None:
             raise UserError("restore() needs image_shape=(C, H, W) when the operator is given as a spec string.")
-        import operators
+        from pnprgm import operators
 
         return operators.build(operator, tuple(image_shape), device=device)
     raise UserError(f"operator must be a LinearPhysics or a spec string, not {type(operator).__name__}.")

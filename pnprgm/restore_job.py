@@ -222,7 +222,7 @@ def check_job(job: RestoreJob) -> None:
     from pnprgm.measurement import check_noise_sigma
 
     if job.operator is not None:
-        import operators
+        from pnprgm import operators
 
         operators.parse(job.operator)  # a bad spec fails once, before any work
     if job.noise_sigma is not None:
@@ -407,7 +407,7 @@ def _load_problem(path: Path, job: RestoreJob):
         return measurement.y, measurement.operator, sigma, dataclasses.asdict(measurement.source), None
     if job.operator is None:
         raise UserError("no measurement sidecar beside this image; pass --operator SPEC (pnprgm operators lists them).")
-    import operators
+    from pnprgm import operators
 
     y = io.read_image(path)[None]
     measured = tuple(y.shape[1:])

@@ -24,7 +24,7 @@ if ! "$PY" -c "import deepinv, natsort" 2>/dev/null; then
 fi
 # The project itself: installed with --no-deps if it is not importable yet; the checkout on PYTHONPATH otherwise.
 # (Checked from / so that the current folder does not hide a missing install.)
-if ! (cd / && "$PY" -c "import pnprgm.training.recipe, cli.main" 2>/dev/null); then
+if ! (cd / && "$PY" -c "import pnprgm.training.recipe, pnprgm.cli.main" 2>/dev/null); then
   if "$PY" -m pip install -q --no-index --no-deps --no-build-isolation -e "$REPO" >/dev/null 2>&1; then
     echo "train_gpu: installed the project (pip --no-deps, editable)"
   else
@@ -35,4 +35,4 @@ fi
 "$PY" -c "import torch; print('train_gpu: torch', torch.__version__, 'cuda' if torch.cuda.is_available() else 'no cuda')"
 DATA=()
 case " $* " in *" --data "*) ;; *) DATA=(--data "$REPO/.gpu/data") ;; esac
-exec "$PY" -m cli.main train-denoisers "${DATA[@]}" --out "$OUTDIR" --minutes "$MINUTES" "$@"
+exec "$PY" -m pnprgm.cli.main train-denoisers "${DATA[@]}" --out "$OUTDIR" --minutes "$MINUTES" "$@"

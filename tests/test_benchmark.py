@@ -13,8 +13,8 @@ import torch
 from click.testing import CliRunner
 from PIL import Image
 
-import operators
-from cli.main import app
+from pnprgm import operators
+from pnprgm.cli.main import app
 from pnprgm import presets
 from pnprgm.benchmark import build_config, datasets, methods, report, run_benchmark, tasks
 from pnprgm.benchmark.runner import RECORD_KEYS, BenchmarkConfig
@@ -115,7 +115,7 @@ def test_cli_renders_the_command_line_of_a_config():
     """cli/ turns a config into ``pnprgm benchmark`` flags; each flag parses back to the config's value."""
     import shlex
 
-    from cli.commands.benchmark import command, command_line
+    from pnprgm.cli.commands.benchmark import command, command_line
 
     config = _config(data="public", images=("astronaut", "chelsea"), tasks=("denoise", "sr4"), methods=("baseline",),
                      noise=0.02, seed=3, limit=1, metrics="ssim,psnr", protocol={"crop": 4}, models=("a.pt",))

@@ -7,8 +7,8 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-import operators
-from cli.main import app
+from pnprgm import operators
+from pnprgm.cli.main import app
 from pnprgm import io
 from pnprgm.degrade import image_seed
 from pnprgm.measurement import load_measurement, sidecar_paths

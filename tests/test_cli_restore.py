@@ -10,7 +10,7 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from cli.main import app
+from pnprgm.cli.main import app
 from pnprgm import io
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -294,7 +294,7 @@ def test_samples_load_and_hash_the_model_once(photos, tmp_path, tiny_model, monk
 
 def test_samples_from_one_model_equal_separate_restorations(tiny_model):
     """Loading once changes nothing: sample i is restore(seed=seed+i), the latent z restarted from that seed."""
-    import operators
+    from pnprgm import operators
     from pnprgm.restoration import restore, restore_samples
 
     generator = torch.Generator().manual_seed(2)

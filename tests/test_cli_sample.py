@@ -10,8 +10,8 @@ import torch
 from click.testing import CliRunner
 from PIL import Image
 
-from cli.main import app
 from pnprgm import io
+from pnprgm.cli.main import app
 from pnprgm.rgm import models
 from pnprgm.registry import Registry
 from pnprgm.rgm.architectures import build_generator_from_config

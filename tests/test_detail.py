@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-import operators
+from pnprgm import operators
 from pnprgm import solvers
 from pnprgm.denoisers.detail import DetailPreservingDenoiser, keep_detail
 from pnprgm.errors import UserError

@@ -118,7 +118,7 @@ def test_float16_storage_costs_under_a_hundredth_of_a_db():
 
 def test_recipe_continues_from_a_model_and_keeps_the_lineage(recipe_run, tiny_pack, tmp_path):
     """--init-from starts from the given weights (architecture taken from the file) and records where they came from."""
-    from cli.main import app
+    from pnprgm.cli.main import app
     from click.testing import CliRunner
     from pnprgm.io import sha256_file
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-import operators
+from pnprgm import operators
 from pnprgm.restoration import configure
 from pnprgm.denoisers.tikhonov import TikhonovDenoiser
 from pnprgm.dithering import posterior_grain

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-import operators
+from pnprgm import operators
 from pnprgm import io
 from pnprgm.errors import UserError
 from pnprgm.measurement import SourceInfo, load_measurement, save_measurement, sidecar_paths

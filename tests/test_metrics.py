@@ -327,7 +327,7 @@ def test_missing_backbone_is_a_clear_error_never_a_random_network(net, tmp_path,
     monkeypatch.setenv("PNPRGM_NO_FETCH", "1")
     with pytest.raises(UserError, match="fetch-lpips"):
         METRICS.get("lpips" if net == "alex" else "lpips_vgg")(x, x)
-    from cli.main import app
+    from pnprgm.cli.main import app
 
     result = CliRunner().invoke(app, ["fetch-lpips", "--check", "--net", net])
     assert result.exit_code == 2 and "fetch-lpips" in result.output

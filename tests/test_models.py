@@ -87,7 +87,7 @@ def test_models_command_shows_resumes_and_fine_tuning(monkeypatch):
     """`pnprgm models` prints each entry's lineage: resumed segments and the model it was fine-tuned from."""
     from click.testing import CliRunner
 
-    from cli.main import app
+    from pnprgm.cli.main import app
     from pnprgm.registry import Registry
 
     record = {"steps": 300, "seconds": 120, "files": [{"name": "a.png", "sha256": "0" * 64}], "val_psnr": 30.1,

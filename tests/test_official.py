@@ -178,7 +178,7 @@ def test_official_checkpoint_restores_from_the_cli(tmp_path):
     """A netG_*.pth (EMA weights, ``module.`` keys) restores with one command and the official SR x4 preset."""
     from click.testing import CliRunner
 
-    from cli.main import app
+    from pnprgm.cli.main import app
     from pnprgm import io
 
     torch.manual_seed(0)

@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 import torch
 
-import operators
-from operators.base import Operator
+from pnprgm import operators
+from pnprgm.operators.base import Operator
 from pnprgm.errors import UserError
 
 SHAPES = [(3, 37, 53), (1, 64, 64), (3, 64, 48)]

@@ -11,9 +11,8 @@ from click.testing import CliRunner
 from PIL import Image
 from skimage import data
 
-import operators
-from cli.main import app
-from pnprgm import io, metrics
+from pnprgm import io, metrics, operators
+from pnprgm.cli.main import app
 from pnprgm.restore_job import RestoreJob, run_restore_job
 
 pytestmark = pytest.mark.usefixtures("one_thread")

@@ -6,7 +6,7 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-import operators
+from pnprgm import operators
 from pnprgm.denoisers.detail import DetailPreservingDenoiser
 from pnprgm.denoisers.pipeline import DenoiserSettings, ScaledLevelDenoiser, denoiser_pipeline
 from pnprgm.denoisers.symmetry import SymmetrizedDenoiser
@@ -106,7 +106,7 @@ def test_run_passes_the_pipeline_to_the_solver_and_dithers_after():
 
 
 def test_solvers_listing_shows_the_pipeline_settings():
-    from cli.main import app
+    from pnprgm.cli.main import app
 
     out = CliRunner().invoke(app, ["solvers"]).output
     assert "denoiser calls (drs, admm, hqs)" in out and "post-processing (drs, admm, hqs)" in out

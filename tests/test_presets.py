@@ -55,7 +55,7 @@ def test_the_preset_model_replaces_only_the_default_denoiser(monkeypatch):
     record names what ran. The benchmark's PnP methods choose the same."""
     import torch
 
-    import operators
+    from pnprgm import operators
     from pnprgm import denoisers
     from pnprgm.benchmark.methods import PnPMethod
     from pnprgm.restoration import restore
@@ -82,7 +82,7 @@ def test_the_preset_model_replaces_only_the_default_denoiser(monkeypatch):
 def test_cli_presets_lists_values_and_a_preset_model():
     from click.testing import CliRunner
 
-    from cli.main import app
+    from pnprgm.cli.main import app
 
     result = CliRunner().invoke(app, ["presets", "--task", "colorize"])
     assert result.exit_code == 0, result.output

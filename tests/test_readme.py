@@ -2,7 +2,7 @@
 
 The ```bash and ```python blocks of the sections "Restore an image with the shipped model" and "Python" are run
 unchanged in a temporary folder, in separate processes: `pnprgm` is a shim on PATH that runs this checkout's
-`python -m cli.main` with the current interpreter, and a `sitecustomize` on PYTHONPATH makes
+`python -m pnprgm.cli.main` with the current interpreter, and a `sitecustomize` on PYTHONPATH makes
 `skimage.data.astronaut()` return a 64x64 crop so that every command takes seconds (the README's commands
 themselves are the ones a user types). The outputs the README promises are then checked.
 """
@@ -66,7 +66,7 @@ def _environment(tmp_path: Path) -> dict:
     shim.mkdir()
     (shim / "sitecustomize.py").write_text(SITECUSTOMIZE)
     exe = shim / "pnprgm"
-    exe.write_text(f'#!/bin/sh\nexec "{sys.executable}" -m cli.main "$@"\n')
+    exe.write_text(f'#!/bin/sh\nexec "{sys.executable}" -m pnprgm.cli.main "$@"\n')
     exe.chmod(exe.stat().st_mode | stat.S_IEXEC)
     env = dict(os.environ)
     env.update(

@@ -9,9 +9,8 @@ import torch
 from click.testing import CliRunner
 from skimage import data
 
-import operators
-from cli.main import app
-from pnprgm import io, metrics
+from pnprgm import io, metrics, operators
+from pnprgm.cli.main import app
 from pnprgm.errors import UserError
 from pnprgm.restoration import estimate_noise, restore, restore_samples
 

@@ -6,7 +6,7 @@ import torch
 from deepinv.optim import PnP, optim_builder
 from deepinv.optim.data_fidelity import L2
 
-import operators
+from pnprgm import operators
 from pnprgm import solvers
 from pnprgm.errors import UserError
 from pnprgm.restoration import configure

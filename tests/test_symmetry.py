@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-import operators
+from pnprgm import operators
 from pnprgm import solvers
 from pnprgm.restoration import configure
 from pnprgm.denoisers.symmetry import SymmetrizedDenoiser, symmetrize

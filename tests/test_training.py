@@ -140,7 +140,7 @@ def test_operator_code_is_imported_only_when_the_user_typed_it(tmp_path, monkeyp
     (tmp_path / f"{name}.py").write_text(textwrap.dedent(f"""
         import pathlib
         pathlib.Path({str(marker)!r}).write_text("ran")
-        import operators
+        from pnprgm import operators
         def make(shape, device):
             return operators.build("blur:gaussian,sigma=1", shape, device=device)
     """))
@@ -586,7 +586,7 @@ def test_only_the_latest_checkpoints_are_kept(data_dir, tmp_path):
     assert len(list((tmp_path / "all/checkpoints").iterdir())) == 4
     with pytest.raises(UserError, match="keep_checkpoints must be >= 0"):
         TrainConfig(keep_checkpoints=-1)
-    from cli.main import app
+    from pnprgm.cli.main import app
 
     result = CliRunner().invoke(app, ["train", "--data", str(data_dir), "--out", str(tmp_path / "bad"), "--keep-checkpoints", "-1"])
     assert result.exit_code == 2 and "--keep-checkpoints" in result.output and not (tmp_path / "bad").exists()
@@ -740,7 +740,7 @@ def test_ddp_two_cpu_processes(data_dir, tmp_path):
 
 
 def test_cli_train_config_file_sample_and_errors(data_dir, tmp_path):
-    from cli.main import app
+    from pnprgm.cli.main import app
 
     runner = CliRunner()
     config = tmp_path / "run.json"

@@ -12,7 +12,7 @@ import torch
 from click.testing import CliRunner
 from PIL import Image
 
-from cli.main import app
+from pnprgm.cli.main import app
 from pnprgm.rgm import model_file
 from pnprgm.training import checkpoint as ckpt
 from pnprgm.rgm.architectures import build_generator_from_config
@@ -32,7 +32,7 @@ def hostile(tmp_path, monkeypatch):
     code = textwrap.dedent(f"""
         import pathlib
         pathlib.Path({str(marker)!r}).write_text("ran")
-        import operators
+        from pnprgm import operators
         def make(shape, device):
             return operators.build("blur:gaussian,sigma=1", shape, device=device)
     """)

@@ -1,1 +1,1 @@
-"""One module per command; each defines ``command`` (a click command). :mod:`cli.main` registers them all."""
+"""One module per command; each defines ``command`` (a click command). :mod:`pnprgm.cli.main` registers them all."""

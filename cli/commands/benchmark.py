@@ -6,7 +6,7 @@ import sys
 
 import click
 
-from cli.options import parse_assignments, threads_option
+from pnprgm.cli.options import parse_assignments, threads_option
 
 EXAMPLES = """
 \b

@@ -5,7 +5,7 @@ import sys
 
 import click
 
-from cli.options import NoiseLevel, device_option
+from pnprgm.cli.options import NoiseLevel, device_option
 
 EXAMPLES = """
 \b

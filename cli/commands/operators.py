@@ -20,7 +20,7 @@ def _type_name(annotation) -> str:
 
 def describe() -> list[dict]:
     """One dict per registry entry: name, summary, parameters (type, default, help) or the aliased spec."""
-    import operators
+    from pnprgm import operators
     from pnprgm.config import field_types
 
     listed = []

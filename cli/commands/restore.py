@@ -5,7 +5,7 @@ import sys
 
 import click
 
-from cli.options import NoiseLevel, device_option, parse_assignments, parse_size, seed_option, threads_option
+from pnprgm.cli.options import NoiseLevel, device_option, parse_assignments, parse_size, seed_option, threads_option
 
 EXAMPLES = """
 \b

@@ -7,7 +7,7 @@ from typing import Any, Optional
 
 import click
 
-from cli.options import parse_assignments
+from pnprgm.cli.options import parse_assignments
 from pnprgm.errors import UserError
 
 EXAMPLES = """
@@ -19,7 +19,7 @@ Examples:
   pnprgm train --data photos/ --operator mylib.physics:make_operator --steps 20000 --out runs/custom
   pnprgm train --data photos/ --forward ddpm --steps 40000 --out runs/ddpm --resume
   pnprgm train --data photos/ --forward denoise --noise 0.001:0.25 --init-from rgm-denoiser-color --out runs/tuned
-  torchrun --nproc_per_node=4 -m cli.main train --data photos/ --forward ddpm --device cuda --out runs/ddp
+  torchrun --nproc_per_node=4 -m pnprgm.cli.main train --data photos/ --forward ddpm --device cuda --out runs/ddp
 
 \b
 --operator takes a spec (pnprgm operators lists them), module:callable or file.py:callable; the callable is

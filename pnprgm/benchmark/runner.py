@@ -203,7 +203,7 @@ def run_benchmark(
     """
     from tqdm.auto import tqdm
 
-    import operators
+    from pnprgm import operators
     from pnprgm.device import resolve_device
     from pnprgm.metrics import evaluate
     from pnprgm.benchmark import report

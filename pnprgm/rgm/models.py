@@ -13,11 +13,11 @@ from typing import Any, Optional
 
 import torch
 
-from pnprgm import io
+from pnprgm import io, pretrained
 from pnprgm.errors import UserError
 from pnprgm.registry import Registry
 
-PRETRAINED_DIR = Path(__file__).resolve().parents[2] / "pretrained"
+PRETRAINED_DIR = Path(pretrained.__file__).resolve().parent  # checkout: pretrained/; installed: pnprgm/pretrained/
 INDEX = PRETRAINED_DIR / "index.json"
 
 

@@ -383,7 +383,7 @@ def load_operator(spec: str, shape: tuple[int, int, int], device: torch.device, 
     factory = _user_callable(spec, allow_code)
     if factory is None:
         try:
-            import operators
+            from pnprgm import operators
         except ImportError as err:
             raise UserError(f"cannot build operator {spec!r}: the operators package does not import ({err}); "
                             f"reinstall pnprgm (pip install -e .) or give module:callable.") from None
@@ -430,7 +430,7 @@ def _user_callable(spec: str, allow_code: bool = False) -> Optional[Callable]:
         return _callable_of(module, left, right)
     parse_error: Optional[UserError] = None
     try:
-        import operators
+        from pnprgm import operators
 
         operators.parse(spec)
         return None
