@@ -1,8 +1,9 @@
 """Shipped and user model files: the ``pretrained/`` index as a registry, and loading any model as a denoiser.
 
 ``pretrained/index.json`` lists each shipped file with its sha256, channels, role and training record; the
-file itself embeds its config, so it rebuilds without this index. Registering here adds the ``rgm``
-denoiser (colour or gray model picked from the input's channels) and one denoiser per shipped model.
+file itself embeds its config, so it rebuilds without this index. Registering here adds the ``default``
+denoiser (the shipped default, colour or gray picked from the input's channels), one denoiser per family and
+one per shipped model, and the old names of renamed models (:data:`RENAMED`) as aliases in both registries.
 """
 from __future__ import annotations
 
@@ -10,17 +11,33 @@ import json
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Any, Optional
+from types import MappingProxyType
+from typing import Any, Mapping, Optional
 
 import torch
 
 from pnprgm import io, pretrained
 from pnprgm.denoisers.base import registry as denoiser_registry
 from pnprgm.errors import UserError
+from pnprgm.presets import DEFAULT_DENOISER
 from pnprgm.registry import Registry
 
 PRETRAINED_DIR = Path(pretrained.__file__).resolve().parent  # checkout: pretrained/; installed: pnprgm/pretrained/
 INDEX = PRETRAINED_DIR / "index.json"
+#: Old names -> today's, for the models (and the family) that were called ``rgm-*`` although no active RGM prior
+#: trained them (MSE or MSE + LPIPS-alex, ``lmbda`` 0 or a discriminator at chance; ``pnprgm models`` shows each
+#: objective), and for ``rgm``, the denoiser name of the shipped default (a DRUNet since 2026-12-04). Registered
+#: below as aliases of the model and the denoiser registries: accepted everywhere, with a one-line notice.
+RENAMED: Mapping[str, str] = MappingProxyType({
+    "rgm-denoiser-color": "unet-denoiser-color",
+    "rgm-denoiser-gray": "unet-denoiser-gray",
+    "rgm-denoiser-color-perceptual": "unet-denoiser-color-lpips",
+    "rgm-denoiser-gray-perceptual": "unet-denoiser-gray-lpips",
+    "rgm-denoiser-color-v1": "unet-denoiser-color-v1",
+    "rgm-perceptual": "unet-lpips",
+    "rgm": DEFAULT_DENOISER,
+})
+_WHY_RENAMED = "trained without an active RGM prior"
 
 
 @dataclass(frozen=True)
@@ -32,9 +49,9 @@ class ModelEntry:
     :param sha256: hash of the file (checked on load).
     :param role: ``denoiser`` (PnP, any sigma) or ``sr`` (RGM block-mean super-resolution).
     :param channels: 1 (gray) or 3 (colour).
-    :param default: True for the model ``rgm`` picks for its channel count.
-    :param family: a denoiser name shared by a colour and a gray model (``rgm-perceptual``): it picks this model for
-        images with its channel count, as ``rgm`` picks the defaults; None: no family.
+    :param default: True for the model the ``default`` denoiser picks for its channel count.
+    :param family: a denoiser name shared by a colour and a gray model (``unet-lpips``): it picks this model for
+        images with its channel count, as ``default`` picks the defaults; None: no family.
     :param summary: one line for listings.
     :param record: training record (command, steps, hardware, files, losses, validation PSNR).
     """
@@ -66,6 +83,14 @@ def _read_index() -> list[ModelEntry]:
 
 for _entry in _read_index():
     registry.add(_entry.name, _entry, _entry.summary)
+for _old, _new in RENAMED.items():
+    if _new in registry:
+        registry.alias(_old, _new, _WHY_RENAMED)
+
+
+def old_names(name: str) -> list[str]:
+    """The former names of a shipped model, family or denoiser name (still accepted, with a notice)."""
+    return [old for old, new in RENAMED.items() if new == name]
 
 
 def load_generator_file(path: str | Path, *, device: str | torch.device = "cpu", official_preset: Optional[str] = None):
@@ -168,10 +193,11 @@ def family_model(family: str, channels: int) -> ModelEntry:
 
 
 def shipped_entry(name: str, channels: int) -> Optional[ModelEntry]:
-    """The shipped model a denoiser name loads for ``channels``-channel images: the default ``rgm`` picks, a
-    family's member, or a shipped model named directly; None for any other name. The denoiser registry's
-    ``rgm`` and family entries load through it, so a restore record names the file that ran."""
-    if name == "rgm":
+    """The shipped model a denoiser name (or an old name of it) loads for ``channels``-channel images: the model
+    ``default`` picks, a family's member, or a shipped model named directly; None for any other name. The denoiser
+    registry's ``default`` and family entries load through it, so a restore record names the file that ran."""
+    name = denoiser_registry.canonical(name)
+    if name == DEFAULT_DENOISER:
         return default_model(channels)
     if name in families():
         return family_model(name, channels)
@@ -206,17 +232,21 @@ def _shipped(name: str):
     return lambda *, channels, device, seed: load_denoiser(name, device=device, seed=seed)
 
 
-if "rgm" not in denoiser_registry:
-    denoiser_registry.add("rgm", _channel_picked(partial(shipped_entry, "rgm")),
+if DEFAULT_DENOISER not in denoiser_registry:
+    denoiser_registry.add(DEFAULT_DENOISER, _channel_picked(partial(shipped_entry, DEFAULT_DENOISER)),
                           "the shipped default denoiser, colour or gray picked from the input (pnprgm models: "
                           "today DRUNet, trained without an RGM prior)")
     for _family, _members in families().items():
         denoiser_registry.add(_family, _channel_picked(partial(shipped_entry, _family)),
-                              f"shipped RGM denoisers {', '.join(m.name for m in _members.values())} "
+                              f"shipped denoisers {', '.join(m.name for m in _members.values())} "
                               f"(colour or gray picked from the input)")
     for _entry in registry.entries():
         if _entry.obj.role == "denoiser":
             denoiser_registry.add(_entry.name, _shipped(_entry.name), _entry.summary)
+    for _old, _new in RENAMED.items():
+        if _new in denoiser_registry.names():
+            why = _WHY_RENAMED if _new != DEFAULT_DENOISER else "it picks the shipped default, a DRUNet"
+            denoiser_registry.alias(_old, _new, why)
 
 
 def publish(source: str | Path, name: str, *, role: str = "denoiser", default: bool = False, summary: str = "",
@@ -237,7 +267,10 @@ def publish(source: str | Path, name: str, *, role: str = "denoiser", default: b
 
     if role not in ("denoiser", "sr"):
         raise UserError(f"role must be denoiser or sr; got {role!r}.")
-    taken = family in denoiser_registry.names() and family not in families()  # "rgm", "tv", a model name...
+    if name in RENAMED or family in RENAMED:
+        raise UserError(f"{name if name in RENAMED else family!r} is the old name of "
+                        f"{RENAMED.get(name) or RENAMED.get(family)!r} (pnprgm.models.RENAMED); choose another name.")
+    taken = family in denoiser_registry.names() and family not in families()  # "default", "tv", a model name...
     if family is not None and (role != "denoiser" or taken):
         raise UserError(f"family {family!r} must name denoisers and not be taken by another denoiser; choose a new name.")
     content = read_model_file(source)

@@ -2,7 +2,8 @@
 
 Every entry is a factory ``factory(*, channels, device, seed) -> deepinv.models.Denoiser``; every denoiser
 follows deepinv's contract ``forward(x, sigma)`` with x in [0, 1] and sigma a float or a (B,) tensor.
-Learned RGM models are added by :mod:`pnprgm.models` (the ``rgm`` entry and model files given by path).
+Learned models are added by :mod:`pnprgm.models` (the ``default`` entry, the shipped models and their families,
+the old names of renamed ones as aliases; model files are given by path).
 """
 from __future__ import annotations
 
@@ -17,13 +18,20 @@ from pnprgm.denoisers import tikhonov as _tikhonov  # noqa: F401  (registers tik
 from pnprgm.denoisers.tiled import TiledDenoiser
 from pnprgm.errors import UserError
 
-__all__ = ["registry", "build", "names", "TiledDenoiser", "DenoiserFactory"]
+__all__ = ["registry", "build", "names", "canonical", "TiledDenoiser", "DenoiserFactory"]
 
 
 def names() -> list[str]:
     """Registered denoiser names (model files are accepted by path as well)."""
     _register_models()
     return registry.names()
+
+
+def canonical(name: str, *, notice: bool = True) -> str:
+    """Today's name of a denoiser name (an old name announces its new one once, unless ``notice`` is False);
+    other names and paths unchanged."""
+    _register_models()
+    return registry.canonical(name, notice=notice)
 
 
 def build(name_or_path: str | Denoiser, *, channels: int = 3, device: str | torch.device = "cpu", seed: int = 0) -> Denoiser:
