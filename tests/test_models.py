@@ -195,7 +195,7 @@ def test_publish_moves_a_family_member_and_refuses_taken_names(tmp_path):
 
 @pytest.mark.parametrize("family", sorted(models.families()))
 def test_a_shipped_family_picks_its_member_by_channels(family):
-    """The family's denoiser loads the member with the input's channel count, like ``rgm`` loads the defaults."""
+    """The family's denoiser loads the member with the input's channel count, like ``default`` loads the defaults."""
     members = models.families()[family]
     assert family in denoisers.names()
     x = torch.rand(1, 3, 12, 12, generator=torch.Generator().manual_seed(0))
