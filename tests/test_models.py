@@ -90,7 +90,7 @@ def test_an_old_denoiser_name_builds_the_same_denoiser_with_one_notice(old, noti
 def test_models_command_lists_todays_names_with_their_old_ones():
     from click.testing import CliRunner
 
-    from cli.main import app
+    from pnprgm.cli.main import app
 
     result = CliRunner().invoke(app, ["models"])
     assert result.exit_code == 0, result.output
