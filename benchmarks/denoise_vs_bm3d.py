@@ -75,7 +75,7 @@ def main() -> int:
     torch.set_num_threads(args.threads)
     models = dict(item.split("=", 1) for item in args.model) or {
         "drunet (new default)": "drunet-denoiser-color,drunet-denoiser-gray",
-        "rgm-denoiser (previous default)": "rgm-denoiser-color,rgm-denoiser-gray"}
+        "unet-denoiser (previous default)": "unet-denoiser-color,unet-denoiser-gray"}
     found = methods(models)
     sets = images(Path(args.train_folder), args.crop)
     previous = {}

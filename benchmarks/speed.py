@@ -5,7 +5,7 @@ inside the denoiser, both from the solver trace's ``seconds`` and ``denoiser_sec
 forward time; the target is an overhead under 10 % of an iteration. Writes ``benchmarks/speed.md`` and
 ``benchmarks/speed.json``.
 
-    python benchmarks/speed.py                       # the sr preset's denoiser (rgm-perceptual), DRS
+    python benchmarks/speed.py                       # the sr preset's denoiser (unet-lpips), DRS
     python benchmarks/speed.py --denoiser nlm --solver hqs --repeats 5
 """
 from __future__ import annotations
@@ -26,7 +26,8 @@ TARGET = 0.10  # solver overhead as a fraction of one iteration
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--denoiser", default="rgm", help="denoiser name or model file (default: the shipped rgm)")
+    parser.add_argument("--denoiser", default="default",
+                        help="denoiser name or model file (default: the shipped default, or the preset's model)")
     parser.add_argument("--solver", default="drs", help="drs, admm or hqs (default: drs)")
     parser.add_argument("--image", default="astronaut", help="public benchmark image (default: astronaut)")
     parser.add_argument("--size", type=int, default=256, help="centre crop side (default: 256)")
@@ -65,8 +66,9 @@ def measure_speed(args: argparse.Namespace) -> dict:
     y = operators.measure(physics, truth[None].to(device), args.noise, seed=0)
     from pnprgm import presets
 
-    # What restore itself runs: a preset may name its own shipped model when the default (rgm) is asked for.
-    args.denoiser = presets.denoiser_for(presets.resolve(None, solver=args.solver, spec="sr4"), args.denoiser)
+    # What restore itself runs: a preset may name its own shipped model when the default is asked for.
+    args.denoiser = presets.denoiser_for(presets.resolve(None, solver=args.solver, spec="sr4"),
+                                         denoisers.canonical(args.denoiser))
     model = denoisers.build(args.denoiser, channels=3, device=device, seed=0)
     overrides = {"iterations": args.iters} if args.iters else {}
 

@@ -4,7 +4,7 @@ The presets in ``pnprgm/presets.py`` were chosen with this script (its output is
 per task, every candidate below runs through the benchmark runner on the tuning images, and the table shows
 the mean PSNR and LPIPS per method and candidate. Tuning touches only these preset values, never a model.
 
-    python benchmarks/tune_presets.py --task sr4 --method rgm-drs,nlm-hqs --out benchmarks/tuning.md
+    python benchmarks/tune_presets.py --task sr4 --method pnp-drs,nlm-hqs --out benchmarks/tuning.md
 """
 from __future__ import annotations
 
@@ -36,7 +36,7 @@ TUNING_IMAGES = ("astronaut", "coffee", "camera")
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--task", default="sr4,deblur,inpaint,color", help="comma-separated benchmark tasks")
-    parser.add_argument("--method", default="rgm-drs,rgm-hqs,tv-admm,nlm-hqs", help="comma-separated methods")
+    parser.add_argument("--method", default="pnp-drs,pnp-hqs,tv-admm,nlm-hqs", help="comma-separated methods")
     parser.add_argument("--images", default=",".join(TUNING_IMAGES), help="comma-separated public images")
     parser.add_argument("--crop", type=int, default=128)
     parser.add_argument("--threads", type=int, default=2)

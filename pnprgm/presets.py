@@ -12,6 +12,7 @@ from typing import Any, Mapping, Optional
 
 from pnprgm.errors import UserError
 from pnprgm.registry import Registry
+from pnprgm.rgm.models import DEFAULT_DENOISER
 
 #: Operator family (first word of a spec) -> restoration task.
 TASK_OF_FAMILY: Mapping[str, str] = MappingProxyType(
@@ -29,7 +30,7 @@ class Preset:
     :param params: solver config values (anything not given keeps the solver's default).
     :param note: where the values come from.
     :param denoiser: the shipped model, or family of a colour and a gray model, used when the caller asks for the
-        default denoiser (``rgm``), for tasks where another shipped model does better than the default one;
+        default denoiser (``default``), for tasks where another shipped model does better than the default one;
         None: the default.
     """
 
@@ -40,19 +41,22 @@ class Preset:
     denoiser: Optional[str] = None
 
 
+#: The denoiser name of the shipped default model (registered by :mod:`pnprgm.models`), which a preset's model replaces.
+
+
 def denoiser_for(preset: Optional[Preset], requested: str) -> str:
-    """The denoiser a restoration uses: the preset's model when the default (``rgm``) was asked for."""
-    return preset.denoiser if requested == "rgm" and preset is not None and preset.denoiser else requested
+    """The denoiser a restoration uses: the preset's model when the default (``default``) was asked for."""
+    return preset.denoiser if requested == DEFAULT_DENOISER and preset is not None and preset.denoiser else requested
 
 
 registry: Registry[Preset] = Registry("preset")
 
 # DPIR-style annealing (REFERENCE.md: sigma_k log-spaced from sigma_start down to the noise level, rho = lam sigma^2/sigma_k^2).
 # Values chosen with benchmarks/tune_presets.py (3 public photos, 128x128 crops; table in benchmarks/tuning.md) for the
-# shipped RGM denoiser, checking that TV and NLM do not lose by them: SR is best with a short schedule (12), and
+# shipped UNet denoiser of the time, checking that TV and NLM do not lose by them: SR is best with a short schedule (12), and
 # colorization needs a start far above the training range of the denoiser (120/255) to create colour at all.
 # Every iteration turns/flips the image at random around the denoiser call (symmetry "random": free, +0.1 to +0.5 dB
-# for the shipped RGM denoiser on the tuning photos, tuning.md); denoising, a single call, averages all 8 (x8).
+# for the shipped UNet denoiser on the tuning photos, tuning.md); denoising, a single call, averages all 8 (x8).
 # Every preset returns the estimate: nothing adds noise or texture by default. `grain` (dithering with a Gaussian
 # texture model, pnprgm.dithering) is an explicit option: on the 14 benchmark photos it bought DRS sr4 LPIPS
 # 0.269 -> 0.241 for -0.13 dB, and plain white noise of the same std buys the same (tuning.md, "Posterior grain").
@@ -70,12 +74,12 @@ _PNP: dict[str, dict[str, Any]] = {
 # The default denoisers are the DRUNets of the GPU recipe (pretrained/README.md); each task's model was chosen by
 # PSNR on the 14 benchmark photos (DRS, no grain; README, Benchmarks), LPIPS reported beside it:
 # - deblurring, inpainting, denoising: the DRUNet (deblur 29.57 -> 29.80 dB at strength 0.9, SSIM 0.866 -> 0.868,
-#   LPIPS-alex 0.136 -> 0.202 against the previous `rgm-perceptual`; inpainting +0.43 dB, denoising +0.59 dB, both lower LPIPS);
-# - super-resolution keeps `rgm-perceptual` (the models fine-tuned with an LPIPS-alex term): the DRUNet gave
+#   LPIPS-alex 0.136 -> 0.202 against the previous `unet-lpips`; inpainting +0.43 dB, denoising +0.59 dB, both lower LPIPS);
+# - super-resolution keeps `unet-lpips` (the UNets fine-tuned with an LPIPS-alex term): the DRUNet gave
 #   26.06 dB (26.09 with 24 iterations) against 26.10, SSIM 0.759 against 0.761, LPIPS 0.325 against 0.269;
-# - colorization keeps `rgm-denoiser-color-v1`: it invents colour from noise (start 120/255, far above any training
+# - colorization keeps `unet-denoiser-color-v1`: it invents colour from noise (start 120/255, far above any training
 #   range); the better denoisers barely do (the DRUNet lost 1.08 dB).
-_DENOISER = {"colorize": "rgm-denoiser-color-v1", "sr": "rgm-perceptual"}
+_DENOISER = {"colorize": "unet-denoiser-color-v1", "sr": "unet-lpips"}
 # Deblurring with the DRUNet calls it at 0.8 sigma_k (`strength`) in DRS and HQS, chosen on the 14 benchmark photos:
 # DRS 29.71 / 29.80 / 29.85 / 29.56 dB at 1.0 / 0.9 / 0.8 / 0.7 (SSIM, LPIPS-alex and LPIPS-VGG best at 0.8 too), HQS
 # 29.68 -> 29.87 dB; ADMM loses with it (28.59 dB at 0.9 against 29.10 at 1.0) and keeps 1.0.

@@ -1,17 +1,31 @@
 """Named registries: one per kind (operators, denoisers, solvers, presets, models).
 
 A registry drives the CLI listings, the parametrised tests and the docs, so a new entry is usable, listed
-and tested by being registered. There are no if/elif factories anywhere else.
+and tested by being registered. There are no if/elif factories anywhere else. A renamed entry keeps its old
+name as an alias (:meth:`Registry.alias`): accepted wherever the registry is asked, with a one-line notice.
 """
 from __future__ import annotations
 
 import difflib
+import sys
 from dataclasses import dataclass
 from typing import Callable, Generic, Iterator, TypeVar
 
 from pnprgm.errors import UserError
 
 T = TypeVar("T")
+
+#: ``(old, new)`` renames already announced in this process (one notice per old name, whichever registry saw it).
+_ANNOUNCED: set[tuple[str, str]] = set()
+
+
+def announce_rename(kind: str, old: str, new: str, why: str = "") -> None:
+    """One line on stderr, once per process and old name: ``old`` is now called ``new``."""
+    if (old, new) in _ANNOUNCED:
+        return
+    _ANNOUNCED.add((old, new))
+    print(f"pnprgm: {kind} {old!r} is now called {new!r}{f' ({why})' if why else ''}; the old name still works.",
+          file=sys.stderr, flush=True)
 
 
 @dataclass(frozen=True)
@@ -32,10 +46,11 @@ class Registry(Generic[T]):
     def __init__(self, kind: str):
         self.kind = kind
         self._entries: dict[str, Entry[T]] = {}
+        self._aliases: dict[str, tuple[str, str]] = {}
 
     def add(self, name: str, obj: T, summary: str = "") -> T:
         """Register ``obj`` under ``name``; a name can be registered once."""
-        if name in self._entries:
+        if name in self:
             raise KeyError(f"{self.kind} {name!r} is already registered")
         self._entries[name] = Entry(name, obj, summary)
         return obj
@@ -53,10 +68,30 @@ class Registry(Generic[T]):
         self.get(name)
         del self._entries[name]
 
+    def alias(self, old: str, new: str, why: str = "") -> None:
+        """Accept ``old``, the former name of the entry ``new``; ``why``: the reason of the rename, for the notice."""
+        if old in self or new not in self._entries:
+            raise KeyError(f"cannot alias {self.kind} {old!r} to {new!r}: the old name is taken or the new one unknown")
+        self._aliases[old] = (new, why)
+
+    def canonical(self, name: str, *, notice: bool = True) -> str:
+        """Today's name of ``name``: the new name of an alias (announced on stderr once per process), else itself."""
+        if name not in self._aliases:
+            return name
+        new, why = self._aliases[name]
+        if notice:
+            announce_rename(self.kind, name, new, why)
+        return new
+
+    def aliases(self) -> dict[str, str]:
+        """Old name -> today's name of every renamed entry."""
+        return {old: new for old, (new, _) in self._aliases.items()}
+
     def get(self, name: str) -> T:
-        """The object registered as ``name``; an unknown name is a :class:`UserError` listing the choices."""
+        """The object registered as ``name`` (or an old name of it); an unknown name is a :class:`UserError`
+        listing the choices."""
         try:
-            return self._entries[name].obj
+            return self._entries[self.canonical(name)].obj
         except KeyError:
             raise UserError(self.unknown_message(name)) from None
 
@@ -73,10 +108,10 @@ class Registry(Generic[T]):
 
     def summary(self, name: str) -> str:
         self.get(name)
-        return self._entries[name].summary
+        return self._entries[self.canonical(name)].summary
 
     def __contains__(self, name: object) -> bool:
-        return name in self._entries
+        return name in self._entries or name in self._aliases
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._entries)

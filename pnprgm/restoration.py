@@ -21,13 +21,13 @@ from pnprgm.dithering import DitherSettings, dither
 from pnprgm.errors import UserError
 from pnprgm.solvers.base import Callback, PnPSolver, SolverResult
 
-DEFAULT_DENOISER = "rgm"
+DEFAULT_DENOISER = presets.DEFAULT_DENOISER
 
 
 @dataclass(frozen=True)
 class RestoreSettings:
     """What decided a restoration (written into every run record); ``model``: name and sha256 of the model file
-    behind a learned denoiser (the member ``rgm`` or a family picked for the input), else None."""
+    behind a learned denoiser (the member ``default`` or a family picked for the input), else None."""
 
     solver: str
     preset: str
@@ -206,8 +206,8 @@ def _plan(y, operator, *, image_shape, denoiser, solver, preset, noise_sigma, de
         raise UserError("the measurement holds NaN or infinite values; check the input.")
     sigma_n = estimate_noise(y) if estimated else float(noise_sigma)
     channels = (getattr(physics, "in_shape", None) or (y.shape[1],))[0]
-    if isinstance(denoiser, str):
-        denoiser = presets.denoiser_for(chosen, denoiser)
+    if isinstance(denoiser, str):  # an old name (``rgm``, ``rgm-perceptual``...) is today's, with a notice
+        denoiser = presets.denoiser_for(chosen, denoisers.canonical(denoiser))
     model = denoisers.build(denoiser, channels=channels, device=device, seed=seed)
     _check_rgm_use(model, preset=preset, solver=chosen_solver, tile=tile)
     return _Plan(y=y, single=single, physics=physics, algorithm=algorithm, chosen=chosen, solver=chosen_solver,
@@ -216,7 +216,7 @@ def _plan(y, operator, *, image_shape, denoiser, solver, preset, noise_sigma, de
                  model_info=_model_behind(denoiser, channels), device=device, tile=tile)
 
 
-def _has_time_levels(model) -> bool:
+def has_time_levels(model) -> bool:
     """True when the denoiser (or a part of it) has RGM's own stochastic restoration step (re-noise to level j,
     restore with a fresh latent): the ``stochastic_restore`` the rgm-drs solver looks for."""
     parts = model.modules() if isinstance(model, torch.nn.Module) else [model]
@@ -227,7 +227,7 @@ def _check_rgm_use(model, *, preset: Optional[str], solver: str, tile: Optional[
     """Refuse the uses that would silently not be RGM's: an ``official-*`` preset (levels of a time schedule) with a
     model that has no time levels, and ``--tile`` with RGM's loop on such a model (tiles would drop its stochastic
     step: the tiled denoiser has no re-noising restoration)."""
-    timed = _has_time_levels(model)
+    timed = has_time_levels(model)
     if preset and str(preset).startswith("official-") and not timed:
         raise UserError(f"preset {preset!r} runs RGM's own loop over the time levels of an RGM generator, and this "
                         f"denoiser has none; give a time-conditioned model: an official checkpoint (--model netG.pth "

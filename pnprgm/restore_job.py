@@ -21,6 +21,7 @@ from typing import Callable, Optional
 
 from pnprgm import io
 from pnprgm.errors import UserError
+from pnprgm.presets import DEFAULT_DENOISER
 
 RECORD_FORMAT = "pnprgm-restore-record"
 
@@ -61,7 +62,7 @@ class RestoreJob:
     outdir: str
     operator: Optional[str] = None
     image_size: Optional[tuple[int, int]] = None
-    denoiser: str = "rgm"
+    denoiser: str = DEFAULT_DENOISER
     solver: Optional[str] = None
     preset: Optional[str] = None
     noise_sigma: Optional[float] = None
@@ -302,8 +303,14 @@ def read_record(path: Path) -> Optional[dict]:
 
 
 def _settings(job: dict) -> dict:
-    """The job fields that decide a restoration, JSON-normalised (tuples become lists)."""
-    return json.loads(json.dumps({k: v for k, v in job.items() if k not in _NOT_SETTINGS}, default=str))
+    """The job fields that decide a restoration, JSON-normalised (tuples become lists); a denoiser by an old
+    name (a record written before a rename) counts as today's."""
+    from pnprgm import denoisers
+
+    settings = {k: v for k, v in job.items() if k not in _NOT_SETTINGS}
+    if isinstance(settings.get("denoiser"), str):
+        settings["denoiser"] = denoisers.canonical(settings["denoiser"], notice=False)
+    return json.loads(json.dumps(settings, default=str))
 
 
 def _already_restored(path: Path, targets: Targets, job: RestoreJob, protect: list[Path]) -> bool:

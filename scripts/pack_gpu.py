@@ -63,7 +63,7 @@ def main() -> int:
     parser.add_argument("--no-wheels", action="store_true", help="skip downloading wheels (tests)")
     parser.add_argument("--set-aside", action="append", default=[], metavar="GLOB",
                         help="tracked files you will move out of the checkout during the GPU run (e.g. "
-                             "'pretrained/rgm-*.pt'): not counted in the budget")
+                             "'pretrained/unet-*.pt'): not counted in the budget")
     args = parser.parse_args()
     sys.path.insert(0, str(REPO))
     from pnprgm.io import list_images, sha256_file

@@ -168,6 +168,64 @@ def test_every_method_describes_itself(name):
     assert reason is None or (isinstance(reason, str) and "\n" not in reason)
 
 
+def test_methods_are_named_for_the_algorithm_that_runs(monkeypatch, capsys):
+    """pnp-* are the DPIR-schedule splittings with the shipped default denoiser, the rgm-* method runs RGM's own
+    solver; the old rgm-* names of the DPIR methods are their aliases (no old name changed meaning)."""
+    from pnprgm import registry as registry_module
+
+    for name in methods.registry.names():
+        solver = getattr(methods.registry.get(name), "solver", None)
+        if name.startswith("pnp-"):
+            assert solver == name[len("pnp-"):] and methods.registry.get(name).denoiser == "default"
+        if name.startswith("rgm-"):
+            assert solver == "rgm-drs" and methods.registry.get(name).time_levels
+    assert {"pnp-drs", "pnp-admm", "pnp-hqs", "rgm-stochastic-drs"} <= set(methods.registry.names())
+    assert methods.registry.aliases() == {"rgm-drs": "pnp-drs", "rgm-admm": "pnp-admm", "rgm-hqs": "pnp-hqs"}
+    monkeypatch.setattr(registry_module, "_ANNOUNCED", set())
+    capsys.readouterr()
+    assert build_config({"methods": "rgm-drs,rgm-stochastic-drs"}).methods == ("pnp-drs", "rgm-stochastic-drs")
+    assert build_config({"methods": ["rgm-drs"]}).methods == ("pnp-drs",)
+    assert [line for line in capsys.readouterr().err.splitlines() if "now called" in line] == [
+        "pnprgm: benchmark method 'rgm-drs' is now called 'pnp-drs' (DRS with the DPIR schedule, not RGM's algorithm); "
+        "the old name still works."]
+    with pytest.raises(UserError, match="names a choice twice"):
+        build_config({"methods": "rgm-drs,pnp-drs"})
+
+
+def _timed_model_file(path: Path) -> Path:
+    """A tiny time-conditioned (ddpm) colour generator: RGM's stochastic restoration step is defined for it."""
+    from pnprgm.training.checkpoint import save_model
+    from pnprgm.training.generator import build_generator_from_config, preset_config
+
+    torch.manual_seed(0)
+    gen = build_generator_from_config(preset_config("tiny", channels=3, nz=8, ch_mult=(1, 2)))
+    return save_model(path, gen.state_dict(), dict(gen.config), {"name": "ddpm"}, {"command": "test", "steps": 1})
+
+
+def test_rgm_stochastic_drs_runs_rgms_step_and_needs_time_levels(photo_dir, tmp_path, monkeypatch):
+    """The method runs the rgm-drs solver through the model's own re-noising step; without --model (the shipped
+    denoisers have no time levels) it is unavailable, and an image it has no timed model for fails in one line."""
+    from pnprgm.io import sha256_file
+    from pnprgm.rgm_denoiser import RGMDenoiser
+
+    reason = methods.registry.get("rgm-stochastic-drs").unavailable(torch.device("cpu"))
+    assert reason is not None and "needs a time-conditioned model" in reason and "\n" not in reason
+    steps = []
+    original = RGMDenoiser._stochastic_restore
+    monkeypatch.setattr(RGMDenoiser, "_stochastic_restore",
+                        lambda self, *args, **kwargs: steps.append(1) or original(self, *args, **kwargs))
+    timed = _timed_model_file(tmp_path / "timed.pt")
+    config = _config(data=str(photo_dir), tasks=("denoise",), methods=("rgm-stochastic-drs",), models=(str(timed),),
+                     metrics=("psnr",), crop=32)
+    result = run_benchmark(config, progress=False)
+    assert sorted(r["image"] for r in result.records) == ["astronaut", "coffee"]
+    assert len(steps) == 2 * 2  # two colour images, two iterations, one level: RGM's own step each time
+    assert [(f["image"], f["kind"]) for f in result.failures] == [("camera", "failed")]
+    assert "needs a time-conditioned model for 1-channel images" in result.failures[0]["reason"]
+    described = result.data["config"]["resolved"]["methods"]["rgm-stochastic-drs"]
+    assert described["solver"] == "rgm-drs" and described["models"]["3"] == sha256_file(timed)
+
+
 @pytest.mark.parametrize("values, listed", [
     ({"tasks": "sr4,sr5"}, "sr4, deblur, inpaint, color, denoise"),
     ({"methods": "baseline,tv-hqs"}, "tv-admm"),
@@ -448,10 +506,10 @@ def test_resume_reruns_a_method_whose_presets_or_models_changed(photo_dir, tmp_p
     assert calls["pnp"] == 0 and len(third.records) == len(first.records)
 
 
-def test_rgm_methods_name_the_model_files_they_use():
+def test_pnp_methods_name_the_model_files_they_use():
     from pnprgm.rgm import models
 
-    described = methods.registry.get("rgm-drs").describe()
+    described = methods.registry.get("pnp-drs").describe()
     task_models = {p.denoiser for p in map(presets.registry.get, presets.registry.names())
                    if p.denoiser and p.solver == "drs"}
     assert task_models  # colorization's preset names its own model
@@ -463,7 +521,7 @@ def test_rgm_methods_name_the_model_files_they_use():
     assert described["models"] == expected
     tv = methods.registry.get("tv-admm").describe()
     assert tv["models"] is None
-    assert not any("denoiser" in values for values in tv["presets"].values())  # preset models replace only rgm
+    assert not any("denoiser" in values for values in tv["presets"].values())  # preset models replace only default
 
 
 def test_cli_end_to_end(photo_dir, tmp_path):
@@ -490,6 +548,9 @@ def test_suite_file_is_valid():
 
     suite = Path(__file__).resolve().parents[1] / "benchmarks" / "suite.json"
     config = build_config(read_config_file(suite))
+    committed = json.loads((suite.parent / "results.json").read_text())
+    assert committed["config"]["methods"] == list(config.methods)  # today's names: --resume reuses its records
+    assert set(committed["config"]["resolved"]["methods"]) <= set(methods.registry.names())
     public = {image.name for image in datasets.public_set().images}
     assert set(config.images) <= {entry.name for entry in datasets.PUBLIC_IMAGES}
     assert public <= set(config.images)  # every installed public image is in the committed suite
@@ -552,22 +613,24 @@ def test_model_option_replaces_the_default_for_its_channel_count(photo_dir, tmp_
 
     monkeypatch.setattr(denoisers, "build", spy)
     out = tmp_path / "r.json"
+    # the method by its old name (pnp-hqs was rgm-hqs): it runs, and keys its records, as pnp-hqs
     result = CliRunner().invoke(app, ["benchmark", "--data", str(photo_dir), "--task", "denoise", "--method", "rgm-hqs",
                                       "--crop", "32", "--metrics", "psnr", "--model", str(gray), "--json", str(out), "-q"])
     assert result.exit_code == 0, result.output
     data = json.loads(out.read_text())
+    assert data["config"]["methods"] == ["pnp-hqs"] and {r["method"] for r in data["records"]} == {"pnp-hqs"}
     assert data["config"]["models"] == [str(gray)] and f"--model {gray}" in data["command"]
     colorize_model = presets.registry.get("colorize-hqs").denoiser  # colour, so --model gray.pt leaves it in use
     family = presets.registry.get("sr-hqs").denoiser  # its gray member is replaced by --model gray.pt, not its colour one
-    assert data["config"]["resolved"]["methods"]["rgm-hqs"]["models"] == {
+    assert data["config"]["resolved"]["methods"]["pnp-hqs"]["models"] == {
         "1": io.sha256_file(gray), "3": models.default_model(3).sha256,
         colorize_model: models.registry.get(colorize_model).sha256,
         f"{family}/3": models.families()[family][3].sha256}
     colour = _tiny_model_file(tmp_path / "colour.pt", 3)  # a colour --model replaces it too
-    assert methods.PnPMethod("rgm", "hqs", models=((3, str(colour)),)).describe()["models"] == {
+    assert methods.PnPMethod("default", "hqs", models=((3, str(colour)),)).describe()["models"] == {
         "1": models.default_model(1).sha256, "3": io.sha256_file(colour),
         f"{family}/1": models.families()[family][1].sha256}
-    assert (str(gray), 1) in built and ("rgm", 1) not in built and ("rgm", 3) in built
+    assert (str(gray), 1) in built and ("default", 1) not in built and ("default", 3) in built
     assert len(data["records"]) == 3
 
 

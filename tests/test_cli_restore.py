@@ -87,6 +87,22 @@ def test_a_rerun_skips_what_is_done_and_refuses_other_settings(photos, tmp_path)
     assert json.loads((out / "one.json").read_text())["job"]["seed"] == 1
 
 
+def test_a_record_naming_the_default_denoiser_by_its_old_name_counts_as_the_same_settings(photos, tmp_path):
+    """Outputs restored with `--denoiser rgm` (the old name of `default`, the CLI default before the rename) are
+    skipped by a rerun with today's default, not refused as restored with other settings."""
+    out = tmp_path / "out"
+    assert run("restore", photos, *FAST, "-o", out).exit_code == 0
+    for record_path in out.glob("*.json"):  # as if written before the rename
+        record = json.loads(record_path.read_text())
+        record["job"]["denoiser"] = "rgm"
+        record_path.write_text(json.dumps(record))
+    today = [arg if arg != "tikhonov" else "default" for arg in FAST]
+    for args in (today, [arg if arg != "tikhonov" else "rgm" for arg in FAST]):
+        result = run("restore", photos, *args, "-o", out)
+        assert result.exit_code == 0, result.output
+        assert "restored 0 image(s)" in result.output and "2 already restored (skipped)" in result.output
+
+
 def test_an_output_of_another_image_is_not_replaced(photos, tmp_path):
     out = tmp_path / "out"
     assert run("restore", photos / "one.png", *FAST, "-o", out).exit_code == 0

@@ -37,6 +37,81 @@ def test_shipped_file_matches_its_index_entry(name):
         assert record.get(key) not in (None, "", []), f"training record lacks {key}"
     assert all(len(f["sha256"]) == 64 for f in record["files"])
     assert models.objective(record) not in ("", "unknown (no training record)")
+    assert record.get("objective"), "every shipped record states its objective in words"
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_a_shipped_name_says_rgm_only_for_an_active_rgm_prior(name):
+    """Honest names: a model whose objective had no (active) RGM prior is not called rgm-*."""
+    objective = models.objective(models.registry.get(name).record)
+    if name.startswith("rgm"):
+        assert "RGM" in objective and "no RGM prior" not in objective and "no active RGM prior" not in objective, \
+            f"{name} is called rgm-* but its objective is: {objective}"
+
+
+@pytest.fixture
+def notices(monkeypatch, capsys):
+    """The rename notices printed from now on (each old name announces itself once per process)."""
+    from pnprgm import registry as registry_module
+
+    monkeypatch.setattr(registry_module, "_ANNOUNCED", set())
+    capsys.readouterr()
+    return lambda: [line for line in capsys.readouterr().err.splitlines() if "is now called" in line]
+
+
+@pytest.mark.parametrize("old", [old for old, new in models.RENAMED.items() if new in models.registry])
+def test_an_old_model_name_loads_the_same_file_with_one_notice(old, notices):
+    new = models.RENAMED[old]
+    assert old not in models.registry.names() and old in models.registry
+    assert models.model_path(old) == models.model_path(new) == models.registry.get(new).path
+    assert models.source_info(old) == models.source_info(new)  # benchmark --model
+    assert models.registry.get(old) is models.registry.get(new)
+    assert notices() == [f"pnprgm: model {old!r} is now called {new!r} (trained without an active RGM prior); "
+                         f"the old name still works."]
+    from pnprgm.training.checkpoint import read_initial_weights
+
+    assert read_initial_weights(old).provenance["sha256"] == models.registry.get(new).sha256  # --init-from
+    assert notices() == []  # once per process
+
+
+@pytest.mark.parametrize("old", [old for old, new in models.RENAMED.items() if new in denoisers.names()])
+def test_an_old_denoiser_name_builds_the_same_denoiser_with_one_notice(old, notices):
+    """--denoiser / --model / restore(denoiser=...) by an old name: the same model file, the same output."""
+    new = models.RENAMED[old]
+    x = torch.rand(1, 1, 16, 16, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        by_old = denoisers.build(old, channels=1)(x, 0.1)
+        assert len(notices()) == 1
+        by_new = denoisers.build(new, channels=1)(x, 0.1)
+        by_old_again = denoisers.build(old, channels=1)(x, 0.1)
+    assert torch.equal(by_old, by_new) and torch.equal(by_old, by_old_again)
+    assert notices() == []
+    assert models.model_behind(old, 1) == models.model_behind(new, 1)  # the restore record names the same file
+    assert old not in denoisers.names()
+
+
+def test_models_command_lists_todays_names_with_their_old_ones():
+    from click.testing import CliRunner
+
+    from pnprgm.cli.main import app
+
+    result = CliRunner().invoke(app, ["models"])
+    assert result.exit_code == 0, result.output
+    blocks: dict[str, str] = {}  # model name -> its lines
+    for line in result.output.splitlines():
+        if not line.startswith(" "):
+            name = line.split(":")[0].split(" ")[0]
+        blocks[name] = blocks.get(name, "") + line + "\n"
+    assert list(blocks) == SHIPPED
+    for old, new in models.RENAMED.items():
+        if new in models.registry:
+            assert f"formerly {old}" in blocks[new]
+    assert "formerly rgm-denoiser-color-perceptual, rgm-perceptual (family)" in blocks["unet-denoiser-color-lpips"]
+    # a fine-tuning's source shipped under a name since given to another file is shown by today's name
+    assert "fine-tuned from unet-denoiser-color-v1 (recorded as rgm-denoiser-color)" in blocks["unet-denoiser-color"]
+    listing = CliRunner().invoke(app, ["denoisers"])
+    assert listing.exit_code == 0, listing.output
+    assert "rgm -> default" in listing.output and "rgm-perceptual -> unet-lpips" in listing.output
 
 
 @pytest.mark.parametrize("name", [n for n in SHIPPED if models.registry.get(n).role == "denoiser"])
@@ -111,14 +186,19 @@ def test_publish_moves_a_family_member_and_refuses_taken_names(tmp_path):
     index = {m["name"]: m for m in json.loads((shipped / "index.json").read_text())["models"]}
     assert index["fam-colour-a"]["family"] is None  # one member per channel count
     assert index["fam-colour-b"]["family"] == index["fam-gray"]["family"] == "fam"
-    for taken in ("rgm", "tv"):
+    for taken in ("default", "tv"):
         with pytest.raises(UserError, match="family"):
             models.publish(_tiny_model(tmp_path, 3), "x", family=taken, directory=shipped)
+    for old in ("rgm", "rgm-perceptual"):  # an old name would silently change what it loads
+        with pytest.raises(UserError, match="is the old name of"):
+            models.publish(_tiny_model(tmp_path, 3), "x", family=old, directory=shipped)
+    with pytest.raises(UserError, match="'rgm-denoiser-color' is the old name of 'unet-denoiser-color'"):
+        models.publish(_tiny_model(tmp_path, 3), "rgm-denoiser-color", directory=shipped)
 
 
 @pytest.mark.parametrize("family", sorted(models.families()))
 def test_a_shipped_family_picks_its_member_by_channels(family):
-    """The family's denoiser loads the member with the input's channel count, like ``rgm`` loads the defaults."""
+    """The family's denoiser loads the member with the input's channel count, like ``default`` loads the defaults."""
     members = models.families()[family]
     assert family in denoisers.names()
     x = torch.rand(1, 3, 12, 12, generator=torch.Generator().manual_seed(0))
@@ -139,3 +219,21 @@ def test_objective_names_the_terms_that_trained_a_model():
     assert old == "MSE to the clean image (x100) + RGM fidelity (lmbda 5e-05) + RGM kld prior (weight 1)"
     perceptual = models.objective({"train": {"supervised": 100.0, "perceptual": 100.0, "lmbda": 0, "prior_weight": 0}})
     assert "LPIPS-alex (x100)" in perceptual and perceptual.endswith("no RGM prior")
+
+
+def test_a_registry_alias_is_accepted_but_not_listed(notices):
+    from pnprgm.registry import Registry
+
+    things = Registry("thing")
+    things.add("new", 1, "the thing")
+    things.alias("old", "new", "renamed for a test")
+    assert "old" in things and things.names() == ["new"] and things.aliases() == {"old": "new"}
+    assert things.get("old") == 1 and things.summary("old") == "the thing" and things.canonical("other") == "other"
+    assert things.canonical("old", notice=False) == "new"
+    assert notices() == ["pnprgm: thing 'old' is now called 'new' (renamed for a test); the old name still works."]
+    with pytest.raises(KeyError):
+        things.add("old", 2)  # an old name stays the alias: no new entry takes it silently
+    with pytest.raises(KeyError):
+        things.alias("older", "missing")
+    with pytest.raises(UserError, match="Valid choices: new[.]"):
+        things.get("unknown")

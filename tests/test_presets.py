@@ -70,12 +70,15 @@ def test_the_preset_model_replaces_only_the_default_denoiser(monkeypatch):
     *_, settings = restore(y, physics, noise_sigma=0.01, iterations=2, return_trace=True)
     restore(y, physics, denoiser="nlm", noise_sigma=0.01, iterations=2)
     assert built == [preset_model, "nlm"] and settings.denoiser == preset_model
-    PnPMethod("rgm", "drs").restore(y, physics, noise_sigma=0.01, seed=0, device=torch.device("cpu"),
-                                    overrides={"iterations": 2})
-    PnPMethod("rgm", "drs", models=((3, "my.pt"),)).restore(y, physics, noise_sigma=0.01, seed=0,
-                                                            device=torch.device("cpu"), overrides={"iterations": 2})
+    PnPMethod("default", "drs").restore(y, physics, noise_sigma=0.01, seed=0, device=torch.device("cpu"),
+                                        overrides={"iterations": 2})
+    PnPMethod("default", "drs", models=((3, "my.pt"),)).restore(y, physics, noise_sigma=0.01, seed=0,
+                                                                device=torch.device("cpu"), overrides={"iterations": 2})
     assert [name for name in built[2:] if isinstance(name, str)] == [preset_model, "my.pt"]  # then the built object
-    described = PnPMethod("rgm", "drs").describe()
+    # the default by its old name (rgm) is the default: the preset's model replaces it, and the record says so
+    *_, old = restore(y, physics, denoiser="rgm", noise_sigma=0.01, iterations=2, return_trace=True)
+    assert built[-1] == preset_model and old.denoiser == preset_model
+    described = PnPMethod("default", "drs").describe()
     assert described["presets"]["colorize"]["denoiser"] == preset_model and preset_model in described["models"]
 
 

@@ -75,7 +75,7 @@ def test_trace_and_settings_are_returned(photo):
 @pytest.mark.parametrize("channels", [1, 3])
 def test_settings_name_the_model_file_that_ran(channels):
     """The record names the model behind a learned denoiser: the preset's family member for the input's channels,
-    the default for ``rgm`` elsewhere, the file for a path; classical denoisers have none."""
+    the default for ``default`` elsewhere, the file for a path; classical denoisers have none."""
     from pnprgm import presets
     from pnprgm.rgm import models
 

@@ -12,13 +12,14 @@ EXAMPLES = """
 \b
 Examples:
   pnprgm benchmark --list                                  # tasks, methods, metrics, data sets and their availability
-  pnprgm benchmark --task sr4,denoise --method baseline,nlm-hqs,rgm-hqs --json r.json --md r.md --figure r.png
+  pnprgm benchmark --task sr4,denoise --method baseline,nlm-hqs,pnp-hqs --json r.json --md r.md --figure r.png
   pnprgm benchmark --data photos/ --task deblur --noise 0.02 --crop 0 --json r.json
   pnprgm benchmark --suite benchmarks/suite.json --json benchmarks/results.json --md benchmarks/results.md \\
       --figure benchmarks/results.jpg                      # the committed results (benchmarks/README.md)
   pnprgm benchmark --suite benchmarks/suite.json --json r.json --resume   # continue an interrupted run
   pnprgm benchmark --from-json r.json --md r.md            # rebuild the markdown report from a results JSON
-  pnprgm benchmark --method rgm-drs,tv-admm --model runs/mine/model.pt --json r.json   # your trained model
+  pnprgm benchmark --method pnp-drs,tv-admm --model runs/mine/model.pt --json r.json   # your trained model
+  pnprgm benchmark --data faces/ --method rgm-stochastic-drs --model netG_550.pth#celebahq256 --json r.json   # RGM loop
 
 \b
 Data: public (photos shipped inside pip packages; offline), set14, cbsd68, kodak24, urban100 (deepinv,
@@ -48,8 +49,8 @@ models); options given on the command line override it.
 @click.option("--set", "assignments", multiple=True, metavar="KEY=VALUE", help="Solver parameter for every PnP method, e.g. iterations=8 (repeatable).")
 @click.option("--figure-images", type=int, default=None, help="Images per task in the figure.  [default: 2]")
 @click.option("--model", "model_sources", multiple=True, metavar="MODEL",
-              help="RGM model (shipped name or model.pt) used by the rgm-* methods instead of the shipped default "
-                   "for its channel count; repeat for one gray and one colour model.")
+              help="Model (shipped name, model.pt or PATH#PRESET) used by the pnp-* and rgm-stochastic-drs methods "
+                   "instead of the shipped default for its channel count; repeat for one gray and one colour model.")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), default=None, help="Results JSON (written as the run goes).")
 @click.option("--md", "md_path", type=click.Path(dir_okay=False), default=None, help="Markdown report.")
 @click.option("--figure", "figure_path", type=click.Path(dir_okay=False), default=None, help="Figure grid: PNG, or JPEG if the name ends in .jpg.")
@@ -159,6 +160,8 @@ def _list(device: str) -> None:
     for entry in methods.registry.entries():
         reason = entry.obj.unavailable(torch_device)
         click.echo(f"  {entry.name:10s} {entry.summary}" + (f"  [unavailable: {reason}]" if reason else ""))
+    click.echo("  old names, still accepted (with a notice): "
+               + ", ".join(f"{old} -> {new}" for old, new in methods.registry.aliases().items()))
     click.echo("metrics (* computed unless --metrics says otherwise):")
     for entry in METRICS.entries():
         click.echo(f"  {entry.name:10s} {'*' if entry.obj.default else ' '} {entry.summary}")

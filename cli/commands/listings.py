@@ -33,6 +33,10 @@ def denoisers_command():
     width = max(map(len, names), default=0)
     for name in names:
         click.echo(f"{name:{width}s}  {denoisers.registry.summary(name)}")
+    renamed = denoisers.registry.aliases()
+    if renamed:
+        click.echo("old names, still accepted (with a notice): "
+                   + ", ".join(f"{old} -> {new}" for old, new in renamed.items()))
 
 
 @click.command("presets")

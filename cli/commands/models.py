@@ -10,7 +10,7 @@ import click
 @click.option("--json", "as_json", is_flag=True, help="Print the full index (training records included) as JSON.")
 @click.option("--verify", is_flag=True, help="Check every shipped file against its sha256.")
 def command(as_json, verify):
-    """List the shipped models: role, channels, size, sha256, objective and how each was trained."""
+    """List the shipped models: role, channels, size, sha256, objective, how each was trained and its old names."""
     from pnprgm.rgm import models
 
     entries = [entry.obj for entry in models.registry.entries()]
@@ -28,6 +28,9 @@ def command(as_json, verify):
         flag = " (default)" if entry.default else (f" (family {entry.family})" if entry.family else "")
         click.echo(f"{entry.name}{flag}: {entry.summary}")
         click.echo(f"    role={entry.role} channels={entry.channels} file={entry.file} ({size:.1f} MB) sha256={entry.sha256[:16]}...")
+        old = models.old_names(entry.name) + [f"{name} (family)" for name in models.old_names(entry.family or "")]
+        if old:
+            click.echo(f"    formerly {', '.join(old)} (still accepted, with a notice)")
         if record:
             hw = record.get("hardware") or {}
             where = hw.get("gpu") or f"{hw.get('device', '?')} x{hw.get('world_size', 1)} ({hw.get('cpu_count', '?')} cores)"
@@ -42,7 +45,15 @@ def command(as_json, verify):
                 click.echo(f"    resumed at step {stops} (earlier commands: pnprgm models --json)")
             source = record.get("init_from")
             if source:
-                click.echo(f"    fine-tuned from {source.get('source')} ({source.get('steps', '?')} steps, validation PSNR "
-                           f"{source.get('val_psnr', '?')} dB; its record: pnprgm models --json)")
+                click.echo(f"    fine-tuned from {_source_name(source, entries)} ({source.get('steps', '?')} steps, "
+                           f"validation PSNR {source.get('val_psnr', '?')} dB; its record: pnprgm models --json)")
     if verify:
         click.echo("all shipped files match their sha256")
+
+
+
+def _source_name(source: dict, entries) -> str:
+    """The model a fine-tuning started from, as recorded, with today's name when it is a shipped file since renamed."""
+    recorded = str(source.get("source"))
+    today = next((entry.name for entry in entries if entry.sha256 == source.get("sha256")), recorded)
+    return recorded if today == recorded else f"{today} (recorded as {recorded})"

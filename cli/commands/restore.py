@@ -46,8 +46,9 @@ the larger scene behind it is restored and cropped back to the photo, so its edg
 @click.option("--size", default=None, metavar="HxW", help="Size of the image to restore when it cannot be inferred (e.g. SR of odd sizes).")
 @click.option("--solver", default=None, help="drs, admm, hqs or rgm-drs (default: the preset's, else drs).")
 @click.option("--preset", default=None, help="Parameter preset (default: the task's preset for the solver).")
-@click.option("--denoiser", default="rgm", show_default=True, help="Denoiser name (pnprgm denoisers) or a model file.")
-@click.option("--model", "model_path", default=None, type=click.Path(), help="RGM model file (ours, or an official netG_*.pth / content.pth).")
+@click.option("--denoiser", default="default", show_default=True, help="Denoiser name (pnprgm denoisers) or a model file.")
+@click.option("--model", "model_path", default=None, type=click.Path(),
+              help="Model file (ours, or an official RGM netG_*.pth / content.pth).")
 @click.option("--model-config", default=None, help="Generator config of an official checkpoint: celebahq256, cifar10, or a JSON/YAML file of the official arguments.")
 @click.option("--model-preset", default=None, hidden=True, help="Old name of --model-config.")
 @click.option("--iters", type=int, default=None, help="Number of solver iterations (overrides the preset).")

@@ -6,7 +6,7 @@ import click
 EXAMPLES = """
 \b
 Examples:
-  pnprgm sample rgm-denoiser-color-v1 --input photos/ -n 4 -o grid.png   # a shipped model (pnprgm models)
+  pnprgm sample unet-denoiser-color-v1 --input photos/ -n 4 -o grid.png   # a shipped model (pnprgm models)
   pnprgm sample runs/ddpm/model.pt -n 16 -o grid.png --seed 3
   pnprgm sample runs/ddpm/model.pt -n 4 --size 128 -o big.png
   pnprgm sample runs/deblur/model.pt --input photos/ -o restored_grid.png --noise 0.02

@@ -18,7 +18,7 @@ Examples:
   pnprgm train --data photos/ --operator "blur:gaussian,sigma=2" --noise 0.01 --steps 20000 --out runs/deblur
   pnprgm train --data photos/ --operator mylib.physics:make_operator --steps 20000 --out runs/custom
   pnprgm train --data photos/ --forward ddpm --steps 40000 --out runs/ddpm --resume
-  pnprgm train --data photos/ --forward denoise --noise 0.001:0.25 --init-from rgm-denoiser-color --out runs/tuned
+  pnprgm train --data photos/ --forward denoise --noise 0.001:0.25 --init-from unet-denoiser-color --out runs/tuned
   torchrun --nproc_per_node=4 -m pnprgm.cli.main train --data photos/ --forward ddpm --device cuda --out runs/ddp
 
 \b

@@ -1,5 +1,8 @@
 """Benchmark methods: a denoiser inside a PnP solver (with the task's default preset), or the baseline.
 
+A method is named for the algorithm that runs: ``pnp-drs``, ``pnp-admm``, ``pnp-hqs`` (DPIR-schedule splitting
+with the shipped default denoiser, or the model a task's preset names), ``tv-admm``, ``nlm-hqs``..., and
+``rgm-stochastic-drs``: RGM's relaxed stochastic DRS, which needs a time-conditioned model (``--model``).
 Every method answers :meth:`unavailable` (None, or why it cannot run here: a missing optional package or
 shipped model) and :meth:`restore` (the estimate and the seconds it took, model loading excluded).
 """
@@ -14,6 +17,7 @@ import torch
 from deepinv.physics import LinearPhysics
 
 from pnprgm.errors import UserError
+from pnprgm.presets import DEFAULT_DENOISER
 from pnprgm.registry import Registry
 
 
@@ -37,10 +41,12 @@ class PnPMethod:
     """``denoiser`` inside ``solver`` with the task's preset (``pnprgm presets``), through :func:`pnprgm.restore`.
 
     :param denoiser: denoiser registry name (``pnprgm denoisers``).
-    :param solver: solver registry name (drs, admm, hqs).
+    :param solver: solver registry name (drs, admm, hqs, rgm-drs).
     :param requires: optional packages it imports, with the pip name after a colon if it differs.
     :param note: shown in reports (licences).
-    :param models: ``(channels, model)`` pairs replacing the shipped default of the ``rgm`` denoiser.
+    :param models: ``(channels, model)`` pairs replacing the shipped default of the ``default`` denoiser.
+    :param time_levels: it runs RGM's stochastic step, so every model it uses must have time levels (refused
+        otherwise: the solver's fallback for other denoisers is not RGM's algorithm).
     """
 
     denoiser: str
@@ -48,10 +54,12 @@ class PnPMethod:
     requires: tuple[str, ...] = ()
     note: str = ""
     models: tuple[tuple[int, str], ...] = ()
+    time_levels: bool = False
 
     def with_models(self, chosen: Mapping[int, str]) -> "PnPMethod":
-        """This method with the user's RGM models (``--model``) in place of the shipped defaults."""
-        return replace(self, models=tuple(sorted(chosen.items()))) if self.denoiser == "rgm" and chosen else self
+        """This method with the user's models (``--model``) in place of the shipped defaults."""
+        replaced = self.denoiser == DEFAULT_DENOISER and chosen
+        return replace(self, models=tuple(sorted(chosen.items()))) if replaced else self
 
     def _denoiser_for(self, channels: int) -> str:
         return dict(self.models).get(channels, self.denoiser)
@@ -67,10 +75,22 @@ class PnPMethod:
 
         try:  # builds once (e.g. loads the shipped model) so a missing model is reported before the run
             for channels in sorted({3, *dict(self.models)}):
-                denoisers.build(self._denoiser_for(channels), channels=channels, device=device, seed=0)
+                name = self._denoiser_for(channels)
+                self._checked(denoisers.build(name, channels=channels, device=device, seed=0), name, channels)
         except UserError as err:
             return str(err).rstrip(".")
         return None
+
+    def _checked(self, model, name: str, channels: int):
+        """``model`` (the denoiser ``name`` built), or a :class:`UserError` when this method needs time levels and
+        the model has none."""
+        from pnprgm.restoration import has_time_levels
+
+        if self.time_levels and not has_time_levels(model):
+            raise UserError(f"RGM's stochastic DRS needs a time-conditioned model for {channels}-channel images and "
+                            f"{name!r} has no time levels; give --model with one (an official checkpoint "
+                            f"PATH#celebahq256, or a model of pnprgm train --forward ddpm).")
+        return model
 
     def check_overrides(self, overrides: Mapping[str, Any]) -> None:
         from pnprgm.restoration import configure
@@ -84,12 +104,12 @@ class PnPMethod:
 
         chosen = {task: presets.registry.get(f"{task}-{self.solver}") for task in presets.TASKS
                   if f"{task}-{self.solver}" in presets.registry}
-        # a preset's model only replaces the default RGM denoiser: other denoisers' records do not depend on it
-        values = {task: {**preset.params, **({"denoiser": preset.denoiser} if preset.denoiser and self.denoiser == "rgm"
-                                             else {})}
+        # a preset's model only replaces the default denoiser: other denoisers' records do not depend on it
+        default = self.denoiser == DEFAULT_DENOISER
+        values = {task: {**preset.params, **({"denoiser": preset.denoiser} if preset.denoiser and default else {})}
                   for task, preset in chosen.items()}
         # shipped models that a task's preset uses in place of the default, unless --model replaced that default
-        task_models = sorted({p.denoiser for p in chosen.values() if p.denoiser and self.denoiser == "rgm"
+        task_models = sorted({p.denoiser for p in chosen.values() if p.denoiser and default
                               and not _channels_of(p.denoiser) <= set(dict(self.models))})
         return {"kind": "pnp", "denoiser": self.denoiser, "solver": self.solver, "preset": "task default",
                 "presets": values, "models": self._model_files(task_models), "note": self.note or None}
@@ -114,9 +134,9 @@ class PnPMethod:
 
         channels = physics.in_shape[0]
         name = self._denoiser_for(channels)
-        if name == "rgm":  # what pnprgm.restore would choose: a task's preset may name another shipped model
+        if name == DEFAULT_DENOISER:  # what pnprgm.restore would choose: a task's preset may name another shipped model
             name = presets.denoiser_for(presets.resolve(None, solver=self.solver, spec=physics.spec), name)
-        model = denoisers.build(name, channels=channels, device=device, seed=seed)
+        model = self._checked(denoisers.build(name, channels=channels, device=device, seed=seed), name, channels)
         start = time.perf_counter()
         x = restore(y, physics, denoiser=model, solver=self.solver, noise_sigma=noise_sigma, device=device,
                     seed=seed, **dict(overrides))
@@ -133,11 +153,11 @@ def _channels_of(shipped: str) -> set[int]:
 
 
 def _model_files(denoiser: str) -> Optional[dict[str, str]]:
-    """sha256 of the shipped model files a denoiser name stands for (per channel count for ``rgm`` and families),
-    else None."""
+    """sha256 of the shipped model files a denoiser name stands for (per channel count for ``default`` and
+    families), else None."""
     from pnprgm.rgm import models
 
-    if denoiser == "rgm":
+    if denoiser == DEFAULT_DENOISER:
         files = {}
         for channels in (1, 3):
             try:
@@ -179,9 +199,14 @@ class BaselineMethod:
 
 
 registry: Registry[Method] = Registry("benchmark method")
-registry.add("rgm-drs", PnPMethod("rgm", "drs"), "shipped RGM denoiser in DRS (task preset)")
-registry.add("rgm-admm", PnPMethod("rgm", "admm"), "shipped RGM denoiser in ADMM (task preset)")
-registry.add("rgm-hqs", PnPMethod("rgm", "hqs"), "shipped RGM denoiser in HQS (task preset)")
+# Before issue 17 the DPIR-schedule methods were called rgm-*, though neither RGM's algorithm nor a model with an active
+# RGM prior ran in them: the old names stay as aliases.
+for _solver in ("drs", "admm", "hqs"):
+    registry.add(f"pnp-{_solver}", PnPMethod(DEFAULT_DENOISER, _solver),
+                 f"{_solver.upper()}, DPIR schedule, the shipped denoiser the task preset names")
+    registry.alias(f"rgm-{_solver}", f"pnp-{_solver}", f"{_solver.upper()} with the DPIR schedule, not RGM's algorithm")
+registry.add("rgm-stochastic-drs", PnPMethod(DEFAULT_DENOISER, "rgm-drs", time_levels=True),
+             "RGM's relaxed stochastic DRS (task preset *-rgm-drs) with a time-conditioned --model")
 registry.add("tv-admm", PnPMethod("tv", "admm"), "total variation in ADMM (task preset)")
 registry.add("nlm-hqs", PnPMethod("nlm", "hqs"), "non-local means (scikit-image) in HQS (task preset)")
 registry.add("bm3d-hqs", PnPMethod("bm3d", "hqs", requires=("bm3d",), note="bm3d's binary has a non-commercial licence"),

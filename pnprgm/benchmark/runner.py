@@ -42,7 +42,7 @@ class BenchmarkConfig:
     :param data: ``public``, a deepinv set (set14, cbsd68, kodak24, urban100) or a folder of images.
     :param images: names of the images to use, in order (None: the whole set).
     :param tasks: task names (``pnprgm.benchmark.tasks.registry``).
-    :param methods: method names (``pnprgm.benchmark.methods.registry``).
+    :param methods: method names (``pnprgm.benchmark.methods.registry``; an old name is today's, with a notice).
     :param noise: measurement noise std for every task (None: each task's default).
     :param seed: run seed; each measurement's seed is derived from it, the image index and the task.
     :param crop: centre crop side in pixels (0: whole images), trimmed to a multiple of 8.
@@ -54,8 +54,9 @@ class BenchmarkConfig:
     :param protocol: :class:`pnprgm.metrics.MetricProtocol` fields differing from the default.
     :param overrides: solver parameters applied to every PnP method on top of its preset (e.g. iterations).
     :param figure_images: images per task shown in the figure.
-    :param models: RGM models (shipped names or model files) that the ``rgm-*`` methods use instead of the
-        shipped defaults, at most one per channel count (a gray model for gray images, a colour one for colour).
+    :param models: models (shipped names or model files) that the methods of the default denoiser (``pnp-*``,
+        ``rgm-stochastic-drs``) use instead of the shipped defaults, at most one per channel count (a gray model for
+        gray images, a colour one for colour).
     """
 
     data: str = "public"
@@ -76,6 +77,8 @@ class BenchmarkConfig:
     def __post_init__(self) -> None:
         from pnprgm.metrics import METRICS
 
+        # an old method name runs, and keys its records, as today's
+        object.__setattr__(self, "methods", tuple(methods.registry.canonical(name) for name in self.methods))
         for label, names, registry in (("--task", self.tasks, tasks.registry), ("--method", self.methods, methods.registry),
                                        ("--metrics", self.metrics, METRICS)):
             if not names:

@@ -2,12 +2,11 @@
 
 Every entry is a factory ``factory(*, channels, device, seed) -> deepinv.models.Denoiser``; every denoiser
 follows deepinv's contract ``forward(x, sigma)`` with x in [0, 1] and sigma a float or a (B,) tensor.
-Learned models are registered by :mod:`pnprgm.denoisers.rgm` (``rgm``, the shipped families and models; model
-files are accepted by path).
+Learned models are registered by :mod:`pnprgm.denoisers.rgm` (the ``default`` entry, the shipped models and their
+families, the old names of renamed ones as aliases; model files are given by path).
 """
 from __future__ import annotations
 
-from pathlib import Path
 
 import torch
 from deepinv.models import Denoiser
@@ -19,12 +18,18 @@ from pnprgm.denoisers import rgm as _rgm  # noqa: F401  (registers rgm, the ship
 from pnprgm.denoisers.tiled import TiledDenoiser
 from pnprgm.errors import UserError
 
-__all__ = ["registry", "build", "names", "TiledDenoiser", "DenoiserFactory"]
+__all__ = ["registry", "build", "names", "canonical", "TiledDenoiser", "DenoiserFactory"]
 
 
 def names() -> list[str]:
     """Registered denoiser names (model files are accepted by path as well)."""
     return registry.names()
+
+
+def canonical(name: str, *, notice: bool = True) -> str:
+    """Today's name of a denoiser name (an old name announces its new one once, unless ``notice`` is False);
+    other names and paths unchanged."""
+    return registry.canonical(name, notice=notice)
 
 
 def build(name_or_path: str | Denoiser, *, channels: int = 3, device: str | torch.device = "cpu", seed: int = 0) -> Denoiser:
@@ -40,7 +45,6 @@ def build(name_or_path: str | Denoiser, *, channels: int = 3, device: str | torc
     name = str(name_or_path)
     if name in registry:
         return registry.get(name)(channels=channels, device=torch.device(device), seed=seed)
-    path = name.partition("#")[0]  # PATH#CONFIG: an official checkpoint and its architecture
-    if path.endswith((".pt", ".pth")) or Path(path).exists():
-        return _rgm.load_denoiser(name, device=device, seed=seed)
+    if _rgm.models.resolve(name, channels, required=False) is not None:  # a model file, or PATH#CONFIG
+        return _rgm.load_denoiser(name, channels=channels, device=device, seed=seed)
     raise UserError(registry.unknown_message(name).rstrip(".") + ", or a path to a model file (.pt, .pth).")

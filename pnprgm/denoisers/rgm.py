@@ -1,5 +1,5 @@
-"""Any RGM generator as a deepinv denoiser; registers the shipped models as denoisers (``rgm``: the default,
-colour or gray picked from the input; each family; each shipped denoiser by name).
+"""Any RGM generator as a deepinv denoiser; registers the shipped models as denoisers (``default``: the default,
+colour or gray picked from the input; each family; each shipped denoiser by name; the old names as aliases).
 
 The generator protocol: an ``nn.Module`` with ``nz``, ``conditioning`` (``time`` | ``sigma``), ``schedule``
 (a :class:`pnprgm.rgm.schedules.DDPMSchedule` for ``time``), ``config`` and ``forward(x, level, z)`` with images in
@@ -172,17 +172,11 @@ class RGMDenoiser(Denoiser):
         return f"conditioning={self.conditioning}, z={self.z_mode}, seed={self.seed}, multiple={self.multiple}"
 
 
-def load_denoiser(path_or_name: str, *, device: str | torch.device = "cpu", seed: int = 0) -> torch.nn.Module:
-    """A deepinv Denoiser from a shipped model name, our model file, or ``PATH#celebahq256`` (an official checkpoint)."""
-    text = str(path_or_name)
-    if text in models.registry:
-        entry = models.registry.get(text)
-        models.verify(entry)
-        path, official = entry.path, None
-    else:
-        path, _, official = text.partition("#")
-        official = official or None
-    generator = models.load_generator_file(path, device=device, official_config=official)
+def load_denoiser(source: str, *, channels: int = 3, device: str | torch.device = "cpu", seed: int = 0) -> torch.nn.Module:
+    """A deepinv Denoiser from what :func:`pnprgm.rgm.models.resolve` reads: a shipped model, family or
+    ``default`` (the member for ``channels``), our model file, or ``PATH#celebahq256`` (an official checkpoint)."""
+    found = models.resolve(source, channels)
+    generator = models.load_generator_file(found.path, device=device, official_config=found.official_config)
     return RGMDenoiser(generator, seed=seed).to(device)
 
 
@@ -203,13 +197,17 @@ def _shipped(name: str):
     return lambda *, channels, device, seed: load_denoiser(name, device=device, seed=seed)
 
 
-registry.add("rgm", _channel_picked(partial(models.shipped_entry, "rgm")),
+registry.add(models.DEFAULT_DENOISER, _channel_picked(partial(models.shipped_entry, models.DEFAULT_DENOISER)),
              "the shipped default denoiser, colour or gray picked from the input (pnprgm models: "
              "today DRUNet, trained without an RGM prior)")
 for _family, _members in models.families().items():
     registry.add(_family, _channel_picked(partial(models.shipped_entry, _family)),
-                 f"shipped RGM denoisers {', '.join(m.name for m in _members.values())} "
+                 f"shipped denoisers {', '.join(m.name for m in _members.values())} "
                  f"(colour or gray picked from the input)")
 for _entry in models.registry.entries():
     if _entry.obj.role == "denoiser":
         registry.add(_entry.name, _shipped(_entry.name), _entry.summary)
+for _old, _new in models.RENAMED.items():
+    if _new in registry:
+        registry.alias(_old, _new, "it picks the shipped default, a DRUNet" if _new == models.DEFAULT_DENOISER
+                       else models.WHY_RENAMED)

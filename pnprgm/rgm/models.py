@@ -1,24 +1,42 @@
 """Shipped and user model files: the ``pretrained/`` index as a registry, and what a model string names.
 
 ``pretrained/index.json`` lists each shipped file with its sha256, channels, role and training record; the
-file itself embeds its config, so it rebuilds without this index. :mod:`pnprgm.denoisers.rgm` registers the
-shipped models as denoisers.
+file itself embeds its config, so it rebuilds without this index. :func:`resolve` is the one reader of a model
+string (shipped name, family, ``default``, an old name of one, ``PATH`` or ``PATH#CONFIG``);
+:mod:`pnprgm.denoisers.rgm` registers the shipped models as denoisers.
 """
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from types import MappingProxyType
+from typing import Any, Mapping, Optional
 
 import torch
 
 from pnprgm import io, pretrained
 from pnprgm.errors import UserError
-from pnprgm.registry import Registry
+from pnprgm.registry import Registry, announce_rename
 
 PRETRAINED_DIR = Path(pretrained.__file__).resolve().parent  # checkout: pretrained/; installed: pnprgm/pretrained/
 INDEX = PRETRAINED_DIR / "index.json"
+#: The denoiser name of the shipped default: the colour or gray default model, picked from the input's channels.
+DEFAULT_DENOISER = "default"
+#: Old names -> today's, for the models (and the family) that were called ``rgm-*`` although no active RGM prior
+#: trained them (MSE or MSE + LPIPS-alex, ``lmbda`` 0 or a discriminator at chance; ``pnprgm models`` shows each
+#: objective), and for ``rgm``, the denoiser name of the shipped default (a DRUNet since 2026-12-04). Registered
+#: below as aliases of the model and the denoiser registries: accepted everywhere, with a one-line notice.
+RENAMED: Mapping[str, str] = MappingProxyType({
+    "rgm-denoiser-color": "unet-denoiser-color",
+    "rgm-denoiser-gray": "unet-denoiser-gray",
+    "rgm-denoiser-color-perceptual": "unet-denoiser-color-lpips",
+    "rgm-denoiser-gray-perceptual": "unet-denoiser-gray-lpips",
+    "rgm-denoiser-color-v1": "unet-denoiser-color-v1",
+    "rgm-perceptual": "unet-lpips",
+    "rgm": DEFAULT_DENOISER,
+})
+WHY_RENAMED = "trained without an active RGM prior"
 
 
 @dataclass(frozen=True)
@@ -30,9 +48,9 @@ class ModelEntry:
     :param sha256: hash of the file (checked on load).
     :param role: ``denoiser`` (PnP, any sigma) or ``sr`` (RGM block-mean super-resolution).
     :param channels: 1 (gray) or 3 (colour).
-    :param default: True for the model ``rgm`` picks for its channel count.
-    :param family: a denoiser name shared by a colour and a gray model (``rgm-perceptual``): it picks this model for
-        images with its channel count, as ``rgm`` picks the defaults; None: no family.
+    :param default: True for the model the ``default`` denoiser picks for its channel count.
+    :param family: a denoiser name shared by a colour and a gray model (``unet-lpips``): it picks this model for
+        images with its channel count, as ``default`` picks the defaults; None: no family.
     :param summary: one line for listings.
     :param record: training record (command, steps, hardware, files, losses, validation PSNR).
     """
@@ -64,6 +82,14 @@ def _read_index() -> list[ModelEntry]:
 
 for _entry in _read_index():
     registry.add(_entry.name, _entry, _entry.summary)
+for _old, _new in RENAMED.items():
+    if _new in registry:
+        registry.alias(_old, _new, WHY_RENAMED)
+
+
+def old_names(name: str) -> list[str]:
+    """The former names of a shipped model, family or denoiser name (still accepted, with a notice)."""
+    return [old for old, new in RENAMED.items() if new == name]
 
 
 def load_generator_file(path: str | Path, *, device: str | torch.device = "cpu", official_config: Optional[str] = None):
@@ -82,41 +108,95 @@ def load_generator_file(path: str | Path, *, device: str | torch.device = "cpu",
     return load_model(path, device=device)
 
 
+def canonical(name: str) -> str:
+    """Today's name of a shipped model, family or ``default`` (an old name is announced once, on stderr)."""
+    if name not in RENAMED:
+        return name
+    new = RENAMED[name]
+    why = WHY_RENAMED if new != DEFAULT_DENOISER else "it picks the shipped default, a DRUNet"
+    announce_rename("model" if new in registry else "denoiser", name, new, why)
+    return new
+
+
+@dataclass(frozen=True)
+class ModelSource:
+    """What a model string names (:func:`resolve`).
+
+    :param name: today's name of the shipped model, or the string as given for a file.
+    :param path: the model file.
+    :param entry: the shipped model's index entry; None for a file.
+    :param official_config: for ``PATH#CONFIG``, the official generator config (``celebahq256``, ``cifar10`` or a
+        JSON/YAML file of the official arguments); None for our model files.
+    """
+
+    name: str
+    path: Path
+    entry: Optional[ModelEntry] = field(default=None, repr=False)
+    official_config: Optional[str] = None
+
+    @property
+    def sha256(self) -> str:
+        return self.entry.sha256 if self.entry is not None else io.sha256_file(self.path)
+
+
+def resolve(source: str | Path, channels: int = 3, *, what: str = "model", required: bool = True) -> Optional[ModelSource]:
+    """The model file a string names, the one reader of model strings: a shipped model by name, the member of a
+    family or of ``default`` for ``channels``-channel images, an old name of any of these, or a file ``PATH``
+    (``PATH#CONFIG``: an official checkpoint with its generator config). Shipped files are checked against their
+    sha256. Anything else is a :class:`UserError` naming ``what``, or None when not ``required``."""
+    text = str(source)
+    name = canonical(text)
+    entry = None
+    if name == DEFAULT_DENOISER:
+        entry = default_model(channels)
+    elif name in families():
+        entry = family_model(name, channels)
+    elif name in registry:
+        entry = registry.get(name)
+    if entry is not None:
+        verify(entry)
+        return ModelSource(entry.name, entry.path, entry)
+    file, _, official = text.partition("#")
+    if Path(file).is_file():
+        return ModelSource(text, Path(file), None, official or None)
+    if not required:
+        return None
+    raise UserError(f"{what} {text!r} is neither a shipped model ({', '.join(registry.names())}) nor a file; "
+                    f"give a model name or the path of a model.pt.")
+
+
 def model_path(source: str | Path, *, what: str = "model") -> Path:
     """The file of a shipped model name (hash-checked) or of a path (``PATH#CONFIG``: the part before ``#``)."""
-    text = str(source)
-    if text in registry:
-        entry = registry.get(text)
-        verify(entry)
-        return entry.path
-    path = Path(text.partition("#")[0])
-    if not path.is_file():
-        raise UserError(f"{what} {text!r} is neither a shipped model ({', '.join(registry.names())}) nor a file; "
-                        f"give a model name or the path of a model.pt.")
-    return path
+    return resolve(source, what=what).path
 
 
 def source_info(source: str) -> tuple[int, str]:
     """``(channels, sha256)`` of a shipped model name, one of our model files, or ``PATH#CONFIG`` (official)."""
-    text = str(source)
-    path = model_path(text)
-    if text in registry:
-        return registry.get(text).channels, registry.get(text).sha256
-    official = text.partition("#")[2]
-    config = dict(getattr(load_generator_file(path, official_config=official or None), "config", {}) or {})
+    found = resolve(source)
+    if found.entry is not None:
+        return found.entry.channels, found.entry.sha256
+    config = dict(getattr(load_generator_file(found.path, official_config=found.official_config), "config", {}) or {})
     channels = config.get("channels", config.get("num_channels"))
     if channels not in (1, 3):
-        raise UserError(f"model {text!r} does not say how many channels it takes; give one of our model files.")
-    return int(channels), io.sha256_file(path)
+        raise UserError(f"model {source!r} does not say how many channels it takes; give one of our model files.")
+    return int(channels), found.sha256
+
+
+#: ``(path, size, mtime)`` of shipped files already checked in this process (a changed file is checked again).
+_VERIFIED: set[tuple[str, int, int]] = set()
 
 
 def verify(entry: ModelEntry) -> None:
-    """Check a shipped file against its recorded sha256."""
+    """Check a shipped file against its recorded sha256 (once per process while the file is unchanged)."""
     if not entry.path.is_file():
         raise UserError(f"shipped model {entry.name!r} is missing ({entry.path}); reinstall pnprgm.")
-    digest = io.sha256_file(entry.path)
-    if digest != entry.sha256:
+    stat = entry.path.stat()
+    key = (str(entry.path), stat.st_size, stat.st_mtime_ns)
+    if key in _VERIFIED:
+        return
+    if io.sha256_file(entry.path) != entry.sha256:
         raise UserError(f"shipped model {entry.name!r} does not match its sha256 in pretrained/index.json; reinstall pnprgm.")
+    _VERIFIED.add(key)
 
 
 def default_model(channels: int, role: str = "denoiser") -> ModelEntry:
@@ -150,25 +230,19 @@ def family_model(family: str, channels: int) -> ModelEntry:
 
 
 def shipped_entry(name: str, channels: int) -> Optional[ModelEntry]:
-    """The shipped model a denoiser name loads for ``channels``-channel images: the default ``rgm`` picks, a
-    family's member, or a shipped model named directly; None for any other name. The denoiser registry's
-    ``rgm`` and family entries load through it, so a restore record names the file that ran."""
-    if name == "rgm":
-        return default_model(channels)
-    if name in families():
-        return family_model(name, channels)
-    return registry.get(name) if name in registry else None
+    """The shipped model a denoiser name (or an old name of it) loads for ``channels``-channel images; None for
+    any other name (:func:`resolve`)."""
+    name = canonical(name)
+    if name == DEFAULT_DENOISER or name in families() or name in registry:
+        return resolve(name, channels).entry
+    return None
 
 
 def model_behind(denoiser: str, channels: int) -> Optional[dict[str, str]]:
-    """Name and sha256 of the model file a denoiser name loads for ``channels``-channel images: a shipped one
-    (:func:`shipped_entry`) or a model file (``PATH`` or ``PATH#CONFIG``); None for the others."""
-    text = str(denoiser)
-    entry = shipped_entry(text, channels)
-    if entry is None:
-        path = Path(text.partition("#")[0])
-        return {"name": text, "sha256": io.sha256_file(path)} if path.suffix in (".pt", ".pth") and path.is_file() else None
-    return {"name": entry.name, "sha256": entry.sha256}
+    """Name and sha256 of the model file a denoiser name loads for ``channels``-channel images (a shipped one or a
+    file, :func:`resolve`); None for the others (``tv``, ``nlm``...)."""
+    found = resolve(denoiser, channels, required=False)
+    return None if found is None else {"name": found.name, "sha256": found.sha256}
 
 
 def publish(source: str | Path, name: str, *, role: str = "denoiser", default: bool = False, summary: str = "",
@@ -190,7 +264,10 @@ def publish(source: str | Path, name: str, *, role: str = "denoiser", default: b
 
     if role not in ("denoiser", "sr"):
         raise UserError(f"role must be denoiser or sr; got {role!r}.")
-    taken = family in denoiser_registry.names() and family not in families()  # "rgm", "tv", a model name...
+    if name in RENAMED or family in RENAMED:
+        raise UserError(f"{name if name in RENAMED else family!r} is the old name of "
+                        f"{RENAMED.get(name) or RENAMED.get(family)!r} (pnprgm.models.RENAMED); choose another name.")
+    taken = family in denoiser_registry.names() and family not in families()  # "default", "tv", a model name...
     if family is not None and (role != "denoiser" or taken):
         raise UserError(f"family {family!r} must name denoisers and not be taken by another denoiser; choose a new name.")
     content = read_model_file(source)

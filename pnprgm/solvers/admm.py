@@ -15,7 +15,7 @@ class ADMMConfig(PnPConfig):
     :param rescale_dual: when the data-step weight changes from gamma to gamma', scale the scaled dual z by
         gamma' / gamma so that the unscaled dual z / gamma is kept (Boyd et al. 2011, section 3.4.1). Off by
         default, which reproduces deepinv's iterates; with DPIR's schedule gamma falls about 370-fold over the
-        iterations, and rescaling adds about 1 dB for the RGM denoiser on deblurring (README).
+        iterations, and rescaling adds about 1 dB for the shipped UNet denoiser on deblurring (README).
     """
 
     rescale_dual: bool = False

@@ -145,8 +145,7 @@ def sample_model_grid(model: str, out: str | Path, *, count: int = 16, size: Opt
     """
     from pnprgm.device import resolve_device
     from pnprgm.io import list_images, read_image, sha256_file, versions, write_image, write_json
-    from pnprgm.rgm.models import load_generator_file, model_path
-    from pnprgm.rgm.models import registry as models_registry
+    from pnprgm.rgm.models import load_generator_file, resolve
     from pnprgm.training.data import convert_channels
     from pnprgm.training.processes import build_process, process_size_multiple
 
@@ -154,9 +153,9 @@ def sample_model_grid(model: str, out: str | Path, *, count: int = 16, size: Opt
         raise UserError(f"-n must be >= 1; got {count}.")
     device = resolve_device(device)
     # a shipped model name (pnprgm models; hash-checked, found beside the package from any folder) or a file
-    path = str(model_path(model))
-    official = None if str(model) in models_registry else (str(model).partition("#")[2] or None)
-    generator = load_generator_file(path, device=device, official_config=official).to(device).eval()
+    found = resolve(model)
+    path = str(found.path)
+    generator = load_generator_file(found.path, device=device, official_config=found.official_config).to(device).eval()
     config = generator.config
     channels = int(config.get("channels", config.get("num_channels", 3)))
     multiple = int(getattr(generator, "size_multiple", 0) or 2 ** (len(config.get("ch_mult", [1])) - 1))
