@@ -194,11 +194,12 @@ def test_methods_are_named_for_the_algorithm_that_runs(monkeypatch, capsys):
 
 def _timed_model_file(path: Path) -> Path:
     """A tiny time-conditioned (ddpm) colour generator: RGM's stochastic restoration step is defined for it."""
-    from pnprgm.training.checkpoint import save_model
-    from pnprgm.training.generator import build_generator_from_config, preset_config
+    from pnprgm.rgm.architectures import build_generator_from_config
+    from pnprgm.rgm.model_file import save_model
+    from pnprgm.rgm.unet import sized_config
 
     torch.manual_seed(0)
-    gen = build_generator_from_config(preset_config("tiny", channels=3, nz=8, ch_mult=(1, 2)))
+    gen = build_generator_from_config(sized_config("tiny", channels=3, nz=8, ch_mult=(1, 2)))
     return save_model(path, gen.state_dict(), dict(gen.config), {"name": "ddpm"}, {"command": "test", "steps": 1})
 
 
@@ -206,7 +207,7 @@ def test_rgm_stochastic_drs_runs_rgms_step_and_needs_time_levels(photo_dir, tmp_
     """The method runs the rgm-drs solver through the model's own re-noising step; without --model (the shipped
     denoisers have no time levels) it is unavailable, and an image it has no timed model for fails in one line."""
     from pnprgm.io import sha256_file
-    from pnprgm.rgm_denoiser import RGMDenoiser
+    from pnprgm.denoisers.rgm import RGMDenoiser
 
     reason = methods.registry.get("rgm-stochastic-drs").unavailable(torch.device("cpu"))
     assert reason is not None and "needs a time-conditioned model" in reason and "\n" not in reason

@@ -68,7 +68,7 @@ def test_an_old_model_name_loads_the_same_file_with_one_notice(old, notices):
     assert models.registry.get(old) is models.registry.get(new)
     assert notices() == [f"pnprgm: model {old!r} is now called {new!r} (trained without an active RGM prior); "
                          f"the old name still works."]
-    from pnprgm.training.checkpoint import read_initial_weights
+    from pnprgm.rgm.model_file import read_initial_weights
 
     assert read_initial_weights(old).provenance["sha256"] == models.registry.get(new).sha256  # --init-from
     assert notices() == []  # once per process

@@ -37,7 +37,7 @@ def _run(gen, ref_a) -> torch.Tensor:
 
 
 @pytest.mark.parametrize("name", CONFIGS.names())
-def test_preset_config_equals_official(shared_dir, name):
+def test_official_config_equals_the_reference(shared_dir, name):
     assert official_config(name) == _layout(shared_dir, name)["config"]
 
 

@@ -121,3 +121,21 @@ def test_channel_adaptation_and_deepinv_contract(tiny_time):
 
     assert isinstance(denoiser, deepinv.models.Denoiser)
     assert not any(p.requires_grad for p in denoiser.parameters())
+
+
+def test_a_gray_model_denoises_each_channel_of_a_colour_image_as_the_adapter_does():
+    """One channel rule: a gray model keeps a colour image's colour (each channel as a gray image, with its
+    image's latent), exactly as :class:`ChannelAdapter` runs any denoiser; a colour model on gray averages back."""
+    from pnprgm.denoisers.channels import ChannelAdapter
+
+    torch.manual_seed(1)
+    gray_model = build_generator_from_config(sized_config("tiny", channels=1, nz=8, ch_mult=(1, 2),
+                                                          conditioning="sigma", output="residual"))
+    colour = torch.rand(2, 3, 12, 12, generator=torch.Generator().manual_seed(2))
+    inside = RGMDenoiser(gray_model, seed=3)(colour, 0.1)
+    outside = ChannelAdapter(RGMDenoiser(gray_model, seed=3), 1)(colour, 0.1)
+    assert inside.shape == colour.shape
+    torch.testing.assert_close(inside, outside)
+    channel = RGMDenoiser(gray_model, seed=3)(colour[:, 1:2].contiguous(), 0.1)
+    assert not torch.allclose(inside[:, 0], inside[:, 1], atol=1e-3)  # not a channel mean copied three times
+    assert float((inside[:, 1:2] - channel).abs().max()) < 0.05  # the same network on that channel alone

@@ -23,6 +23,7 @@ from deepinv.models import Denoiser
 from torch import nn
 
 from pnprgm.denoisers.base import registry
+from pnprgm.denoisers.channels import ChannelAdapter, adapt_channels
 from pnprgm.errors import UserError
 from pnprgm.rgm import models
 
@@ -147,15 +148,11 @@ class RGMDenoiser(Denoiser):
         return level.expand(x.shape[0]) if level.numel() == 1 else level
 
     def _run(self, xm: torch.Tensor, level: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
-        """Adapt channels, pad (reflect) to the size multiple, run G, crop back, map to [0, 1]."""
-        channels_in = xm.shape[1]
-        if channels_in != self.channels:
-            if channels_in == 1 and self.channels == 3:
-                xm = xm.expand(-1, 3, -1, -1)
-            elif channels_in == 3 and self.channels == 1:
-                xm = xm.mean(1, keepdim=True)
-            else:
-                raise UserError(f"the RGM model takes {self.channels}-channel images; got {channels_in} channels.")
+        """Adapt channels (:func:`~pnprgm.denoisers.channels.adapt_channels`), then :meth:`_run_matched`."""
+        return adapt_channels(self._run_matched, xm, self.channels, level, z)
+
+    def _run_matched(self, xm: torch.Tensor, level: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        """Pad (reflect) to the size multiple, run G, crop back, map to [0, 1]."""
         h, w = xm.shape[-2:]
         ph, pw = (-h) % self.multiple, (-w) % self.multiple
         if ph or pw:
@@ -164,8 +161,6 @@ class RGMDenoiser(Denoiser):
         with torch.no_grad():
             out = self.generator(xm, level, z)
         out = out[..., ph // 2 : ph // 2 + h, pw // 2 : pw // 2 + w]
-        if out.shape[1] != channels_in:
-            out = out.mean(1, keepdim=True) if channels_in == 1 else out.expand(-1, channels_in, -1, -1)
         return ((out + 1) / 2).clamp(0, 1)
 
     def extra_repr(self) -> str:
@@ -184,8 +179,6 @@ def _channel_picked(pick):
     """A denoiser factory loading ``pick(channels)``, adapted when its channel count differs from the input's."""
 
     def factory(*, channels: int, device: torch.device, seed: int):
-        from pnprgm.denoisers.channels import ChannelAdapter
-
         entry = pick(channels)
         denoiser = load_denoiser(entry.name, device=device, seed=seed)
         return denoiser if entry.channels == channels else ChannelAdapter(denoiser, entry.channels)
