@@ -50,6 +50,7 @@ def recipe_run(tiny_pack, tmp_path_factory):
     return result, out
 
 
+@pytest.mark.slow
 def test_recipe_rehearsal_writes_loadable_models(recipe_run):
     result, out = recipe_run
     assert result.returncode == 0, result.stderr[-2000:]

@@ -138,6 +138,7 @@ def test_a_checkout_resolves_its_own_folders_before_an_installed_one(tmp_path):
 
 @pytest.mark.skipif(importlib.util.find_spec("setuptools.command.bdist_wheel") is None,
                     reason="building a wheel without network needs setuptools>=70.1 in this environment")
+@pytest.mark.slow
 def test_a_regular_install_holds_only_pnprgm_with_the_shipped_models(tmp_path):
     """A non-editable install (a wheel, unpacked with pip --target) has the folders inside pnprgm/, the shipped
     models with matching hashes, and nothing else at the top level."""

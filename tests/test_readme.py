@@ -94,6 +94,7 @@ def _size(path: Path) -> tuple[int, int]:
         return image.size
 
 
+@pytest.mark.slow
 def test_readme_examples_run(tmp_path):
     work = tmp_path / "clone"
     work.mkdir()

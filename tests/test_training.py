@@ -348,6 +348,7 @@ def realistic_discriminator(photos):
 REALISTIC_STEPS = 200
 
 
+@pytest.mark.slow
 def test_discriminator_tells_clean_photos_from_a_denoisers_outputs(realistic_discriminator):
     """Realistic level (not the noisy input beside itself): clean crops against an MSE-like denoiser's outputs at
     noise 10-25/255, unconditional default D, default lr and R1. The summed softplus loss (chance 2 ln 2 = 1.386)
@@ -712,6 +713,7 @@ print("RANK", info.rank, "OK", summary["final_losses"]["g_loss"])
 """
 
 
+@pytest.mark.slow
 def test_ddp_two_cpu_processes(data_dir, tmp_path):
     script = tmp_path / "ddp_run.py"
     # dswd exercises every synchronised part: G and D under DDP (D with the R1 double backward), the projector by hand
@@ -739,6 +741,7 @@ def test_ddp_two_cpu_processes(data_dir, tmp_path):
 # ------------------------------------------------------------------------------------------------ CLI
 
 
+@pytest.mark.slow
 def test_cli_train_config_file_sample_and_errors(data_dir, tmp_path):
     from pnprgm.cli.main import app
 
