@@ -22,6 +22,7 @@ HERE = Path(__file__).resolve().parent
 if str(HERE.parent) not in sys.path:  # run from a checkout: the project's packages sit beside benchmarks/
     sys.path.insert(0, str(HERE.parent))
 TARGET = 0.10  # solver overhead as a fraction of one iteration
+SPEC = "sr4"  # the operator: 4x super-resolution by 4x4 block means (task sr)
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -45,13 +46,12 @@ def measure_speed(args: argparse.Namespace) -> dict:
     """Run the timed restorations and return the report as a dict."""
     import torch
 
-    from pnprgm import operators
-    from pnprgm import denoisers, io
+    from pnprgm import io, operators, presets
     from pnprgm.benchmark import datasets
     from pnprgm.device import resolve_device
     from pnprgm.errors import UserError
     from pnprgm.metrics import psnr
-    from pnprgm.restoration import restore
+    from pnprgm.restoration import prepare_restoration, restore
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -62,14 +62,12 @@ def measure_speed(args: argparse.Namespace) -> dict:
     truth = datasets.centre_crop(public[args.image].load(), args.size)
     if truth.shape[0] != 3:
         raise UserError(f"--image {args.image} is gray; the speed benchmark uses a colour image.")
-    physics = operators.build("sr4", tuple(truth.shape), device=device)
+    physics = operators.build(SPEC, tuple(truth.shape), device=device)
     y = operators.measure(physics, truth[None].to(device), args.noise, seed=0)
-    from pnprgm import presets
-
-    # What restore itself runs: a preset may name its own shipped model when the default is asked for.
-    args.denoiser = presets.denoiser_for(presets.resolve(None, solver=args.solver, spec="sr4"),
-                                         denoisers.canonical(args.denoiser))
-    model = denoisers.build(args.denoiser, channels=3, device=device, seed=0)
+    # restore's own choice of denoiser (a preset may name its shipped model when the default is asked for), built once
+    plan = prepare_restoration(y, physics, denoiser=args.denoiser, solver=args.solver, noise_sigma=args.noise,
+                               device=device, seed=0)
+    args.denoiser, model = plan.denoiser_name, plan.model
     overrides = {"iterations": args.iters} if args.iters else {}
 
     restore(y, physics, denoiser=model, solver=args.solver, noise_sigma=args.noise, device=device, iterations=1)  # warm-up
@@ -105,7 +103,7 @@ def measure_speed(args: argparse.Namespace) -> dict:
     fraction = median["overhead_seconds"] / median["iteration_seconds"]
     baseline = physics.initial_estimate(y).clamp(0, 1)
     return {
-        "task": "sr4", "image": f"{args.image} centre crop {truth.shape[1]}x{truth.shape[2]} (colour)",
+        "task": presets.task_of_spec(SPEC), "operator": SPEC, "image": f"{args.image} centre crop {truth.shape[1]}x{truth.shape[2]} (colour)",
         "denoiser": args.denoiser, "solver": args.solver, "preset": settings.preset, "params": settings.params,
         "noise": args.noise, "device": str(device), "torch_threads": torch.get_num_threads(),
         "cpu": {"processor": platform.processor() or platform.machine(), "cpu_count": os.cpu_count()},

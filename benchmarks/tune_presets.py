@@ -4,7 +4,7 @@ The presets in ``pnprgm/presets.py`` were chosen with this script (its output is
 per task, every candidate below runs through the benchmark runner on the tuning images, and the table shows
 the mean PSNR and LPIPS per method and candidate. Tuning touches only these preset values, never a model.
 
-    python benchmarks/tune_presets.py --task sr4 --method pnp-drs,nlm-hqs --out benchmarks/tuning.md
+    python benchmarks/tune_presets.py --task sr --method pnp-drs,nlm-hqs --out benchmarks/tuning.md
 """
 from __future__ import annotations
 
@@ -16,16 +16,17 @@ from pathlib import Path
 
 import torch
 
+from pnprgm.benchmark import tasks
 from pnprgm.benchmark.runner import build_config, run_benchmark
 
 #: Candidate overrides per benchmark task (each merged over the task's preset).
 CANDIDATES: dict[str, list[dict]] = {
-    "sr4": [{}, {"lam": 0.1}, {"lam": 0.5}, {"iterations": 12}, {"sigma_start": 25 / 255}],
+    "sr": [{}, {"lam": 0.1}, {"lam": 0.5}, {"iterations": 12}, {"sigma_start": 25 / 255}],
     "deblur": [{}, {"lam": 0.1}, {"lam": 0.5}, {"iterations": 16}, {"sigma_start": 25 / 255}],
     "inpaint": [{}, {"sigma_start": 49 / 255}, {"sigma_start": 80 / 255}, {"sigma_start": 49 / 255, "lam": 0.1},
                 {"iterations": 12, "sigma_start": 49 / 255}],
-    "color": [{}, {"lam": 0.1}, {"lam": 0.5}, {"sigma_start": 80 / 255}, {"sigma_start": 160 / 255},
-              {"sigma_start": 200 / 255}, {"iterations": 40}],
+    "colorize": [{}, {"lam": 0.1}, {"lam": 0.5}, {"sigma_start": 80 / 255}, {"sigma_start": 160 / 255},
+                 {"sigma_start": 200 / 255}, {"iterations": 40}],
     "denoise": [{}, {"symmetry": "none"}, {"symmetry": "random"}],
 }
 #: Asked for with --candidates symmetry: the preset's symmetry against none, on every task.
@@ -35,7 +36,9 @@ TUNING_IMAGES = ("astronaut", "coffee", "camera")
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--task", default="sr4,deblur,inpaint,color", help="comma-separated benchmark tasks")
+    parser.add_argument("--task", default="sr,deblur,inpaint,colorize",
+                        help=f"comma-separated benchmark tasks: {', '.join(tasks.registry.names())} (old names: "
+                             f"{', '.join(f'{old} for {new}' for old, new in tasks.registry.aliases().items())})")
     parser.add_argument("--method", default="pnp-drs,pnp-hqs,tv-admm,nlm-hqs", help="comma-separated methods")
     parser.add_argument("--images", default=",".join(TUNING_IMAGES), help="comma-separated public images")
     parser.add_argument("--crop", type=int, default=128)
@@ -44,9 +47,13 @@ def main() -> None:
     parser.add_argument("--candidates", choices=["grid", "symmetry"], default="grid",
                         help="grid: CANDIDATES per task; symmetry: the preset against symmetry none")
     args = parser.parse_args()
+    chosen = [tasks.registry.canonical(name.strip()) for name in args.task.split(",") if name.strip()]
+    for name in chosen:
+        if name not in CANDIDATES:
+            parser.error(tasks.registry.unknown_message(name))
     torch.set_num_threads(args.threads)
     lines = []
-    for task in args.task.split(","):
+    for task in chosen:
         lines += [f"\n### {task} (images {args.images}, crop {args.crop})\n", "| method | override | PSNR | LPIPS | s/image |",
                   "|---|---|---|---|---|"]
         for overrides in CANDIDATES[task] if args.candidates == "grid" else SYMMETRY_CANDIDATES:

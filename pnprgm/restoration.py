@@ -1,7 +1,8 @@
 """``restore``: the library entry point of PnP restoration (the CLI's ``restore`` command calls it).
 
 It picks the preset for the task and solver, builds the denoiser, starts from the operator's initial
-estimate, runs the solver and returns the image in [0, 1] at the operator's image size.
+estimate, runs the solver and returns the image in [0, 1] at the operator's image size. The same in two steps:
+:func:`prepare_restoration` (the choices and the denoiser) and :meth:`RestorationPlan.run` (per seed).
 """
 from __future__ import annotations
 
@@ -159,22 +160,24 @@ def restore(
     :param overrides: solver parameters overriding the preset one by one (e.g. ``iterations=12``).
     :returns: the restored image (same batching as y), or ``(image, result, settings)``.
     """
-    plan = _plan(y, operator, image_shape=image_shape, denoiser=denoiser, solver=solver, preset=preset,
-                 noise_sigma=noise_sigma, device=device, seed=seed, tile=tile, overrides=overrides)
-    x, result, settings = _run(plan, seed=seed, ground_truth=ground_truth, callback=callback, progress=progress)
+    plan = prepare_restoration(y, operator, image_shape=image_shape, denoiser=denoiser, solver=solver, preset=preset,
+                               noise_sigma=noise_sigma, device=device, seed=seed, tile=tile, **overrides)
+    x, result, settings = plan.run(seed=seed, ground_truth=ground_truth, callback=callback, progress=progress)
     return (x, result, settings) if return_trace else x
 
 
-@dataclass
-class _Plan:
-    """What a restoration needs before it runs: built once, run once per seed (so ``--samples N`` loads, and
-    hashes, a model file once)."""
+@dataclass(frozen=True, eq=False)
+class RestorationPlan:
+    """A restoration with every choice made (preset, solver settings, noise level) and its denoiser built, not yet
+    run: :func:`prepare_restoration` makes it, :meth:`run` restores, once per seed. ``restore(...)`` is
+    ``prepare_restoration(...).run()``; a caller that restores one measurement several times (``--samples``)
+    or times the restoration alone (the benchmark) loads, and hashes, a model file once, outside the run."""
 
     y: torch.Tensor
     single: bool
     physics: LinearPhysics
-    algorithm: Any
-    chosen: Any
+    algorithm: Algorithm
+    chosen: Optional[presets.Preset]
     solver: str
     spec: Optional[str]
     sigma_n: float
@@ -184,9 +187,48 @@ class _Plan:
     model_info: Optional[dict]
     device: torch.device
     tile: Optional[int]
+    seed: int
+
+    def run(self, seed: Optional[int] = None, *, ground_truth: Optional[torch.Tensor] = None,
+            callback: Optional[Callback] = None, progress: bool = False) -> tuple[torch.Tensor, SolverResult, RestoreSettings]:
+        """Restore with ``seed`` (default: the plan's; the denoiser's random streams restart from it, so the result is
+        that of a denoiser built with ``seed``): ``(image, solver result, settings)``, as
+        ``restore(..., return_trace=True)``."""
+        seed = self.seed if seed is None else seed
+        _reseed(self.model, seed)
+        generator = torch.Generator(device=self.device).manual_seed(seed)
+        x0 = initial_estimate(self.physics, self.y)
+        if ground_truth is not None:
+            ground_truth = (ground_truth[None] if ground_truth.dim() == 3 else ground_truth).to(x0)
+        result = self.algorithm.run(self.y, self.physics, self.model, x0, noise_sigma=self.sigma_n, generator=generator,
+                                    tile=self.tile, ground_truth=ground_truth, callback=callback, progress=progress)
+        x = result.x.clamp(0, 1)
+        x = x[0] if self.single else x
+        settings = RestoreSettings(
+            solver=self.solver, preset=_preset_name(self.chosen, self.solver, self.spec), params=self.algorithm.params(),
+            denoiser=self.denoiser_name, noise_sigma=self.sigma_n, noise_estimated=self.estimated, seed=seed,
+            device=str(self.device), model=self.model_info,
+        )
+        return x, result, settings
 
 
-def _plan(y, operator, *, image_shape, denoiser, solver, preset, noise_sigma, device, seed, tile, overrides) -> _Plan:
+def prepare_restoration(
+    y: torch.Tensor,
+    operator: Union[LinearPhysics, str],
+    *,
+    image_shape: Optional[tuple[int, int, int]] = None,
+    denoiser: Union[str, Denoiser] = DEFAULT_DENOISER,
+    solver: Optional[str] = None,
+    preset: Optional[str] = None,
+    noise_sigma: Optional[float] = 0.0,
+    device: Union[str, torch.device] = "cpu",
+    seed: int = 0,
+    tile: Optional[int] = None,
+    **overrides: Any,
+) -> RestorationPlan:
+    """Every choice of :func:`restore` made, and its denoiser built (with ``seed``, also the default seed of the runs),
+    without restoring: the arguments are :func:`restore`'s, less those of the run (``ground_truth``, ``callback``,
+    ``progress``: given to :meth:`RestorationPlan.run`)."""
     device = resolve_device(device)
     single = y.dim() == 3
     y = (y[None] if single else y).to(device=device, dtype=torch.float32)
@@ -210,10 +252,10 @@ def _plan(y, operator, *, image_shape, denoiser, solver, preset, noise_sigma, de
         denoiser = presets.denoiser_for(chosen, denoisers.canonical(denoiser))
     model = denoisers.build(denoiser, channels=channels, device=device, seed=seed)
     _check_rgm_use(model, preset=preset, solver=chosen_solver, tile=tile)
-    return _Plan(y=y, single=single, physics=physics, algorithm=algorithm, chosen=chosen, solver=chosen_solver,
-                 spec=spec, sigma_n=sigma_n, estimated=estimated,
-                 denoiser_name=denoiser if isinstance(denoiser, str) else type(denoiser).__name__, model=model,
-                 model_info=_model_behind(denoiser, channels), device=device, tile=tile)
+    return RestorationPlan(y=y, single=single, physics=physics, algorithm=algorithm, chosen=chosen,
+                           solver=chosen_solver, spec=spec, sigma_n=sigma_n, estimated=estimated,
+                           denoiser_name=denoiser if isinstance(denoiser, str) else type(denoiser).__name__, model=model,
+                           model_info=_model_behind(denoiser, channels), device=device, tile=tile, seed=seed)
 
 
 def has_time_levels(model) -> bool:
@@ -246,24 +288,6 @@ def _reseed(model: torch.nn.Module, seed: int) -> None:
             reseed(seed)
 
 
-def _run(plan: _Plan, *, seed: int, ground_truth=None, callback=None, progress=False):
-    _reseed(plan.model, seed)
-    generator = torch.Generator(device=plan.device).manual_seed(seed)
-    x0 = initial_estimate(plan.physics, plan.y)
-    if ground_truth is not None:
-        ground_truth = (ground_truth[None] if ground_truth.dim() == 3 else ground_truth).to(x0)
-    result = plan.algorithm.run(plan.y, plan.physics, plan.model, x0, noise_sigma=plan.sigma_n, generator=generator,
-                                tile=plan.tile, ground_truth=ground_truth, callback=callback, progress=progress)
-    x = result.x.clamp(0, 1)
-    x = x[0] if plan.single else x
-    settings = RestoreSettings(
-        solver=plan.solver, preset=_preset_name(plan.chosen, plan.solver, plan.spec), params=plan.algorithm.params(),
-        denoiser=plan.denoiser_name, noise_sigma=plan.sigma_n, noise_estimated=plan.estimated, seed=seed,
-        device=str(plan.device), model=plan.model_info,
-    )
-    return x, result, settings
-
-
 def _model_behind(denoiser: Union[str, Denoiser], channels: int) -> Optional[dict]:
     """The model file (name, sha256) that ran, when the denoiser is a learned model given by name or path."""
     from pnprgm.rgm.models import model_behind
@@ -294,18 +318,15 @@ def restore_samples(y: torch.Tensor, operator: Union[LinearPhysics, str], *, sam
     if samples < 1:
         raise UserError(f"samples must be at least 1, got {samples}.")
     run_args = {key: kwargs.pop(key) for key in ("ground_truth", "callback", "progress") if key in kwargs}
-    plan_args = {key: kwargs.pop(key, None) for key in ("image_shape", "preset", "solver", "tile")}
-    plan_args.update(denoiser=kwargs.pop("denoiser", DEFAULT_DENOISER), noise_sigma=kwargs.pop("noise_sigma", 0.0),
-                     device=kwargs.pop("device", "cpu"))
     kwargs.pop("return_trace", None)
     # the model is loaded (and its file hashed) once; each sample restarts its random streams from its own seed
-    plan = _plan(y, operator, seed=seed, overrides=kwargs, **plan_args)
+    plan = prepare_restoration(y, operator, seed=seed, **kwargs)
     runs = []
     started = time.perf_counter()
     for i in range(samples):
         if on_sample is not None:
             on_sample(i, samples, time.perf_counter() - started)
-        runs.append(_run(plan, seed=seed + i, **run_args))
+        runs.append(plan.run(seed=seed + i, **run_args))
     stack = torch.stack([image for image, _, _ in runs])
     return SampleSet(mean=stack.mean(0), std=stack.std(0, unbiased=False), images=list(stack),
                      results=[result for _, result, _ in runs], settings=runs[0][2])

@@ -50,7 +50,7 @@ def photo_dir(tmp_path) -> Path:
 def public_run(tmp_path_factory):
     """One small run on the public set, twice (for determinism), with every output written."""
     out = tmp_path_factory.mktemp("bench")
-    config = _config(data="public", limit=2, tasks=("sr4", "color", "denoise"), methods=("baseline", "tv-admm"))
+    config = _config(data="public", limit=2, tasks=("sr", "colorize", "denoise"), methods=("baseline", "tv-admm"))
     first = run_benchmark(config, json_path=out / "a.json", md_path=out / "a.md", figure_path=out / "a.png", progress=False)
     second = run_benchmark(config, json_path=out / "b.json", progress=False)
     return out, first, second
@@ -63,7 +63,7 @@ def test_json_schema(public_run):
     assert data["protocol"] == DEFAULT_PROTOCOL.to_dict()
     assert data["versions"]["torch"] == torch.__version__.split("+")[0]
     assert data["status"] == "complete"
-    assert data["config"]["tasks"] == ["sr4", "color", "denoise"]
+    assert data["config"]["tasks"] == ["sr", "colorize", "denoise"]
     assert data["config"]["resolved"]["tasks"]["denoise"]["noise"] == pytest.approx(25 / 255)
     assert [image["name"] for image in data["config"]["resolved"]["images"]] == ["astronaut", "chelsea"]
     assert len(data["records"]) == 2 * 3 * 2  # two colour images x three tasks x two methods
@@ -91,7 +91,7 @@ def test_markdown_holds_the_table(public_run):
     out, first, _ = public_run
     text = (out / "a.md").read_text()
     assert "| method | PSNR (dB) ↑ | SSIM ↑ | LPIPS ↓ | seconds | images |" in text
-    assert "| method | sr4 | color | denoise |" in text
+    assert "| method | sr | colorize | denoise |" in text
     for method in ("baseline", "tv-admm"):
         assert f"| {method} |" in text
     assert " ± " in text and "**" in text
@@ -107,7 +107,7 @@ def test_a_report_of_a_python_run_holds_settings_that_rebuild_its_config(public_
     _, first, _ = public_run
     assert first.data["command"] is None
     block = report.markdown(first.data).split("## Settings", 1)[1].split("```json", 1)[1].split("```", 1)[0]
-    config = _config(data="public", limit=2, tasks=("sr4", "color", "denoise"), methods=("baseline", "tv-admm"))
+    config = _config(data="public", limit=2, tasks=("sr", "colorize", "denoise"), methods=("baseline", "tv-admm"))
     assert build_config(json.loads(block)) == config
 
 
@@ -117,13 +117,13 @@ def test_cli_renders_the_command_line_of_a_config():
 
     from pnprgm.cli.commands.benchmark import command, command_line
 
-    config = _config(data="public", images=("astronaut", "chelsea"), tasks=("denoise", "sr4"), methods=("baseline",),
+    config = _config(data="public", images=("astronaut", "chelsea"), tasks=("denoise", "sr"), methods=("baseline",),
                      noise=0.02, seed=3, limit=1, metrics="ssim,psnr", protocol={"crop": 4}, models=("a.pt",))
     words = shlex.split(command_line(config, json_path="r 1.json", md_path="r.md"))
     assert words[:2] == ["pnprgm", "benchmark"]
     params = command.make_context("benchmark", words[2:]).params
     assert (params["data"], params["images"], params["tasks"], params["methods"]) == \
-           ("public", "astronaut,chelsea", "denoise,sr4", "baseline")
+           ("public", "astronaut,chelsea", "denoise,sr", "baseline")
     assert (params["noise"], params["seed"], params["crop"], params["limit"]) == (0.02, 3, 48, 1)
     assert (params["metrics"], params["protocol_items"]) == ("ssim,psnr", ("crop=4",))
     assert params["assignments"] == ("iterations=2",)
@@ -144,8 +144,52 @@ def test_figure_is_written(public_run):
 def test_measurement_seeds_are_fixed_and_distinct():
     seeds = {(i, t): tasks.measurement_seed(0, i, t) for i in range(20) for t in tasks.registry.names()}
     assert len(set(seeds.values())) == len(seeds)
-    assert seeds[3, "sr4"] == tasks.measurement_seed(0, 3, "sr4")
-    assert tasks.measurement_seed(1, 3, "sr4") != seeds[3, "sr4"]
+    assert seeds[3, "sr"] == tasks.measurement_seed(0, 3, "sr")
+    assert tasks.measurement_seed(1, 3, "sr") != seeds[3, "sr"]
+
+
+def test_renamed_tasks_keep_the_measurements_of_their_old_names():
+    """sr and colorize were sr4 and color (issue 19): their seeds are still hashed from the old names (the values
+    below are those of the code before the rename, sha256 of "0/3/sr4"...), so every committed measurement, record
+    seed and resumable record stays what it was. The other tasks hash their own names."""
+    keys = {name: tasks.registry.get(name).seed_key for name in tasks.registry.names()}
+    assert {name: key for name, key in keys.items() if key} == {"sr": "sr4", "colorize": "color"}
+    assert tasks.measurement_seed(0, 3, "sr") == 1711267665  # what sr4 gave
+    assert tasks.measurement_seed(0, 0, "sr") == 1870773503
+    assert tasks.measurement_seed(0, 3, "colorize") == 652119177  # what color gave
+    assert tasks.measurement_seed(0, 0, "deblur") == 1727984665  # an unrenamed task: its own name
+    for old, new in tasks.registry.aliases().items():
+        assert tasks.measurement_seed(5, 7, old) == tasks.measurement_seed(5, 7, new)
+
+
+def test_benchmark_tasks_are_the_preset_tasks():
+    """One task vocabulary: each benchmark task is named for the restoration task of its operator, the one whose
+    presets its PnP methods run, and every preset task is benchmarked."""
+    for name in tasks.registry.names():
+        assert name in presets.TASKS
+        assert presets.task_of_spec(tasks.registry.get(name).spec) == name
+    assert sorted(tasks.registry.names()) == sorted(presets.TASKS)
+    assert tasks.registry.aliases() == {"sr4": "sr", "color": "colorize"}
+
+
+def test_old_task_names_are_accepted_with_one_notice(monkeypatch, capsys):
+    """sr4 and color run, and key their records, as sr and colorize, wherever a task name is accepted (the config,
+    a suite file, --task), with a one-line notice once per process."""
+    from pnprgm import registry as registry_module
+
+    monkeypatch.setattr(registry_module, "_ANNOUNCED", set())
+    capsys.readouterr()
+    assert build_config({"tasks": "sr4,color,denoise"}).tasks == ("sr", "colorize", "denoise")
+    assert BenchmarkConfig(tasks=("sr4",)).tasks == ("sr",)
+    notices = [line for line in capsys.readouterr().err.splitlines() if "now called" in line]
+    assert notices == [
+        "pnprgm: benchmark task 'sr4' is now called 'sr' (the restoration task's name; its operator is still sr4); "
+        "the old name still works.",
+        "pnprgm: benchmark task 'color' is now called 'colorize' (the restoration task's name); the old name still works."]
+    with pytest.raises(UserError, match="names a choice twice"):
+        build_config({"tasks": "sr4,sr"})
+    help_text = CliRunner().invoke(app, ["benchmark", "--help"]).output
+    assert f"Comma-separated tasks: {', '.join(tasks.registry.names())}" in " ".join(help_text.split())
 
 
 @pytest.mark.parametrize("name", tasks.registry.names())
@@ -228,7 +272,7 @@ def test_rgm_stochastic_drs_runs_rgms_step_and_needs_time_levels(photo_dir, tmp_
 
 
 @pytest.mark.parametrize("values, listed", [
-    ({"tasks": "sr4,sr5"}, "sr4, deblur, inpaint, color, denoise"),
+    ({"tasks": "sr4,sr5"}, "sr, deblur, inpaint, colorize, denoise"),
     ({"methods": "baseline,tv-hqs"}, "tv-admm"),
     ({"metrics": "psnr,mse"}, "lpips"),
     ({"protocol": {"chanel": "y"}}, "channel"),
@@ -247,7 +291,7 @@ def test_bad_override_is_an_error_before_the_run(photo_dir):
 
 
 def test_cli_bad_task_exits_2_with_one_line():
-    result = CliRunner().invoke(app, ["benchmark", "--task", "sr4,nope", "-q"])
+    result = CliRunner().invoke(app, ["benchmark", "--task", "sr,nope", "-q"])
     assert result.exit_code == 2
     assert result.output.startswith("error: --task: unknown benchmark task 'nope'")
     assert len(result.output.strip().splitlines()) == 1
@@ -416,10 +460,10 @@ def test_results_json_of_the_first_format_still_loads(photo_dir, tmp_path, monke
 
 
 def test_gray_images_skip_colorization_only(photo_dir):
-    result = run_benchmark(_config(data=str(photo_dir), tasks=("color", "denoise"), methods=("baseline",)), progress=False)
+    result = run_benchmark(_config(data=str(photo_dir), tasks=("colorize", "denoise"), methods=("baseline",)), progress=False)
     pairs = {(r["image"], r["task"]) for r in result.records}
-    assert ("camera", "denoise") in pairs and ("camera", "color") not in pairs
-    assert ("coffee", "color") in pairs
+    assert ("camera", "denoise") in pairs and ("camera", "colorize") not in pairs
+    assert ("coffee", "colorize") in pairs
 
 
 def test_partial_results_survive_a_crash(photo_dir, tmp_path, monkeypatch):
@@ -437,7 +481,7 @@ def test_partial_results_survive_a_crash(photo_dir, tmp_path, monkeypatch):
     monkeypatch.setattr(methods.BaselineMethod, "restore", flaky)
     path = tmp_path / "partial.json"
     with pytest.raises(KeyboardInterrupt):
-        run_benchmark(_config(data=str(photo_dir), tasks=("sr4", "denoise"), methods=("baseline",)),
+        run_benchmark(_config(data=str(photo_dir), tasks=("sr", "denoise"), methods=("baseline",)),
                       json_path=path, md_path=tmp_path / "partial.md", progress=False)
     data = json.loads(path.read_text())
     assert data["status"] == "interrupted"
@@ -476,6 +520,25 @@ def test_resume_reuses_matching_records(photo_dir, tmp_path, monkeypatch):
     third = run_benchmark(more, json_path=path, figure_path=tmp_path / "f.png", resume=True, progress=False)
     assert calls["n"] == more.figure_images and len(third.records) == len(second.records)
     assert all(row.outputs["baseline"] is not None for row in third.figure["denoise"])
+
+
+def test_resume_reuses_the_records_of_a_json_with_old_task_names(photo_dir, tmp_path, monkeypatch):
+    """A results JSON written before issue 19 (tasks sr4 and color) is resumed as if written today: the renamed
+    tasks draw the same seeds, so none of its records is computed again."""
+    path = tmp_path / "r.json"
+    config = _config(data=str(photo_dir), tasks=("sr", "colorize"), methods=("baseline",))
+    first = run_benchmark(config, json_path=path, progress=False)
+    assert len(first.records) == 3 + 2  # colorization: the two colour photos
+    old = {new: previous for previous, new in tasks.registry.aliases().items()}
+    data = json.loads(path.read_text())
+    data["config"]["tasks"] = [old[name] for name in data["config"]["tasks"]]
+    data["config"]["resolved"]["tasks"] = {old[name]: task for name, task in data["config"]["resolved"]["tasks"].items()}
+    for record in data["records"]:
+        record["task"] = old[record["task"]]
+    path.write_text(json.dumps(data))
+    monkeypatch.setattr(methods.BaselineMethod, "restore", lambda *a, **k: pytest.fail("a record was recomputed"))
+    second = run_benchmark(config, json_path=path, resume=True, progress=False)
+    assert second.records == first.records and not second.failures
 
 
 def test_resume_reruns_a_method_whose_presets_or_models_changed(photo_dir, tmp_path, monkeypatch):
@@ -525,9 +588,33 @@ def test_pnp_methods_name_the_model_files_they_use():
     assert not any("denoiser" in values for values in tv["presets"].values())  # preset models replace only default
 
 
+@pytest.mark.parametrize("name", ["pnp-hqs", "tv-admm"])
+def test_pnp_methods_restore_what_pnprgm_restore_does(name, monkeypatch):
+    """A PnP method's estimate is pnprgm.restore's for its denoiser and solver (the task's preset, and for the
+    default denoiser the shipped model that preset names, chosen by restore), bitwise; its seconds start once the
+    denoiser is built."""
+    from pnprgm import denoisers
+    from pnprgm.restoration import restore
+
+    method = methods.registry.get(name)
+    x = torch.rand(1, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    physics = operators.build("sr4", (3, 32, 32))
+    y = operators.measure(physics, x, 0.01, seed=1)
+    events = []
+    build, clock = denoisers.build, methods.time.perf_counter
+    monkeypatch.setattr(denoisers, "build", lambda *args, **kwargs: events.append("build") or build(*args, **kwargs))
+    monkeypatch.setattr(methods.time, "perf_counter", lambda: events.append("clock") or clock())
+    estimate, seconds = method.restore(y, physics, noise_sigma=0.01, seed=4, device=torch.device("cpu"),
+                                       overrides={"iterations": 2})
+    assert events.count("build") == 1 and events.index("clock") > events.index("build") and seconds > 0
+    monkeypatch.undo()
+    expected = restore(y, physics, denoiser=method.denoiser, solver=method.solver, noise_sigma=0.01, seed=4, iterations=2)
+    assert torch.equal(estimate, expected)
+
+
 def test_cli_end_to_end(photo_dir, tmp_path):
     out = tmp_path / "out"
-    args = ["benchmark", "--data", str(photo_dir), "--task", "sr4,inpaint", "--method", "baseline,nlm-hqs",
+    args = ["benchmark", "--data", str(photo_dir), "--task", "sr,inpaint", "--method", "baseline,nlm-hqs",
             "--crop", "48", "--set", "iterations=2", "--json", str(out / "r.json"), "--md", str(out / "r.md"),
             "--figure", str(out / "r.jpg"), "-q"]
     result = CliRunner().invoke(app, args)
@@ -551,6 +638,11 @@ def test_suite_file_is_valid():
     config = build_config(read_config_file(suite))
     committed = json.loads((suite.parent / "results.json").read_text())
     assert committed["config"]["methods"] == list(config.methods)  # today's names: --resume reuses its records
+    assert committed["config"]["tasks"] == list(config.tasks)
+    for results in ("results.json", "results_bm3d.json"):  # every committed record keyed by today's task names
+        data = json.loads((suite.parent / results).read_text())
+        named = {*data["config"]["tasks"], *data["config"]["resolved"]["tasks"], *(r["task"] for r in data["records"])}
+        assert named <= set(tasks.registry.names()), results
     assert set(committed["config"]["resolved"]["methods"]) <= set(methods.registry.names())
     public = {image.name for image in datasets.public_set().images}
     assert set(config.images) <= {entry.name for entry in datasets.PUBLIC_IMAGES}

@@ -12,7 +12,7 @@ from skimage import data
 from pnprgm import io, metrics, operators
 from pnprgm.cli.main import app
 from pnprgm.errors import UserError
-from pnprgm.restoration import estimate_noise, restore, restore_samples
+from pnprgm.restoration import estimate_noise, prepare_restoration, restore, restore_samples
 
 TASKS = ["sr4", "blur:gaussian,sigma=2", "mask:random,rate=0.5,seed=0"]
 
@@ -118,6 +118,26 @@ def test_samples_give_mean_and_std(photo):
     assert len(drawn.images) == 3 and drawn.std.shape == drawn.mean.shape
     assert drawn.std.max() > 0, "re-noising with different seeds must give different samples"
     assert torch.allclose(drawn.mean, torch.stack(drawn.images).mean(0))
+
+
+def test_a_prepared_restoration_runs_what_restore_runs(photo):
+    """prepare_restoration makes restore's choices and builds the denoiser once; run(seed) is restore(..., seed)
+    bitwise, whichever seeds ran before (the random streams restart from each run's seed)."""
+    physics = operators.build("mask:random,rate=0.5,seed=0", tuple(photo.shape))
+    y = operators.measure(physics, photo[None], 0.01, seed=0)
+    args = dict(denoiser="tikhonov", solver="rgm-drs", noise_sigma=0.01, iterations=3)
+    first, second = (restore(y, physics, seed=seed, **args) for seed in (1, 2))
+    assert not torch.equal(first, second)  # re-noising draws from the seed: the comparison below can fail
+    plan = prepare_restoration(y, physics, seed=1, **args)
+    x2, _, settings = plan.run(seed=2)
+    x1, _, _ = plan.run(seed=1)
+    assert torch.equal(x1, first) and torch.equal(x2, second)
+    assert settings == restore(y, physics, seed=2, return_trace=True, **args)[2]
+    sr = operators.build("sr4", tuple(photo.shape))  # the default denoiser: the sr preset's shipped model
+    y = operators.measure(sr, photo[None], 0.01, seed=0)
+    x, _, settings = prepare_restoration(y[0], sr, noise_sigma=0.01, seed=3, iterations=2).run()  # the plan's seed
+    expected, _, restored = restore(y[0], sr, noise_sigma=0.01, seed=3, iterations=2, return_trace=True)
+    assert torch.equal(x, expected) and x.dim() == 3 and settings == restored and settings.preset == "sr-drs"
 
 
 def test_tiled_restoration_is_close_to_whole(photo):

@@ -6,13 +6,14 @@ import sys
 
 import click
 
+from pnprgm.benchmark import tasks as task_registry
 from pnprgm.cli.options import parse_assignments, threads_option
 
 EXAMPLES = """
 \b
 Examples:
   pnprgm benchmark --list                                  # tasks, methods, metrics, data sets and their availability
-  pnprgm benchmark --task sr4,denoise --method baseline,nlm-hqs,pnp-hqs --json r.json --md r.md --figure r.png
+  pnprgm benchmark --task sr,denoise --method baseline,nlm-hqs,pnp-hqs --json r.json --md r.md --figure r.png
   pnprgm benchmark --data photos/ --task deblur --noise 0.02 --crop 0 --json r.json
   pnprgm benchmark --suite benchmarks/suite.json --json benchmarks/results.json --md benchmarks/results.md \\
       --figure benchmarks/results.jpg                      # the committed results (benchmarks/README.md)
@@ -36,7 +37,8 @@ models); options given on the command line override it.
 @click.option("--suite", type=click.Path(dir_okay=False), default=None, help="Suite file (JSON/YAML) with the settings; options override it.")
 @click.option("--data", default=None, help="public, set14, cbsd68, kodak24, urban100 or a folder of images.  [default: public]")
 @click.option("--images", default=None, help="Comma-separated image names of the set to use (default: all).")
-@click.option("--task", "tasks", default=None, help="Comma-separated tasks: sr4, deblur, inpaint, color, denoise.  [default: all]")
+@click.option("--task", "tasks", default=None,
+              help=f"Comma-separated tasks: {', '.join(task_registry.registry.names())} (the presets' tasks).  [default: all]")
 @click.option("--method", "methods", default=None, help="Comma-separated methods (see --list).  [default: all]")
 @click.option("--noise", type=float, default=None, help="Measurement noise std in [0,1] units for every task (default: each task's).")
 @click.option("--seed", type=int, default=None, help="Run seed (measurements and methods derive theirs from it).  [default: 0]")
@@ -156,6 +158,8 @@ def _list(device: str) -> None:
     click.echo("tasks:")
     for entry in tasks.registry.entries():
         click.echo(f"  {entry.name:10s} {entry.obj.spec:30s} {entry.summary}")
+    click.echo("  old names, still accepted (with a notice): "
+               + ", ".join(f"{old} -> {new}" for old, new in tasks.registry.aliases().items()))
     click.echo("methods:")
     for entry in methods.registry.entries():
         reason = entry.obj.unavailable(torch_device)

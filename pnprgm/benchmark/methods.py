@@ -4,7 +4,9 @@ A method is named for the algorithm that runs: ``pnp-drs``, ``pnp-admm``, ``pnp-
 with the shipped default denoiser, or the model a task's preset names), ``tv-admm``, ``nlm-hqs``..., and
 ``rgm-stochastic-drs``: RGM's relaxed stochastic DRS, which needs a time-conditioned model (``--model``).
 Every method answers :meth:`unavailable` (None, or why it cannot run here: a missing optional package or
-shipped model) and :meth:`restore` (the estimate and the seconds it took, model loading excluded).
+shipped model) and :meth:`restore` (the estimate and the seconds it took, model loading excluded). A PnP method
+restores through :func:`pnprgm.restoration.prepare_restoration`, the first step of :func:`pnprgm.restore`, so it
+runs what ``pnprgm restore`` would for the same denoiser and solver.
 """
 from __future__ import annotations
 
@@ -129,17 +131,16 @@ class PnPMethod:
         return files
 
     def restore(self, y, physics, *, noise_sigma, seed, device, overrides):
-        from pnprgm import denoisers, presets
-        from pnprgm.restoration import restore
+        """``pnprgm.restore`` of ``y`` with this method's denoiser and solver (the task's preset, and its model, chosen
+        there); the seconds are those of the run alone: the choices and the model loading are made before."""
+        from pnprgm.restoration import prepare_restoration
 
         channels = physics.in_shape[0]
-        name = self._denoiser_for(channels)
-        if name == DEFAULT_DENOISER:  # what pnprgm.restore would choose: a task's preset may name another shipped model
-            name = presets.denoiser_for(presets.resolve(None, solver=self.solver, spec=physics.spec), name)
-        model = self._checked(denoisers.build(name, channels=channels, device=device, seed=seed), name, channels)
+        plan = prepare_restoration(y, physics, denoiser=self._denoiser_for(channels), solver=self.solver,
+                                   noise_sigma=noise_sigma, device=device, seed=seed, **dict(overrides))
+        self._checked(plan.model, plan.denoiser_name, channels)
         start = time.perf_counter()
-        x = restore(y, physics, denoiser=model, solver=self.solver, noise_sigma=noise_sigma, device=device,
-                    seed=seed, **dict(overrides))
+        x, _, _ = plan.run(seed=seed)
         return x, time.perf_counter() - start
 
 

@@ -41,7 +41,8 @@ class BenchmarkConfig:
 
     :param data: ``public``, a deepinv set (set14, cbsd68, kodak24, urban100) or a folder of images.
     :param images: names of the images to use, in order (None: the whole set).
-    :param tasks: task names (``pnprgm.benchmark.tasks.registry``).
+    :param tasks: task names (``pnprgm.benchmark.tasks.registry``, the presets' tasks; an old name is today's, with a
+        notice).
     :param methods: method names (``pnprgm.benchmark.methods.registry``; an old name is today's, with a notice).
     :param noise: measurement noise std for every task (None: each task's default).
     :param seed: run seed; each measurement's seed is derived from it, the image index and the task.
@@ -77,7 +78,8 @@ class BenchmarkConfig:
     def __post_init__(self) -> None:
         from pnprgm.metrics import METRICS
 
-        # an old method name runs, and keys its records, as today's
+        # an old task or method name runs, and keys its records, as today's
+        object.__setattr__(self, "tasks", tuple(tasks.registry.canonical(name) for name in self.tasks))
         object.__setattr__(self, "methods", tuple(methods.registry.canonical(name) for name in self.methods))
         for label, names, registry in (("--task", self.tasks, tasks.registry), ("--method", self.methods, methods.registry),
                                        ("--metrics", self.metrics, METRICS)):
@@ -387,7 +389,7 @@ def _reusable_records(json_path: str | Path, current: dict[str, Any], metrics: I
     from pnprgm.benchmark import report
 
     try:
-        previous = json.loads(path.read_text())
+        previous = _with_task_names(json.loads(path.read_text()))
     except (OSError, ValueError):
         raise UserError(f"--resume: {path} is not a readable results JSON; delete it or drop --resume.") from None
     if _fingerprint(previous) != _fingerprint(current):
@@ -406,6 +408,23 @@ def _reusable_records(json_path: str | Path, current: dict[str, Any], metrics: I
         if r["image"] in new_images and old_images.get(r["image"]) == new_images[r["image"]] and r["task"] in specs
         and _for_task(old_methods.get(r["method"]), specs[r["task"]]) == _for_task(new_methods.get(r["method"]), specs[r["task"]])
     }
+
+
+def _with_task_names(data: dict[str, Any]) -> dict[str, Any]:
+    """``data`` with today's task names (a JSON written before a rename, e.g. ``sr4`` for ``sr``): the same seeds
+    (:attr:`tasks.Task.seed_key`), so its records stay reusable."""
+    def today(name: str) -> str:
+        return tasks.registry.canonical(name, notice=False)
+
+    if not isinstance(data, dict):
+        return data
+    resolved = (data.get("config") or {}).get("resolved") or {}
+    if "tasks" in resolved:
+        resolved["tasks"] = {today(name): task for name, task in resolved["tasks"].items()}
+    for entry in [*data.get("records", []), *data.get("skipped", [])]:
+        if "task" in entry:
+            entry["task"] = today(entry["task"])
+    return data
 
 
 def _with_metrics(record: Mapping[str, Any], metrics: tuple[str, ...]) -> dict[str, Any]:
