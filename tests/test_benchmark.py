@@ -698,6 +698,41 @@ def test_sample_spread_script_measures_where_samples_differ(tmp_path):
     assert Image.open(tmp_path / "s.png").size == (3 * 32, 2 * 32)
 
 
+@pytest.mark.slow
+def test_prior_vs_mse_script_compares_each_model_with_the_mse_model_on_held_out_photos(tmp_path, lpips_ready):
+    """benchmarks/prior_vs_mse.py: a copy of the MSE model costs exactly 0 dB and gains 0 LPIPS (same seeds, same
+    photos), so it does not pass the bar; an untrained model loses PSNR far beyond the 0.5 dB allowed and fails."""
+    import runpy
+    import shutil
+
+    from pnprgm import io
+    from pnprgm.rgm import models
+
+    train = tmp_path / "train"
+    train.mkdir()
+    rng = torch.Generator().manual_seed(0)
+    for index in range(10):  # 10 photos: the 10 % held out is one
+        smooth = torch.nn.functional.interpolate(torch.rand(1, 3, 12, 12, generator=rng), size=(72, 72), mode="bicubic")
+        io.write_image(train / f"p{index}.png", smooth[0].clamp(0, 1))
+    mse_copy = tmp_path / "mse_copy.pt"
+    shutil.copyfile(models.model_path("unet-denoiser-color"), mse_copy)
+    untrained = _tiny_model_file(tmp_path / "untrained.pt", 3)
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "prior_vs_mse.py"
+    main = runpy.run_path(str(script))["main"]
+    main(["--model", str(mse_copy), "--model", str(untrained), "--train", str(train), "--crop", "32",
+          "--work", str(tmp_path / "work"), "--out", str(tmp_path / "r"), "-q"])
+    found = json.loads((tmp_path / "r.json").read_text())
+    assert found["rows"] == ["presets", "unet-denoiser-color", str(mse_copy), str(untrained)]
+    assert len(found["photos"]) == 1
+    for task in ("sr", "deblur"):
+        same = found["verdicts"][str(mse_copy)][task]
+        assert same["psnr_cost"] == 0 and same["lpips_vgg_gain"] == 0 and not same["passes"]
+        worse = found["verdicts"][str(untrained)][task]
+        assert worse["psnr_cost"] > 0.5 and not worse["passes"]
+    report = (tmp_path / "r.md").read_text()
+    assert "| sr | presets' denoisers |" in report and "fails" in report
+
+
 def _tiny_model_file(path: Path, channels: int) -> Path:
     from pnprgm.rgm.model_file import save_model
     from pnprgm.rgm.architectures import build_generator_from_config
