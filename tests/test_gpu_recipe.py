@@ -75,6 +75,29 @@ def test_recipe_rehearsal_writes_loadable_models(recipe_run):
     assert abs(steps_g - 0.4 * (steps_c + steps_g)) <= 1
 
 
+@pytest.mark.slow
+def test_rgm_recipe_rehearsal_leaves_a_small_rgm_model_and_its_record(tiny_pack, tmp_path):
+    """scripts/train_rgm_gpu.sh on the CPU: the MSE UNet fine-tuned with RGM's objective (KL prior, fidelity, no
+    supervised term) for a few seconds; OUTDIR/rgm holds a loadable model, its record (prior, lineage, the
+    discriminator's recent loss) and no file over 16 MiB."""
+    out = tmp_path / "out"
+    env = {**os.environ, "PYTHON": sys.executable}
+    result = subprocess.run(
+        ["bash", str(REPO / "scripts" / "train_rgm_gpu.sh"), str(out), "0.02", "--device", "cpu", "--data",
+         str(tiny_pack / "train"), "--val", str(tiny_pack / "val"), "--batch-size", "2", "--crop", "32", "--threads", "1"],
+        capture_output=True, text=True, env=env, timeout=180)
+    assert result.returncode == 0, result.stderr[-2000:]
+    files = sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file())
+    assert [f for f in files if not f.startswith("rgm/samples/")] == ["rgm/log.csv", "rgm/model.pt", "rgm/record.json"]
+    assert len(files) == 4 and all((out / f).stat().st_size < 16 * 2**20 for f in files)
+    record = read_model_file(out / "rgm" / "model.pt")["record"]
+    assert record["train"]["prior"] == "kld" and record["train"]["supervised"] == 0 and record["train"]["lmbda"] == 5e-4
+    assert record["init_from"]["source"] == "unet-denoiser-color" and record["steps"] >= 1
+    assert 0 < record["recent_d_loss"] < 10
+    model = load_model(out / "rgm" / "model.pt")
+    assert model.config["channels"] == 3
+
+
 def test_recipe_model_runs_as_denoiser(recipe_run):
     from pnprgm.denoisers.rgm import load_denoiser
 

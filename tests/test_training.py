@@ -593,6 +593,29 @@ def test_only_the_latest_checkpoints_are_kept(data_dir, tmp_path):
     assert result.exit_code == 2 and "--keep-checkpoints" in result.output and not (tmp_path / "bad").exists()
 
 
+def test_minutes_stops_training_in_time_and_model_every_writes_the_model_on_the_way(data_dir, tmp_path, monkeypatch):
+    """A clock that moves 25 s per step: with minutes=1 training ends at the step that passes 60 s (step 3 of 1000),
+    validates and writes model.pt as if the steps were done; model_every=30 wrote it once before (at 50 s). The record
+    holds the discriminator's mean loss over the last steps, the number "below chance" is read from."""
+    from pnprgm.training import loop
+
+    ticks = iter(range(0, 10_000, 25))
+    monkeypatch.setattr(loop, "_clock", lambda: float(next(ticks)))
+    saved = []
+    original = loop.Trainer.save_model
+    monkeypatch.setattr(loop.Trainer, "save_model", lambda self: saved.append(self.step) or original(self))
+    summary = train(data_dir, tmp_path / "run", process={"name": "denoise", "noise_min": 0.01, "noise_max": 0.2},
+                    train={**TINY_TRAIN, "steps": 1000, "minutes": 1, "model_every": 30}, size="tiny", progress=False)
+    assert summary["steps"] == 3 and saved == [2, 3]
+    record = json.loads((tmp_path / "run" / "record.json").read_text())
+    d_losses = [float(row["d_loss"]) for row in _log(tmp_path / "run")]
+    assert len(d_losses) == 3 and record["recent_d_loss"] == pytest.approx(np.mean(d_losses), abs=1e-4)
+    assert model_file.read_model_file(tmp_path / "run" / "model.pt")["record"]["steps"] == 3
+    for bad in ({"minutes": -1}, {"model_every": float("nan")}):
+        with pytest.raises(UserError, match="minutes and model_every"):
+            TrainConfig(**bad)
+
+
 def test_init_from_starts_with_the_model_weights_and_records_it(data_dir, tmp_path):
     """Fine-tuning: step 0 of the new run is the source's EMA generator; the architecture and lineage are kept."""
     args = dict(process={"name": "denoise", "noise_min": 0.01, "noise_max": 0.2}, progress=False)

@@ -63,6 +63,11 @@ def _list_choices(ctx: click.Context, _param, value: bool) -> None:
 @click.option("--T", "levels", type=int, default=None, help="Number of levels of ddpm/sr (default 4 / 7).")
 @click.option("--prior", type=click.Choice(["kld", "mmd", "dswd"]), default=None, help="Prior term (default kld).")
 @click.option("--steps", type=int, default=None, help="Generator updates (default 1000).")
+@click.option("--minutes", type=click.FloatRange(min=0), default=None,
+              help="Stop after this many minutes of training (as if --steps were reached: validate, write model.pt); "
+                   "for a machine lent for a fixed time. 0: no limit (default).")
+@click.option("--model-every", "model_every", type=click.FloatRange(min=0), default=None, metavar="SECONDS",
+              help="Also write model.pt every SECONDS (default 0: only at the end), so a killed run leaves a model.")
 @click.option("--batch-size", type=int, default=None, help="Images per step over all processes (default 8).")
 @click.option("--crop", type=int, default=None, help="Training crop size (default 64).")
 @click.option("--lmbda", type=float, default=None, help="Weight of the fidelity term (default 1e-3).")
@@ -91,7 +96,7 @@ def _list_choices(ctx: click.Context, _param, value: bool) -> None:
                    "cores: two runs of 2 threads each on 2 cores trained 25 times slower than one run (their threads "
                    "wait on each other); give each --threads 1, or cores/runs.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
-def command(data, out, forward, operator, noise, levels, prior, steps, batch_size, crop, lmbda, supervised, perceptual, size, preset, val,
+def command(data, out, forward, operator, noise, levels, prior, steps, minutes, model_every, batch_size, crop, lmbda, supervised, perceptual, size, preset, val,
             config_file, assignments, keep_checkpoints, resume, init_from, seed, device, threads, quiet):
     """Train an RGM generator (a denoiser or a restorer for your operator) on a folder of images."""
     import torch
@@ -123,7 +128,7 @@ def command(data, out, forward, operator, noise, levels, prior, steps, batch_siz
         process["noise_min"], process["noise_max"] = _number(low, "--noise"), _number(high or low, "--noise")
     if levels is not None:
         process["T"] = levels
-    cli_train = {"prior": prior, "steps": steps, "batch_size": batch_size, "crop": crop, "lmbda": lmbda, "supervised": supervised,
+    cli_train = {"prior": prior, "steps": steps, "minutes": minutes, "model_every": model_every, "batch_size": batch_size, "crop": crop, "lmbda": lmbda, "supervised": supervised,
                  "perceptual": perceptual, "seed": seed, "keep_checkpoints": keep_checkpoints}
     train_args.update({k: v for k, v in cli_train.items() if v is not None})
     if threads is not None:

@@ -97,6 +97,10 @@ class TrainConfig:
     :param val_images: validation images used (centre crops).
     :param val_crop: validation crop size.
     :param val_sigma: noise std (in [0, 1] units) of the validation of denoise/operator processes.
+    :param minutes: stop after this many minutes of training in this process, as if ``steps`` were reached (validate,
+        write the model); 0: no time limit. For a time-boxed machine, e.g. a lent GPU.
+    :param model_every: also write ``model.pt`` every this many seconds (0: only at the end), so that a run that is
+        killed still leaves its latest model.
     """
 
     steps: int = 1000
@@ -137,6 +141,8 @@ class TrainConfig:
     val_images: int = 8
     val_crop: int = 128
     val_sigma: float = 25 / 255
+    minutes: float = 0.0
+    model_every: float = 0.0
 
     def __post_init__(self) -> None:
         if self.steps < 1 or self.batch_size < 1 or self.crop < 4:
@@ -153,6 +159,10 @@ class TrainConfig:
             raise UserError(f"train: the perceptual term (LPIPS-alex) needs crops of at least 32 pixels; got crop {self.crop}.")
         if not (math.isfinite(self.d_highpass) and self.d_highpass >= 0):
             raise UserError(f"train.d_highpass must be a finite number >= 0 (0: no high-pass input); got {self.d_highpass}.")
+        if not (math.isfinite(self.minutes) and self.minutes >= 0 and math.isfinite(self.model_every)
+                and self.model_every >= 0):
+            raise UserError(f"train: minutes and model_every must be finite and >= 0 (0: off); got {self.minutes}, "
+                            f"{self.model_every}.")
         if not 0 <= self.ema_decay < 1 or self.lazy_reg < 1 or not 0 <= self.val_fraction < 1:
             raise UserError("train: ema_decay must be in [0, 1), lazy_reg >= 1, val_fraction in [0, 1).")
 

@@ -13,6 +13,7 @@ Engineering beyond the official code:
 """
 from __future__ import annotations
 
+import collections
 import copy
 import csv
 import dataclasses
@@ -83,6 +84,10 @@ def init_distributed(device: str | torch.device) -> Distributed:
     if not dist.is_initialized():
         dist.init_process_group("nccl" if resolved.type == "cuda" else "gloo")
     return Distributed(rank, world, resolved)
+
+
+#: the clock of ``minutes`` and ``model_every`` (a test replaces it)
+_clock = time.monotonic
 
 
 def step_seed(seed: int, step: int, rank: int) -> int:
@@ -239,6 +244,8 @@ class Trainer:
         self.sampler = ShardedSampler(len(prepared.train_set), self.cfg.seed, dist_info.rank, dist_info.world)
         self.step = 0
         self.last: dict[str, float] = {}
+        # the discriminator's loss over the last steps: one step's value is too noisy to say "below chance"
+        self.recent_d_loss: collections.deque[float] = collections.deque(maxlen=200)
         self.val_psnr: Optional[float] = None
         self.val_psnr_input: Optional[float] = None
         self.started = time.time()
@@ -347,6 +354,8 @@ class Trainer:
             "versions": versions(),
             "files": self.p.train_set.record(self.p.data_root),
             "final_losses": dict(self.last),
+            "recent_d_loss": (round(sum(self.recent_d_loss) / len(self.recent_d_loss), 4) if self.recent_d_loss
+                              else None),
             "val_psnr": self.val_psnr,
             "val_psnr_input": self.val_psnr_input,
             "val_protocol": self._val_protocol(),
@@ -362,6 +371,14 @@ class Trainer:
                  else f"noise std {self.cfg.val_sigma:.4g} (clamped to the process range)")
         return (f"EMA generator, fixed z (seed {self.cfg.seed}), {len(self.p.val_set)} centre crops "
                 f"{self.p.val_size}x{self.p.val_size}, input at {level}; PSNR on [0,1] images, data range 1, all channels")
+
+    def _agree(self, flag: bool) -> bool:
+        """``flag`` as rank 0 sees it, on every rank (itself when not distributed)."""
+        if not self.dist.active:
+            return flag
+        value = torch.tensor([int(flag)], device=self.device)
+        dist.broadcast(value, src=0)
+        return bool(value.item())
 
     def save_model(self) -> Path:
         path = self.out / "model.pt"
@@ -511,13 +528,23 @@ class Trainer:
 
             bar = tqdm(total=cfg.steps, initial=self.step, desc="train", unit="step", dynamic_ncols=True,
                        file=sys.stderr)
-        while self.step < cfg.steps:
+        started = last_model = _clock()
+        done = self.step >= cfg.steps
+        while not done:
             losses = self.train_step()
             self.last = {k: round(v, 6) for k, v in losses.items()}
+            if "d_loss" in losses:
+                self.recent_d_loss.append(losses["d_loss"])
             if not all(math.isfinite(v) for v in losses.values()):
                 raise UserError(f"training diverged at step {self.step} (losses {self.last}); lower the learning rates "
                                 f"or lmbda, or resume from an earlier checkpoint.")
-            done = self.step >= cfg.steps
+            now = _clock()
+            # every rank decides from rank 0's clock, so that DDP processes stop at the same step
+            timed_out = bool(cfg.minutes) and self._agree(now - started >= 60 * cfg.minutes)
+            done = self.step >= cfg.steps or timed_out
+            if not done and cfg.model_every and now - last_model >= cfg.model_every and self.dist.main:
+                self.save_model()
+                last_model = now
             validated = False
             if self.dist.main and (done or (cfg.val_every and self.step % cfg.val_every == 0)):
                 validated = self.validate() is not None

@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# RGM-KLD on a lent GPU (issue 17): fine-tune the MSE UNet `unet-denoiser-color` with RGM's own objective, the
+# fidelity lmbda * ||y - G(y, sigma, z)||^2 / (2 sigma^2) plus the KL prior of an unconditional discriminator (no
+# supervised term), for MINUTES (default 4) in one process. OUTDIR/rgm/ receives model.pt every 60 s and at the end,
+# record.json (with the discriminator's mean loss over the last 200 steps), log.csv and the last sample grid; the
+# resume checkpoints (over 16 MiB) are removed at the end.
+#
+# Usage: scripts/train_rgm_gpu.sh OUTDIR [MINUTES] [more pnprgm train options, e.g. --lmbda 1e-3 or --device cpu]
+# Needs what scripts/train_gpu.sh needs (.gpu/ from scripts/pack_gpu.sh); the options given win over the defaults.
+set -euo pipefail
+if [ $# -lt 1 ]; then sed -n '2,9p' "$0"; exit 2; fi
+OUTDIR="$(realpath -m "$1")"; shift
+MINUTES="4"
+if [ $# -gt 0 ] && [[ "$1" != -* ]]; then MINUTES="$1"; shift; fi
+REPO="$(cd "$(dirname "$0")/.." && pwd)"
+PY="${PYTHON:-python3}"
+GPU_SCRIPT=train_rgm_gpu
+export PYTHONUNBUFFERED=1
+
+. "$REPO/scripts/gpu_env.sh"
+DATA=()
+case " $* " in *" --data "*) ;; *) DATA=(--data "$REPO/.gpu/data/train" --val "$REPO/.gpu/data/val") ;; esac
+RUN="$OUTDIR/rgm"
+# lmbda 5e-4 puts N * lmbda (N = 3 * 64^2 values per crop) near the official runs' 3 to 10; the learning rates are
+# those of the CPU runs (benchmarks/prior_vs_mse.md); --steps only shapes the cosine schedule, --minutes stops it.
+"$PY" -m pnprgm.cli.main train "${DATA[@]}" --out "$RUN" --minutes "$MINUTES" --model-every 60 --device cuda \
+  --forward denoise --noise 0.001:0.25 --prior kld --supervised 0 --lmbda 5e-4 --init-from unet-denoiser-color \
+  --steps 100000 --batch-size 64 --crop 64 --set train.lr_g=2e-5 --set train.lr_min=1e-6 --set train.lr_d=2e-4 \
+  --set train.checkpoint_every=0 --set train.sample_every=0 --set train.val_every=1000 --set train.log_every=100 \
+  -q "$@"
+rm -rf "$RUN/checkpoints" "$RUN/last.pt" "$RUN/config.json"
+ls -la "$RUN"
