@@ -32,86 +32,124 @@ MAX_PSNR_COST = 0.5
 
 
 def parse_args(argv=None) -> argparse.Namespace:
+    def at_least_one(text: str) -> int:
+        value = int(text)
+        if value < 1:
+            raise argparse.ArgumentTypeError(f"must be at least 1; got {value}")
+        return value
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", action="append", required=True,
-                        help="model to judge (shipped name or model file); repeatable")
+                        help="colour model to judge (shipped name or model file); repeatable")
     parser.add_argument("--train", default=str(HERE.parent.parent / "shared" / "data" / "train"),
                         help="training photo folder whose held-out 10 %% is used (default ../shared/data/train)")
-    parser.add_argument("--limit", type=int, default=None, help="use only the first N held-out colour photos")
+    parser.add_argument("--limit", type=at_least_one, default=None, help="use only the first N held-out colour photos")
     parser.add_argument("--crop", type=int, default=256, help="centre crop side (default 256)")
     parser.add_argument("--threads", type=int, default=None, help="torch threads")
     parser.add_argument("--work", default=str(HERE.parent / "runs" / "prior_vs_mse"),
-                        help="folder for the per-model benchmark JSONs (default runs/prior_vs_mse)")
+                        help="folder for the per-model benchmark JSONs, a cache reused by a rerun (default runs/prior_vs_mse)")
     parser.add_argument("--out", default=str(HERE / "prior_vs_mse"), help="output stem (default benchmarks/prior_vs_mse)")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     return parser.parse_args(argv)
 
 
+def verdict(mine: dict, mse: dict) -> dict:
+    """The bar for one task: ``psnr_mse - psnr <= MAX_PSNR_COST`` and ``lpips_vgg < lpips_vgg_mse``."""
+    cost = mse["psnr"] - mine["psnr"]
+    return {"psnr_cost": cost, "lpips_vgg_gain": mse["lpips_vgg"] - mine["lpips_vgg"],
+            "lpips_gain": mse["lpips"] - mine["lpips"],
+            "passes": cost <= MAX_PSNR_COST and mine["lpips_vgg"] < mse["lpips_vgg"]}
+
+
 def heldout_colour(train: Path, folder: Path) -> list[str]:
-    """Link the held-out photos into ``folder``; the names of the colour ones (gray photos would run the gray
-    default for every row)."""
+    """Link the held-out photos into ``folder`` (made afresh: it holds only links this script made); the names of the
+    colour ones (gray photos would run the gray default for every row)."""
     from pnprgm.benchmark import datasets
+    from pnprgm.errors import UserError
     from pnprgm.training.data import scan_folder, split_validation
 
+    if not train.is_dir():
+        raise UserError(f"--train {train}: not a folder; give the training photo folder (../shared/data/train).")
+    if folder.is_dir():
+        strangers = [p.name for p in folder.iterdir() if not p.is_symlink()]
+        if strangers:
+            raise UserError(f"{folder} holds files this script did not make ({', '.join(strangers[:3])}); "
+                            f"give another --work.")
+        for link in folder.iterdir():
+            link.unlink()
+    folder.mkdir(parents=True, exist_ok=True)
     _, held = split_validation(scan_folder(train), 0.1, 0)
     for path in held:
         (folder / path.name).symlink_to(path.resolve())
-    return [image.name for image in datasets.folder_set(folder).images if image.load().shape[0] == 3]
+    names = [image.name for image in datasets.folder_set(folder).images if image.load().shape[0] == 3] if held else []
+    if not names:
+        raise UserError(f"the held-out 10 % of {train} has no colour photo; add photos to the folder.")
+    return names
 
 
-def measure(args: argparse.Namespace) -> dict:
+def _run_row(config, json_path: Path, quiet: bool):
+    """The benchmark of one row, reusing ``json_path`` when it was made with the same settings (else run afresh)."""
+    from pnprgm.benchmark.runner import run_benchmark
+    from pnprgm.errors import UserError
+
+    if json_path.is_file():
+        try:
+            return run_benchmark(config, json_path=json_path, resume=True, progress=not quiet)
+        except UserError as err:
+            if "--resume" not in str(err):
+                raise
+            json_path.unlink()  # the work folder is a cache: other settings (crop, versions) mean a fresh run
+    return run_benchmark(config, json_path=json_path, progress=not quiet)
+
+
+def measure(args: argparse.Namespace, argv: list[str]) -> dict:
     import re
 
     import torch
 
     from pnprgm.benchmark import report
-    from pnprgm.benchmark.runner import build_config, run_benchmark
+    from pnprgm.benchmark.runner import build_config
+    from pnprgm.errors import UserError
+    from pnprgm.rgm import models
 
     if args.threads:
         torch.set_num_threads(args.threads)
+    for model in args.model:
+        if models.source_info(model)[0] != 3:
+            raise UserError(f"--model {model} is a gray model; the held-out photos judged here are colour: give a "
+                            f"colour model.")
     work = Path(args.work)
-    work.mkdir(parents=True, exist_ok=True)
-    rows = [PRESETS, MSE_MODEL] + [m for m in args.model if m != MSE_MODEL]
+    names = heldout_colour(Path(args.train), work / "heldout")[:args.limit]
+    rows = [PRESETS, MSE_MODEL] + [m for m in dict.fromkeys(args.model) if m != MSE_MODEL]
     results, resolved = {}, {}
-    # one fixed folder of links, so that a rerun's --resume sees the same settings and reuses the records
-    folder = work / "heldout"
-    if folder.is_dir():
-        for link in folder.iterdir():
-            link.unlink()
-    folder.mkdir(exist_ok=True)
-    names = heldout_colour(Path(args.train), folder)[:args.limit]
     for row in rows:
-        config = build_config({"data": str(folder), "images": tuple(names), "tasks": TASKS, "methods": (METHOD,),
-                               "crop": args.crop, "metrics": METRICS, "figure_images": 0,
+        config = build_config({"data": str(work / "heldout"), "images": tuple(names), "tasks": TASKS,
+                               "methods": (METHOD,), "crop": args.crop, "metrics": METRICS, "figure_images": 0,
                                "models": () if row == PRESETS else (row,)})
         slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", row).strip("_")
-        json_path = work / f"{slug}.json"
-        done = run_benchmark(config, json_path=json_path, resume=json_path.is_file(), progress=not args.quiet)
+        done = _run_row(config, work / f"{slug}.json", args.quiet)
         summary = report.summarise(done.records, METRICS)
-        results[row] = {task: {**{m: summary[(task, METHOD)][m][0] for m in METRICS},
-                               "seconds": summary[(task, METHOD)]["seconds"], "n": summary[(task, METHOD)]["n"]}
-                        for task in TASKS if (task, METHOD) in summary}
-        resolved[row] = done.data["config"]["resolved"]["methods"][METHOD]
-    verdicts = {}
-    for row in rows[2:]:
-        verdicts[row] = {}
+        results[row] = {}
         for task in TASKS:
-            mine, mse = results[row].get(task), results[MSE_MODEL].get(task)
-            if mine is None or mse is None:
-                continue
-            cost = mse["psnr"] - mine["psnr"]
-            verdicts[row][task] = {"psnr_cost": cost, "lpips_vgg_gain": mse["lpips_vgg"] - mine["lpips_vgg"],
-                                   "lpips_gain": mse["lpips"] - mine["lpips"],
-                                   "passes": cost <= MAX_PSNR_COST and mine["lpips_vgg"] < mse["lpips_vgg"]}
-    return {"tasks": TASKS, "method": METHOD, "crop": args.crop, "photos": names, "rows": rows, "results": results, "resolved": resolved,
-            "verdicts": verdicts, "threads": torch.get_num_threads(), "platform": platform.platform(),
-            "command": "python benchmarks/prior_vs_mse.py " + " ".join(sys.argv[1:])}
+            entry = summary.get((task, METHOD))
+            if entry is None or entry["n"] != len(names) or any(entry[m] is None for m in METRICS):
+                raise UserError(f"{row}: {task} was not measured on all {len(names)} photos (see "
+                                f"{work / (slug + '.json')}, 'skipped'); rows compared on different photos mislead.")
+            results[row][task] = {**{m: entry[m][0] for m in METRICS}, "seconds": entry["seconds"], "n": entry["n"]}
+        resolved[row] = done.data["config"]["resolved"]["methods"][METHOD]
+    verdicts = {row: {task: verdict(results[row][task], results[MSE_MODEL][task]) for task in TASKS}
+                for row in rows[2:]}
+    for row, tasks in verdicts.items():
+        tasks["passes_all"] = all(v["passes"] for v in tasks.values())
+    return {"tasks": TASKS, "method": METHOD, "crop": args.crop, "photos": names, "rows": rows, "results": results,
+            "resolved": resolved, "verdicts": verdicts, "threads": torch.get_num_threads(),
+            "platform": platform.platform(), "command": "python benchmarks/prior_vs_mse.py " + " ".join(argv)}
 
 
 def write(found: dict, stem: Path) -> None:
     from pnprgm import io
 
-    io.write_json(stem.with_suffix(".json"), found)
+    io.write_json(Path(f"{stem}.json"), found)
     lines = [
         "# Prior-trained models against the MSE model inside PnP (held-out photos)",
         "",
@@ -131,16 +169,26 @@ def write(found: dict, stem: Path) -> None:
                              f"{r['lpips_vgg']:.3f} | {r['seconds']:.1f} |")
     lines += ["", f"Bar: LPIPS-VGG below `{MSE_MODEL}`'s at a PSNR cost of at most {MAX_PSNR_COST} dB.", ""]
     for row, tasks in found["verdicts"].items():
-        for task, v in tasks.items():
-            lines.append(f"- `{row}`, {task}: PSNR cost {v['psnr_cost']:+.2f} dB, LPIPS-VGG gain {v['lpips_vgg_gain']:+.3f}, "
+        lines.append(f"- `{row}`: {'passes on both tasks' if tasks['passes_all'] else 'does not pass'}")
+        for task in found["tasks"]:
+            v = tasks[task]
+            lines.append(f"  - {task}: PSNR cost {v['psnr_cost']:+.2f} dB, LPIPS-VGG gain {v['lpips_vgg_gain']:+.3f}, "
                          f"LPIPS-alex gain {v['lpips_gain']:+.3f}: {'passes' if v['passes'] else 'fails'}")
-    io.write_bytes(stem.with_suffix(".md"), ("\n".join(lines) + "\n").encode())
+    io.write_bytes(Path(f"{stem}.md"), ("\n".join(lines) + "\n").encode())
 
 
-def main(argv=None) -> None:
+def main(argv=None) -> int:
+    from pnprgm.errors import UserError
+
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = parse_args(argv)
-    write(measure(args), Path(args.out))
+    try:
+        write(measure(args, argv), Path(args.out))
+    except UserError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

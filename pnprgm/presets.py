@@ -85,7 +85,9 @@ _DENOISER = {"colorize": "unet-denoiser-color-v1", "sr": "unet-lpips"}
 # 29.68 -> 29.87 dB. ADMM rescales its scaled dual when the data weight follows the schedule (`rescale_dual`, the
 # fix for the -0.21 dB it lost with the DRUNet): on the same 14 photos deblurring 29.10 -> 29.87 dB (29.90 with
 # strength 0.9, SSIM 0.873, LPIPS-alex 0.188, LPIPS-VGG 0.233), sr 26.00 -> 26.14, inpainting 32.27 -> 32.73;
-# colorization loses with it (18.87 -> 18.19) and keeps the plain dual.
+# colorization loses with it (18.87 -> 18.19) and keeps the plain dual. TV-ADMM runs the same presets: deblurring
+# 28.59 -> 28.70 and inpainting 29.99 -> 30.02 dB, but sr 24.94 -> 24.88 (every metric slightly worse), kept so
+# that one preset serves every denoiser in a solver (benchmarks/tuning.md).
 _SOLVER_PARAMS: dict[tuple[str, str], dict[str, Any]] = {("deblur", "drs"): {"strength": 0.8},
                                                         ("deblur", "hqs"): {"strength": 0.8},
                                                         ("deblur", "admm"): {"rescale_dual": True, "strength": 0.9},

@@ -8,10 +8,14 @@
 # Usage: scripts/train_rgm_gpu.sh OUTDIR [MINUTES] [more pnprgm train options, e.g. --lmbda 1e-3 or --device cpu]
 # Needs what scripts/train_gpu.sh needs (.gpu/ from scripts/pack_gpu.sh); the options given win over the defaults.
 set -euo pipefail
-if [ $# -lt 1 ]; then sed -n '2,9p' "$0"; exit 2; fi
-OUTDIR="$(realpath -m "$1")"; shift
+if [ $# -lt 1 ] || [[ "$1" == -* ]]; then sed -n '2,9p' "$0"; exit 2; fi
+OUTDIR="$(realpath -m -- "$1")"; shift
 MINUTES="4"
 if [ $# -gt 0 ] && [[ "$1" != -* ]]; then MINUTES="$1"; shift; fi
+# a time box is the point of this script: 0 (no limit) would run the 100000 steps until killed
+if ! awk -v m="$MINUTES" 'BEGIN { exit !(m + 0 > 0) }'; then
+  echo "train_rgm_gpu: MINUTES must be a number > 0; got '$MINUTES'" >&2; exit 2
+fi
 REPO="$(cd "$(dirname "$0")/.." && pwd)"
 PY="${PYTHON:-python3}"
 GPU_SCRIPT=train_rgm_gpu
@@ -19,7 +23,7 @@ export PYTHONUNBUFFERED=1
 
 . "$REPO/scripts/gpu_env.sh"
 DATA=()
-case " $* " in *" --data "*) ;; *) DATA=(--data "$REPO/.gpu/data/train" --val "$REPO/.gpu/data/val") ;; esac
+case " $* " in *" --data "* | *" --data="*) ;; *) DATA=(--data "$REPO/.gpu/data/train" --val "$REPO/.gpu/data/val") ;; esac
 RUN="$OUTDIR/rgm"
 # lmbda 5e-4 puts N * lmbda (N = 3 * 64^2 values per crop) near the official runs' 3 to 10; the learning rates are
 # those of the CPU runs (benchmarks/prior_vs_mse.md); --steps only shapes the cosine schedule, --minutes stops it.

@@ -719,18 +719,39 @@ def test_prior_vs_mse_script_compares_each_model_with_the_mse_model_on_held_out_
     untrained = _tiny_model_file(tmp_path / "untrained.pt", 3)
     script = Path(__file__).resolve().parents[1] / "benchmarks" / "prior_vs_mse.py"
     main = runpy.run_path(str(script))["main"]
-    main(["--model", str(mse_copy), "--model", str(untrained), "--train", str(train), "--crop", "32",
-          "--work", str(tmp_path / "work"), "--out", str(tmp_path / "r"), "-q"])
+    common = ["--train", str(train), "--crop", "32", "--work", str(tmp_path / "work"), "--out", str(tmp_path / "r"), "-q"]
+    assert main(["--model", str(mse_copy), "--model", str(untrained), *common]) == 0
     found = json.loads((tmp_path / "r.json").read_text())
     assert found["rows"] == ["presets", "unet-denoiser-color", str(mse_copy), str(untrained)]
-    assert len(found["photos"]) == 1
+    assert len(found["photos"]) == 1 and found["command"].endswith("-q")
     for task in ("sr", "deblur"):
         same = found["verdicts"][str(mse_copy)][task]
         assert same["psnr_cost"] == 0 and same["lpips_vgg_gain"] == 0 and not same["passes"]
         worse = found["verdicts"][str(untrained)][task]
         assert worse["psnr_cost"] > 0.5 and not worse["passes"]
+    assert not found["verdicts"][str(untrained)]["passes_all"]
     report = (tmp_path / "r.md").read_text()
-    assert "| sr | presets' denoisers |" in report and "fails" in report
+    assert "| sr | presets' denoisers |" in report and "does not pass" in report
+    # a gray model would silently be replaced by the presets' colour denoisers: refused in one line
+    assert main(["--model", "unet-denoiser-gray", *common]) == 2
+
+
+@pytest.mark.parametrize("mine,passes", [
+    ({"psnr": 29.6, "lpips": 0.19, "lpips_vgg": 0.229}, True),    # 0.4 dB for a better LPIPS-VGG
+    ({"psnr": 29.4, "lpips": 0.15, "lpips_vgg": 0.200}, False),   # 0.6 dB is too much, whatever the gain
+    ({"psnr": 30.2, "lpips": 0.15, "lpips_vgg": 0.230}, False),   # LPIPS-VGG only equal: no perceptual gain
+    ({"psnr": 30.0, "lpips": 0.25, "lpips_vgg": 0.2299}, True),   # no PSNR cost, LPIPS-alex worse: VGG judges
+])
+def test_prior_vs_mse_bar(mine, passes):
+    """Issue 17's bar: LPIPS-VGG below the MSE model's at a PSNR cost of at most 0.5 dB."""
+    import runpy
+
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "prior_vs_mse.py"
+    verdict = runpy.run_path(str(script))["verdict"]
+    found = verdict(mine, {"psnr": 30.0, "lpips": 0.20, "lpips_vgg": 0.230})
+    assert found["passes"] is passes
+    assert found["psnr_cost"] == pytest.approx(30.0 - mine["psnr"])
+    assert found["lpips_vgg_gain"] == pytest.approx(0.230 - mine["lpips_vgg"])
 
 
 def _tiny_model_file(path: Path, channels: int) -> Path:

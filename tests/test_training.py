@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import shutil
 import socket
@@ -608,12 +609,21 @@ def test_minutes_stops_training_in_time_and_model_every_writes_the_model_on_the_
                     train={**TINY_TRAIN, "steps": 1000, "minutes": 1, "model_every": 30}, size="tiny", progress=False)
     assert summary["steps"] == 3 and saved == [2, 3]
     record = json.loads((tmp_path / "run" / "record.json").read_text())
-    d_losses = [float(row["d_loss"]) for row in _log(tmp_path / "run")]
+    d_losses = [float(row["d_real"]) + float(row["d_fake"]) for row in _log(tmp_path / "run")]
     assert len(d_losses) == 3 and record["recent_d_loss"] == pytest.approx(np.mean(d_losses), abs=1e-4)
+    assert record["val_step"] == 3  # validated at the end, after the intermediate model of step 2
     assert model_file.read_model_file(tmp_path / "run" / "model.pt")["record"]["steps"] == 3
     for bad in ({"minutes": -1}, {"model_every": float("nan")}):
         with pytest.raises(UserError, match="minutes and model_every"):
             TrainConfig(**bad)
+    # the time box belongs to one process: a resume sets its own (or none), whatever the checkpoint had
+    from pnprgm.training.loop import _merge_resumed_train
+
+    saved = dataclasses.asdict(TrainConfig(steps=10, minutes=5, model_every=60))
+    assert _merge_resumed_train(saved, TrainConfig(steps=10, minutes=30), True).minutes == 30
+    assert _merge_resumed_train(saved, TrainConfig(steps=20), True).minutes == 0
+    kept = _merge_resumed_train(saved, TrainConfig(), False)
+    assert (kept.minutes, kept.model_every, kept.steps) == (0, 0, 10)
 
 
 def test_init_from_starts_with_the_model_weights_and_records_it(data_dir, tmp_path):

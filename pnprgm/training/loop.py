@@ -51,6 +51,8 @@ from pnprgm.training.sampling import grid, restore_degraded, sample_from_noise
 
 #: Train fields that may change when resuming (the others must match the checkpoint).
 RESUMABLE_CHANGES = ("steps", "checkpoint_every", "keep_checkpoints", "val_every", "sample_every", "log_every")
+#: settings of one process, never taken from a checkpoint: a resumed run has the time box its own command gives
+PER_PROCESS = ("minutes", "model_every")
 LOG_FIELDS = ["step", "seconds", "lr_g", "g_loss", "prior", "fidelity", "supervised", "perceptual", "d_loss", "d_real", "d_fake", "r1",
               "val_psnr", "val_psnr_input"]
 
@@ -244,9 +246,11 @@ class Trainer:
         self.sampler = ShardedSampler(len(prepared.train_set), self.cfg.seed, dist_info.rank, dist_info.world)
         self.step = 0
         self.last: dict[str, float] = {}
-        # the discriminator's loss over the last steps: one step's value is too noisy to say "below chance"
+        # the discriminator's loss (softplus terms, no R1) over the last steps of this process: one step's value is
+        # too noisy to say "below chance" (2 ln 2); the window restarts when a run is resumed
         self.recent_d_loss: collections.deque[float] = collections.deque(maxlen=200)
         self.val_psnr: Optional[float] = None
+        self.val_step: Optional[int] = None  # the step val_psnr was measured at (a model saved later says so)
         self.val_psnr_input: Optional[float] = None
         self.started = time.time()
         self.elapsed_before = 0.0
@@ -339,6 +343,7 @@ class Trainer:
                                  "seconds": record.get("seconds"), "hardware": record.get("hardware")})
         self.last = dict(record.get("final_losses") or {})
         self.val_psnr = record.get("val_psnr")
+        self.val_step = record.get("val_step")
 
     def elapsed(self) -> float:
         return self.elapsed_before + time.time() - self.started
@@ -357,6 +362,7 @@ class Trainer:
             "recent_d_loss": (round(sum(self.recent_d_loss) / len(self.recent_d_loss), 4) if self.recent_d_loss
                               else None),
             "val_psnr": self.val_psnr,
+            "val_step": self.val_step,
             "val_psnr_input": self.val_psnr_input,
             "val_protocol": self._val_protocol(),
             "parameters": count_parameters(self.G),
@@ -467,6 +473,7 @@ class Trainer:
         g_in, restored = restore_degraded(self.G_ema, self.p.process, clean, sigma01=self.cfg.val_sigma,
                                           seed=self.cfg.seed)
         self.val_psnr = round(float(psnr(restored, clean).mean()), 3)
+        self.val_step = self.step
         self.val_psnr_input = round(float(psnr(g_in, clean).mean()), 3) if g_in.shape == clean.shape else None
         return self.val_psnr
 
@@ -533,8 +540,8 @@ class Trainer:
         while not done:
             losses = self.train_step()
             self.last = {k: round(v, 6) for k, v in losses.items()}
-            if "d_loss" in losses:
-                self.recent_d_loss.append(losses["d_loss"])
+            if "d_real" in losses:  # without the R1 term, which would inflate it on every lazy_reg-th step
+                self.recent_d_loss.append(losses["d_real"] + losses["d_fake"])
             if not all(math.isfinite(v) for v in losses.values()):
                 raise UserError(f"training diverged at step {self.step} (losses {self.last}); lower the learning rates "
                                 f"or lmbda, or resume from an earlier checkpoint.")
@@ -663,9 +670,10 @@ def train(data: str | Path, out: str | Path, *, process: ProcessConfig | dict | 
 def _merge_resumed_train(saved: dict, given: TrainConfig, explicit: bool) -> TrainConfig:
     """The checkpoint's train config, with the few fields that may change on resume taken from ``given``."""
     saved_cfg = build_strict(TrainConfig, {**LEGACY_TRAIN, **saved}, what="train")
+    defaults = TrainConfig()
+    saved_cfg = dataclasses.replace(saved_cfg, **{n: getattr(given if explicit else defaults, n) for n in PER_PROCESS})
     if not explicit:
         return saved_cfg
-    defaults = TrainConfig()
     changed = [f.name for f in dataclasses.fields(TrainConfig)
                if getattr(given, f.name) != getattr(saved_cfg, f.name) and getattr(given, f.name) != getattr(defaults, f.name)]
     fixed = [name for name in changed if name not in RESUMABLE_CHANGES]
