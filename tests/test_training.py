@@ -749,8 +749,10 @@ print("RANK", info.rank, "OK", summary["final_losses"]["g_loss"])
 @pytest.mark.slow
 def test_ddp_two_cpu_processes(data_dir, tmp_path):
     script = tmp_path / "ddp_run.py"
-    # dswd exercises every synchronised part: G and D under DDP (D with the R1 double backward), the projector by hand
-    script.write_text(DDP_SCRIPT.replace("{TRAIN}", repr({**TINY_TRAIN, "steps": 2, "lazy_reg": 1, "prior": "dswd"})))
+    # dswd exercises every synchronised part: G and D under DDP (D with the R1 double backward), the projector by hand;
+    # a time box makes the ranks agree on rank 0's clock at every step (a broadcast that must not hang)
+    script.write_text(DDP_SCRIPT.replace("{TRAIN}", repr({**TINY_TRAIN, "steps": 2, "lazy_reg": 1, "prior": "dswd",
+                                                          "minutes": 60})))
     for attempt in range(2):
         with socket.socket() as sock:
             sock.bind(("127.0.0.1", 0))
