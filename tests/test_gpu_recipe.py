@@ -91,7 +91,7 @@ def test_rgm_recipe_rehearsal_leaves_a_small_rgm_model_and_its_record(tiny_pack,
     assert [f for f in files if not f.startswith("rgm/samples/")] == ["rgm/log.csv", "rgm/model.pt", "rgm/record.json"]
     assert len(files) == 4 and all((out / f).stat().st_size < 16 * 2**20 for f in files)
     record = read_model_file(out / "rgm" / "model.pt")["record"]
-    assert record["train"]["prior"] == "kld" and record["train"]["supervised"] == 0 and record["train"]["lmbda"] == 5e-4
+    assert record["train"]["prior"] == "kld" and record["train"]["supervised"] == 0 and record["train"]["lmbda"] == 1e-4
     assert record["init_from"]["source"] == "unet-denoiser-color" and record["steps"] >= 1
     assert 0 < record["recent_d_loss"] < 10
     model = load_model(out / "rgm" / "model.pt")
