@@ -523,6 +523,25 @@ def test_prior_weight_zero_leaves_the_discriminator_untouched(data_dir, tmp_path
         TrainConfig(prior_weight=0.0, lmbda=0.0, supervised=0.0)
 
 
+def test_discriminator_warmup_holds_the_generator_then_lets_it_learn(data_dir, tmp_path):
+    """d_warmup=2: during steps 1-2 only D changes (G, its EMA and lr stay); step 3 moves G; the warm-up steps
+    count towards ``steps`` and log the discriminator alone."""
+    train(data_dir, tmp_path / "run", process={"name": "denoise", "noise_min": 0.1, "noise_max": 0.2}, size="tiny",
+          progress=False, train={**TINY_TRAIN, "steps": 3, "d_warmup": 2, "checkpoint_every": 1, "log_every": 1,
+                                 "keep_checkpoints": 0})
+    ckpt = [torch.load(tmp_path / f"run/checkpoints/step_{i:07d}.pt", weights_only=True) for i in (1, 2, 3)]
+    for part in ("G", "G_ema"):
+        assert all(torch.equal(ckpt[0][part][k], ckpt[1][part][k]) for k in ckpt[0][part])
+        assert not all(torch.equal(ckpt[1][part][k], ckpt[2][part][k]) for k in ckpt[1][part])
+    assert not all(torch.equal(ckpt[0]["D"][k], ckpt[1]["D"][k]) for k in ckpt[0]["D"])
+    rows = _log(tmp_path / "run")
+    assert [r["step"] for r in rows] == ["1", "2", "3"]
+    assert [bool(r["g_loss"]) for r in rows] == [False, False, True] and all(r["d_loss"] for r in rows)
+    for bad in (-1, 3):
+        with pytest.raises(UserError, match="d_warmup"):
+            TrainConfig(steps=3, d_warmup=bad)
+
+
 def _weights(path: Path) -> dict:
     content = torch.load(path, weights_only=True)
     return {**{f"G.{k}": v for k, v in content["G"].items()}, **{f"E.{k}": v for k, v in content["G_ema"].items()},

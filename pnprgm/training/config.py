@@ -86,6 +86,9 @@ class TrainConfig:
         unconditional ``D(x_t, t)``, which makes the objective fidelity + prior).
     :param d_highpass: gain of the discriminator's high-pass input copy ``x - blur(x)`` (lets it see the fine
         texture a restoration lacks; :mod:`pnprgm.training.priors`); 0 leaves it out (the earlier architecture).
+    :param d_warmup: first steps in which only the discriminator trains (the generator, its EMA and schedule stay
+        put); they count towards ``steps``. A warm-started generator otherwise follows the gradient of a discriminator
+        that has not yet learned what tells its outputs from real images. 0: none (RGM's own schedule).
     :param seed: seed of everything.
     :param checkpoint_every: steps between checkpoints (0: only at the end).
     :param keep_checkpoints: how many of the latest ``checkpoints/step_N.pt`` to keep (older ones are deleted;
@@ -131,6 +134,7 @@ class TrainConfig:
     d_ch_mult: tuple[int, ...] = (1, 2, 4, 4)
     d_cond: bool = False
     d_highpass: float = 16.0
+    d_warmup: int = 0
     seed: int = 0
     checkpoint_every: int = 500
     keep_checkpoints: int = 3
@@ -147,6 +151,8 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.steps < 1 or self.batch_size < 1 or self.crop < 4:
             raise UserError("train: steps and batch_size must be >= 1 and crop >= 4.")
+        if self.d_warmup < 0 or self.d_warmup >= self.steps:
+            raise UserError(f"train.d_warmup must be >= 0 and below steps ({self.steps}); got {self.d_warmup}.")
         if self.keep_checkpoints < 0:
             raise UserError(f"train: keep_checkpoints must be >= 0 (0 keeps every one); got {self.keep_checkpoints}.")
         if self.channels not in (None, 1, 3):

@@ -422,6 +422,11 @@ class Trainer:
                 p.requires_grad_(False)
             self.D.eval()
 
+        if use_prior and self.D is not None and self.step < cfg.d_warmup:
+            if self.sched_D is not None:
+                self.sched_D.step()
+            self.step += 1  # the discriminator's warm-up: the generator waits
+            return losses
         pairs = process.pairs(x0, same_level=self.prior.same_level)
         z = torch.randn(x0.shape[0], self.G.nz, device=self.device)
         x0_hat = self.G_train(pairs.g_in, pairs.level, z)
