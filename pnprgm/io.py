@@ -102,6 +102,9 @@ def read_image(path: str | Path) -> torch.Tensor:
             array = _pil_to_array(upright, path)
     except FileNotFoundError:
         raise UserError(f"cannot read {path}: no such file.") from None
+    except Image.DecompressionBombError as err:
+        raise UserError(f"cannot read {path}: {str(err).split(' exceeds')[0].lower()} is more than this tool reads "
+                        "(a decompression bomb guard); downscale or crop it first.") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
         raise UserError(f"cannot read {path}: not a readable image ({str(err).splitlines()[0] if str(err) else type(err).__name__}).") from None
     return torch.from_numpy(array)

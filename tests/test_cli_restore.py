@@ -159,8 +159,11 @@ def test_stale_temporaries_are_swept(photos, tmp_path):
     (("--set", "lam=nan"), "lam must be a finite number"),
     (("--set", "lam=-inf"), "lam must be a finite number"),
     (("--set", "lam=0"), "lam > 0"),
-    (("--set", "relaxation=-1"), "relaxation must be > 0"),
-    (("--iters", "0"), "iterations must be >= 1"),
+    (("--set", "relaxation=-1"), "relaxation must be in (0, 2]"),
+    (("--set", "relaxation=1e10"), "relaxation must be in (0, 2]"),
+    (("--set", "sigma_start=1e308"), "sigma_start is a noise std in [0, 1]"),
+    (("--iters", "0"), "iterations must be between 1 and"),
+    (("--set", "iterations=100000000000"), "iterations must be between 1 and"),
     (("--samples", "0"), "--samples must be >= 1"),
     (("--size", "0x16"), "--size must be positive"),
     (("--operator", "blur:gaussian,sigma=nan"), "sigma must be a finite number"),
@@ -265,6 +268,17 @@ def test_a_write_failure_after_computing_is_one_line_and_the_batch_goes_on(photo
     assert len(errors(result)) == 1 and "one.png" in errors(result)[0] and "No space left" in errors(result)[0]
     assert "Traceback" not in result.output and "restored 1 image(s)" in result.output and "1 failed" in result.output
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["two.json", "two.png"]
+
+
+def test_a_decompression_bomb_is_one_line_and_the_others_restored(photos, tmp_path):
+    """A small PNG that declares 30000x30000 pixels: refused by name before decoding, the next photo restored."""
+    from PIL import Image
+
+    Image.new("1", (30000, 30000)).save(tmp_path / "bomb.png")
+    result = run("restore", tmp_path / "bomb.png", photos / "two.png", *FAST, "-o", tmp_path / "out")
+    assert result.exit_code == 1, result.output
+    assert len(errors(result)) == 1 and "bomb.png" in errors(result)[0] and "downscale or crop" in errors(result)[0]
+    assert "Traceback" not in result.output and (tmp_path / "out" / "two.png").is_file()
 
 
 def test_a_missing_input_is_reported_and_the_others_restored(photos, tmp_path):

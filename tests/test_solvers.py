@@ -190,3 +190,16 @@ def test_strength_is_a_scaled_schedule_and_lam(name):
     assert not torch.allclose(run(sigma_start=start, sigma_end=end, lam=lam).x, scaled.x)
     with pytest.raises(UserError, match="strength must be > 0"):
         configure(name, {"strength": 0})
+
+
+@pytest.mark.parametrize("values,problem", [
+    ({"iterations": 100_000_000_000}, "iterations"), ({"iterations": 0}, "iterations"),
+    ({"relaxation": 1e10}, "relaxation"), ({"relaxation": float("nan")}, "relaxation"),
+    ({"sigma_start": 1e308}, "sigma_start"), ({"sigma_start": 0.0}, "sigma_start"),
+    ({"sigma_end": float("inf")}, "sigma_end"), ({"sigma_min": 2.0}, "sigma_min"), ({"tol": float("nan")}, "tol"),
+])
+def test_solver_settings_that_cannot_work_are_refused_by_name(values, problem):
+    """Values that would exhaust memory (a list per iteration), overflow or diverge to NaN fail before solving."""
+    with pytest.raises(ValueError, match=problem):
+        PnPConfig(**values)
+    PnPConfig(iterations=10_000, relaxation=2.0, sigma_start=1.0)  # the bounds themselves are allowed

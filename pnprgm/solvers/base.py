@@ -23,6 +23,10 @@ from pnprgm.metrics import psnr
 NOISE_FLOOR = 0.01
 
 
+#: A bound on solver iterations: the schedule is a list per iteration, and PnP converges within tens.
+MAX_ITERATIONS = 10_000
+
+
 @dataclass(frozen=True)
 class PnPConfig:
     """Parameters of DRS, ADMM and HQS with a denoiser prior.
@@ -51,18 +55,26 @@ class PnPConfig:
     tol: float = 0.0
 
     def __post_init__(self) -> None:
-        if self.iterations < 1:
-            raise ValueError(f"iterations must be >= 1, got {self.iterations}")
-        if (self.sigma_start is not None and self.sigma_start < 0) or self.lam <= 0:
-            raise ValueError("sigma_start must be >= 0 and lam > 0")
+        if not 1 <= self.iterations <= MAX_ITERATIONS:
+            raise ValueError(f"iterations must be between 1 and {MAX_ITERATIONS}, got {self.iterations}")
+        for name in ("sigma_start", "sigma_end", "sigma_min", "lam", "stepsize", "relaxation", "tol"):
+            value = getattr(self, name)
+            if value is not None and not math.isfinite(value):
+                raise ValueError(f"{name} must be a finite number, got {value}")
+        if (self.sigma_start is not None and not self.sigma_start > 0) or self.lam <= 0:
+            raise ValueError("sigma_start must be > 0 and lam > 0")
+        for name in ("sigma_start", "sigma_end", "sigma_min"):  # noise std in [0, 1] image units
+            value = getattr(self, name)
+            if value is not None and value > 1:
+                raise ValueError(f"{name} is a noise std in [0, 1] image units (e.g. 15/255 = 0.059); got {value}")
         if self.sigma_end is not None and not self.sigma_end >= 0:
             raise ValueError(f"sigma_end must be >= 0, got {self.sigma_end}")
         if not self.sigma_min >= 0:
             raise ValueError(f"sigma_min must be >= 0, got {self.sigma_min}")
         if self.stepsize is not None and not self.stepsize > 0:
             raise ValueError(f"stepsize must be > 0, got {self.stepsize}")
-        if not self.relaxation > 0:
-            raise ValueError(f"relaxation must be > 0, got {self.relaxation}")
+        if not 0 < self.relaxation <= 2:  # over-relaxation of DRS/ADMM converges for beta in (0, 2]
+            raise ValueError(f"relaxation must be in (0, 2], got {self.relaxation}")
         if not self.tol >= 0:
             raise ValueError(f"tol must be >= 0, got {self.tol}")
 
