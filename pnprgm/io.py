@@ -223,14 +223,14 @@ def atomic_write(path: str | Path, writer: Callable[[Path], None], *, protect: I
 
 
 def stage(path: str | Path, writer: Callable[[Path], None], *, protect: Iterable[str | Path] = ()) -> Path:
-    """Write the content of ``path`` to a temporary beside it (``.NAME.XXXXXXXX.tmp``) and return the temporary;
+    """Write the content of ``path`` to a temporary beside it (``.NAME.pnprgm-XXXXXXXX.tmp``) and return the temporary;
     :func:`commit` renames staged files into place. Never stages a path in ``protect`` (the inputs)."""
     path = Path(path)
     for guarded in protect:
         if Path(guarded).resolve() == path.resolve():
             raise UserError(f"refusing to overwrite the input {path}; choose another output folder.")
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    handle, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.{TEMP_TAG}", suffix=".tmp")
     os.close(handle)
     tmp = Path(tmp_name)
     try:
@@ -262,8 +262,10 @@ def discard(staged: list[tuple[Path, Path]]) -> None:
         tmp.unlink(missing_ok=True)
 
 
-#: the temporaries of :func:`stage`: ``.NAME.`` + mkstemp's 8 random characters + ``.tmp``
-_TEMP_NAME = re.compile(r"^\.(?P<name>.+)\.[A-Za-z0-9_]{8}\.tmp$")
+#: the temporaries of :func:`stage`: ``.NAME.pnprgm-`` + mkstemp's 8 random characters + ``.tmp``; the tag keeps a
+#: user's own ``.NAME.XXXXXXXX.tmp`` (an editor's or another tool's) out of :func:`sweep_temps`
+TEMP_TAG = "pnprgm-"
+_TEMP_NAME = re.compile(r"^\.(?P<name>.+)\.pnprgm-[A-Za-z0-9_]{8}\.tmp$")
 
 
 def sweep_temps(folder: str | Path, *, names: Iterable[str] = (), older_than: float = 3600.0) -> list[Path]:

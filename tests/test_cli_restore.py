@@ -138,17 +138,18 @@ def test_a_kill_never_leaves_an_image_without_its_record(photos, tmp_path, monke
 def test_stale_temporaries_are_swept(photos, tmp_path):
     out = tmp_path / "out"
     out.mkdir()
-    own = out / ".one.png.ab12cd34.tmp"  # a killed run's temporary of an output written now: any age
-    old = out / ".gone.png.zz99yy88.tmp"  # of another output, an hour old
-    fresh = out / ".busy.png.qq11ww22.tmp"  # another live run's
-    users = out / ".notes.tmp"  # not one of ours
-    for path in (own, old, fresh, users):
+    own = out / ".one.png.pnprgm-ab12cd34.tmp"  # a killed run's temporary of an output written now: any age
+    old = out / ".gone.png.pnprgm-zz99yy88.tmp"  # of another output, an hour old
+    fresh = out / ".busy.png.pnprgm-qq11ww22.tmp"  # another live run's
+    users = [out / ".notes.tmp", out / ".one.png.ABCDEFGH.tmp", out / ".notes.txt.ABCDEFGH.tmp"]  # not ours
+    for path in (own, old, fresh, *users):
         path.write_bytes(b"x")
     hour_ago = time.time() - 3700
-    os.utime(old, (hour_ago, hour_ago))
+    for path in (old, *users):
+        os.utime(path, (hour_ago, hour_ago))
     result = run("restore", photos, *FAST, "-o", out)
     assert result.exit_code == 0, result.output
-    assert not own.exists() and not old.exists() and fresh.exists() and users.exists()
+    assert not own.exists() and not old.exists() and fresh.exists() and all(p.exists() for p in users)
 
 
 @pytest.mark.parametrize("args,message", [
