@@ -265,7 +265,7 @@ def discard(staged: list[tuple[Path, Path]]) -> None:
 #: the temporaries of :func:`stage`: ``.NAME.pnprgm-`` + mkstemp's 8 random characters + ``.tmp``; the tag keeps a
 #: user's own ``.NAME.XXXXXXXX.tmp`` (an editor's or another tool's) out of :func:`sweep_temps`
 TEMP_TAG = "pnprgm-"
-_TEMP_NAME = re.compile(r"^\.(?P<name>.+)\.pnprgm-[A-Za-z0-9_]{8}\.tmp$")
+_TEMP_NAME = re.compile(rf"^\.(?P<name>.+)\.{re.escape(TEMP_TAG)}[A-Za-z0-9_]{{8}}\.tmp$")
 
 
 def sweep_temps(folder: str | Path, *, names: Iterable[str] = (), older_than: float = 3600.0) -> list[Path]:

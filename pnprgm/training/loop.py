@@ -403,7 +403,8 @@ class Trainer:
         losses: dict[str, float] = {}
         self.G.train()
         use_prior = cfg.prior_weight > 0
-        if self.D is not None and use_prior:
+        trains_d = self.D is not None and use_prior
+        if trains_d:
             self.D.train()
             for p in self.D.parameters():
                 p.requires_grad_(True)
@@ -422,7 +423,7 @@ class Trainer:
                 p.requires_grad_(False)
             self.D.eval()
 
-        if use_prior and self.D is not None and self.step < cfg.d_warmup:
+        if trains_d and self.step < cfg.d_warmup:
             if self.sched_D is not None:
                 self.sched_D.step()
             self.step += 1  # the discriminator's warm-up: the generator waits
