@@ -197,3 +197,29 @@ def test_pack_script_holds_out_a_tenth_and_records_sources(tmp_path):
     refused = subprocess.run([sys.executable, str(script), str(photos), "--out", str(tmp_path / "small"), "--no-wheels",
                               "--budget-mb", "0.001", "--sides", "64"], capture_output=True, text=True, timeout=120)
     assert refused.returncode == 1 and "do not fit" in refused.stderr
+
+
+def test_recipe_on_a_plain_photo_folder_holds_out_the_validation_tenth(tmp_path):
+    """Given photos rather than a pack, the recipe trains on the same 90 % as `pnprgm train` and validates on the rest,
+    and its record names both lists with their sha256."""
+    from click.testing import CliRunner
+    from pnprgm.cli.main import app
+    from pnprgm.io import sha256_file
+    from pnprgm.training.data import split_validation
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    rng = np.random.default_rng(2)
+    for i in range(10):
+        Image.fromarray(_photo(rng, 64, 64)).save(photos / f"p{i}.png")
+    out = tmp_path / "out"
+    result = CliRunner().invoke(app, ["train-denoisers", "--data", str(photos), "--out", str(out), "--minutes", "0.005",
+                                      "--device", "cpu", "--size", "tiny", "--gray-share", "0", "--batch-size", "2",
+                                      "--crop", "32", "--workers", "0"])
+    assert result.exit_code == 0, result.output
+    expected_train, expected_val = split_validation(sorted(photos.glob("*.png")), 0.1, 0)
+    record = read_model_file(out / "drunet-denoiser-color.pt")["record"]
+    assert sorted(f["name"] for f in record["files"]) == sorted(p.name for p in expected_train)
+    assert [f["name"] for f in record["data"]["val_files"]] == [p.name for p in expected_val]
+    assert record["data"]["val_files"][0]["sha256"] == sha256_file(expected_val[0])
+    assert "1 validation" in result.output and "9 training photos" in result.output

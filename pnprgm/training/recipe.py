@@ -28,13 +28,16 @@ import torch
 
 from pnprgm.config import to_dict
 from pnprgm.errors import UserError
+from pnprgm.io import sha256_file
 from pnprgm.metrics.fidelity import psnr
 from pnprgm.rgm.drunet import DRUNET_SIZES, DRUNetConfig, DRUNetGenerator
 from pnprgm.rgm.model_file import InitialWeights, read_initial_weights
-from pnprgm.training.data import convert_channels, load_images, scan_folder
+from pnprgm.training.data import convert_channels, load_images, scan_folder, split_validation
 
 #: Validation noise levels (/255), the issue's quality bar.
 VAL_LEVELS = (15, 25, 50)
+#: Held-out share of a plain photo folder and its seed (the rule of ``pnprgm train`` and ``scripts/pack_gpu.sh``).
+VAL_FRACTION, VAL_SEED = 0.1, 0
 
 
 @dataclass(frozen=True)
@@ -223,9 +226,16 @@ def train_denoisers(pack: str | Path, out: str | Path, cfg: RecipeConfig, *, dev
 
     device = resolve_device(device)
     pack, out = Path(pack), Path(out)
-    train_dir = pack / "train" if (pack / "train").is_dir() else pack
-    train_files = scan_folder(train_dir)
-    val_files = scan_folder(pack / "val")[: cfg.val_images] if (pack / "val").is_dir() else []
+    if (pack / "train").is_dir():
+        train_files = scan_folder(pack / "train")
+        val_files = scan_folder(pack / "val")[: cfg.val_images] if (pack / "val").is_dir() else []
+        split_rule, held = None, []
+    else:
+        # A plain photo folder: hold out the same 10 % as `pnprgm train` and the pack script, so that a model trained
+        # here never sees the validation photos the benchmarks judge it on.
+        train_files, held = split_validation(scan_folder(pack), VAL_FRACTION, VAL_SEED)
+        val_files = held[: cfg.val_images]
+        split_rule = f"pnprgm.training.data.split_validation(fraction={VAL_FRACTION}, seed={VAL_SEED})"
     manifest = read_manifest(pack)
     torch.manual_seed(cfg.seed)
     if device.type == "cuda":
@@ -263,8 +273,9 @@ def train_denoisers(pack: str | Path, out: str | Path, cfg: RecipeConfig, *, dev
         "files": [{"name": f["name"], "sha256": f["sha256"]} for f in manifest.get("train", [])]
         or [{"name": p.name, "sha256": h} for p, h in zip(train_set.files, train_set.sha256)],
         "recipe": to_dict(cfg), "command": command,
-        "data": {"pack": manifest.get("pack", {}), "train_files": manifest.get("train", []),
-                 "val_files": manifest.get("val", []), "train_images_used": len(train_set),
+        "data": {"pack": manifest.get("pack", {}) or {"val_rule": split_rule, "source": str(pack.resolve())},
+                 "train_files": manifest.get("train", []),
+                 "val_files": manifest.get("val", []) or [{"name": p.name, "sha256": sha256_file(p)} for p in held], "train_images_used": len(train_set),
                  "packed_sha256": [{"name": p.name, "sha256": h} for p, h in zip(train_set.files, train_set.sha256)]},
         "hardware": {"device": str(device), "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
                      "cpu_count": os.cpu_count(), "platform": platform.platform(), "torch": str(torch.__version__)},
