@@ -7,7 +7,9 @@ import click
 
 from pnprgm.errors import UserError
 
-seed_option = click.option("--seed", type=int, default=0, show_default=True, help="Seed of every random choice (results are reproducible).")
+#: Seeds torch, numpy and Python all accept (a larger one overflowed torch's generator with a traceback).
+SEED = click.IntRange(0, 2**63 - 1)
+seed_option = click.option("--seed", type=SEED, default=0, show_default=True, help="Seed of every random choice (results are reproducible).")
 threads_option = click.option(
     "--threads", type=click.IntRange(min=1), default=None,
     help="CPU threads (default: OMP_NUM_THREADS, else the physical cores not already busy, so runs side by side do "
@@ -26,13 +28,14 @@ def parse_size(text: Optional[str]) -> Optional[tuple[int, int]]:
     return height, width
 
 
-def parse_assignments(items: tuple[str, ...]) -> dict[str, Any]:
-    """``("iterations=12", "lam=0.3")`` -> dict of strings (the solver config coerces the types)."""
+def parse_assignments(items: tuple[str, ...], option: str = "--set") -> dict[str, Any]:
+    """``("iterations=12", "lam=0.3")`` -> dict of strings (the solver config coerces the types); ``option`` names
+    the flag in the error."""
     values: dict[str, Any] = {}
     for item in items:
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
-            raise UserError(f"--set expects KEY=VALUE, got {item!r}.")
+            raise UserError(f"{option} expects KEY=VALUE, got {item!r}.")
         values[key.strip()] = value.strip()
     return values
 

@@ -74,7 +74,7 @@ def degrade_files(inputs: Iterable[str | Path], operator: str, outdir: str | Pat
     for path in files:
         target = outdir / f"{path.stem}.png"
         if target.name in names:
-            fail(f"{path}: its output {target} would replace that of {names[target.name]}; degrade it separately or rename it.")
+            fail(f"{path}: its output {target} would replace that of {names[target.name]}; rename one of them, or degrade it into another -o.")
             continue
         names[target.name] = path
         try:

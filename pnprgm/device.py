@@ -10,18 +10,27 @@ from pnprgm.errors import UserError
 
 
 def resolve_device(name: str | torch.device | None = "cpu") -> torch.device:
-    """``"auto"`` picks CUDA when available, else CPU; an unavailable CUDA request falls back to CPU with a warning."""
+    """``"auto"`` picks CUDA when available, else CPU; an unavailable CUDA or MPS request falls back to CPU with a
+    warning; a CUDA index this machine lacks, or a device kind pnprgm does not run on, is a one-line error."""
     if isinstance(name, torch.device):
         return name
-    name = (name or "cpu").strip().lower()
-    if name == "auto":
+    text = "cpu" if name is None else str(name).strip().lower()
+    if text == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
-        device = torch.device(name)
+        device = torch.device(text) if text else None
     except RuntimeError:
-        raise UserError(f"unknown device {name!r}; use cpu, cuda, cuda:N, mps or auto.") from None
+        device = None
+    if device is None or device.type not in ("cpu", "cuda", "mps"):
+        raise UserError(f"unknown device {name!r}; use cpu, cuda, cuda:N, mps or auto.")
     if device.type == "cuda" and not torch.cuda.is_available():
         warnings.warn("CUDA is not available here; running on the CPU instead", stacklevel=2)
+        return torch.device("cpu")
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise UserError(f"device {text} does not exist: this machine has {torch.cuda.device_count()} CUDA device(s) "
+                        f"(cuda:0 to cuda:{torch.cuda.device_count() - 1}).")
+    if device.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        warnings.warn("MPS is not available here; running on the CPU instead", stacklevel=2)
         return torch.device("cpu")
     return device
 

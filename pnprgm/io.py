@@ -88,10 +88,17 @@ def read_image(path: str | Path) -> torch.Tensor:
     from PIL import Image, ImageOps, UnidentifiedImageError
 
     path = Path(path)
+    if path.suffix.lower() in (".tif", ".tiff") and path.is_file():
+        wide = _read_wide_tiff(path)
+        if wide is not None:
+            return torch.from_numpy(wide)
     try:
         with Image.open(path) as image:
             image.load()
             orientation = image.getexif().get(0x0112, 1)
+            if image.mode == "F":  # a float image of another format (Pillow gives its samples unscaled)
+                array = _unit_floats(np.asarray(image, dtype=np.float64)[..., None], path)
+                return torch.from_numpy(_orient(array.transpose(1, 2, 0), orientation).transpose(2, 0, 1).copy())
             if image.mode not in _GRAY16_MODES and _bits_of(path, image.format) == 16:
                 # 16-bit colour, which Pillow reads as 8 bit: torchvision's PNG decoder, tifffile for TIFF
                 array = _orient(_read_colour16(path, image.format), orientation)
@@ -100,17 +107,62 @@ def read_image(path: str | Path) -> torch.Tensor:
             # A camera's portrait JPEG is stored landscape with an EXIF orientation tag: apply it, as viewers do.
             upright = ImageOps.exif_transpose(image) if orientation != 1 else image
             array = _pil_to_array(upright, path)
+    except UserError:
+        raise
     except FileNotFoundError:
         raise UserError(f"cannot read {path}: no such file.") from None
     except Image.DecompressionBombError as err:
         raise UserError(f"cannot read {path}: {str(err).split(' exceeds')[0].lower()} is more than this tool reads "
                         "(a decompression bomb guard); downscale or crop it first.") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
-        raise UserError(f"cannot read {path}: not a readable image ({str(err).splitlines()[0] if str(err) else type(err).__name__}).") from None
+        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise UserError(f"cannot read {path}: not a readable image ({reason}); check that the file is complete, or "
+                        "convert it to PNG.") from None
     return torch.from_numpy(array)
 
 
 _GRAY16_MODES = ("I;16", "I;16B", "I;16L", "I")
+
+
+def _read_wide_tiff(path: Path) -> np.ndarray | None:
+    """A floating-point TIFF as a float32 (C, H, W) array in [0, 1], upright; None for a TIFF of 8- or 16-bit integer
+    samples (or one tifffile cannot read), which Pillow reads. Pillow cannot open float colour TIFFs and reads float
+    gray ones unscaled, so tifffile does; 32-bit integer samples are refused (their full scale is not in the file)."""
+    import tifffile
+
+    try:
+        with tifffile.TiffFile(path) as tif:
+            page = tif.pages.first
+            kind, bits = (page.dtype.kind if page.dtype is not None else ""), page.bitspersample
+            if kind != "f" and not (kind in ("i", "u") and bits > 16):
+                return None
+            array, axes, shape = page.asarray(), page.axes, tuple(page.shape)
+            orientation = int(getattr(page.tags.get("Orientation"), "value", 1) or 1)
+    except Exception:  # tifffile raises many types for files it cannot parse; Pillow's reading then decides
+        return None
+    if kind != "f":
+        raise UserError(f"cannot read {path}: {bits}-bit integer samples, whose full scale the file does not say; "
+                        "save it as an 8- or 16-bit image, or as floats in [0, 1].")
+    if axes.startswith("S"):  # planar configuration: one plane per channel
+        array = np.moveaxis(array, 0, -1)
+    array = array if array.ndim == 3 else array[..., None]
+    if array.ndim != 3 or array.shape[-1] not in (1, 2, 3, 4):
+        raise UserError(f"cannot read {path}: a float TIFF of shape {shape} (axes {axes}), not one gray or colour "
+                        "image; save each image as its own file.")
+    return _unit_floats(_orient(_drop_alpha(array, path), orientation), path)
+
+
+def _unit_floats(array: np.ndarray, path: Path) -> np.ndarray:
+    """(H, W, C) float samples -> float32 (C, H, W) in [0, 1]; samples outside [0, 1] (a 0-255 float export, HDR data,
+    NaN) have an unknown scale, so the file is refused rather than read nearly black or white."""
+    array = array.astype(np.float64)
+    if not np.isfinite(array).all():
+        raise UserError(f"cannot read {path}: NaN or infinite samples; replace them, or save it as an 8- or 16-bit image.")
+    low, high = (float(array.min()), float(array.max())) if array.size else (0.0, 0.0)
+    if low < -1e-6 or high > 1 + 1e-6:
+        raise UserError(f"cannot read {path}: floating-point samples from {low:.4g} to {high:.4g}; pnprgm reads float "
+                        "images as [0, 1] intensities: rescale it to [0, 1] or save it as an 8- or 16-bit image.")
+    return np.ascontiguousarray(array.clip(0, 1).transpose(2, 0, 1), dtype=np.float32)
 
 
 def image_bits(path: str | Path) -> int:
@@ -122,7 +174,8 @@ def image_bits(path: str | Path) -> int:
         with Image.open(path) as image:
             return _bits_of(Path(path), image.format)
     except (OSError, UnidentifiedImageError, SyntaxError, ValueError):
-        return 8
+        # Pillow cannot open a float colour TIFF, which read_image reads through tifffile
+        return _bits_of(Path(path), "TIFF") if Path(path).suffix.lower() in (".tif", ".tiff") else 8
 
 
 def _bits_of(path: Path, fmt: str | None) -> int:
@@ -136,7 +189,9 @@ def _bits_of(path: Path, fmt: str | None) -> int:
         try:
             with tifffile.TiffFile(path) as tif:
                 page = tif.pages.first
-                return 16 if page.bitspersample == 16 and page.dtype is not None and page.dtype.kind == "u" else 8
+                kind = page.dtype.kind if page.dtype is not None else ""
+                # float samples ([0, 1], see _read_wide_tiff) keep more than 8 bits through a restoration too
+                return 16 if (page.bitspersample == 16 and kind == "u") or kind == "f" else 8
         except (tifffile.TiffFileError, OSError, ValueError, IndexError):
             return 8
     return 8
@@ -228,7 +283,7 @@ def stage(path: str | Path, writer: Callable[[Path], None], *, protect: Iterable
     path = Path(path)
     for guarded in protect:
         if Path(guarded).resolve() == path.resolve():
-            raise UserError(f"refusing to overwrite the input {path}; choose another output folder.")
+            raise UserError(f"refusing to overwrite the input {path}; choose another output name or folder.")
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.{TEMP_TAG}", suffix=".tmp")
     os.close(handle)
@@ -370,6 +425,41 @@ def write_json(path: str | Path, data: Any, *, protect: Iterable[str | Path] = (
 
 def write_bytes(path: str | Path, data: bytes, *, protect: Iterable[str | Path] = ()) -> Path:
     return atomic_write(path, lambda tmp: tmp.write_bytes(data), protect=protect)
+
+
+def refuse_foreign(path: str | Path, *, owned: Callable[[Path], bool], tool: str, overwrite: bool = False) -> None:
+    """A :class:`UserError` when ``path`` exists and ``owned(path)`` is false (a file ``tool`` did not write) unless
+    ``overwrite``; a folder in its place is always refused. ``owned`` reads the file and returns a bool, never raises."""
+    path = Path(path)
+    if not (path.exists() or path.is_symlink()):
+        return
+    if path.is_dir():
+        raise UserError(f"{path} is a folder; give a file name.")
+    if not overwrite and not owned(path):
+        raise UserError(f"{path} already exists and was not written by {tool}; pass --overwrite to replace it, "
+                        f"or choose another name.")
+
+
+def check_writable(path: str | Path) -> None:
+    """A :class:`UserError` now, before any work, when ``path`` cannot be written (its folder cannot be made or
+    written to): probes with a tagged temporary that :func:`sweep_temps` would remove if this process died."""
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle, probe = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.{TEMP_TAG}", suffix=".tmp")
+        os.close(handle)
+        os.unlink(probe)
+    except OSError as err:
+        raise UserError(f"cannot write {path} ({err.strerror or err}); choose another path.") from None
+
+
+def read_json_object(path: str | Path) -> dict | None:
+    """The JSON object in ``path``, or None when it is unreadable, not JSON or not an object."""
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError, UnicodeDecodeError):
+        return None
+    return data if isinstance(data, dict) else None
 
 
 def torch_save(obj: Any, path: str | Path) -> Path:

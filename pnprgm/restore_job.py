@@ -165,8 +165,11 @@ def run_restore_job(job: RestoreJob, *, on_error: Callable[[str], None] = print,
                 if on_skip is not None:
                     on_skip(f"skipped {path}: {targets.image} and its record exist (pass --overwrite to restore it again)")
                 continue
+            stale = _stale_std_map(targets)
             report.written.extend(_restore_one(path, job, targets, files, bars, say))
             report.restored.append(path)
+            if stale is not None:
+                stale.unlink(missing_ok=True)
         except UserError as err:
             fail(f"{path}: {err}")
         except OSError as err:  # the disk filled, the folder was removed or made read-only during the batch
@@ -226,6 +229,18 @@ def check_job(job: RestoreJob) -> None:
         from pnprgm import operators
 
         operators.parse(job.operator)  # a bad spec fails once, before any work
+    from pnprgm import denoisers, presets, solvers
+
+    if job.solver is not None:
+        solvers.registry.get(job.solver)  # an unknown name fails here, not as "other settings" beside an old result
+    if job.preset is not None:
+        presets.registry.get(job.preset)
+    if isinstance(job.denoiser, str) and job.denoiser not in denoisers.registry:
+        from pnprgm.rgm import models
+
+        if models.resolve(job.denoiser, 3, required=False) is None:
+            raise UserError(denoisers.registry.unknown_message(job.denoiser).rstrip(".")
+                            + ", or a path to a model file (.pt, .pth).")
     if job.noise_sigma is not None:
         check_noise_sigma(job.noise_sigma, "--noise")
     if job.samples < 1:
@@ -320,7 +335,7 @@ def _already_restored(path: Path, targets: Targets, job: RestoreJob, protect: li
     for target in present:
         for guarded in protect:
             if guarded.resolve() == target.resolve():
-                raise UserError(f"refusing to overwrite the input {target}; choose another output folder.")
+                raise UserError(f"refusing to overwrite the input {target}; choose another output name or folder.")
     if not present or job.overwrite:
         return False
     fix = "pass --overwrite to replace it, or choose another -o"
@@ -335,14 +350,25 @@ def _already_restored(path: Path, targets: Targets, job: RestoreJob, protect: li
     if record.get("input_sha256") != io.sha256_file(path):
         raise UserError(f"{targets.image.name} in {targets.image.parent} is the restoration of another image "
                         f"({record.get('input')}); {fix}.")
-    complete = all(p.is_file() for p in targets.all())
-    if not complete:
-        return False  # a killed run: its record came first; restore again
+    # Settings before completeness: a result of --samples 1 lacks the _std.png that --samples 2 writes, and must not
+    # be taken for a killed run of the new settings.
     theirs, ours = _settings(record.get("job") or {}), _settings(_job_dict(job))
     if theirs != ours:
         changed = sorted(k for k in set(theirs) | set(ours) if theirs.get(k) != ours.get(k))
         raise UserError(f"{targets.image} was restored with other settings ({', '.join(changed)} differ); {fix}.")
-    return True
+    complete = all(p.is_file() for p in targets.all())
+    return complete  # incomplete: a killed run of these settings (its record came first); restore again
+
+
+def _stale_std_map(targets: Targets) -> Optional[Path]:
+    """The ``_std.png`` an earlier ``--samples N`` result of this stem left, when this run writes none: the file its
+    record lists (same sha256), which a replaced result must not leave behind; a user's file of that name is kept."""
+    if targets.std is not None:
+        return None
+    std = _targets(targets.image.parent, targets.image.stem, samples=2).std
+    record = read_record(targets.record)
+    listed = ((record or {}).get("std_map") or {}).get("sha256")
+    return std if listed and std.is_file() and io.sha256_file(std) == listed else None
 
 
 def _job_dict(job: RestoreJob) -> dict:

@@ -807,3 +807,62 @@ def test_model_option_rejects_two_models_for_one_channel_count(tmp_path):
         _config(models=(str(a), str(b))).chosen_models()
     with pytest.raises(UserError, match="neither a shipped model"):
         _config(models=(str(tmp_path / "missing.pt"),)).chosen_models()
+
+
+def _bench(photo_dir, *outputs):
+    return CliRunner().invoke(app, ["benchmark", "--data", str(photo_dir), "--images", "coffee", "--task", "denoise",
+                                    "--method", "baseline", "--crop", "48", "--metrics", "psnr", "-q", *map(str, outputs)])
+
+
+def test_outputs_never_replace_a_file_the_benchmark_did_not_write(photo_dir, tmp_path):
+    """--json/--md/--figure over a user's file: one line before any work, the file intact; --overwrite replaces it;
+    the benchmark's own outputs are replaced by a rerun without it."""
+    photo = photo_dir / "coffee.png"
+    before = photo.read_bytes()
+    notes = tmp_path / "notes.md"
+    notes.write_text("# my notes\n")
+    for flag, path in (("--json", photo), ("--md", notes), ("--figure", photo)):
+        result = _bench(photo_dir, flag, path)
+        assert result.exit_code == 2, result.output
+        assert f"{path} already exists and was not written by pnprgm benchmark" in result.output
+        assert "--overwrite" in result.output and "Traceback" not in result.output
+    assert photo.read_bytes() == before and notes.read_text() == "# my notes\n"
+    out = tmp_path / "out"
+    outputs = ("--json", out / "r.json", "--md", out / "r.md", "--figure", out / "r.png")
+    assert _bench(photo_dir, *outputs).exit_code == 0
+    again = _bench(photo_dir, *outputs)  # its own files: replaced
+    assert again.exit_code == 0, again.output
+    forced = _bench(photo_dir, "--md", notes, "--overwrite")
+    assert forced.exit_code == 0, forced.output
+    assert notes.read_text().startswith("# pnprgm benchmark")
+    from_json = CliRunner().invoke(app, ["benchmark", "--from-json", str(out / "r.json"), "--md", str(photo)])
+    assert from_json.exit_code == 2 and "not written by pnprgm benchmark" in from_json.output
+    assert photo.read_bytes() == before
+
+
+@pytest.mark.parametrize("outputs, message", [
+    (("--figure", "fig.gif"), "--figure writes PNG or JPEG; name it .png or .jpg"),
+    (("--json", "same.x", "--md", "same.x"), "--json and --md name the same file"),
+    (("--md", "blocker/report.md"), "cannot write"),
+    (("--json", "."), "is a directory"),
+])
+def test_outputs_that_cannot_be_written_are_one_line_errors_before_any_work(photo_dir, tmp_path, monkeypatch, outputs,
+                                                                             message):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "blocker").write_text("a file where the report's folder would be")
+    result = _bench(photo_dir, *outputs)
+    assert result.exit_code == 2, result.output
+    assert message in result.output and "Traceback" not in result.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["blocker", "photos"]
+
+
+@pytest.mark.parametrize("option, value, message", [
+    ("--seed", "99999999999999999999", "is not in the range"),
+    ("--device", "meta", "unknown device"),
+    ("--device", "", "unknown device"),
+    ("--noise", "2", "--noise must be in [0, 1]"),
+])
+def test_bad_seed_device_and_noise_are_one_line_errors(photo_dir, option, value, message):
+    result = _bench(photo_dir, option, value)
+    assert result.exit_code == 2, result.output
+    assert message in result.output and "Traceback" not in result.output

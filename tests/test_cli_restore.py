@@ -348,3 +348,48 @@ def test_samples_progress_to_a_log_is_plain_lines(photos, tmp_path):
     assert [line.split(" (")[0] for line in lines if line.startswith("sample ")] == ["sample 1/3", "sample 2/3", "sample 3/3"] * 2
     assert all("ETA" in line for line in lines if line.startswith(("sample 2/3", "sample 3/3")))
     assert any(line.startswith("image 2/2: ") for line in lines)
+
+
+@pytest.mark.parametrize("command", ["restore", "degrade"])
+@pytest.mark.parametrize("option, message", [(("--seed", "99999999999999999999"), "is not in the range"),
+                                             (("--device", "meta"), "unknown device")])
+def test_an_impossible_seed_or_device_is_one_line(photos, tmp_path, command, option, message):
+    extra = FAST if command == "restore" else ("--operator", "sr2")
+    result = run(command, photos, *extra, *option, "-o", tmp_path / "out")
+    assert result.exit_code == 2, result.output
+    assert message in result.output and "Traceback" not in result.output
+
+
+def test_a_result_of_other_samples_is_kept_and_a_replaced_one_leaves_no_stale_std_map(photos, tmp_path):
+    """--samples 2 over a --samples 1 result is "other settings" (its missing _std.png is not a killed run);
+    --overwrite back to --samples 1 removes the std map the old record listed, never a user's file of that name."""
+    out = tmp_path / "out"
+    single = ("restore", photos / "one.png", *FAST, "--solver", "rgm-drs", "-o", out)
+    assert run(*single).exit_code == 0
+    first = (out / "one.png").read_bytes()
+    result = run(*single, "--samples", "2")
+    assert result.exit_code == 1 and "other settings (samples differ)" in result.output, result.output
+    assert (out / "one.png").read_bytes() == first and not (out / "one_std.png").exists()
+    assert run(*single, "--samples", "2", "--overwrite").exit_code == 0 and (out / "one_std.png").is_file()
+    again = run(*single, "--overwrite")
+    assert again.exit_code == 0, again.output
+    assert not (out / "one_std.png").exists() and json.loads((out / "one.json").read_text())["std_map"] is None
+    (out / "one_std.png").write_bytes(b"the user's own file")
+    assert run(*single, "--overwrite").exit_code == 0
+    assert (out / "one_std.png").read_bytes() == b"the user's own file"
+
+
+@pytest.mark.parametrize("option, message", [(("--solver", "drz"), "unknown solver 'drz'"),
+                                             (("--preset", "nope"), "unknown preset 'nope'"),
+                                             (("--denoiser", "bm4d"), "unknown denoiser 'bm4d'")])
+def test_an_unknown_name_is_named_even_beside_an_earlier_result(photos, tmp_path, option, message):
+    out = tmp_path / "out"
+    assert run("restore", photos / "one.png", *FAST, "-o", out).exit_code == 0
+    result = run("restore", photos / "one.png", *FAST, *option, "-o", out)
+    assert result.exit_code == 2 and message in result.output and "other settings" not in result.output
+
+
+def test_denoiser_and_model_together_are_refused(photos, tmp_path, tiny_model):
+    result = run("restore", photos, *FAST[:2], "--denoiser", "tv", "--model", tiny_model, "-o", tmp_path / "out")
+    assert result.exit_code == 2 and "--denoiser tv and --model" in result.output and "give one of them" in result.output
+    assert not (tmp_path / "out").exists()

@@ -79,3 +79,42 @@ def test_sample_help_says_o_writes_one_grid_image_and_takes_shipped_names():
     assert "Grid image to write (PNG)" in text and "tiled into one" in text
     assert "shipped model name" in text and "pnprgm models" in text
     assert "pretrained/" not in text, "no example path relative to the checkout"
+
+
+def test_sample_never_replaces_a_grid_or_sidecar_it_did_not_write(shipped, tmp_path):
+    """-o over a user's picture or beside a user's GRID.json: one line, nothing written; a rerun replaces the
+    command's own grid; --overwrite replaces the user's file."""
+    args = ("sample", "tiny-shipped", "--input", tmp_path / "photo.png", "-n", "1")
+    mine = tmp_path / "elsewhere" / "holiday.png"
+    mine.write_bytes((tmp_path / "photo.png").read_bytes())
+    notes = tmp_path / "elsewhere" / "grid.json"
+    notes.write_text('{"my": "notes"}')
+    for out, taken in (("holiday.png", mine), ("grid.png", notes)):
+        result = invoke(*args, "-o", out)
+        assert result.exit_code == 2 and f"{taken.name} already exists and was not written by pnprgm sample" in result.output
+    assert mine.read_bytes() == (tmp_path / "photo.png").read_bytes() and notes.read_text() == '{"my": "notes"}'
+    assert not (tmp_path / "elsewhere" / "grid.png").exists()
+    assert invoke(*args, "-o", "ours.png").exit_code == 0
+    again = invoke(*args, "-o", "ours.png", "--seed", "1")
+    assert again.exit_code == 0, again.output
+    record = json.loads((tmp_path / "elsewhere" / "ours.json").read_text())
+    assert record["seed"] == 1 and record["output_sha256"] == io.sha256_file(tmp_path / "elsewhere" / "ours.png")
+    forced = invoke(*args, "-o", "holiday.png", "--overwrite")
+    assert forced.exit_code == 0, forced.output
+    assert mine.read_bytes() != (tmp_path / "photo.png").read_bytes()
+
+
+@pytest.mark.parametrize("option, message", [
+    (("--noise", "nan"), "--noise must be a std in [0, 1]"),
+    (("--noise", "5"), "--noise must be a std in [0, 1]"),
+    (("--size", "0"), "--size must be >= 1"),
+    (("--nrow", "0"), "--nrow must be >= 1"),
+    (("--seed", "99999999999999999999"), "is not in the range"),
+    (("--device", "meta"), "unknown device"),
+    (("-o", "grid.json"), "-o names the grid image; end it in .png or .jpg"),
+])
+def test_sample_bad_options_are_one_line_errors(shipped, tmp_path, option, message):
+    result = invoke("sample", "tiny-shipped", "--input", tmp_path / "photo.png", "-n", "1", "-o", "grid.png", *option)
+    assert result.exit_code == 2, result.output
+    assert message in result.output and "Traceback" not in result.output
+    assert sorted(p.name for p in (tmp_path / "elsewhere").iterdir()) == []

@@ -223,3 +223,16 @@ def test_recipe_on_a_plain_photo_folder_holds_out_the_validation_tenth(tmp_path)
     assert [f["name"] for f in record["data"]["val_files"]] == [p.name for p in expected_val]
     assert record["data"]["val_files"][0]["sha256"] == sha256_file(expected_val[0])
     assert "1 validation" in result.output and "9 training photos" in result.output
+
+
+def test_recipe_never_replaces_an_earlier_runs_models_unless_told(recipe_run, tiny_pack):
+    from click.testing import CliRunner
+    from pnprgm.cli.main import app
+
+    _, out = recipe_run
+    before = (out / "drunet-denoiser-color.pt").read_bytes()
+    args = ["train-denoisers", "--data", str(tiny_pack), "--out", str(out), "--minutes", "0.005", "--device", "cpu",
+            "--size", "tiny", "--gray-share", "0", "--batch-size", "2", "--crop", "32", "--workers", "0"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 2 and "already holds drunet-denoiser-color.pt" in result.output, result.output
+    assert (out / "drunet-denoiser-color.pt").read_bytes() == before

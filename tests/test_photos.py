@@ -336,3 +336,56 @@ def test_degrade_then_restore_keeps_16_bits(tmp_path):
     assert result.exit_code == 0, result.output
     written = _decode_png(tmp_path / "out" / "deep.png")
     assert written.dtype == np.uint16 and np.array_equal(written, array)
+
+
+@pytest.mark.parametrize("layout", ["gray", "rgb", "planar", "pillow-gray"])
+def test_float_tiffs_in_unit_range_are_read_at_their_values(tmp_path, layout):
+    """Float TIFFs hold [0, 1] intensities: read exactly, gray staying gray, colour (which Pillow cannot open) read
+    through tifffile, and restored into 16-bit output."""
+    import tifffile
+
+    rng = np.random.default_rng(5)
+    gray, colour = rng.random((12, 10)).astype(np.float32), rng.random((12, 10, 3)).astype(np.float32)
+    path = tmp_path / "float.tif"
+    if layout == "gray":
+        tifffile.imwrite(path, gray)
+    elif layout == "rgb":
+        tifffile.imwrite(path, colour, photometric="rgb")
+    elif layout == "planar":
+        tifffile.imwrite(path, colour.transpose(2, 0, 1), photometric="rgb", planarconfig="separate")
+    else:
+        Image.fromarray(gray, mode="F").save(path)
+    expected = gray[None] if layout in ("gray", "pillow-gray") else colour.transpose(2, 0, 1)
+    image = io.read_image(path)
+    assert image.shape == expected.shape and np.allclose(image.numpy(), expected, atol=1e-7)
+    assert io.image_bits(path) == 16
+
+
+@pytest.mark.parametrize("kind, message", [
+    ("float-255", "floating-point samples from"), ("nan", "NaN or infinite samples"),
+    ("uint32", "32-bit integer samples"), ("pillow-int32", "32-bit integer samples"),
+])
+def test_tiffs_of_unknown_scale_are_refused_in_one_line(tmp_path, kind, message):
+    """A float TIFF outside [0, 1] or 32-bit integers: their scale is not in the file, so they are refused (they were
+    read nearly black), and restore goes on with the other inputs."""
+    import tifffile
+
+    values = np.random.default_rng(6).random((12, 10))
+    folder = tmp_path / "in"
+    folder.mkdir()
+    path = folder / "odd.tif"
+    if kind == "float-255":
+        tifffile.imwrite(path, (values * 255).astype(np.float32))
+    elif kind == "nan":
+        tifffile.imwrite(path, np.where(values > 0.5, np.nan, values).astype(np.float32))
+    elif kind == "uint32":
+        tifffile.imwrite(path, (values * 4e9).astype(np.uint32))
+    else:
+        Image.fromarray((values * 1000).astype(np.int32), mode="I").save(path)
+    with pytest.raises(io.UserError, match=message):
+        io.read_image(path)
+    io.write_image(folder / "fine.png", torch.from_numpy(values[None]).float())
+    result = run("restore", folder, "--operator", "blur:gaussian,sigma=1", "--denoiser", "tikhonov", "--iters", "1",
+                 "-q", "-o", tmp_path / "out")
+    assert result.exit_code == 1 and message in result.output and "Traceback" not in result.output
+    assert (tmp_path / "out" / "fine.png").is_file() and not (tmp_path / "out" / "odd.png").exists()

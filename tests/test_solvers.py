@@ -197,9 +197,13 @@ def test_strength_is_a_scaled_schedule_and_lam(name):
     ({"relaxation": 1e10}, "relaxation"), ({"relaxation": float("nan")}, "relaxation"),
     ({"sigma_start": 1e308}, "sigma_start"), ({"sigma_start": 0.0}, "sigma_start"),
     ({"sigma_end": float("inf")}, "sigma_end"), ({"sigma_min": 2.0}, "sigma_min"), ({"tol": float("nan")}, "tol"),
+    ({"sigma_start": 1e-300}, "sigma_start"), ({"sigma_end": 1e-300}, "sigma_end"), ({"lam": 1e300}, "lam"),
+    ({"lam": 1e-300}, "lam"),
 ])
 def test_solver_settings_that_cannot_work_are_refused_by_name(values, problem):
     """Values that would exhaust memory (a list per iteration), overflow or diverge to NaN fail before solving."""
     with pytest.raises(ValueError, match=problem):
         PnPConfig(**values)
     PnPConfig(iterations=10_000, relaxation=2.0, sigma_start=1.0)  # the bounds themselves are allowed
+    extreme = PnPConfig(sigma_start=1e-6, sigma_end=1e-6, lam=1e8)
+    assert all(0 < gamma < float("inf") for gamma in extreme.stepsizes(0.0) + PnPConfig(lam=1e-8).stepsizes(1.0))

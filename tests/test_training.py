@@ -850,3 +850,48 @@ def test_super_resolve_keeps_the_block_means_and_checks_the_factor():
         super_resolve(gen, process, low, 3)
     with pytest.raises(UserError, match="upscales by 2, 4"):
         super_resolve(gen, process, low, 8)  # T=5 averages at most twice
+
+
+def test_a_new_run_never_replaces_files_already_in_its_folder(data_dir, tmp_path):
+    """--out holding a run's file names (a killed run's log, the user's config.json): one line before any work, the
+    files intact; --overwrite starts the run there. --data naming a file says so."""
+    from click.testing import CliRunner
+    from pnprgm.cli.main import app
+
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "config.json").write_text('{"mine": true}')
+    (out / "notes.txt").write_text("kept")
+    args = ["train", "--data", str(data_dir), "--forward", "denoise", "--steps", "1", "--size", "tiny",
+            "--batch-size", "2", "--crop", "16", "--out", str(out), "-q"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 2 and "already holds config.json" in result.output and "--overwrite" in result.output
+    assert (out / "config.json").read_text() == '{"mine": true}' and sorted(p.name for p in out.iterdir()) == [
+        "config.json", "notes.txt"]
+    forced = CliRunner().invoke(app, [*args, "--overwrite"])
+    assert forced.exit_code == 0, forced.output
+    assert (out / "model.pt").is_file() and (out / "notes.txt").read_text() == "kept"
+    some_file = next(data_dir.iterdir())
+    wrong = CliRunner().invoke(app, ["train", "--data", str(some_file), "--out", str(tmp_path / "r")])
+    assert wrong.exit_code == 2 and "is a file; give the folder that holds the training images" in wrong.output
+
+
+@pytest.mark.parametrize("name", ["meta", "xla", "", "cuda:-1", "gpu"])
+def test_unsupported_devices_are_one_line_errors(name):
+    from pnprgm.device import resolve_device
+
+    with pytest.raises(UserError, match="unknown device"):
+        resolve_device(name)
+
+
+def test_a_missing_cuda_index_or_mps_is_reported(monkeypatch):
+    from pnprgm.device import resolve_device
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    assert resolve_device("cuda:0") == torch.device("cuda:0")
+    with pytest.raises(UserError, match="cuda:3 does not exist: this machine has 1 CUDA device"):
+        resolve_device("cuda:3")
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
+    with pytest.warns(UserWarning, match="MPS is not available"):
+        assert resolve_device("mps") == torch.device("cpu")

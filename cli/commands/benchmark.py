@@ -7,7 +7,7 @@ import sys
 import click
 
 from pnprgm.benchmark import tasks as task_registry
-from pnprgm.cli.options import parse_assignments, threads_option
+from pnprgm.cli.options import SEED, parse_assignments, threads_option
 
 EXAMPLES = """
 \b
@@ -41,7 +41,7 @@ models); options given on the command line override it.
               help=f"Comma-separated tasks: {', '.join(task_registry.registry.names())} (the presets' tasks).  [default: all]")
 @click.option("--method", "methods", default=None, help="Comma-separated methods (see --list).  [default: all]")
 @click.option("--noise", type=float, default=None, help="Measurement noise std in [0,1] units for every task (default: each task's).")
-@click.option("--seed", type=int, default=None, help="Run seed (measurements and methods derive theirs from it).  [default: 0]")
+@click.option("--seed", type=SEED, default=None, help="Run seed (measurements and methods derive theirs from it).  [default: 0]")
 @click.option("--crop", type=int, default=None, help="Centre crop side in pixels, 0 for whole images.  [default: 256]")
 @click.option("--limit", type=int, default=None, help="Use only the first N images.")
 @click.option("--device", default=None, help="cpu, cuda, cuda:N or auto.  [default: cpu]")
@@ -57,12 +57,14 @@ models); options given on the command line override it.
 @click.option("--md", "md_path", type=click.Path(dir_okay=False), default=None, help="Markdown report.")
 @click.option("--figure", "figure_path", type=click.Path(dir_okay=False), default=None, help="Figure grid: PNG, or JPEG if the name ends in .jpg.")
 @click.option("--resume", is_flag=True, help="Reuse the records of an existing --json made with the same settings.")
+@click.option("--overwrite", is_flag=True,
+              help="Replace --json/--md/--figure files that pnprgm benchmark did not write (default: refuse, before any work).")
 @click.option("--from-json", "from_json", type=click.Path(dir_okay=False), default=None, help="Do not run: rebuild --md from this results JSON.")
 @click.option("--list", "list_only", is_flag=True, help="List tasks, methods (with availability), metrics and data sets, then exit.")
 @threads_option
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 def command(suite, data, images, tasks, methods, noise, seed, crop, limit, device, metrics, protocol_items,
-            assignments, figure_images, model_sources, json_path, md_path, figure_path, resume, from_json, list_only, threads, quiet):
+            assignments, figure_images, model_sources, json_path, md_path, figure_path, resume, overwrite, from_json, list_only, threads, quiet):
     """Compare restoration methods on simulated measurements (PSNR, SSIM, LPIPS; LPIPS-VGG on request)."""
     from pnprgm.benchmark import build_config, report, run_benchmark
     from pnprgm.device import set_threads
@@ -76,6 +78,7 @@ def command(suite, data, images, tasks, methods, noise, seed, crop, limit, devic
     if from_json is not None:
         if md_path is None:
             raise UserError("--from-json needs --md PATH (the report to write).")
+        report.check_outputs(md_path=md_path, overwrite=overwrite)
         report.write_markdown(md_path, report.load_results(from_json))
         click.echo(f"wrote {md_path}")
         return
@@ -88,7 +91,7 @@ def command(suite, data, images, tasks, methods, noise, seed, crop, limit, devic
              "crop": crop, "limit": limit, "device": device, "metrics": metrics, "figure_images": figure_images}
     values.update({key: value for key, value in given.items() if value is not None})
     if protocol_items:
-        values["protocol"] = {**values.get("protocol", {}), **parse_assignments(protocol_items)}
+        values["protocol"] = {**values.get("protocol", {}), **parse_assignments(protocol_items, "--protocol")}
     if assignments:
         values["overrides"] = {**values.get("overrides", {}), **parse_assignments(assignments)}
     if model_sources:
@@ -100,7 +103,8 @@ def command(suite, data, images, tasks, methods, noise, seed, crop, limit, devic
     from tqdm.auto import tqdm
 
     result = run_benchmark(
-        config, json_path=json_path, md_path=md_path, figure_path=figure_path, resume=resume, progress=not quiet,
+        config, json_path=json_path, md_path=md_path, figure_path=figure_path, resume=resume, overwrite=overwrite,
+        progress=not quiet,
         command=shlex.join(["pnprgm", *sys.argv[1:]]) if sys.argv[1:2] == ["benchmark"]
         else command_line(config, json_path=json_path, md_path=md_path, figure_path=figure_path),
         log=lambda line: tqdm.write(line, file=sys.stderr),

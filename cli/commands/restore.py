@@ -46,7 +46,7 @@ the larger scene behind it is restored and cropped back to the photo, so its edg
 @click.option("--size", default=None, metavar="HxW", help="Size of the image to restore when it cannot be inferred (e.g. SR of odd sizes).")
 @click.option("--solver", default=None, help="drs, admm, hqs or rgm-drs (default: the preset's, else drs).")
 @click.option("--preset", default=None, help="Parameter preset (default: the task's preset for the solver).")
-@click.option("--denoiser", default="default", show_default=True, help="Denoiser name (pnprgm denoisers) or a model file.")
+@click.option("--denoiser", default=None, help="Denoiser name (pnprgm denoisers) or a model file.  [default: default]")
 @click.option("--model", "model_path", default=None, type=click.Path(),
               help="Model file (ours, or an official RGM netG_*.pth / content.pth).")
 @click.option("--model-config", default=None, help="Generator config of an official checkpoint: celebahq256, cifar10, or a JSON/YAML file of the official arguments.")
@@ -69,6 +69,7 @@ def command(inputs, outdir, operator, size, solver, preset, denoiser, model_path
     """Restore degraded images with a denoiser inside a PnP solver."""
     from pnprgm.restore_job import RestoreJob, run_restore_job
     from pnprgm.device import set_threads
+    from pnprgm.errors import UserError
 
     set_threads(threads)
 
@@ -78,6 +79,9 @@ def command(inputs, outdir, operator, size, solver, preset, denoiser, model_path
     if model_preset is not None:
         click.echo("notice: --model-preset is now called --model-config.", err=True)
         model_config = model_config or model_preset
+    if model_path is not None and denoiser is not None:
+        raise UserError(f"--denoiser {denoiser} and --model {model_path} both choose the denoiser; give one of them.")
+    denoiser = denoiser or "default"
     if model_path is not None:
         denoiser = model_path if model_config is None else f"{model_path}#{model_config}"
     job = RestoreJob(

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import click
 
+from pnprgm.cli.options import SEED, NoiseLevel
+
 EXAMPLES = """
 \b
 Examples:
@@ -31,21 +33,22 @@ then: model input, restoration, original. GRID.json records the model, its sha25
               help="Grid image to write (PNG): all the images tiled into one picture, plus GRID.json.")
 @click.option("--size", type=int, default=None, help="Image size (default: the training crop; inputs: up to 256).")
 @click.option("--input", "inputs", multiple=True, type=click.Path(), help="Clean images or folders to degrade and restore.")
-@click.option("--noise", type=float, default=None, help="Noise std in [0,1] units for restoring inputs (default: the training validation level).")
+@click.option("--noise", type=NoiseLevel(), default=None, help="Noise std in [0,1] units for restoring inputs such as 0.1 or 25/255 (default: the training validation level).")
 @click.option("--upscale", type=int, default=None,
               help="sr models: super-resolve the --input low-resolution images by this factor (2, 4, 8) through the model's levels.")
 @click.option("--operator", default=None,
               help="Operator-process models: the operator to use instead of the model file's; a model trained with "
                    "module:callable or file.py:callable needs it (code named inside a model file is never imported).")
 @click.option("--nrow", type=int, default=None, help="Images per grid row (default: square-ish).")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the noise and latents.")
+@click.option("--seed", type=SEED, default=0, show_default=True, help="Seed of the noise and latents.")
 @click.option("--device", default="cpu", show_default=True, help="cpu, cuda, cuda:N or auto.")
-def command(model, count, out, size, inputs, noise, upscale, operator, nrow, seed, device):
+@click.option("--overwrite", is_flag=True, help="Replace -o (or its .json) when pnprgm sample did not write it (default: refuse).")
+def command(model, count, out, size, inputs, noise, upscale, operator, nrow, seed, device, overwrite):
     """Sample images from an RGM model (a shipped name, our model file, or PATH#CONFIG for an official checkpoint)
     into one grid image (-o)."""
     from pnprgm.training.sampling import sample_model_grid
 
     path = sample_model_grid(model, out, count=count, size=size, inputs=inputs, noise=noise, nrow=nrow, seed=seed,
-                             device=device, upscale=upscale, operator=operator)
+                             device=device, upscale=upscale, operator=operator, overwrite=overwrite)
     click.echo(f"wrote {path}")
 

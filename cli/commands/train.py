@@ -7,7 +7,7 @@ from typing import Any, Optional
 
 import click
 
-from pnprgm.cli.options import parse_assignments
+from pnprgm.cli.options import SEED, parse_assignments
 from pnprgm.errors import UserError
 
 EXAMPLES = """
@@ -85,11 +85,14 @@ def _list_choices(ctx: click.Context, _param, value: bool) -> None:
 @click.option("--set", "assignments", multiple=True, metavar="SECTION.KEY=VALUE", help="Override one config value (repeatable).")
 @click.option("--keep-checkpoints", "keep_checkpoints", type=click.IntRange(min=0), default=None,
               help="Keep the latest K checkpoints/step_N.pt (older ones are deleted; last.pt stays); 0 keeps all (default 3).")
+@click.option("--overwrite", is_flag=True,
+              help="Start a new run in --out although it holds a run's files (config.json, log.csv, model.pt...); "
+                   "default: refuse.")
 @click.option("--resume", is_flag=True, help="Continue the run in --out from its last.pt, exactly.")
 @click.option("--init-from", "init_from", default=None, metavar="MODEL",
               help="Fine-tune: start the generator from a shipped model (pnprgm models) or a model.pt, keeping its "
                    "architecture; the discriminator and optimisers start afresh.")
-@click.option("--seed", type=int, default=None, help="Seed of everything (default 0).")
+@click.option("--seed", type=SEED, default=None, help="Seed of everything (default 0).")
 @click.option("--device", default="cpu", show_default=True, help="cpu, cuda, cuda:N or auto.")
 @click.option("--threads", type=click.IntRange(min=1), default=None,
               help="CPU threads of this process (default: torch's, one per core). Runs side by side must share the "
@@ -97,7 +100,7 @@ def _list_choices(ctx: click.Context, _param, value: bool) -> None:
                    "wait on each other); give each --threads 1, or cores/runs.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 def command(data, out, forward, operator, noise, levels, prior, steps, minutes, model_every, batch_size, crop, lmbda, supervised, perceptual, size, preset, val,
-            config_file, assignments, keep_checkpoints, resume, init_from, seed, device, threads, quiet):
+            config_file, assignments, keep_checkpoints, overwrite, resume, init_from, seed, device, threads, quiet):
     """Train an RGM generator (a denoiser or a restorer for your operator) on a folder of images."""
     import torch
 
@@ -135,7 +138,8 @@ def command(data, out, forward, operator, noise, levels, prior, steps, minutes, 
         torch.set_num_threads(threads)
     summary = train(data, out, process=process, train=train_args if (train_args or not resume) else None,
                     size=size, model=model, val=val, resume=resume, init_from=init_from, device=device,
-                    command="pnprgm " + shlex.join(sys.argv[1:]), progress=not quiet, code_operator=operator)
+                    command="pnprgm " + shlex.join(sys.argv[1:]), progress=not quiet, code_operator=operator,
+                    overwrite=overwrite)
     if summary.get("model"):
         psnr = summary.get("val_psnr")
         click.echo(f"trained {summary['steps']} steps; model: {summary['model']}"

@@ -6,6 +6,8 @@ import sys
 
 import click
 
+from pnprgm.cli.options import SEED
+
 EXAMPLES = """
 \b
 Examples:
@@ -41,11 +43,12 @@ pretrained/README.md).
 @click.option("--init-from", "init_from", multiple=True, metavar="MODEL",
               help="Continue from a DRUNet model (shipped name or file; repeat for the colour and the gray one): its "
                    "architecture and weights are kept, the optimiser and the learning-rate schedule start afresh.")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the weights, crops and noise.")
+@click.option("--seed", type=SEED, default=0, show_default=True, help="Seed of the weights, crops and noise.")
 @click.option("--device", default="cuda", show_default=True, help="cuda, cuda:N, cpu or auto (CUDA missing: CPU with a warning).")
 @click.option("--threads", type=click.IntRange(min=1), default=None, help="CPU threads of the training process.")
+@click.option("--overwrite", is_flag=True, help="Start although --out holds an earlier run's model files (default: refuse).")
 def command(data, out, minutes, size, batch_size, crop, lr, gray_share, save_every, workers, init_from, seed, device,
-            threads):
+            threads, overwrite):
     """Train the default colour and gray DRUNet denoisers for a fixed time (the GPU recipe)."""
     import os
 
@@ -61,7 +64,7 @@ def command(data, out, minutes, size, batch_size, crop, lr, gray_share, save_eve
     cfg = build_strict(RecipeConfig, dict(minutes=minutes, size=size, batch_size=batch_size, crop=crop, lr=lr,
                                           gray_share=gray_share, save_every=save_every, workers=workers, seed=seed),
                        what="recipe")
-    summary = train_denoisers(data, out, cfg, device=device, init_from=init_from,
+    summary = train_denoisers(data, out, cfg, device=device, init_from=init_from, overwrite=overwrite,
                               command="pnprgm " + shlex.join(sys.argv[1:]),
                               echo=lambda line: click.echo(line, err=False))
     for name, steps in summary["steps"].items():

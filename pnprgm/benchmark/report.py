@@ -17,6 +17,13 @@ import torch.nn.functional as F
 from pnprgm import io
 
 CELL = 256  # largest side of one figure cell (bigger crops are shown reduced)
+#: First line of every markdown report; marks a file as one this tool may replace.
+MARKDOWN_TITLE = "# pnprgm benchmark"
+#: Stamped into every figure (PNG "Software" text, JPEG comment); marks a file as one this tool may replace.
+FIGURE_STAMP = "pnprgm benchmark"
+#: Keys every results JSON holds.
+RESULTS_KEYS = frozenset({"protocol", "versions", "config", "records"})
+FIGURE_SUFFIXES = (".png", ".jpg", ".jpeg")
 #: What a results JSON of the first format (no ``config.metrics``) computed.
 FIRST_FORMAT_METRICS = ("psnr", "ssim", "lpips")
 
@@ -112,7 +119,7 @@ def markdown(data: Mapping[str, Any]) -> str:
     task_names = list(config["tasks"])
     method_names = [m for m in config["methods"] if resolved["methods"].get(m, {}).get("available", True)]
     images = resolved["images"]
-    lines = ["# pnprgm benchmark", ""]
+    lines = [MARKDOWN_TITLE, ""]
     if data.get("status") != "complete":
         lines += [f"> **Partial results** (status: {data.get('status')}): {len(records)} records so far.", ""]
     crop = f"centre crop {config['crop']} px" if config["crop"] else "whole images"
@@ -293,8 +300,13 @@ def write_figure(path: str | Path, figure: Mapping[str, list], data: Mapping[str
             top += cell_h + caption_h + pad
         top += pad
     if Path(path).suffix.lower() in (".jpg", ".jpeg"):
-        return io.atomic_write(path, lambda tmp: canvas.save(tmp, format="JPEG", quality=90))
-    return io.atomic_write(path, lambda tmp: canvas.save(tmp, format="PNG"))
+        return io.atomic_write(path, lambda tmp: canvas.save(tmp, format="JPEG", quality=90,
+                                                             comment=FIGURE_STAMP.encode()))
+    from PIL.PngImagePlugin import PngInfo
+
+    stamp = PngInfo()
+    stamp.add_text("Software", FIGURE_STAMP)
+    return io.atomic_write(path, lambda tmp: canvas.save(tmp, format="PNG", pnginfo=stamp))
 
 
 def _cell_size(image: torch.Tensor) -> tuple[int, int]:
@@ -330,6 +342,49 @@ def _fit(draw, text: str, font, width: int) -> str:
     return text + "…"
 
 
+def check_outputs(json_path: str | Path | None = None, md_path: str | Path | None = None,
+                  figure_path: str | Path | None = None, *, overwrite: bool = False) -> None:
+    """Before any work: a :class:`UserError` when an output cannot be written, two outputs share a path, the figure
+    is not named .png/.jpg, or an output path holds a file this tool did not write (unless ``overwrite``)."""
+    from pnprgm.errors import UserError
+
+    given = [(flag, Path(p)) for flag, p in (("--json", json_path), ("--md", md_path), ("--figure", figure_path)) if p]
+    for i, (flag, path) in enumerate(given):
+        for other_flag, other in given[:i]:
+            if path.resolve() == other.resolve():
+                raise UserError(f"{other_flag} and {flag} name the same file {path}; give each its own name.")
+    if figure_path is not None and Path(figure_path).suffix.lower() not in FIGURE_SUFFIXES:
+        raise UserError(f"--figure writes PNG or JPEG; name it .png or .jpg (got {figure_path}).")
+    owners = {"--json": _is_results_json, "--md": _is_report, "--figure": _is_figure}
+    for flag, path in given:
+        io.refuse_foreign(path, owned=owners[flag], tool="pnprgm benchmark", overwrite=overwrite)
+        io.check_writable(path)
+
+
+def _is_results_json(path: Path) -> bool:
+    data = io.read_json_object(path)
+    return data is not None and RESULTS_KEYS <= set(data)
+
+
+def _is_report(path: Path) -> bool:
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return handle.readline().rstrip("\r\n") == MARKDOWN_TITLE
+    except (OSError, UnicodeDecodeError):
+        return False
+
+
+def _is_figure(path: Path) -> bool:
+    from PIL import Image
+
+    try:
+        with Image.open(path) as image:
+            stamp = image.info.get("Software") or image.info.get("comment") or ""
+    except Exception:  # Pillow raises many types for files that are not images
+        return False
+    return (stamp.decode(errors="replace") if isinstance(stamp, bytes) else str(stamp)) == FIGURE_STAMP
+
+
 def load_results(path: str | Path) -> dict[str, Any]:
     """A results JSON written by :func:`pnprgm.benchmark.run_benchmark`."""
     from pnprgm.errors import UserError
@@ -338,6 +393,6 @@ def load_results(path: str | Path) -> dict[str, Any]:
         data = json.loads(Path(path).read_text())
     except (OSError, ValueError) as err:
         raise UserError(f"cannot read results {path}: {str(err).splitlines()[0]}; give a JSON written by pnprgm benchmark.") from None
-    if not isinstance(data, dict) or not {"protocol", "versions", "config", "records"} <= set(data):
+    if not isinstance(data, dict) or not RESULTS_KEYS <= set(data):
         raise UserError(f"{path} is not a pnprgm benchmark results JSON (needs protocol, versions, config, records).")
     return data

@@ -90,10 +90,12 @@ class BenchmarkConfig:
                     raise UserError(f"{label}: {registry.unknown_message(name)}")
             if len(set(names)) != len(names):
                 raise UserError(f"{label} names a choice twice ({', '.join(names)}); list each once.")
-        if self.noise is not None and not (self.noise >= 0):
-            raise UserError(f"--noise must be >= 0 in [0, 1] units (e.g. 0.01 or 0.098 for 25/255); got {self.noise}.")
+        if self.noise is not None and not (0 <= self.noise <= 1):
+            raise UserError(f"--noise must be in [0, 1] units (e.g. 0.01 or 0.098 for 25/255); got {self.noise}.")
         if self.crop < 0:
             raise UserError(f"--crop must be >= 0 pixels (0: whole images); got {self.crop}.")
+        if not 0 <= self.seed < 2**63:
+            raise UserError(f"--seed must be in [0, 2**63 - 1]; got {self.seed}.")
         if self.limit is not None and self.limit < 1:
             raise UserError(f"--limit must be at least 1; got {self.limit}.")
         if self.figure_images < 0:
@@ -188,6 +190,7 @@ def run_benchmark(
     md_path: str | Path | None = None,
     figure_path: str | Path | None = None,
     resume: bool = False,
+    overwrite: bool = False,
     progress: bool = True,
     command: Optional[str] = None,
     log: Optional[Callable[[str], None]] = None,
@@ -200,6 +203,7 @@ def run_benchmark(
     :param figure_path: PNG grid (ground truth, measurement, each method) for a few images per task.
     :param resume: reuse records of an existing ``json_path`` made with the same settings (except those of the
         figure's images when a figure is written: the picture needs their outputs).
+    :param overwrite: replace output files this tool did not write (default: refuse them before any work).
     :param progress: progress bar over the whole run.
     :param command: the command line that started the run, shown in the report (None: the report shows the
         settings instead).
@@ -214,6 +218,7 @@ def run_benchmark(
     from pnprgm.benchmark import report
 
     say = log or (lambda line: None)
+    report.check_outputs(json_path, md_path, figure_path, overwrite=overwrite)
     device = resolve_device(config.device)
     protocol = config.metric_protocol()
     dataset = datasets.resolve(config.data)

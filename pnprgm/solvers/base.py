@@ -25,6 +25,9 @@ NOISE_FLOOR = 0.01
 
 #: A bound on solver iterations: the schedule is a list per iteration, and PnP converges within tens.
 MAX_ITERATIONS = 10_000
+#: Smallest non-zero denoiser noise level; with lam in [MIN_LAM, MAX_LAM] every data-step weight stays finite and > 0.
+MIN_SIGMA = 1e-6
+MIN_LAM, MAX_LAM = 1e-8, 1e8
 
 
 @dataclass(frozen=True)
@@ -67,6 +70,13 @@ class PnPConfig:
             value = getattr(self, name)
             if value is not None and value > 1:
                 raise ValueError(f"{name} is a noise std in [0, 1] image units (e.g. 15/255 = 0.059); got {value}")
+        for name in ("sigma_start", "sigma_end", "sigma_min"):  # squared in the step rule: smaller ones underflow it to 0
+            value = getattr(self, name)
+            if value is not None and 0 < value < MIN_SIGMA:
+                raise ValueError(f"{name} is below {MIN_SIGMA:g} (a noise std no denoiser tells from 0); use 0 where "
+                                 f"allowed or a larger value, e.g. 1/255 = 0.0039; got {value}")
+        if not MIN_LAM <= self.lam <= MAX_LAM:  # beyond these the step rule's gamma overflows or underflows
+            raise ValueError(f"lam must be between {MIN_LAM:g} and {MAX_LAM:g} (default 0.23); got {self.lam}")
         if self.sigma_end is not None and not self.sigma_end >= 0:
             raise ValueError(f"sigma_end must be >= 0, got {self.sigma_end}")
         if not self.sigma_min >= 0:

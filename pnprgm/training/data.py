@@ -42,6 +42,8 @@ class ImageSet:
 def scan_folder(folder: str | Path) -> list[Path]:
     """Image files of a folder (sorted); a missing or image-less folder is a :class:`UserError`."""
     folder = Path(folder)
+    if folder.is_file():
+        raise UserError(f"data {folder} is a file; give the folder that holds the training images.")
     if not folder.is_dir():
         raise UserError(f"data folder {folder} does not exist; give a folder of training images.")
     files = list_images([folder])
@@ -69,10 +71,11 @@ def detect_channels(files: Sequence[Path]) -> int:
     for path in files:
         try:
             with Image.open(path) as image:
-                if image.mode not in ("L", "LA", "1", "I", "I;16", "I;16B", "I;16L"):
+                if image.mode not in ("L", "LA", "1", "I", "I;16", "I;16B", "I;16L", "F"):
                     return 3
-        except Exception:
-            raise UserError(f"cannot read {path}: not a readable image; remove it from the folder.") from None
+        except Exception:  # e.g. a float colour TIFF, which only read_image (tifffile) opens
+            if read_image(path).shape[0] == 3:
+                return 3
     return 1
 
 

@@ -599,11 +599,15 @@ def _average_gradients(module: nn.Module) -> None:
 # ------------------------------------------------------------------------------------------------ entry point
 
 
+#: What a run writes into its folder; a new run refuses a folder holding any of them (unless overwrite).
+RUN_FILES = ("config.json", "record.json", "log.csv", "model.pt", "last.pt", "checkpoints", "samples")
+
+
 def train(data: str | Path, out: str | Path, *, process: ProcessConfig | dict | None = None,
           train: TrainConfig | dict | None = None, size: Optional[str] = "small", model: Optional[dict] = None,
           val: Optional[str | Path] = None, resume: bool = False, init_from: Optional[str | Path] = None,
           device: str | torch.device = "cpu", command: str = "", progress: bool = True,
-          code_operator: Optional[str] = None) -> dict[str, Any]:
+          code_operator: Optional[str] = None, overwrite: bool = False) -> dict[str, Any]:
     """Train an RGM generator on a folder of images; write ``out`` (checkpoints, log.csv, samples, model.pt).
 
     :param data: folder of training images.
@@ -614,6 +618,8 @@ def train(data: str | Path, out: str | Path, *, process: ProcessConfig | dict | 
     :param model: generator config overrides.
     :param val: folder of validation images (default: a held-out fraction of ``data``).
     :param resume: continue from ``out/last.pt`` (the checkpoint's configuration is used).
+    :param overwrite: start a new run in ``out`` although it holds files of the names a run writes (another run's,
+        or the user's); default: refuse before any work.
     :param init_from: start the generator from this model (a shipped name, a model.pt or a checkpoint) and keep
         its architecture: fine-tuning. The discriminator and the optimisers start afresh.
     :param device: torch device (under torchrun, CUDA ranks use their local GPU).
@@ -639,8 +645,15 @@ def train(data: str | Path, out: str | Path, *, process: ProcessConfig | dict | 
         model = dict(saved["model"])
         size = None  # every field comes from the saved model config
         model.pop("arch", None)
-    elif (out / "last.pt").exists():
+    elif (out / "last.pt").exists() and not overwrite:
         raise UserError(f"{out} already holds a run (last.pt); add --resume to continue it or choose another --out.")
+    elif not overwrite:
+        taken = [name for name in RUN_FILES if (out / name).exists() or (out / name).is_symlink()]
+        if taken:
+            raise UserError(f"{out} already holds {', '.join(taken)}, which a new run would replace; choose another "
+                            f"--out, or pass --overwrite to replace them.")
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out {out} is a file; give a folder (it is created).")
     initial = None
     if init_from is not None:
         initial = model_file.read_initial_weights(init_from)

@@ -36,6 +36,8 @@ from pnprgm.training.data import convert_channels, load_images, scan_folder, spl
 
 #: Validation noise levels (/255), the issue's quality bar.
 VAL_LEVELS = (15, 25, 50)
+#: What a run writes into its folder.
+OUTPUT_FILES = ("drunet-denoiser-color.pt", "drunet-denoiser-gray.pt", "recipe_log.jsonl")
 #: Held-out share of a plain photo folder and its seed (the rule of ``pnprgm train`` and ``scripts/pack_gpu.sh``).
 VAL_FRACTION, VAL_SEED = 0.1, 0
 
@@ -206,7 +208,7 @@ def read_manifest(pack: Path) -> dict[str, Any]:
 
 
 def train_denoisers(pack: str | Path, out: str | Path, cfg: RecipeConfig, *, device: str | torch.device = "cuda",
-                    init_from: Sequence[str] = (), command: str = "",
+                    init_from: Sequence[str] = (), command: str = "", overwrite: bool = False,
                     echo: Callable[[str], None] = print) -> dict[str, Any]:
     """Train the colour and gray denoisers on a pack folder for ``cfg.minutes``; write model files into ``out``.
 
@@ -219,6 +221,8 @@ def train_denoisers(pack: str | Path, out: str | Path, cfg: RecipeConfig, *, dev
         matched by their channels: architecture and weights are kept, the optimiser and schedule start afresh; the
         record keeps the lineage.
     :param command: the command line, for the records.
+    :param overwrite: start although ``out`` already holds files of the names the run writes (default: refuse before
+        any work, so a run never replaces models of an earlier one, or a user's files).
     :param echo: where progress lines go.
     :returns: summary (steps, validation PSNRs, files).
     """
@@ -226,6 +230,10 @@ def train_denoisers(pack: str | Path, out: str | Path, cfg: RecipeConfig, *, dev
 
     device = resolve_device(device)
     pack, out = Path(pack), Path(out)
+    taken = [name for name in OUTPUT_FILES if (out / name).exists() or (out / name).is_symlink()]
+    if taken and not overwrite:
+        raise UserError(f"{out} already holds {', '.join(taken)}, which this run would replace; choose another --out, "
+                        "or pass --overwrite to replace them.")
     if (pack / "train").is_dir():
         train_files = scan_folder(pack / "train")
         val_files = scan_folder(pack / "val")[: cfg.val_images] if (pack / "val").is_dir() else []

@@ -121,10 +121,33 @@ def model_process_config(generator: nn.Module):
     return build_strict(ProcessConfig, config, what="process")
 
 
+#: Keys of every GRID.json this command writes (they mark the pair as replaceable by it).
+GRID_RECORD_KEYS = frozenset({"model", "model_sha256", "process", "mode", "rows", "versions"})
+
+
+def check_grid_outputs(out: Path, *, overwrite: bool = False) -> None:
+    """A :class:`UserError` before any work when ``out`` (an image name) or its ``.json`` sidecar cannot be written or
+    hold files ``pnprgm sample`` did not write (unless ``overwrite``)."""
+    from pnprgm.io import IMAGE_SUFFIXES, check_writable, read_json_object, refuse_foreign, sha256_file
+
+    if out.suffix.lower() not in IMAGE_SUFFIXES:
+        raise UserError(f"-o names the grid image; end it in .png or .jpg (got {out}).")
+    sidecar = out.with_suffix(".json")
+    record = read_json_object(sidecar)
+    ours = record is not None and GRID_RECORD_KEYS <= set(record)
+
+    def grid_is_ours(path: Path) -> bool:  # grids written before output_sha256 was recorded count as ours
+        return ours and record.get("output_sha256", sha256_file(path)) == sha256_file(path)
+
+    refuse_foreign(out, owned=grid_is_ours, tool="pnprgm sample", overwrite=overwrite)
+    refuse_foreign(sidecar, owned=lambda path: ours, tool="pnprgm sample", overwrite=overwrite)
+    check_writable(out)
+
+
 def sample_model_grid(model: str, out: str | Path, *, count: int = 16, size: Optional[int] = None,
                       inputs: Sequence[str | Path] = (), noise: Optional[float] = None, nrow: Optional[int] = None,
                       seed: int = 0, device: str | torch.device = "cpu", upscale: Optional[int] = None,
-                      operator: Optional[str] = None) -> Path:
+                      operator: Optional[str] = None, overwrite: bool = False) -> Path:
     """Write a grid of samples of a model file (``pnprgm sample``) and its JSON sidecar; returns the grid path.
 
     :param model: a shipped model name (``pnprgm models``), our model file, or ``PATH#CONFIG`` for an official
@@ -142,6 +165,8 @@ def sample_model_grid(model: str, out: str | Path, *, count: int = 16, size: Opt
     :param operator: the operator of an operator-process model, typed by the user: replaces the one in the model
         file. A model file's own operator is used only when it is a registry spec; one naming code
         (``module:callable``) is never imported from the file, only from this argument.
+    :param overwrite: replace ``out`` or its sidecar when this command did not write them (default: refuse, before
+        any work).
     """
     from pnprgm.device import resolve_device
     from pnprgm.io import list_images, read_image, sha256_file, versions, write_image, write_json
@@ -151,6 +176,13 @@ def sample_model_grid(model: str, out: str | Path, *, count: int = 16, size: Opt
 
     if count < 1:
         raise UserError(f"-n must be >= 1; got {count}.")
+    if size is not None and size < 1:
+        raise UserError(f"--size must be >= 1 pixel; got {size}.")
+    if nrow is not None and nrow < 1:
+        raise UserError(f"--nrow must be >= 1; got {nrow}.")
+    if noise is not None and not 0 <= noise <= 1:
+        raise UserError(f"--noise must be a std in [0, 1] units (e.g. 0.1 or 25/255); got {noise}.")
+    check_grid_outputs(Path(out), overwrite=overwrite)
     device = resolve_device(device)
     # a shipped model name (pnprgm models; hash-checked, found beside the package from any folder) or a file
     found = resolve(model)
@@ -219,7 +251,7 @@ def sample_model_grid(model: str, out: str | Path, *, count: int = 16, size: Opt
     protect = [path] + [str(f) for f in files]
     write_image(out, picture, protect=protect)
     write_json(out.with_suffix(".json"), {
-        "model": str(model), "model_sha256": sha256_file(path), "process": process.config(), "mode": mode,
+        "output_sha256": sha256_file(out), "model": str(model), "model_sha256": sha256_file(path), "process": process.config(), "mode": mode,
         "count": count if mode == "noise" else len(files[:count]), "size": side, "seed": seed,
         "noise": sigma01 if mode == "restore" else None, "inputs": [str(f) for f in files[:count]], "upscale": upscale,
         "rows": {"restore": "model input, restoration, original", "super-resolve": "nearest-upsampled input, restoration",
