@@ -11,7 +11,7 @@ from pnprgm.errors import UserError
 SEED = click.IntRange(0, 2**63 - 1)
 seed_option = click.option("--seed", type=SEED, default=0, show_default=True, help="Seed of every random choice (results are reproducible).")
 threads_option = click.option(
-    "--threads", type=click.IntRange(min=1), default=None,
+    "--threads", type=click.IntRange(1, 4096), default=None,
     help="CPU threads (default: OMP_NUM_THREADS, else the physical cores not already busy, so runs side by side do "
          "not oversubscribe: on a busy 2-core machine 2 threads ran 10x slower than 1).")
 device_option = click.option("--device", default="cpu", show_default=True, help="cpu, cuda, cuda:N or auto (CUDA if available).")

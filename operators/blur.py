@@ -161,11 +161,27 @@ class FileBlurParams:
     boundary: Boundary = param("circular", BOUNDARY_HELP)
 
 
+#: Kernel sides up to this are always allowed (8 MB in float64), whatever the image size.
+MIN_KERNEL_BOUND = 1025
+
+
+def _fitting(name: str, side: int, size: tuple[int, int]) -> int:
+    """``side`` when a kernel of that side fits the image (at most twice its larger side plus one, or
+    :data:`MIN_KERNEL_BOUND` px for small images, which wrap a larger kernel circularly); else a :class:`UserError`
+    before the kernel is allocated (a sigma of 1e6 asked for terabytes)."""
+    largest = max(2 * max(size) + 1, MIN_KERNEL_BOUND)
+    if side > largest:
+        raise UserError(f"{name}: a kernel of {side} px does not fit a {size[0]}x{size[1]} image (at most {largest} px); "
+                        "choose a smaller sigma, size or length.")
+    return side
+
+
 add_variant("blur:gaussian", GaussianBlurParams, "isotropic Gaussian blur", default=True, factory=_blur_factory(
-    "blur:gaussian", lambda p, size: gaussian_kernel(p.sigma, p.size or default_gaussian_size(p.sigma))))
+    "blur:gaussian", lambda p, size: gaussian_kernel(p.sigma, _fitting(
+        "blur:gaussian", p.size or default_gaussian_size(p.sigma), size))))
 add_variant("blur:box", BoxBlurParams, "uniform (box) blur", factory=_blur_factory(
-    "blur:box", lambda p, size: box_kernel(p.size)))
+    "blur:box", lambda p, size: box_kernel(_fitting("blur:box", p.size, size))))
 add_variant("blur:motion", MotionBlurParams, "random camera-shake motion blur (seeded)", factory=_blur_factory(
-    "blur:motion", lambda p, size: motion_kernel(p.length, p.seed, p.spread)))
+    "blur:motion", lambda p, size: motion_kernel(_fitting("blur:motion", p.length, size), p.seed, p.spread)))
 add_variant("blur:file", FileBlurParams, "blur with a kernel read from a .npy or image file", factory=_blur_factory(
     "blur:file", lambda p, size: load_kernel(p.file, size)))

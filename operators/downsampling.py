@@ -102,7 +102,14 @@ class AntiAliasedSR(FourierDecimation):
     def __init__(self, params: SRParams, in_shape, *, arrays=None, device="cpu", dtype=torch.float32):
         r = params.factor
         if arrays is None:
-            kernel = antialias_kernel(params.kernel, r, params.sigma if params.sigma is not None else r / 2)
+            sigma = params.sigma if params.sigma is not None else r / 2
+            from pnprgm.operators.blur import MIN_KERNEL_BOUND
+
+            # its taps span 6 sigma; the bound of blur kernels (operators.blur._fitting)
+            if params.kernel == "gaussian" and 6 * sigma > max(2 * max(in_shape[-2:]) + 1, MIN_KERNEL_BOUND):
+                raise UserError(f"sr: a Gaussian of sigma {sigma:g} spans {6 * sigma:.0f} px and does not fit a "
+                                f"{in_shape[-2]}x{in_shape[-1]} image; choose a smaller sigma.")
+            kernel = antialias_kernel(params.kernel, r, sigma)
         else:
 
             kernel = require_array(arrays, "kernel", None, "sr")

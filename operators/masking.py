@@ -121,8 +121,8 @@ class StrokeMaskParams:
     seed: int = param(0, "random seed of the strokes")
 
     def __post_init__(self):
-        if self.count < 1:
-            raise UserError(f"mask:strokes count must be at least 1, got {self.count}.")
+        if not 1 <= self.count <= 1000:  # each stroke is drawn in Python; a million took minutes on a 48 px image
+            raise UserError(f"mask:strokes count must be between 1 and 1000, got {self.count}.")
         if not 0 < self.width < 1:
             raise UserError(f"mask:strokes width must be in (0, 1), got {self.width}.")
 

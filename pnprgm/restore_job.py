@@ -174,6 +174,13 @@ def run_restore_job(job: RestoreJob, *, on_error: Callable[[str], None] = print,
             fail(f"{path}: {err}")
         except OSError as err:  # the disk filled, the folder was removed or made read-only during the batch
             fail(f"{path}: cannot write into {outdir} ({err.strerror or err}); free space or choose another -o.")
+        except (MemoryError, RecursionError, RuntimeError) as err:
+            # a hand-edited sidecar (a 10^12-pixel shape, JSON nested 10^5 deep) must not stop the batch; torch reports
+            # a failed allocation as RuntimeError, and other RuntimeErrors are bugs to see in full
+            if isinstance(err, RuntimeError) and "allocate" not in str(err):
+                raise
+            fail(f"{path}: too large or too deeply nested to restore here ({type(err).__name__}); check its sidecar "
+                 f"({path.stem}.measurement.json) or restore it with --tile on a larger machine.")
     return report
 
 

@@ -866,3 +866,37 @@ def test_bad_seed_device_and_noise_are_one_line_errors(photo_dir, option, value,
     result = _bench(photo_dir, option, value)
     assert result.exit_code == 2, result.output
     assert message in result.output and "Traceback" not in result.output
+
+
+@pytest.mark.parametrize("damage", [{"records": 5}, {"config": None}, {"versions": None}, "metric"])
+def test_a_damaged_results_json_is_one_line_for_resume_and_from_json(photo_dir, tmp_path, damage):
+    out = tmp_path / "r.json"
+    assert _bench(photo_dir, "--json", out).exit_code == 0
+    data = json.loads(out.read_text())
+    if damage == "metric":
+        data["records"][0]["psnr"] = "abc"
+    else:
+        data.update(damage)
+    out.write_text(json.dumps(data))
+    for args in ((*("--json", out, "--resume"),), ()):
+        result = (_bench(photo_dir, *args) if args else
+                  CliRunner().invoke(app, ["benchmark", "--from-json", str(out), "--md", str(tmp_path / "o.md")]))
+        assert result.exit_code == 2, result.output
+        assert result.output.startswith("error:") and result.output.count("\n") == 1, result.output
+        assert "results JSON" in result.output or "other settings (versions differ)" in result.output
+    same = CliRunner().invoke(app, ["benchmark", "--from-json", str(out), "--md", str(out)])
+    assert same.exit_code == 2 and "--from-json and --md name the same file" in same.output
+
+
+def test_resume_with_a_task_added_reuses_the_others_and_a_seed_change_is_named(photo_dir, tmp_path):
+    out = tmp_path / "r.json"
+    assert _bench(photo_dir, "--json", out).exit_code == 0
+    more = CliRunner().invoke(app, ["benchmark", "--data", str(photo_dir), "--images", "coffee", "--task", "denoise,sr",
+                                    "--method", "baseline", "--crop", "48", "--metrics", "psnr", "-q", "--json", str(out),
+                                    "--resume"])
+    assert more.exit_code == 0, more.output
+    assert {r["task"] for r in json.loads(out.read_text())["records"]} == {"denoise", "sr"}
+    seeded = _bench(photo_dir, "--json", out, "--resume", "--seed", "3")
+    assert seeded.exit_code == 2 and "other settings (seed differ)" in seeded.output
+    small = _bench(photo_dir, "--crop", "7")
+    assert small.exit_code == 2 and "--crop must be 0 (whole images) or at least 8" in small.output

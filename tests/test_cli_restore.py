@@ -393,3 +393,23 @@ def test_denoiser_and_model_together_are_refused(photos, tmp_path, tiny_model):
     result = run("restore", photos, *FAST[:2], "--denoiser", "tv", "--model", tiny_model, "-o", tmp_path / "out")
     assert result.exit_code == 2 and "--denoiser tv and --model" in result.output and "give one of them" in result.output
     assert not (tmp_path / "out").exists()
+
+
+def test_a_sidecar_asking_for_an_impossible_size_fails_alone(photos, tmp_path):
+    """A hand-edited sidecar whose shapes ask for 10^12 pixels is one error for its input; the batch goes on."""
+    meas = tmp_path / "meas"
+    assert run("degrade", photos, "--operator", "sr2", "-o", meas).exit_code == 0
+    sidecar = meas / "one.measurement.json"
+    text = json.loads(sidecar.read_text())
+
+    def enlarge(node):
+        if isinstance(node, dict):
+            return {k: ([node[k][0], 1_000_000, 1_000_000] if k in ("in_shape", "shape") and isinstance(node[k], list)
+                        and len(node[k]) == 3 else enlarge(node[k])) for k in node}
+        return [enlarge(v) for v in node] if isinstance(node, list) else node
+
+    sidecar.write_text(json.dumps(enlarge(text)))
+    result = run("restore", meas, "--denoiser", "tikhonov", "--iters", "1", "-q", "-o", tmp_path / "out")
+    assert result.exit_code == 1 and "Traceback" not in result.output, result.output
+    assert len(errors(result)) == 1 and "one" in errors(result)[0]
+    assert (tmp_path / "out" / "two.png").is_file()

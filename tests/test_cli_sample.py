@@ -118,3 +118,13 @@ def test_sample_bad_options_are_one_line_errors(shipped, tmp_path, option, messa
     assert result.exit_code == 2, result.output
     assert message in result.output and "Traceback" not in result.output
     assert sorted(p.name for p in (tmp_path / "elsewhere").iterdir()) == []
+
+
+def test_two_grids_of_one_stem_never_share_a_record(shipped, tmp_path):
+    args = ("sample", "tiny-shipped", "--input", tmp_path / "photo.png", "-n", "1")
+    assert invoke(*args, "-o", "g.png").exit_code == 0
+    record = (tmp_path / "elsewhere" / "g.json").read_text()
+    result = invoke(*args, "-o", "g.jpg")
+    assert result.exit_code == 2 and "is the record of the grid g.png" in result.output
+    assert (tmp_path / "elsewhere" / "g.json").read_text() == record and not (tmp_path / "elsewhere" / "g.jpg").exists()
+    assert invoke(*args, "-o", "g.png", "--seed", "2").exit_code == 0  # its own grid is still its own

@@ -561,3 +561,16 @@ def test_photo_defaults_apply_only_where_the_spec_is_silent():
     assert operators.build("blur:gaussian,boundary=circular", (3, 30, 30), defaults=operators.PHOTO_DEFAULTS).out_shape == (3, 30, 30)
     assert operators.build("sr2+blur:box,size=3", (3, 30, 30), defaults=operators.PHOTO_DEFAULTS).out_shape == (3, 13, 13)
     assert operators.build("mask:box", (3, 30, 30), defaults=operators.PHOTO_DEFAULTS).out_shape == (3, 30, 30)
+
+
+@pytest.mark.parametrize("spec, words", [
+    ("blur:gaussian,sigma=1e6", ("does not fit a 48x40 image", "at most 1025 px")),
+    ("blur:box,size=100000", ("blur:box", "does not fit")),
+    ("blur:motion,length=100000", ("blur:motion", "does not fit")),
+    ("sr:factor=2,kernel=gaussian,sigma=1e9", ("sr:", "does not fit")),
+    ("mask:strokes,count=1000000", ("between 1 and 1000",)),
+])
+def test_kernels_larger_than_the_image_are_refused_before_allocation(spec, words):
+    """A kernel side beyond twice the image is refused by name (these asked for terabytes or ran for minutes)."""
+    _expect(spec, (3, 48, 40), *words)
+    operators.build("blur:gaussian,size=1025", (3, 48, 40))  # the bound itself is allowed

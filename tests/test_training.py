@@ -895,3 +895,31 @@ def test_a_missing_cuda_index_or_mps_is_reported(monkeypatch):
     monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
     with pytest.warns(UserWarning, match="MPS is not available"):
         assert resolve_device("mps") == torch.device("cpu")
+
+
+def test_huge_seeds_and_thread_counts_are_handled(data_dir, tmp_path):
+    from click.testing import CliRunner
+    from pnprgm.cli.main import app
+    from pnprgm.training.data import ShardedSampler
+
+    ShardedSampler(4, seed=2**63 - 1)  # the largest --seed shuffles (it overflowed torch's generator)
+    result = CliRunner().invoke(app, ["train", "--data", str(data_dir), "--out", str(tmp_path / "r"),
+                                      "--threads", "99999999999999999999"])
+    assert result.exit_code == 2 and "--threads" in result.output and "Traceback" not in result.output
+
+
+def test_overwrite_drops_the_replaced_runs_resume_point(data_dir, tmp_path, monkeypatch):
+    """A new run killed before its first checkpoint leaves no last.pt of the replaced run for --resume to continue."""
+    from click.testing import CliRunner
+    from pnprgm.cli.main import app
+    from pnprgm.training import loop
+
+    out = tmp_path / "run"
+    args = ["train", "--data", str(data_dir), "--forward", "denoise", "--steps", "1", "--size", "tiny",
+            "--batch-size", "2", "--crop", "16", "--out", str(out), "-q"]
+    assert CliRunner().invoke(app, args).exit_code == 0 and (out / "last.pt").is_file()
+    monkeypatch.setattr(loop.Trainer, "run", lambda self: (_ for _ in ()).throw(KeyboardInterrupt()))
+    CliRunner().invoke(app, [*args, "--overwrite"])
+    assert not (out / "last.pt").exists()
+    resumed = CliRunner().invoke(app, [*args, "--resume"])
+    assert resumed.exit_code == 2 and "Traceback" not in resumed.output

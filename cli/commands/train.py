@@ -94,7 +94,7 @@ def _list_choices(ctx: click.Context, _param, value: bool) -> None:
                    "architecture; the discriminator and optimisers start afresh.")
 @click.option("--seed", type=SEED, default=None, help="Seed of everything (default 0).")
 @click.option("--device", default="cpu", show_default=True, help="cpu, cuda, cuda:N or auto.")
-@click.option("--threads", type=click.IntRange(min=1), default=None,
+@click.option("--threads", type=click.IntRange(1, 4096), default=None,
               help="CPU threads of this process (default: torch's, one per core). Runs side by side must share the "
                    "cores: two runs of 2 threads each on 2 cores trained 25 times slower than one run (their threads "
                    "wait on each other); give each --threads 1, or cores/runs.")

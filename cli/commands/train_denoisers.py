@@ -45,7 +45,7 @@ pretrained/README.md).
                    "architecture and weights are kept, the optimiser and the learning-rate schedule start afresh.")
 @click.option("--seed", type=SEED, default=0, show_default=True, help="Seed of the weights, crops and noise.")
 @click.option("--device", default="cuda", show_default=True, help="cuda, cuda:N, cpu or auto (CUDA missing: CPU with a warning).")
-@click.option("--threads", type=click.IntRange(min=1), default=None, help="CPU threads of the training process.")
+@click.option("--threads", type=click.IntRange(1, 4096), default=None, help="CPU threads of the training process.")
 @click.option("--overwrite", is_flag=True, help="Start although --out holds an earlier run's model files (default: refuse).")
 def command(data, out, minutes, size, batch_size, crop, lr, gray_share, save_every, workers, init_from, seed, device,
             threads, overwrite):

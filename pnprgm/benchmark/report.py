@@ -393,6 +393,7 @@ def load_results(path: str | Path) -> dict[str, Any]:
         data = json.loads(Path(path).read_text())
     except (OSError, ValueError) as err:
         raise UserError(f"cannot read results {path}: {str(err).splitlines()[0]}; give a JSON written by pnprgm benchmark.") from None
-    if not isinstance(data, dict) or not RESULTS_KEYS <= set(data):
+    if (not isinstance(data, dict) or not RESULTS_KEYS <= set(data) or not isinstance(data["records"], list)
+            or not all(isinstance(r, dict) for r in data["records"]) or not isinstance(data["config"], dict)):
         raise UserError(f"{path} is not a pnprgm benchmark results JSON (needs protocol, versions, config, records).")
     return data

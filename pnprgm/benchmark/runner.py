@@ -92,8 +92,8 @@ class BenchmarkConfig:
                 raise UserError(f"{label} names a choice twice ({', '.join(names)}); list each once.")
         if self.noise is not None and not (0 <= self.noise <= 1):
             raise UserError(f"--noise must be in [0, 1] units (e.g. 0.01 or 0.098 for 25/255); got {self.noise}.")
-        if self.crop < 0:
-            raise UserError(f"--crop must be >= 0 pixels (0: whole images); got {self.crop}.")
+        if self.crop < 0 or 0 < self.crop < datasets.ALIGN:
+            raise UserError(f"--crop must be 0 (whole images) or at least {datasets.ALIGN} pixels; got {self.crop}.")
         if not 0 <= self.seed < 2**63:
             raise UserError(f"--seed must be in [0, 2**63 - 1]; got {self.seed}.")
         if self.limit is not None and self.limit < 1:
@@ -394,13 +394,31 @@ def _reusable_records(json_path: str | Path, current: dict[str, Any], metrics: I
     from pnprgm.benchmark import report
 
     try:
-        previous = _with_task_names(json.loads(path.read_text()))
-    except (OSError, ValueError):
-        raise UserError(f"--resume: {path} is not a readable results JSON; delete it or drop --resume.") from None
-    if _fingerprint(previous) != _fingerprint(current):
-        raise UserError(f"--resume: {path} was made with other settings (data, crop, noise, protocol, overrides, device "
-                        "or package versions); use another --json or drop --resume.")
+        return _matching_records(_with_task_names(report.load_results(path)), current, metrics, path)
+    except UserError:
+        raise
+    except (TypeError, KeyError, AttributeError, ValueError, IndexError) as err:  # a hand-edited or damaged file
+        raise UserError(f"--resume: {path} is not a pnprgm benchmark results JSON as written ({type(err).__name__}: "
+                        f"{str(err)[:80]}); use another --json or drop --resume.") from None
+
+
+def _matching_records(previous: dict[str, Any], current: dict[str, Any], metrics: Iterable[str],
+                      path: Path) -> dict[tuple, dict[str, Any]]:
+    from pnprgm.benchmark import report
+
+    theirs, ours = _fingerprint(previous), _fingerprint(current)
+    for key in ("noise", "specs"):  # per task: adding or dropping a task keeps the records of the others reusable
+        common = set(theirs[key]) & set(ours[key])
+        theirs[key], ours[key] = ({t: v for t, v in side[key].items() if t in common} for side in (theirs, ours))
+    changed = sorted(key for key in ours if theirs[key] != ours[key])
+    if changed:
+        raise UserError(f"--resume: {path} was made with other settings ({', '.join(changed)} differ); use another "
+                        "--json or drop --resume.")
     metrics = tuple(metrics)
+    for record in previous["records"]:  # a metric value that is not a number would poison the report's means
+        if any(not (value is None or isinstance(value, (int, float))) for key, value in record.items() if key in metrics):
+            raise ValueError(f"record {record.get('image')}/{record.get('task')}/{record.get('method')} has a "
+                             "non-numeric metric")
     if not set(metrics) <= set(previous["config"].get("metrics") or report.FIRST_FORMAT_METRICS):
         return {}
     old_images = {entry["name"]: entry.get("sha256") for entry in previous["config"]["resolved"]["images"]}

@@ -123,7 +123,7 @@ class ShardedSampler:
         self._shard = self._make_shard()
 
     def _make_shard(self) -> list[int]:
-        generator = torch.Generator().manual_seed(self.seed * 100003 + self.epoch)
+        generator = torch.Generator().manual_seed((self.seed * 100003 + self.epoch) % (2**63 - 1))  # any --seed up to 2**63 - 1
         order = torch.randperm(self.n, generator=generator).tolist()
         per_rank = -(-self.n // self.world)
         order = (order * (per_rank * self.world // max(len(order), 1) + 1))[: per_rank * self.world]

@@ -671,6 +671,10 @@ def train(data: str | Path, out: str | Path, *, process: ProcessConfig | dict | 
             train_cfg = dataclasses.replace(train_cfg, channels=int(initial.config["channels"]))
     prepared = prepare(data, process=process, train=train_cfg, size=size, model=model, val=val,
                        device=dist_info.device, code_operator=code_operator)
+    if overwrite and not resume:
+        # the replaced run's resume point goes first (once the new run's data and settings are known good): a new run
+        # killed before its first checkpoint must not leave --resume continuing the old one under the new config.json
+        (out / "last.pt").unlink(missing_ok=True)
     trainer = Trainer(prepared, out, dist_info, command=command, progress=progress)
     if content is not None:
         saved_files = [(f["name"], f["sha256"]) for f in content["config"]["data"]["files"]]

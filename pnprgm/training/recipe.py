@@ -118,7 +118,7 @@ class RandomCrops(torch.utils.data.IterableDataset):
     def __iter__(self):
         info = torch.utils.data.get_worker_info()
         worker = info.id if info is not None else 0
-        rng = torch.Generator().manual_seed(self.seed * 1000 + worker)
+        rng = torch.Generator().manual_seed((self.seed * 1000 + worker) % (2**63 - 1))
         c = self.crop
         while True:
             index = int(torch.multinomial(self.weights, 1, generator=rng))
@@ -263,7 +263,7 @@ def train_denoisers(pack: str | Path, out: str | Path, cfg: RecipeConfig, *, dev
         RandomCrops(train_set.images, cfg.crop, cfg.seed), batch_size=cfg.batch_size, num_workers=cfg.workers,
         pin_memory=device.type == "cuda", persistent_workers=cfg.workers > 0,
         prefetch_factor=4 if cfg.workers > 0 else None)
-    noise_rng = torch.Generator(device=device).manual_seed(cfg.seed + 1)
+    noise_rng = torch.Generator(device=device).manual_seed((cfg.seed + 1) % (2**63 - 1))
     autocast = device.type == "cuda"
     params = sum(p.numel() for p in members[0].net.parameters())
     echo(f"recipe: {len(train_set)} training photos, {len(val_files)} validation, {params / 1e6:.2f} M parameters per "

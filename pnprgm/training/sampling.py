@@ -139,6 +139,10 @@ def check_grid_outputs(out: Path, *, overwrite: bool = False) -> None:
     def grid_is_ours(path: Path) -> bool:  # grids written before output_sha256 was recorded count as ours
         return ours and record.get("output_sha256", sha256_file(path)) == sha256_file(path)
 
+    other = Path(record["output"]).name if ours and isinstance(record.get("output"), str) else out.name
+    if other != out.name and (out.with_name(other)).exists() and not overwrite:
+        raise UserError(f"{sidecar} is the record of the grid {other}; name this grid otherwise (e.g. "
+                        f"{out.stem}-2{out.suffix}), or pass --overwrite.")
     refuse_foreign(out, owned=grid_is_ours, tool="pnprgm sample", overwrite=overwrite)
     refuse_foreign(sidecar, owned=lambda path: ours, tool="pnprgm sample", overwrite=overwrite)
     check_writable(out)
@@ -251,7 +255,7 @@ def sample_model_grid(model: str, out: str | Path, *, count: int = 16, size: Opt
     protect = [path] + [str(f) for f in files]
     write_image(out, picture, protect=protect)
     write_json(out.with_suffix(".json"), {
-        "output_sha256": sha256_file(out), "model": str(model), "model_sha256": sha256_file(path), "process": process.config(), "mode": mode,
+        "output": out.name, "output_sha256": sha256_file(out), "model": str(model), "model_sha256": sha256_file(path), "process": process.config(), "mode": mode,
         "count": count if mode == "noise" else len(files[:count]), "size": side, "seed": seed,
         "noise": sigma01 if mode == "restore" else None, "inputs": [str(f) for f in files[:count]], "upscale": upscale,
         "rows": {"restore": "model input, restoration, original", "super-resolve": "nearest-upsampled input, restoration",
