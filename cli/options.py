@@ -5,10 +5,10 @@ from typing import Any, Optional
 
 import click
 
+from pnprgm.config import MAX_SEED
 from pnprgm.errors import UserError
 
-#: Seeds torch, numpy and Python all accept (a larger one overflowed torch's generator with a traceback).
-SEED = click.IntRange(0, 2**63 - 1)
+SEED = click.IntRange(0, MAX_SEED)
 seed_option = click.option("--seed", type=SEED, default=0, show_default=True, help="Seed of every random choice (results are reproducible).")
 threads_option = click.option(
     "--threads", type=click.IntRange(1, 4096), default=None,

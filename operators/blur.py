@@ -24,7 +24,8 @@ import torch.nn.functional as F
 
 from pnprgm.operators.base import Operator, add_variant, from_numpy, param, require_array, required
 from pnprgm.operators.fourier import FourierDecimation, KernelSpectrum
-from pnprgm.operators.kernels import box_kernel, default_gaussian_size, gaussian_kernel, load_kernel, motion_kernel
+from pnprgm.operators.kernels import (box_kernel, default_gaussian_size, gaussian_kernel, load_kernel, max_kernel_side,
+                                      motion_kernel)
 from pnprgm.errors import UserError
 
 Boundary = Literal["circular", "valid"]
@@ -161,15 +162,9 @@ class FileBlurParams:
     boundary: Boundary = param("circular", BOUNDARY_HELP)
 
 
-#: Kernel sides up to this are always allowed (8 MB in float64), whatever the image size.
-MIN_KERNEL_BOUND = 1025
-
-
 def _fitting(name: str, side: int, size: tuple[int, int]) -> int:
-    """``side`` when a kernel of that side fits the image (at most twice its larger side plus one, or
-    :data:`MIN_KERNEL_BOUND` px for small images, which wrap a larger kernel circularly); else a :class:`UserError`
-    before the kernel is allocated (a sigma of 1e6 asked for terabytes)."""
-    largest = max(2 * max(size) + 1, MIN_KERNEL_BOUND)
+    """``side`` when a kernel of that side fits the image (:func:`max_kernel_side`); else a :class:`UserError`."""
+    largest = max_kernel_side(size)
     if side > largest:
         raise UserError(f"{name}: a kernel of {side} px does not fit a {size[0]}x{size[1]} image (at most {largest} px); "
                         "choose a smaller sigma, size or length.")

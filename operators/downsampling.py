@@ -15,7 +15,7 @@ import torch.nn.functional as F
 
 from pnprgm.operators.base import DiagonalGram, add_variant, param, register_alias, require_array
 from pnprgm.operators.fourier import FourierDecimation, transfer_function
-from pnprgm.operators.kernels import antialias_centre, antialias_kernel
+from pnprgm.operators.kernels import antialias_centre, antialias_kernel, max_kernel_side
 from pnprgm.errors import UserError
 
 
@@ -103,10 +103,7 @@ class AntiAliasedSR(FourierDecimation):
         r = params.factor
         if arrays is None:
             sigma = params.sigma if params.sigma is not None else r / 2
-            from pnprgm.operators.blur import MIN_KERNEL_BOUND
-
-            # its taps span 6 sigma; the bound of blur kernels (operators.blur._fitting)
-            if params.kernel == "gaussian" and 6 * sigma > max(2 * max(in_shape[-2:]) + 1, MIN_KERNEL_BOUND):
+            if params.kernel == "gaussian" and 6 * sigma > max_kernel_side(in_shape[-2:]):  # its taps span 6 sigma
                 raise UserError(f"sr: a Gaussian of sigma {sigma:g} spans {6 * sigma:.0f} px and does not fit a "
                                 f"{in_shape[-2]}x{in_shape[-1]} image; choose a smaller sigma.")
             kernel = antialias_kernel(params.kernel, r, sigma)

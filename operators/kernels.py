@@ -26,6 +26,17 @@ def default_gaussian_size(sigma: float) -> int:
     return 2 * math.ceil(3 * sigma) + 1
 
 
+#: Kernel sides up to this are always allowed (8 MB in float64), whatever the image size.
+MIN_KERNEL_BOUND = 1025
+
+
+def max_kernel_side(size: tuple[int, int]) -> int:
+    """Largest kernel side allowed on an image of ``size`` (H, W): twice its larger side plus one, or
+    :data:`MIN_KERNEL_BOUND` for small images (which wrap a larger kernel circularly); beyond it a kernel is refused
+    before it is allocated (a sigma of 1e6 asked for terabytes)."""
+    return max(2 * max(size) + 1, MIN_KERNEL_BOUND)
+
+
 def box_kernel(size: int) -> np.ndarray:
     return np.full((size, size), 1.0 / size**2)
 

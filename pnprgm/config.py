@@ -16,6 +16,9 @@ from typing import Any, Mapping, TypeVar
 from pnprgm.errors import UserError
 
 C = TypeVar("C")
+#: Largest seed: torch, numpy and Python all accept 0..MAX_SEED (a larger one overflowed torch's generator); derived
+#: seeds are reduced modulo it.
+MAX_SEED = 2**63 - 1
 
 
 def field_types(cls: type) -> dict[str, Any]:

@@ -284,10 +284,7 @@ def stage(path: str | Path, writer: Callable[[Path], None], *, protect: Iterable
     for guarded in protect:
         if Path(guarded).resolve() == path.resolve():
             raise UserError(f"refusing to overwrite the input {path}; choose another output name or folder.")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.{TEMP_TAG}", suffix=".tmp")
-    os.close(handle)
-    tmp = Path(tmp_name)
+    tmp = _temporary_beside(path)
     try:
         writer(tmp)
         os.chmod(tmp, file_mode())  # mkstemp makes 0600; a written file gets what open() would give it
@@ -295,6 +292,15 @@ def stage(path: str | Path, writer: Callable[[Path], None], *, protect: Iterable
         tmp.unlink(missing_ok=True)
         raise
     return tmp
+
+
+def _temporary_beside(path: Path) -> Path:
+    """A new empty ``.NAME.pnprgm-XXXXXXXX.tmp`` in ``path``'s folder (made if needed): what :func:`sweep_temps`
+    recognises as this tool's."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.{TEMP_TAG}", suffix=".tmp")
+    os.close(handle)
+    return Path(name)
 
 
 def commit(staged: list[tuple[Path, Path]]) -> list[Path]:
@@ -440,15 +446,22 @@ def refuse_foreign(path: str | Path, *, owned: Callable[[Path], bool], tool: str
                         f"or choose another name.")
 
 
+def refuse_taken(folder: str | Path, names: Iterable[str], *, overwrite: bool = False) -> None:
+    """A :class:`UserError` when ``folder`` already holds any of ``names`` (what a new run would write there), unless
+    ``overwrite``: a run never replaces an earlier run's files, or a user's, unasked."""
+    folder = Path(folder)
+    taken = [name for name in names if (folder / name).exists() or (folder / name).is_symlink()]
+    if taken and not overwrite:
+        raise UserError(f"{folder} already holds {', '.join(taken)}, which a new run would replace; choose another "
+                        "--out, or pass --overwrite to replace them.")
+
+
 def check_writable(path: str | Path) -> None:
     """A :class:`UserError` now, before any work, when ``path`` cannot be written (its folder cannot be made or
     written to): probes with a tagged temporary that :func:`sweep_temps` would remove if this process died."""
     path = Path(path)
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        handle, probe = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.{TEMP_TAG}", suffix=".tmp")
-        os.close(handle)
-        os.unlink(probe)
+        _temporary_beside(path).unlink()
     except OSError as err:
         raise UserError(f"cannot write {path} ({err.strerror or err}); choose another path.") from None
 

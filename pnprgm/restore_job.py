@@ -242,12 +242,8 @@ def check_job(job: RestoreJob) -> None:
         solvers.registry.get(job.solver)  # an unknown name fails here, not as "other settings" beside an old result
     if job.preset is not None:
         presets.registry.get(job.preset)
-    if isinstance(job.denoiser, str) and job.denoiser not in denoisers.registry:
-        from pnprgm.rgm import models
-
-        if models.resolve(job.denoiser, 3, required=False) is None:
-            raise UserError(denoisers.registry.unknown_message(job.denoiser).rstrip(".")
-                            + ", or a path to a model file (.pt, .pth).")
+    if isinstance(job.denoiser, str):
+        denoisers.check_name(job.denoiser)
     if job.noise_sigma is not None:
         check_noise_sigma(job.noise_sigma, "--noise")
     if job.samples < 1:

@@ -78,20 +78,7 @@ def command(suite, data, images, tasks, methods, noise, seed, crop, limit, devic
     if from_json is not None:
         if md_path is None:
             raise UserError("--from-json needs --md PATH (the report to write).")
-        from pathlib import Path
-
-        if Path(from_json).resolve() == Path(md_path).resolve():
-            raise UserError(f"--from-json and --md name the same file {md_path}; give the report its own name.")
-        report.check_outputs(md_path=md_path, overwrite=overwrite)
-        data = report.load_results(from_json)
-        try:
-            report.markdown(data)  # a hand-edited or damaged file fails here, before the report is written
-        except UserError:
-            raise
-        except (TypeError, KeyError, AttributeError, ValueError, IndexError) as err:
-            raise UserError(f"{from_json} is not a pnprgm benchmark results JSON as written ({type(err).__name__}: "
-                            f"{str(err)[:80]}); rebuild it with pnprgm benchmark --json.") from None
-        report.write_markdown(md_path, data)
+        report.rebuild_markdown(from_json, md_path, overwrite=overwrite)
         click.echo(f"wrote {md_path}")
         return
     values: dict = {}

@@ -231,7 +231,10 @@ def _directions(metric_columns: list[Column]) -> str:
 
 def write_markdown(path: str | Path, data: Mapping[str, Any]) -> Path:
     """Atomically write :func:`markdown` of ``data``."""
-    text = markdown(data)
+    return _write_text(path, markdown(data))
+
+
+def _write_text(path: str | Path, text: str) -> Path:
     return io.atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
 
 
@@ -383,6 +386,36 @@ def _is_figure(path: Path) -> bool:
     except Exception:  # Pillow raises many types for files that are not images
         return False
     return (stamp.decode(errors="replace") if isinstance(stamp, bytes) else str(stamp)) == FIGURE_STAMP
+
+
+#: What reading a hand-edited or damaged results JSON raises (a key missing, a value of the wrong type).
+DAMAGE_ERRORS = (TypeError, KeyError, AttributeError, ValueError, IndexError)
+
+
+def damaged(path: str | Path, err: BaseException, fix: str):
+    """The one-line :class:`UserError` for a results JSON that parsed but does not hold what the benchmark wrote."""
+    from pnprgm.errors import UserError
+
+    return UserError(f"{path} is not a pnprgm benchmark results JSON as written ({type(err).__name__}: "
+                     f"{str(err)[:80]}); {fix}.")
+
+
+def rebuild_markdown(json_path: str | Path, md_path: str | Path, *, overwrite: bool = False) -> Path:
+    """Write the markdown report of a results JSON (``pnprgm benchmark --from-json``); a damaged JSON, or ``md_path``
+    naming the JSON itself or a file the benchmark did not write, is refused before anything is written."""
+    from pnprgm.errors import UserError
+
+    if Path(json_path).resolve() == Path(md_path).resolve():
+        raise UserError(f"--from-json and --md name the same file {md_path}; give the report its own name.")
+    check_outputs(md_path=md_path, overwrite=overwrite)
+    data = load_results(json_path)
+    try:
+        text = markdown(data)
+    except UserError:
+        raise
+    except DAMAGE_ERRORS as err:
+        raise damaged(json_path, err, "rebuild it with pnprgm benchmark --json") from None
+    return _write_text(md_path, text)
 
 
 def load_results(path: str | Path) -> dict[str, Any]:

@@ -16,7 +16,7 @@ import torch
 
 from pnprgm import io
 from pnprgm.benchmark import datasets, methods, tasks
-from pnprgm.config import build_strict, to_dict
+from pnprgm.config import MAX_SEED, build_strict, to_dict
 from pnprgm.errors import UserError
 
 DEFAULT_TASKS: tuple[str, ...] = tuple(tasks.registry.names())
@@ -94,8 +94,8 @@ class BenchmarkConfig:
             raise UserError(f"--noise must be in [0, 1] units (e.g. 0.01 or 0.098 for 25/255); got {self.noise}.")
         if self.crop < 0 or 0 < self.crop < datasets.ALIGN:
             raise UserError(f"--crop must be 0 (whole images) or at least {datasets.ALIGN} pixels; got {self.crop}.")
-        if not 0 <= self.seed < 2**63:
-            raise UserError(f"--seed must be in [0, 2**63 - 1]; got {self.seed}.")
+        if not 0 <= self.seed <= MAX_SEED:
+            raise UserError(f"--seed must be in [0, {MAX_SEED}]; got {self.seed}.")
         if self.limit is not None and self.limit < 1:
             raise UserError(f"--limit must be at least 1; got {self.limit}.")
         if self.figure_images < 0:
@@ -397,9 +397,8 @@ def _reusable_records(json_path: str | Path, current: dict[str, Any], metrics: I
         return _matching_records(_with_task_names(report.load_results(path)), current, metrics, path)
     except UserError:
         raise
-    except (TypeError, KeyError, AttributeError, ValueError, IndexError) as err:  # a hand-edited or damaged file
-        raise UserError(f"--resume: {path} is not a pnprgm benchmark results JSON as written ({type(err).__name__}: "
-                        f"{str(err)[:80]}); use another --json or drop --resume.") from None
+    except report.DAMAGE_ERRORS as err:  # a hand-edited or damaged file
+        raise report.damaged(f"--resume: {path}", err, "use another --json or drop --resume") from None
 
 
 def _matching_records(previous: dict[str, Any], current: dict[str, Any], metrics: Iterable[str],

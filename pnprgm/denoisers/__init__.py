@@ -18,7 +18,7 @@ from pnprgm.denoisers import rgm as _rgm  # noqa: F401  (registers rgm, the ship
 from pnprgm.denoisers.tiled import TiledDenoiser
 from pnprgm.errors import UserError
 
-__all__ = ["registry", "build", "names", "canonical", "TiledDenoiser", "DenoiserFactory"]
+__all__ = ["registry", "build", "check_name", "names", "canonical", "TiledDenoiser", "DenoiserFactory"]
 
 
 def names() -> list[str]:
@@ -45,6 +45,12 @@ def build(name_or_path: str | Denoiser, *, channels: int = 3, device: str | torc
     name = str(name_or_path)
     if name in registry:
         return registry.get(name)(channels=channels, device=torch.device(device), seed=seed)
-    if _rgm.models.resolve(name, channels, required=False) is not None:  # a model file, or PATH#CONFIG
-        return _rgm.load_denoiser(name, channels=channels, device=device, seed=seed)
-    raise UserError(registry.unknown_message(name).rstrip(".") + ", or a path to a model file (.pt, .pth).")
+    check_name(name, channels)
+    return _rgm.load_denoiser(name, channels=channels, device=device, seed=seed)
+
+
+def check_name(name: str, channels: int = 3) -> None:
+    """A :class:`UserError` listing the choices unless ``name`` is a registered denoiser or names a model file (a
+    path, or PATH#CONFIG); reads nothing but the file's existence (and a shipped file's sha256)."""
+    if name not in registry and _rgm.models.resolve(name, channels, required=False) is None:
+        raise UserError(registry.unknown_message(name).rstrip(".") + ", or a path to a model file (.pt, .pth).")

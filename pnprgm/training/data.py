@@ -12,6 +12,7 @@ from typing import Optional, Sequence
 
 import torch
 
+from pnprgm.config import MAX_SEED
 from pnprgm.errors import UserError
 from pnprgm.io import list_images, read_image, sha256_file
 
@@ -123,7 +124,7 @@ class ShardedSampler:
         self._shard = self._make_shard()
 
     def _make_shard(self) -> list[int]:
-        generator = torch.Generator().manual_seed((self.seed * 100003 + self.epoch) % (2**63 - 1))  # any --seed up to 2**63 - 1
+        generator = torch.Generator().manual_seed((self.seed * 100003 + self.epoch) % MAX_SEED)
         order = torch.randperm(self.n, generator=generator).tolist()
         per_rank = -(-self.n // self.world)
         order = (order * (per_rank * self.world // max(len(order), 1) + 1))[: per_rank * self.world]

@@ -33,10 +33,10 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from pnprgm.config import build_strict, to_dict
+from pnprgm.config import MAX_SEED, build_strict, to_dict
 from pnprgm.device import resolve_device
 from pnprgm.errors import UserError
-from pnprgm.io import versions, write_image, write_json
+from pnprgm.io import refuse_taken, versions, write_image, write_json
 from pnprgm.metrics import psnr
 from pnprgm.rgm import model_file
 from pnprgm.training import checkpoint as ckpt
@@ -93,7 +93,7 @@ _clock = time.monotonic
 
 
 def step_seed(seed: int, step: int, rank: int) -> int:
-    return ((seed * 1_000_003 + step) * 1_009 + rank) % (2**63 - 1)
+    return ((seed * 1_000_003 + step) * 1_009 + rank) % MAX_SEED
 
 
 def supervised_loss(per_sample_mse: torch.Tensor, weighting: str) -> torch.Tensor:
@@ -647,11 +647,8 @@ def train(data: str | Path, out: str | Path, *, process: ProcessConfig | dict | 
         model.pop("arch", None)
     elif (out / "last.pt").exists() and not overwrite:
         raise UserError(f"{out} already holds a run (last.pt); add --resume to continue it or choose another --out.")
-    elif not overwrite:
-        taken = [name for name in RUN_FILES if (out / name).exists() or (out / name).is_symlink()]
-        if taken:
-            raise UserError(f"{out} already holds {', '.join(taken)}, which a new run would replace; choose another "
-                            f"--out, or pass --overwrite to replace them.")
+    else:
+        refuse_taken(out, RUN_FILES, overwrite=overwrite)
     if out.exists() and not out.is_dir():
         raise UserError(f"--out {out} is a file; give a folder (it is created).")
     initial = None

@@ -26,9 +26,9 @@ from typing import Any, Callable, Optional, Sequence
 
 import torch
 
-from pnprgm.config import to_dict
+from pnprgm.config import MAX_SEED, to_dict
 from pnprgm.errors import UserError
-from pnprgm.io import sha256_file
+from pnprgm.io import refuse_taken, sha256_file
 from pnprgm.metrics.fidelity import psnr
 from pnprgm.rgm.drunet import DRUNET_SIZES, DRUNetConfig, DRUNetGenerator
 from pnprgm.rgm.model_file import InitialWeights, read_initial_weights
@@ -118,7 +118,7 @@ class RandomCrops(torch.utils.data.IterableDataset):
     def __iter__(self):
         info = torch.utils.data.get_worker_info()
         worker = info.id if info is not None else 0
-        rng = torch.Generator().manual_seed((self.seed * 1000 + worker) % (2**63 - 1))
+        rng = torch.Generator().manual_seed((self.seed * 1000 + worker) % MAX_SEED)
         c = self.crop
         while True:
             index = int(torch.multinomial(self.weights, 1, generator=rng))
@@ -230,10 +230,7 @@ def train_denoisers(pack: str | Path, out: str | Path, cfg: RecipeConfig, *, dev
 
     device = resolve_device(device)
     pack, out = Path(pack), Path(out)
-    taken = [name for name in OUTPUT_FILES if (out / name).exists() or (out / name).is_symlink()]
-    if taken and not overwrite:
-        raise UserError(f"{out} already holds {', '.join(taken)}, which this run would replace; choose another --out, "
-                        "or pass --overwrite to replace them.")
+    refuse_taken(out, OUTPUT_FILES, overwrite=overwrite)
     if (pack / "train").is_dir():
         train_files = scan_folder(pack / "train")
         val_files = scan_folder(pack / "val")[: cfg.val_images] if (pack / "val").is_dir() else []
@@ -263,7 +260,7 @@ def train_denoisers(pack: str | Path, out: str | Path, cfg: RecipeConfig, *, dev
         RandomCrops(train_set.images, cfg.crop, cfg.seed), batch_size=cfg.batch_size, num_workers=cfg.workers,
         pin_memory=device.type == "cuda", persistent_workers=cfg.workers > 0,
         prefetch_factor=4 if cfg.workers > 0 else None)
-    noise_rng = torch.Generator(device=device).manual_seed((cfg.seed + 1) % (2**63 - 1))
+    noise_rng = torch.Generator(device=device).manual_seed((cfg.seed + 1) % MAX_SEED)
     autocast = device.type == "cuda"
     params = sum(p.numel() for p in members[0].net.parameters())
     echo(f"recipe: {len(train_set)} training photos, {len(val_files)} validation, {params / 1e6:.2f} M parameters per "

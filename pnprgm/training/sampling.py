@@ -137,7 +137,7 @@ def check_grid_outputs(out: Path, *, overwrite: bool = False) -> None:
     ours = record is not None and GRID_RECORD_KEYS <= set(record)
 
     def grid_is_ours(path: Path) -> bool:  # grids written before output_sha256 was recorded count as ours
-        return ours and record.get("output_sha256", sha256_file(path)) == sha256_file(path)
+        return ours and ("output_sha256" not in record or record["output_sha256"] == sha256_file(path))
 
     other = Path(record["output"]).name if ours and isinstance(record.get("output"), str) else out.name
     if other != out.name and (out.with_name(other)).exists() and not overwrite:
