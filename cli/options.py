@@ -56,3 +56,25 @@ class NoiseLevel(click.ParamType):
             return float(text)
         except (ValueError, ZeroDivisionError):
             self.fail(f"{value!r} is not a noise level; give a number such as 0.02 or 5/255.", param, ctx)
+
+
+class NoiseRange(click.ParamType):
+    """A noise std or a range ``MIN:MAX`` in [0, 1] units, each part a :class:`NoiseLevel` (``1/255:50/255``)."""
+
+    name = "S or MIN:MAX"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, tuple):
+            return value
+        low_text, colon, high_text = str(value).partition(":")
+        if colon and (not low_text.strip() or not high_text.strip()):
+            self.fail(f"{value!r} is not a noise range; give MIN:MAX such as 0.004:0.2 or 1/255:50/255.", param, ctx)
+        low = NOISE_LEVEL.convert(low_text, param, ctx)
+        high = NOISE_LEVEL.convert(high_text, param, ctx) if colon else low
+        if not 0 <= low <= high <= 1:
+            self.fail(f"{value!r}: need 0 <= MIN <= MAX <= 1 (a std in [0, 1] units; 25/255 for 25 on the 0-255 "
+                      "scale).", param, ctx)
+        return low, high
+
+
+NOISE_LEVEL = NoiseLevel()

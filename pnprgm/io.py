@@ -95,6 +95,7 @@ def read_image(path: str | Path) -> torch.Tensor:
     try:
         with Image.open(path) as image:
             image.load()
+            _warn_if_several_frames(path, getattr(image, "n_frames", 1))
             orientation = image.getexif().get(0x0112, 1)
             if image.mode == "F":  # a float image of another format (Pillow gives its samples unscaled)
                 array = _unit_floats(np.asarray(image, dtype=np.float64)[..., None], path)
@@ -124,6 +125,13 @@ def read_image(path: str | Path) -> torch.Tensor:
 _GRAY16_MODES = ("I;16", "I;16B", "I;16L", "I")
 
 
+def _warn_if_several_frames(path: Path, frames: int) -> None:
+    """An animated GIF/PNG/WebP or a multi-page TIFF is read as its first frame: say so rather than drop the rest."""
+    if frames > 1:
+        warnings.warn(f"{path.name}: {frames} frames (an animation or pages); only the first is read. Save each frame "
+                      "as its own image to restore them all.", stacklevel=3)
+
+
 def _read_wide_tiff(path: Path) -> np.ndarray | None:
     """A floating-point TIFF as a float32 (C, H, W) array in [0, 1], upright; None for a TIFF of 8- or 16-bit integer
     samples (or one tifffile cannot read), which Pillow reads. Pillow cannot open float colour TIFFs and reads float
@@ -137,6 +145,7 @@ def _read_wide_tiff(path: Path) -> np.ndarray | None:
             if kind != "f" and not (kind in ("i", "u") and bits > 16):
                 return None
             array, axes, shape = page.asarray(), page.axes, tuple(page.shape)
+            _warn_if_several_frames(path, len(tif.pages))
             orientation = int(getattr(page.tags.get("Orientation"), "value", 1) or 1)
     except Exception:  # tifffile raises many types for files it cannot parse; Pillow's reading then decides
         return None

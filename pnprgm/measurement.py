@@ -48,7 +48,7 @@ class Measurement:
 def check_noise_sigma(value, what: str) -> float:
     """``value`` as a noise std: a finite number in [0, 1] (image units), else a :class:`UserError` naming ``what``."""
     try:
-        sigma = float(value)
+        sigma = math.nan if isinstance(value, bool) else float(value)  # JSON true is not a noise level of 1
     except (TypeError, ValueError):
         sigma = math.nan
     if not (math.isfinite(sigma) and 0 <= sigma <= 1):

@@ -439,6 +439,11 @@ def _load_problem(path: Path, job: RestoreJob):
 
     measurement = load_measurement(path, device=job.device) if job.operator is None else None
     if measurement is not None:
+        restored = tuple(measurement.operator.in_shape[1:])
+        if job.image_size is not None and tuple(job.image_size) != restored:
+            raise UserError(f"its sidecar restores a {restored[0]}x{restored[1]} image, not the --size "
+                            f"{job.image_size[0]}x{job.image_size[1]}; leave --size out (it is for images without a "
+                            f"sidecar).")
         sigma = job.noise_sigma if job.noise_sigma is not None else measurement.noise_sigma
         return measurement.y, measurement.operator, sigma, dataclasses.asdict(measurement.source), None
     if job.operator is None:

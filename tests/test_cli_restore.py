@@ -165,6 +165,7 @@ def test_stale_temporaries_are_swept(photos, tmp_path):
     (("--set", "sigma_start=1e308"), "sigma_start is a noise std in [0, 1]"),
     (("--iters", "0"), "iterations must be between 1 and"),
     (("--set", "iterations=100000000000"), "iterations must be between 1 and"),
+    (("--iters", "2", "--set", "iterations=abc"), "--iters 2 and --set iterations=abc both set"),
     (("--samples", "0"), "--samples must be >= 1"),
     (("--size", "0x16"), "--size must be positive"),
     (("--operator", "blur:gaussian,sigma=nan"), "sigma must be a finite number"),
@@ -177,11 +178,13 @@ def test_bad_numbers_are_one_line_errors_before_any_work(photos, tmp_path, args,
     assert not out.exists()
 
 
-def test_a_nan_sidecar_is_one_error_and_the_folder_goes_on(photos, tmp_path):
+@pytest.mark.parametrize("bad", ["NaN", "true"])
+def test_a_bad_sidecar_noise_is_one_error_and_the_folder_goes_on(photos, tmp_path, bad):
+    """NaN gave a black image; JSON ``true`` was read as a noise std of 1."""
     meas, out = tmp_path / "meas", tmp_path / "out"
     assert run("degrade", photos, "-p", "sr2", "--noise", "0.01", "-o", meas).exit_code == 0
     sidecar = meas / "one.measurement.json"
-    sidecar.write_text(sidecar.read_text().replace('"noise_sigma": 0.01', '"noise_sigma": NaN'))
+    sidecar.write_text(sidecar.read_text().replace('"noise_sigma": 0.01', f'"noise_sigma": {bad}'))
     result = run("restore", meas, "--denoiser", "tikhonov", "--iters", "2", "-q", "-o", out)
     assert result.exit_code == 1, result.output
     assert len(errors(result)) == 1 and "one.measurement.json" in errors(result)[0] and "noise_sigma" in errors(result)[0]
@@ -413,3 +416,15 @@ def test_a_sidecar_asking_for_an_impossible_size_fails_alone(photos, tmp_path):
     assert result.exit_code == 1 and "Traceback" not in result.output, result.output
     assert len(errors(result)) == 1 and "one" in errors(result)[0]
     assert (tmp_path / "out" / "two.png").is_file()
+
+
+def test_a_size_that_contradicts_the_sidecar_is_refused_not_ignored(photos, tmp_path):
+    """--size is for images without a sidecar; beside one it was silently ignored. The same size is accepted."""
+    meas = tmp_path / "meas"
+    assert run("degrade", photos / "one.png", "--operator", "sr2", "-o", meas).exit_code == 0
+    result = run("restore", meas, "--denoiser", "tikhonov", "--iters", "1", "-q", "--size", "20x20", "-o", tmp_path / "a")
+    assert result.exit_code == 1 and len(errors(result)) == 1, result.output
+    assert "restores a 16x16 image, not the --size 20x20" in errors(result)[0]
+    assert not (tmp_path / "a" / "one.png").exists()
+    result = run("restore", meas, "--denoiser", "tikhonov", "--iters", "1", "-q", "--size", "16x16", "-o", tmp_path / "b")
+    assert result.exit_code == 0 and (tmp_path / "b" / "one.png").is_file(), result.output

@@ -151,7 +151,8 @@ def test_recipe_continues_from_a_model_and_keeps_the_lineage(recipe_run, tiny_pa
     out = tmp_path / "continued"
     result = CliRunner().invoke(app, ["train-denoisers", "--data", str(tiny_pack), "--out", str(out), "--minutes", "0.01",
                                       "--device", "cpu", "--gray-share", "0", "--batch-size", "2", "--crop", "32",
-                                      "--workers", "0", "--init-from", str(source), "--lr", "1e-12"])
+                                      "--workers", "0", "--init-from", str(source), "--lr", "1e-12",
+                                      "--noise", "5/255:30/255"])
     assert result.exit_code == 0, result.output
     assert sorted(p.name for p in out.iterdir()) == ["drunet-denoiser-color.pt", "recipe_log.jsonl"]
     before, after = read_model_file(source), read_model_file(out / "drunet-denoiser-color.pt")
@@ -159,6 +160,7 @@ def test_recipe_continues_from_a_model_and_keeps_the_lineage(recipe_run, tiny_pa
     record = after["record"]
     assert record["init_from"]["sha256"] == sha256_file(source)
     assert record["steps_total"] == record["steps"] + before["record"]["steps"]
+    assert (after["process"]["noise_min"], after["process"]["noise_max"]) == pytest.approx((5 / 255, 30 / 255))
     # With a vanishing learning rate the continued weights are the source's (EMA of unchanged weights).
     for key, value in before["generator"]["state_dict"].items():
         torch.testing.assert_close(after["generator"]["state_dict"][key].float(), value.float(), atol=1e-3, rtol=0)

@@ -389,3 +389,31 @@ def test_tiffs_of_unknown_scale_are_refused_in_one_line(tmp_path, kind, message)
                  "-q", "-o", tmp_path / "out")
     assert result.exit_code == 1 and message in result.output and "Traceback" not in result.output
     assert (tmp_path / "out" / "fine.png").is_file() and not (tmp_path / "out" / "odd.png").exists()
+
+
+@pytest.mark.parametrize("suffix", [".gif", ".tif", ".png"])
+def test_an_image_of_several_frames_reads_the_first_and_says_so(tmp_path, suffix):
+    """An animated GIF/PNG or a multi-page TIFF used to be cut to its first frame without a word."""
+    rng = np.random.default_rng(0)
+    frames = [Image.fromarray(rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)) for _ in range(3)]
+    path = tmp_path / f"frames{suffix}"
+    frames[0].save(path, save_all=True, append_images=frames[1:])
+    with pytest.warns(UserWarning, match="frames.*: 3 frames .* only the first is read"):
+        image = io.read_image(path)
+    assert image.shape == (3, 16, 16)
+    single = tmp_path / f"single{suffix}"
+    frames[0].save(single)
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        io.read_image(single)
+
+
+def test_a_float_tiff_of_several_pages_reads_the_first_and_says_so(tmp_path):
+    import tifffile
+
+    pages = np.random.default_rng(0).random((2, 16, 16)).astype(np.float32)
+    tifffile.imwrite(tmp_path / "pages.tif", pages)
+    with pytest.warns(UserWarning, match="2 frames"):
+        image = io.read_image(tmp_path / "pages.tif")
+    np.testing.assert_allclose(image[0].numpy(), pages[0], atol=1e-6)

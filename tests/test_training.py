@@ -923,3 +923,37 @@ def test_overwrite_drops_the_replaced_runs_resume_point(data_dir, tmp_path, monk
     assert not (out / "last.pt").exists()
     resumed = CliRunner().invoke(app, [*args, "--resume"])
     assert resumed.exit_code == 2 and "Traceback" not in resumed.output
+
+
+@pytest.mark.parametrize("noise, message", [
+    ("0.01:", "is not a noise range"),
+    ("-1", "need 0 <= MIN <= MAX <= 1"),
+    ("2", "need 0 <= MIN <= MAX <= 1"),
+    ("0.2:0.1", "need 0 <= MIN <= MAX <= 1"),
+    ("nan", "need 0 <= MIN <= MAX <= 1"),
+    ("abc", "is not a noise level"),
+])
+def test_cli_train_refuses_a_bad_noise_range_in_one_line(data_dir, tmp_path, noise, message):
+    from pnprgm.cli.main import app
+
+    result = CliRunner().invoke(app, ["train", "--data", str(data_dir), "--forward", "denoise", "--noise", noise,
+                                      "--out", str(tmp_path / "r")])
+    assert result.exit_code == 2 and message in result.output and "Traceback" not in result.output
+    assert not (tmp_path / "r").exists()
+
+
+def test_noise_for_a_process_with_its_own_schedule_is_refused_not_ignored():
+    """ddpm and sr take their noise from RGM's schedule: a noise range given there used to be silently dropped."""
+    for name in ("ddpm", "sr"):
+        with pytest.raises(UserError, match=f"the {name} process takes its noise from RGM's schedule"):
+            resolve_process(ProcessConfig(name=name, noise_min=0.1))
+    assert resolve_process(ProcessConfig(name="denoise", noise_min=1 / 255, noise_max=1.0)).noise_max == 1.0
+    with pytest.raises(UserError, match="noise_max <= 1"):
+        resolve_process(ProcessConfig(name="denoise", noise_min=0.1, noise_max=2.0))
+
+
+def test_init_from_a_model_of_another_process_names_the_flags_that_fit(data_dir, tmp_path):
+    """rgm-sr (sr, T=7) under the default ddpm process used to fail as 'model.T=7 contradicts the data/process'."""
+    with pytest.raises(UserError, match=r"trained on the sr process with T=7 .* add --forward sr --T 7"):
+        train(data_dir, tmp_path / "run", process={"name": "ddpm"}, init_from="rgm-sr", progress=False)
+    assert not (tmp_path / "run").exists()

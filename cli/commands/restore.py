@@ -75,6 +75,9 @@ def command(inputs, outdir, operator, size, solver, preset, denoiser, model_path
 
     overrides = parse_assignments(assignments)
     if iters is not None:
+        if "iterations" in overrides:
+            raise UserError(f"--iters {iters} and --set iterations={overrides['iterations']} both set the iteration "
+                            "count; give one of them.")
         overrides["iterations"] = iters
     if model_preset is not None:
         click.echo("notice: --model-preset is now called --model-config.", err=True)

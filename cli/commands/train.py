@@ -7,7 +7,7 @@ from typing import Any, Optional
 
 import click
 
-from pnprgm.cli.options import SEED, parse_assignments
+from pnprgm.cli.options import SEED, NoiseRange, parse_assignments
 from pnprgm.errors import UserError
 
 EXAMPLES = """
@@ -58,7 +58,7 @@ def _list_choices(ctx: click.Context, _param, value: bool) -> None:
 @click.option("--forward", type=click.Choice(["ddpm", "sr", "denoise"]), default=None,
               help="Forward process (default ddpm; --operator selects the operator process).")
 @click.option("--operator", default=None, help="Operator spec, module:callable or file.py:callable (operator process).")
-@click.option("--noise", default=None, metavar="S or MIN:MAX",
+@click.option("--noise", type=NoiseRange(), default=None,
               help="Measurement noise std in [0,1] units (denoise/operator), fixed or a log-uniform range.")
 @click.option("--T", "levels", type=int, default=None, help="Number of levels of ddpm/sr (default 4 / 7).")
 @click.option("--prior", type=click.Choice(["kld", "mmd", "dswd"]), default=None, help="Prior term (default kld).")
@@ -127,8 +127,7 @@ def command(data, out, forward, operator, noise, levels, prior, steps, minutes, 
     elif forward:
         process["name"] = forward
     if noise is not None:
-        low, _, high = noise.partition(":")
-        process["noise_min"], process["noise_max"] = _number(low, "--noise"), _number(high or low, "--noise")
+        process["noise_min"], process["noise_max"] = noise
     if levels is not None:
         process["T"] = levels
     cli_train = {"prior": prior, "steps": steps, "minutes": minutes, "model_every": model_every, "batch_size": batch_size, "crop": crop, "lmbda": lmbda, "supervised": supervised,
@@ -145,9 +144,3 @@ def command(data, out, forward, operator, noise, levels, prior, steps, minutes, 
         click.echo(f"trained {summary['steps']} steps; model: {summary['model']}"
                    + (f"; validation PSNR {psnr:.2f} dB" if psnr is not None else ""))
 
-
-def _number(text: str, option: str) -> Optional[float]:
-    try:
-        return float(text)
-    except ValueError:
-        raise UserError(f"{option} must be a number or MIN:MAX; got {text!r}.") from None

@@ -6,7 +6,7 @@ import sys
 
 import click
 
-from pnprgm.cli.options import SEED
+from pnprgm.cli.options import SEED, NoiseRange
 
 EXAMPLES = """
 \b
@@ -34,6 +34,9 @@ pretrained/README.md).
 @click.option("--size", default="default", show_default=True, help="DRUNet size: tiny (tests), small (4.3 M), default (8.2 M).")
 @click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True, help="Crops per step.")
 @click.option("--crop", type=click.IntRange(min=32), default=128, show_default=True, help="Crop size (multiple of 8).")
+@click.option("--noise", type=NoiseRange(), default="0:55/255", show_default=True,
+              help="Training noise std range in [0, 1] units, drawn uniformly per crop (e.g. 0:30/255 to fine-tune "
+                   "for low noise).")
 @click.option("--lr", type=float, default=4e-4, show_default=True, help="Peak learning rate (cosine decay over the time budget).")
 @click.option("--gray-share", type=click.FloatRange(0, 1), default=0.4, show_default=True,
               help="Fraction of the steps that train the gray model (0: colour only).")
@@ -47,7 +50,7 @@ pretrained/README.md).
 @click.option("--device", default="cuda", show_default=True, help="cuda, cuda:N, cpu or auto (CUDA missing: CPU with a warning).")
 @click.option("--threads", type=click.IntRange(1, 4096), default=None, help="CPU threads of the training process.")
 @click.option("--overwrite", is_flag=True, help="Start although --out holds an earlier run's model files (default: refuse).")
-def command(data, out, minutes, size, batch_size, crop, lr, gray_share, save_every, workers, init_from, seed, device,
+def command(data, out, minutes, size, batch_size, crop, noise, lr, gray_share, save_every, workers, init_from, seed, device,
             threads, overwrite):
     """Train the default colour and gray DRUNet denoisers for a fixed time (the GPU recipe)."""
     import os
@@ -62,6 +65,7 @@ def command(data, out, minutes, size, batch_size, crop, lr, gray_share, save_eve
     if workers is None:
         workers = max(1, min(8, (os.cpu_count() or 2) - 2))
     cfg = build_strict(RecipeConfig, dict(minutes=minutes, size=size, batch_size=batch_size, crop=crop, lr=lr,
+                                          noise_min=noise[0], noise_max=noise[1],
                                           gray_share=gray_share, save_every=save_every, workers=workers, seed=seed),
                        what="recipe")
     summary = train_denoisers(data, out, cfg, device=device, init_from=init_from, overwrite=overwrite,

@@ -197,9 +197,14 @@ def resolve_process(config: ProcessConfig) -> ProcessConfig:
             raise UserError(f"the {name} process has a single level; remove process.T or set it to 1.")
         low = config.noise_min if config.noise_min is not None else (1 / 255 if name == "denoise" else 0.01)
         high = config.noise_max if config.noise_max is not None else (50 / 255 if name == "denoise" else low)
-        if not 0 < low <= high:
-            raise UserError(f"process noise range must satisfy 0 < noise_min <= noise_max; got {low}, {high}.")
+        if not 0 < low <= high <= 1:
+            raise UserError(f"the noise range must satisfy 0 < noise_min <= noise_max <= 1 (std in [0, 1] units, e.g. "
+                            f"--noise 0.004:0.2 or 1/255:50/255); got {low}, {high}.")
         values["noise_min"], values["noise_max"] = float(low), float(high)
+    elif config.noise_min is not None or config.noise_max is not None:
+        # ddpm and sr draw their noise from RGM's schedule: a --noise given there would be silently ignored.
+        raise UserError(f"the {name} process takes its noise from RGM's schedule; remove --noise (it applies to the "
+                        f"denoise and operator processes).")
     if name == "operator" and not config.operator:
         raise UserError("the operator process needs an operator: give --operator SPEC (or process.operator).")
     if name != "operator" and config.operator:

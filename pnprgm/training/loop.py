@@ -654,7 +654,14 @@ def train(data: str | Path, out: str | Path, *, process: ProcessConfig | dict | 
     initial = None
     if init_from is not None:
         initial = model_file.read_initial_weights(init_from)
-        wanted = resolve_model(None, {}, resolve_process(process), int(initial.config["channels"])).conditioning
+        resolved = resolve_process(process)
+        trained = (initial.process.get("name"), initial.config.get("T"))
+        if initial.config.get("conditioning") == "time" and trained != (resolved.name, resolved.T):
+            # a time-conditioned generator models one process with its number of levels (rgm-sr: sr, T=7)
+            raise UserError(f"--init-from {init_from} was trained on the {trained[0]} process with T={trained[1]} and "
+                            f"this run's is {resolved.name} with T={resolved.T}; add --forward {trained[0]} --T "
+                            f"{trained[1]} to fine-tune it.")
+        wanted = resolve_model(None, {}, resolved, int(initial.config["channels"])).conditioning
         if initial.config.get("conditioning") != wanted:
             raise UserError(f"--init-from {init_from} is a {initial.config.get('conditioning')}-conditioned model "
                             f"(process {initial.process.get('name', '?')}) and this run's process needs {wanted}; "
