@@ -22,7 +22,7 @@ from typing import Any, Optional
 import torch
 
 from pnprgm.operators.base import Alias, Operator, Variant, check_shape, registry
-from pnprgm.config import build_strict
+from pnprgm.config import MAX_SEED, build_strict
 from pnprgm.device import resolve_device
 from pnprgm.errors import UserError
 
@@ -118,7 +118,14 @@ def _parse_one(text: str, whole: str, defaults: dict) -> ParsedOperator:
     variant = _pick_variant(name, group, variant_name, values)
     fields = {f.name for f in dataclasses.fields(variant.params)}
     values = {**{k: v for k, v in defaults.items() if k in fields}, **values}
+    for field in dataclasses.fields(variant.params):
+        if field.name not in values and field.default is dataclasses.MISSING and field.default_factory is dataclasses.MISSING:
+            raise UserError(f"{variant.name} needs {field.name}=... ({field.metadata.get('help', 'required')}), e.g. "
+                            f"{variant.name},{field.name}=...")
     params = build_strict(variant.params, values, what=variant.name)
+    seed = getattr(params, "seed", None)
+    if seed is not None and not 0 <= seed <= MAX_SEED:  # one rule for every seeded family, as --seed
+        raise UserError(f"{variant.name}: seed must be between 0 and {MAX_SEED}; got {seed}.")
     return ParsedOperator(variant, params)
 
 

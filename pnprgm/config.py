@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import numbers
 import re
 import typing
 from pathlib import Path
@@ -19,6 +20,13 @@ C = TypeVar("C")
 #: Largest seed: torch, numpy and Python all accept 0..MAX_SEED (a larger one overflowed torch's generator); derived
 #: seeds are reduced modulo it.
 MAX_SEED = 2**63 - 1
+
+
+def check_seed(seed: Any) -> int:
+    """``seed`` as an integer in [0, MAX_SEED] (the range of ``--seed``), else a :class:`UserError`."""
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or not 0 <= seed <= MAX_SEED:
+        raise UserError(f"seed must be an integer between 0 and {MAX_SEED}; got {seed!r}.")
+    return int(seed)
 
 
 def field_types(cls: type) -> dict[str, Any]:

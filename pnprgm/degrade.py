@@ -60,6 +60,7 @@ def degrade_files(inputs: Iterable[str | Path], operator: str, outdir: str | Pat
         if on_error is not None:
             on_error(message)
 
+    inputs = list(inputs)
     files: list[Path] = []
     for item in inputs:
         try:
@@ -67,7 +68,9 @@ def degrade_files(inputs: Iterable[str | Path], operator: str, outdir: str | Pat
         except UserError as err:
             fail(str(err))
     if not files:
-        return report
+        if report.errors:
+            return report
+        raise io.no_images_found(inputs)
     io.prepare_outdir(outdir)
     names: dict[str, Path] = {}
     io.sweep_temps(outdir, names=[n for p in files for n in (f"{p.stem}.png", *(s.name for s in sidecar_paths(outdir / f"{p.stem}.png")))])

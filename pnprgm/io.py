@@ -60,6 +60,14 @@ def list_images(inputs: Iterable[str | Path]) -> list[Path]:
     return found
 
 
+def no_images_found(inputs: Iterable[str | Path]) -> UserError:
+    """The one-line error for inputs that hold no image (the same for every command)."""
+    inputs = [Path(item) for item in inputs]
+    nested = any(p.is_dir() and any(q.is_dir() for q in p.iterdir()) for p in inputs)
+    return UserError(f"no images found in {', '.join(map(str, inputs))}; give PNG/JPEG/TIFF/BMP files or folders"
+                     + (" (subfolders are not searched: name them too)." if nested else "."))
+
+
 def output_stems(files: list[Path], names: Callable[[str], list[str]]) -> dict[Path, str]:
     """A distinct output stem per input file: its own stem, with its suffix added when inputs share a stem
     (``a.png``, ``a.tif`` -> ``a_png``, ``a_tif``), then ``-2``, ``-3``... while one of the output file names

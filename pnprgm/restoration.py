@@ -15,8 +15,9 @@ from deepinv.models import Denoiser
 from deepinv.physics import LinearPhysics
 
 from pnprgm import denoisers, presets, solvers
-from pnprgm.config import build_strict, field_types, to_dict
+from pnprgm.config import build_strict, check_seed, field_types, to_dict
 from pnprgm.denoisers.pipeline import DenoiserSettings, denoiser_pipeline
+from pnprgm.denoisers.tiled import MIN_TILE
 from pnprgm.device import resolve_device
 from pnprgm.dithering import DitherSettings, dither
 from pnprgm.errors import UserError
@@ -162,7 +163,7 @@ def restore(
     """
     plan = prepare_restoration(y, operator, image_shape=image_shape, denoiser=denoiser, solver=solver, preset=preset,
                                noise_sigma=noise_sigma, device=device, seed=seed, tile=tile, **overrides)
-    x, result, settings = plan.run(seed=seed, ground_truth=ground_truth, callback=callback, progress=progress)
+    x, result, settings = plan.run(ground_truth=ground_truth, callback=callback, progress=progress)
     return (x, result, settings) if return_trace else x
 
 
@@ -194,7 +195,7 @@ class RestorationPlan:
         """Restore with ``seed`` (default: the plan's; the denoiser's random streams restart from it, so the result is
         that of a denoiser built with ``seed``): ``(image, solver result, settings)``, as
         ``restore(..., return_trace=True)``."""
-        seed = self.seed if seed is None else seed
+        seed = self.seed if seed is None else check_seed(seed)
         _reseed(self.model, seed)
         generator = torch.Generator(device=self.device).manual_seed(seed)
         x0 = initial_estimate(self.physics, self.y)
@@ -230,9 +231,18 @@ def prepare_restoration(
     without restoring: the arguments are :func:`restore`'s, less those of the run (``ground_truth``, ``callback``,
     ``progress``: given to :meth:`RestorationPlan.run`)."""
     device = resolve_device(device)
+    _check_measurement(y)
+    seed = check_seed(seed)
+    if tile is not None and (isinstance(tile, bool) or not isinstance(tile, int) or tile < MIN_TILE):
+        raise UserError(f"tile must be an integer of at least {MIN_TILE} pixels (tiles overlap by max(8, tile/8)); "
+                        f"got {tile!r}. Leave it out to denoise each image whole.")
     single = y.dim() == 3
     y = (y[None] if single else y).to(device=device, dtype=torch.float32)
     physics = _as_physics(operator, image_shape, device)
+    expected = tuple(getattr(physics, "out_shape", ()) or ())
+    if expected and tuple(y.shape[1:]) != expected:
+        raise UserError(f"y is {tuple(y.shape[1:])} (C, H, W) but the operator measures {expected}; give the "
+                        f"measurement the operator makes, or the image_shape it was made from.")
     spec = getattr(physics, "spec", None)
     chosen_solver = solver or (presets.registry.get(preset).solver if preset else "drs")
     # A user's own LinearPhysics has no spec (so no task): it runs with the solver's defaults unless a preset is named.
@@ -244,9 +254,8 @@ def prepare_restoration(
         from pnprgm.measurement import check_noise_sigma
 
         check_noise_sigma(noise_sigma, "noise_sigma")
-    elif not bool(torch.isfinite(y).all()):
-        raise UserError("the measurement holds NaN or infinite values; check the input.")
     sigma_n = estimate_noise(y) if estimated else float(noise_sigma)
+    _check_range(y, sigma_n)
     channels = (getattr(physics, "in_shape", None) or (y.shape[1],))[0]
     if isinstance(denoiser, str):  # an old name (``rgm``, ``rgm-perceptual``...) is today's, with a notice
         denoiser = presets.denoiser_for(chosen, denoisers.canonical(denoiser))
@@ -330,6 +339,29 @@ def restore_samples(y: torch.Tensor, operator: Union[LinearPhysics, str], *, sam
     stack = torch.stack([image for image, _, _ in runs])
     return SampleSet(mean=stack.mean(0), std=stack.std(0, unbiased=False), images=list(stack),
                      results=[result for _, result, _ in runs], settings=runs[0][2])
+
+
+def _check_measurement(y: Any) -> None:
+    """``y`` as restore() needs it: a float tensor (C, H, W) or (B, C, H, W) of finite values in about [0, 1]."""
+    if not isinstance(y, torch.Tensor):
+        hint = " (torch.from_numpy(array).permute(2, 0, 1) for an H x W x C array)" if type(y).__module__ == "numpy" else ""
+        raise UserError(f"y must be a torch tensor (C, H, W) or (B, C, H, W) in [0, 1], not {type(y).__name__}{hint}.")
+    if y.dim() not in (3, 4) or y.numel() == 0:
+        raise UserError(f"y must be a (C, H, W) or (B, C, H, W) tensor with at least one pixel; got shape "
+                        f"{tuple(y.shape)} (y[None] adds a channel axis to an H x W image).")
+    if not torch.is_floating_point(y):
+        raise UserError(f"y is a {y.dtype} tensor; give floats in [0, 1] (an 8-bit image: y.float() / 255, or read it "
+                        f"with pnprgm.io.read_image).")
+    if not bool(torch.isfinite(y).all()):
+        raise UserError("y holds NaN or infinite values; check the input.")
+
+
+def _check_range(y: torch.Tensor, sigma_n: float) -> None:
+    """Noise takes a measurement a little outside [0, 1] (up to about 6 sigma); 0-255 values are far outside."""
+    low, high, margin = float(y.min()), float(y.max()), 0.5 + 6 * min(sigma_n, 1.0)  # an estimate of 0-255 data is > 1
+    if low < -margin or high > 1 + margin:
+        raise UserError(f"y ranges over [{low:.3g}, {high:.3g}], too far outside [0, 1] for noise of std "
+                        f"{sigma_n:.3g}; give values in [0, 1] (divide 8-bit values by 255, 16-bit by 65535).")
 
 
 def _as_physics(operator: Union[LinearPhysics, str], image_shape, device) -> LinearPhysics:

@@ -21,12 +21,10 @@ from typing import Callable, Optional
 
 from pnprgm import io
 from pnprgm.errors import UserError
+from pnprgm.denoisers.tiled import MIN_TILE
 from pnprgm.presets import DEFAULT_DENOISER
 
 RECORD_FORMAT = "pnprgm-restore-record"
-
-#: the smallest --tile: tiles overlap by max(8, tile / 8) pixels on each side, so smaller ones are mostly overlap
-MIN_TILE = 32
 
 #: Peak memory per image pixel (all channels), measured on CPU with RSS for sr4 of 128..576 px squares:
 #: the denoiser run on a whole image (activations) and the solver's own image-sized buffers (with --tile).
@@ -151,7 +149,7 @@ def run_restore_job(job: RestoreJob, *, on_error: Callable[[str], None] = print,
     if not files:
         if report.errors:
             return report
-        raise UserError(f"no images found in {', '.join(job.inputs)}; give PNG/JPEG/TIFF/BMP files or folders.")
+        raise io.no_images_found(job.inputs)
     outdir = io.prepare_outdir(job.outdir)
     stems = output_stems(files, samples=job.samples)
     io.sweep_temps(outdir, names=[name for stem in stems.values() for name in _names(stem, job.samples)])

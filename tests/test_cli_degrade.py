@@ -181,3 +181,50 @@ def test_bad_noise_is_one_line_before_any_work(inputs, tmp_path, noise):
     assert result.exit_code == 2 and "Traceback" not in result.output
     assert "--noise" in result.output and "0.02 or 5/255" in result.output
     assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("spec, message", [
+    ("blur:motion,seed=99999999999999999999", "blur:motion: seed must be between 0 and"),
+    ("blur:motion,seed=-1", "blur:motion: seed must be between 0 and"),
+    ("mask:random,seed=-5", "mask:random: seed must be between 0 and"),
+    ("mask:strokes,seed=-1", "mask:strokes: seed must be between 0 and"),
+    ("blur:file", "blur:file needs file=..."),
+    ("mask:file", "mask:file needs file=..."),
+])
+def test_spec_values_numpy_or_torch_would_reject_are_one_line_before_any_work(inputs, tmp_path, spec, message):
+    """They were tracebacks (torch's or numpy's seed overflow, a dataclass's missing argument) that stopped the batch."""
+    result = CliRunner().invoke(app, ["degrade", str(inputs), "-p", spec, "-o", str(tmp_path / "out")])
+    assert result.exit_code == 2 and message in result.output and "Traceback" not in result.output, result.output
+    assert not (tmp_path / "out").exists()
+
+
+def test_an_sr_factor_larger_than_the_image_fails_for_that_image_alone(inputs, tmp_path):
+    """sr:factor=1000000 padded a 64x64 image towards 10^12 pixels (a MemoryError traceback)."""
+    big = tmp_path / "big"
+    io.write_image(big / "wide.png", torch.rand((3, 8, 600)))
+    io.write_image(big / "small.png", torch.rand((3, 8, 8)))
+    result = CliRunner().invoke(app, ["degrade", str(big), "-p", "sr:factor=1100", "-o", str(tmp_path / "out")])
+    assert result.exit_code == 1 and "Traceback" not in result.output, result.output
+    assert "sr factor 1100 is far larger than the 8x8 image" in result.output
+    assert (tmp_path / "out" / "wide.png").is_file() and not (tmp_path / "out" / "small.png").exists()
+
+
+def test_a_folder_without_images_is_an_error_as_in_restore(tmp_path):
+    (tmp_path / "empty").mkdir()
+    nested = tmp_path / "nested" / "sub"
+    io.write_image(nested / "a.png", torch.rand((3, 16, 16)))
+    for folder, extra in ((tmp_path / "empty", ""), (tmp_path / "nested", "subfolders are not searched")):
+        for command in ("degrade", "restore"):
+            args = [command, str(folder), "-o", str(tmp_path / "out"), "--operator", "sr2"]
+            result = CliRunner().invoke(app, args)
+            assert result.exit_code == 2 and "no images found in" in result.output and extra in result.output
+            assert not (tmp_path / "out").exists()
+
+
+def test_presets_task_filter_names_an_unknown_task_and_takes_lists():
+    result = CliRunner().invoke(app, ["presets", "--task", "foo"])
+    assert result.exit_code == 2 and "unknown task 'foo'" in result.output and "valid: colorize, deblur" in result.output
+    listed = CliRunner().invoke(app, ["presets", "--task", "SR,deblur"]).output.splitlines()
+    from pnprgm import presets
+
+    assert listed and {presets.registry.get(line.split()[0]).task for line in listed} == {"sr", "deblur"}

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -268,3 +269,28 @@ def test_official_configs_and_tiles_refuse_what_would_not_be_rgm():
         restore(y, physics, denoiser=timed, noise_sigma=0.01, solver="rgm-drs", tile=32, iterations=1)
     tiled = restore(y, physics, denoiser=timed, noise_sigma=0.01, solver="drs", tile=32, iterations=1)
     assert tiled.shape == x.shape
+
+
+@pytest.mark.parametrize("make, kwargs, message", [
+    (lambda y: y.numpy(), {}, "not ndarray (torch.from_numpy"),
+    (lambda y: (y * 255).round().to(torch.uint8), {}, "is a torch.uint8 tensor"),
+    (lambda y: y * 255, {}, "too far outside [0, 1]"),
+    (lambda y: y * 255, {"noise_sigma": None}, "too far outside [0, 1]"),
+    (lambda y: torch.where(torch.arange(y.numel()).view(y.shape) == 5, float("nan"), y), {}, "NaN or infinite"),
+    (lambda y: y[0], {}, "got shape (16, 16)"),
+    (lambda y: y[None, None], {}, "got shape (1, 1, 3, 16, 16)"),
+    (lambda y: y[None][:0], {}, "got shape (0, 3, 16, 16)"),
+    (lambda y: y[:1], {}, "but the operator measures (3, 16, 16)"),
+    (lambda y: y, {"seed": 2**70}, "seed must be an integer between 0 and"),
+    (lambda y: y, {"seed": 1.5}, "seed must be an integer between 0 and"),
+    (lambda y: y, {"tile": 8}, "tile must be an integer of at least 32"),
+])
+def test_the_api_names_a_bad_measurement_or_argument(make, kwargs, message):
+    """The API used to return an all-white image for uint8 or 0-255 input, all-NaN for one NaN pixel, and internal
+    errors (AttributeError, MKL FFT, manual_seed) for the rest."""
+    y = torch.rand((3, 16, 16), generator=torch.Generator().manual_seed(0))
+    with pytest.raises(UserError, match=re.escape(message)):
+        restore(make(y), "sr4", image_shape=(3, 64, 64), denoiser="tikhonov", iterations=1, **kwargs)
+    noisy = y + 0.3 * torch.randn(y.shape, generator=torch.Generator().manual_seed(1))  # noise leaves [0, 1]: fine
+    assert restore(noisy, "sr4", image_shape=(3, 64, 64), denoiser="tikhonov", iterations=1, noise_sigma=0.3,
+                   seed=np.int64(3)).shape == (3, 64, 64)

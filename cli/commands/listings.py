@@ -39,15 +39,25 @@ def denoisers_command():
                    + ", ".join(f"{old} -> {new}" for old, new in renamed.items()))
 
 
-@click.command("presets")
-@click.option("--task", default=None, help="Only the presets of this task (sr, deblur, inpaint, colorize, denoise).")
+@click.command("presets", epilog="""\b
+Examples:
+  pnprgm presets                      # every preset
+  pnprgm presets --task sr,deblur     # the presets of these tasks
+  pnprgm restore meas/ -o out/ --preset sr-drs --set iterations=12   # use one, overriding a value""")
+@click.option("--task", default=None, help="Only the presets of these tasks, comma-separated (sr, deblur, inpaint, colorize, denoise).")
 def presets_command(task):
     """List the restoration presets: task, solver and parameter values (override with restore --set), and the
     shipped model a preset uses when no --model/--denoiser is given, where it differs from the default."""
     from pnprgm import presets
+    from pnprgm.errors import UserError
 
+    known = sorted({entry.obj.task for entry in presets.registry.entries()})
+    wanted = {name.strip().lower() for name in task.split(",")} if task else set(known)
+    unknown = sorted(wanted - set(known))
+    if unknown:
+        raise UserError(f"unknown task {', '.join(map(repr, unknown))} for --task; valid: {', '.join(known)}.")
     for entry in presets.registry.entries():
-        if task and entry.obj.task != task:
+        if entry.obj.task not in wanted:
             continue
         params = ", ".join(f"{k}={_fmt(v)}" for k, v in entry.obj.params.items())
         model = f"  (default denoiser: {entry.obj.denoiser})" if entry.obj.denoiser else ""

@@ -4,6 +4,10 @@ from __future__ import annotations
 import torch
 from deepinv.models import Denoiser
 
+#: Smallest tile side offered to users: tiles overlap by max(8, tile/8) pixels on each side, so smaller ones are
+#: mostly overlap.
+MIN_TILE = 32
+
 
 class TiledDenoiser(Denoiser):
     """Apply ``denoiser`` on overlapping ``tile`` x ``tile`` windows, blended with a separable ramp window.

@@ -173,7 +173,7 @@ def sample_model_grid(model: str, out: str | Path, *, count: int = 16, size: Opt
         any work).
     """
     from pnprgm.device import resolve_device
-    from pnprgm.io import list_images, read_image, sha256_file, versions, write_image, write_json
+    from pnprgm.io import list_images, no_images_found, read_image, sha256_file, versions, write_image, write_json
     from pnprgm.rgm.models import load_generator_file, resolve
     from pnprgm.training.data import convert_channels
     from pnprgm.training.processes import build_process, process_size_multiple
@@ -206,7 +206,7 @@ def sample_model_grid(model: str, out: str | Path, *, count: int = 16, size: Opt
     train_cfg = record.get("train") or {}
     files = list_images(inputs) if inputs else []
     if inputs and not files:
-        raise UserError(f"no images found in {', '.join(map(str, inputs))}; give image files or folders.")
+        raise no_images_found(inputs)
     sigma01 = noise if noise is not None else float(train_cfg.get("val_sigma", 25 / 255))
     if upscale is not None and not files:
         raise UserError("--upscale super-resolves --input images; give the low-resolution images with --input.")
