@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import csv
 import dataclasses
-import copy
 import json
 import shutil
 import socket
@@ -958,53 +957,3 @@ def test_init_from_a_model_of_another_process_names_the_flags_that_fit(data_dir,
     with pytest.raises(UserError, match=r"trained on the sr process with T=7 .* add --forward sr --T 7"):
         train(data_dir, tmp_path / "run", process={"name": "ddpm"}, init_from="rgm-sr", progress=False)
     assert not (tmp_path / "run").exists()
-
-
-@pytest.fixture(scope="module")
-def feature_discriminator(lpips_ready):
-    from pnprgm.training.priors import FeatureDiscriminator
-
-    torch.manual_seed(0)
-    return FeatureDiscriminator(3, "sigma", nf=32)
-
-
-def test_feature_discriminator_keeps_its_backbone_frozen_and_out_of_the_checkpoint(feature_discriminator):
-    """Only the heads train and are saved; the LPIPS metric's cached AlexNet is not the one D uses."""
-    from pnprgm.metrics.perceptual import get_model
-    from pnprgm.metrics.protocol import DEFAULT_PROTOCOL
-
-    D = feature_discriminator
-    assert not any(name.startswith(("_frozen", "net.", "scaling")) for name in D.state_dict())
-    assert sum(p.numel() for p in D.parameters()) < 200_000  # the heads; AlexNet's features alone are 2.5 M
-    metric_net = get_model(DEFAULT_PROTOCOL, torch.device("cpu"), net="alex").net
-    assert all(a is not b for a, b in zip(metric_net.parameters(), D._frozen[1].parameters()))
-    for p in D.parameters():
-        p.requires_grad_(True)  # what the training loop does for every D parameter
-    x = (torch.rand(2, 3, 48, 48) * 2 - 1).requires_grad_(True)
-    logit, features = D(x, torch.tensor([0.1, 0.2]))
-    assert logit.shape == (2,) and features.shape == (2, D.feature_dim)
-    (grad,) = torch.autograd.grad(logit.sum(), x)  # R1 and the generator's prior need the input gradient
-    assert grad.abs().sum() > 0 and all(not p.requires_grad for p in D._frozen[1].parameters())
-    gray, _ = D(torch.rand(2, 1, 48, 48) * 2 - 1, torch.tensor([0.1, 0.2]))
-    assert gray.shape == (2,)
-
-
-@pytest.mark.slow
-def test_feature_discriminator_tells_clean_photos_from_a_denoisers_outputs(feature_discriminator, photos):
-    """The same realistic pairs as the pixel discriminator's test (MSE-like denoiser at 10-25/255, batch 8), 48 px
-    crops (AlexNet's first layer has stride 4), default lr_d and R1."""
-    D = copy.deepcopy(feature_discriminator)
-    cfg = TrainConfig()
-    opt = torch.optim.Adam(D.parameters(), lr=cfg.lr_d, betas=(cfg.beta1, cfg.beta2))
-    gen = torch.Generator().manual_seed(0)
-    losses = []
-    for step in range(100):
-        real, fake, level = realistic_pair(photos, gen, crop=48)
-        out = discriminator_loss(D, real, fake, level, None, cfg.r1_gamma, apply_r1=step % cfg.lazy_reg == 0)
-        opt.zero_grad()
-        out["d_loss"].backward()
-        opt.step()
-        losses.append(float(out["d_real"] + out["d_fake"]))
-    print([round(sum(losses[i:i + 20]) / 20, 3) for i in range(0, 100, 20)])
-    assert sum(losses[:10]) / 10 > 1.2
-    assert sum(losses[-20:]) / 20 < 1.0

@@ -89,9 +89,6 @@ class TrainConfig:
     :param d_warmup: first steps in which only the discriminator trains (the generator, its EMA and schedule stay
         put); they count towards ``steps``. A warm-started generator otherwise follows the gradient of a discriminator
         that has not yet learned what tells its outputs from real images. 0: none (RGM's own schedule).
-    :param d_backbone: ``none``: the pixel discriminator above; ``alex``: trainable heads on the frozen AlexNet
-        features of LPIPS-alex (a projected discriminator; ``d_ch_mult`` and ``d_highpass`` unused; judge the result
-        with LPIPS-VGG, since the prior then saw AlexNet's features).
     :param seed: seed of everything.
     :param checkpoint_every: steps between checkpoints (0: only at the end).
     :param keep_checkpoints: how many of the latest ``checkpoints/step_N.pt`` to keep (older ones are deleted;
@@ -138,7 +135,6 @@ class TrainConfig:
     d_cond: bool = False
     d_highpass: float = 16.0
     d_warmup: int = 0
-    d_backbone: Literal["none", "alex"] = "none"
     seed: int = 0
     checkpoint_every: int = 500
     keep_checkpoints: int = 3

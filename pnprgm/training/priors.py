@@ -30,7 +30,6 @@ on the gradient through the copy too, which grows with the gain: keep ``r1_gamma
 """
 from __future__ import annotations
 
-import copy
 import math
 from typing import Optional
 
@@ -128,72 +127,7 @@ class Discriminator(nn.Module):
         return logit, features
 
 
-class FeatureDiscriminator(nn.Module):
-    """``D(x, level, cond) -> (logit (B,), features)`` on the frozen ImageNet AlexNet features of ``x`` (a projected
-    discriminator, Sauer et al. 2021): a trainable head per feature scale (relu1-relu3) judges the image through
-    features that already separate texture from noise, which the small pixel discriminator learns slowly on a CPU.
-
-    The backbone is the one LPIPS-alex uses (``pnprgm fetch-lpips``); it stays frozen and outside ``parameters()``
-    and ``state_dict()`` (the loop switches ``requires_grad`` of every D parameter on and off; checkpoints keep only
-    the heads). Gray images are repeated to three channels. Judge models trained with it by LPIPS-VGG, not -alex.
-
-    :param channels: image channels (1 or 3).
-    :param conditioning: ``time`` or ``sigma`` (the generator's).
-    :param nf: width of each head.
-    :param cond: also take the degraded input (its features are concatenated per scale).
-    """
-
-    SCALES = ("relu1", "relu2", "relu3")
-    WIDTHS = (64, 192, 384)
-
-    def __init__(self, channels: int, conditioning: str, nf: int = 64, cond: bool = False):
-        super().__init__()
-        from pnprgm.metrics.perceptual import get_model
-        from pnprgm.metrics.protocol import DEFAULT_PROTOCOL
-
-        lpips_alex = get_model(DEFAULT_PROTOCOL, torch.device("cpu"), net="alex")
-        # a plain list keeps the frozen backbone out of parameters(), state_dict() and the optimiser; a copy, because
-        # moving it to the training device must not move the LPIPS metric's cached model
-        self._frozen = copy.deepcopy([lpips_alex.scaling_layer, lpips_alex.net])
-        self.channels, self.cond = channels, cond
-        emb_dim = 4 * nf
-        self.embed = LevelEmbedding(conditioning, nf, emb_dim)
-        self.heads = nn.ModuleList(
-            nn.Sequential(nn.Conv2d(width * (1 + int(cond)), nf, 1), nn.LeakyReLU(0.2), nn.Conv2d(nf, nf, 3, padding=1),
-                          nn.LeakyReLU(0.2))
-            for width in self.WIDTHS)
-        self.feature_dim = nf * len(self.WIDTHS)
-        self.weight = nn.Parameter(torch.randn(self.feature_dim) / math.sqrt(self.feature_dim))
-        self.bias = nn.Parameter(torch.zeros(()))
-        self.project = nn.Linear(emb_dim, self.feature_dim, bias=False)
-        for module in self.heads.modules():
-            if isinstance(module, nn.Conv2d):
-                nn.init.kaiming_normal_(module.weight, a=0.2, nonlinearity="leaky_relu")
-                nn.init.zeros_(module.bias)
-
-    def _features(self, x: torch.Tensor) -> list[torch.Tensor]:
-        scaling, net = self._frozen
-        if next(net.parameters()).device != x.device:
-            self._frozen = [scaling.to(x.device), net.to(x.device)]
-            scaling, net = self._frozen
-        if x.shape[1] == 1:
-            x = x.expand(-1, 3, -1, -1)
-        out = net(scaling(x))
-        return [getattr(out, name) for name in self.SCALES]
-
-    def forward(self, x: torch.Tensor, level: torch.Tensor, cond: Optional[torch.Tensor] = None):
-        emb = F.silu(self.embed(level))
-        maps = self._features(x)
-        if self.cond:
-            maps = [torch.cat([m, c], dim=1) for m, c in zip(maps, self._features(cond))]
-        features = torch.cat([head(m).mean(dim=(2, 3)) for head, m in zip(self.heads, maps)], dim=1)
-        logit = features @ self.weight + self.bias + (self.project(emb) * features).sum(dim=1)
-        return logit, features
-
-
-def build_discriminator(config: TrainConfig, channels: int, conditioning: str) -> nn.Module:
-    if config.d_backbone == "alex":
-        return FeatureDiscriminator(channels, conditioning, nf=config.d_nf, cond=config.d_cond)
+def build_discriminator(config: TrainConfig, channels: int, conditioning: str) -> Discriminator:
     return Discriminator(channels, conditioning, nf=config.d_nf, ch_mult=tuple(config.d_ch_mult), cond=config.d_cond,
                          highpass=config.d_highpass)
 
