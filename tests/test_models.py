@@ -237,3 +237,15 @@ def test_a_registry_alias_is_accepted_but_not_listed(notices):
         things.alias("older", "missing")
     with pytest.raises(UserError, match="Valid choices: new[.]"):
         things.get("unknown")
+
+
+def test_models_listing_names_an_earlier_version_and_each_validation_level():
+    """A model fine-tuned from an earlier file of its own name said 'fine-tuned from <itself> ... PSNR ? dB'."""
+    from click.testing import CliRunner
+
+    from pnprgm.cli.main import app
+
+    listing = CliRunner().invoke(app, ["models"]).output
+    line = next(text for text in listing.splitlines() if "fine-tuned from" in text and "drunet-denoiser-color" in text)
+    assert "fine-tuned from an earlier drunet-denoiser-color (sha256 " in line
+    assert "? dB" not in listing and " dB at 15/255" in line

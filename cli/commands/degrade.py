@@ -17,7 +17,8 @@ Examples:
   pnprgm degrade photo.png --operator "blur:gaussian,sigma=1.6+sr2" -o meas/   # blur, then x2 block mean
 
 \b
-Writes OUTDIR/NAME.png (the measurement at its own size, e.g. 4x smaller for sr4, clipped to 8 bits) and
+Writes OUTDIR/NAME.png (the measurement at its own size, e.g. 4x smaller for sr4, clipped to [0, 1], in
+8 bits, or 16 for a 16-bit input; for viewing) and
 OUTDIR/NAME.measurement.json + .npz (operator with its masks/kernels, noise level, noise seed, source sha256
 and shape, and the exact float measurement), which `pnprgm restore OUTDIR/ -o OUT/` reads. Operators and their
 parameters: `pnprgm operators`; the spec grammar: docs/operators.md. Inputs are never overwritten, nor is a

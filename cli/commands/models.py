@@ -39,21 +39,35 @@ def command(as_json, verify):
             inputs = f" (input {record['val_psnr_input']} dB)" if record.get("val_psnr_input") is not None else ""
             click.echo(f"    objective: {models.objective(record)}")
             click.echo(f"    trained: {record.get('steps', '?')} steps, {minutes:.1f} min on {where}, "
-                       f"{len(files)} training files; validation PSNR {record.get('val_psnr', '?')} dB{inputs}")
+                       f"{len(files)} training files; validation PSNR {_validation(record)}{inputs}")
             if record.get("history"):
                 stops = ", ".join(str(segment.get("until_step", "?")) for segment in record["history"])
                 click.echo(f"    resumed at step {stops} (earlier commands: pnprgm models --json)")
             source = record.get("init_from")
             if source:
-                click.echo(f"    fine-tuned from {_source_name(source, entries)} ({source.get('steps', '?')} steps, "
-                           f"validation PSNR {source.get('val_psnr', '?')} dB; its record: pnprgm models --json)")
+                click.echo(f"    fine-tuned from {_source_name(source, entries, entry.name)} ({source.get('steps', '?')} "
+                           f"steps, validation PSNR {_validation(source)}; its record: pnprgm models --json)")
     if verify:
         click.echo("all shipped files match their sha256")
 
 
 
-def _source_name(source: dict, entries) -> str:
-    """The model a fine-tuning started from, as recorded, with today's name when it is a shipped file since renamed."""
+def _source_name(source: dict, entries, name: str) -> str:
+    """The model a fine-tuning started from, as recorded, with today's name when it is a shipped file since renamed,
+    and as an earlier version when it bears the name of the model it became (``name``)."""
     recorded = str(source.get("source"))
-    today = next((entry.name for entry in entries if entry.sha256 == source.get("sha256")), recorded)
+    today = next((entry.name for entry in entries if entry.sha256 == source.get("sha256")), None)
+    if today is None:
+        if recorded == name:
+            return f"an earlier {recorded} (sha256 {str(source.get('sha256', '?'))[:16]}...)"
+        return recorded
     return recorded if today == recorded else f"{today} (recorded as {recorded})"
+
+
+def _validation(record: dict) -> str:
+    """Validation PSNR as recorded: per noise level (/255) when the record has them, else the single value."""
+    levels = record.get("val_psnr_by_sigma255")
+    if levels:
+        return ", ".join(f"{value} dB at {level}/255" for level, value in levels.items())
+    value = record.get("val_psnr")
+    return f"{value} dB" if value is not None else "not recorded"
