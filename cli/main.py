@@ -21,7 +21,32 @@ def _one_line_warning(message, category, filename, lineno, file=None, line=None)
     return f"warning: {message}\n"
 
 
+_NO_ARGS_IS_HELP = getattr(click.exceptions, "NoArgsIsHelpError", ())  # click >= 8.2
+
+
 class _Group(click.Group):
+    def main(self, *args, standalone_mode: bool = True, **kwargs):
+        """Click's own errors (a bad option value, an unknown option) as one line naming the --help to read, exit
+        code 2, instead of click's three-line usage block."""
+        if not standalone_mode:
+            return super().main(*args, standalone_mode=False, **kwargs)
+        try:
+            result = super().main(*args, standalone_mode=False, **kwargs)
+        except _NO_ARGS_IS_HELP as err:  # a bare ``pnprgm`` or group: its help, as click shows it
+            click.echo(err.ctx.get_help() if err.ctx is not None else err.format_message(), err=True)
+            sys.exit(2)
+        except click.UsageError as err:
+            where = err.ctx.command_path if err.ctx is not None else "pnprgm"
+            click.echo(f"error: {err.format_message()} (see {where} --help)", err=True)
+            sys.exit(2)
+        except click.ClickException as err:
+            err.show()
+            sys.exit(err.exit_code)
+        except (click.Abort, EOFError, KeyboardInterrupt):
+            click.echo("aborted.", err=True)
+            sys.exit(1)
+        sys.exit(result if isinstance(result, int) else 0)
+
     def invoke(self, ctx: click.Context):
         try:
             return super().invoke(ctx)

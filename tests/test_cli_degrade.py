@@ -228,3 +228,14 @@ def test_presets_task_filter_names_an_unknown_task_and_takes_lists():
     from pnprgm import presets
 
     assert listed and {presets.registry.get(line.split()[0]).task for line in listed} == {"sr", "deblur"}
+
+
+@pytest.mark.parametrize("args, message", [
+    (["degrade", "x.png", "--noise", "5/0", "-o", "out"], "'5/0' is not a noise level"),
+    (["restore", "--bogus"], "No such option '--bogus'"),
+    (["nosuch"], "No such command 'nosuch'"),
+])
+def test_click_usage_errors_are_one_line_naming_the_help(args, message):
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 2 and result.output.count("\n") == 1, result.output
+    assert result.output.startswith("error: ") and message in result.output and "--help)" in result.output
