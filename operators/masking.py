@@ -23,6 +23,8 @@ class Mask(DiagonalGram):
     """Pixel mask shared by all channels; subclasses draw the mask from their parameters."""
 
     VARIANT: ClassVar[str]
+    #: what to change when the mask hides every pixel
+    EMPTY_HINT: ClassVar[str] = "lower the missing fraction."
 
     def __init__(self, params, in_shape, *, arrays=None, device="cpu", dtype=torch.float32):
         _, h, w = in_shape
@@ -32,7 +34,7 @@ class Mask(DiagonalGram):
         else:
             mask = require_array(arrays, "mask", (h, w), self.VARIANT) != 0
         if not mask.any():
-            raise UserError(f"{self.VARIANT} observes no pixel of the {h}x{w} image; lower the missing fraction.")
+            raise UserError(f"{self.VARIANT} observes no pixel of the {h}x{w} image; {self.EMPTY_HINT}")
         self.register_buffer("mask", torch.as_tensor(mask).to(device=device, dtype=dtype)[None, None])
 
     def draw(self, params, height: int, width: int) -> np.ndarray:  # pragma: no cover - abstract
@@ -104,6 +106,7 @@ class BoxMaskParams:
 @register_variant("mask:box", BoxMaskParams, "one missing rectangle (box inpainting)")
 class BoxMask(Mask):
     VARIANT = "mask:box"
+    EMPTY_HINT = "choose a smaller box (or a larger image)."
 
     def draw(self, params: BoxMaskParams, height, width):
         mask = np.ones((height, width), dtype=bool)
@@ -130,6 +133,7 @@ class StrokeMaskParams:
 @register_variant("mask:strokes", StrokeMaskParams, "random free-form brush strokes missing (scribble inpainting)")
 class StrokeMask(Mask):
     VARIANT = "mask:strokes"
+    EMPTY_HINT = "use fewer or thinner strokes (or a larger image)."
 
     def draw(self, params: StrokeMaskParams, height, width):
         rng = np.random.default_rng(params.seed)
@@ -163,6 +167,7 @@ class FileMaskParams:
 @register_variant("mask:file", FileMaskParams, "mask read from an image or .npy file (white = observed)")
 class FileMask(Mask):
     VARIANT = "mask:file"
+    EMPTY_HINT = "the file is all black (0 = missing); white marks the observed pixels."
 
     def draw(self, params: FileMaskParams, height, width):
         return load_mask(params.file, (height, width))

@@ -473,6 +473,12 @@ def test_kernel_from_png(tmp_path):
     assert torch.allclose(op.kernel, torch.from_numpy(array / array.sum()))
 
 
+@pytest.mark.parametrize("spec, hint", [("mask:box", "choose a smaller box"),
+                                        ("mask:strokes", "use fewer or thinner strokes")])
+def test_a_mask_that_hides_every_pixel_says_what_to_change(spec, hint):
+    _expect(spec, (3, 1, 1), "observes no pixel of the 1x1 image", hint)
+
+
 def test_bad_mask_files(tmp_path):
     from PIL import Image
 
@@ -481,7 +487,7 @@ def test_bad_mask_files(tmp_path):
     Image.fromarray(np.full((32, 41), 255, dtype=np.uint8)).save(tmp_path / "size.png")
     _expect(f"mask:file={tmp_path / 'size.png'}", shape, "size.png", "32x41 but the image is 32x40")
     Image.fromarray(np.zeros((32, 40), dtype=np.uint8)).save(tmp_path / "black.png")
-    _expect(f"mask:file={tmp_path / 'black.png'}", shape, "observes no pixel")
+    _expect(f"mask:file={tmp_path / 'black.png'}", shape, "observes no pixel", "the file is all black")
     (tmp_path / "broken.png").write_bytes(b"\x89PNG broken")
     _expect(f"mask:file={tmp_path / 'broken.png'}", shape, "broken.png", "not a readable image")
     np.save(tmp_path / "m.npy", np.ones((32, 40), dtype=bool))
