@@ -58,6 +58,9 @@ class NoiseLevel(click.ParamType):
             self.fail(f"{value!r} is not a noise level; give a number such as 0.02 or 5/255.", param, ctx)
 
 
+NOISE_LEVEL = NoiseLevel()
+
+
 class NoiseRange(click.ParamType):
     """A noise std or a range ``MIN:MAX`` in [0, 1] units, each part a :class:`NoiseLevel` (``1/255:50/255``)."""
 
@@ -76,5 +79,3 @@ class NoiseRange(click.ParamType):
                       "scale).", param, ctx)
         return low, high
 
-
-NOISE_LEVEL = NoiseLevel()

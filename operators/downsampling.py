@@ -128,9 +128,10 @@ _SR_CLASSES = {"box": BlockMean, "bicubic": AntiAliasedSR, "gaussian": AntiAlias
 
 
 def _build_sr(params: SRParams, in_shape, *, arrays=None, device="cpu", dtype=torch.float32):
-    if params.factor > max_kernel_side(in_shape[-2:]):  # a block padded far past the image (sr:factor=10^6: terabytes)
+    largest = max_kernel_side(in_shape[-2:])
+    if params.factor > largest:  # a block padded far past the image (sr:factor=10^6: terabytes)
         raise UserError(f"sr factor {params.factor} is far larger than the {in_shape[-2]}x{in_shape[-1]} image; choose "
-                        f"a factor of at most {max_kernel_side(in_shape[-2:])}.")
+                        f"a factor of at most {largest}.")
     return _SR_CLASSES[params.kernel](params, in_shape, arrays=arrays, device=device, dtype=dtype)
 
 

@@ -118,10 +118,6 @@ def _parse_one(text: str, whole: str, defaults: dict) -> ParsedOperator:
     variant = _pick_variant(name, group, variant_name, values)
     fields = {f.name for f in dataclasses.fields(variant.params)}
     values = {**{k: v for k, v in defaults.items() if k in fields}, **values}
-    for field in dataclasses.fields(variant.params):
-        if field.name not in values and field.default is dataclasses.MISSING and field.default_factory is dataclasses.MISSING:
-            raise UserError(f"{variant.name} needs {field.name}=... ({field.metadata.get('help', 'required')}), e.g. "
-                            f"{variant.name},{field.name}=...")
     params = build_strict(variant.params, values, what=variant.name)
     seed = getattr(params, "seed", None)
     if seed is not None and not 0 <= seed <= MAX_SEED:  # one rule for every seeded family, as --seed

@@ -110,6 +110,10 @@ def build_strict(cls: type[C], values: Mapping[str, Any] | None = None, *, what:
             f"unknown parameter{'s' if len(unknown) > 1 else ''} {', '.join(map(repr, unknown))} for {label}; "
             f"valid: {', '.join(types) or '(none)'}."
         )
+    for field in dataclasses.fields(cls):  # named with its description, not as __init__'s "missing argument"
+        if field.name not in values and field.default is dataclasses.MISSING and field.default_factory is dataclasses.MISSING:
+            described = f" ({field.metadata['help']})" if "help" in field.metadata else ""
+            raise UserError(f"{label} needs {field.name}=...{described}.")
     converted = {k: coerce(v, types[k], name=f"{label}.{k}") for k, v in values.items()}
     try:
         return cls(**converted)
