@@ -22,7 +22,7 @@ from typing import Any, Optional
 import torch
 
 from pnprgm.operators.base import Alias, Operator, Variant, check_shape, registry
-from pnprgm.config import MAX_SEED, build_strict
+from pnprgm.config import build_strict, check_seed
 from pnprgm.device import resolve_device
 from pnprgm.errors import UserError
 
@@ -120,8 +120,8 @@ def _parse_one(text: str, whole: str, defaults: dict) -> ParsedOperator:
     values = {**{k: v for k, v in defaults.items() if k in fields}, **values}
     params = build_strict(variant.params, values, what=variant.name)
     seed = getattr(params, "seed", None)
-    if seed is not None and not 0 <= seed <= MAX_SEED:  # one rule for every seeded family, as --seed
-        raise UserError(f"{variant.name}: seed must be between 0 and {MAX_SEED}; got {seed}.")
+    if seed is not None:  # one rule for every seeded family, as --seed
+        check_seed(seed, f"{variant.name}: seed")
     return ParsedOperator(variant, params)
 
 

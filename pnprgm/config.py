@@ -22,10 +22,11 @@ C = TypeVar("C")
 MAX_SEED = 2**63 - 1
 
 
-def check_seed(seed: Any) -> int:
-    """``seed`` as an integer in [0, MAX_SEED] (the range of ``--seed``), else a :class:`UserError`."""
+def check_seed(seed: Any, what: str = "seed") -> int:
+    """``seed`` as an integer in [0, MAX_SEED] (the range of ``--seed``), else a :class:`UserError` naming ``what``
+    (the one rule for every seed: the API's, the configs', the operator specs')."""
     if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or not 0 <= seed <= MAX_SEED:
-        raise UserError(f"seed must be an integer between 0 and {MAX_SEED}; got {seed!r}.")
+        raise UserError(f"{what} must be an integer between 0 and {MAX_SEED}; got {seed!r}.")
     return int(seed)
 
 

@@ -17,7 +17,7 @@ from deepinv.physics import LinearPhysics
 from pnprgm import denoisers, presets, solvers
 from pnprgm.config import build_strict, check_seed, field_types, to_dict
 from pnprgm.denoisers.pipeline import DenoiserSettings, denoiser_pipeline
-from pnprgm.denoisers.tiled import MIN_TILE
+from pnprgm.denoisers.tiled import check_tile
 from pnprgm.device import resolve_device
 from pnprgm.dithering import DitherSettings, dither
 from pnprgm.errors import UserError
@@ -233,9 +233,8 @@ def prepare_restoration(
     device = resolve_device(device)
     _check_measurement(y)
     seed = check_seed(seed)
-    if tile is not None and (isinstance(tile, bool) or not isinstance(tile, int) or tile < MIN_TILE):
-        raise UserError(f"tile must be an integer of at least {MIN_TILE} pixels (tiles overlap by max(8, tile/8)); "
-                        f"got {tile!r}. Leave it out to denoise each image whole.")
+    if tile is not None:
+        tile = check_tile(tile)
     single = y.dim() == 3
     y = (y[None] if single else y).to(device=device, dtype=torch.float32)
     physics = _as_physics(operator, image_shape, device)

@@ -21,7 +21,7 @@ from typing import Callable, Optional
 
 from pnprgm import io
 from pnprgm.errors import UserError
-from pnprgm.denoisers.tiled import MIN_TILE
+from pnprgm.denoisers.tiled import MIN_TILE, check_tile
 from pnprgm.presets import DEFAULT_DENOISER
 
 RECORD_FORMAT = "pnprgm-restore-record"
@@ -246,9 +246,8 @@ def check_job(job: RestoreJob) -> None:
         check_noise_sigma(job.noise_sigma, "--noise")
     if job.samples < 1:
         raise UserError(f"--samples must be >= 1; got {job.samples}.")
-    if job.tile is not None and job.tile < MIN_TILE:
-        raise UserError(f"--tile must be at least {MIN_TILE} pixels (tiles overlap by max(8, tile/8)); got {job.tile}. "
-                        f"Leave --tile out to denoise each image whole.")
+    if job.tile is not None:
+        check_tile(job.tile, "--tile")
     if job.image_size is not None and min(job.image_size) < 1:
         raise UserError(f"--size must be positive, HEIGHTxWIDTH; got {job.image_size[0]}x{job.image_size[1]}.")
     if job.overrides:  # each --set value coerced and range-checked by the solver's or the denoiser settings' config, once

@@ -184,10 +184,10 @@ def test_bad_noise_is_one_line_before_any_work(inputs, tmp_path, noise):
 
 
 @pytest.mark.parametrize("spec, message", [
-    ("blur:motion,seed=99999999999999999999", "blur:motion: seed must be between 0 and"),
-    ("blur:motion,seed=-1", "blur:motion: seed must be between 0 and"),
-    ("mask:random,seed=-5", "mask:random: seed must be between 0 and"),
-    ("mask:strokes,seed=-1", "mask:strokes: seed must be between 0 and"),
+    ("blur:motion,seed=99999999999999999999", "blur:motion: seed must be an integer between 0 and"),
+    ("blur:motion,seed=-1", "blur:motion: seed must be an integer between 0 and"),
+    ("mask:random,seed=-5", "mask:random: seed must be an integer between 0 and"),
+    ("mask:strokes,seed=-1", "mask:strokes: seed must be an integer between 0 and"),
     ("blur:file", "blur:file needs file=..."),
     ("mask:file", "mask:file needs file=..."),
 ])

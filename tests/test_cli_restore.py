@@ -217,7 +217,7 @@ def test_exif_orientation_is_applied_on_read(tmp_path, orientation, turn):
 def test_a_bad_tile_is_one_line_and_zero_is_not_ignored(photos, tmp_path, tile):
     result = run("restore", photos, *FAST, "--tile", tile, "-o", tmp_path / "out")
     assert result.exit_code == 2 and result.output.count("\n") == 1, result.output
-    assert f"--tile must be at least 32 pixels" in result.output and f"got {tile}" in result.output
+    assert "--tile must be an integer of at least 32 pixels" in result.output and f"got {tile}" in result.output
     assert not (tmp_path / "out").exists()
 
 

@@ -284,6 +284,7 @@ def test_official_configs_and_tiles_refuse_what_would_not_be_rgm():
     (lambda y: y, {"seed": 2**70}, "seed must be an integer between 0 and"),
     (lambda y: y, {"seed": 1.5}, "seed must be an integer between 0 and"),
     (lambda y: y, {"tile": 8}, "tile must be an integer of at least 32"),
+    (lambda y: y, {"tile": 64.0}, "tile must be an integer of at least 32"),
 ])
 def test_the_api_names_a_bad_measurement_or_argument(make, kwargs, message):
     """The API used to return an all-white image for uint8 or 0-255 input, all-NaN for one NaN pixel, and internal

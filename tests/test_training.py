@@ -4,6 +4,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import json
+import re
 import shutil
 import socket
 import subprocess
@@ -12,6 +13,7 @@ import textwrap
 from pathlib import Path
 
 import numpy as np
+
 import pytest
 import torch
 from click.testing import CliRunner
@@ -906,6 +908,19 @@ def test_huge_seeds_and_thread_counts_are_handled(data_dir, tmp_path):
     result = CliRunner().invoke(app, ["train", "--data", str(data_dir), "--out", str(tmp_path / "r"),
                                       "--threads", "99999999999999999999"])
     assert result.exit_code == 2 and "--threads" in result.output and "Traceback" not in result.output
+
+
+@pytest.mark.parametrize("make, label", [
+    (lambda seed: __import__("pnprgm.training.config", fromlist=["TrainConfig"]).TrainConfig(seed=seed), "train.seed"),
+    (lambda seed: __import__("pnprgm.training.recipe", fromlist=["RecipeConfig"]).RecipeConfig(seed=seed), "--seed"),
+    (lambda seed: __import__("pnprgm.operators", fromlist=["parse"]).parse(f"blur:motion,seed={seed}"), "blur:motion: seed"),
+])
+@pytest.mark.parametrize("seed", [-1, 2**63])
+def test_every_seed_has_one_rule_and_names_its_place(make, label, seed):
+    """Seeds of configs, recipes and operator specs follow ``config.check_seed`` (0..2**63-1) and say where they were."""
+    with pytest.raises(UserError, match=re.escape(f"{label} must be an integer between 0 and {2**63 - 1}; got {seed}")):
+        make(seed)
+    make(2**63 - 1)
 
 
 def test_overwrite_drops_the_replaced_runs_resume_point(data_dir, tmp_path, monkeypatch):

@@ -16,7 +16,7 @@ import torch
 
 from pnprgm import io
 from pnprgm.benchmark import datasets, methods, tasks
-from pnprgm.config import MAX_SEED, build_strict, to_dict
+from pnprgm.config import build_strict, check_seed, to_dict
 from pnprgm.errors import UserError
 
 DEFAULT_TASKS: tuple[str, ...] = tuple(tasks.registry.names())
@@ -94,8 +94,7 @@ class BenchmarkConfig:
             raise UserError(f"--noise must be in [0, 1] units (e.g. 0.01 or 0.098 for 25/255); got {self.noise}.")
         if self.crop < 0 or 0 < self.crop < datasets.ALIGN:
             raise UserError(f"--crop must be 0 (whole images) or at least {datasets.ALIGN} pixels; got {self.crop}.")
-        if not 0 <= self.seed <= MAX_SEED:
-            raise UserError(f"--seed must be in [0, {MAX_SEED}]; got {self.seed}.")
+        check_seed(self.seed, "--seed")
         if self.limit is not None and self.limit < 1:
             raise UserError(f"--limit must be at least 1; got {self.limit}.")
         if self.figure_images < 0:

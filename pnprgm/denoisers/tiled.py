@@ -1,12 +1,25 @@
 """Tile-wise application of a denoiser: bounded memory on large images, seams hidden by blending."""
 from __future__ import annotations
 
+import numbers
+
 import torch
 from deepinv.models import Denoiser
+
+from pnprgm.errors import UserError
 
 #: Smallest tile side offered to users: tiles overlap by max(8, tile/8) pixels on each side, so smaller ones are
 #: mostly overlap.
 MIN_TILE = 32
+
+
+def check_tile(tile: object, what: str = "tile") -> int:
+    """``tile`` as an integer side of at least :data:`MIN_TILE`, else a :class:`UserError` naming ``what`` (the one
+    rule of the API's ``tile`` and restore's ``--tile``)."""
+    if isinstance(tile, bool) or not isinstance(tile, numbers.Integral) or tile < MIN_TILE:
+        raise UserError(f"{what} must be an integer of at least {MIN_TILE} pixels (tiles overlap by max(8, tile/8)); "
+                        f"got {tile!r}. Leave {what} out to denoise each image whole.")
+    return int(tile)
 
 
 class TiledDenoiser(Denoiser):

@@ -11,7 +11,7 @@ import math
 from dataclasses import dataclass
 from typing import Any, Literal, Mapping, Optional
 
-from pnprgm.config import MAX_SEED, build_strict, to_dict
+from pnprgm.config import build_strict, check_seed, to_dict
 from pnprgm.errors import UserError
 from pnprgm.rgm.unet import SIZES, GeneratorConfig
 
@@ -153,8 +153,7 @@ class TrainConfig:
             raise UserError("train: steps and batch_size must be >= 1 and crop >= 4.")
         if self.d_warmup < 0 or self.d_warmup >= self.steps:
             raise UserError(f"train.d_warmup must be >= 0 and below steps ({self.steps}); got {self.d_warmup}.")
-        if not 0 <= self.seed <= MAX_SEED:
-            raise UserError(f"train.seed must be in [0, {MAX_SEED}]; got {self.seed}.")
+        check_seed(self.seed, "train.seed")
         if self.keep_checkpoints < 0:
             raise UserError(f"train: keep_checkpoints must be >= 0 (0 keeps every one); got {self.keep_checkpoints}.")
         if self.channels not in (None, 1, 3):

@@ -26,7 +26,7 @@ from typing import Any, Callable, Optional, Sequence
 
 import torch
 
-from pnprgm.config import MAX_SEED, to_dict
+from pnprgm.config import MAX_SEED, check_seed, to_dict
 from pnprgm.errors import UserError
 from pnprgm.io import refuse_taken, sha256_file
 from pnprgm.metrics.fidelity import psnr
@@ -103,6 +103,7 @@ class RecipeConfig:
             raise UserError(f"gray_share must be in [0, 1]; got {self.gray_share}.")
         if self.save_every <= 0 or self.report_every <= 0 or self.workers < 0:
             raise UserError("save_every and report_every must be > 0 and workers >= 0.")
+        check_seed(self.seed, "--seed")
 
 
 class RandomCrops(torch.utils.data.IterableDataset):
