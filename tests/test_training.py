@@ -4,6 +4,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import json
+import math
 import re
 import shutil
 import socket
@@ -209,7 +210,7 @@ def test_prior_losses_are_finite_and_differentiable(prior, features):
     real = torch.rand(4, 3, 16, 16) * 2 - 1
     fake = (torch.rand(4, 3, 16, 16) * 2 - 1).requires_grad_(True)
     level = torch.tensor([0, 1, 2, 3])
-    loss = module.generator_loss(D if module.uses_discriminator else None, real, fake, level, real)
+    loss = module.generator_loss(D if module.uses_discriminator else None, real, fake, level, real, fake)
     assert loss.shape == (4,) and torch.isfinite(loss).all()
     (grad,) = torch.autograd.grad(loss.mean(), fake)
     assert torch.isfinite(grad).all() and grad.abs().sum() > 0
@@ -248,7 +249,7 @@ def test_discriminator_learns_to_tell_clean_from_noisy():
         clean = 0.6 * torch.sin(4 * xx + phase) * torch.cos(3 * yy + phase)
         sigma = torch.full((8,), 0.2)
         noisy = clean + 0.2 * torch.randn_like(clean)
-        out = discriminator_loss(D, clean, noisy, sigma, noisy, 0.0, False)
+        out = discriminator_loss(D, clean, noisy, sigma, noisy, noisy, 0.0, False)
         opt.zero_grad()
         out["d_loss"].backward()
         opt.step()
@@ -259,7 +260,7 @@ def test_discriminator_learns_to_tell_clean_from_noisy():
 def test_discriminator_loss_with_r1():
     D = Discriminator(1, "sigma", nf=8, ch_mult=(1, 2), cond=False)
     real, fake = torch.rand(3, 1, 8, 8), torch.rand(3, 1, 8, 8)
-    out = discriminator_loss(D, real, fake, torch.full((3,), 0.1), None, r1_gamma=10.0, apply_r1=True)
+    out = discriminator_loss(D, real, fake, torch.full((3,), 0.1), None, None, r1_gamma=10.0, apply_r1=True)
     out["d_loss"].backward()
     assert float(out["r1"]) > 0 and all(torch.isfinite(p.grad).all() for p in D.parameters())
     assert float(out["d_loss"].detach()) == pytest.approx(float(out["d_real"] + out["d_fake"] + out["r1"]), rel=1e-5)
@@ -338,7 +339,7 @@ def realistic_discriminator(photos):
     losses, r1_steps = [], 0
     for step in range(REALISTIC_STEPS):
         real, fake, level = realistic_pair(photos, gen)
-        out = discriminator_loss(D, real, fake, level, None, cfg.r1_gamma, apply_r1=step % cfg.lazy_reg == 0)
+        out = discriminator_loss(D, real, fake, level, None, None, cfg.r1_gamma, apply_r1=step % cfg.lazy_reg == 0)
         opt.zero_grad()
         out["d_loss"].backward()
         opt.step()
@@ -363,6 +364,76 @@ def test_discriminator_tells_clean_photos_from_a_denoisers_outputs(realistic_dis
     assert sum(losses[-50:]) / 50 < 1.0
 
 
+def realistic_triplet(images: list[torch.Tensor], gen: torch.Generator, batch: int = 8, crop: int = 32):
+    """As :func:`realistic_pair`, but the fake restores the noisy version of the real crop, so each has its own
+    measurement residual in noise units: ``(y - x) / sigma``, white unit noise for the real one."""
+    clean = _photo_crops(images, batch, crop, gen)
+    sigma = (10 + 15 * torch.rand(batch, generator=gen)) / 255
+    noisy = clean + sigma[:, None, None, None] * torch.randn(clean.shape, generator=gen)
+    fake = torch.cat([_gaussian_blur(noisy[i : i + 1], 0.5 + 0.4 * float(sigma[i] * 255 - 10) / 15) for i in range(batch)])
+    unit = sigma[:, None, None, None]
+    return 2 * clean - 1, 2 * fake - 1, 2 * sigma, (noisy - clean) / unit, (noisy - fake) / unit
+
+
+@pytest.mark.slow
+def test_a_residual_conditional_discriminator_learns_much_faster(realistic_discriminator, photos):
+    """The same realistic level with ``d_cond_input=residual`` (D sees each sample beside the residual it leaves):
+    measured means over 25 steps 1.20 0.70 0.26, against 1.35 1.27 1.16 for the unconditional default; the real
+    residual is white noise, the fake's holds the texture the denoiser removed."""
+    _, unconditional = realistic_discriminator
+    cfg = TrainConfig(d_cond=True, d_cond_input="residual")
+    torch.manual_seed(0)
+    D = build_discriminator(cfg, 3, "sigma")
+    opt = torch.optim.Adam(D.parameters(), lr=cfg.lr_d, betas=(cfg.beta1, cfg.beta2))
+    gen = torch.Generator().manual_seed(0)
+    losses = []
+    for step in range(75):
+        real, fake, level, residual_real, residual_fake = realistic_triplet(photos, gen)
+        out = discriminator_loss(D, real, fake, level, residual_real, residual_fake, cfg.r1_gamma,
+                                 apply_r1=step % cfg.lazy_reg == 0)
+        opt.zero_grad()
+        out["d_loss"].backward()
+        opt.step()
+        losses.append(float(out["d_real"] + out["d_fake"]))
+    assert sum(losses[-25:]) / 25 < 0.6
+    assert sum(losses[-25:]) < sum(unconditional[50:75]) / 2
+
+
+@pytest.mark.parametrize("name", PROCESSES.names())
+def test_the_residual_of_a_real_pair_is_the_measurement_noise(name):
+    """``residual(x0)`` is ``estimate(sigma n) / sigma``: for denoising exactly the unit noise; every operator
+    process has one, image-shaped and independent of the image; the time processes refuse in one line."""
+    extra, shape = PROCESS_CASES[name]
+    process = build_process(ProcessConfig(name=name, **extra), shape)
+    x0 = torch.rand(64, *shape) * 2 - 1
+    torch.manual_seed(0)
+    pairs = process.pairs(x0)
+    if not process.has_residual:
+        with pytest.raises(UserError, match="d_cond_input=measurement"):
+            process.residual(x0, pairs)
+        return
+    residual = process.residual(x0, pairs)
+    assert residual.shape == x0.shape
+    if name == "denoise":
+        noise = (pairs.y - x0) / pairs.sigma_y[:, None, None, None]
+        assert torch.allclose(residual, noise, atol=1e-5) and float(residual.std()) == pytest.approx(1.0, abs=0.02)
+    other = process.residual(x0.flip(0), dataclasses.replace(pairs, y=pairs.y - process.A(x0) + process.A(x0.flip(0))))
+    assert torch.allclose(residual, other, atol=1e-4)  # the image does not show through
+
+
+def test_residual_conditioning_needs_a_conditional_discriminator_and_a_measurement(data_dir, tmp_path):
+    with pytest.raises(UserError, match="d_cond=true"):
+        TrainConfig(d_cond_input="residual")
+    with pytest.raises(UserError, match="ddpm process has none"):
+        train(data_dir, tmp_path / "run", process={"name": "ddpm"},
+              train={**TINY_TRAIN, "steps": 1, "d_cond": True, "d_cond_input": "residual"}, size="tiny", progress=False)
+    assert not (tmp_path / "run").exists()
+    summary = train(data_dir, tmp_path / "denoise", process={"name": "denoise", "noise_min": 0.05, "noise_max": 0.1},
+                    train={**TINY_TRAIN, "steps": 2, "d_cond": True, "d_cond_input": "residual"}, size="tiny",
+                    progress=False)
+    assert math.isfinite(summary["final_losses"]["d_loss"])
+
+
 def test_generator_prior_gradient_is_nonzero_and_one_prior_step_changes_the_output(realistic_discriminator, photos):
     """KLD prior through the trained D: every generator weight tensor that shapes the output gets a finite gradient,
     not all zero, and one Adam step on the prior term alone changes the output and lowers the prior on that batch."""
@@ -382,7 +453,7 @@ def test_generator_prior_gradient_is_nonzero_and_one_prior_step_changes_the_outp
     z = torch.randn(noisy.shape[0], G.nz, generator=gen)
 
     def prior_loss():
-        return prior.generator_loss(D, real, G(noisy, level, z), level, None).mean()
+        return prior.generator_loss(D, real, G(noisy, level, z), level, None, None).mean()
 
     before = G(noisy, level, z).detach()
     loss = prior_loss()

@@ -84,6 +84,12 @@ class TrainConfig:
     :param d_ch_mult: discriminator width multipliers, one downsampling block each.
     :param d_cond: condition the discriminator on the degraded input as well (default False: RGM's official
         unconditional ``D(x_t, t)``, which makes the objective fidelity + prior).
+    :param d_cond_input: what a conditional discriminator sees beside the sample: ``measurement`` (the generator's
+        degraded input) or ``residual``: ``estimate(y - A x) / sigma``, the measurement residual the sample leaves,
+        in noise units. For a real pair it is exactly the measurement noise (white, unit variance, independent of the
+        image), so the discriminator judges whether the sample explains the measurement as the noise model says:
+        an output that keeps noise leaves too little residual, one that smooths texture away leaves image structure
+        in it. Denoise and operator processes.
     :param d_highpass: gain of the discriminator's high-pass input copy ``x - blur(x)`` (lets it see the fine
         texture a restoration lacks; :mod:`pnprgm.training.priors`); 0 leaves it out (the earlier architecture).
     :param d_warmup: first steps in which only the discriminator trains (the generator, its EMA and schedule stay
@@ -133,6 +139,7 @@ class TrainConfig:
     d_nf: int = 32
     d_ch_mult: tuple[int, ...] = (1, 2, 4, 4)
     d_cond: bool = False
+    d_cond_input: Literal["measurement", "residual"] = "measurement"
     d_highpass: float = 16.0
     d_warmup: int = 0
     seed: int = 0
@@ -164,6 +171,9 @@ class TrainConfig:
             raise UserError("train: prior_weight, lmbda, supervised and perceptual are all 0, so nothing is learned; set one.")
         if self.perceptual > 0 and self.crop < 32:
             raise UserError(f"train: the perceptual term (LPIPS-alex) needs crops of at least 32 pixels; got crop {self.crop}.")
+        if self.d_cond_input != "measurement" and not self.d_cond:
+            raise UserError(f"train.d_cond_input={self.d_cond_input} applies to a conditional discriminator; add "
+                            f"train.d_cond=true (or remove d_cond_input).")
         if not (math.isfinite(self.d_highpass) and self.d_highpass >= 0):
             raise UserError(f"train.d_highpass must be a finite number >= 0 (0: no high-pass input); got {self.d_highpass}.")
         if not (math.isfinite(self.minutes) and self.minutes >= 0 and math.isfinite(self.model_every)

@@ -166,6 +166,9 @@ def prepare(data: str | Path, *, process: ProcessConfig, train: TrainConfig, siz
                         f"(2^(levels-1)); use --crop {max(generator_multiple, train.crop // generator_multiple * generator_multiple)}.")
     shape = (channels, train.crop, train.crop)
     forward = build_process(process_config, shape, device, code_operator=code_operator)
+    if train.d_cond and train.d_cond_input == "residual" and not forward.has_residual:
+        raise UserError(f"train.d_cond_input=residual needs a measurement with known noise (the denoise or operator "
+                        f"process); the {process_config.name} process has none: use train.d_cond_input=measurement.")
     train_set = load_images(train_files, channels, train.crop)
     val_set, val_size = None, 0
     if val_files and train.val_images > 0:
@@ -396,6 +399,14 @@ class Trainer:
         indices = self.sampler.take(self.local_batch)
         return 2 * random_crops(self.p.train_set.images, indices, self.cfg.crop, self.device) - 1
 
+    def _d_cond(self, pairs, fake: torch.Tensor) -> tuple[Optional[torch.Tensor], Optional[torch.Tensor]]:
+        """The conditional discriminator's second image beside the real and the fake sample (None, None: unconditional)."""
+        if not self.cfg.d_cond:
+            return None, None
+        if self.cfg.d_cond_input == "residual":  # each sample's own residual; the fake's carries the generator's gradient
+            return self.p.process.residual(pairs.x_real, pairs), self.p.process.residual(fake, pairs)
+        return pairs.g_in, pairs.g_in
+
     def train_step(self) -> dict[str, float]:
         seed_everything(step_seed(self.cfg.seed, self.step, self.dist.rank))
         x0 = self.batch()
@@ -412,9 +423,8 @@ class Trainer:
             with torch.no_grad():
                 z = torch.randn(x0.shape[0], self.G.nz, device=self.device)
                 fake = process.renoise(self.G(pairs.g_in, pairs.level, z), pairs)
-            cond = pairs.g_in if cfg.d_cond else None
-            out = discriminator_loss(self.D_train, pairs.x_real, fake, pairs.level, cond, cfg.r1_gamma,
-                                     apply_r1=self.step % cfg.lazy_reg == 0)
+            out = discriminator_loss(self.D_train, pairs.x_real, fake, pairs.level, *self._d_cond(pairs, fake),
+                                     cfg.r1_gamma, apply_r1=self.step % cfg.lazy_reg == 0)
             self.opt_D.zero_grad(set_to_none=True)
             out["d_loss"].backward()
             self.opt_D.step()
@@ -432,9 +442,8 @@ class Trainer:
         z = torch.randn(x0.shape[0], self.G.nz, device=self.device)
         x0_hat = self.G_train(pairs.g_in, pairs.level, z)
         fake = process.renoise(x0_hat, pairs)
-        cond = pairs.g_in if cfg.d_cond else None
         if use_prior:
-            prior = self.prior.generator_loss(self.D, pairs.x_real, fake, pairs.level, cond)
+            prior = self.prior.generator_loss(self.D, pairs.x_real, fake, pairs.level, *self._d_cond(pairs, fake))
         else:  # no discriminator forward either: the supervised-only baseline costs only the generator
             prior = torch.zeros(x0.shape[0], device=self.device)
         fidelity = process.fidelity(x0_hat, pairs)

@@ -8,9 +8,14 @@
   for ``dswd_iters`` steps per generator step to find informative, diverse directions.
 
 Discriminator (our design, the official one is not reused): by default RGM's official unconditional
-``D(x_t, level)``; with ``d_cond`` it also takes the generator's degraded input as a second image (a conditional
-projection discriminator judging the pair, a posterior match).
-Input: the sample, a high-pass copy of it ``d_highpass * (x - blur_121(x))`` (see below), and the degraded input
+``D(x_t, level)``; with ``d_cond`` it also takes a second image and judges the pair (a posterior match): the
+generator's degraded input (``d_cond_input=measurement``) or the measurement residual the sample leaves in noise
+units, ``estimate(y - A x) / sigma`` (``residual``). For a real pair that residual is exactly the white unit noise
+of the measurement, so the pair is real only if the sample explains the measurement as the noise model says
+(the posterior-sampling conditional GAN of Ohayon et al. 2021 judges pairs for the same reason). It learns far
+faster: against an MSE UNet's outputs at noise 10-25/255 (64 px crops, lr 1e-4, batch 16, held-out loss)
+1.134 after 100 steps and 1.015 after 150, where the unconditional D is at 1.358 after 100 and 1.279 after 400.
+Input: the sample, a high-pass copy of it ``d_highpass * (x - blur_121(x))`` (see below), and the second image
 when conditional. Body: conv3x3, then one residual down block per ``d_ch_mult`` entry (LeakyReLU 0.2, conv3x3,
 + level embedding, LeakyReLU, conv3x3, 2x2 average pooling; 1x1 pooled skip; /sqrt2); features: the last map
 average-pooled to 4x4 and flattened (any crop size works); logit: a linear map of the features plus the
@@ -133,14 +138,17 @@ def build_discriminator(config: TrainConfig, channels: int, conditioning: str) -
 
 
 def discriminator_loss(D: nn.Module, real: torch.Tensor, fake: torch.Tensor, level: torch.Tensor,
-                       cond: Optional[torch.Tensor], r1_gamma: float, apply_r1: bool) -> dict[str, torch.Tensor]:
+                       cond_real: Optional[torch.Tensor], cond_fake: Optional[torch.Tensor], r1_gamma: float,
+                       apply_r1: bool) -> dict[str, torch.Tensor]:
     """Softplus GAN losses ``softplus(-D(real)) + softplus(D(fake))`` (batch means) plus the R1 penalty.
 
-    One forward on the concatenated batch so a DDP-wrapped D sees one forward per backward.
+    ``cond_real``/``cond_fake``: the conditional D's second image beside each (the same measurement for both, or each
+    sample's own residual); None for the unconditional D. One forward on the concatenated batch so a DDP-wrapped D
+    sees one forward per backward.
     """
     real = real.detach().requires_grad_(apply_r1)
     both = torch.cat([real, fake.detach()])
-    cond2 = torch.cat([cond, cond]) if cond is not None else None
+    cond2 = torch.cat([cond_real.detach(), cond_fake.detach()]) if cond_real is not None else None
     logits, _ = D(both, torch.cat([level, level]), cond2)
     real_logit, fake_logit = logits.chunk(2)
     loss_real = F.softplus(-real_logit).mean()
@@ -176,12 +184,9 @@ class Prior(nn.Module):
         return True
 
     def generator_loss(self, D: Optional[nn.Module], real: torch.Tensor, fake: torch.Tensor, level: torch.Tensor,
-                       cond: Optional[torch.Tensor]) -> torch.Tensor:
-        """Per-sample prior loss (B,) (a batch statistic is broadcast)."""
+                       cond_real: Optional[torch.Tensor], cond_fake: Optional[torch.Tensor]) -> torch.Tensor:
+        """Per-sample prior loss (B,) (a batch statistic is broadcast); ``cond_*`` as in :func:`discriminator_loss`."""
         raise NotImplementedError
-
-    def features(self, D, x, level, cond):
-        return D(x, level, cond)[1]
 
 
 PRIORS: Registry[type[Prior]] = Registry("prior")
@@ -191,8 +196,8 @@ PRIORS: Registry[type[Prior]] = Registry("prior")
 class KLDPrior(Prior):
     name = "kld"
 
-    def generator_loss(self, D, real, fake, level, cond):
-        logit, _ = D(fake, level, cond)
+    def generator_loss(self, D, real, fake, level, cond_real, cond_fake):
+        logit, _ = D(fake, level, cond_fake)
         return F.softplus(-logit) - F.softplus(logit)
 
 
@@ -204,11 +209,11 @@ class MMDPrior(Prior):
     def uses_discriminator(self) -> bool:
         return self.cfg.mmd_features == "discriminator"
 
-    def generator_loss(self, D, real, fake, level, cond):
+    def generator_loss(self, D, real, fake, level, cond_real, cond_fake):
         if self.uses_discriminator:
             with torch.no_grad():
-                feat_real = D(real, level, cond)[1]
-            feat_fake = D(fake, level, cond)[1]
+                feat_real = D(real, level, cond_real)[1]
+            feat_fake = D(fake, level, cond_fake)[1]
         else:
             feat_real, feat_fake = real.flatten(1), fake.flatten(1)
         loss = torch.sqrt(F.relu(mmd2(feat_real, feat_fake, self.cfg.mmd_sigmas)) + 1e-12)
@@ -248,10 +253,10 @@ class DSWDPrior(Prior):
         self.optimizer: Optional[torch.optim.Optimizer] = None  # set by the loop (checkpointed with it)
         self.grad_sync = None  # set by the loop under DDP: averages the projector's gradients over ranks
 
-    def generator_loss(self, D, real, fake, level, cond):
+    def generator_loss(self, D, real, fake, level, cond_real, cond_fake):
         with torch.no_grad():
-            feat_real = D(real, level, cond)[1]
-        feat_fake = D(fake, level, cond)[1]
+            feat_real = D(real, level, cond_real)[1]
+        feat_fake = D(fake, level, cond_fake)[1]
         loss = dswd(feat_real, feat_fake, self.projector, self.optimizer, self.cfg.dswd_projections,
                     self.cfg.dswd_iters, self.cfg.dswd_lam, grad_sync=self.grad_sync)
         return loss.expand(fake.shape[0])

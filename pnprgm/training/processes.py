@@ -109,6 +109,13 @@ class ForwardProcess:
         """``1/2 sum ((y - A x0_hat) / sigma_y)^2`` per sample, shape (B,)."""
         raise NotImplementedError
 
+    #: whether :meth:`residual` exists (a measurement with a known noise std)
+    has_residual: bool = False
+
+    def residual(self, x: torch.Tensor, pairs: Pairs) -> torch.Tensor:
+        """``estimate(y - A x) / sigma_y``: the measurement residual of ``x`` in noise units, image-shaped."""
+        raise UserError(f"the {self.name} process has no measurement residual (use train.d_cond_input=measurement).")
+
     # sampling and validation ----------------------------------------------------------------------------------
     def init_sample(self, n: int, shape: tuple[int, int, int]) -> torch.Tensor:
         """Start of the T-step sampler (pure noise), for unconditioned processes."""
@@ -332,6 +339,12 @@ class OperatorProcess(ForwardProcess):
     def fidelity(self, x0_hat, pairs):
         residual = pairs.y - self.A(x0_hat)
         return (residual / pairs.sigma_y.view(-1, *([1] * (residual.dim() - 1)))).pow(2).flatten(1).sum(1) / 2
+
+    has_residual = True
+
+    def residual(self, x, pairs):
+        image = self.estimate(pairs.y - self.A(x), tuple(x.shape[1:]))
+        return image / pairs.sigma_y.view(-1, *([1] * (image.dim() - 1)))
 
     def step_back(self, x0_hat, i):
         return x0_hat
