@@ -25,7 +25,7 @@ from pnprgm.errors import UserError
 from pnprgm.rgm import model_file
 from pnprgm.training import checkpoint as ckpt
 from pnprgm.training.config import ProcessConfig, TrainConfig, resolve_process
-from pnprgm.rgm.unet import SIZES, sized_config
+from pnprgm.rgm.unet import SIZES, latent_noise, sized_config
 from pnprgm.rgm.architectures import build_generator_from_config
 from pnprgm.training.loop import perceptual_distance, supervised_loss, train
 from pnprgm.training.priors import PRIORS, Discriminator, build_discriminator, build_prior, discriminator_loss, mmd2
@@ -743,6 +743,46 @@ def test_init_from_starts_with_the_model_weights_and_records_it(data_dir, tmp_pa
     with pytest.raises(UserError, match="sigma-conditioned model .process denoise. and this run's process needs time"):
         train(data_dir, tmp_path / "ddpm", process={"name": "ddpm"}, train={**TINY_TRAIN, "steps": 1},
               init_from=source["model"], progress=False)
+
+
+def test_init_from_can_add_the_noise_input_and_then_z_changes_the_output(data_dir, tmp_path):
+    """model.noise_input=true on top of --init-from: the source's weights are kept, the added channel starts small
+    and non-zero, so outputs for two latents differ a little at step 0 (and not at all without it)."""
+    args = dict(process={"name": "denoise", "noise_min": 0.05, "noise_max": 0.1}, progress=False)
+    source = train(data_dir, tmp_path / "source", train={**TINY_TRAIN, "steps": 2}, size="tiny", **args)
+    grown = train(data_dir, tmp_path / "grown", train={**TINY_TRAIN, "steps": 1, "lr_g": 1e-12, "lr_min": 1e-12,
+                                                        "ema_decay": 0.0}, model={"noise_input": True},
+                  init_from=source["model"], **args)
+    before = model_file.read_model_file(source["model"])["generator"]["state_dict"]
+    after = model_file.read_model_file(grown["model"])["generator"]["state_dict"]
+    assert after["conv_in.weight"].shape[1] == before["conv_in.weight"].shape[1] + 1
+    assert torch.allclose(after["conv_in.weight"][:, :-1], before["conv_in.weight"], atol=1e-6)
+    added = after["conv_in.weight"][:, -1]
+    assert 0 < float(added.abs().max()) < float(before["conv_in.weight"].abs().max())
+    assert all(torch.allclose(before[k], after[k], atol=1e-6) for k in before if k != "conv_in.weight")
+    x = torch.rand(2, 3, 16, 16) * 2 - 1
+    level = torch.full((2,), 0.15)
+    for path, differs in ((source["model"], False), (grown["model"], True)):
+        G = model_file.load_model(path)
+        with torch.no_grad():
+            if differs:  # a tiny 2-step source still outputs almost exactly its input; make the path visible
+                G.conv_out.weight.normal_(0, 0.1)
+            z1, z2 = torch.randn(2, G.nz), torch.randn(2, G.nz)
+            assert torch.equal(G(x, level, z1), G(x, level, z1))
+            assert (float((G(x, level, z1) - G(x, level, z2)).abs().max()) > 1e-4) is differs
+    with pytest.raises(UserError, match="model.noise_input=true may be added"):
+        train(data_dir, tmp_path / "clash", train={**TINY_TRAIN, "steps": 1}, model={"nf": 7},
+              init_from=source["model"], **args)
+
+
+def test_latent_noise_is_unit_white_noise_fixed_by_z():
+    z = torch.randn(3, 8)
+    noise = latent_noise(z, (64, 48))
+    assert noise.shape == (3, 1, 64, 48) and torch.equal(noise, latent_noise(z.clone(), (64, 48)))
+    assert float(noise.mean()).__abs__() < 0.05 and float(noise.std()) == pytest.approx(1.0, abs=0.05)
+    assert float((noise[0] - noise[1]).abs().mean()) > 0.5  # other latents, other maps
+    neighbours = (noise[..., 1:, :] * noise[..., :-1, :]).mean()
+    assert abs(float(neighbours)) < 0.05  # white: no correlation between neighbouring pixels
 
 
 def test_init_from_a_gray_model_converts_colour_photos(data_dir, tmp_path):

@@ -2,7 +2,10 @@
 
 The latent z drives every group norm through a mapping MLP (adaptive group norm, as RGM/DDGAN); the level
 is a time index (sinusoidal embedding, as RGM) or a continuous noise std (embedding of log sigma, plus an
-optional constant sigma input channel). Output modes:
+optional constant sigma input channel). A global z can restyle an output but cannot place independent detail at
+each pixel, which a posterior sample needs (texture the measurement does not determine); with ``noise_input`` z
+also seeds a white-noise image fed as one more input channel (:func:`latent_noise`), so ``G(x, level, z)`` stays a
+function of z. Output modes:
 
 - ``tanh``: ``x0_hat = tanh(F(x))`` (the official RGM output);
 - ``residual``: EDM preconditioning of the noisy input ``x/a`` with std ``sigma = s/a``:
@@ -15,6 +18,7 @@ port of the official architecture lives elsewhere and shares the protocol: attri
 """
 from __future__ import annotations
 
+import hashlib
 import math
 from dataclasses import dataclass
 from typing import Any, Literal, Optional
@@ -52,6 +56,7 @@ class GeneratorConfig:
     :param output: ``tanh``, ``residual`` or ``skip`` (see the module docstring).
     :param sigma_channel: feed the noise std as an extra constant input channel (``sigma`` conditioning).
     :param dropout: dropout rate inside residual blocks.
+    :param noise_input: feed a unit white-noise image seeded by z as an extra input channel (:func:`latent_noise`).
     """
 
     arch: str = "unet"
@@ -70,6 +75,7 @@ class GeneratorConfig:
     output: Literal["tanh", "residual", "skip"] = "tanh"
     sigma_channel: bool = False
     dropout: float = 0.0
+    noise_input: bool = False
 
     def __post_init__(self) -> None:
         if self.channels < 1 or self.nf < 4 or self.nz < 1 or self.T < 1 or not self.ch_mult:
@@ -226,8 +232,8 @@ class UNetGenerator(nn.Module):
         self.z_transform = nn.Sequential(*layers)
         self.level_embed = LevelEmbedding(config.conditioning, nf, emb_dim)
 
-        extra = 1 if (config.sigma_channel and config.conditioning == "sigma") else 0
-        self.conv_in = nn.Conv2d(config.channels + extra, nf, 3, padding=1)
+        self.sigma_input = config.sigma_channel and config.conditioning == "sigma"
+        self.conv_in = nn.Conv2d(config.channels + int(self.sigma_input) + int(config.noise_input), nf, 3, padding=1)
         widths = [nf * m for m in config.ch_mult]
 
         def block(cin: int, cout: int) -> ResBlock:
@@ -290,8 +296,10 @@ class UNetGenerator(nn.Module):
             inp = noisy * c_in
         else:
             inp = x
-        if self.conv_in.in_channels > self.cfg.channels:
+        if self.sigma_input:
             inp = torch.cat([inp, sigma.expand(-1, 1, *x.shape[2:])], dim=1)
+        if self.cfg.noise_input:
+            inp = torch.cat([inp, latent_noise(z, x.shape[-2:]).to(inp)], dim=1)
         out = self._unet(inp, level, z)
         if self.cfg.output == "tanh":
             return torch.tanh(out)
@@ -323,6 +331,19 @@ class UNetGenerator(nn.Module):
             if i < len(self.upsample):
                 out = self.upsample[i](F.interpolate(out, scale_factor=2.0, mode="nearest"))
         return self.conv_out(F.silu(self.norm_out(out)))
+
+
+def latent_noise(z: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """(B, 1, H, W) unit white noise, each sample's a fixed function of its latent ``z[b]`` (a seed from its bytes).
+
+    Why seeded rather than mapped: a learned map from nz numbers cannot make H x W independent values; the seed
+    keeps the generator a function of (x, level, z), so a seed given to the solver reproduces the output.
+    """
+    maps = []
+    for row in z.detach().to("cpu", torch.float32):
+        seed = int.from_bytes(hashlib.blake2b(row.numpy().tobytes(), digest_size=8).digest(), "little") >> 1
+        maps.append(torch.randn(1, *size, generator=torch.Generator().manual_seed(seed)))
+    return torch.stack(maps).to(z.device)
 
 
 def _as_batch(level: Any, x: torch.Tensor) -> torch.Tensor:

@@ -187,6 +187,13 @@ def prepare(data: str | Path, *, process: ProcessConfig, train: TrainConfig, siz
 
 # ------------------------------------------------------------------------------------------------ training
 
+#: Generator inputs a fine-tuning run may add to an ``--init-from`` model (one more channel of ``conv_in`` each).
+ADDED_INPUTS = ("noise_input",)
+#: Scale of the added channel's initial weights against a fresh layer's: small, so the start is the given model's
+#: output to within a little noise, but not zero: from zero the weights' expected gradient is zero (the output does
+#: not depend on the noise yet), so they would only random-walk.
+ADDED_INPUT_GAIN = 0.1
+
 
 class Trainer:
     """One training run; :meth:`run` trains to ``train.steps`` and writes the run folder.
@@ -316,9 +323,15 @@ class Trainer:
             ckpt.prune_checkpoints(self.out / "checkpoints", self.cfg.keep_checkpoints)
 
     def start_from(self, initial: model_file.InitialWeights) -> None:
-        """Start the generator and its EMA from another model's weights (fine-tuning)."""
-        self.G.load_state_dict(initial.state_dict)
-        self.G_ema.load_state_dict(initial.state_dict)
+        """Start the generator and its EMA from another model's weights (fine-tuning); an input channel this run
+        adds (:data:`ADDED_INPUTS`) starts with this run's seeded initial weights scaled by ``ADDED_INPUT_GAIN``."""
+        state = dict(initial.state_dict)
+        ours = self.G.conv_in.weight
+        theirs = state["conv_in.weight"]
+        if theirs.shape[1] < ours.shape[1]:
+            state["conv_in.weight"] = torch.cat([theirs, ADDED_INPUT_GAIN * ours.detach()[:, theirs.shape[1]:].cpu()], 1)
+        self.G.load_state_dict(state)
+        self.G_ema.load_state_dict(state)
         self.init_from = dict(initial.provenance)
 
     def load(self, content: dict[str, Any]) -> None:
@@ -675,11 +688,13 @@ def train(data: str | Path, out: str | Path, *, process: ProcessConfig | dict | 
             raise UserError(f"--init-from {init_from} is a {initial.config.get('conditioning')}-conditioned model "
                             f"(process {initial.process.get('name', '?')}) and this run's process needs {wanted}; "
                             f"fine-tune it with the process it was trained for.")
-        clashing = sorted(k for k, v in (model or {}).items() if str(initial.config.get(k)) != str(v))
+        added = {k: v for k, v in (model or {}).items() if k in ADDED_INPUTS and v and not initial.config.get(k)}
+        clashing = sorted(k for k, v in (model or {}).items()
+                          if k not in added and str(initial.config.get(k, False)) != str(v))
         if clashing:
             raise UserError(f"the architecture comes from --init-from {init_from}; remove the model settings "
-                            f"{', '.join('model.' + k for k in clashing)}.")
-        model, size = dict(initial.config), None
+                            f"{', '.join('model.' + k for k in clashing)} (model.noise_input=true may be added).")
+        model, size = {**initial.config, **added}, None
         if train_cfg.channels is None:  # fine-tuning a gray model on colour photos converts them, as its own run did
             train_cfg = dataclasses.replace(train_cfg, channels=int(initial.config["channels"]))
     prepared = prepare(data, process=process, train=train_cfg, size=size, model=model, val=val,
