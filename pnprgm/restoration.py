@@ -282,6 +282,12 @@ def _check_rgm_use(model, *, preset: Optional[str], solver: str, tile: Optional[
         raise UserError(f"preset {preset!r} runs RGM's own loop over the time levels of an RGM generator, and this "
                         f"denoiser has none; give a time-conditioned model: an official checkpoint (--model netG.pth "
                         f"--model-config celebahq256) or one trained with pnprgm train --forward ddpm.")
+    if tile and any(getattr(getattr(part, "generator", None), "config", {}).get("noise_input")
+                    for part in (model.modules() if isinstance(model, torch.nn.Module) else [model])):
+        # its noise image is seeded by z alone and a fixed latent is the same in every tile: a texture repeating
+        # at the tile stride
+        raise UserError("--tile would repeat the same noise image in every tile of this model (it has noise_input); "
+                        "restore without --tile.")
     if tile and solver == "rgm-drs" and timed:
         raise UserError("--tile would drop RGM's stochastic restoration step (re-noising and a fresh latent per call) "
                         "in the rgm-drs solver; restore without --tile, or use --solver drs with --tile.")

@@ -295,3 +295,19 @@ def test_the_api_names_a_bad_measurement_or_argument(make, kwargs, message):
     noisy = y + 0.3 * torch.randn(y.shape, generator=torch.Generator().manual_seed(1))  # noise leaves [0, 1]: fine
     assert restore(noisy, "sr4", image_shape=(3, 64, 64), denoiser="tikhonov", iterations=1, noise_sigma=0.3,
                    seed=np.int64(3)).shape == (3, 64, 64)
+
+
+def test_tile_is_refused_for_a_model_whose_noise_image_would_repeat_in_every_tile():
+    from pnprgm.denoisers.rgm import RGMDenoiser
+    from pnprgm.restoration import _check_rgm_use
+    from pnprgm.rgm.architectures import build_generator_from_config
+    from pnprgm.rgm.unet import sized_config
+
+    def wrapped(noise_input):
+        return RGMDenoiser(build_generator_from_config(sized_config(
+            "tiny", channels=3, conditioning="sigma", output="residual", noise_input=noise_input)))
+
+    with pytest.raises(UserError, match="repeat the same noise image in every tile"):
+        _check_rgm_use(wrapped(True), preset=None, solver="drs", tile=64)
+    _check_rgm_use(wrapped(True), preset=None, solver="drs", tile=None)
+    _check_rgm_use(wrapped(False), preset=None, solver="drs", tile=64)

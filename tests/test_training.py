@@ -421,6 +421,27 @@ def test_the_residual_of_a_real_pair_is_the_measurement_noise(name):
     assert torch.allclose(residual, other, atol=1e-4)  # the image does not show through
 
 
+def test_residual_conditioning_gradients_and_r1_cover_the_residual():
+    """Generator step: the fake's residual carries the generator's gradient; D step: nothing reaches the fake, and
+    R1 adds the gradient through the real sample's residual to the one through the image."""
+    process = build_process(ProcessConfig(name="denoise", noise_min=0.05, noise_max=0.1), (3, 16, 16))
+    torch.manual_seed(0)
+    real = torch.rand(4, 3, 16, 16) * 2 - 1
+    pairs = process.pairs(real)
+    fake = pairs.g_in.clone().requires_grad_(True)
+    residual_fake = process.residual(fake, pairs)
+    assert residual_fake.requires_grad
+    D = Discriminator(3, "sigma", nf=8, ch_mult=(1, 2), cond=True)
+    residual_real = process.residual(real, pairs)
+    out = discriminator_loss(D, real, fake, pairs.level, residual_real, residual_fake, 2.0, True)
+    out["d_loss"].backward()
+    assert fake.grad is None
+    image = real.clone().requires_grad_(True)
+    (grad,) = torch.autograd.grad(D(image, pairs.level, residual_real)[0].sum(), image)
+    image_only = float(grad.flatten(1).pow(2).sum(1).mean())  # gamma 2: r1 = 1 * mean ||grad||^2
+    assert float(out["r1"]) > 1.01 * image_only > 0
+
+
 def test_residual_conditioning_needs_a_conditional_discriminator_and_a_measurement(data_dir, tmp_path):
     with pytest.raises(UserError, match="d_cond=true"):
         TrainConfig(d_cond_input="residual")
@@ -764,12 +785,14 @@ def test_init_from_can_add_the_noise_input_and_then_z_changes_the_output(data_di
     level = torch.full((2,), 0.15)
     for path, differs in ((source["model"], False), (grown["model"], True)):
         G = model_file.load_model(path)
-        with torch.no_grad():
-            if differs:  # a tiny 2-step source still outputs almost exactly its input; make the path visible
-                G.conv_out.weight.normal_(0, 0.1)
+        with torch.no_grad():  # a tiny 2-step model still outputs almost exactly its input; make the path visible
+            G.conv_out.weight.normal_(0, 0.1, generator=torch.Generator().manual_seed(0))
             z1, z2 = torch.randn(2, G.nz), torch.randn(2, G.nz)
             assert torch.equal(G(x, level, z1), G(x, level, z1))
             assert (float((G(x, level, z1) - G(x, level, z2)).abs().max()) > 1e-4) is differs
+    # the flag's text form, on a model that already has the input: nothing to add, nothing clashes
+    train(data_dir, tmp_path / "again", train={**TINY_TRAIN, "steps": 1}, model={"noise_input": "true"},
+          init_from=grown["model"], **args)
     with pytest.raises(UserError, match="model.noise_input=true may be added"):
         train(data_dir, tmp_path / "clash", train={**TINY_TRAIN, "steps": 1}, model={"nf": 7},
               init_from=source["model"], **args)

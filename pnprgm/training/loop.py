@@ -33,7 +33,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from pnprgm.config import MAX_SEED, build_strict, to_dict
+from pnprgm.config import MAX_SEED, build_strict, coerce, field_types, to_dict
 from pnprgm.device import resolve_device
 from pnprgm.errors import UserError
 from pnprgm.io import refuse_taken, versions, write_image, write_json
@@ -688,12 +688,15 @@ def train(data: str | Path, out: str | Path, *, process: ProcessConfig | dict | 
             raise UserError(f"--init-from {init_from} is a {initial.config.get('conditioning')}-conditioned model "
                             f"(process {initial.process.get('name', '?')}) and this run's process needs {wanted}; "
                             f"fine-tune it with the process it was trained for.")
-        added = {k: v for k, v in (model or {}).items() if k in ADDED_INPUTS and v and not initial.config.get(k)}
-        clashing = sorted(k for k, v in (model or {}).items()
-                          if k not in added and str(initial.config.get(k, False)) != str(v))
+        types = field_types(GeneratorConfig)
+        typed = {k: coerce(v, types[k], name=f"model.{k}") if k in types else v for k, v in (model or {}).items()}
+        added = {k: v for k, v in typed.items() if k in ADDED_INPUTS and v and not initial.config.get(k)}
+        plain = lambda v: list(v) if isinstance(v, tuple) else v  # noqa: E731 (stored configs hold lists)
+        clashing = sorted(k for k, v in typed.items() if k not in added and plain(initial.config.get(k, False)) != plain(v))
         if clashing:
+            hint = "" if set(clashing) & set(ADDED_INPUTS) else " (model.noise_input=true may be added)"
             raise UserError(f"the architecture comes from --init-from {init_from}; remove the model settings "
-                            f"{', '.join('model.' + k for k in clashing)} (model.noise_input=true may be added).")
+                            f"{', '.join('model.' + k for k in clashing)}{hint}.")
         model, size = {**initial.config, **added}, None
         if train_cfg.channels is None:  # fine-tuning a gray model on colour photos converts them, as its own run did
             train_cfg = dataclasses.replace(train_cfg, channels=int(initial.config["channels"]))
