@@ -266,11 +266,15 @@ def prepare_restoration(
                            model_info=_model_behind(denoiser, channels), device=device, tile=tile, seed=seed)
 
 
+def _parts(model) -> list:
+    """The denoiser and every module inside it (a plain callable is its only part)."""
+    return list(model.modules()) if isinstance(model, torch.nn.Module) else [model]
+
+
 def has_time_levels(model) -> bool:
     """True when the denoiser (or a part of it) has RGM's own stochastic restoration step (re-noise to level j,
     restore with a fresh latent): the ``stochastic_restore`` the rgm-drs solver looks for."""
-    parts = model.modules() if isinstance(model, torch.nn.Module) else [model]
-    return any(getattr(part, "stochastic_restore", None) is not None for part in parts)
+    return any(getattr(part, "stochastic_restore", None) is not None for part in _parts(model))
 
 
 def _check_rgm_use(model, *, preset: Optional[str], solver: str, tile: Optional[int]) -> None:
@@ -282,8 +286,7 @@ def _check_rgm_use(model, *, preset: Optional[str], solver: str, tile: Optional[
         raise UserError(f"preset {preset!r} runs RGM's own loop over the time levels of an RGM generator, and this "
                         f"denoiser has none; give a time-conditioned model: an official checkpoint (--model netG.pth "
                         f"--model-config celebahq256) or one trained with pnprgm train --forward ddpm.")
-    if tile and any(getattr(getattr(part, "generator", None), "config", {}).get("noise_input")
-                    for part in (model.modules() if isinstance(model, torch.nn.Module) else [model])):
+    if tile and any(getattr(getattr(part, "generator", None), "config", {}).get("noise_input") for part in _parts(model)):
         # its noise image is seeded by z alone and a fixed latent is the same in every tile: a texture repeating
         # at the tile stride
         raise UserError("--tile would repeat the same noise image in every tile of this model (it has noise_input); "
@@ -296,7 +299,7 @@ def _check_rgm_use(model, *, preset: Optional[str], solver: str, tile: Optional[
 def _reseed(model: torch.nn.Module, seed: int) -> None:
     """Restart the random streams of every part of ``model`` that has them (an RGM denoiser's latent z), as a
     denoiser built with ``seed`` would have them."""
-    for part in (model.modules() if isinstance(model, torch.nn.Module) else [model]):
+    for part in _parts(model):
         reseed = getattr(part, "reseed", None)
         if callable(reseed):
             reseed(seed)

@@ -86,10 +86,10 @@ class TrainConfig:
         unconditional ``D(x_t, t)``, which makes the objective fidelity + prior).
     :param d_cond_input: what a conditional discriminator sees beside the sample: ``measurement`` (the generator's
         degraded input) or ``residual``: ``estimate(y - A x) / sigma``, the measurement residual the sample leaves,
-        in noise units. For a real pair it is ``estimate(noise) / sigma`` (for denoising exactly the white unit noise,
-        independent of the image), so the discriminator judges whether the sample explains the measurement as the noise model says:
-        an output that keeps noise leaves too little residual, one that smooths texture away leaves image structure
-        in it. Denoise and operator processes.
+        in noise units. For a real pair it is ``estimate(noise) / sigma`` (for denoising exactly the white unit
+        noise, independent of the image), so the discriminator judges whether the sample explains the measurement as
+        the noise model says: an output that keeps noise leaves too little residual, one that smooths texture away
+        leaves image structure in it. Denoise and operator processes.
     :param d_highpass: gain of the discriminator's high-pass input copy ``x - blur(x)`` (lets it see the fine
         texture a restoration lacks; :mod:`pnprgm.training.priors`); 0 leaves it out (the earlier architecture).
     :param d_warmup: first steps in which only the discriminator trains (the generator, its EMA and schedule stay
