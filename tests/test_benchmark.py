@@ -732,6 +732,12 @@ def test_prior_vs_mse_script_compares_each_model_with_the_mse_model_on_held_out_
     assert not found["verdicts"][str(untrained)]["passes_all"]
     report = (tmp_path / "r.md").read_text()
     assert "| sr | presets' denoisers |" in report and "does not pass" in report
+    # another task alone is shown, but the bar needs sr and deblur: even the untrained model is "not judged"
+    assert main(["--model", str(untrained), "--task", "denoise", *common]) == 0
+    found = json.loads((tmp_path / "r.json").read_text())
+    assert found["tasks"] == ["denoise"] and not found["verdicts"][str(untrained)]["passes_all"]
+    assert "| denoise | `unet-denoiser-color` |" in (tmp_path / "r.md").read_text()
+    assert "not judged (the bar needs sr and deblur)" in (tmp_path / "r.md").read_text()
     # a gray model would silently be replaced by the presets' colour denoisers: refused in one line
     assert main(["--model", "unet-denoiser-gray", *common]) == 2
 
