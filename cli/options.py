@@ -1,12 +1,29 @@
 """Options and parsers shared by several commands (so each command stays a thin layer)."""
 from __future__ import annotations
 
+from collections import Counter
 from typing import Any, Optional
 
 import click
 
 from pnprgm.config import MAX_SEED
 from pnprgm.errors import UserError
+
+class Command(click.Command):
+    """A click command in which a single-valued option may be given once: click keeps the last value silently, so
+    ``--operator sr2 --operator sr4`` (or ``--noise`` beside its alias ``--sigma``) would drop one without a word."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if not ctx.resilient_parsing:
+            _, _, order = self.make_parser(ctx).parse_args(args=list(args))  # order: one entry per occurrence
+            given = Counter(param for param in order
+                            if isinstance(param, click.Option) and not (param.multiple or param.count or param.is_flag))
+            for param, times in given.items():
+                if times > 1:
+                    raise click.UsageError(f"{' / '.join(param.opts)} was given {times} times; give it once (only "
+                                           f"the last would count).", ctx)
+        return super().parse_args(ctx, args)
+
 
 SEED = click.IntRange(0, MAX_SEED)
 seed_option = click.option("--seed", type=SEED, default=0, show_default=True, help="Seed of every random choice (results are reproducible).")

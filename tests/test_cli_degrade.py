@@ -239,3 +239,25 @@ def test_click_usage_errors_are_one_line_naming_the_help(args, message):
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 2 and result.output.count("\n") == 1, result.output
     assert result.output.startswith("error: ") and message in result.output and "--help)" in result.output
+
+
+@pytest.mark.parametrize("args, message", [
+    (["degrade", "x.png", "-p", "sr2", "-p", "sr4", "-o", "out"], "-p / --operator was given 2 times"),
+    (["restore", "x.png", "--noise", "0.01", "--sigma", "0.02", "-o", "out"], "--noise / --sigma was given 2 times"),
+    (["benchmark", "--seed", "1", "--seed", "2"], "--seed was given 2 times"),
+])
+def test_a_single_valued_option_given_twice_is_one_line_not_the_last_value(tmp_path, args, message):
+    """Click keeps the last of a repeated option silently: ``-p sr2 -p sr4`` would degrade with sr4 alone."""
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 2 and result.output.count("\n") == 1, result.output
+    assert message in result.output and "give it once" in result.output
+    assert not (tmp_path / "out").exists()
+
+
+def test_every_command_refuses_repeated_single_options_and_repeatable_ones_still_add_up(tmp_path):
+    from pnprgm.cli.options import Command
+
+    assert all(isinstance(command, Command) for command in app.commands.values())
+    # --set is repeatable and -q a flag: given twice they are fine
+    ctx = app.commands["restore"].make_context("restore", ["x.png", "-o", "o", "--set", "a=1", "--set", "b=2", "-q", "-q"])
+    assert ctx.params["assignments"] == ("a=1", "b=2")

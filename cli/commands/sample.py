@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import click
 
-from pnprgm.cli.options import SEED, NoiseLevel
+from pnprgm.cli.options import Command, SEED, NoiseLevel
 
 EXAMPLES = """
 \b
@@ -26,7 +26,7 @@ then: model input, restoration, original. GRID.json records the model, its sha25
 """
 
 
-@click.command("sample", epilog=EXAMPLES)
+@click.command("sample", cls=Command, epilog=EXAMPLES)
 @click.argument("model")
 @click.option("-n", "count", type=int, default=16, show_default=True, help="Number of images (inputs used at most).")
 @click.option("-o", "--out", "out", required=True, type=click.Path(dir_okay=False),

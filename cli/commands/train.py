@@ -7,7 +7,7 @@ from typing import Any, Optional
 
 import click
 
-from pnprgm.cli.options import SEED, NoiseRange, parse_assignments
+from pnprgm.cli.options import Command, SEED, NoiseRange, parse_assignments
 from pnprgm.errors import UserError
 
 EXAMPLES = """
@@ -50,7 +50,7 @@ def _list_choices(ctx: click.Context, _param, value: bool) -> None:
     ctx.exit(0)
 
 
-@click.command("train", epilog=EXAMPLES)
+@click.command("train", cls=Command, epilog=EXAMPLES)
 @click.option("--list", "list_choices", is_flag=True, is_eager=True, expose_value=False, callback=_list_choices,
               help="List the generator sizes, forward processes and priors, then exit.")
 @click.option("--data", required=True, type=click.Path(), help="Folder of training images (grayscale or colour).")

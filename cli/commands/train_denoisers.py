@@ -6,7 +6,7 @@ import sys
 
 import click
 
-from pnprgm.cli.options import SEED, NoiseRange
+from pnprgm.cli.options import Command, SEED, NoiseRange
 
 EXAMPLES = """
 \b
@@ -27,7 +27,7 @@ pretrained/README.md).
 """
 
 
-@click.command("train-denoisers", epilog=EXAMPLES)
+@click.command("train-denoisers", cls=Command, epilog=EXAMPLES)
 @click.option("--data", required=True, type=click.Path(), help="Pack folder (train/, val/, manifest.json) or a folder of photos.")
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Output folder (created).")
 @click.option("--minutes", type=float, default=8.0, show_default=True, help="Training time; the run stops itself after it.")
