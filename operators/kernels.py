@@ -93,8 +93,14 @@ def antialias_centre(kernel_size: int, factor: int) -> int:
 
 
 # ---- user files ----------------------------------------------------------------------------------------------
+#: Largest difference between the channels of a kernel or mask image read as gray: a gray drawing saved as RGB
+#: (JPEG's chroma rounding included) passes, a colour picture does not.
+CHANNEL_TOLERANCE = 4 / 255
+
+
 def _read_2d(path: Path, what: str) -> np.ndarray:
-    """A 2-D float array from a .npy file or an image (converted to gray, scaled to [0, 1])."""
+    """A 2-D float array from a .npy file or a gray image (scaled to [0, 1]; an RGB one whose channels agree is
+    read as their mean, one whose channels differ is refused)."""
     if not path.exists():
         raise UserError(f"{what} file {path} does not exist; check the path.")
     if not path.is_file():
@@ -113,8 +119,12 @@ def _read_2d(path: Path, what: str) -> np.ndarray:
     else:
         from pnprgm.io import read_image
 
-        image = read_image(path)  # UserError naming the file when unreadable
-        array = image.double().mean(0).numpy()
+        image = read_image(path).double()  # UserError naming the file when unreadable
+        spread = float((image.amax(0) - image.amin(0)).max()) if image.shape[0] > 1 else 0.0
+        if spread > CHANNEL_TOLERANCE:  # averaging them would silently use another kernel or mask than drawn
+            raise UserError(f"{what} file {path} is a colour image whose channels differ (by up to {spread:.2f}); "
+                            f"one {what} serves every channel: save it as a gray image or a 2-D .npy array.")
+        array = image.mean(0).numpy()
     if not np.all(np.isfinite(array)):
         raise UserError(f"{what} file {path} holds NaN or infinite values.")
     return array

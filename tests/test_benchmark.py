@@ -815,9 +815,10 @@ def test_model_option_rejects_two_models_for_one_channel_count(tmp_path):
         _config(models=(str(tmp_path / "missing.pt"),)).chosen_models()
 
 
-def _bench(photo_dir, *outputs):
+def _bench(photo_dir, *outputs, crop: int = 48):
     return CliRunner().invoke(app, ["benchmark", "--data", str(photo_dir), "--images", "coffee", "--task", "denoise",
-                                    "--method", "baseline", "--crop", "48", "--metrics", "psnr", "-q", *map(str, outputs)])
+                                    "--method", "baseline", "--crop", str(crop), "--metrics", "psnr", "-q",
+                                    *map(str, outputs)])
 
 
 def test_outputs_never_replace_a_file_the_benchmark_did_not_write(photo_dir, tmp_path):
@@ -904,5 +905,5 @@ def test_resume_with_a_task_added_reuses_the_others_and_a_seed_change_is_named(p
     assert {r["task"] for r in json.loads(out.read_text())["records"]} == {"denoise", "sr"}
     seeded = _bench(photo_dir, "--json", out, "--resume", "--seed", "3")
     assert seeded.exit_code == 2 and "other settings (seed differ)" in seeded.output
-    small = _bench(photo_dir, "--crop", "7")
+    small = _bench(photo_dir, crop=7)
     assert small.exit_code == 2 and "--crop must be 0 (whole images) or at least 8" in small.output

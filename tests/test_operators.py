@@ -473,6 +473,27 @@ def test_kernel_from_png(tmp_path):
     assert torch.allclose(op.kernel, torch.from_numpy(array / array.sum()))
 
 
+@pytest.mark.parametrize("kind", ["blur", "mask"])
+def test_a_colour_kernel_or_mask_image_is_refused_and_a_gray_one_saved_as_rgb_is_read(tmp_path, kind):
+    """One kernel (one mask) serves every channel: a colour picture would be averaged into a kernel nobody drew."""
+    from PIL import Image
+
+    gray = np.zeros((9, 9), dtype=np.uint8)
+    gray[4, :] = 255
+    gray[2:7, 4] = 128
+    Image.fromarray(np.stack([gray] * 3, axis=-1)).save(tmp_path / "gray_as_rgb.png")
+    colour = np.stack([gray, gray, np.zeros_like(gray)], axis=-1)  # the horizontal line lacks blue
+    Image.fromarray(colour).save(tmp_path / "colour.png")
+    shape = (3, 9, 9)
+    _expect(f"{kind}:file={tmp_path / 'colour.png'}", shape, "colour.png", "channels differ (by up to 1.00)",
+            "save it as a gray image")
+    op = operators.build(f"{kind}:file={tmp_path / 'gray_as_rgb.png'}", shape, dtype=F64)
+    if kind == "blur":
+        assert torch.allclose(op.kernel, torch.from_numpy(gray / gray.sum()))
+    else:
+        assert torch.equal(op.mask[0, 0].bool(), torch.from_numpy(gray > 127))
+
+
 @pytest.mark.parametrize("spec, hint", [("mask:box", "choose a smaller box"),
                                         ("mask:strokes", "use fewer or thinner strokes")])
 def test_a_mask_that_hides_every_pixel_says_what_to_change(spec, hint):
