@@ -737,7 +737,15 @@ def test_prior_vs_mse_script_compares_each_model_with_the_mse_model_on_held_out_
     found = json.loads((tmp_path / "r.json").read_text())
     assert found["tasks"] == ["denoise"] and not found["verdicts"][str(untrained)]["passes_all"]
     assert "| denoise | `unet-denoiser-color` |" in (tmp_path / "r.md").read_text()
-    assert "not judged (the bar needs sr and deblur)" in (tmp_path / "r.md").read_text()
+    assert "not judged (the bar needs sr and deblur at their own noise)" in (tmp_path / "r.md").read_text()
+    # the bar's tasks at another noise are not the bar either
+    assert main(["--model", str(mse_copy), "--noise", "5/255", *common]) == 0
+    found = json.loads((tmp_path / "r.json").read_text())
+    assert found["noise"] == pytest.approx(5 / 255) and not found["verdicts"][str(mse_copy)]["passes_all"]
+    assert "measurement noise 5/255 on every task" in (tmp_path / "r.md").read_text()
+    with pytest.raises(SystemExit) as bad:  # argparse's own one-line usage error
+        main(["--model", str(mse_copy), "--noise", "2", *common])
+    assert bad.value.code == 2
     # a gray model would silently be replaced by the presets' colour denoisers: refused in one line
     assert main(["--model", "unet-denoiser-gray", *common]) == 2
 
