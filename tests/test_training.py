@@ -499,6 +499,36 @@ def _log(run_dir: Path) -> list[dict]:
         return list(csv.DictReader(handle))
 
 
+def test_data_downscale_averages_blocks_and_shrinks_a_photos_own_noise(tmp_path):
+    """train.data_downscale f: each image is the mean of its f x f blocks, so independent noise in it falls by f."""
+    from pnprgm.training.data import load_images
+
+    rng = np.random.default_rng(0)
+    noise = np.clip(128 + 16 * rng.standard_normal((96, 100, 3)), 0, 255).astype(np.uint8)  # std 16/255
+    Image.fromarray(noise).save(tmp_path / "noisy.png")
+    stored, = load_images([tmp_path / "noisy.png"], 3, 8).images
+    shrunk, = load_images([tmp_path / "noisy.png"], 3, 8, downscale=2).images
+    assert tuple(shrunk.shape) == (3, 48, 50)
+    blocks = torch.from_numpy(noise).permute(2, 0, 1).double().reshape(3, 48, 2, 50, 2).mean((2, 4))
+    assert (shrunk.double() - blocks).abs().max() <= 0.5 + 1e-9  # the block mean, rounded to uint8
+    ratio = float(stored.double().std() / shrunk.double().std())
+    assert 1.8 < ratio < 2.2, ratio
+    with pytest.raises(UserError, match=r"100x96 \(33x32 once shrunk 3x, train.data_downscale\), smaller than the crop 40"):
+        load_images([tmp_path / "noisy.png"], 3, 40, downscale=3)
+    with pytest.raises(UserError, match="data_downscale must be an integer >= 1"):
+        TrainConfig(data_downscale=0)
+
+
+def test_a_run_with_data_downscale_trains_and_validates_on_the_shrunk_images(tmp_path):
+    data = make_images(tmp_path / "data", n=5, size=(40, 44))
+    train(data, tmp_path / "run", process={"name": "denoise", "noise_min": 0.1, "noise_max": 0.2},
+          train={**TINY_TRAIN, "steps": 2, "data_downscale": 2}, size="tiny", progress=False)
+    config = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert config["train"]["data_downscale"] == 2
+    sizes = {tuple(f["size"]) for f in config["data"]["files"]}
+    assert sizes == {(20, 22)}, sizes
+
+
 def test_tiny_model_training_lowers_the_loss(data_dir, tmp_path):
     train(data_dir, tmp_path / "run", process={"name": "denoise", "noise_min": 0.1, "noise_max": 0.2},
           train={**TINY_TRAIN, "steps": 30, "lr_g": 3e-3, "lmbda": 1e-2, "cosine": False}, size="tiny",

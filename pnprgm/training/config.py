@@ -103,6 +103,9 @@ class TrainConfig:
     :param sample_every: steps between sample grids (0: only at the end).
     :param log_every: steps between CSV log lines.
     :param val_fraction: fraction of the data folder held out for validation when no validation folder is given.
+    :param data_downscale: shrink every training and validation image by this integer factor (mean of each
+        ``f x f`` block) as it is loaded: a photo's own sensor noise and JPEG artefacts shrink with it (independent
+        noise by ``f``), which an RGM prior otherwise learns as part of "clean" and adds back as grain. 1: as stored.
     :param val_images: validation images used (centre crops).
     :param val_crop: validation crop size.
     :param val_sigma: noise std (in [0, 1] units) of the validation of denoise/operator processes.
@@ -149,6 +152,7 @@ class TrainConfig:
     sample_every: int = 1000
     log_every: int = 10
     val_fraction: float = 0.1
+    data_downscale: int = 1
     val_images: int = 8
     val_crop: int = 128
     val_sigma: float = 25 / 255
@@ -180,6 +184,8 @@ class TrainConfig:
                 and self.model_every >= 0):
             raise UserError(f"train: minutes and model_every must be finite and >= 0 (0: off); got {self.minutes}, "
                             f"{self.model_every}.")
+        if self.data_downscale < 1:
+            raise UserError(f"train.data_downscale must be an integer >= 1 (1: images as stored); got {self.data_downscale}.")
         if not 0 <= self.ema_decay < 1 or self.lazy_reg < 1 or not 0 <= self.val_fraction < 1:
             raise UserError("train: ema_decay must be in [0, 1), lazy_reg >= 1, val_fraction in [0, 1).")
 

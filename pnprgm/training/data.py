@@ -80,15 +80,21 @@ def detect_channels(files: Sequence[Path]) -> int:
     return 1
 
 
-def load_images(files: Sequence[Path], channels: int, min_size: int, *, what: str = "training") -> ImageSet:
-    """Decode every image to ``channels`` channels; an unreadable image or one smaller than ``min_size`` is a
+def load_images(files: Sequence[Path], channels: int, min_size: int, *, what: str = "training",
+                downscale: int = 1) -> ImageSet:
+    """Decode every image to ``channels`` channels, shrunk by ``downscale`` (mean of each block, the last partial
+    rows and columns dropped); an unreadable image or one smaller than ``min_size`` (after the shrink) is a
     :class:`UserError` naming it."""
     images, digests = [], []
     for path in files:
         image = read_image(path)
-        if image.shape[1] < min_size or image.shape[2] < min_size:
-            raise UserError(f"{what} image {path} is {image.shape[2]}x{image.shape[1]}, smaller than the crop {min_size}; "
-                            f"remove it or use a smaller --crop.")
+        height, width = image.shape[1] // downscale, image.shape[2] // downscale
+        if height < max(min_size, 1) or width < max(min_size, 1):
+            shrunk = f" ({width}x{height} once shrunk {downscale}x, train.data_downscale)" if downscale > 1 else ""
+            raise UserError(f"{what} image {path} is {image.shape[2]}x{image.shape[1]}{shrunk}, smaller than the crop "
+                            f"{min_size}; remove it or use a smaller --crop.")
+        if downscale > 1:
+            image = torch.nn.functional.avg_pool2d(image[None].double(), downscale)[0].float()
         images.append(to_uint8(convert_channels(image, channels)))
         digests.append(sha256_file(path))
     return ImageSet(list(files), images, digests)

@@ -169,11 +169,11 @@ def prepare(data: str | Path, *, process: ProcessConfig, train: TrainConfig, siz
     if train.d_cond and train.d_cond_input == "residual" and not forward.has_residual:
         raise UserError(f"train.d_cond_input=residual needs a measurement with known noise (the denoise or operator "
                         f"process); the {process_config.name} process has none: use train.d_cond_input=measurement.")
-    train_set = load_images(train_files, channels, train.crop)
+    train_set = load_images(train_files, channels, train.crop, downscale=train.data_downscale)
     val_set, val_size = None, 0
     if val_files and train.val_images > 0:
         chosen = sorted(val_files)[: train.val_images]
-        val_set = load_images(chosen, channels, 1, what="validation")
+        val_set = load_images(chosen, channels, 1, what="validation", downscale=train.data_downscale)
         smallest = min(min(im.shape[1:]) for im in val_set.images)
         multiple = math.lcm(generator_multiple, process_size_multiple(process_config))
         val_size = min(train.val_crop, smallest) // multiple * multiple
