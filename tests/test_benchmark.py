@@ -737,12 +737,18 @@ def test_prior_vs_mse_script_compares_each_model_with_the_mse_model_on_held_out_
     found = json.loads((tmp_path / "r.json").read_text())
     assert found["tasks"] == ["denoise"] and not found["verdicts"][str(untrained)]["passes_all"]
     assert "| denoise | `unet-denoiser-color` |" in (tmp_path / "r.md").read_text()
-    assert "not judged (the bar needs sr and deblur at their own noise)" in (tmp_path / "r.md").read_text()
+    assert "not judged (the bar needs sr and deblur at their own noise and presets)" in (tmp_path / "r.md").read_text()
     # the bar's tasks at another noise are not the bar either
     assert main(["--model", str(mse_copy), "--noise", "5/255", *common]) == 0
     found = json.loads((tmp_path / "r.json").read_text())
     assert found["noise"] == pytest.approx(5 / 255) and not found["verdicts"][str(mse_copy)]["passes_all"]
     assert "measurement noise 5/255 on every task" in (tmp_path / "r.md").read_text()
+    # nor with another solver setting (one denoiser call instead of the average of 8 flipped ones)
+    assert main(["--model", str(mse_copy), "--task", "denoise", "--set", "symmetry=none", *common]) == 0
+    found = json.loads((tmp_path / "r.json").read_text())
+    assert found["overrides"] == {"symmetry": "none"} and not found["verdicts"][str(mse_copy)]["passes_all"]
+    cached = [json.loads(f.read_text()) for f in (tmp_path / "work").glob("*symmetry-none.json")]
+    assert len(cached) == 3 and all(c["config"]["overrides"] == {"symmetry": "none"} for c in cached)
     with pytest.raises(SystemExit) as bad:  # argparse's own one-line usage error
         main(["--model", str(mse_copy), "--noise", "2", *common])
     assert bad.value.code == 2
