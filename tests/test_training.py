@@ -796,6 +796,30 @@ def test_init_from_starts_with_the_model_weights_and_records_it(data_dir, tmp_pa
               init_from=source["model"], progress=False)
 
 
+def test_an_added_noise_input_starts_as_faint_grain_on_the_shipped_denoiser(data_dir, tmp_path):
+    """The added channel's start must not cost the model's quality before training: on `unet-denoiser-color` at
+    5/255, where its own error is about 0.01, outputs for two latents differ by well under 1/255 (a gain of 0.1
+    gave 0.006, -1.2 dB)."""
+    from pnprgm.rgm import models
+
+    grown = train(data_dir, tmp_path / "grown", process={"name": "denoise", "noise_min": 0.01, "noise_max": 0.2},
+                  train={**TINY_TRAIN, "steps": 1, "lr_g": 1e-12, "lr_min": 1e-12, "ema_decay": 0.0,
+                         "prior_weight": 0, "lmbda": 1e-4}, model={"noise_input": True},
+                  init_from="unet-denoiser-color", progress=False)
+    G = model_file.load_model(grown["model"])
+    source = model_file.load_model(models.model_path("unet-denoiser-color"))
+    yy, xx = torch.meshgrid(torch.linspace(0, 6, 64), torch.linspace(0, 6, 64), indexing="ij")
+    clean = torch.stack([torch.sin(xx + yy), torch.cos(xx - yy), torch.sin(2 * xx)])[None] * 0.5
+    sigma = 2 * 5 / 255  # [-1, 1] units
+    noisy = clean + sigma * torch.randn(clean.shape, generator=torch.Generator().manual_seed(0))
+    level = torch.full((1,), sigma)
+    z1, z2 = torch.randn(2, 1, G.nz, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        spread = float((G(noisy, level, z1) - G(noisy, level, z2)).pow(2).mean().sqrt()) / 2  # [0, 1] units
+        drift = float((G(noisy, level, z1) - source(noisy, level, z1)).pow(2).mean().sqrt()) / 2
+    assert 0 < spread < 1e-3 and drift < 1e-3, (spread, drift)
+
+
 def test_init_from_can_add_the_noise_input_and_then_z_changes_the_output(data_dir, tmp_path):
     """model.noise_input=true on top of --init-from: the source's weights are kept, the added channel starts small
     and non-zero, so outputs for two latents differ a little at step 0 (and not at all without it)."""
