@@ -123,6 +123,8 @@ def _run_row(config, json_path: Path, quiet: bool):
 
 
 def measure(args: argparse.Namespace, argv: list[str]) -> dict:
+    import hashlib
+    import json
     import re
 
     import torch
@@ -151,9 +153,12 @@ def measure(args: argparse.Namespace, argv: list[str]) -> dict:
                                "methods": (METHOD,), "crop": args.crop, "metrics": METRICS, "figure_images": 0,
                                "models": () if row == PRESETS else (row,), "noise": args.noise,
                                "overrides": overrides})
-        variant = ("" if args.noise is None else f"_noise{args.noise:.4g}") + "".join(
-            f"_{key}-{value}" for key, value in sorted(overrides.items()))
-        slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", row + variant).strip("_")
+        slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", row).strip("_")
+        if args.noise is not None or overrides:  # readable, and a hash so that no two settings share a cache file
+            settings = json.dumps([args.noise, sorted(overrides.items())])
+            slug += "".join(f"_{key}-{value}" for key, value in sorted(overrides.items())) + \
+                "_" + hashlib.sha256(settings.encode()).hexdigest()[:8]
+            slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", slug)
         done = _run_row(config, work / f"{slug}.json", args.quiet)
         summary = report.summarise(done.records, METRICS)
         results[row] = {}

@@ -16,6 +16,8 @@ class Command(click.Command):
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
         if not ctx.resilient_parsing:
             _, _, order = self.make_parser(ctx).parse_args(args=list(args))  # order: one entry per occurrence
+            if any(param.is_eager for param in order):  # --help (or train --list) answers whatever else was given
+                return super().parse_args(ctx, args)
             given = Counter(param for param in order
                             if isinstance(param, click.Option) and not (param.multiple or param.count or param.is_flag))
             for param, times in given.items():
@@ -53,6 +55,9 @@ def parse_assignments(items: tuple[str, ...], option: str = "--set") -> dict[str
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
             raise UserError(f"{option} expects KEY=VALUE, got {item!r}.")
+        if key.strip() in values:
+            raise UserError(f"{option} {key.strip()} was given twice ({values[key.strip()]}, {value.strip()}); give it "
+                            f"once.")
         values[key.strip()] = value.strip()
     return values
 

@@ -747,7 +747,7 @@ def test_prior_vs_mse_script_compares_each_model_with_the_mse_model_on_held_out_
     assert main(["--model", str(mse_copy), "--task", "denoise", "--set", "symmetry=none", *common]) == 0
     found = json.loads((tmp_path / "r.json").read_text())
     assert found["overrides"] == {"symmetry": "none"} and not found["verdicts"][str(mse_copy)]["passes_all"]
-    cached = [json.loads(f.read_text()) for f in (tmp_path / "work").glob("*symmetry-none.json")]
+    cached = [json.loads(f.read_text()) for f in (tmp_path / "work").glob("*symmetry-none_*.json")]
     assert len(cached) == 3 and all(c["config"]["overrides"] == {"symmetry": "none"} for c in cached)
     with pytest.raises(SystemExit) as bad:  # argparse's own one-line usage error
         main(["--model", str(mse_copy), "--noise", "2", *common])

@@ -254,6 +254,23 @@ def test_a_single_valued_option_given_twice_is_one_line_not_the_last_value(tmp_p
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.parametrize("args, message", [
+    (["restore", "x.png", "--set", "lam=0.1", "--set", "lam=0.2", "-o", "out"], "--set lam was given twice (0.1, 0.2)"),
+    (["train", "--data", "d", "--out", "o", "--size", "small", "--preset", "tiny"], "--size small and --preset tiny"),
+    (["restore", "x.png", "--model", "m.pth", "--model-config", "celebahq256", "--model-preset", "cifar10", "-o", "out"],
+     "--model-config celebahq256 and --model-preset cifar10"),
+])
+def test_one_setting_named_twice_through_set_or_an_old_option_name_is_refused(tmp_path, args, message):
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 2 and result.output.count("\n") == 1, result.output
+    assert message in result.output and "once" in result.output
+
+
+def test_help_answers_even_beside_a_repeated_option():
+    result = CliRunner().invoke(app, ["degrade", "-p", "sr2", "-p", "sr4", "--help"])
+    assert result.exit_code == 0 and "Usage: " in result.output and "--operator" in result.output
+
+
 def test_every_command_refuses_repeated_single_options_and_repeatable_ones_still_add_up(tmp_path):
     from pnprgm.cli.options import Command
 

@@ -515,8 +515,12 @@ def test_data_downscale_averages_blocks_and_shrinks_a_photos_own_noise(tmp_path)
     assert 1.8 < ratio < 2.2, ratio
     with pytest.raises(UserError, match=r"100x96 \(33x32 once shrunk 3x, train.data_downscale\), smaller than the crop 40"):
         load_images([tmp_path / "noisy.png"], 3, 40, downscale=3)
-    with pytest.raises(UserError, match="data_downscale must be an integer >= 1"):
-        TrainConfig(data_downscale=0)
+    for bad in (0, 1.5, True):
+        with pytest.raises(UserError, match="data_downscale must be an integer >= 1"):
+            TrainConfig(data_downscale=bad)
+    with pytest.raises(UserError, match=r"validation image .* smaller than 8; remove it or use another image or a "
+                                        r"smaller train.data_downscale"):
+        load_images([tmp_path / "noisy.png"], 3, 8, what="validation", downscale=13)
 
 
 def test_a_run_with_data_downscale_trains_and_validates_on_the_shrunk_images(tmp_path):
@@ -818,6 +822,8 @@ def test_an_added_noise_input_starts_as_faint_grain_on_the_shipped_denoiser(data
         spread = float((G(noisy, level, z1) - G(noisy, level, z2)).pow(2).mean().sqrt()) / 2  # [0, 1] units
         drift = float((G(noisy, level, z1) - source(noisy, level, z1)).pow(2).mean().sqrt()) / 2
     assert 0 < spread < 1e-3 and drift < 1e-3, (spread, drift)
+    record = json.loads((tmp_path / "grown" / "config.json").read_text())
+    assert record["init_from"]["added_input_gain"] == 0.01  # the start depends on it: the run records it
 
 
 def test_init_from_can_add_the_noise_input_and_then_z_changes_the_output(data_dir, tmp_path):

@@ -80,6 +80,9 @@ def command(inputs, outdir, operator, size, solver, preset, denoiser, model_path
                             "count; give one of them.")
         overrides["iterations"] = iters
     if model_preset is not None:
+        if model_config is not None:
+            raise UserError(f"--model-config {model_config} and --model-preset {model_preset} (its old name) both "
+                            f"name the generator config; give --model-config once.")
         click.echo("notice: --model-preset is now called --model-config.", err=True)
         model_config = model_config or model_preset
     if model_path is not None and denoiser is not None:

@@ -113,6 +113,8 @@ def command(data, out, forward, operator, noise, levels, prior, steps, minutes, 
     process = dict(sections.get("process") or {})
     train_args = dict(sections.get("train") or {})
     if preset is not None:
+        if size is not None:
+            raise UserError(f"--size {size} and --preset {preset} (its old name) both set the size; give --size once.")
         click.echo("notice: pnprgm train --preset is now called --size.", err=True)
     size = size or preset or sections.get("size") or "small"
     for key, value in parse_assignments(assignments).items():

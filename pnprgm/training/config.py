@@ -184,7 +184,8 @@ class TrainConfig:
                 and self.model_every >= 0):
             raise UserError(f"train: minutes and model_every must be finite and >= 0 (0: off); got {self.minutes}, "
                             f"{self.model_every}.")
-        if self.data_downscale < 1:
+        if isinstance(self.data_downscale, bool) or int(self.data_downscale) != self.data_downscale \
+                or self.data_downscale < 1:
             raise UserError(f"train.data_downscale must be an integer >= 1 (1: images as stored); got {self.data_downscale}.")
         if not 0 <= self.ema_decay < 1 or self.lazy_reg < 1 or not 0 <= self.val_fraction < 1:
             raise UserError("train: ema_decay must be in [0, 1), lazy_reg >= 1, val_fraction in [0, 1).")

@@ -91,10 +91,12 @@ def load_images(files: Sequence[Path], channels: int, min_size: int, *, what: st
         height, width = image.shape[1] // downscale, image.shape[2] // downscale
         if height < max(min_size, 1) or width < max(min_size, 1):
             shrunk = f" ({width}x{height} once shrunk {downscale}x, train.data_downscale)" if downscale > 1 else ""
-            raise UserError(f"{what} image {path} is {image.shape[2]}x{image.shape[1]}{shrunk}, smaller than the crop "
-                            f"{min_size}; remove it or use a smaller --crop.")
-        if downscale > 1:
-            image = torch.nn.functional.avg_pool2d(image[None].double(), downscale)[0].float()
+            fix = "a smaller --crop" if what == "training" else "another image"
+            fix += " or a smaller train.data_downscale" if downscale > 1 else ""
+            raise UserError(f"{what} image {path} is {image.shape[2]}x{image.shape[1]}{shrunk}, smaller than "
+                            f"{'the crop ' if what == 'training' else ''}{max(min_size, 1)}; remove it or use {fix}.")
+        if downscale > 1:  # float32 holds the mean of 8-bit or 16-bit values exactly enough for the uint8 result
+            image = torch.nn.functional.avg_pool2d(image[None].float(), downscale)[0]
         images.append(to_uint8(convert_channels(image, channels)))
         digests.append(sha256_file(path))
     return ImageSet(list(files), images, digests)

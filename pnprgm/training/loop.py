@@ -178,7 +178,10 @@ def prepare(data: str | Path, *, process: ProcessConfig, train: TrainConfig, siz
         multiple = math.lcm(generator_multiple, process_size_multiple(process_config))
         val_size = min(train.val_crop, smallest) // multiple * multiple
         if val_size < multiple:
-            raise UserError(f"validation images must be at least {multiple} pixels on each side; remove the small ones.")
+            shrunk = (f" once shrunk {train.data_downscale}x ({multiple * train.data_downscale} on disk; or lower "
+                      f"train.data_downscale)") if train.data_downscale > 1 else ""
+            raise UserError(f"validation images must be at least {multiple} pixels on each side{shrunk}; remove the "
+                            f"small ones.")
         forward.check_shape((channels, val_size, val_size))
     return Prepared(train_set, val_set, model_config, process_config, train, forward, val_size, data_root, val_root)
 
@@ -334,6 +337,8 @@ class Trainer:
         self.G.load_state_dict(state)
         self.G_ema.load_state_dict(state)
         self.init_from = dict(initial.provenance)
+        if theirs.shape[1] < ours.shape[1]:  # the start depends on it: a later change must not rewrite history
+            self.init_from["added_input_gain"] = ADDED_INPUT_GAIN
 
     def load(self, content: dict[str, Any]) -> None:
         """Restore everything from a checkpoint's content."""
