@@ -28,10 +28,21 @@ RUN="$OUTDIR/rgm"
 # lmbda 1e-4 and noise 0.01-0.2 drifted least of the CPU runs inside PnP (benchmarks/prior_vs_mse.md; N * lmbda = 1.2
 # for N = 3 * 64^2 values per crop, the official runs have 3 to 10); the learning rates are those of the CPU runs;
 # --steps only shapes the cosine schedule, --minutes stops the run.
-"$PY" -m pnprgm.cli.main train "${DATA[@]}" --out "$RUN" --minutes "$MINUTES" --model-every 60 --device cuda \
-  --forward denoise --noise 0.01:0.2 --prior kld --supervised 0 --lmbda 1e-4 --init-from unet-denoiser-color \
-  --steps 100000 --batch-size 64 --crop 64 --set train.lr_g=5e-6 --set train.lr_min=1e-6 --set train.lr_d=2e-4 \
-  --set train.checkpoint_every=0 --set train.sample_every=0 --set train.val_every=1000 --set train.log_every=100 \
-  -q "$@"
+# `pnprgm train` refuses an option given twice, so a default is left out where the caller gave that option (or that
+# --set key): the options given win over the defaults.
+GIVEN=" $* "
+DEFAULTS=()
+default() {  # default --option VALUE...
+  case "$GIVEN" in *" $1 "* | *" $1="*) ;; *) DEFAULTS+=("$@") ;; esac
+}
+default_set() {  # default_set section.key=value
+  case "$GIVEN" in *" ${1%%=*}="*) ;; *) DEFAULTS+=(--set "$1") ;; esac
+}
+default --model-every 60; default --device cuda; default --forward denoise; default --noise 0.01:0.2
+default --prior kld; default --supervised 0; default --lmbda 1e-4; default --init-from unet-denoiser-color
+default --steps 100000; default --batch-size 64; default --crop 64
+for KV in train.lr_g=5e-6 train.lr_min=1e-6 train.lr_d=2e-4 train.checkpoint_every=0 train.sample_every=0 \
+          train.val_every=1000 train.log_every=100; do default_set "$KV"; done
+"$PY" -m pnprgm.cli.main train "${DATA[@]}" --out "$RUN" --minutes "$MINUTES" "${DEFAULTS[@]}" -q "$@"
 rm -rf "$RUN/checkpoints" "$RUN/last.pt" "$RUN/config.json"
 ls -la "$RUN"

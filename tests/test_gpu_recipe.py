@@ -84,7 +84,8 @@ def test_rgm_recipe_rehearsal_leaves_a_small_rgm_model_and_its_record(tiny_pack,
     env = {**os.environ, "PYTHON": sys.executable}
     result = subprocess.run(
         ["bash", str(REPO / "scripts" / "train_rgm_gpu.sh"), str(out), "0.02", "--device", "cpu", "--data",
-         str(tiny_pack / "train"), "--val", str(tiny_pack / "val"), "--batch-size", "2", "--crop", "32", "--threads", "1"],
+         str(tiny_pack / "train"), "--val", str(tiny_pack / "val"), "--batch-size", "2", "--crop", "32", "--threads", "1",
+         "--set", "train.lr_d=1e-4"],  # given options (and --set keys) replace the script's defaults
         capture_output=True, text=True, env=env, timeout=180)
     assert result.returncode == 0, result.stderr[-2000:]
     files = sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file())
@@ -92,6 +93,7 @@ def test_rgm_recipe_rehearsal_leaves_a_small_rgm_model_and_its_record(tiny_pack,
     assert len(files) == 4 and all((out / f).stat().st_size < 16 * 2**20 for f in files)
     record = read_model_file(out / "rgm" / "model.pt")["record"]
     assert record["train"]["prior"] == "kld" and record["train"]["supervised"] == 0 and record["train"]["lmbda"] == 1e-4
+    assert record["train"]["lr_d"] == 1e-4 and record["train"]["lr_g"] == 5e-6 and record["train"]["crop"] == 32
     assert record["init_from"]["source"] == "unet-denoiser-color" and record["steps"] >= 1
     assert 0 < record["recent_d_loss"] < 10
     model = load_model(out / "rgm" / "model.pt")
