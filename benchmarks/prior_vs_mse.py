@@ -131,6 +131,7 @@ def measure(args: argparse.Namespace, argv: list[str]) -> dict:
 
     from pnprgm.benchmark import report
     from pnprgm.benchmark.runner import build_config
+    from pnprgm.cli.options import parse_assignments
     from pnprgm.errors import UserError
     from pnprgm.rgm import models
 
@@ -142,10 +143,10 @@ def measure(args: argparse.Namespace, argv: list[str]) -> dict:
                             f"colour model.")
     work = Path(args.work)
     names = heldout_colour(Path(args.train), work / "heldout")[:args.limit]
-    from pnprgm.cli.options import parse_assignments
-
     tasks = tuple(dict.fromkeys(args.task)) if args.task else TASKS
     overrides = parse_assignments(tuple(args.overrides))
+    # the bar is sr and deblur together at their own noise and presets: another run is shown, never judged
+    judged = args.noise is None and not overrides and set(TASKS) <= set(tasks)
     rows = [PRESETS, MSE_MODEL] + [m for m in dict.fromkeys(args.model) if m != MSE_MODEL]
     results, resolved = {}, {}
     for row in rows:
@@ -153,12 +154,12 @@ def measure(args: argparse.Namespace, argv: list[str]) -> dict:
                                "methods": (METHOD,), "crop": args.crop, "metrics": METRICS, "figure_images": 0,
                                "models": () if row == PRESETS else (row,), "noise": args.noise,
                                "overrides": overrides})
-        slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", row).strip("_")
+        variant = ""
         if args.noise is not None or overrides:  # readable, and a hash so that no two settings share a cache file
             settings = json.dumps([args.noise, sorted(overrides.items())])
-            slug += "".join(f"_{key}-{value}" for key, value in sorted(overrides.items())) + \
+            variant = "".join(f"_{key}-{value}" for key, value in sorted(overrides.items())) + \
                 "_" + hashlib.sha256(settings.encode()).hexdigest()[:8]
-            slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", slug)
+        slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", row + variant).strip("_")
         done = _run_row(config, work / f"{slug}.json", args.quiet)
         summary = report.summarise(done.records, METRICS)
         results[row] = {}
@@ -171,10 +172,10 @@ def measure(args: argparse.Namespace, argv: list[str]) -> dict:
         resolved[row] = done.data["config"]["resolved"]["methods"][METHOD]
     verdicts = {row: {task: verdict(results[row][task], results[MSE_MODEL][task]) for task in tasks}
                 for row in rows[2:]}
-    for row, judged in verdicts.items():
-        # the bar is sr and deblur together at their own noise: another run cannot pass it
-        judged["passes_all"] = args.noise is None and not overrides and all(task in judged and judged[task]["passes"] for task in TASKS)
-    return {"tasks": tasks, "method": METHOD, "crop": args.crop, "noise": args.noise, "overrides": overrides, "photos": names, "rows": rows, "results": results,
+    for row, by_task in verdicts.items():
+        by_task["passes_all"] = judged and all(by_task[task]["passes"] for task in TASKS)
+    return {"tasks": tasks, "method": METHOD, "crop": args.crop, "noise": args.noise, "overrides": overrides,
+            "judged": judged, "photos": names, "rows": rows, "results": results,
             "resolved": resolved, "verdicts": verdicts, "threads": torch.get_num_threads(),
             "platform": platform.platform(), "command": "python benchmarks/prior_vs_mse.py " + " ".join(argv)}
 
@@ -206,7 +207,7 @@ def write(found: dict, stem: Path) -> None:
     lines += ["", f"Bar: LPIPS-VGG below `{MSE_MODEL}`'s at a PSNR cost of at most {MAX_PSNR_COST} dB.", ""]
     for row, tasks in found["verdicts"].items():
         judged = "passes on both tasks" if tasks["passes_all"] else (
-            "does not pass" if set(TASKS) <= set(tasks) and found.get("noise") is None and not found.get("overrides")
+            "does not pass" if found["judged"]
             else f"not judged (the bar needs {' and '.join(TASKS)} at their own noise and presets)")
         lines.append(f"- `{row}`: {judged}")
         for task in found["tasks"]:

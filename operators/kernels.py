@@ -120,7 +120,7 @@ def _read_2d(path: Path, what: str) -> np.ndarray:
         from pnprgm.io import read_image
 
         image = read_image(path).double()  # UserError naming the file when unreadable
-        spread = float((image.amax(0) - image.amin(0)).max()) if image.shape[0] > 1 else 0.0
+        spread = float((image.amax(0) - image.amin(0)).max())  # 0 for a one-channel image
         if spread > CHANNEL_TOLERANCE:  # averaging them would silently use another kernel or mask than drawn
             raise UserError(f"{what} file {path} is a colour image whose channels differ (by up to {spread:.2f}); "
                             f"one {what} serves every channel: save it as a gray image or a 2-D .npy array.")

@@ -86,15 +86,16 @@ def load_images(files: Sequence[Path], channels: int, min_size: int, *, what: st
     rows and columns dropped); an unreadable image or one smaller than ``min_size`` (after the shrink) is a
     :class:`UserError` naming it."""
     images, digests = [], []
+    least = max(min_size, 1)  # a shrink may leave nothing of a small image
     for path in files:
         image = read_image(path)
         height, width = image.shape[1] // downscale, image.shape[2] // downscale
-        if height < max(min_size, 1) or width < max(min_size, 1):
+        if height < least or width < least:
             shrunk = f" ({width}x{height} once shrunk {downscale}x, train.data_downscale)" if downscale > 1 else ""
             fix = "a smaller --crop" if what == "training" else "another image"
             fix += " or a smaller train.data_downscale" if downscale > 1 else ""
             raise UserError(f"{what} image {path} is {image.shape[2]}x{image.shape[1]}{shrunk}, smaller than "
-                            f"{'the crop ' if what == 'training' else ''}{max(min_size, 1)}; remove it or use {fix}.")
+                            f"{'the crop ' if what == 'training' else ''}{least}; remove it or use {fix}.")
         if downscale > 1:  # float32 holds the mean of 8-bit or 16-bit values exactly enough for the uint8 result
             image = torch.nn.functional.avg_pool2d(image[None].float(), downscale)[0]
         images.append(to_uint8(convert_channels(image, channels)))
