@@ -62,7 +62,9 @@ def methods(models: dict[str, str]) -> dict[str, dict]:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    from pnprgm.cli.options import OnceParser
+
+    parser = OnceParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--train-folder", default=str(REPO.parent / "shared" / "data" / "train"))
     parser.add_argument("--model", action="append", default=[], metavar="NAME=COLOR[,GRAY]",
                         help="a learned method: shipped names or model files (colour, then gray)")

@@ -49,7 +49,10 @@ def parse_args(argv=None) -> argparse.Namespace:
             raise argparse.ArgumentTypeError(f"must be a std in [0, 1]; got {text}")
         return value
 
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    from pnprgm.cli.options import OnceParser
+
+
+    parser = OnceParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", action="append", required=True,
                         help="colour model to judge (shipped name or model file); repeatable")
     parser.add_argument("--train", default=str(HERE.parent.parent / "shared" / "data" / "train"),

@@ -32,7 +32,9 @@ SPEC, NOISE = "mask:random,rate=0.5,seed=0", 0.01
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    from pnprgm.cli.options import OnceParser
+
+    parser = OnceParser(description=__doc__.splitlines()[0])
     parser.add_argument("--method", default=",".join(METHODS), help="comma-separated DENOISER:SOLVER pairs")
     parser.add_argument("--samples", type=int, default=8, help="restorations per photo (default 8)")
     parser.add_argument("--crop", type=int, default=128, help="centre crop side (default 128)")

@@ -26,7 +26,9 @@ SPEC = "sr4"  # the operator: 4x super-resolution by 4x4 block means (task sr)
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    from pnprgm.cli.options import OnceParser
+
+    parser = OnceParser(description=__doc__.splitlines()[0])
     parser.add_argument("--denoiser", default="default",
                         help="denoiser name or model file (default: the shipped default, or the preset's model)")
     parser.add_argument("--solver", default="drs", help="drs, admm or hqs (default: drs)")

@@ -35,7 +35,9 @@ TUNING_IMAGES = ("astronaut", "coffee", "camera")
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    from pnprgm.cli.options import OnceParser
+
+    parser = OnceParser(description=__doc__.splitlines()[0])
     parser.add_argument("--task", default="sr,deblur,inpaint,colorize",
                         help=f"comma-separated benchmark tasks: {', '.join(tasks.registry.names())} (old names: "
                              f"{', '.join(f'{old} for {new}' for old, new in tasks.registry.aliases().items())})")

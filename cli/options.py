@@ -1,6 +1,7 @@
 """Options and parsers shared by several commands (so each command stays a thin layer)."""
 from __future__ import annotations
 
+import argparse
 from collections import Counter
 from typing import Any, Optional
 
@@ -25,6 +26,34 @@ class Command(click.Command):
                     raise click.UsageError(f"{' / '.join(param.opts)} was given {times} times; give it once (only "
                                            f"the last would count).", ctx)
         return super().parse_args(ctx, args)
+
+
+class OnceParser(argparse.ArgumentParser):
+    """The scripts' argparse parser with :class:`Command`'s rule: a single-valued option given twice is an error
+    (argparse, like click, would keep the last silently)."""
+
+    def add_argument(self, *args: Any, **kwargs: Any) -> argparse.Action:
+        if args and str(args[0]).startswith(self.prefix_chars) and kwargs.get("action", "store") == "store":
+            kwargs["action"] = _StoreOnce
+        return super().add_argument(*args, **kwargs)
+
+    def parse_known_args(self, args: Any = None, namespace: Any = None) -> tuple[argparse.Namespace, list[str]]:
+        parsed, extra = super().parse_known_args(args, namespace)
+        vars(parsed).pop(_GIVEN, None)
+        return parsed, extra
+
+
+_GIVEN = "_options_given"
+
+
+class _StoreOnce(argparse.Action):
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any,
+                 option_string: Optional[str] = None) -> None:
+        given = vars(namespace).setdefault(_GIVEN, set())
+        if self.dest in given:
+            parser.error(f"{' / '.join(self.option_strings)} was given twice; give it once (only the last would count).")
+        given.add(self.dest)
+        setattr(namespace, self.dest, values)
 
 
 SEED = click.IntRange(0, MAX_SEED)

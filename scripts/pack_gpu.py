@@ -52,7 +52,9 @@ def encode(path: Path, side: int, quality: int) -> bytes:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    from pnprgm.cli.options import OnceParser
+
+    parser = OnceParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("folders", nargs="*", default=[str(REPO.parent / "shared" / "data" / "train")],
                         help="folders of training photos (default ../shared/data/train)")
     parser.add_argument("--out", default=str(REPO / ".gpu"), help="pack folder (default .gpu in the checkout)")

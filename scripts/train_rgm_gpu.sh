@@ -38,7 +38,8 @@ default() {  # default --option VALUE...
 default_set() {  # default_set section.key=value
   case "$GIVEN" in *" ${1%%=*}="*) ;; *) DEFAULTS+=(--set "$1") ;; esac
 }
-default --model-every 60; default --device cuda; default --forward denoise; default --noise 0.01:0.2
+default --model-every 60; default --device cuda; default --noise 0.01:0.2
+case "$GIVEN" in *" --operator "* | *" --operator="*) ;; *) default --forward denoise ;; esac  # --operator picks its own process
 default --prior kld; default --supervised 0; default --lmbda 1e-4; default --init-from unet-denoiser-color
 default --steps 100000; default --batch-size 64; default --crop 64
 for KV in train.lr_g=5e-6 train.lr_min=1e-6 train.lr_d=2e-4 train.checkpoint_every=0 train.sample_every=0 \

@@ -2,6 +2,9 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -278,3 +281,31 @@ def test_every_command_refuses_repeated_single_options_and_repeatable_ones_still
     # --set is repeatable and -q a flag: given twice they are fine
     ctx = app.commands["restore"].make_context("restore", ["x.png", "-o", "o", "--set", "a=1", "--set", "b=2", "-q", "-q"])
     assert ctx.params["assignments"] == ("a=1", "b=2")
+
+
+def test_the_scripts_parser_refuses_a_repeated_single_option_and_keeps_repeatable_ones(capsys):
+    """OnceParser (benchmarks/, scripts/): argparse keeps the last of ``--limit 2 --limit 3`` silently; here it is an
+    error that names the option, while append options and flags may repeat and a reparse starts afresh."""
+    from pnprgm.cli.options import OnceParser
+
+    parser = OnceParser(prog="script")
+    parser.add_argument("--limit", type=int, default=None)
+    parser.add_argument("--model", action="append", default=[])
+    parser.add_argument("-q", action="store_true")
+    with pytest.raises(SystemExit) as exit_info:
+        parser.parse_args(["--limit", "2", "--limit", "3"])
+    assert exit_info.value.code == 2
+    assert "--limit was given twice; give it once" in capsys.readouterr().err
+    parsed = parser.parse_args(["--limit", "2", "--model", "a", "--model", "b", "-q", "-q"])
+    assert vars(parsed) == {"limit": 2, "model": ["a", "b"], "q": True}  # no bookkeeping left in the result
+    assert parser.parse_args(["--limit", "4"]).limit == 4  # the earlier parse does not count as a first giving
+
+
+@pytest.mark.parametrize("script", ["benchmarks/denoise_vs_bm3d.py", "benchmarks/prior_vs_mse.py",
+                                    "benchmarks/sample_spread.py", "benchmarks/speed.py",
+                                    "benchmarks/tune_presets.py", "scripts/pack_gpu.py"])
+def test_every_script_refuses_a_repeated_single_option(script):
+    repo = Path(__file__).resolve().parents[1]
+    result = subprocess.run([sys.executable, str(repo / script), "--threads", "1", "--threads", "1", "--out", "x",
+                             "--out", "y"], capture_output=True, text=True, cwd=repo, timeout=120)
+    assert result.returncode == 2 and "was given twice; give it once" in result.stderr, result.stderr

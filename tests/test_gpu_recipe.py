@@ -100,6 +100,33 @@ def test_rgm_recipe_rehearsal_leaves_a_small_rgm_model_and_its_record(tiny_pack,
     assert model.config["channels"] == 3
 
 
+@pytest.mark.parametrize("given, present, absent", [
+    ([], ["--forward denoise", "--lmbda 1e-4", "--set train.lr_g=5e-6"], []),
+    (["--operator", "blur:gaussian,sigma=2"], ["--operator blur:gaussian,sigma=2"], ["--forward"]),
+    (["--lmbda", "5e-5", "--set", "train.lr_g=1e-5"], ["--lmbda 5e-5", "--set train.lr_g=1e-5"],
+     ["--lmbda 1e-4", "train.lr_g=5e-6"]),
+])
+def test_rgm_recipe_passes_each_option_once_and_the_callers_win(tmp_path, given, present, absent):
+    """`pnprgm train` refuses an option given twice, so train_rgm_gpu.sh leaves out each default the caller gave; an
+    --operator replaces the default denoising process (``--forward`` beside it is a contradiction). Checked with a
+    stand-in python that records the command line instead of training."""
+    stub, seen = tmp_path / "python", tmp_path / "argv.txt"
+    stub.write_text('#!/usr/bin/env bash\nif [ "$1" = -m ]; then printf "%s\\n" "$@" > "$SEEN"\n'
+                    '  while [ $# -gt 0 ]; do [ "$1" = --out ] && mkdir -p "$2"; shift; done; fi\nexit 0\n')
+    stub.chmod(0o755)
+    env = {**os.environ, "PYTHON": str(stub), "SEEN": str(seen)}
+    result = subprocess.run(["bash", str(REPO / "scripts" / "train_rgm_gpu.sh"), str(tmp_path / "out"), "1", *given],
+                            capture_output=True, text=True, env=env, timeout=60)
+    assert result.returncode == 0, result.stderr[-2000:]
+    argv = seen.read_text().splitlines()
+    line = " ".join(argv)
+    options = [a for a in argv if a.startswith("--") and a != "--set"]
+    assert len(options) == len(set(options)), line  # no option twice
+    keys = [argv[i + 1].split("=")[0] for i, a in enumerate(argv) if a == "--set"]
+    assert len(keys) == len(set(keys)), line
+    assert all(p in line for p in present) and not any(a in line for a in absent), line
+
+
 def test_recipe_model_runs_as_denoiser(recipe_run):
     from pnprgm.denoisers.rgm import load_denoiser
 
