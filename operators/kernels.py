@@ -119,6 +119,7 @@ def _read_2d(path: Path, what: str) -> np.ndarray:
     else:
         from pnprgm.io import read_image
 
+        _refuse_transparency(path, what)
         image = read_image(path).double()  # UserError naming the file when unreadable
         spread = float((image.amax(0) - image.amin(0)).max())  # 0 for a one-channel image
         if spread > CHANNEL_TOLERANCE:  # averaging them would silently use another kernel or mask than drawn
@@ -128,6 +129,23 @@ def _read_2d(path: Path, what: str) -> np.ndarray:
     if not np.all(np.isfinite(array)):
         raise UserError(f"{what} file {path} holds NaN or infinite values.")
     return array
+
+
+def _refuse_transparency(path: Path, what: str) -> None:
+    """Refuse an image with transparent pixels: reading drops the alpha, so the colours hidden under them (often
+    arbitrary, whatever the editor kept) would become kernel or mask values, when the drawing meant the alpha."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as image:
+            if "A" not in image.getbands() and "transparency" not in image.info:
+                return
+            lowest_alpha = image.convert("RGBA").getchannel("A").getextrema()[0]
+    except Exception:  # unreadable: read_image says so in its own words
+        return
+    if lowest_alpha < 255:
+        raise UserError(f"{what} file {path} has transparent pixels, and only its gray values are read (not the "
+                        f"alpha): flatten it onto a black or white background and save it without transparency.")
 
 
 def load_kernel(path: Path, image_size: tuple[int, int]) -> np.ndarray:

@@ -494,6 +494,30 @@ def test_a_colour_kernel_or_mask_image_is_refused_and_a_gray_one_saved_as_rgb_is
         assert torch.equal(op.mask[0, 0].bool(), torch.from_numpy(gray > 127))
 
 
+@pytest.mark.parametrize("kind", ["blur", "mask"])
+def test_a_kernel_or_mask_drawn_with_transparency_is_refused_and_an_opaque_alpha_is_ignored(tmp_path, kind):
+    """Reading drops the alpha: the colours an editor keeps under transparent pixels would become the values."""
+    from PIL import Image
+
+    gray = np.zeros((9, 9), dtype=np.uint8)
+    gray[4, :] = 255
+    hidden = np.stack([gray, 255 - gray, gray, np.where(gray > 0, 255, 0).astype(np.uint8)], axis=-1)
+    Image.fromarray(hidden, "RGBA").save(tmp_path / "drawn.png")
+    opaque = np.stack([gray] * 3 + [np.full_like(gray, 255)], axis=-1)
+    Image.fromarray(opaque, "RGBA").save(tmp_path / "opaque.png")
+    Image.fromarray(np.stack([gray, np.full_like(gray, 255)], axis=-1), "LA").save(tmp_path / "gray_alpha.png")
+    shape = (3, 9, 9)
+    _expect(f"{kind}:file={tmp_path / 'drawn.png'}", shape, "drawn.png", "has transparent pixels",
+            "save it without transparency")
+    for name in ("opaque.png", "gray_alpha.png"):
+        with pytest.warns(UserWarning, match="alpha channel dropped"):
+            op = operators.build(f"{kind}:file={tmp_path / name}", shape, dtype=F64)
+        if kind == "blur":
+            assert torch.allclose(op.kernel, torch.from_numpy(gray / gray.sum()))
+        else:
+            assert torch.equal(op.mask[0, 0].bool(), torch.from_numpy(gray > 127))
+
+
 @pytest.mark.parametrize("spec, hint", [("mask:box", "choose a smaller box"),
                                         ("mask:strokes", "use fewer or thinner strokes")])
 def test_a_mask_that_hides_every_pixel_says_what_to_change(spec, hint):
