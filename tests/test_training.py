@@ -773,6 +773,27 @@ def test_minutes_stops_training_in_time_and_model_every_writes_the_model_on_the_
     assert (kept.minutes, kept.model_every, kept.steps) == (0, 0, 10)
 
 
+def test_model_at_steps_keeps_a_model_of_each_listed_step(data_dir, tmp_path):
+    """model_at_steps=1,3: model_step0000001.pt and model_step0000003.pt beside model.pt, each the EMA generator of its
+    step (the step-1 one differs from the last); a folder that already holds such a file is refused unasked."""
+    args = dict(process={"name": "denoise", "noise_min": 0.01, "noise_max": 0.2}, size="tiny", progress=False)
+    train(data_dir, tmp_path / "run", train={**TINY_TRAIN, "steps": 3, "model_at_steps": "1,3", "val_images": 0}, **args)
+    first, third = (model_file.read_model_file(tmp_path / "run" / f"model_step000000{n}.pt") for n in (1, 3))
+    last = model_file.read_model_file(tmp_path / "run" / "model.pt")
+    assert (first["record"]["steps"], third["record"]["steps"]) == (1, 3)
+    weights = [m["generator"]["state_dict"] for m in (first, third, last)]
+    assert all(torch.equal(weights[1][k], weights[2][k]) for k in weights[2])
+    assert not all(torch.equal(weights[0][k], weights[2][k]) for k in weights[2])
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "model_step0000002.pt").write_text("not a run's")
+    with pytest.raises(UserError, match="model_step0000002.pt, which a new run would replace"):
+        train(data_dir, tmp_path / "mine", train={**TINY_TRAIN, "steps": 2, "model_at_steps": [2]}, **args)
+    assert (tmp_path / "mine" / "model_step0000002.pt").read_text() == "not a run's"
+    for bad, message in (("0", "must list steps from 1 to steps .3."), ("2,4", "must list steps"), ("1.5", "must be a int")):
+        with pytest.raises(UserError, match=f"model_at_steps {message}"):
+            build_strict(TrainConfig, {"steps": 3, "model_at_steps": bad})
+
+
 def test_init_from_starts_with_the_model_weights_and_records_it(data_dir, tmp_path):
     """Fine-tuning: step 0 of the new run is the source's EMA generator; the architecture and lineage are kept."""
     args = dict(process={"name": "denoise", "noise_min": 0.01, "noise_max": 0.2}, progress=False)

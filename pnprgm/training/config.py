@@ -113,6 +113,8 @@ class TrainConfig:
         write the model); 0: no time limit. For a time-boxed machine, e.g. a lent GPU.
     :param model_every: also write ``model.pt`` every this many seconds (0: only at the end), so that a run that is
         killed still leaves its latest model.
+    :param model_at_steps: also write ``model_step<N>.pt`` (the EMA generator, as ``model.pt``) when step N is reached:
+        with a prior the latest model is not always the best one, and a time-boxed run cannot be resumed to go back.
     """
 
     steps: int = 1000
@@ -158,6 +160,7 @@ class TrainConfig:
     val_sigma: float = 25 / 255
     minutes: float = 0.0
     model_every: float = 0.0
+    model_at_steps: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
         if self.steps < 1 or self.batch_size < 1 or self.crop < 4:
@@ -184,6 +187,9 @@ class TrainConfig:
                 and self.model_every >= 0):
             raise UserError(f"train: minutes and model_every must be finite and >= 0 (0: off); got {self.minutes}, "
                             f"{self.model_every}.")
+        if any(isinstance(n, bool) or int(n) != n or not 1 <= n <= self.steps for n in self.model_at_steps):
+            raise UserError(f"train.model_at_steps must list steps from 1 to steps ({self.steps}), e.g. 500,1000; got "
+                            f"{','.join(map(str, self.model_at_steps))}.")
         if isinstance(self.data_downscale, bool) or int(self.data_downscale) != self.data_downscale \
                 or self.data_downscale < 1:
             raise UserError(f"train.data_downscale must be an integer >= 1 (1: images as stored); got {self.data_downscale}.")

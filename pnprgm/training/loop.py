@@ -50,7 +50,8 @@ from pnprgm.training.processes import ForwardProcess, build_process, process_siz
 from pnprgm.training.sampling import grid, restore_degraded, sample_from_noise
 
 #: Train fields that may change when resuming (the others must match the checkpoint).
-RESUMABLE_CHANGES = ("steps", "checkpoint_every", "keep_checkpoints", "val_every", "sample_every", "log_every")
+RESUMABLE_CHANGES = ("steps", "checkpoint_every", "keep_checkpoints", "val_every", "sample_every", "log_every",
+                     "model_at_steps")
 #: settings of one process, never taken from a checkpoint: a resumed run has the time box its own command gives
 PER_PROCESS = ("minutes", "model_every")
 LOG_FIELDS = ["step", "seconds", "lr_g", "g_loss", "prior", "fidelity", "supervised", "perceptual", "d_loss", "d_real", "d_fake", "r1",
@@ -408,8 +409,8 @@ class Trainer:
         dist.broadcast(value, src=0)
         return bool(value.item())
 
-    def save_model(self) -> Path:
-        path = self.out / "model.pt"
+    def save_model(self, name: str = "model.pt") -> Path:
+        path = self.out / name
         model_file.save_model(path, self.G_ema.state_dict(), dict(self.G.config), to_dict(self.p.process_config), self.record())
         return path
 
@@ -586,6 +587,8 @@ class Trainer:
             if not done and cfg.model_every and now - last_model >= cfg.model_every and self.dist.main:
                 self.save_model()
                 last_model = now
+            if self.step in cfg.model_at_steps and self.dist.main:
+                self.save_model(snapshot_name(self.step))
             validated = False
             if self.dist.main and (done or (cfg.val_every and self.step % cfg.val_every == 0)):
                 validated = self.validate() is not None
@@ -628,6 +631,11 @@ def _average_gradients(module: nn.Module) -> None:
 
 
 #: What a run writes into its folder; a new run refuses a folder holding any of them (unless overwrite).
+def snapshot_name(step: int) -> str:
+    """File name of the model written at ``step`` (``train.model_at_steps``)."""
+    return f"model_step{step:07d}.pt"
+
+
 RUN_FILES = ("config.json", "record.json", "log.csv", "model.pt", "last.pt", "checkpoints", "samples")
 
 
@@ -676,7 +684,7 @@ def train(data: str | Path, out: str | Path, *, process: ProcessConfig | dict | 
     elif (out / "last.pt").exists() and not overwrite:
         raise UserError(f"{out} already holds a run (last.pt); add --resume to continue it or choose another --out.")
     else:
-        refuse_taken(out, RUN_FILES, overwrite=overwrite)
+        refuse_taken(out, RUN_FILES + tuple(snapshot_name(n) for n in train_cfg.model_at_steps), overwrite=overwrite)
     if out.exists() and not out.is_dir():
         raise UserError(f"--out {out} is a file; give a folder (it is created).")
     initial = None
