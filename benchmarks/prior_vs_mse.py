@@ -38,18 +38,7 @@ def parse_args(argv=None) -> argparse.Namespace:
             raise argparse.ArgumentTypeError(f"must be at least 1; got {value}")
         return value
 
-    def noise_level(text: str) -> float:
-        from pnprgm.cli.options import NOISE_LEVEL
-
-        try:
-            value = NOISE_LEVEL.convert(text, None, None)
-        except Exception as err:  # click's BadParameter: argparse wants its own error type
-            raise argparse.ArgumentTypeError(err.format_message() if hasattr(err, "format_message") else str(err))
-        if not 0 <= value <= 1:
-            raise argparse.ArgumentTypeError(f"must be a std in [0, 1]; got {text}")
-        return value
-
-    from pnprgm.cli.options import OnceParser
+    from pnprgm.cli.options import OnceParser, noise_level_argument
 
 
     parser = OnceParser(description=__doc__.splitlines()[0])
@@ -60,7 +49,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--task", action="append", choices=("sr", "deblur", "denoise", "inpaint"), default=None,
                         help="task to judge, repeatable (default: sr and deblur, the bar's); denoise shows the model "
                              "as a plain denoiser (noise 25/255), apart from the solver")
-    parser.add_argument("--noise", type=noise_level, default=None,
+    parser.add_argument("--noise", type=noise_level_argument, default=None,
                         help="measurement noise std of every task, e.g. 5/255 (default: each task's own; a "
                              "posterior sampler's PSNR cost grows as the noise falls)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",

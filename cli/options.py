@@ -112,6 +112,17 @@ class NoiseLevel(click.ParamType):
 NOISE_LEVEL = NoiseLevel()
 
 
+def noise_level_argument(text: str) -> float:
+    """argparse ``type=`` of the scripts for a noise std in [0, 1] units (``0.02``, ``5/255``): NOISE_LEVEL's twin."""
+    try:
+        value = NOISE_LEVEL.convert(text, None, None)
+    except click.BadParameter as err:
+        raise argparse.ArgumentTypeError(err.format_message()) from None
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"must be a std in [0, 1]; got {text}")
+    return value
+
+
 class NoiseRange(click.ParamType):
     """A noise std or a range ``MIN:MAX`` in [0, 1] units, each part a :class:`NoiseLevel` (``1/255:50/255``)."""
 

@@ -756,6 +756,42 @@ def test_prior_vs_mse_script_compares_each_model_with_the_mse_model_on_held_out_
     assert main(["--model", "unet-denoiser-gray", *common]) == 2
 
 
+def test_residual_by_noise_tells_a_denoiser_that_keeps_the_noise_from_one_that_removes_it(tmp_path, monkeypatch):
+    """benchmarks/residual_by_noise.py on one held-out photo: a "denoiser" that returns its input keeps all the noise
+    (residual ratio 0, detail above the photo's); an oracle that returns the clean photo removes exactly the noise
+    (ratio ~ 1, detail ratio 1); the MSE model lies between (0 < ratio < 1) and its ratio grows with the noise."""
+    import runpy
+
+    from pnprgm import io
+    from pnprgm.denoisers import rgm
+
+    train = tmp_path / "train"
+    train.mkdir()
+    rng = torch.Generator().manual_seed(0)
+    for index in range(10):  # 10 photos: the 10 % held out is one
+        smooth = torch.nn.functional.interpolate(torch.rand(1, 3, 12, 12, generator=rng), size=(72, 72), mode="bicubic")
+        io.write_image(train / f"p{index}.png", smooth[0].clamp(0, 1))
+    script = runpy.run_path(str(Path(__file__).resolve().parents[1] / "benchmarks" / "residual_by_noise.py"))
+    photos = script["heldout_colour"](train, 64, None)
+    assert len(photos) == 1
+    clean = photos[0][1][None]
+    stand_ins = {"keeps": lambda y, sigma: y, "oracle": lambda y, sigma: clean}
+    original = rgm.load_denoiser
+    monkeypatch.setattr(rgm, "load_denoiser", lambda name, channels=3: stand_ins.get(name) or original(name, channels=channels))
+    levels = [5 / 255, 25 / 255]
+    keeps, oracle, mse = (script["measure"](name, photos, levels) for name in ("keeps", "oracle", "unet-denoiser-color"))
+    assert all(row["residual_ratio"] == 0 and row["detail_ratio"] > 1.2 for row in keeps)
+    assert all(abs(row["residual_ratio"] - 1) < 0.1 and row["detail_ratio"] == pytest.approx(1) for row in oracle)
+    assert all(0 < row["residual_ratio"] < 1 for row in mse) and mse[0]["residual_ratio"] < mse[1]["residual_ratio"]
+    assert mse[1]["psnr"] > keeps[1]["psnr"] + 3
+    main = script["main"]
+    assert main(["--model", "unet-denoiser-color", "--train", str(train), "--crop", "64", "--noise", "5/255",
+                 "--out", str(tmp_path / "r")]) == 0
+    assert "| `unet-denoiser-color` | " in (tmp_path / "r.md").read_text()
+    assert json.loads((tmp_path / "r.json").read_text())["results"]["unet-denoiser-color"][0]["noise"] == pytest.approx(5 / 255)
+    assert main(["--model", "unet-denoiser-color", "--train", str(train), "--noise", "0"]) == 1
+
+
 @pytest.mark.parametrize("mine,passes", [
     ({"psnr": 29.6, "lpips": 0.19, "lpips_vgg": 0.229}, True),    # 0.4 dB for a better LPIPS-VGG
     ({"psnr": 29.4, "lpips": 0.15, "lpips_vgg": 0.200}, False),   # 0.6 dB is too much, whatever the gain
