@@ -698,6 +698,19 @@ def test_sample_spread_script_measures_where_samples_differ(tmp_path):
     assert Image.open(tmp_path / "s.png").size == (3 * 32, 2 * 32)
 
 
+def _training_folder_with_one_held_out_photo(tmp_path: Path) -> Path:
+    """10 smooth colour 72x72 photos: the 10 % that split_validation holds out is one."""
+    from pnprgm import io
+
+    train = tmp_path / "train"
+    train.mkdir()
+    rng = torch.Generator().manual_seed(0)
+    for index in range(10):
+        smooth = torch.nn.functional.interpolate(torch.rand(1, 3, 12, 12, generator=rng), size=(72, 72), mode="bicubic")
+        io.write_image(train / f"p{index}.png", smooth[0].clamp(0, 1))
+    return train
+
+
 @pytest.mark.slow
 def test_prior_vs_mse_script_compares_each_model_with_the_mse_model_on_held_out_photos(tmp_path, lpips_ready):
     """benchmarks/prior_vs_mse.py: a copy of the MSE model costs exactly 0 dB and gains 0 LPIPS (same seeds, same
@@ -705,15 +718,9 @@ def test_prior_vs_mse_script_compares_each_model_with_the_mse_model_on_held_out_
     import runpy
     import shutil
 
-    from pnprgm import io
     from pnprgm.rgm import models
 
-    train = tmp_path / "train"
-    train.mkdir()
-    rng = torch.Generator().manual_seed(0)
-    for index in range(10):  # 10 photos: the 10 % held out is one
-        smooth = torch.nn.functional.interpolate(torch.rand(1, 3, 12, 12, generator=rng), size=(72, 72), mode="bicubic")
-        io.write_image(train / f"p{index}.png", smooth[0].clamp(0, 1))
+    train = _training_folder_with_one_held_out_photo(tmp_path)
     mse_copy = tmp_path / "mse_copy.pt"
     shutil.copyfile(models.model_path("unet-denoiser-color"), mse_copy)
     untrained = _tiny_model_file(tmp_path / "untrained.pt", 3)
@@ -762,15 +769,9 @@ def test_residual_by_noise_tells_a_denoiser_that_keeps_the_noise_from_one_that_r
     (ratio ~ 1, detail ratio 1); the MSE model lies between (0 < ratio < 1) and its ratio grows with the noise."""
     import runpy
 
-    from pnprgm import io
     from pnprgm.denoisers import rgm
 
-    train = tmp_path / "train"
-    train.mkdir()
-    rng = torch.Generator().manual_seed(0)
-    for index in range(10):  # 10 photos: the 10 % held out is one
-        smooth = torch.nn.functional.interpolate(torch.rand(1, 3, 12, 12, generator=rng), size=(72, 72), mode="bicubic")
-        io.write_image(train / f"p{index}.png", smooth[0].clamp(0, 1))
+    train = _training_folder_with_one_held_out_photo(tmp_path)
     script = runpy.run_path(str(Path(__file__).resolve().parents[1] / "benchmarks" / "residual_by_noise.py"))
     photos = script["heldout_colour"](train, 64, None)
     assert len(photos) == 1
