@@ -630,12 +630,12 @@ def _average_gradients(module: nn.Module) -> None:
 # ------------------------------------------------------------------------------------------------ entry point
 
 
-#: What a run writes into its folder; a new run refuses a folder holding any of them (unless overwrite).
 def snapshot_name(step: int) -> str:
     """File name of the model written at ``step`` (``train.model_at_steps``)."""
     return f"model_step{step:07d}.pt"
 
 
+#: What a run writes into its folder; a new run refuses a folder holding any of them (unless overwrite).
 RUN_FILES = ("config.json", "record.json", "log.csv", "model.pt", "last.pt", "checkpoints", "samples")
 
 
