@@ -794,6 +794,34 @@ def test_model_at_steps_keeps_a_model_of_each_listed_step(data_dir, tmp_path):
             build_strict(TrainConfig, {"steps": 3, "model_at_steps": bad})
 
 
+def test_d_renoise_adds_fresh_noise_of_the_given_fraction_of_sigma_to_both_sides(data_dir, tmp_path):
+    """d_renoise=f: the discriminator sees real + f sigma_y e1 and fake + f sigma_y e2 (independent draws per sample,
+    std per sample); f=0 passes both through untouched. A run trains with it (denoise process); on a process that
+    re-noises by itself (ddpm) it is refused in one line."""
+    from pnprgm.training.loop import renoise_both
+
+    torch.manual_seed(0)
+    real, fake = torch.zeros(2, 3, 64, 64), torch.ones(2, 3, 64, 64)
+    sigma = torch.tensor([0.1, 0.4])
+    noisy_real, noisy_fake = renoise_both(real, fake, sigma, 0.5)
+    for image, base in ((noisy_real, real), (noisy_fake, fake)):
+        stds = (image - base).flatten(1).std(1)
+        assert torch.allclose(stds, 0.5 * sigma, rtol=0.05)
+    assert not torch.allclose(noisy_real - real, noisy_fake - fake, atol=0.01)
+    assert all(a is b for a, b in zip(renoise_both(real, fake, sigma, 0.0), (real, fake)))
+    args = dict(size="tiny", progress=False)
+    train(data_dir, tmp_path / "run", process={"name": "denoise", "noise_min": 0.01, "noise_max": 0.2},
+          train={**TINY_TRAIN, "steps": 2, "d_renoise": 0.5, "val_images": 0}, **args)
+    record = json.loads((tmp_path / "run" / "record.json").read_text())
+    assert record["train"]["d_renoise"] == 0.5 and record["steps"] == 2
+    with pytest.raises(UserError, match="ddpm process already re-noises"):
+        train(data_dir, tmp_path / "ddpm", process={"name": "ddpm"}, train={**TINY_TRAIN, "steps": 1, "d_renoise": 0.5},
+              **args)
+    for bad in (-0.1, 1.5, float("nan")):
+        with pytest.raises(UserError, match="d_renoise must be in"):
+            TrainConfig(d_renoise=bad)
+
+
 def test_init_from_starts_with_the_model_weights_and_records_it(data_dir, tmp_path):
     """Fine-tuning: step 0 of the new run is the source's EMA generator; the architecture and lineage are kept."""
     args = dict(process={"name": "denoise", "noise_min": 0.01, "noise_max": 0.2}, progress=False)

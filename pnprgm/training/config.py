@@ -92,6 +92,10 @@ class TrainConfig:
         leaves image structure in it. Denoise and operator processes.
     :param d_highpass: gain of the discriminator's high-pass input copy ``x - blur(x)`` (lets it see the fine
         texture a restoration lacks; :mod:`pnprgm.training.priors`); 0 leaves it out (the earlier architecture).
+    :param d_renoise: for the denoise and operator processes, the discriminator compares real and generated images
+        each with fresh noise of std ``d_renoise * sigma_y`` added (0: clean images). RGM's own processes compare
+        ``x_t`` with the re-noised estimate at level t: against a known noise floor, noise an output keeps from its
+        input is excess variance, while on clean images it passes for the photo's own grain or texture.
     :param d_warmup: first steps in which only the discriminator trains (the generator, its EMA and schedule stay
         put); they count towards ``steps``. A warm-started generator otherwise follows the gradient of a discriminator
         that has not yet learned what tells its outputs from real images. 0: none (RGM's own schedule).
@@ -146,6 +150,7 @@ class TrainConfig:
     d_cond: bool = False
     d_cond_input: Literal["measurement", "residual"] = "measurement"
     d_highpass: float = 16.0
+    d_renoise: float = 0.0
     d_warmup: int = 0
     seed: int = 0
     checkpoint_every: int = 500
@@ -181,6 +186,9 @@ class TrainConfig:
         if self.d_cond_input != "measurement" and not self.d_cond:
             raise UserError(f"train.d_cond_input={self.d_cond_input} applies to a conditional discriminator; add "
                             f"train.d_cond=true (or remove d_cond_input).")
+        if not (math.isfinite(self.d_renoise) and 0 <= self.d_renoise <= 1):
+            raise UserError(f"train.d_renoise must be in [0, 1] (a fraction of the measurement noise std; 0: off); got "
+                            f"{self.d_renoise}.")
         if not (math.isfinite(self.d_highpass) and self.d_highpass >= 0):
             raise UserError(f"train.d_highpass must be a finite number >= 0 (0: no high-pass input); got {self.d_highpass}.")
         if not (math.isfinite(self.minutes) and self.minutes >= 0 and math.isfinite(self.model_every)

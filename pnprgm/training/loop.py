@@ -46,7 +46,7 @@ from pnprgm.training.data import ImageSet, ShardedSampler, centre_crops, detect_
 from pnprgm.rgm.unet import GeneratorConfig
 from pnprgm.rgm.architectures import build_generator_from_config, count_parameters
 from pnprgm.training.priors import build_discriminator, build_prior, discriminator_loss
-from pnprgm.training.processes import ForwardProcess, build_process, process_size_multiple
+from pnprgm.training.processes import ForwardProcess, Pairs, build_process, process_size_multiple
 from pnprgm.training.sampling import grid, restore_degraded, sample_from_noise
 
 #: Train fields that may change when resuming (the others must match the checkpoint).
@@ -170,6 +170,9 @@ def prepare(data: str | Path, *, process: ProcessConfig, train: TrainConfig, siz
     if train.d_cond and train.d_cond_input == "residual" and not forward.has_residual:
         raise UserError(f"train.d_cond_input=residual needs a measurement with known noise (the denoise or operator "
                         f"process); the {process_config.name} process has none: use train.d_cond_input=measurement.")
+    if train.d_renoise and not forward.has_residual:
+        raise UserError(f"train.d_renoise applies to a measurement with known noise (the denoise or operator process); "
+                        f"the {process_config.name} process already re-noises what its discriminator compares: remove it.")
     train_set = load_images(train_files, channels, train.crop, downscale=train.data_downscale)
     val_set, val_size = None, 0
     if val_files and train.val_images > 0:
@@ -427,6 +430,10 @@ class Trainer:
             return self.p.process.residual(pairs.x_real, pairs), self.p.process.residual(fake, pairs)
         return pairs.g_in, pairs.g_in
 
+    def _d_inputs(self, pairs: Pairs, fake: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The real and generated images as the discriminator sees them (``train.d_renoise``)."""
+        return renoise_both(pairs.x_real, fake, pairs.sigma_y, self.cfg.d_renoise)
+
     def train_step(self) -> dict[str, float]:
         seed_everything(step_seed(self.cfg.seed, self.step, self.dist.rank))
         x0 = self.batch()
@@ -443,7 +450,7 @@ class Trainer:
             with torch.no_grad():
                 z = torch.randn(x0.shape[0], self.G.nz, device=self.device)
                 fake = process.renoise(self.G(pairs.g_in, pairs.level, z), pairs)
-            out = discriminator_loss(self.D_train, pairs.x_real, fake, pairs.level, *self._d_cond(pairs, fake),
+            out = discriminator_loss(self.D_train, *self._d_inputs(pairs, fake), pairs.level, *self._d_cond(pairs, fake),
                                      cfg.r1_gamma, apply_r1=self.step % cfg.lazy_reg == 0)
             self.opt_D.zero_grad(set_to_none=True)
             out["d_loss"].backward()
@@ -463,7 +470,7 @@ class Trainer:
         x0_hat = self.G_train(pairs.g_in, pairs.level, z)
         fake = process.renoise(x0_hat, pairs)
         if use_prior:
-            prior = self.prior.generator_loss(self.D, pairs.x_real, fake, pairs.level, *self._d_cond(pairs, fake))
+            prior = self.prior.generator_loss(self.D, *self._d_inputs(pairs, fake), pairs.level, *self._d_cond(pairs, fake))
         else:  # no discriminator forward either: the supervised-only baseline costs only the generator
             prior = torch.zeros(x0.shape[0], device=self.device)
         fidelity = process.fidelity(x0_hat, pairs)
@@ -628,6 +635,15 @@ def _average_gradients(module: nn.Module) -> None:
 
 
 # ------------------------------------------------------------------------------------------------ entry point
+
+
+def renoise_both(real: torch.Tensor, fake: torch.Tensor, sigma_y: Optional[torch.Tensor],
+                 fraction: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(real + f sigma_y e1, fake + f sigma_y e2)`` with fresh unit noise e1, e2 per sample; unchanged when f = 0."""
+    if not fraction:
+        return real, fake
+    std = fraction * sigma_y.view(-1, *([1] * (real.dim() - 1)))
+    return real + std * torch.randn_like(real), fake + std * torch.randn_like(fake)
 
 
 def snapshot_name(step: int) -> str:
