@@ -27,16 +27,15 @@ sys.path.insert(0, str(REPO))
 from pnprgm.benchmark.datasets import centre_crop, public_set  # noqa: E402
 from pnprgm.io import read_image, sha256_file, write_bytes, write_json  # noqa: E402
 from pnprgm.metrics.fidelity import psnr  # noqa: E402
-from pnprgm.training.data import convert_channels, scan_folder, split_validation  # noqa: E402
+from pnprgm.training.data import convert_channels, held_out_files  # noqa: E402
 
 LEVELS = (15, 25, 50)
 
 
 def images(train_folder: Path, crop: int) -> dict[str, list[tuple[str, torch.Tensor]]]:
     """``{"heldout-color": [...], "heldout-gray": [...], "public-color": [...], "public-gray": [...]}``."""
-    _, held = split_validation(scan_folder(train_folder), 0.1, 0)
     sets: dict[str, list[tuple[str, torch.Tensor]]] = {k: [] for k in ("heldout-color", "heldout-gray", "public-color", "public-gray")}
-    for path in held:
+    for path in held_out_files(train_folder):
         image = centre_crop(read_image(path), crop)
         if image.shape[0] == 3:
             sets["heldout-color"].append((path.stem, image[:3]))

@@ -40,7 +40,6 @@ def parse_args(argv=None) -> argparse.Namespace:
 
     from pnprgm.cli.options import OnceParser, noise_level_argument
 
-
     parser = OnceParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", action="append", required=True,
                         help="colour model to judge (shipped name or model file); repeatable")
@@ -78,7 +77,7 @@ def heldout_colour(train: Path, folder: Path) -> list[str]:
     colour ones (gray photos would run the gray default for every row)."""
     from pnprgm.benchmark import datasets
     from pnprgm.errors import UserError
-    from pnprgm.training.data import scan_folder, split_validation
+    from pnprgm.training.data import held_out_files
 
     if not train.is_dir():
         raise UserError(f"--train {train}: not a folder; give the training photo folder (../shared/data/train).")
@@ -90,7 +89,7 @@ def heldout_colour(train: Path, folder: Path) -> list[str]:
         for link in folder.iterdir():
             link.unlink()
     folder.mkdir(parents=True, exist_ok=True)
-    _, held = split_validation(scan_folder(train), 0.1, 0)
+    held = held_out_files(train)
     for path in held:
         (folder / path.name).symlink_to(path.resolve())
     names = [image.name for image in datasets.folder_set(folder).images if image.load().shape[0] == 3] if held else []

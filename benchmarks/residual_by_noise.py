@@ -1,7 +1,7 @@
 """Where a denoiser keeps the noise: its residual and its detail per noise level, on photos no model was trained on.
 
 For each noise std s, one call D(y, s) on y = x + s n (colour photos of the held-out 10 % of the training set,
-``pnprgm.training.data.split_validation`` seed 0, 128x128 centre crops, one fixed noise draw per photo and level):
+``pnprgm.training.data.held_out_files``, 128x128 centre crops, one fixed noise draw per photo and level):
 
 - PSNR of D(y) to the clean x;
 - residual ratio ``||y - D(y)||^2 / (N s^2)``: 1 for y's own noise removed exactly, and for a posterior sample (x and
@@ -48,11 +48,10 @@ def heldout_colour(train: Path, crop: int, limit: int | None) -> list[tuple[str,
     from pnprgm.benchmark.datasets import centre_crop
     from pnprgm.errors import UserError
     from pnprgm.io import read_image
-    from pnprgm.training.data import scan_folder, split_validation
+    from pnprgm.training.data import held_out_files
 
-    _, held = split_validation(scan_folder(train), 0.1, 0)
     photos = []
-    for path in held:
+    for path in held_out_files(train):
         image = read_image(path)
         if image.shape[0] == 3 and min(image.shape[1:]) >= crop:
             photos.append((path.name, centre_crop(image, crop)))
@@ -97,13 +96,13 @@ def table(results: dict[str, list[dict]], photos: int, crop: int) -> str:
 
 
 def main(argv=None) -> int:
-    from pnprgm.cli.options import NOISE_LEVEL
+    from pnprgm.cli.options import noise_level_argument
     from pnprgm.errors import UserError
     from pnprgm.io import write_bytes, write_json
 
     args = parse_args(argv)
     try:
-        levels = args.noise or [NOISE_LEVEL.convert(text, None, None) for text in LEVELS]
+        levels = args.noise or [noise_level_argument(text) for text in LEVELS]
         if 0 in levels:  # the residual ratio divides by it
             raise UserError("--noise 0 has no residual to measure; give stds above 0, e.g. 2/255.")
         if args.threads:

@@ -80,6 +80,15 @@ def detect_channels(files: Sequence[Path]) -> int:
     return 1
 
 
+#: The split of the shipped models' runs and of the benchmarks' held-out photos (TrainConfig's defaults).
+HELD_OUT_FRACTION, HELD_OUT_SEED = 0.1, 0
+
+
+def held_out_files(folder: str | Path) -> list[Path]:
+    """The images of ``folder`` that the default split holds out (10 %, seed 0): photos our models never trained on."""
+    return split_validation(scan_folder(folder), HELD_OUT_FRACTION, HELD_OUT_SEED)[1]
+
+
 def load_images(files: Sequence[Path], channels: int, min_size: int, *, what: str = "training",
                 downscale: int = 1) -> ImageSet:
     """Decode every image to ``channels`` channels, shrunk by ``downscale`` (mean of each block, the last partial

@@ -32,14 +32,14 @@ from pnprgm.io import refuse_taken, sha256_file
 from pnprgm.metrics.fidelity import psnr
 from pnprgm.rgm.drunet import DRUNET_SIZES, DRUNetConfig, DRUNetGenerator
 from pnprgm.rgm.model_file import InitialWeights, read_initial_weights
-from pnprgm.training.data import convert_channels, load_images, scan_folder, split_validation
+from pnprgm.training.data import HELD_OUT_FRACTION, HELD_OUT_SEED, convert_channels, load_images, scan_folder, split_validation
 
 #: Validation noise levels (/255), the issue's quality bar.
 VAL_LEVELS = (15, 25, 50)
 #: What a run writes into its folder.
 OUTPUT_FILES = ("drunet-denoiser-color.pt", "drunet-denoiser-gray.pt", "recipe_log.jsonl")
 #: Held-out share of a plain photo folder and its seed (the rule of ``pnprgm train`` and ``scripts/pack_gpu.sh``).
-VAL_FRACTION, VAL_SEED = 0.1, 0
+VAL_FRACTION, VAL_SEED = HELD_OUT_FRACTION, HELD_OUT_SEED
 
 
 @dataclass(frozen=True)
