@@ -822,6 +822,32 @@ def test_d_renoise_adds_fresh_noise_of_the_given_fraction_of_sigma_to_both_sides
             TrainConfig(d_renoise=bad)
 
 
+def test_d_residual_below_shows_the_residual_only_at_low_noise(data_dir, tmp_path):
+    """d_residual_below=s: samples with noise std below s (in [0, 1] units; sigma_y is in [-1, 1] ones) keep both
+    residuals, the others get zeros on both sides, so D sees the image alone there; 0 passes both through. A run
+    trains with it and records it; it is refused without the residual discriminator and out of [0, 1]."""
+    from pnprgm.training.loop import residual_below
+
+    real, fake = torch.randn(4, 3, 8, 8), torch.randn(4, 3, 8, 8)
+    sigma_y = 2 * torch.tensor([5, 9.9, 10.1, 40]) / 255
+    kept_real, kept_fake = residual_below(real, fake, sigma_y, 10 / 255)
+    for kept, base in ((kept_real, real), (kept_fake, fake)):
+        assert torch.equal(kept[:2], base[:2]) and not kept[2:].any()
+    assert all(a is b for a, b in zip(residual_below(real, fake, sigma_y, 0.0), (real, fake)))
+    train(data_dir, tmp_path / "run", process={"name": "denoise", "noise_min": 0.01, "noise_max": 0.2}, size="tiny",
+          train={**TINY_TRAIN, "steps": 2, "d_cond": True, "d_cond_input": "residual", "d_residual_below": 0.04,
+                 "val_images": 0}, progress=False)
+    record = json.loads((tmp_path / "run" / "record.json").read_text())
+    assert record["train"]["d_residual_below"] == 0.04 and record["steps"] == 2
+    with pytest.raises(UserError, match="d_residual_below applies to the residual discriminator"):
+        TrainConfig(d_residual_below=0.04)
+    with pytest.raises(UserError, match="d_residual_below applies to the residual discriminator"):
+        TrainConfig(d_cond=True, d_residual_below=0.04)
+    for bad in (-0.1, 1.5, float("nan")):
+        with pytest.raises(UserError, match="d_residual_below must be a noise std"):
+            TrainConfig(d_cond=True, d_cond_input="residual", d_residual_below=bad)
+
+
 def test_init_from_starts_with_the_model_weights_and_records_it(data_dir, tmp_path):
     """Fine-tuning: step 0 of the new run is the source's EMA generator; the architecture and lineage are kept."""
     args = dict(process={"name": "denoise", "noise_min": 0.01, "noise_max": 0.2}, progress=False)

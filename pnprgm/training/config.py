@@ -90,6 +90,11 @@ class TrainConfig:
         noise, independent of the image), so the discriminator judges whether the sample explains the measurement as
         the noise model says: an output that keeps noise leaves too little residual, one that smooths texture away
         leaves image structure in it. Denoise and operator processes.
+    :param d_residual_below: with ``d_cond_input=residual``, the residual is shown only for samples whose noise std
+        is below this (in [0, 1] image units, like ``--noise``); above it both residuals are zeros, so one D judges
+        the pair ``(x, residual)`` at low noise and the image alone (the official prior) at high noise. 0: every
+        sample. Why: at low noise the KL prior cannot tell kept input noise from a photo's own grain, while at high
+        noise the residual D smooths texture away (benchmarks/prior_vs_mse_2026-12-06b.md).
     :param d_highpass: gain of the discriminator's high-pass input copy ``x - blur(x)`` (lets it see the fine
         texture a restoration lacks; :mod:`pnprgm.training.priors`); 0 leaves it out (the earlier architecture).
     :param d_renoise: for the denoise and operator processes, the discriminator compares real and generated images
@@ -149,6 +154,7 @@ class TrainConfig:
     d_ch_mult: tuple[int, ...] = (1, 2, 4, 4)
     d_cond: bool = False
     d_cond_input: Literal["measurement", "residual"] = "measurement"
+    d_residual_below: float = 0.0
     d_highpass: float = 16.0
     d_renoise: float = 0.0
     d_warmup: int = 0
@@ -186,6 +192,12 @@ class TrainConfig:
         if self.d_cond_input != "measurement" and not self.d_cond:
             raise UserError(f"train.d_cond_input={self.d_cond_input} applies to a conditional discriminator; add "
                             f"train.d_cond=true (or remove d_cond_input).")
+        if not (math.isfinite(self.d_residual_below) and 0 <= self.d_residual_below <= 1):
+            raise UserError(f"train.d_residual_below must be a noise std in [0, 1] (0: every sample); got "
+                            f"{self.d_residual_below}.")
+        if self.d_residual_below and not (self.d_cond and self.d_cond_input == "residual"):
+            raise UserError("train.d_residual_below applies to the residual discriminator; add train.d_cond=true "
+                            "train.d_cond_input=residual (or remove d_residual_below).")
         if not (math.isfinite(self.d_renoise) and 0 <= self.d_renoise <= 1):
             raise UserError(f"train.d_renoise must be in [0, 1] (a fraction of the measurement noise std; 0: off); got "
                             f"{self.d_renoise}.")

@@ -427,7 +427,8 @@ class Trainer:
         if not self.cfg.d_cond:
             return None, None
         if self.cfg.d_cond_input == "residual":  # each sample's own residual; the fake's carries the generator's gradient
-            return self.p.process.residual(pairs.x_real, pairs), self.p.process.residual(fake, pairs)
+            real, generated = self.p.process.residual(pairs.x_real, pairs), self.p.process.residual(fake, pairs)
+            return residual_below(real, generated, pairs.sigma_y, self.cfg.d_residual_below)
         return pairs.g_in, pairs.g_in
 
     def _d_inputs(self, pairs: Pairs, fake: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -635,6 +636,16 @@ def _average_gradients(module: nn.Module) -> None:
 
 
 # ------------------------------------------------------------------------------------------------ entry point
+
+
+def residual_below(real: torch.Tensor, fake: torch.Tensor, sigma_y: torch.Tensor,
+                   below: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(m r_real, m r_fake)`` with ``m = [sigma_y < 2 below]`` per sample (sigma_y in [-1, 1] units, ``below`` in
+    [0, 1] ones); unchanged when ``below`` is 0."""
+    if not below:
+        return real, fake
+    keep = (sigma_y < 2 * below).to(real.dtype).view(-1, *([1] * (real.dim() - 1)))
+    return real * keep, fake * keep
 
 
 def renoise_both(real: torch.Tensor, fake: torch.Tensor, sigma_y: Optional[torch.Tensor],
