@@ -185,6 +185,7 @@ def write(found: dict, stem: Path) -> None:
         f"{len(found['photos'])} held-out colour photos; mean over photos. LPIPS-VGG judges (no model was trained "
         f"with it). Command: `{found['command']}`.",
         "",
+        *([found["note"], ""] if found.get("note") else []),
         "| task | model | PSNR | SSIM | LPIPS-alex | LPIPS-VGG | s / photo |",
         "|---|---|---|---|---|---|---|",
     ]
@@ -199,7 +200,8 @@ def write(found: dict, stem: Path) -> None:
     for row, tasks in found["verdicts"].items():
         judged = "passes on both tasks" if tasks["passes_all"] else (
             "does not pass" if found["judged"]
-            else f"not judged (the bar needs {' and '.join(TASKS)} at their own noise and presets)")
+            else "not judged (" + (found.get("unjudged_reason")
+                                   or f"the bar needs {' and '.join(TASKS)} at their own noise and presets") + ")")
         lines.append(f"- `{row}`: {judged}")
         for task in found["tasks"]:
             v = tasks[task]

@@ -763,6 +763,54 @@ def test_prior_vs_mse_script_compares_each_model_with_the_mse_model_on_held_out_
     assert main(["--model", "unet-denoiser-gray", *common]) == 2
 
 
+def test_noise_split_calls_the_model_only_on_its_side_of_the_split():
+    """benchmarks/noise_split.py's denoiser: the model where sigma is on the chosen side of S, the MSE model elsewhere,
+    per sample of a batch (a solver may pass one sigma per image)."""
+    import runpy
+
+    script = runpy.run_path(str(Path(__file__).resolve().parents[1] / "benchmarks" / "noise_split.py"))
+    model, mse = (lambda x, sigma: torch.zeros_like(x)), (lambda x, sigma: torch.ones_like(x))
+    x = torch.full((3, 1, 2, 2), 0.5)
+    high = script["split_denoiser"](model, mse, 0.04, "high")
+    low = script["split_denoiser"](model, mse, 0.04, "low")
+    assert high(x, 0.1).max() == 0 and high(x, 0.01).min() == 1 and high(x, 0.04).max() == 0  # S is on the high side
+    assert low(x, 0.1).min() == 1 and low(x, 0.01).max() == 0
+    mixed = high(x, torch.tensor([0.1, 0.01, 0.2]))
+    assert mixed[:, 0, 0, 0].tolist() == [0, 1, 0]
+
+
+@pytest.mark.slow
+def test_noise_split_script_equals_the_mse_model_where_the_model_is_never_called(tmp_path, lpips_ready):
+    """benchmarks/noise_split.py: an untrained model used only above 1.0 (never: the schedules stay below 50/255)
+    gives the MSE model's numbers exactly; used from 0 up (every call) it loses far more than 0.5 dB; rows are
+    never judged, and the split is said in the report."""
+    import runpy
+
+    import pnprgm.denoisers.rgm as rgm
+
+    train = _training_folder_with_one_held_out_photo(tmp_path)
+    untrained = _tiny_model_file(tmp_path / "untrained.pt", 3)
+    main = runpy.run_path(str(Path(__file__).resolve().parents[1] / "benchmarks" / "noise_split.py"))["main"]
+    loader = rgm.load_denoiser
+    common = ["--model", str(untrained), "--train", str(train), "--crop", "32", "--work", str(tmp_path / "work"), "-q"]
+    found = {}
+    for at, stem in (("1", "never"), ("0", "always")):
+        assert main([*common, "--at", at, "--out", str(tmp_path / stem)]) == 0
+        found[stem] = json.loads((tmp_path / f"{stem}.json").read_text())
+        assert rgm.load_denoiser is loader  # put back after the run
+    for stem, data in found.items():
+        (row,) = data["rows"][2:]
+        assert Path(row).name.startswith("untrained_high_") and data["split"]["rows"] == {row: str(untrained)}
+        assert not data["judged"] and not data["verdicts"][row]["passes_all"]
+        report = (tmp_path / f"{stem}.md").read_text()
+        assert "not judged (a split model is no model anyone trained)" in report and "Split rows" in report
+    for task in ("sr", "deblur"):
+        never = found["never"]["verdicts"][found["never"]["rows"][2]][task]
+        assert never["psnr_cost"] == 0 and never["lpips_vgg_gain"] == 0
+        assert found["always"]["verdicts"][found["always"]["rows"][2]][task]["psnr_cost"] > 0.5
+    assert rgm.load_denoiser is loader  # the loader is put back
+
+
 def test_residual_by_noise_tells_a_denoiser_that_keeps_the_noise_from_one_that_removes_it(tmp_path, monkeypatch):
     """benchmarks/residual_by_noise.py on one held-out photo: a "denoiser" that returns its input keeps all the noise
     (residual ratio 0, detail above the photo's); an oracle that returns the clean photo removes exactly the noise
