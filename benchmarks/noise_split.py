@@ -2,12 +2,12 @@
 
 ``benchmarks/prior_vs_mse.py`` (same photos, presets and metrics) with each ``--model`` called only on one side of a
 noise std S, and the MSE UNet it starts from (``unet-denoiser-color``) on the other: ``--side high`` uses the model
-for the solver's calls at sigma >= S, ``--side low`` for sigma < S. The presets' DRS schedules run sigma from 49/255
+for the solver's calls at sigma >= S, ``--side low`` for sigma < S (both given: a row for each). The presets' DRS schedules run sigma from 49/255
 down to about the measurement noise, so a row equal to the MSE model's means that side holds none of the model's
 effect. A diagnostic: rows are shown, never judged (a split model is no model anyone trained). Writes
 ``--out``.{json,md}; the per-row benchmark JSONs go to ``--work`` as for prior_vs_mse.
 
-    python benchmarks/noise_split.py --model runs/rgm/model.pt --at 10/255 --side high --out /tmp/split
+    python benchmarks/noise_split.py --model runs/rgm/model.pt --at 10/255 --side high --side low --out /tmp/split
 """
 from __future__ import annotations
 
@@ -60,8 +60,9 @@ def main(argv=None) -> int:
     parser = OnceParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", action="append", required=True, help="colour model file or shipped name; repeatable")
     parser.add_argument("--at", type=noise_level_argument, required=True, help="the noise std S that splits, e.g. 10/255")
-    parser.add_argument("--side", choices=("high", "low"), default="high",
-                        help="where the model is called: sigma >= S (high, default) or sigma < S (low)")
+    parser.add_argument("--side", choices=("high", "low"), action="append",
+                        help="where the model is called: sigma >= S (high, the default) or sigma < S (low); "
+                             "repeatable, a row for each")
     parser.add_argument("--train", default=str(HERE.parent.parent / "shared" / "data" / "train"),
                         help="training photo folder whose held-out 10 %% is used (default ../shared/data/train)")
     parser.add_argument("--crop", type=int, default=256, help="centre crop side (default 256)")
@@ -78,23 +79,23 @@ def main(argv=None) -> int:
         # loader below knows it; the link's target is the model file
         links = Path(args.work) / "split"
         links.mkdir(parents=True, exist_ok=True)
-        split_of: dict[str, str] = {}
-        for model in args.model:
+        split_of: dict[str, tuple[str, str]] = {}  # link -> (model, side)
+        for model, side in ((m, side) for m in dict.fromkeys(args.model) for side in dict.fromkeys(args.side or ["high"])):
             found = rgm.models.resolve(model, 3)
             stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", Path(model).stem)
-            link = links / f"{stem}_{args.side}_{args.at * 255:.3g}of255.pt"
+            link = links / f"{stem}_{side}_{args.at * 255:.3g}of255.pt"
             if link.is_symlink() or link.exists():
                 if not link.is_symlink():
                     raise UserError(f"{link} is not a link this script made; give another --work.")
                 link.unlink()
             link.symlink_to(Path(found.path).resolve())
-            split_of[str(link)] = model
+            split_of[str(link)] = (model, side)
 
         def load_split(source, **kwargs):
             mine = load(source, **kwargs)
             if str(source) not in split_of:
                 return mine
-            return split_denoiser(mine, load(prior_vs_mse.MSE_MODEL, **kwargs), args.at, args.side)
+            return split_denoiser(mine, load(prior_vs_mse.MSE_MODEL, **kwargs), args.at, split_of[str(source)][1])
 
         rgm.load_denoiser = load_split  # what pnprgm.denoisers.build calls for a model file
         inner = [arg for link in split_of for arg in ("--model", link)]
@@ -107,11 +108,13 @@ def main(argv=None) -> int:
         found["judged"], found["unjudged_reason"] = False, "a split model is no model anyone trained"
         for verdicts in found["verdicts"].values():
             verdicts["passes_all"] = False
-        found["split"] = {"at": args.at, "side": args.side, "rows": split_of}
-        found["note"] = (f"Split rows (`{links}/...`): the named model for the solver's calls at sigma "
-                         f"{'>=' if args.side == 'high' else '<'} {args.at * 255:.3g}/255, `{prior_vs_mse.MSE_MODEL}` "
-                         f"for the others; " + "; ".join(f"`{Path(link).name}` = `{model}`"
-                                                         for link, model in split_of.items()) + ".")
+        found["split"] = {"at": args.at, "rows": {link: {"model": model, "side": side}
+                                                  for link, (model, side) in split_of.items()}}
+        at = f"{args.at * 255:.3g}/255"
+        found["note"] = (f"Split rows (links in `{links}`): the model for the solver's calls on one side of {at}, "
+                         f"`{prior_vs_mse.MSE_MODEL}` for the others; " + "; ".join(
+                             f"`{Path(link).name}`: `{model}` at sigma {'>=' if side == 'high' else '<'} {at}"
+                             for link, (model, side) in split_of.items()) + ".")
         found["command"] = "python benchmarks/noise_split.py " + " ".join(argv)
         prior_vs_mse.write(found, Path(args.out))
     except UserError as err:

@@ -800,11 +800,20 @@ def test_noise_split_script_equals_the_mse_model_where_the_model_is_never_called
         assert rgm.load_denoiser is loader  # put back after the run
     for stem, data in found.items():
         (row,) = data["rows"][2:]
-        assert Path(row).name.startswith("untrained_high_") and data["split"]["rows"] == {row: str(untrained)}
+        assert Path(row).name.startswith("untrained_high_")
+        assert data["split"]["rows"] == {row: {"model": str(untrained), "side": "high"}}
         assert not data["judged"] and not data["verdicts"][row]["passes_all"]
         report = (tmp_path / f"{stem}.md").read_text()
         assert "not judged (a split model is no model anyone trained)" in report and "Split rows" in report
+    # both sides in one run: a row each, and together they are the whole model (here the never-called side is
+    # the MSE model's row again)
+    assert main([*common, "--at", "1", "--side", "high", "--side", "low", "--out", str(tmp_path / "both")]) == 0
+    both = json.loads((tmp_path / "both.json").read_text())
+    assert [Path(row).name for row in both["rows"][2:]] == ["untrained_high_255of255.pt", "untrained_low_255of255.pt"]
     for task in ("sr", "deblur"):
+        never, always = (both["verdicts"][row][task] for row in both["rows"][2:])
+        assert never["psnr_cost"] == 0 and never["lpips_vgg_gain"] == 0
+        assert always["psnr_cost"] > 0.5  # below 1.0 is every call
         never = found["never"]["verdicts"][found["never"]["rows"][2]][task]
         assert never["psnr_cost"] == 0 and never["lpips_vgg_gain"] == 0
         assert found["always"]["verdicts"][found["always"]["rows"][2]][task]["psnr_cost"] > 0.5
