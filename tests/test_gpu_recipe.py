@@ -96,7 +96,9 @@ def test_rgm_recipe_rehearsal_leaves_a_small_rgm_model_and_its_record(tiny_pack,
     assert record["train"]["lr_d"] == 1e-4 and record["train"]["lr_g"] == 5e-6 and record["train"]["crop"] == 32
     assert record["init_from"]["source"] == "unet-denoiser-color" and record["steps"] >= 1
     assert record["train"]["data_downscale"] == 2 and record["train"]["d_warmup"] == 1000
-    assert list(record["train"]["model_at_steps"]) == [1250, 1500]
+    assert list(record["train"]["model_at_steps"]) == [1250, 1500] and record["train"]["d_renoise"] == 0.5
+    process = read_model_file(out / "rgm" / "model.pt")["process"]
+    assert (process["noise_min"], process["noise_max"]) == (0.01, 0.04)
     assert 0 < record["recent_d_loss"] < 10
     model = load_model(out / "rgm" / "model.pt")
     assert model.config["channels"] == 3
