@@ -953,6 +953,20 @@ def test_init_from_a_gray_model_converts_colour_photos(data_dir, tmp_path):
               **args)
 
 
+def test_every_seed_holds_out_the_photos_the_benchmarks_hold_out(data_dir, tmp_path):
+    """The validation split is the folder's (held_out_files), not the run's seed: a --seed 1 run once trained on
+    photos that benchmarks/prior_vs_mse.py judges as never seen. Seed 1 would pick another photo here."""
+    from pnprgm.training.data import held_out_files, scan_folder, split_validation
+
+    held = [p.name for p in held_out_files(data_dir)]
+    assert [p.name for p in split_validation(scan_folder(data_dir), 0.1, 1)[1]] != held  # the old rule differs
+    train(data_dir, tmp_path / "run", process={"name": "denoise", "noise_min": 0.05},
+          train={**TINY_TRAIN, "steps": 1, "seed": 1}, size="tiny", progress=False)
+    config = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert [f["name"] for f in config["data"]["val_files"]] == held
+    assert not set(held) & {f["name"] for f in config["data"]["files"]}
+
+
 def test_checkpoint_and_model_file_are_self_describing(data_dir, tmp_path):
     summary = train(data_dir, tmp_path / "run", process={"name": "sr", "T": 3}, train={**TINY_TRAIN, "steps": 2},
                     size="tiny", progress=False, command="pnprgm train ...")

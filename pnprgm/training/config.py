@@ -111,7 +111,8 @@ class TrainConfig:
     :param val_every: steps between validations (0: only at the end).
     :param sample_every: steps between sample grids (0: only at the end).
     :param log_every: steps between CSV log lines.
-    :param val_fraction: fraction of the data folder held out for validation when no validation folder is given.
+    :param val_fraction: fraction of the data folder held out for validation when no validation folder is given,
+        chosen with a fixed seed (``data.HELD_OUT_SEED``), not ``seed``: runs with any seed hold out the same photos.
     :param data_downscale: shrink every training and validation image by this integer factor (mean of each
         ``f x f`` block) as it is loaded: a photo's own sensor noise and JPEG artefacts shrink with it (independent
         noise by ``f``), which an RGM prior otherwise learns as part of "clean" and adds back as grain. 1: as stored.

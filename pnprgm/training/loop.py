@@ -41,8 +41,8 @@ from pnprgm.metrics import psnr
 from pnprgm.rgm import model_file
 from pnprgm.training import checkpoint as ckpt
 from pnprgm.training.config import LEGACY_TRAIN, ProcessConfig, TrainConfig, resolve_model, resolve_process
-from pnprgm.training.data import ImageSet, ShardedSampler, centre_crops, detect_channels, load_images, random_crops, \
-    scan_folder, split_validation
+from pnprgm.training.data import HELD_OUT_SEED, ImageSet, ShardedSampler, centre_crops, detect_channels, load_images, \
+    random_crops, scan_folder, split_validation
 from pnprgm.rgm.unet import GeneratorConfig
 from pnprgm.rgm.architectures import build_generator_from_config, count_parameters
 from pnprgm.training.priors import build_discriminator, build_prior, discriminator_loss
@@ -155,7 +155,9 @@ def prepare(data: str | Path, *, process: ProcessConfig, train: TrainConfig, siz
     if val_root is not None:
         train_files, val_files = files, scan_folder(val_root)
     else:
-        train_files, val_files = split_validation(files, train.val_fraction, train.seed)
+        # the held-out photos are the folder's, not the run's: another --seed must not train on the photos that
+        # the benchmarks and the other runs hold out (held_out_files), so the split's seed is fixed
+        train_files, val_files = split_validation(files, train.val_fraction, HELD_OUT_SEED)
     channels = train.channels or detect_channels(files + list(val_files))
     if model and "channels" in model and int(model["channels"]) != channels:
         raise UserError(f"the model has {model['channels']} channels but the images give {channels}; use "
@@ -752,8 +754,9 @@ def train(data: str | Path, out: str | Path, *, process: ProcessConfig | dict | 
         saved_files = [(f["name"], f["sha256"]) for f in content["config"]["data"]["files"]]
         now = [(f["name"], f["sha256"]) for f in prepared.train_set.record(prepared.data_root)]
         if saved_files != now:
-            raise UserError(f"the training images in {data} differ from those of the checkpoint; "
-                            f"resume with the same data folder.")
+            raise UserError(f"the training images in {data} differ from those of the checkpoint; resume with the "
+                            f"same data folder (a run started before 2026-12-06 with a --seed other than 0 held out "
+                            f"other photos, since the held-out 10 % now ignores the seed: start a new run).")
         trainer.load(content)
         if trainer.step >= train_cfg.steps:
             warnings.warn(f"the checkpoint is already at step {trainer.step} >= steps {train_cfg.steps}", stacklevel=2)
