@@ -1,8 +1,9 @@
 """Does a model trained with a prior beat the MSE model inside PnP on photos no model saw? (issue 17's bar)
 
 PnP-DRS (the presets, no grain) for 4x super-resolution and deblurring on the colour photos of the held-out 10 % of
-the training set (``pnprgm.training.data.split_validation``, seed 0: the photos the shipped models validated on and
-never trained on), 256x256 centre crops, with each model given to ``--model``, beside the MSE UNet that a
+the training set (``pnprgm.training.data.held_out_files``, seed 0), less any photo that trained a compared model or
+one it was fine-tuned from (``unseen_held_out_files``: the folder grew since the first UNets, whose split differed),
+256x256 centre crops, with each model given to ``--model``, beside the MSE UNet that a
 prior-trained model starts from (``unet-denoiser-color``) and the presets' own denoisers. Metrics: PSNR, SSIM,
 LPIPS-alex and LPIPS-VGG; LPIPS-VGG is the judge, since no model here was trained with it (the ``unet-lpips`` family,
 the sr preset's model, was fine-tuned with LPIPS-alex). The bar (issue 17): better LPIPS than the MSE model at a PSNR
@@ -72,12 +73,13 @@ def verdict(mine: dict, mse: dict) -> dict:
             "passes": cost <= MAX_PSNR_COST and mine["lpips_vgg"] < mse["lpips_vgg"]}
 
 
-def heldout_colour(train: Path, folder: Path) -> list[str]:
-    """Link the held-out photos into ``folder`` (made afresh: it holds only links this script made); the names of the
-    colour ones (gray photos would run the gray default for every row)."""
+def heldout_colour(train: Path, folder: Path, models: list[str]) -> tuple[list[str], dict[str, list[str]], list[str]]:
+    """Link the held-out photos that none of ``models`` (nor a model it was fine-tuned from) trained on into ``folder``
+    (made afresh: it holds only links this script made); the names of the colour ones (gray photos would run the gray
+    default for every row), the left-out photos with the models that saw them, and the lineage steps not followed."""
     from pnprgm.benchmark import datasets
     from pnprgm.errors import UserError
-    from pnprgm.training.data import held_out_files
+    from pnprgm.training.data import unseen_held_out_files
 
     if not train.is_dir():
         raise UserError(f"--train {train}: not a folder; give the training photo folder (../shared/data/train).")
@@ -89,13 +91,14 @@ def heldout_colour(train: Path, folder: Path) -> list[str]:
         for link in folder.iterdir():
             link.unlink()
     folder.mkdir(parents=True, exist_ok=True)
-    held = held_out_files(train)
+    held, left_out, unknown = unseen_held_out_files(train, models)
     for path in held:
         (folder / path.name).symlink_to(path.resolve())
     names = [image.name for image in datasets.folder_set(folder).images if image.load().shape[0] == 3] if held else []
     if not names:
-        raise UserError(f"the held-out 10 % of {train} has no colour photo; add photos to the folder.")
-    return names
+        raise UserError(f"the held-out 10 % of {train} has no colour photo that the compared models never saw; add "
+                        f"photos to the folder.")
+    return names, left_out, unknown
 
 
 def _run_row(config, json_path: Path, quiet: bool):
@@ -120,8 +123,11 @@ def measure(args: argparse.Namespace, argv: list[str]) -> dict:
 
     import torch
 
+    from pnprgm import presets
     from pnprgm.benchmark import report
+    from pnprgm.benchmark import tasks as benchmark_tasks
     from pnprgm.benchmark.runner import build_config
+    from pnprgm.rgm.models import DEFAULT_DENOISER
     from pnprgm.cli.options import parse_assignments
     from pnprgm.errors import UserError
     from pnprgm.rgm import models
@@ -133,12 +139,15 @@ def measure(args: argparse.Namespace, argv: list[str]) -> dict:
             raise UserError(f"--model {model} is a gray model; the held-out photos judged here are colour: give a "
                             f"colour model.")
     work = Path(args.work)
-    names = heldout_colour(Path(args.train), work / "heldout")[:args.limit]
     tasks = tuple(dict.fromkeys(args.task)) if args.task else TASKS
     overrides = parse_assignments(tuple(args.overrides))
     # the bar is sr and deblur together at their own noise and presets: another run is shown, never judged
     judged = args.noise is None and not overrides and set(TASKS) <= set(tasks)
     rows = [PRESETS, MSE_MODEL] + [m for m in dict.fromkeys(args.model) if m != MSE_MODEL]
+    preset_models = [presets.denoiser_for(presets.resolve(None, solver="drs", spec=benchmark_tasks.registry.get(task).spec),
+                                          DEFAULT_DENOISER) for task in tasks]
+    names, left_out, unknown = heldout_colour(Path(args.train), work / "heldout", [*preset_models, *rows[1:]])
+    names = names[:args.limit]
     results, resolved = {}, {}
     for row in rows:
         config = build_config({"data": str(work / "heldout"), "images": tuple(names), "tasks": tasks,
@@ -166,9 +175,18 @@ def measure(args: argparse.Namespace, argv: list[str]) -> dict:
     for row, by_task in verdicts.items():
         by_task["passes_all"] = judged and all(by_task[task]["passes"] for task in TASKS)
     return {"tasks": tasks, "method": METHOD, "crop": args.crop, "noise": args.noise, "overrides": overrides,
-            "judged": judged, "photos": names, "rows": rows, "results": results,
+            "judged": judged, "photos": names, "left_out": left_out, "lineage_unknown": unknown,
+            "rows": rows, "results": results,
             "resolved": resolved, "verdicts": verdicts, "threads": torch.get_num_threads(),
             "platform": platform.platform(), "command": "python benchmarks/prior_vs_mse.py " + " ".join(argv)}
+
+
+def _grouped(left_out: dict[str, list[str]]) -> dict[tuple[str, ...], list[str]]:
+    """{photo: models that saw it} -> {models: photos}, for a short report."""
+    groups: dict[tuple[str, ...], list[str]] = {}
+    for name, saw in left_out.items():
+        groups.setdefault(tuple(saw), []).append(name)
+    return groups
 
 
 def write(found: dict, stem: Path) -> None:
@@ -186,6 +204,12 @@ def write(found: dict, stem: Path) -> None:
         f"with it). Command: `{found['command']}`.",
         "",
         *([found["note"], ""] if found.get("note") else []),
+        *([f"Left out: {len(found['left_out'])} held-out photos that a compared model, or one it was fine-tuned from, "
+           f"trained on (" + "; ".join(f"{', '.join(names)}: seen by {', '.join(f'`{m}`' for m in saw)}"
+                                        for saw, names in _grouped(found["left_out"]).items()) + ").", ""]
+          if found.get("left_out") else []),
+        *([f"Lineage not followed (their photos could not be checked): {', '.join(found['lineage_unknown'])}.", ""]
+          if found.get("lineage_unknown") else []),
         "| task | model | PSNR | SSIM | LPIPS-alex | LPIPS-VGG | s / photo |",
         "|---|---|---|---|---|---|---|",
     ]

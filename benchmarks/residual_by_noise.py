@@ -1,7 +1,8 @@
 """Where a denoiser keeps the noise: its residual and its detail per noise level, on photos no model was trained on.
 
-For each noise std s, one call D(y, s) on y = x + s n (colour photos of the held-out 10 % of the training set,
-``pnprgm.training.data.held_out_files``, 128x128 centre crops, one fixed noise draw per photo and level):
+For each noise std s, one call D(y, s) on y = x + s n (colour photos of the held-out 10 % of the training set that
+none of the models, nor one they were fine-tuned from, trained on: ``pnprgm.training.data.unseen_held_out_files``;
+128x128 centre crops, one fixed noise draw per photo and level):
 
 - PSNR of D(y) to the clean x;
 - residual ratio ``||y - D(y)||^2 / (N s^2)``: 1 for y's own noise removed exactly, and for a posterior sample (x and
@@ -44,19 +45,27 @@ def parse_args(argv=None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def heldout_colour(train: Path, crop: int, limit: int | None) -> list[tuple[str, torch.Tensor]]:
+def heldout_colour(train: Path, crop: int, limit: int | None, models: list[str]) -> list[tuple[str, torch.Tensor]]:
+    """The held-out colour photos (centre crops) that none of ``models`` trained on; the others are named on stderr."""
     from pnprgm.benchmark.datasets import centre_crop
     from pnprgm.errors import UserError
     from pnprgm.io import read_image
-    from pnprgm.training.data import held_out_files
+    from pnprgm.training.data import unseen_held_out_files
 
     photos = []
-    for path in held_out_files(train):
+    held, left_out, unknown = unseen_held_out_files(train, models)
+    if left_out:
+        print(f"left out {len(left_out)} held-out photos that a model (or its start) trained on: "
+              f"{', '.join(left_out)}", file=sys.stderr)
+    if unknown:
+        print(f"lineage not followed (photos not checked): {', '.join(unknown)}", file=sys.stderr)
+    for path in held:
         image = read_image(path)
         if image.shape[0] == 3 and min(image.shape[1:]) >= crop:
             photos.append((path.name, centre_crop(image, crop)))
     if not photos:
-        raise UserError(f"the held-out 10 % of {train} has no colour photo of at least {crop}x{crop}.")
+        raise UserError(f"the held-out 10 % of {train} has no colour photo of at least {crop}x{crop} that the models "
+                        f"never saw.")
     return photos[:limit]
 
 
@@ -107,7 +116,7 @@ def main(argv=None) -> int:
             raise UserError("--noise 0 has no residual to measure; give stds above 0, e.g. 2/255.")
         if args.threads:
             torch.set_num_threads(args.threads)
-        photos = heldout_colour(Path(args.train), args.crop, args.limit)
+        photos = heldout_colour(Path(args.train), args.crop, args.limit, list(args.model))
         results = {model: measure(model, photos, levels) for model in args.model}
     except UserError as err:
         print(f"Error: {err}", file=sys.stderr)

@@ -830,7 +830,7 @@ def test_residual_by_noise_tells_a_denoiser_that_keeps_the_noise_from_one_that_r
 
     train = _training_folder_with_one_held_out_photo(tmp_path)
     script = runpy.run_path(str(Path(__file__).resolve().parents[1] / "benchmarks" / "residual_by_noise.py"))
-    photos = script["heldout_colour"](train, 64, None)
+    photos = script["heldout_colour"](train, 64, None, ["unet-denoiser-color"])
     assert len(photos) == 1
     clean = photos[0][1][None]
     stand_ins = {"keeps": lambda y, sigma: y, "oracle": lambda y, sigma: clean}

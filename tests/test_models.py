@@ -249,3 +249,38 @@ def test_models_listing_names_an_earlier_version_and_each_validation_level():
     line = next(text for text in listing.splitlines() if "fine-tuned from" in text and "drunet-denoiser-color" in text)
     assert "fine-tuned from an earlier drunet-denoiser-color (sha256 " in line
     assert "? dB" not in listing and " dB at 15/255" in line
+
+
+def test_training_photos_follow_the_lineage_and_the_benchmarks_leave_those_photos_out(tmp_path):
+    """A photo that trained a model, or the model it was fine-tuned from (through a shipped name, a file, or the
+    record nested in a gone file's init_from), is not 'held out' for it: unseen_held_out_files leaves it out and
+    names who saw it; a step that cannot be followed is reported, not ignored."""
+    from pnprgm.training.data import held_out_files, unseen_held_out_files
+
+    train = tmp_path / "train"
+    train.mkdir()
+    for index in range(10):
+        io.write_image(train / f"p{index}.png", torch.full((3, 8, 8), index / 10))
+    (held,) = held_out_files(train)
+    digest = io.sha256_file(held)
+    torch.manual_seed(0)
+    gen = build_generator_from_config(sized_config("tiny", channels=3, conditioning="sigma", sigma_channel=True))
+
+    def model(name, record):
+        return save_model(tmp_path / f"{name}.pt", gen.state_dict(), dict(gen.config), {"name": "denoise"}, record)
+
+    first = model("first", {"files": [{"name": held.name, "sha256": digest}]})
+    child = model("child", {"files": [{"name": "other.png", "sha256": "0" * 64}],
+                            "init_from": {"source": str(first)}})
+    orphan = model("orphan", {"files": [{"name": "other.png", "sha256": "0" * 64}],
+                              "init_from": {"source": str(tmp_path / "gone.pt"), "init_from": {"source": str(first)}}})
+    fresh = model("fresh", {"files": [{"name": "other.png", "sha256": "0" * 64}]})
+    assert models.training_photos(str(first)) == ({digest}, [])
+    assert models.training_photos(str(child))[0] == {digest, "0" * 64}
+    photos, unknown = models.training_photos(str(orphan))
+    assert digest in photos and unknown == [str(tmp_path / "gone.pt")]
+    assert unseen_held_out_files(train, [str(fresh)]) == ([held], {}, [])
+    kept, left_out, unknown = unseen_held_out_files(train, [str(fresh), str(child)])
+    assert kept == [] and left_out == {held.name: [str(child)]} and unknown == []
+    no_record = model("no_record", {})
+    assert models.training_photos(str(no_record))[1] == [f"{no_record} (its record lists no training photos)"]

@@ -165,6 +165,51 @@ def resolve(source: str | Path, channels: int = 3, *, what: str = "model", requi
                     f"give a model name or the path of a model.pt.")
 
 
+def training_photos(source: str | Path, channels: int = 3) -> tuple[set[str], list[str]]:
+    """The sha256 of every photo that trained ``source`` or a model it was fine-tuned from, and the lineage steps
+    that could not be followed (a model file that is gone, a record without its file list).
+
+    Follows the records: their ``files`` (``pnprgm train``) or ``data.train_files`` (the GPU recipe), then
+    ``init_from``: its ``source`` while that resolves, else the ``init_from`` record nested in it (which keeps no
+    file list). A benchmark that promises photos no model saw leaves out those whose sha256 is here."""
+    seen: set[str] = set()
+    unknown: list[str] = []
+    visited: set[str] = set()
+    todo: list[tuple[str, Optional[Mapping[str, Any]]]] = [(str(source), None)]
+    while todo:
+        name, nested = todo.pop()
+        found = resolve(RENAMED.get(name, name), channels, required=False)  # a record's old name: no notice
+        if found is None:  # gone: only its nested record (no file list) can lead further back
+            unknown.append(name)
+            parent = (nested or {}).get("init_from")
+        else:
+            key = str(found.path.resolve())
+            if key in visited:
+                continue
+            visited.add(key)
+            if found.official_config is not None:  # an official checkpoint: trained on CelebA-HQ, not on our photos
+                continue
+            record = (found.entry.record if found.entry is not None else
+                      model_file_record(found.path)) or {}
+            files = record.get("files") or (record.get("data") or {}).get("train_files")
+            if not files:
+                unknown.append(f"{name} (its record lists no training photos)")
+            seen.update(f["sha256"] for f in files or () if isinstance(f, Mapping) and f.get("sha256"))
+            parent = record.get("init_from")
+        if isinstance(parent, Mapping) and parent.get("source"):
+            todo.append((str(parent["source"]), parent))
+        elif isinstance(parent, str) and parent:
+            todo.append((parent, None))
+    return seen, unknown
+
+
+def model_file_record(path: Path) -> dict[str, Any]:
+    """The training record stored in one of our model files ({} when it has none)."""
+    from pnprgm.rgm.model_file import read_model_file
+
+    return dict(read_model_file(path).get("record") or {})
+
+
 def model_path(source: str | Path, *, what: str = "model") -> Path:
     """The file of a shipped model name (hash-checked) or of a path (``PATH#CONFIG``: the part before ``#``)."""
     return resolve(source, what=what).path

@@ -85,8 +85,35 @@ HELD_OUT_FRACTION, HELD_OUT_SEED = 0.1, 0
 
 
 def held_out_files(folder: str | Path) -> list[Path]:
-    """The images of ``folder`` that the default split holds out (10 %, seed 0): photos our models never trained on."""
+    """The images of ``folder`` that the default split holds out (10 %, seed 0): photos the runs on this folder as it
+    is today never trained on (a model trained when the folder was smaller held out others: see
+    :func:`unseen_held_out_files`)."""
     return split_validation(scan_folder(folder), HELD_OUT_FRACTION, HELD_OUT_SEED)[1]
+
+
+def unseen_held_out_files(folder: str | Path, models: Sequence[str], channels: int = 3) \
+        -> tuple[list[Path], dict[str, list[str]], list[str]]:
+    """:func:`held_out_files` less the photos that trained any of ``models`` or a model it was fine-tuned from
+    (:func:`pnprgm.rgm.models.training_photos`, by sha256): ``(kept, {left-out name: models that saw it}, lineage
+    steps that could not be followed)``. The folder grew since the first shipped models, and its split changed."""
+    from pnprgm import io
+    from pnprgm.rgm.models import training_photos
+
+    seen_by: dict[str, list[str]] = {}
+    unknown: list[str] = []
+    for model in dict.fromkeys(models):
+        photos, lost = training_photos(model, channels)
+        unknown += [step for step in lost if step not in unknown]
+        for digest in photos:
+            seen_by.setdefault(digest, []).append(model)
+    kept, left_out = [], {}
+    for path in held_out_files(folder):
+        saw = seen_by.get(io.sha256_file(path))
+        if saw:
+            left_out[path.name] = saw
+        else:
+            kept.append(path)
+    return kept, left_out, unknown
 
 
 def load_images(files: Sequence[Path], channels: int, min_size: int, *, what: str = "training",
