@@ -11,7 +11,8 @@ effect. A diagnostic: rows are shown, never judged (a split model is no model an
 """
 from __future__ import annotations
 
-import argparse
+import hashlib
+import json
 import re
 import sys
 from pathlib import Path
@@ -78,12 +79,17 @@ def main(argv=None) -> int:
         # each split row is a link this script makes, so that the benchmark caches it under its own name and the
         # loader below knows it; the link's target is the model file
         links = Path(args.work) / "split"
-        links.mkdir(parents=True, exist_ok=True)
         split_of: dict[str, tuple[str, str]] = {}  # link -> (model, side)
         for model, side in ((m, side) for m in dict.fromkeys(args.model) for side in dict.fromkeys(args.side or ["high"])):
             found = rgm.models.resolve(model, 3)
+            if found.official_config is not None:
+                raise UserError(f"--model {model}: an official checkpoint has time levels, not a noise std to split at; "
+                                f"give one of our model files or a shipped name.")
+            # readable, and a hash of the file, the split and the MSE model so that no two splits share a cache file
             stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", Path(model).stem)
-            link = links / f"{stem}_{side}_{args.at * 255:.3g}of255.pt"
+            key = json.dumps([str(found.path.resolve()), repr(args.at), side, prior_vs_mse.MSE_MODEL])
+            link = links / f"{stem}_{side}_{args.at * 255:.4g}of255_{hashlib.sha256(key.encode()).hexdigest()[:8]}.pt"
+            links.mkdir(parents=True, exist_ok=True)
             if link.is_symlink() or link.exists():
                 if not link.is_symlink():
                     raise UserError(f"{link} is not a link this script made; give another --work.")

@@ -775,8 +775,9 @@ def test_noise_split_calls_the_model_only_on_its_side_of_the_split():
     low = script["split_denoiser"](model, mse, 0.04, "low")
     assert high(x, 0.1).max() == 0 and high(x, 0.01).min() == 1 and high(x, 0.04).max() == 0  # S is on the high side
     assert low(x, 0.1).min() == 1 and low(x, 0.01).max() == 0
-    mixed = high(x, torch.tensor([0.1, 0.01, 0.2]))
-    assert mixed[:, 0, 0, 0].tolist() == [0, 1, 0]
+    for sigma in (torch.tensor([0.1, 0.01, 0.2]), torch.tensor([0.1, 0.01, 0.2]).view(3, 1, 1, 1)):
+        assert high(x, sigma)[:, 0, 0, 0].tolist() == [0, 1, 0]
+    assert high(x, torch.tensor(0.01)).min() == 1  # a 0-d tensor
 
 
 @pytest.mark.slow
@@ -809,7 +810,7 @@ def test_noise_split_script_equals_the_mse_model_where_the_model_is_never_called
     # the MSE model's row again)
     assert main([*common, "--at", "1", "--side", "high", "--side", "low", "--out", str(tmp_path / "both")]) == 0
     both = json.loads((tmp_path / "both.json").read_text())
-    assert [Path(row).name for row in both["rows"][2:]] == ["untrained_high_255of255.pt", "untrained_low_255of255.pt"]
+    assert [Path(row).name[:23] for row in both["rows"][2:]] == ["untrained_high_255of255", "untrained_low_255of255_"]
     for task in ("sr", "deblur"):
         never, always = (both["verdicts"][row][task] for row in both["rows"][2:])
         assert never["psnr_cost"] == 0 and never["lpips_vgg_gain"] == 0
