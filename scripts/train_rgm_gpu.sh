@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # RGM-KLD on a lent GPU (issue 17): fine-tune the MSE UNet `unet-denoiser-color` with RGM's own objective, the
 # fidelity lmbda * ||y - G(y, sigma, z)||^2 / (2 sigma^2) plus the KL prior of an unconditional discriminator
-# (no supervised term; noise 2.55-10/255, the discriminator comparing re-noised images), for MINUTES (default 4) in one process. OUTDIR/rgm/ receives model.pt every 60 s and at the end,
+# (no supervised term; noise 2.55-10.2/255, the discriminator comparing re-noised images), for MINUTES (default
+# 4) in one process. OUTDIR/rgm/ receives model.pt every 60 s and at the end,
 # model_step0001250.pt and model_step0001500.pt (G's steps 250 and 500 after the discriminator's 1000 alone),
 # record.json (with the discriminator's mean loss over the last 200 steps) and log.csv; the resume checkpoints (over
 # 16 MiB) and the sample grid are removed at the end (a lent machine returns 8 files at most).
@@ -9,7 +10,7 @@
 # Usage: scripts/train_rgm_gpu.sh OUTDIR [MINUTES] [more pnprgm train options, e.g. --lmbda 1e-3 or --device cpu]
 # Needs what scripts/train_gpu.sh needs (.gpu/ from scripts/pack_gpu.sh); the options given win over the defaults.
 set -euo pipefail
-if [ $# -lt 1 ] || [[ "$1" == -* ]]; then sed -n '2,10p' "$0"; exit 2; fi
+if [ $# -lt 1 ] || [[ "$1" == -* ]]; then sed -n '2,11p' "$0"; exit 2; fi
 OUTDIR="$(realpath -m -- "$1")"; shift
 MINUTES="4"
 if [ $# -gt 0 ] && [[ "$1" != -* ]]; then MINUTES="$1"; shift; fi
