@@ -1,7 +1,8 @@
 """Denoising quality of the learned denoisers against BM3D on photos no model was trained on.
 
-Sets: the held-out 10 % of the training photos (``pnprgm.training.data.split_validation``, seed 0: the photos the
-GPU recipe validated on, here at full quality, not the packed JPEGs) and the public benchmark photos
+Sets: the held-out 10 % of the training photos (``pnprgm.training.data.held_out_files``, seed 0: the photos the
+GPU recipe validated on, here at full quality, not the packed JPEGs), less those that trained a compared model or one
+it was fine-tuned from (``unseen_held_out_files``; the older UNets saw 8 of them), and the public benchmark photos
 (``pnprgm.benchmark.datasets.public_set``). 256x256 centre crops; colour photos are denoised by the colour
 methods, and the gray set is the public gray photos plus the held-out photos converted to BT.601 luma. Noise
 std 15, 25 and 50 /255, one fixed noise draw per (image, level); one call per image, no self-ensemble; PSNR of
@@ -27,22 +28,33 @@ sys.path.insert(0, str(REPO))
 from pnprgm.benchmark.datasets import centre_crop, public_set  # noqa: E402
 from pnprgm.io import read_image, sha256_file, write_bytes, write_json  # noqa: E402
 from pnprgm.metrics.fidelity import psnr  # noqa: E402
-from pnprgm.training.data import convert_channels, held_out_files  # noqa: E402
+from pnprgm.training.data import convert_channels, held_out_files, unseen_held_out_files  # noqa: E402
 
 LEVELS = (15, 25, 50)
 
 
-def images(train_folder: Path, crop: int) -> dict[str, list[tuple[str, torch.Tensor]]]:
-    """``{"heldout-color": [...], "heldout-gray": [...], "public-color": [...], "public-gray": [...]}``."""
-    sets: dict[str, list[tuple[str, torch.Tensor]]] = {k: [] for k in ("heldout-color", "heldout-gray", "public-color", "public-gray")}
-    for path in held_out_files(train_folder):
+def images(train_folder: Path, crop: int, model_files: list[str]) -> dict[str, list[tuple[str, torch.Tensor, int]]]:
+    """``{"heldout-color": [...], "heldout-gray": [...], "public-color": [...], "public-gray": [...]}`` of
+    ``(name, image, noise index)``; a held-out photo that trained one of ``model_files`` (or its start) is left out,
+    the others keep the noise index of their place among all held-out photos, so their noise draws do not move."""
+    sets: dict[str, list[tuple[str, torch.Tensor, int]]] = {k: [] for k in ("heldout-color", "heldout-gray", "public-color", "public-gray")}
+    unseen, left_out, unknown = unseen_held_out_files(train_folder, model_files)
+    if left_out or unknown:
+        print(f"left out {len(left_out)} held-out photos a compared model or its start trained on"
+              + (f"; lineage not followed: {', '.join(unknown)}" if unknown else ""), flush=True)
+    kept = {path.name for path in unseen}
+    colour_index = 0
+    for index, path in enumerate(held_out_files(train_folder)):
         image = centre_crop(read_image(path), crop)
-        if image.shape[0] == 3:
-            sets["heldout-color"].append((path.stem, image[:3]))
-        sets["heldout-gray"].append((path.stem, convert_channels(image, 1)))
+        if path.name in kept:
+            if image.shape[0] == 3:
+                sets["heldout-color"].append((path.stem, image[:3], colour_index))
+            sets["heldout-gray"].append((path.stem, convert_channels(image, 1), index))
+        colour_index += image.shape[0] == 3
     for source in public_set().images:
         image = centre_crop(source.load(), crop)
-        sets["public-color" if image.shape[0] == 3 else "public-gray"].append((source.name, image))
+        chosen = sets["public-color" if image.shape[0] == 3 else "public-gray"]
+        chosen.append((source.name, image, len(chosen)))
     return sets
 
 
@@ -78,7 +90,7 @@ def main() -> int:
         "drunet (new default)": "drunet-denoiser-color,drunet-denoiser-gray",
         "unet-denoiser (previous default)": "unet-denoiser-color,unet-denoiser-gray"}
     found = methods(models)
-    sets = images(Path(args.train_folder), args.crop)
+    sets = images(Path(args.train_folder), args.crop, sorted({f for spec in found.values() for f in spec["files"].values()}))
     previous = {}
     if args.resume and Path(args.json).is_file():
         for r in json.loads(Path(args.json).read_text())["records"]:
@@ -91,7 +103,7 @@ def main() -> int:
         for method, spec in found.items():
             digest = sha256_file(spec["files"][channels]) if spec["files"] else None
             denoiser = None
-            for index, (name, clean) in enumerate(items):
+            for name, clean, index in items:
                 for level in LEVELS:
                     done += 1
                     key = (set_name, name, level, method, digest)
