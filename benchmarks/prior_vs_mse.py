@@ -127,7 +127,6 @@ def measure(args: argparse.Namespace, argv: list[str]) -> dict:
     from pnprgm.benchmark import report
     from pnprgm.benchmark import tasks as benchmark_tasks
     from pnprgm.benchmark.runner import build_config
-    from pnprgm.rgm.models import DEFAULT_DENOISER
     from pnprgm.cli.options import parse_assignments
     from pnprgm.errors import UserError
     from pnprgm.rgm import models
@@ -145,7 +144,7 @@ def measure(args: argparse.Namespace, argv: list[str]) -> dict:
     judged = args.noise is None and not overrides and set(TASKS) <= set(tasks)
     rows = [PRESETS, MSE_MODEL] + [m for m in dict.fromkeys(args.model) if m != MSE_MODEL]
     preset_models = [presets.denoiser_for(presets.resolve(None, solver="drs", spec=benchmark_tasks.registry.get(task).spec),
-                                          DEFAULT_DENOISER) for task in tasks]
+                                          models.DEFAULT_DENOISER) for task in tasks]
     names, left_out, unknown = heldout_colour(Path(args.train), work / "heldout", [*preset_models, *rows[1:]])
     names = names[:args.limit]
     results, resolved = {}, {}

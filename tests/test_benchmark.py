@@ -761,6 +761,15 @@ def test_prior_vs_mse_script_compares_each_model_with_the_mse_model_on_held_out_
     assert bad.value.code == 2
     # a gray model would silently be replaced by the presets' colour denoisers: refused in one line
     assert main(["--model", "unet-denoiser-gray", *common]) == 2
+    # a model that trained on the one held-out photo (here through the model it was fine-tuned from) leaves no photo
+    # that every row never saw: refused in one line rather than judged on a photo it learnt
+    from pnprgm import io
+    from pnprgm.training.data import held_out_files
+
+    (photo,) = held_out_files(train)
+    saw = _tiny_model_file(tmp_path / "saw.pt", 3, {"files": [{"name": photo.name, "sha256": io.sha256_file(photo)}]})
+    child = _tiny_model_file(tmp_path / "child.pt", 3, {"files": [], "init_from": {"source": str(saw)}})
+    assert main(["--model", str(child), *common]) == 2
 
 
 def test_noise_split_calls_the_model_only_on_its_side_of_the_split():
@@ -869,7 +878,7 @@ def test_prior_vs_mse_bar(mine, passes):
     assert found["lpips_vgg_gain"] == pytest.approx(0.230 - mine["lpips_vgg"])
 
 
-def _tiny_model_file(path: Path, channels: int) -> Path:
+def _tiny_model_file(path: Path, channels: int, record: dict | None = None) -> Path:
     from pnprgm.rgm.model_file import save_model
     from pnprgm.rgm.architectures import build_generator_from_config
     from pnprgm.rgm.unet import sized_config
@@ -877,7 +886,8 @@ def _tiny_model_file(path: Path, channels: int) -> Path:
     torch.manual_seed(0)
     config = sized_config("tiny", channels=channels, conditioning="sigma", output="residual", sigma_channel=True)
     gen = build_generator_from_config(config)
-    return save_model(path, gen.state_dict(), dict(gen.config), {"name": "denoise"}, {"command": "test", "steps": 1})
+    return save_model(path, gen.state_dict(), dict(gen.config), {"name": "denoise"},
+                      record or {"command": "test", "steps": 1})
 
 
 def test_model_option_replaces_the_default_for_its_channel_count(photo_dir, tmp_path, monkeypatch):
