@@ -51,7 +51,10 @@ def images(train_folder: Path, crop: int, model_files: list[str]) -> dict[str, l
                 sets["heldout-color"].append((path.stem, image[:3], colour_index))
             sets["heldout-gray"].append((path.stem, convert_channels(image, 1), index))
         colour_index += image.shape[0] == 3
-    for source in public_set().images:
+    public = public_set()
+    for note in public.notes:  # a table made without the bench extra has fewer public photos: say so
+        print(f"note: {note}", file=sys.stderr, flush=True)
+    for source in public.images:
         image = centre_crop(source.load(), crop)
         chosen = sets["public-color" if image.shape[0] == 3 else "public-gray"]
         chosen.append((source.name, image, len(chosen)))
