@@ -37,7 +37,7 @@ def command(as_json, verify):
             hw = record.get("hardware") or {}
             where = hw.get("gpu") or f"{hw.get('device', '?')} x{hw.get('world_size', 1)} ({hw.get('cpu_count', '?')} cores)"
             minutes = float(record.get("seconds") or record.get("train_seconds") or 0) / 60
-            files = record.get("files") or (record.get("data") or {}).get("train_files") or []
+            files = models.training_files(record)
             inputs = f" (input {record['val_psnr_input']} dB)" if record.get("val_psnr_input") is not None else ""
             click.echo(f"    objective: {models.objective(record)}")
             click.echo(f"    trained: {record.get('steps', '?')} steps, {minutes:.1f} min on {where}, "

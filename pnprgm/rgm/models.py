@@ -191,16 +191,22 @@ def training_photos(source: str | Path, channels: int = 3) -> tuple[set[str], li
                 continue
             record = (found.entry.record if found.entry is not None else
                       model_file_record(found.path)) or {}
-            files = record.get("files") or (record.get("data") or {}).get("train_files")
+            files = training_files(record)
             if not files:
                 unknown.append(f"{name} (its record lists no training photos)")
-            seen.update(f["sha256"] for f in files or () if isinstance(f, Mapping) and f.get("sha256"))
+            seen.update(f["sha256"] for f in files if isinstance(f, Mapping) and f.get("sha256"))
             parent = record.get("init_from")
         if isinstance(parent, Mapping) and parent.get("source"):
             todo.append((str(parent["source"]), parent))
         elif isinstance(parent, str) and parent:
             todo.append((parent, None))
     return seen, unknown
+
+
+def training_files(record: Mapping[str, Any]) -> list:
+    """The training photos a record lists (name, sha256...): ``files`` of a ``pnprgm train`` run, ``data.train_files``
+    of the GPU recipe; [] when it lists none."""
+    return list(record.get("files") or (record.get("data") or {}).get("train_files") or [])
 
 
 def model_file_record(path: Path) -> dict[str, Any]:
