@@ -81,20 +81,20 @@ def main(argv=None) -> int:
         links = Path(args.work) / "split"
         split_of: dict[str, tuple[str, str]] = {}  # link -> (model, side)
         for model, side in ((m, side) for m in dict.fromkeys(args.model) for side in dict.fromkeys(args.side or ["high"])):
-            found = rgm.models.resolve(model, 3)
-            if found.official_config is not None:
+            source = rgm.models.resolve(model, 3)
+            if source.official_config is not None:
                 raise UserError(f"--model {model}: an official checkpoint has time levels, not a noise std to split at; "
                                 f"give one of our model files or a shipped name.")
             # readable, and a hash of the file, the split and the MSE model so that no two splits share a cache file
             stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", Path(model).stem)
-            key = json.dumps([str(found.path.resolve()), repr(args.at), side, prior_vs_mse.MSE_MODEL])
+            key = json.dumps([str(source.path.resolve()), repr(args.at), side, prior_vs_mse.MSE_MODEL])
             link = links / f"{stem}_{side}_{args.at * 255:.4g}of255_{hashlib.sha256(key.encode()).hexdigest()[:8]}.pt"
             links.mkdir(parents=True, exist_ok=True)
             if link.is_symlink() or link.exists():
                 if not link.is_symlink():
                     raise UserError(f"{link} is not a link this script made; give another --work.")
                 link.unlink()
-            link.symlink_to(Path(found.path).resolve())
+            link.symlink_to(source.path.resolve())
             split_of[str(link)] = (model, side)
 
         def load_split(source, **kwargs):

@@ -282,5 +282,9 @@ def test_training_photos_follow_the_lineage_and_the_benchmarks_leave_those_photo
     assert unseen_held_out_files(train, [str(fresh)]) == ([held], {}, [])
     kept, left_out, unknown = unseen_held_out_files(train, [str(fresh), str(child)])
     assert kept == [] and left_out == {held.name: [str(child)]} and unknown == []
+    # a source name that now holds another file (a model continued under its own name) is not its start
+    renamed = model("renamed", {"files": [], "init_from": {"source": str(first), "sha256": "f" * 64}})
+    photos, unknown = models.training_photos(str(renamed))
+    assert digest not in photos and unknown[-1] == f"{first} (an earlier version, sha256 ffffffffffffffff...)"
     no_record = model("no_record", {})
     assert models.training_photos(str(no_record))[1] == [f"{no_record} (its record lists no training photos)"]

@@ -170,8 +170,8 @@ def training_photos(source: str | Path, channels: int = 3) -> tuple[set[str], li
     that could not be followed (a model file that is gone, a record without its file list).
 
     Follows the records: their ``files`` (``pnprgm train``) or ``data.train_files`` (the GPU recipe), then
-    ``init_from``: its ``source`` while that resolves, else the ``init_from`` record nested in it (which keeps no
-    file list). A benchmark that promises photos no model saw leaves out those whose sha256 is here."""
+    ``init_from``: its ``source`` while that resolves to the file it recorded (same sha256), else the ``init_from``
+    record nested in it (which keeps no file list). A benchmark that promises photos no model saw leaves out those whose sha256 is here."""
     seen: set[str] = set()
     unknown: list[str] = []
     visited: set[str] = set()
@@ -179,7 +179,13 @@ def training_photos(source: str | Path, channels: int = 3) -> tuple[set[str], li
     while todo:
         name, nested = todo.pop()
         found = resolve(RENAMED.get(name, name), channels, required=False)  # a record's old name: no notice
-        if found is None:  # gone: only its nested record (no file list) can lead further back
+        recorded = (nested or {}).get("sha256")
+        if found is not None and recorded and recorded != (found.entry.sha256 if found.entry is not None
+                                                            else io.sha256_file(found.path)):
+            # the name now holds another file (a model continued under its own name): its record is not this one's
+            unknown.append(f"{name} (an earlier version, sha256 {str(recorded)[:16]}...)")
+            parent = nested.get("init_from")
+        elif found is None:  # gone: only its nested record (no file list) can lead further back
             unknown.append(name)
             parent = (nested or {}).get("init_from")
         else:
