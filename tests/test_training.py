@@ -826,14 +826,14 @@ def test_d_residual_below_shows_the_residual_only_at_low_noise(data_dir, tmp_pat
     """d_residual_below=s: samples with noise std below s (in [0, 1] units; sigma_y is in [-1, 1] ones) keep both
     residuals, the others get zeros on both sides, so D sees the image alone there; 0 passes both through. A run
     trains with it and records it; it is refused without the residual discriminator and out of [0, 1]."""
-    from pnprgm.training.loop import residual_below
+    from pnprgm.training.loop import residual_in_band
 
     real, fake = torch.randn(4, 3, 8, 8), torch.randn(4, 3, 8, 8)
     sigma_y = 2 * torch.tensor([5, 9.9, 10.1, 40]) / 255
-    kept_real, kept_fake = residual_below(real, fake, sigma_y, 10 / 255)
+    kept_real, kept_fake = residual_in_band(real, fake, sigma_y, 10 / 255)
     for kept, base in ((kept_real, real), (kept_fake, fake)):
         assert torch.equal(kept[:2], base[:2]) and not kept[2:].any()
-    assert all(a is b for a, b in zip(residual_below(real, fake, sigma_y, 0.0), (real, fake)))
+    assert all(a is b for a, b in zip(residual_in_band(real, fake, sigma_y, 0.0), (real, fake)))
     train(data_dir, tmp_path / "run", process={"name": "denoise", "noise_min": 0.01, "noise_max": 0.2}, size="tiny",
           train={**TINY_TRAIN, "steps": 2, "d_cond": True, "d_cond_input": "residual", "d_residual_below": 0.04,
                  "val_images": 0}, progress=False)
@@ -873,6 +873,63 @@ def test_init_from_starts_with_the_model_weights_and_records_it(data_dir, tmp_pa
     with pytest.raises(UserError, match="sigma-conditioned model .process denoise. and this run's process needs time"):
         train(data_dir, tmp_path / "ddpm", process={"name": "ddpm"}, train={**TINY_TRAIN, "steps": 1},
               init_from=source["model"], progress=False)
+
+
+def test_d_residual_above_shows_the_residual_only_at_high_noise_and_makes_a_band_with_below(data_dir, tmp_path):
+    """d_residual_above=s: samples at or above s keep both residuals, those below get zeros (the image-only prior
+    there); with d_residual_below=b only [s, b) keeps them. A run records it; refused without the residual
+    discriminator, out of [0, 1], or at or above d_residual_below."""
+    from pnprgm.training.loop import residual_in_band
+
+    real, fake = torch.randn(4, 3, 8, 8), torch.randn(4, 3, 8, 8)
+    sigma_y = 2 * torch.tensor([5, 9.9, 10.1, 40]) / 255
+    kept_real, kept_fake = residual_in_band(real, fake, sigma_y, 0.0, 10 / 255)
+    for kept, base in ((kept_real, real), (kept_fake, fake)):
+        assert not kept[:2].any() and torch.equal(kept[2:], base[2:])
+    band_real, band_fake = residual_in_band(real, fake, sigma_y, 30 / 255, 9 / 255)
+    for kept, base in ((band_real, real), (band_fake, fake)):
+        assert not kept[0].any() and torch.equal(kept[1:3], base[1:3]) and not kept[3].any()
+    train(data_dir, tmp_path / "run", process={"name": "denoise", "noise_min": 0.01, "noise_max": 0.2}, size="tiny",
+          train={**TINY_TRAIN, "steps": 2, "d_cond": True, "d_cond_input": "residual", "d_residual_above": 0.04,
+                 "val_images": 0}, progress=False)
+    record = json.loads((tmp_path / "run" / "record.json").read_text())
+    assert record["train"]["d_residual_above"] == 0.04
+    with pytest.raises(UserError, match="d_residual_above applies to the residual discriminator"):
+        TrainConfig(d_residual_above=0.04)
+    with pytest.raises(UserError, match="d_residual_above must be a noise std"):
+        TrainConfig(d_cond=True, d_cond_input="residual", d_residual_above=-0.1)
+    with pytest.raises(UserError, match="must be below d_residual_below"):
+        TrainConfig(d_cond=True, d_cond_input="residual", d_residual_above=0.04, d_residual_below=0.04)
+
+
+def test_noise_input_above_feeds_the_latent_only_at_high_noise(data_dir, tmp_path):
+    """model.noise_input_above=s: two latents give the same output for inputs below noise std s and different ones
+    at or above it (the noise image is zeros below); it can be added to an --init-from model with the input, at the
+    gain the run chose (recorded); it needs the noise input and a std in [0, 1]."""
+    from pnprgm.rgm.unet import GeneratorConfig, UNetGenerator
+
+    G = UNetGenerator(GeneratorConfig(nf=8, ch_mult=(1, 2), nz=8, z_emb_dim=16, n_mlp=1, conditioning="sigma",
+                                      output="residual", noise_input=True, noise_input_above=0.04))
+    with torch.no_grad():
+        G.conv_out.weight.normal_(0, 0.1, generator=torch.Generator().manual_seed(0))
+        x = torch.rand(1, 3, 16, 16) * 2 - 1
+        z1, z2 = torch.randn(2, 1, 8, generator=torch.Generator().manual_seed(1))
+        for std, differs in ((0.039, False), (0.041, True)):
+            level = torch.full((1,), 2 * std)  # [-1, 1] units
+            assert (float((G(x, level, z1) - G(x, level, z2)).abs().max()) > 1e-4) is differs, std
+    for bad, match in ((dict(noise_input=True, noise_input_above=1.5), "must be a noise std"),
+                       (dict(noise_input_above=0.04), "applies to the noise input")):
+        with pytest.raises(UserError, match=match):
+            GeneratorConfig(**bad)
+    args = dict(process={"name": "denoise", "noise_min": 0.01, "noise_max": 0.1}, progress=False)
+    source = train(data_dir, tmp_path / "source", train={**TINY_TRAIN, "steps": 1}, size="tiny", **args)
+    grown = train(data_dir, tmp_path / "grown", train={**TINY_TRAIN, "steps": 1, "added_input_gain": 0.1},
+                  model={"noise_input": True, "noise_input_above": 0.04}, init_from=source["model"], **args)
+    config = json.loads((tmp_path / "grown" / "config.json").read_text())
+    assert config["init_from"]["added_input_gain"] == 0.1
+    assert model_file.load_model(grown["model"]).cfg.noise_input_above == 0.04
+    with pytest.raises(UserError, match="added_input_gain must be in"):
+        TrainConfig(added_input_gain=0)
 
 
 def test_an_added_noise_input_starts_as_faint_grain_on_the_shipped_denoiser(data_dir, tmp_path):

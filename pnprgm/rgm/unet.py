@@ -57,6 +57,10 @@ class GeneratorConfig:
     :param sigma_channel: feed the noise std as an extra constant input channel (``sigma`` conditioning).
     :param dropout: dropout rate inside residual blocks.
     :param noise_input: feed a unit white-noise image seeded by z as an extra input channel (:func:`latent_noise`).
+    :param noise_input_above: with ``noise_input``, the noise image is fed only to inputs whose noise std is at least
+        this (in [0, 1] image units, like ``--noise``); below it the channel is zeros, so there the output is a
+        function of x alone. 0: every level. Why: a posterior's spread is wide where the measurement is buried in
+        noise and narrow where it is not, and PnP's last, low-noise calls decide its PSNR.
     """
 
     arch: str = "unet"
@@ -76,8 +80,15 @@ class GeneratorConfig:
     sigma_channel: bool = False
     dropout: float = 0.0
     noise_input: bool = False
+    noise_input_above: float = 0.0
 
     def __post_init__(self) -> None:
+        if not (math.isfinite(self.noise_input_above) and 0 <= self.noise_input_above <= 1):
+            raise UserError(f"model.noise_input_above must be a noise std in [0, 1] (0: every level); got "
+                            f"{self.noise_input_above}.")
+        if self.noise_input_above and not self.noise_input:
+            raise UserError("model.noise_input_above applies to the noise input; add model.noise_input=true (or remove "
+                            "noise_input_above).")
         if self.channels < 1 or self.nf < 4 or self.nz < 1 or self.T < 1 or not self.ch_mult:
             raise UserError("generator config: channels, nf (>= 4), nz, T and ch_mult must be positive.")
         if any(m < 1 for m in self.ch_mult) or self.num_res_blocks < 1:
@@ -299,7 +310,10 @@ class UNetGenerator(nn.Module):
         if self.sigma_input:
             inp = torch.cat([inp, sigma.expand(-1, 1, *x.shape[2:])], dim=1)
         if self.cfg.noise_input:
-            inp = torch.cat([inp, latent_noise(z, x.shape[-2:]).to(inp)], dim=1)
+            noise = latent_noise(z, x.shape[-2:]).to(inp)
+            if self.cfg.noise_input_above:  # sigma is in [-1, 1] units, the setting in [0, 1] ones
+                noise = noise * (sigma >= 2 * self.cfg.noise_input_above).to(inp)
+            inp = torch.cat([inp, noise], dim=1)
         out = self._unet(inp, level, z)
         if self.cfg.output == "tanh":
             return torch.tanh(out)

@@ -101,6 +101,10 @@ class TrainConfig:
         each with fresh noise of std ``d_renoise * sigma_y`` added (0: clean images). RGM's own processes compare
         ``x_t`` with the re-noised estimate at level t: against a known noise floor, noise an output keeps from its
         input is excess variance, while on clean images it passes for the photo's own grain or texture.
+    :param added_input_gain: with ``--init-from`` and a generator input the source lacks (``model.noise_input``),
+        the added channel's initial weights are a fresh layer's times this: small, so the start is the source's
+        output to within a little grain, but not zero (from zero its gradient is zero: the output does not depend
+        on it yet). 0.1 put grain of std 0.006 (1.6/255) on `unet-denoiser-color`'s every output, -1.2 dB at 5/255.
     :param d_warmup: first steps in which only the discriminator trains (the generator, its EMA and schedule stay
         put); they count towards ``steps``. A warm-started generator otherwise follows the gradient of a discriminator
         that has not yet learned what tells its outputs from real images. 0: none (RGM's own schedule).
@@ -156,9 +160,11 @@ class TrainConfig:
     d_cond: bool = False
     d_cond_input: Literal["measurement", "residual"] = "measurement"
     d_residual_below: float = 0.0
+    d_residual_above: float = 0.0
     d_highpass: float = 16.0
     d_renoise: float = 0.0
     d_warmup: int = 0
+    added_input_gain: float = 0.01
     seed: int = 0
     checkpoint_every: int = 500
     keep_checkpoints: int = 3
@@ -193,12 +199,20 @@ class TrainConfig:
         if self.d_cond_input != "measurement" and not self.d_cond:
             raise UserError(f"train.d_cond_input={self.d_cond_input} applies to a conditional discriminator; add "
                             f"train.d_cond=true (or remove d_cond_input).")
-        if not (math.isfinite(self.d_residual_below) and 0 <= self.d_residual_below <= 1):
-            raise UserError(f"train.d_residual_below must be a noise std in [0, 1] (0: every sample); got "
-                            f"{self.d_residual_below}.")
-        if self.d_residual_below and not (self.d_cond and self.d_cond_input == "residual"):
-            raise UserError("train.d_residual_below applies to the residual discriminator; add train.d_cond=true "
-                            "train.d_cond_input=residual (or remove d_residual_below).")
+        for key in ("d_residual_below", "d_residual_above"):
+            value = getattr(self, key)
+            if not (math.isfinite(value) and 0 <= value <= 1):
+                raise UserError(f"train.{key} must be a noise std in [0, 1] (0: every sample); got {value}.")
+            if value and not (self.d_cond and self.d_cond_input == "residual"):
+                raise UserError(f"train.{key} applies to the residual discriminator; add train.d_cond=true "
+                                f"train.d_cond_input=residual (or remove {key}).")
+        if self.d_residual_below and self.d_residual_above >= self.d_residual_below:
+            raise UserError(f"train.d_residual_above ({self.d_residual_above}) must be below d_residual_below "
+                            f"({self.d_residual_below}): together they are the band [above, below) where D sees the "
+                            f"residual.")
+        if not (math.isfinite(self.added_input_gain) and 0 < self.added_input_gain <= 1):
+            raise UserError(f"train.added_input_gain must be in (0, 1] (a fraction of a fresh layer's weights); got "
+                            f"{self.added_input_gain}.")
         if not (math.isfinite(self.d_renoise) and 0 <= self.d_renoise <= 1):
             raise UserError(f"train.d_renoise must be in [0, 1] (a fraction of the measurement noise std; 0: off); got "
                             f"{self.d_renoise}.")

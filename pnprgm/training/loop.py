@@ -197,12 +197,7 @@ def prepare(data: str | Path, *, process: ProcessConfig, train: TrainConfig, siz
 # ------------------------------------------------------------------------------------------------ training
 
 #: Generator inputs a fine-tuning run may add to an ``--init-from`` model (one more channel of ``conv_in`` each).
-ADDED_INPUTS = ("noise_input",)
-#: Scale of the added channel's initial weights against a fresh layer's: small, so the start is the given model's
-#: output to within a little noise, but not zero: from zero the weights' expected gradient is zero (the output does
-#: not depend on the noise yet), so they would only random-walk. 0.1 added grain of std 0.006 (1.6/255) to
-#: `unet-denoiser-color` at every noise level, -1.2 dB at 5/255 before any training; 0.01 adds a tenth of that.
-ADDED_INPUT_GAIN = 0.01
+ADDED_INPUTS = ("noise_input", "noise_input_above")
 
 
 class Trainer:
@@ -334,17 +329,17 @@ class Trainer:
 
     def start_from(self, initial: model_file.InitialWeights) -> None:
         """Start the generator and its EMA from another model's weights (fine-tuning); an input channel this run
-        adds (:data:`ADDED_INPUTS`) starts with this run's seeded initial weights scaled by ``ADDED_INPUT_GAIN``."""
+        adds (:data:`ADDED_INPUTS`) starts with this run's seeded initial weights scaled by ``train.added_input_gain``."""
         state = dict(initial.state_dict)
         ours = self.G.conv_in.weight
         theirs = state["conv_in.weight"]
         if theirs.shape[1] < ours.shape[1]:
-            state["conv_in.weight"] = torch.cat([theirs, ADDED_INPUT_GAIN * ours.detach()[:, theirs.shape[1]:].cpu()], 1)
+            state["conv_in.weight"] = torch.cat([theirs, self.cfg.added_input_gain * ours.detach()[:, theirs.shape[1]:].cpu()], 1)
         self.G.load_state_dict(state)
         self.G_ema.load_state_dict(state)
         self.init_from = dict(initial.provenance)
         if theirs.shape[1] < ours.shape[1]:  # the start depends on it: a later change must not rewrite history
-            self.init_from["added_input_gain"] = ADDED_INPUT_GAIN
+            self.init_from["added_input_gain"] = self.cfg.added_input_gain
 
     def load(self, content: dict[str, Any]) -> None:
         """Restore everything from a checkpoint's content."""
@@ -430,7 +425,7 @@ class Trainer:
             return None, None
         if self.cfg.d_cond_input == "residual":  # each sample's own residual; the fake's carries the generator's gradient
             real, generated = self.p.process.residual(pairs.x_real, pairs), self.p.process.residual(fake, pairs)
-            return residual_below(real, generated, pairs.sigma_y, self.cfg.d_residual_below)
+            return residual_in_band(real, generated, pairs.sigma_y, self.cfg.d_residual_below, self.cfg.d_residual_above)
         return pairs.g_in, pairs.g_in
 
     def _d_inputs(self, pairs: Pairs, fake: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -640,13 +635,16 @@ def _average_gradients(module: nn.Module) -> None:
 # ------------------------------------------------------------------------------------------------ entry point
 
 
-def residual_below(real: torch.Tensor, fake: torch.Tensor, sigma_y: torch.Tensor,
-                   below: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(m r_real, m r_fake)`` with ``m = [sigma_y < 2 below]`` per sample (sigma_y in [-1, 1] units, ``below`` in
-    [0, 1] ones); unchanged when ``below`` is 0."""
-    if not below:
+def residual_in_band(real: torch.Tensor, fake: torch.Tensor, sigma_y: torch.Tensor, below: float,
+                     above: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(m r_real, m r_fake)`` with ``m = [2 above <= sigma_y < 2 below]`` per sample (sigma_y in [-1, 1] units,
+    ``below`` and ``above`` in [0, 1] ones; ``below`` 0: no upper end); unchanged when both are 0."""
+    if not below and not above:
         return real, fake
-    keep = (sigma_y < 2 * below).to(real.dtype).view(-1, *([1] * (real.dim() - 1)))
+    keep = sigma_y >= 2 * above
+    if below:
+        keep = keep & (sigma_y < 2 * below)
+    keep = keep.to(real.dtype).view(-1, *([1] * (real.dim() - 1)))
     return real * keep, fake * keep
 
 
