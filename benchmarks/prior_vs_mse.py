@@ -106,14 +106,16 @@ def _run_row(config, json_path: Path, quiet: bool):
     from pnprgm.benchmark.runner import run_benchmark
     from pnprgm.errors import UserError
 
+    # the work folder is this script's cache: records of photos no longer judged may go (overwrite), and other
+    # settings (crop, versions) mean a fresh run
     if json_path.is_file():
         try:
-            return run_benchmark(config, json_path=json_path, resume=True, progress=not quiet)
+            return run_benchmark(config, json_path=json_path, resume=True, overwrite=True, progress=not quiet)
         except UserError as err:
             if "--resume" not in str(err):
                 raise
-            json_path.unlink()  # the work folder is a cache: other settings (crop, versions) mean a fresh run
-    return run_benchmark(config, json_path=json_path, progress=not quiet)
+            json_path.unlink()
+    return run_benchmark(config, json_path=json_path, overwrite=True, progress=not quiet)
 
 
 def measure(args: argparse.Namespace, argv: list[str]) -> dict:

@@ -10,6 +10,8 @@ import torch
 from pnprgm.errors import UserError
 
 ARRAY_SUFFIXES = (".npy",)
+#: First bytes of every .npy file (numpy.lib.format).
+NPY_MAGIC = b"\x93NUMPY"
 
 
 def gaussian_kernel(sigma: float, size: int) -> np.ndarray:
@@ -106,15 +108,24 @@ def _read_2d(path: Path, what: str) -> np.ndarray:
     if not path.is_file():
         raise UserError(f"{what} file {path} is not a file; give a .npy array or an image.")
     if path.suffix.lower() in ARRAY_SUFFIXES:
+        save_hint = "save a 2-D array of numbers with numpy.save, or give a gray image"
+        with open(path, "rb") as handle:  # numpy's own error for a non-.npy file advises loading it unsafely
+            if handle.read(len(NPY_MAGIC)) != NPY_MAGIC:
+                raise UserError(f"{what} file {path} is not a .npy array (it lacks NumPy's header); {save_hint}.")
         try:
             array = np.load(path, allow_pickle=False)
+        except ValueError as err:
+            if "pickle" in str(err):  # an object array: pnprgm never unpickles a file (that can run code)
+                raise UserError(f"{what} file {path} holds Python objects, which pnprgm never loads; {save_hint}.") from None
+            raise UserError(f"cannot read {what} file {path}: {str(err).splitlines()[0]}; {save_hint}.") from None
         except Exception as err:  # numpy raises several types for corrupt files
             raise UserError(f"cannot read {what} file {path}: {str(err).splitlines()[0] if str(err) else type(err).__name__}.") from None
         array = np.squeeze(np.asarray(array))
-        if array.ndim != 2:
-            raise UserError(f"{what} file {path} holds an array of shape {np.shape(array)}; it must be 2-D (H, W).")
-        if not np.issubdtype(array.dtype, np.number) and array.dtype != np.bool_:
-            raise UserError(f"{what} file {path} holds {array.dtype} values; it must hold numbers.")
+        if array.ndim != 2 or array.size == 0:
+            raise UserError(f"{what} file {path} holds an array of shape {np.shape(array)}; it must be 2-D (H, W) "
+                            f"with at least one value.")
+        if np.iscomplexobj(array) or (not np.issubdtype(array.dtype, np.number) and array.dtype != np.bool_):
+            raise UserError(f"{what} file {path} holds {array.dtype} values; it must hold real numbers.")
         array = array.astype(np.float64)
     else:
         from pnprgm.io import read_image

@@ -6,7 +6,6 @@ or kernel is never re-derived from a seed or re-read from a file).
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -123,7 +122,7 @@ def load(path: str | Path, *, device="cpu", dtype: torch.dtype = torch.float32) 
     """The operator saved by :func:`save` at ``path`` (the .json; its .npz beside it)."""
     json_path, npz_path = _paths(path)
     try:
-        meta = json.loads(json_path.read_text())
+        meta = io.read_json(json_path)
     except OSError as err:
         raise UserError(f"cannot read operator file {json_path}: {err.strerror}; check the path.") from None
     except ValueError as err:

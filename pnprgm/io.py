@@ -483,11 +483,24 @@ def check_writable(path: str | Path) -> None:
         raise UserError(f"cannot write {path} ({err.strerror or err}); choose another path.") from None
 
 
+def read_json(path: str | Path) -> Any:
+    """The JSON value in ``path``: OSError when it cannot be read, ValueError when it is not UTF-8 JSON.
+
+    Why not plain ``json.loads``: a file nested a few thousand levels deep raises RecursionError there, which no
+    caller expects from a damaged file (a one-line error, not a traceback, and the other inputs still processed).
+    """
+    text = Path(path).read_text(encoding="utf-8")  # UnicodeDecodeError is a ValueError
+    try:
+        return json.loads(text)
+    except RecursionError:
+        raise ValueError("JSON nested too deeply to read") from None
+
+
 def read_json_object(path: str | Path) -> dict | None:
     """The JSON object in ``path``, or None when it is unreadable, not JSON or not an object."""
     try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, ValueError, UnicodeDecodeError):
+        data = read_json(path)
+    except (OSError, ValueError):
         return None
     return data if isinstance(data, dict) else None
 

@@ -6,7 +6,6 @@ measurement ``y``, which the clipped 8-bit PNG cannot hold, and the operator's a
 """
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -120,7 +119,7 @@ def owned_by_sidecar(image_path: str | Path) -> Optional[dict]:
     image_path = Path(image_path)
     json_path, npz_path = sidecar_paths(image_path)
     try:
-        meta = json.loads(json_path.read_text())
+        meta = io.read_json(json_path)
         info = meta["measurement"]
         if meta.get("format") != FORMAT:
             return None
@@ -141,7 +140,7 @@ def load_measurement(image_path: str | Path, *, device="cpu", dtype: torch.dtype
     if not json_path.is_file():
         return None
     try:
-        meta = json.loads(json_path.read_text())
+        meta = io.read_json(json_path)
     except (OSError, ValueError) as err:
         raise UserError(f"cannot read the sidecar {json_path}: {str(err).splitlines()[0]}; delete it or degrade again.") from None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:

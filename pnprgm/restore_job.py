@@ -311,7 +311,7 @@ def check_memory(image_shape: tuple[int, int, int], job: RestoreJob) -> None:
 def read_record(path: Path) -> Optional[dict]:
     """The restore record at ``path``, or None when there is none or the file is something else."""
     try:
-        record = json.loads(path.read_text())
+        record = io.read_json(path)
     except (OSError, ValueError):
         return None
     return record if isinstance(record, dict) and record.get("format") == RECORD_FORMAT else None

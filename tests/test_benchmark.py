@@ -966,6 +966,50 @@ def test_outputs_never_replace_a_file_the_benchmark_did_not_write(photo_dir, tmp
     assert photo.read_bytes() == before
 
 
+@pytest.mark.parametrize("content", [b"\x89PNG\r\n\x1a\n\x00\xff", b"[" * 100000 + b"]" * 100000])
+def test_a_binary_or_too_deeply_nested_file_is_one_line_as_suite_results_or_resume(photo_dir, tmp_path, content):
+    """A PNG given as a suite raised UnicodeDecodeError, JSON nested 100000 deep RecursionError: tracebacks."""
+    bad = tmp_path / "bad.json"
+    bad.write_bytes(content)
+    for args in (["--suite", str(bad)], ["--from-json", str(bad), "--md", str(tmp_path / "o.md")]):
+        result = CliRunner().invoke(app, ["benchmark", *args])
+        assert result.exit_code == 2 and "Traceback" not in result.output, result.output
+        assert result.output.startswith("error:") and result.output.count("\n") == 1, result.output
+    from pnprgm.config import read_config_file
+
+    with pytest.raises(UserError, match="cannot parse config file"):
+        read_config_file(bad)
+
+
+def test_a_results_json_of_another_run_is_not_silently_replaced(photo_dir, tmp_path):
+    """A rerun with other tasks, images or settings would rewrite --json without the earlier run's records: refused
+    before any work unless --overwrite; the same run (or one that covers every earlier record) replaces it."""
+    out = tmp_path / "r.json"
+    assert _bench(photo_dir, "--json", out).exit_code == 0
+    before = out.read_bytes()
+    other_task = CliRunner().invoke(app, ["benchmark", "--data", str(photo_dir), "--images", "coffee", "--task", "sr",
+                                          "--method", "baseline", "--crop", "48", "--metrics", "psnr", "-q",
+                                          "--json", str(out)])
+    assert other_task.exit_code == 2 and "Traceback" not in other_task.output, other_task.output
+    assert "denoise/baseline on coffee" in other_task.output and "--overwrite" in other_task.output
+    for args in (("--crop", "64"), ("--crop", "64", "--resume")):
+        other_crop = CliRunner().invoke(app, ["benchmark", "--data", str(photo_dir), "--images", "coffee", "--task",
+                                              "denoise", "--method", "baseline", "--metrics", "psnr", "-q",
+                                              "--json", str(out), *args])
+        assert other_crop.exit_code == 2 and "crop differ" in other_crop.output, other_crop.output
+    assert out.read_bytes() == before
+    wider = CliRunner().invoke(app, ["benchmark", "--data", str(photo_dir), "--images", "coffee", "--task", "denoise,sr",
+                                     "--method", "baseline", "--crop", "48", "--metrics", "psnr", "-q",
+                                     "--json", str(out), "--resume"])
+    assert wider.exit_code == 0, wider.output
+    assert {r["task"] for r in json.loads(out.read_text())["records"]} == {"denoise", "sr"}
+    refused = _bench(photo_dir, "--json", out, crop=64)
+    assert refused.exit_code == 2 and "crop differ" in refused.output, refused.output
+    forced = _bench(photo_dir, "--json", out, "--overwrite", crop=64)
+    assert forced.exit_code == 0, forced.output
+    assert {r["task"] for r in json.loads(out.read_text())["records"]} == {"denoise"}
+
+
 @pytest.mark.parametrize("outputs, message", [
     (("--figure", "fig.gif"), "--figure writes PNG or JPEG; name it .png or .jpg"),
     (("--json", "same.x", "--md", "same.x"), "--json and --md name the same file"),

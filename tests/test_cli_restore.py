@@ -201,6 +201,17 @@ def test_a_bad_sidecar_noise_is_one_error_and_the_folder_goes_on(photos, tmp_pat
     assert "restored 1 image(s)" in result.output and "1 failed" in result.output
 
 
+def test_a_sidecar_nested_too_deeply_is_one_error_and_the_folder_goes_on(photos, tmp_path):
+    """JSON nested 100000 levels deep raised RecursionError in the JSON parser: a traceback that stopped the batch."""
+    meas, out = tmp_path / "meas", tmp_path / "out"
+    assert run("degrade", photos, "-p", "sr2", "--noise", "0.01", "-o", meas).exit_code == 0
+    (meas / "one.measurement.json").write_text("[" * 100000 + "]" * 100000)
+    result = run("restore", meas, "--denoiser", "tikhonov", "--iters", "2", "-q", "-o", out)
+    assert result.exit_code == 1 and "Traceback" not in result.output, result.output
+    assert len(errors(result)) == 1 and "one.measurement.json" in errors(result)[0] and "nested too deeply" in errors(result)[0]
+    assert (out / "two.png").is_file() and not (out / "one.png").exists()
+
+
 @pytest.mark.parametrize("orientation,turn", [(1, 0), (6, -1), (8, 1), (3, 2)])
 def test_exif_orientation_is_applied_on_read(tmp_path, orientation, turn):
     """A portrait photo stored landscape with an EXIF orientation tag is read (and restored) upright."""

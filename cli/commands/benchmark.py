@@ -26,7 +26,8 @@ Examples:
 Data: public (photos shipped inside pip packages; offline), set14, cbsd68, kodak24, urban100 (deepinv,
 downloaded on first use) or a folder. Images are centre-cropped (--crop) and measured with seeds derived from
 --seed, the image index and the task, so two runs give the same numbers. The JSON is rewritten after every
-record: an interrupted run keeps its results. --resume reuses a record only if that run computed every metric
+record: an interrupted run keeps its results; a --json holding records this run would not write again (other
+tasks, methods, images or settings) is refused before any work unless --overwrite. --resume reuses a record only if that run computed every metric
 asked for now; otherwise (e.g. lpips_vgg added to --metrics) the record is restored and scored again. A suite file (JSON/YAML) holds the same keys as the options
 (data, images, tasks, methods, noise, seed, crop, limit, device, metrics, protocol, overrides, figure_images,
 models); options given on the command line override it.
@@ -58,7 +59,8 @@ models); options given on the command line override it.
 @click.option("--figure", "figure_path", type=click.Path(dir_okay=False), default=None, help="Figure grid: PNG, or JPEG if the name ends in .jpg.")
 @click.option("--resume", is_flag=True, help="Reuse the records of an existing --json made with the same settings.")
 @click.option("--overwrite", is_flag=True,
-              help="Replace --json/--md/--figure files that pnprgm benchmark did not write (default: refuse, before any work).")
+              help="Replace --json/--md/--figure files that pnprgm benchmark did not write, and a --json whose earlier "
+                   "records this run would drop (default: refuse, before any work).")
 @click.option("--from-json", "from_json", type=click.Path(dir_okay=False), default=None, help="Do not run: rebuild --md from this results JSON.")
 @click.option("--list", "list_only", is_flag=True, help="List tasks, methods (with availability), metrics and data sets, then exit.")
 @threads_option

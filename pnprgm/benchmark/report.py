@@ -423,7 +423,7 @@ def load_results(path: str | Path) -> dict[str, Any]:
     from pnprgm.errors import UserError
 
     try:
-        data = json.loads(Path(path).read_text())
+        data = io.read_json(path)
     except (OSError, ValueError) as err:
         raise UserError(f"cannot read results {path}: {str(err).splitlines()[0]}; give a JSON written by pnprgm benchmark.") from None
     if (not isinstance(data, dict) or not RESULTS_KEYS <= set(data) or not isinstance(data["records"], list)

@@ -288,6 +288,9 @@ def run_benchmark(
     })
     data = result.data
     reusable = _reusable_records(json_path, data, config.metrics) if resume and json_path else {}
+    if json_path and not overwrite:
+        planned = {(item.source.name, name, method) for item, name in jobs for method in runnable}
+        _refuse_dropping_records(json_path, data, planned)
 
     def save() -> None:
         if json_path is not None:
@@ -398,6 +401,38 @@ def _reusable_records(json_path: str | Path, current: dict[str, Any], metrics: I
         raise
     except report.DAMAGE_ERRORS as err:  # a hand-edited or damaged file
         raise report.damaged(f"--resume: {path}", err, "use another --json or drop --resume") from None
+
+
+def _refuse_dropping_records(json_path: str | Path, current: dict[str, Any], planned: set[tuple[str, str, str]]) -> None:
+    """Before the first write: a :class:`UserError` when the results JSON at ``json_path`` holds records this run
+    would not write again (other tasks, methods or images) or wrote with other settings (crop, noise, seed...):
+    rewriting it would lose them. Package versions and the device may differ: a rerun refreshes its own numbers."""
+    from pnprgm.benchmark import report
+
+    path = Path(json_path)
+    if not path.is_file():
+        return
+    try:
+        previous = _with_task_names(report.load_results(path))
+        theirs, ours = _fingerprint(previous), _fingerprint(current)
+        records = list(previous["records"])
+        dropped = [r for r in records if (r["image"], r["task"], r["method"]) not in planned]
+    except (UserError, *report.DAMAGE_ERRORS):
+        return  # not readable as results: nothing in it this run could keep (check_outputs vouched it is ours)
+    for key in ("noise", "specs"):  # compared on the tasks both runs have; the others' records count as dropped
+        common = set(theirs[key]) & set(ours[key])
+        theirs[key], ours[key] = ({t: v for t, v in side[key].items() if t in common} for side in (theirs, ours))
+    changed = sorted(key for key in ours if key not in ("versions", "device") and theirs[key] != ours[key])
+    if not records or not (changed or dropped):
+        return
+    if changed:
+        why = f"made with other settings ({', '.join(changed)} differ)"
+    else:
+        first = dropped[0]
+        why = (f"{len(dropped)} of them for tasks, methods or images this run does not run again (e.g. "
+               f"{first['task']}/{first['method']} on {first['image']})")
+    raise UserError(f"--json {path} holds {len(records)} records of an earlier run, {why}; rewriting it would lose "
+                    f"them: give another --json, or --overwrite to replace it.")
 
 
 def _matching_records(previous: dict[str, Any], current: dict[str, Any], metrics: Iterable[str],

@@ -28,7 +28,7 @@ import torch
 
 from pnprgm.config import MAX_SEED, check_seed, to_dict
 from pnprgm.errors import UserError
-from pnprgm.io import refuse_taken, sha256_file
+from pnprgm.io import read_json, refuse_taken, sha256_file
 from pnprgm.metrics.fidelity import psnr
 from pnprgm.rgm.drunet import DRUNET_SIZES, DRUNetConfig, DRUNetGenerator
 from pnprgm.rgm.model_file import InitialWeights, read_initial_weights
@@ -203,7 +203,7 @@ def read_manifest(pack: Path) -> dict[str, Any]:
     if not path.is_file():
         return {}
     try:
-        return json.loads(path.read_text())
+        return read_json(path)
     except (OSError, ValueError) as err:
         raise UserError(f"{path} is not a readable pack manifest ({err}); rebuild the pack with scripts/pack_gpu.sh.") from None
 
