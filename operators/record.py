@@ -72,6 +72,9 @@ def from_record(meta: dict[str, Any], arrays: dict[str, np.ndarray], *, device="
     if op.in_shape != in_shape or op.out_shape != out_shape:
         raise UserError(f"operator record of {meta.get('spec')!r} is inconsistent: shapes {op.in_shape}->{op.out_shape}, "
                         f"recorded {in_shape}->{out_shape}.")
+    if meta.get("spec") != op.spec:  # the parts run; a spec that says otherwise would mislabel every record made
+        raise UserError(f"operator record is inconsistent: its spec says {meta.get('spec')!r} and its parts are "
+                        f"{op.spec!r}; degrade again.")
     return op
 
 

@@ -95,7 +95,7 @@ def degrade_files(inputs: Iterable[str | Path], operator: str, outdir: str | Pat
             fail(str(err) if str(path) in str(err) else f"{path}: {err}")
             continue
         except OSError as err:  # the disk filled, or the folder was removed or made read-only during the batch
-            fail(f"{path}: cannot write into {outdir} ({err.strerror or err}); free space or choose another -o.")
+            fail(f"{path}: {io.cannot_write_into(outdir, err)}")
             continue
         report.degraded.append(path)
         report.written.extend(paths)

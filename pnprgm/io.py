@@ -20,7 +20,11 @@ import torch
 
 from pnprgm.errors import UserError
 
+#: Formats pnprgm writes (lossless, or JPEG at the quality it chooses) and reads.
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
+#: Formats a folder scan picks up: those it writes and the read-only ones (WebP, GIF: the first frame) that are
+#: read when named one by one anyway.
+READ_SUFFIXES = IMAGE_SUFFIXES + (".webp", ".gif")
 
 
 def sha256_file(path: str | Path) -> str:
@@ -52,7 +56,7 @@ def list_images(inputs: Iterable[str | Path]) -> list[Path]:
     for item in inputs:
         path = Path(item)
         if path.is_dir():
-            found.extend(sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES))
+            found.extend(sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in READ_SUFFIXES))
         elif path.is_file():
             found.append(path)
         else:
@@ -64,7 +68,7 @@ def no_images_found(inputs: Iterable[str | Path]) -> UserError:
     """The one-line error for inputs that hold no image (the same for every command)."""
     inputs = [Path(item) for item in inputs]
     nested = any(p.is_dir() and any(q.is_dir() for q in p.iterdir()) for p in inputs)
-    return UserError(f"no images found in {', '.join(map(str, inputs))}; give PNG/JPEG/TIFF/BMP files or folders"
+    return UserError(f"no images found in {', '.join(map(str, inputs))}; give PNG/JPEG/TIFF/BMP/WebP/GIF files or folders"
                      + (" (subfolders are not searched: name them too)." if nested else "."))
 
 
@@ -481,6 +485,20 @@ def check_writable(path: str | Path) -> None:
         _temporary_beside(path).unlink()
     except OSError as err:
         raise UserError(f"cannot write {path} ({err.strerror or err}); choose another path.") from None
+
+
+def cannot_write_into(folder: str | Path, err: OSError) -> str:
+    """One line for a failed write into the output ``folder``, whose fix fits the cause: a full disk wants space,
+    a refused permission or read-only file system another folder."""
+    import errno
+
+    if err.errno in (errno.ENOSPC, errno.EDQUOT):
+        fix = "free space or choose another -o"
+    elif err.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        fix = "choose a folder you may write to with -o"
+    else:
+        fix = "check the folder or choose another -o"
+    return f"cannot write into {folder} ({err.strerror or err}); {fix}."
 
 
 def read_json(path: str | Path) -> Any:

@@ -31,6 +31,9 @@ RECORD_FORMAT = "pnprgm-restore-record"
 DENOISER_BYTES_PER_PIXEL = 2000
 SOLVER_BYTES_PER_PIXEL = 200
 
+#: Largest difference between the channels of an RGB photo read as gray for a one-channel measurement (gray):
+#: 2/255 lets a black-and-white JPEG saved as RGB through (its chroma rounding), never a colour photo.
+GRAY_AS_RGB_TOLERANCE = 2 / 255
 #: job fields that do not change a restoration (a rerun with other values still skips the images done)
 _NOT_SETTINGS = ("inputs", "outdir", "device", "overwrite")
 
@@ -171,7 +174,7 @@ def run_restore_job(job: RestoreJob, *, on_error: Callable[[str], None] = print,
         except UserError as err:
             fail(f"{path}: {err}")
         except OSError as err:  # the disk filled, the folder was removed or made read-only during the batch
-            fail(f"{path}: cannot write into {outdir} ({err.strerror or err}); free space or choose another -o.")
+            fail(f"{path}: {io.cannot_write_into(outdir, err)}")
         except (MemoryError, RecursionError, RuntimeError) as err:
             # a hand-edited sidecar (a 10^12-pixel shape, JSON nested 10^5 deep) must not stop the batch; torch reports
             # a failed allocation as RuntimeError, and other RuntimeErrors are bugs to see in full
@@ -448,9 +451,16 @@ def _load_problem(path: Path, job: RestoreJob):
     from pnprgm import operators
 
     y = io.read_image(path)[None]
-    measured = tuple(y.shape[1:])
     # a real photo is the valid part of the blur of a larger scene (operators.blur): no circular frame
-    shape = operators.image_shape(job.operator, measured, defaults=operators.PHOTO_DEFAULTS)
+    try:
+        shape = operators.image_shape(job.operator, tuple(y.shape[1:]), defaults=operators.PHOTO_DEFAULTS)
+    except UserError:
+        # a black-and-white photo saved as RGB (equal channels) for an operator that measures one channel (gray)
+        if y.shape[1] != 3 or float((y.amax(1) - y.amin(1)).max()) > GRAY_AS_RGB_TOLERANCE:
+            raise
+        y = y.mean(1, keepdim=True)
+        shape = operators.image_shape(job.operator, tuple(y.shape[1:]), defaults=operators.PHOTO_DEFAULTS)
+    measured = tuple(y.shape[1:])
     if job.image_size is not None:
         shape = (shape[0], int(job.image_size[0]), int(job.image_size[1]))
     physics = operators.build(job.operator, shape, device=job.device, defaults=operators.PHOTO_DEFAULTS)

@@ -224,6 +224,22 @@ def test_a_folder_without_images_is_an_error_as_in_restore(tmp_path):
             assert not (tmp_path / "out").exists()
 
 
+def test_a_folder_scan_takes_webp_and_gif_as_when_they_are_named(tmp_path):
+    """A folder holding WebP and GIF photos: both degraded (a scan once skipped them without a word, while the same
+    files named one by one were read)."""
+    from PIL import Image
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    pixels = (torch.rand((16, 16, 3), generator=torch.Generator().manual_seed(0)) * 255).to(torch.uint8).numpy()
+    Image.fromarray(pixels).save(folder / "photo.webp", lossless=True)
+    Image.fromarray(pixels).save(folder / "anim.gif")
+    (folder / "notes.txt").write_text("not an image")
+    result = CliRunner().invoke(app, ["degrade", str(folder), "-p", "sr2", "-o", str(tmp_path / "out")])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "out" / "photo.png").is_file() and (tmp_path / "out" / "anim.png").is_file()
+
+
 def test_presets_task_filter_names_an_unknown_task_and_takes_lists():
     result = CliRunner().invoke(app, ["presets", "--task", "foo"])
     assert result.exit_code == 2 and "unknown task 'foo'" in result.output and "valid: colorize, deblur" in result.output
@@ -231,6 +247,9 @@ def test_presets_task_filter_names_an_unknown_task_and_takes_lists():
     from pnprgm import presets
 
     assert listed and {presets.registry.get(line.split()[0]).task for line in listed} == {"sr", "deblur"}
+    for empty in ("", " , "):  # listed every preset, as if --task were not given
+        result = CliRunner().invoke(app, ["presets", "--task", empty])
+        assert result.exit_code == 2 and "--task is empty; choose from: colorize" in result.output, result.output
 
 
 @pytest.mark.parametrize("args, message", [

@@ -187,6 +187,40 @@ def test_bad_numbers_are_one_line_errors_before_any_work(photos, tmp_path, args,
     assert not out.exists()
 
 
+@pytest.mark.parametrize("args, message", [
+    (("--model-config", "celebahq256"), "add --model PATH"),  # was ignored: the default denoiser ran
+    (("--denoiser", "netG_1.pth", "--model-config", "celebahq256"), "give it as --model netG_1.pth instead of --denoiser"),
+    (("--model", "nonexist.pt"), "--model nonexist.pt does not exist"),  # was "unknown denoiser", a list of names
+    (("--model", "."), "is a folder"),
+])
+def test_model_options_that_cannot_work_are_one_line_errors_before_any_work(photos, tmp_path, monkeypatch, args, message):
+    monkeypatch.chdir(tmp_path)
+    out = tmp_path / "out"
+    result = run("restore", photos, "--operator", "blur:gaussian,sigma=1", "-q", *args, "-o", out)
+    assert result.exit_code == 2, result.output
+    assert result.output.count("\n") == 1 and message in result.output and "Traceback" not in result.output
+    assert not out.exists()
+
+
+def test_a_black_and_white_photo_saved_as_rgb_can_be_colorized(tmp_path):
+    """A gray photo stored with three equal channels is the gray measurement it shows (was: "a 3-channel image
+    cannot be a measurement of 'gray'"); a colour photo still is not."""
+    from PIL import Image
+
+    gray = (torch.rand((16, 16), generator=torch.Generator().manual_seed(0)) * 255).to(torch.uint8).numpy()
+    folder = tmp_path / "in"
+    folder.mkdir()
+    Image.fromarray(gray).convert("RGB").save(folder / "bw.png")
+    Image.fromarray(gray).convert("RGB").save(folder / "bw.jpg", quality=90)
+    io.write_image(folder / "colour.png", torch.rand((3, 16, 16), generator=torch.Generator().manual_seed(1)))
+    out = tmp_path / "out"
+    result = run("restore", folder, "--operator", "gray", "--denoiser", "tikhonov", "--iters", "2", "-q", "-o", out)
+    assert result.exit_code == 1, result.output
+    for name in ("bw_png.png", "bw_jpg.png"):  # two inputs named bw: each output says which
+        assert io.read_image(out / name).shape == (3, 16, 16)
+    assert len(errors(result)) == 1 and "colour.png" in errors(result)[0] and "3-channel" in errors(result)[0]
+
+
 @pytest.mark.parametrize("bad", ["NaN", "true"])
 def test_a_bad_sidecar_noise_is_one_error_and_the_folder_goes_on(photos, tmp_path, bad):
     """NaN gave a black image; JSON ``true`` was read as a noise std of 1."""
@@ -276,20 +310,25 @@ def test_an_output_folder_blocked_by_a_file_is_one_line(photos, tmp_path, comman
     assert blocker.read_text() == "a file"
 
 
-def test_a_write_failure_after_computing_is_one_line_and_the_batch_goes_on(photos, tmp_path, monkeypatch):
+@pytest.mark.parametrize("code, fix", [("ENOSPC", "free space"), ("EACCES", "a folder you may write to"),
+                                       ("EROFS", "a folder you may write to"), ("EIO", "check the folder")])
+def test_a_write_failure_after_computing_is_one_line_and_the_batch_goes_on(photos, tmp_path, monkeypatch, code, fix):
+    """The fix fits the cause: a refused permission once said "free space"."""
     import errno
+    import os
 
     real_stage = io.stage
 
-    def disk_full_for_one(path, writer, **kwargs):
+    def failing_for_one(path, writer, **kwargs):
         if path.name == "one.png":
-            raise OSError(errno.ENOSPC, "No space left on device")
+            raise OSError(getattr(errno, code), os.strerror(getattr(errno, code)))
         return real_stage(path, writer, **kwargs)
 
-    monkeypatch.setattr(io, "stage", disk_full_for_one)
+    monkeypatch.setattr(io, "stage", failing_for_one)
     result = run("restore", photos, *FAST, "-o", tmp_path / "out")
     assert result.exit_code == 1, result.output
-    assert len(errors(result)) == 1 and "one.png" in errors(result)[0] and "No space left" in errors(result)[0]
+    assert len(errors(result)) == 1 and "one.png" in errors(result)[0] and fix in errors(result)[0]
+    assert os.strerror(getattr(errno, code)) in errors(result)[0]
     assert "Traceback" not in result.output and "restored 1 image(s)" in result.output and "1 failed" in result.output
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["two.json", "two.png"]
 

@@ -63,6 +63,8 @@ def test_edited_image_is_refused(tmp_path):
     (lambda j, n: n.write_bytes(b"tampered"), "sha256 differs"),
     (lambda j, n: j.write_text(json.dumps({**json.loads(j.read_text()), "version": 99})), "sidecar version"),
     (lambda j, n: j.write_text(json.dumps({k: v for k, v in json.loads(j.read_text()).items() if k != "source"})), "incomplete"),
+    (lambda j, n: j.write_text(json.dumps({**json.loads(j.read_text()), "operator": {
+        **json.loads(j.read_text())["operator"], "spec": "sr:factor=4,kernel=box"}})), "its spec says"),
 ])
 def test_damaged_sidecars_are_one_line_errors(tmp_path, damage, words):
     _, _, _, image, _ = make(tmp_path)

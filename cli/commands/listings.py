@@ -54,6 +54,8 @@ def presets_command(task):
     from pnprgm.errors import UserError
 
     known = sorted({entry.obj.task for entry in presets.registry.entries()})
+    if task is not None and not task.strip(" ,"):  # --task "" would list every preset, as if it were not given
+        raise UserError(f"--task is empty; choose from: {', '.join(known)} (or leave --task out for all).")
     wanted = {name.strip().lower() for name in task.split(",")} if task else set(known)
     unknown = sorted(wanted - set(known))
     if unknown:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import click
 
@@ -87,6 +88,14 @@ def command(inputs, outdir, operator, size, solver, preset, denoiser, model_path
         model_config = model_config or model_preset
     if model_path is not None and denoiser is not None:
         raise UserError(f"--denoiser {denoiser} and --model {model_path} both choose the denoiser; give one of them.")
+    if model_config is not None and model_path is None:  # it would silently restore with another denoiser
+        fix = (f"give it as --model {denoiser} instead of --denoiser" if denoiser else
+               f"add --model PATH (e.g. --model netG_550.pth --model-config {model_config})")
+        raise UserError(f"--model-config {model_config} describes the official checkpoint given with --model; {fix}.")
+    if model_path is not None and not Path(model_path).is_file():  # else "unknown denoiser", a list of names
+        missing = "is a folder" if Path(model_path).is_dir() else "does not exist"
+        raise UserError(f"--model {model_path} {missing}; give a model file (pnprgm train's model.pt or an official "
+                        f"netG_*.pth), or a shipped name with --denoiser (pnprgm models).")
     denoiser = denoiser or "default"
     if model_path is not None:
         denoiser = model_path if model_config is None else f"{model_path}#{model_config}"

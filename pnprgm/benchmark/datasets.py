@@ -187,7 +187,7 @@ def folder_set(folder: str | Path) -> Dataset:
         raise UserError(f"--data {folder}: not a folder; give public, {', '.join(n for n in registry.names() if n != 'public')} or a folder of images.")
     files = io.list_images([folder])
     if not files:
-        raise UserError(f"folder {folder} holds no images ({', '.join(io.IMAGE_SUFFIXES)}); add some or use --data public.")
+        raise UserError(f"folder {folder} holds no images ({', '.join(io.READ_SUFFIXES)}); add some or use --data public.")
     stems = [path.stem for path in files]
     names = [path.stem if stems.count(path.stem) == 1 else path.name for path in files]
     return Dataset(str(folder), [ImageSource(name, f"folder {folder}", path) for name, path in zip(names, files)])
