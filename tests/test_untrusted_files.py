@@ -132,3 +132,16 @@ def test_a_file_that_is_not_a_model_is_refused_in_one_line(tmp_path, name, comma
     assert f"refused {model}" in errors[0] and "pnprgm train" in errors[0]
     expected = "pickled Python objects (torch.nn.modules.linear.Linear)" if name == "pickled_module" else "not a pnprgm or official model"
     assert expected in errors[0]
+
+
+@pytest.mark.parametrize("flag", ["--denoiser", "--model"])
+def test_bare_weights_without_a_config_point_to_model_config(tmp_path, flag):
+    """A state dict alone (as the official RGM code saves netG_*.pth) was "not a pnprgm RGM model file; give the
+    model.pt written by pnprgm train": the fix is the generator config beside it."""
+    torch.save({"module.conv.weight": torch.zeros(2, 2)}, tmp_path / "netG_1.pth")
+    Image.fromarray(np.zeros((16, 16, 3), np.uint8)).save(tmp_path / "photo.png")
+    result = invoke("restore", tmp_path / "photo.png", "--operator", "sr2", flag, tmp_path / "netG_1.pth",
+                    "-o", tmp_path / "out", "-q")
+    errors = [line for line in result.output.splitlines() if line.startswith("error:")]
+    assert result.exit_code == 1 and len(errors) == 1 and "Traceback" not in result.output, result.output
+    assert "bare weights" in errors[0] and f"--model {tmp_path / 'netG_1.pth'} --model-config" in errors[0]
