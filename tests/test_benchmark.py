@@ -698,6 +698,23 @@ def test_sample_spread_script_measures_where_samples_differ(tmp_path):
     assert Image.open(tmp_path / "s.png").size == (3 * 32, 2 * 32)
 
 
+def test_latent_budget_script_prices_spread_in_psnr(tmp_path):
+    """benchmarks/latent_budget.py: noise added to the MSE UNet's outputs spreads the inpainting samples more at the
+    missing pixels than at the observed ones, more with a larger amplitude, and costs PSNR; no noise costs nothing."""
+    import runpy
+
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "latent_budget.py"
+    main = runpy.run_path(str(script))["main"]
+    main(["--samples", "2", "--crop", "32", "--limit", "1", "--threads", "1", "--out", str(tmp_path / "b")])
+    rows = json.loads((tmp_path / "b.json").read_text())["rows"]
+    none, weak, strong = rows[0], rows[1], rows[3]
+    assert (none["amp"], weak["amp"], strong["amp"]) == (0.0, 0.1, 0.3)
+    spread = [row["inpaint"]["std_missing"] for row in (none, weak, strong)]
+    assert spread[0] < spread[1] < spread[2] and strong["inpaint"]["std_missing"] > strong["inpaint"]["std_observed"]
+    assert strong["deblur"]["psnr"] < none["deblur"]["psnr"]
+    assert "| none | " in (tmp_path / "b.md").read_text() and "(+0.00)" in (tmp_path / "b.md").read_text()
+
+
 def _training_folder_with_one_held_out_photo(tmp_path: Path) -> Path:
     """10 smooth colour 72x72 photos: the 10 % that split_validation holds out is one."""
     from pnprgm import io
