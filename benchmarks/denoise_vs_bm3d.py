@@ -15,7 +15,6 @@ the clamped output. BM3D is the ``bm3d`` package (colour profile ``bm3d_rgb`` fo
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -26,7 +25,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from pnprgm.benchmark.datasets import centre_crop, public_set  # noqa: E402
-from pnprgm.io import read_image, sha256_file, write_bytes, write_json  # noqa: E402
+from pnprgm.io import read_image, read_json, sha256_file, write_bytes, write_json  # noqa: E402
 from pnprgm.metrics.fidelity import psnr  # noqa: E402
 from pnprgm.training.data import convert_channels, held_out_files, unseen_held_out_files  # noqa: E402
 
@@ -96,7 +95,7 @@ def main() -> int:
     sets = images(Path(args.train_folder), args.crop, sorted({f for spec in found.values() for f in spec["files"].values()}))
     previous = {}
     if args.resume and Path(args.json).is_file():
-        for r in json.loads(Path(args.json).read_text())["records"]:
+        for r in read_json(args.json)["records"]:
             previous[(r["set"], r["image"], r["level"], r["method"], r.get("sha256"))] = r
     records = []
     total = sum(len(v) for v in sets.values()) * len(LEVELS) * len(found)

@@ -6,7 +6,7 @@ least ``--above``. That is the crudest sampler a latent could make; a learned on
 noise, but its spread and PSNR cost scale alike. Tasks as the benchmarks (presets' DRS, measurement noise 0.01):
 sr4, Gaussian deblurring (sigma 1.6) and inpainting (half the pixels, random). Reported per setting: the PSNR of
 one sample on each task, and for inpainting the mean per-pixel std across seeds at the missing and at the observed
-pixels (``benchmarks/sample_spread.py``'s measure). Public colour photos, centre crops.
+pixels (``sample_spread.spread``). Public colour photos, centre crops.
 
     python benchmarks/latent_budget.py --threads 2        # writes benchmarks/latent_budget.{json,md}
 """
@@ -20,6 +20,9 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 if str(HERE.parent) not in sys.path:  # run from a checkout: the project's packages sit beside benchmarks/
     sys.path.insert(0, str(HERE.parent))
+if str(HERE) not in sys.path:  # its sibling sample_spread.py (the spread measure), also when loaded by runpy
+    sys.path.insert(0, str(HERE))
+import sample_spread  # noqa: E402
 
 TASKS = (("sr", "sr4"), ("deblur", "blur:gaussian,sigma=1.6"), ("inpaint", "mask:random,rate=0.5,seed=0"))
 NOISE = 0.01
@@ -78,9 +81,7 @@ def measure(args: argparse.Namespace) -> dict:
                                          solver="drs", noise_sigma=NOISE)
                 entry = {"psnr": float(psnr(result.images[0][None], truth[None]))}
                 if task == "inpaint":
-                    observed = physics.mask[0].expand_as(truth).bool()
-                    entry.update(std_missing=float(result.std[~observed].mean()),
-                                 std_observed=float(result.std[observed].mean()))
+                    entry.update(sample_spread.spread(result, physics, truth))
                 found.append(entry)
             row[task] = {key: sum(e[key] for e in found) / len(found) for key in found[0]}
         rows.append(row)

@@ -14,7 +14,6 @@ of the first photo, ``benchmarks/sample_spread.png``.
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import sys
 import time
@@ -44,6 +43,13 @@ def parse_args(argv=None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def spread(found, physics, truth) -> dict[str, float]:
+    """``{"std_missing", "std_observed"}``: the mean per-pixel std across samples (``found.std``, a
+    :class:`pnprgm.restoration.SampleSet`) at the pixels the inpainting ``physics`` does not and does observe."""
+    observed = physics.mask[0].expand_as(truth).bool()
+    return {"std_missing": float(found.std[~observed].mean()), "std_observed": float(found.std[observed].mean())}
+
+
 def measure(args: argparse.Namespace) -> dict:
     import torch
 
@@ -68,10 +74,8 @@ def measure(args: argparse.Namespace) -> dict:
             found = restore_samples(y[0], physics, samples=args.samples, denoiser=denoiser, solver=solver or None,
                                     noise_sigma=NOISE)
             seconds = time.perf_counter() - started
-            observed = physics.mask[0].expand_as(truth).bool()
             per_photo.append({
-                "photo": photo.name,
-                "std_missing": float(found.std[~observed].mean()), "std_observed": float(found.std[observed].mean()),
+                "photo": photo.name, **spread(found, physics, truth),
                 "psnr_mean": float(psnr(found.mean[None], truth[None])),
                 "psnr_sample": float(psnr(found.images[0][None], truth[None])),
                 "seconds": seconds,

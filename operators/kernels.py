@@ -10,8 +10,6 @@ import torch
 from pnprgm.errors import UserError
 
 ARRAY_SUFFIXES = (".npy",)
-#: First bytes of every .npy file (numpy.lib.format).
-NPY_MAGIC = b"\x93NUMPY"
 
 
 def gaussian_kernel(sigma: float, size: int) -> np.ndarray:
@@ -95,11 +93,6 @@ def antialias_centre(kernel_size: int, factor: int) -> int:
 
 
 # ---- user files ----------------------------------------------------------------------------------------------
-#: Largest difference between the channels of a kernel or mask image read as gray: a gray drawing saved as RGB
-#: (JPEG's chroma rounding included) passes, a colour picture does not.
-CHANNEL_TOLERANCE = 4 / 255
-
-
 def _read_2d(path: Path, what: str) -> np.ndarray:
     """A 2-D float array from a .npy file or a gray image (scaled to [0, 1]; an RGB one whose channels agree is
     read as their mean, one whose channels differ is refused)."""
@@ -108,18 +101,9 @@ def _read_2d(path: Path, what: str) -> np.ndarray:
     if not path.is_file():
         raise UserError(f"{what} file {path} is not a file; give a .npy array or an image.")
     if path.suffix.lower() in ARRAY_SUFFIXES:
-        save_hint = "save a 2-D array of numbers with numpy.save, or give a gray image"
-        with open(path, "rb") as handle:  # numpy's own error for a non-.npy file advises loading it unsafely
-            if handle.read(len(NPY_MAGIC)) != NPY_MAGIC:
-                raise UserError(f"{what} file {path} is not a .npy array (it lacks NumPy's header); {save_hint}.")
-        try:
-            array = np.load(path, allow_pickle=False)
-        except ValueError as err:
-            if "pickle" in str(err):  # an object array: pnprgm never unpickles a file (that can run code)
-                raise UserError(f"{what} file {path} holds Python objects, which pnprgm never loads; {save_hint}.") from None
-            raise UserError(f"cannot read {what} file {path}: {str(err).splitlines()[0]}; {save_hint}.") from None
-        except Exception as err:  # numpy raises several types for corrupt files
-            raise UserError(f"cannot read {what} file {path}: {str(err).splitlines()[0] if str(err) else type(err).__name__}.") from None
+        from pnprgm.io import load_numpy
+
+        array = load_numpy(path, what, "save a 2-D array of numbers with numpy.save, or give a gray image")
         array = np.squeeze(np.asarray(array))
         if array.ndim != 2 or array.size == 0:
             raise UserError(f"{what} file {path} holds an array of shape {np.shape(array)}; it must be 2-D (H, W) "
@@ -128,11 +112,11 @@ def _read_2d(path: Path, what: str) -> np.ndarray:
             raise UserError(f"{what} file {path} holds {array.dtype} values; it must hold real numbers.")
         array = array.astype(np.float64)
     else:
-        from pnprgm.io import read_image
+        from pnprgm.io import CHANNEL_TOLERANCE, channel_spread, read_image
 
         _refuse_transparency(path, what)
         image = read_image(path).double()  # UserError naming the file when unreadable
-        spread = float((image.amax(0) - image.amin(0)).max())  # 0 for a one-channel image
+        spread = channel_spread(image)
         if spread > CHANNEL_TOLERANCE:  # averaging them would silently use another kernel or mask than drawn
             raise UserError(f"{what} file {path} is a colour image whose channels differ (by up to {spread:.2f}); "
                             f"one {what} serves every channel: save it as a gray image or a 2-D .npy array.")

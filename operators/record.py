@@ -105,11 +105,9 @@ def load_arrays(path: str | Path) -> dict[str, np.ndarray]:
     path = Path(path)
     if not path.is_file():
         raise UserError(f"array file {path} is missing; it must sit beside its .json.")
-    try:
-        with np.load(path, allow_pickle=False) as data:
-            return {key: data[key] for key in data.files}
-    except Exception as err:  # zipfile/numpy raise several types for corrupt files
-        raise UserError(f"cannot read {path}: {str(err).splitlines()[0] if str(err) else type(err).__name__}.") from None
+    if path.suffix.lower() != ".npz":
+        raise UserError(f"array file {path} must be the .npz written beside its .json; degrade again.")
+    return io.load_numpy(path, "array", "degrade again")
 
 
 def save(op: Operator, path: str | Path, *, protect=()) -> Path:

@@ -146,7 +146,9 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
                 raise UserError(f"{path} is YAML but PyYAML is not installed; pip install pyyaml or use JSON.") from None
             data = yaml.safe_load(text)
         else:
-            data = json.loads(text)
+            from pnprgm.io import parse_json
+
+            data = parse_json(text)
     except (ValueError, Exception) as err:  # yaml.YAMLError is not importable without PyYAML
         if isinstance(err, UserError):
             raise

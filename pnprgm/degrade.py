@@ -72,14 +72,12 @@ def degrade_files(inputs: Iterable[str | Path], operator: str, outdir: str | Pat
             return report
         raise io.no_images_found(inputs)
     io.prepare_outdir(outdir)
-    names: dict[str, Path] = {}
-    io.sweep_temps(outdir, names=[n for p in files for n in (f"{p.stem}.png", *(s.name for s in sidecar_paths(outdir / f"{p.stem}.png")))])
+    # inputs that share a stem (photo.png, photo.gif) get distinct outputs, named as restore names its own
+    outputs = lambda stem: [f"{stem}.png", *(s.name for s in sidecar_paths(outdir / f"{stem}.png"))]  # noqa: E731
+    stems = io.output_stems(files, outputs)
+    io.sweep_temps(outdir, names=[name for path in files for name in outputs(stems[path])])
     for path in files:
-        target = outdir / f"{path.stem}.png"
-        if target.name in names:
-            fail(f"{path}: its output {target} would replace that of {names[target.name]}; rename one of them, or degrade it into another -o.")
-            continue
-        names[target.name] = path
+        target = outdir / f"{stems[path]}.png"
         try:
             image = io.read_image(path)
             shape = tuple(image.shape)

@@ -487,6 +487,47 @@ def check_writable(path: str | Path) -> None:
         raise UserError(f"cannot write {path} ({err.strerror or err}); choose another path.") from None
 
 
+#: Largest difference between the channels of an RGB image read as gray (a kernel or mask drawing, a black-and-white
+#: photo stored as RGB) with a little slack for editors that round colour conversions (Pillow's JPEG of a gray
+#: picture keeps its channels exactly equal); a colour picture's channels differ far more.
+CHANNEL_TOLERANCE = 4 / 255
+
+
+def channel_spread(image: torch.Tensor) -> float:
+    """Largest difference between the channels of a (C, H, W) image at any pixel: 0 for a one-channel image."""
+    return float((image.amax(-3) - image.amin(-3)).max())
+
+
+#: First bytes of NumPy's array files: .npy's own header, .npz's zip archive.
+NUMPY_MAGIC = {".npy": b"\x93NUMPY", ".npz": b"PK\x03\x04"}
+
+
+def load_numpy(path: str | Path, what: str, fix: str) -> Any:
+    """The array of a .npy file, or ``{name: array}`` of a .npz, never unpickled; anything else is a one-line
+    :class:`UserError` saying ``{what} file {path} ...; {fix}``. Why not plain ``np.load``: its errors for a file
+    that is not NumPy's, or holds Python objects, advise loading it unsafely (unpickling can run code)."""
+    import numpy as np
+
+    path = Path(path)
+    magic = NUMPY_MAGIC[path.suffix.lower()]
+    with open(path, "rb") as handle:
+        if handle.read(len(magic)) != magic:
+            raise UserError(f"{what} file {path} is not a {path.suffix.lower()} file (it lacks NumPy's header); {fix}.")
+    try:
+        loaded = np.load(path, allow_pickle=False)
+        if path.suffix.lower() == ".npz":
+            with loaded:
+                return {key: loaded[key] for key in loaded.files}
+        return loaded
+    except ValueError as err:
+        if "pickle" in str(err):  # object arrays: pnprgm never unpickles a file
+            raise UserError(f"{what} file {path} holds Python objects, which pnprgm never loads; {fix}.") from None
+        raise UserError(f"cannot read {what} file {path}: {str(err).splitlines()[0]}; {fix}.") from None
+    except Exception as err:  # zipfile and numpy raise several types for corrupt files
+        detail = str(err).splitlines()[0].rstrip(".") if str(err) else type(err).__name__
+        raise UserError(f"cannot read {what} file {path}: {detail}; {fix}.") from None
+
+
 def cannot_write_into(folder: str | Path, err: OSError) -> str:
     """One line for a failed write into the output ``folder``, whose fix fits the cause: a full disk wants space,
     a refused permission or read-only file system another folder."""
@@ -507,7 +548,11 @@ def read_json(path: str | Path) -> Any:
     Why not plain ``json.loads``: a file nested a few thousand levels deep raises RecursionError there, which no
     caller expects from a damaged file (a one-line error, not a traceback, and the other inputs still processed).
     """
-    text = Path(path).read_text(encoding="utf-8")  # UnicodeDecodeError is a ValueError
+    return parse_json(Path(path).read_text(encoding="utf-8"))  # UnicodeDecodeError is a ValueError
+
+
+def parse_json(text: str) -> Any:
+    """``json.loads(text)``, with a nesting too deep for Python's parser a ValueError like any other damage."""
     try:
         return json.loads(text)
     except RecursionError:

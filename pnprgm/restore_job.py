@@ -31,9 +31,6 @@ RECORD_FORMAT = "pnprgm-restore-record"
 DENOISER_BYTES_PER_PIXEL = 2000
 SOLVER_BYTES_PER_PIXEL = 200
 
-#: Largest difference between the channels of an RGB photo read as gray for a one-channel measurement (gray):
-#: 2/255 lets a black-and-white JPEG saved as RGB through (its chroma rounding), never a colour photo.
-GRAY_AS_RGB_TOLERANCE = 2 / 255
 #: job fields that do not change a restoration (a rerun with other values still skips the images done)
 _NOT_SETTINGS = ("inputs", "outdir", "device", "overwrite")
 
@@ -176,9 +173,10 @@ def run_restore_job(job: RestoreJob, *, on_error: Callable[[str], None] = print,
         except OSError as err:  # the disk filled, the folder was removed or made read-only during the batch
             fail(f"{path}: {io.cannot_write_into(outdir, err)}")
         except (MemoryError, RecursionError, RuntimeError) as err:
-            # a hand-edited sidecar (a 10^12-pixel shape, JSON nested 10^5 deep) must not stop the batch; torch reports
-            # a failed allocation as RuntimeError, and other RuntimeErrors are bugs to see in full
-            if isinstance(err, RuntimeError) and "allocate" not in str(err):
+            # a hand-edited sidecar (a 10^12-pixel shape, a structure nested too deeply) must not stop the batch;
+            # torch reports a failed allocation as RuntimeError, and other RuntimeErrors are bugs to see in full
+            # (RecursionError is a RuntimeError too: hence the exact type)
+            if type(err) is RuntimeError and "allocate" not in str(err):
                 raise
             fail(f"{path}: too large or too deeply nested to restore here ({type(err).__name__}); check its sidecar "
                  f"({path.stem}.measurement.json) or restore it with --tile on a larger machine.")
@@ -456,7 +454,7 @@ def _load_problem(path: Path, job: RestoreJob):
         shape = operators.image_shape(job.operator, tuple(y.shape[1:]), defaults=operators.PHOTO_DEFAULTS)
     except UserError:
         # a black-and-white photo saved as RGB (equal channels) for an operator that measures one channel (gray)
-        if y.shape[1] != 3 or float((y.amax(1) - y.amin(1)).max()) > GRAY_AS_RGB_TOLERANCE:
+        if y.shape[1] != 3 or io.channel_spread(y[0]) > io.CHANNEL_TOLERANCE:
             raise
         y = y.mean(1, keepdim=True)
         shape = operators.image_shape(job.operator, tuple(y.shape[1:]), defaults=operators.PHOTO_DEFAULTS)

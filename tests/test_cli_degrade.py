@@ -85,11 +85,16 @@ def test_inputs_are_never_overwritten(inputs):
     assert (inputs / "odd.png").read_bytes() == before
 
 
-def test_same_stem_twice_is_an_error_not_an_overwrite(tmp_path):
-    io.write_image(tmp_path / "a" / "x.png", torch.rand(3, 8, 8))
-    io.write_image(tmp_path / "b" / "x.png", torch.rand(3, 8, 8))
+def test_same_stem_twice_gets_two_outputs_never_an_overwrite(tmp_path):
+    """Two inputs named x.png: each gets its own output (named as restore names them), neither replaces the other
+    (this was an error for the second input before restore and degrade shared io.output_stems)."""
+    first, second = torch.rand(3, 8, 8), torch.rand(3, 8, 8)
+    io.write_image(tmp_path / "a" / "x.png", first)
+    io.write_image(tmp_path / "b" / "x.png", second)
     result = run("degrade", tmp_path / "a", tmp_path / "b", "-p", "identity", "-o", tmp_path / "out")
-    assert result.exit_code == 1 and "would replace" in result.output
+    assert result.exit_code == 0, result.output
+    for stem, image in (("x_png", first), ("x_png-2", second)):
+        assert torch.allclose(io.read_image(tmp_path / "out" / f"{stem}.png"), image, atol=1 / 255)
 
 
 def test_noise_and_help(inputs, tmp_path):
@@ -224,7 +229,7 @@ def test_a_folder_without_images_is_an_error_as_in_restore(tmp_path):
             assert not (tmp_path / "out").exists()
 
 
-def test_a_folder_scan_takes_webp_and_gif_as_when_they_are_named(tmp_path):
+def test_a_folder_scan_takes_webp_and_gif_as_when_they_are_named_and_shared_stems_get_distinct_outputs(tmp_path):
     """A folder holding WebP and GIF photos: both degraded (a scan once skipped them without a word, while the same
     files named one by one were read)."""
     from PIL import Image
@@ -234,10 +239,15 @@ def test_a_folder_scan_takes_webp_and_gif_as_when_they_are_named(tmp_path):
     pixels = (torch.rand((16, 16, 3), generator=torch.Generator().manual_seed(0)) * 255).to(torch.uint8).numpy()
     Image.fromarray(pixels).save(folder / "photo.webp", lossless=True)
     Image.fromarray(pixels).save(folder / "anim.gif")
+    Image.fromarray(pixels).save(folder / "anim.png")  # the same stem: distinct outputs, as restore names them
     (folder / "notes.txt").write_text("not an image")
     result = CliRunner().invoke(app, ["degrade", str(folder), "-p", "sr2", "-o", str(tmp_path / "out")])
     assert result.exit_code == 0, result.output
-    assert (tmp_path / "out" / "photo.png").is_file() and (tmp_path / "out" / "anim.png").is_file()
+    for stem in ("photo", "anim_gif", "anim_png"):
+        assert (tmp_path / "out" / f"{stem}.png").is_file() and (tmp_path / "out" / f"{stem}.measurement.json").is_file()
+    restored = CliRunner().invoke(app, ["restore", str(tmp_path / "out"), "--denoiser", "tikhonov", "--iters", "2",
+                                        "-q", "-o", str(tmp_path / "restored")])
+    assert restored.exit_code == 0 and "restored 3 image(s)" in restored.output, restored.output
 
 
 def test_presets_task_filter_names_an_unknown_task_and_takes_lists():

@@ -192,9 +192,14 @@ def test_bad_numbers_are_one_line_errors_before_any_work(photos, tmp_path, args,
     (("--denoiser", "netG_1.pth", "--model-config", "celebahq256"), "give it as --model netG_1.pth instead of --denoiser"),
     (("--model", "nonexist.pt"), "--model nonexist.pt does not exist"),  # was "unknown denoiser", a list of names
     (("--model", "."), "is a folder"),
+    (("--model", "nonexist.pt#celebahq256"), "--model nonexist.pt does not exist"),
+    (("--denoiser", "drunet-denoiser-color", "--model-config", "celebahq256"), "drop --model-config"),
+    (("--model", "m.pt#celebahq256", "--model-config", "cifar10"), "both name the generator config"),
 ])
 def test_model_options_that_cannot_work_are_one_line_errors_before_any_work(photos, tmp_path, monkeypatch, args, message):
     monkeypatch.chdir(tmp_path)
+    for name in ("m.pt", "netG_1.pth"):
+        (tmp_path / name).write_bytes(b"a model file")
     out = tmp_path / "out"
     result = run("restore", photos, "--operator", "blur:gaussian,sigma=1", "-q", *args, "-o", out)
     assert result.exit_code == 2, result.output

@@ -96,3 +96,14 @@ def test_operator_save_and_load_files(tmp_path):
     (tmp_path / "op.npz").write_bytes(b"junk")
     with pytest.raises(UserError, match="does not match"):
         operators.load(path)
+    # a record without the arrays' hash (written by hand): junk and pickles are refused in words, never with
+    # numpy's advice to load the file unsafely
+    meta = json.loads(path.read_text())
+    del meta["arrays_sha256"]
+    path.write_text(json.dumps(meta))
+    np.savez(tmp_path / "pickled.npz", mask=np.array([object()], dtype=object))
+    for content, words in ((b"junk", "lacks NumPy's header"), ((tmp_path / "pickled.npz").read_bytes(), "Python objects")):
+        (tmp_path / "op.npz").write_bytes(content)
+        with pytest.raises(UserError, match=words) as info:
+            operators.load(path)
+        assert "allow_pickle" not in str(info.value) and "\n" not in str(info.value)

@@ -153,6 +153,17 @@ def test_publish_writes_file_and_index(tmp_path):
     assert loaded(torch.rand(1, 3, 9, 11), 0.1).shape == (1, 3, 9, 11)
 
 
+@pytest.mark.parametrize("damage", ["{broken", "[" * 100000 + "]" * 100000, '{"other": 1}'])
+def test_publish_refuses_a_damaged_index_before_writing_the_model(tmp_path, damage):
+    shipped = tmp_path / "pretrained"
+    shipped.mkdir()
+    (shipped / "index.json").write_text(damage)
+    with pytest.raises(UserError, match="cannot read the model index") as info:
+        models.publish(_tiny_model(tmp_path, 3), "colour-a", directory=shipped)
+    assert "\n" not in str(info.value)
+    assert sorted(p.name for p in shipped.iterdir()) == ["index.json"]
+
+
 def test_publish_rejects_unknown_role(tmp_path):
     with pytest.raises(UserError, match="role"):
         models.publish(_tiny_model(tmp_path, 3), "x", role="magic", directory=tmp_path)

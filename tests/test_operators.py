@@ -447,7 +447,7 @@ def test_bad_kernel_files(tmp_path):
     shape = (3, 32, 32)
     _expect(f"blur:file={tmp_path / 'missing.npy'}", shape, "missing.npy", "does not exist")
     (tmp_path / "corrupt.npy").write_bytes(b"not numpy")
-    _expect(f"blur:file={tmp_path / 'corrupt.npy'}", shape, "corrupt.npy", "not a .npy array")
+    _expect(f"blur:file={tmp_path / 'corrupt.npy'}", shape, "corrupt.npy", "not a .npy file (it lacks NumPy's header)")
     np.save(tmp_path / "cut.npy", np.ones((5, 5)))
     (tmp_path / "cut.npy").write_bytes((tmp_path / "cut.npy").read_bytes()[:100])
     _expect(f"blur:file={tmp_path / 'cut.npy'}", shape, "cut.npy", "cannot read")

@@ -144,4 +144,4 @@ def test_bare_weights_without_a_config_point_to_model_config(tmp_path, flag):
                     "-o", tmp_path / "out", "-q")
     errors = [line for line in result.output.splitlines() if line.startswith("error:")]
     assert result.exit_code == 1 and len(errors) == 1 and "Traceback" not in result.output, result.output
-    assert "bare weights" in errors[0] and f"--model {tmp_path / 'netG_1.pth'} --model-config" in errors[0]
+    assert "bare weights" in errors[0] and f"{tmp_path / 'netG_1.pth'}#celebahq256" in errors[0]

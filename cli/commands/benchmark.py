@@ -27,7 +27,7 @@ Data: public (photos shipped inside pip packages; offline), set14, cbsd68, kodak
 downloaded on first use) or a folder. Images are centre-cropped (--crop) and measured with seeds derived from
 --seed, the image index and the task, so two runs give the same numbers. The JSON is rewritten after every
 record: an interrupted run keeps its results; a --json holding records this run would not write again (other
-tasks, methods, images or settings) is refused before any work unless --overwrite. --resume reuses a record only if that run computed every metric
+tasks, methods, images or settings) is refused before any image is restored, unless --overwrite. --resume reuses a record only if that run computed every metric
 asked for now; otherwise (e.g. lpips_vgg added to --metrics) the record is restored and scored again. A suite file (JSON/YAML) holds the same keys as the options
 (data, images, tasks, methods, noise, seed, crop, limit, device, metrics, protocol, overrides, figure_images,
 models); options given on the command line override it.
@@ -60,7 +60,7 @@ models); options given on the command line override it.
 @click.option("--resume", is_flag=True, help="Reuse the records of an existing --json made with the same settings.")
 @click.option("--overwrite", is_flag=True,
               help="Replace --json/--md/--figure files that pnprgm benchmark did not write, and a --json whose earlier "
-                   "records this run would drop (default: refuse, before any work).")
+                   "records this run would drop (default: refuse, before any image is restored).")
 @click.option("--from-json", "from_json", type=click.Path(dir_okay=False), default=None, help="Do not run: rebuild --md from this results JSON.")
 @click.option("--list", "list_only", is_flag=True, help="List tasks, methods (with availability), metrics and data sets, then exit.")
 @threads_option

@@ -21,7 +21,8 @@ Writes OUTDIR/NAME.png (the measurement at its own size, e.g. 4x smaller for sr4
 8 bits, or 16 for a 16-bit input; for viewing) and
 OUTDIR/NAME.measurement.json + .npz (operator with its masks/kernels, noise level, noise seed, source sha256
 and shape, and the exact float measurement), which `pnprgm restore OUTDIR/ -o OUT/` reads. Operators and their
-parameters: `pnprgm operators`; the spec grammar: docs/operators.md. Inputs are never overwritten, nor is a
+parameters: `pnprgm operators`; the spec grammar: docs/operators.md. Inputs sharing a name (a.png, a.gif) get
+distinct outputs (a_png.png, a_gif.png), as in restore. Inputs are never overwritten, nor is a
 file in OUTDIR that degrade did not write for the same image (--overwrite replaces it); an input that fails is
 reported and the others go on (exit status 1 if any failed).
 """

@@ -89,13 +89,22 @@ def command(inputs, outdir, operator, size, solver, preset, denoiser, model_path
     if model_path is not None and denoiser is not None:
         raise UserError(f"--denoiser {denoiser} and --model {model_path} both choose the denoiser; give one of them.")
     if model_config is not None and model_path is None:  # it would silently restore with another denoiser
-        fix = (f"give it as --model {denoiser} instead of --denoiser" if denoiser else
-               f"add --model PATH (e.g. --model netG_550.pth --model-config {model_config})")
+        if denoiser and Path(denoiser.partition("#")[0]).is_file():
+            fix = f"give it as --model {denoiser} instead of --denoiser"
+        elif denoiser:
+            fix = f"drop --model-config (--denoiser {denoiser} is not a checkpoint file)"
+        else:
+            fix = f"add --model PATH (e.g. --model netG_550.pth --model-config {model_config})"
         raise UserError(f"--model-config {model_config} describes the official checkpoint given with --model; {fix}.")
-    if model_path is not None and not Path(model_path).is_file():  # else "unknown denoiser", a list of names
-        missing = "is a folder" if Path(model_path).is_dir() else "does not exist"
-        raise UserError(f"--model {model_path} {missing}; give a model file (pnprgm train's model.pt or an official "
-                        f"netG_*.pth), or a shipped name with --denoiser (pnprgm models).")
+    if model_path is not None:
+        file, _, config = model_path.partition("#")  # PATH#CONFIG names an official checkpoint's config inline
+        if not Path(file).is_file():  # else "unknown denoiser", a list of names
+            missing = "is a folder" if Path(file).is_dir() else "does not exist"
+            raise UserError(f"--model {file} {missing}; give a model file (pnprgm train's model.pt or an official "
+                            f"netG_*.pth), or a shipped name with --denoiser (pnprgm models).")
+        if config and model_config is not None:
+            raise UserError(f"--model {model_path} and --model-config {model_config} both name the generator config; "
+                            f"give one of them.")
     denoiser = denoiser or "default"
     if model_path is not None:
         denoiser = model_path if model_config is None else f"{model_path}#{model_config}"

@@ -391,12 +391,10 @@ def _reusable_records(json_path: str | Path, current: dict[str, Any], metrics: I
     path = Path(json_path)
     if not path.is_file():
         return {}
-    import json
-
     from pnprgm.benchmark import report
 
     try:
-        return _matching_records(_with_task_names(report.load_results(path)), current, metrics, path)
+        return _matching_records(_with_todays_names(report.load_results(path)), current, metrics, path)
     except UserError:
         raise
     except report.DAMAGE_ERRORS as err:  # a hand-edited or damaged file
@@ -405,45 +403,63 @@ def _reusable_records(json_path: str | Path, current: dict[str, Any], metrics: I
 
 def _refuse_dropping_records(json_path: str | Path, current: dict[str, Any], planned: set[tuple[str, str, str]]) -> None:
     """Before the first write: a :class:`UserError` when the results JSON at ``json_path`` holds records this run
-    would not write again (other tasks, methods or images) or wrote with other settings (crop, noise, seed...):
-    rewriting it would lose them. Package versions and the device may differ: a rerun refreshes its own numbers."""
+    would not write again (other tasks, methods or images; a method unavailable or an image skipped now) or wrote
+    with other settings (crop, noise, seed...): rewriting it would lose them. Package versions and the device may
+    differ: a rerun refreshes its own numbers."""
     from pnprgm.benchmark import report
 
     path = Path(json_path)
     if not path.is_file():
         return
     try:
-        previous = _with_task_names(report.load_results(path))
-        theirs, ours = _fingerprint(previous), _fingerprint(current)
+        previous = _with_todays_names(report.load_results(path))
+        changed = _changed_settings(previous, current, ignore=("versions", "device"))
         records = list(previous["records"])
         dropped = [r for r in records if (r["image"], r["task"], r["method"]) not in planned]
     except (UserError, *report.DAMAGE_ERRORS):
         return  # not readable as results: nothing in it this run could keep (check_outputs vouched it is ours)
-    for key in ("noise", "specs"):  # compared on the tasks both runs have; the others' records count as dropped
-        common = set(theirs[key]) & set(ours[key])
-        theirs[key], ours[key] = ({t: v for t, v in side[key].items() if t in common} for side in (theirs, ours))
-    changed = sorted(key for key in ours if key not in ("versions", "device") and theirs[key] != ours[key])
     if not records or not (changed or dropped):
         return
     if changed:
         why = f"made with other settings ({', '.join(changed)} differ)"
     else:
-        first = dropped[0]
-        why = (f"{len(dropped)} of them for tasks, methods or images this run does not run again (e.g. "
-               f"{first['task']}/{first['method']} on {first['image']})")
+        why = f"{len(dropped)} of them {_why_not_again(dropped[0], current)}"
     raise UserError(f"--json {path} holds {len(records)} records of an earlier run, {why}; rewriting it would lose "
                     f"them: give another --json, or --overwrite to replace it.")
+
+
+def _why_not_again(record: Mapping[str, Any], current: Mapping[str, Any]) -> str:
+    """Why this run does not write ``record`` again, in a few words."""
+    resolved = current["config"]["resolved"]
+    method = resolved["methods"].get(record["method"])
+    skipped = next((entry for entry in current.get("skipped", []) if entry.get("image") == record["image"]
+                    and "method" not in entry), None)
+    where = f"{record['task']}/{record['method']} on {record['image']}"
+    if method is not None and not method.get("available", True):
+        return f"for a method unavailable now ({where}: {method.get('unavailable_reason')})"
+    if skipped is not None:
+        return f"for an image skipped now ({where}: {skipped.get('reason')})"
+    notes = [entry["reason"] for entry in current.get("skipped", []) if entry.get("kind") == "note"]
+    if notes and record["image"] not in {entry.get("name") for entry in resolved["images"]}:
+        return f"for an image this run does not have ({where}; {notes[0]})"
+    return f"for tasks, methods or images this run does not run again (e.g. {where})"
+
+
+def _changed_settings(previous: dict[str, Any], current: dict[str, Any], *, ignore: tuple[str, ...] = ()) -> list[str]:
+    """The settings (:func:`_fingerprint` keys) in which two runs differ, less ``ignore``; the per-task ones compared
+    on the tasks both runs have (adding or dropping a task keeps the records of the others reusable)."""
+    theirs, ours = _fingerprint(previous), _fingerprint(current)
+    for key in ("noise", "specs"):
+        common = set(theirs[key]) & set(ours[key])
+        theirs[key], ours[key] = ({t: v for t, v in side[key].items() if t in common} for side in (theirs, ours))
+    return sorted(key for key in ours if key not in ignore and theirs[key] != ours[key])
 
 
 def _matching_records(previous: dict[str, Any], current: dict[str, Any], metrics: Iterable[str],
                       path: Path) -> dict[tuple, dict[str, Any]]:
     from pnprgm.benchmark import report
 
-    theirs, ours = _fingerprint(previous), _fingerprint(current)
-    for key in ("noise", "specs"):  # per task: adding or dropping a task keeps the records of the others reusable
-        common = set(theirs[key]) & set(ours[key])
-        theirs[key], ours[key] = ({t: v for t, v in side[key].items() if t in common} for side in (theirs, ours))
-    changed = sorted(key for key in ours if theirs[key] != ours[key])
+    changed = _changed_settings(previous, current)
     if changed:
         raise UserError(f"--resume: {path} was made with other settings ({', '.join(changed)} differ); use another "
                         "--json or drop --resume.")
@@ -466,20 +482,23 @@ def _matching_records(previous: dict[str, Any], current: dict[str, Any], metrics
     }
 
 
-def _with_task_names(data: dict[str, Any]) -> dict[str, Any]:
-    """``data`` with today's task names (a JSON written before a rename, e.g. ``sr4`` for ``sr``): the same seeds
-    (:attr:`tasks.Task.seed_key`), so its records stay reusable."""
-    def today(name: str) -> str:
-        return tasks.registry.canonical(name, notice=False)
+def _with_todays_names(data: dict[str, Any]) -> dict[str, Any]:
+    """``data`` with today's task and method names (a JSON written before a rename, e.g. task ``sr4`` for ``sr``,
+    method ``rgm-drs`` for ``pnp-drs``): the same seeds (:attr:`tasks.Task.seed_key`) and the same algorithm, so its
+    records stay reusable and are not taken for another run's."""
+    def today(registry, name: Any) -> Any:
+        return registry.canonical(name, notice=False) if isinstance(name, str) else name
 
     if not isinstance(data, dict):
         return data
     resolved = (data.get("config") or {}).get("resolved") or {}
-    if "tasks" in resolved:
-        resolved["tasks"] = {today(name): task for name, task in resolved["tasks"].items()}
+    for key, registry in (("tasks", tasks.registry), ("methods", methods.registry)):
+        if isinstance(resolved.get(key), dict):
+            resolved[key] = {today(registry, name): value for name, value in resolved[key].items()}
     for entry in [*data.get("records", []), *data.get("skipped", [])]:
-        if "task" in entry:
-            entry["task"] = today(entry["task"])
+        for key, registry in (("task", tasks.registry), ("method", methods.registry)):
+            if key in entry:
+                entry[key] = today(registry, entry[key])
     return data
 
 

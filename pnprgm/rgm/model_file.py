@@ -36,8 +36,9 @@ def read_model_file(path: str | Path) -> dict[str, Any]:
                 "process": content["config"]["process"], "record": content.get("record", {})}
     if isinstance(content, dict) and content and all(isinstance(v, torch.Tensor) for v in content.values()):
         # bare weights, as the official RGM code saves them: they need the generator config beside them
-        raise UserError(f"{path} holds bare weights without a config (an official RGM checkpoint?); give it as "
-                        f"--model {path} --model-config celebahq256 (or cifar10, or the official arguments' JSON/YAML).")
+        raise UserError(f"{path} holds bare weights without a config (an official RGM checkpoint?); name its "
+                        f"generator config with it: {path}#celebahq256 (or #cifar10, or #the official arguments' "
+                        f"JSON/YAML), or restore --model {path} --model-config celebahq256.")
     if not isinstance(content, dict) or content.get("format") != MODEL_FORMAT:
         raise UserError(f"{path} is not a pnprgm RGM model file; give the model.pt written by pnprgm train.")
     return content

@@ -329,14 +329,18 @@ def publish(source: str | Path, name: str, *, role: str = "denoiser", default: b
         raise UserError(f"family {family!r} must name denoisers and not be taken by another denoiser; choose a new name.")
     content = read_model_file(source)
     directory = Path(directory)
+    index = directory / "index.json"
+    try:  # read before writing anything: a damaged index must not leave a model file it does not list
+        models = io.read_json(index)["models"] if index.is_file() else []
+    except (OSError, ValueError, TypeError, KeyError) as err:
+        raise UserError(f"cannot read the model index {index} ({type(err).__name__}: {str(err)[:80]}); restore it "
+                        f"from git (git checkout -- {index}) before publishing.") from None
     generator = content["generator"]
     record = content.get("record") or {}
     target = save_model(directory / f"{name}.pt", generator["state_dict"], generator["config"], content["process"], record)
     entry = ModelEntry(name=name, file=target.name, sha256=io.sha256_file(target), role=role,
                        channels=int(generator["config"]["channels"]), default=default, family=family, summary=summary,
                        record=record)
-    index = directory / "index.json"
-    models = json.loads(index.read_text())["models"] if index.is_file() else []
     kept = []
     for other in models:
         if other["name"] == name:

@@ -95,6 +95,10 @@ class TrainConfig:
         the pair ``(x, residual)`` at low noise and the image alone (the official prior) at high noise. 0: every
         sample. Why: at low noise the KL prior cannot tell kept input noise from a photo's own grain, while at high
         noise the residual D smooths texture away (benchmarks/prior_vs_mse_2026-12-06b.md).
+    :param d_residual_above: with ``d_cond_input=residual``, the residual is shown only for samples whose noise std
+        is at least this (zeros below; same units): the residual D, which asks for a posterior sample's white
+        residual, judges the high levels and the official image-only prior the low ones. With ``d_residual_below``
+        it gives a band ``[above, below)``. 0: every sample.
     :param d_highpass: gain of the discriminator's high-pass input copy ``x - blur(x)`` (lets it see the fine
         texture a restoration lacks; :mod:`pnprgm.training.priors`); 0 leaves it out (the earlier architecture).
     :param d_renoise: for the denoise and operator processes, the discriminator compares real and generated images

@@ -14,7 +14,7 @@ import torch
 
 from pnprgm.config import MAX_SEED
 from pnprgm.errors import UserError
-from pnprgm.io import list_images, read_image, sha256_file
+from pnprgm.io import READ_SUFFIXES, list_images, read_image, sha256_file
 
 #: ITU-R BT.601 luma weights (colour images in a grayscale run).
 LUMA = (0.299, 0.587, 0.114)
@@ -49,7 +49,7 @@ def scan_folder(folder: str | Path) -> list[Path]:
         raise UserError(f"data folder {folder} does not exist; give a folder of training images.")
     files = list_images([folder])
     if not files:
-        raise UserError(f"data folder {folder} has no images (.png, .jpg, .tif, .bmp); add some or fix the path.")
+        raise UserError(f"data folder {folder} has no images ({', '.join(READ_SUFFIXES)}); add some or fix the path.")
     return files
 
 

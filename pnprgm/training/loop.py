@@ -196,7 +196,8 @@ def prepare(data: str | Path, *, process: ProcessConfig, train: TrainConfig, siz
 
 # ------------------------------------------------------------------------------------------------ training
 
-#: Generator inputs a fine-tuning run may add to an ``--init-from`` model (one more channel of ``conv_in`` each).
+#: Generator settings a fine-tuning run may add to an ``--init-from`` model: the noise input (one more channel of
+#: ``conv_in``) and the noise level from which it is fed (no new weights).
 ADDED_INPUTS = ("noise_input", "noise_input_above")
 
 
