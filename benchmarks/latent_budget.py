@@ -25,7 +25,7 @@ if str(HERE) not in sys.path:  # its sibling sample_spread.py (the spread measur
 import sample_spread  # noqa: E402
 
 TASKS = (("sr", "sr4"), ("deblur", "blur:gaussian,sigma=1.6"), ("inpaint", "mask:random,rate=0.5,seed=0"))
-NOISE = 0.01
+NOISE = sample_spread.NOISE
 #: (amp, above): no noise; white noise of 0.1-0.3 sigma at every call; 0.3 sigma only at 10/255 and above
 SETTINGS = ((0.0, 0.0), (0.1, 0.0), (0.2, 0.0), (0.3, 0.0), (0.3, 10 / 255))
 
@@ -56,8 +56,6 @@ def perturbed(base, amp: float, above: float):
 def measure(args: argparse.Namespace) -> dict:
     import torch
 
-    from pnprgm import operators
-    from pnprgm.benchmark import datasets
     from pnprgm.denoisers import build
     from pnprgm.metrics import psnr
     from pnprgm.restoration import restore_samples
@@ -65,7 +63,7 @@ def measure(args: argparse.Namespace) -> dict:
     if args.threads:
         torch.set_num_threads(args.threads)
     base = build("unet-denoiser-color", channels=3, device=torch.device("cpu"), seed=0)
-    photos = [p for p in datasets.public_set().images if datasets.as_gray_or_rgb(p.load()).shape[0] == 3][:args.limit]
+    photos = sample_spread.colour_photos(args.limit)
     rows = []
     for amp, above in SETTINGS:
         row = {"amp": amp, "above": above}
@@ -73,10 +71,7 @@ def measure(args: argparse.Namespace) -> dict:
             samples = args.samples if task == "inpaint" else 1
             found = []
             for index, photo in enumerate(photos):
-                truth = datasets.centre_crop(datasets.as_gray_or_rgb(photo.load()), args.crop)
-                physics = operators.build(spec, tuple(truth.shape))
-                y = physics.A(truth[None])
-                y = y + NOISE * torch.randn(y.shape, generator=torch.Generator().manual_seed(index))
+                truth, physics, y = sample_spread.problem(photo, index, spec, args.crop)
                 result = restore_samples(y[0], physics, samples=samples, denoiser=perturbed(base, amp, above),
                                          solver="drs", noise_sigma=NOISE)
                 entry = {"psnr": float(psnr(result.images[0][None], truth[None]))}

@@ -43,6 +43,27 @@ def parse_args(argv=None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def colour_photos(limit: int) -> list:
+    """The first ``limit`` colour photos of the public set."""
+    from pnprgm.benchmark import datasets
+
+    return [p for p in datasets.public_set().images if datasets.as_gray_or_rgb(p.load()).shape[0] == 3][:limit]
+
+
+def problem(photo, index: int, spec: str, crop: int):
+    """``(truth, physics, y)``: the photo's centre crop, the operator of ``spec`` and its measurement with noise
+    ``NOISE`` drawn from seed ``index`` (the photo's place), the same for every method compared."""
+    import torch
+
+    from pnprgm import operators
+    from pnprgm.benchmark import datasets
+
+    truth = datasets.centre_crop(datasets.as_gray_or_rgb(photo.load()), crop)
+    physics = operators.build(spec, tuple(truth.shape))
+    y = physics.A(truth[None])
+    return truth, physics, y + NOISE * torch.randn(y.shape, generator=torch.Generator().manual_seed(index))
+
+
 def spread(found, physics, truth) -> dict[str, float]:
     """``{"std_missing", "std_observed"}``: the mean per-pixel std across samples (``found.std``, a
     :class:`pnprgm.restoration.SampleSet`) at the pixels the inpainting ``physics`` does not and does observe."""
@@ -53,23 +74,18 @@ def spread(found, physics, truth) -> dict[str, float]:
 def measure(args: argparse.Namespace) -> dict:
     import torch
 
-    from pnprgm import operators
-    from pnprgm.benchmark import datasets
     from pnprgm.metrics import psnr
     from pnprgm.restoration import restore_samples
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    photos = [p for p in datasets.public_set().images if datasets.as_gray_or_rgb(p.load()).shape[0] == 3][:args.limit]
+    photos = colour_photos(args.limit)
     rows, figure = [], []
     for method in args.method.split(","):
         denoiser, _, solver = method.partition(":")
         per_photo = []
         for index, photo in enumerate(photos):
-            truth = datasets.centre_crop(datasets.as_gray_or_rgb(photo.load()), args.crop)
-            physics = operators.build(SPEC, tuple(truth.shape))
-            y = physics.A(truth[None])
-            y = y + NOISE * torch.randn(y.shape, generator=torch.Generator().manual_seed(index))
+            truth, physics, y = problem(photo, index, SPEC, args.crop)
             started = time.perf_counter()
             found = restore_samples(y[0], physics, samples=args.samples, denoiser=denoiser, solver=solver or None,
                                     noise_sigma=NOISE)
