@@ -778,6 +778,16 @@ def test_prior_vs_mse_script_compares_each_model_with_the_mse_model_on_held_out_
     assert bad.value.code == 2
     # a gray model would silently be replaced by the presets' colour denoisers: refused in one line
     assert main(["--model", "unet-denoiser-gray", *common]) == 2
+    # --start: the start is a row of its own, and the model is judged against it too (the copy of the MSE model
+    # against the untrained one: better than that start, still not better than the MSE model)
+    assert main(["--model", str(mse_copy), "--start", f"{mse_copy}={untrained}", *common]) == 0
+    found = json.loads((tmp_path / "r.json").read_text())
+    assert found["rows"][2:] == [str(mse_copy), str(untrained)] and found["starts"] == {str(mse_copy): str(untrained)}
+    over = found["verdicts"][str(mse_copy)]["sr"]
+    assert over["lpips_vgg_gain_over_start"] > 0 and not over["passes"]
+    assert f"over its start `{untrained}`" in (tmp_path / "r.md").read_text()
+    for bad in (f"{untrained}={mse_copy}", f"{mse_copy}", f"{mse_copy}={mse_copy}"):  # not a --model; no START; itself
+        assert main(["--model", str(mse_copy), "--start", bad, *common]) == 2
     # a model that trained on the one held-out photo (here through the model it was fine-tuned from) leaves no photo
     # that every row never saw: refused in one line rather than judged on a photo it learnt
     from pnprgm import io
@@ -893,6 +903,11 @@ def test_prior_vs_mse_bar(mine, passes):
     assert found["passes"] is passes
     assert found["psnr_cost"] == pytest.approx(30.0 - mine["psnr"])
     assert found["lpips_vgg_gain"] == pytest.approx(0.230 - mine["lpips_vgg"])
+    # with an untrained start (added grain can pass alone), the prior must also beat that start
+    start = {"psnr": 30.0, "lpips": 0.20, "lpips_vgg": 0.2295}
+    with_start = verdict(mine, {"psnr": 30.0, "lpips": 0.20, "lpips_vgg": 0.230}, start)
+    assert with_start["passes"] is (passes and mine["lpips_vgg"] < 0.2295)
+    assert with_start["lpips_vgg_gain_over_start"] == pytest.approx(0.2295 - mine["lpips_vgg"])
 
 
 def _tiny_model_file(path: Path, channels: int, record: dict | None = None) -> Path:
