@@ -498,8 +498,9 @@ def channel_spread(image: torch.Tensor) -> float:
     return float((image.amax(-3) - image.amin(-3)).max())
 
 
-#: First bytes of NumPy's array files: .npy's own header, .npz's zip archive.
-NUMPY_MAGIC = {".npy": b"\x93NUMPY", ".npz": b"PK\x03\x04"}
+#: First bytes of NumPy's array files: .npy's own header; .npz's zip archive (a local file header, or the end
+#: record alone for an archive of no arrays, as an operator without arrays writes).
+NUMPY_MAGIC = {".npy": (b"\x93NUMPY",), ".npz": (b"PK\x03\x04", b"PK\x05\x06")}
 
 
 def load_numpy(path: str | Path, what: str, fix: str) -> Any:
@@ -509,9 +510,9 @@ def load_numpy(path: str | Path, what: str, fix: str) -> Any:
     import numpy as np
 
     path = Path(path)
-    magic = NUMPY_MAGIC[path.suffix.lower()]
+    magics = NUMPY_MAGIC[path.suffix.lower()]
     with open(path, "rb") as handle:
-        if handle.read(len(magic)) != magic:
+        if not handle.read(max(map(len, magics))).startswith(magics):
             raise UserError(f"{what} file {path} is not a {path.suffix.lower()} file (it lacks NumPy's header); {fix}.")
     try:
         loaded = np.load(path, allow_pickle=False)
