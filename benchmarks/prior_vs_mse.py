@@ -261,7 +261,9 @@ def write(found: dict, stem: Path) -> None:
             "does not pass" if found["judged"]
             else "not judged (" + (found.get("unjudged_reason")
                                    or f"the bar needs {' and '.join(TASKS)} at their own noise and presets") + ")")
-        lines.append(f"- `{row}`: {judged}")
+        of = [m for m, start in (found.get("starts") or {}).items() if start == row]
+        role = f" (the untrained start of {', '.join(f'`{m}`' for m in of)}: grain alone may pass this)" if of else ""
+        lines.append(f"- `{row}`{role}: {judged}")
         for task in found["tasks"]:
             v = tasks[task]
             over_start = (f", over its start `{found['starts'][row]}` {v['lpips_vgg_gain_over_start']:+.4f}"

@@ -786,6 +786,7 @@ def test_prior_vs_mse_script_compares_each_model_with_the_mse_model_on_held_out_
     over = found["verdicts"][str(mse_copy)]["sr"]
     assert over["lpips_vgg_gain_over_start"] > 0 and not over["passes"]
     assert f"over its start `{untrained}`" in (tmp_path / "r.md").read_text()
+    assert f"- `{untrained}` (the untrained start of `{mse_copy}`" in (tmp_path / "r.md").read_text()
     for bad in (f"{untrained}={mse_copy}", f"{mse_copy}", f"{mse_copy}={mse_copy}"):  # not a --model; no START; itself
         assert main(["--model", str(mse_copy), "--start", bad, *common]) == 2
     # a model that trained on the one held-out photo (here through the model it was fine-tuned from) leaves no photo
