@@ -507,8 +507,6 @@ def load_numpy(path: str | Path, what: str, fix: str) -> Any:
     """The array of a .npy file, or ``{name: array}`` of a .npz, never unpickled; anything else is a one-line
     :class:`UserError` saying ``{what} file {path} ...; {fix}``. Why not plain ``np.load``: its errors for a file
     that is not NumPy's, or holds Python objects, advise loading it unsafely (unpickling can run code)."""
-    import numpy as np
-
     path = Path(path)
     magics = NUMPY_MAGIC[path.suffix.lower()]
     with open(path, "rb") as handle:
