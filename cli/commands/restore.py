@@ -71,6 +71,7 @@ def command(inputs, outdir, operator, size, solver, preset, denoiser, model_path
     from pnprgm.restore_job import RestoreJob, run_restore_job
     from pnprgm.device import set_threads
     from pnprgm.errors import UserError
+    from pnprgm.rgm.models import split_official
 
     set_threads(threads)
 
@@ -89,7 +90,7 @@ def command(inputs, outdir, operator, size, solver, preset, denoiser, model_path
     if model_path is not None and denoiser is not None:
         raise UserError(f"--denoiser {denoiser} and --model {model_path} both choose the denoiser; give one of them.")
     if model_config is not None and model_path is None:  # it would silently restore with another denoiser
-        if denoiser and Path(denoiser.partition("#")[0]).is_file():
+        if denoiser and Path(split_official(denoiser)[0]).is_file():
             fix = f"give it as --model {denoiser} instead of --denoiser"
         elif denoiser:
             fix = f"drop --model-config (--denoiser {denoiser} is not a checkpoint file)"
@@ -97,7 +98,7 @@ def command(inputs, outdir, operator, size, solver, preset, denoiser, model_path
             fix = f"add --model PATH (e.g. --model netG_550.pth --model-config {model_config})"
         raise UserError(f"--model-config {model_config} describes the official checkpoint given with --model; {fix}.")
     if model_path is not None:
-        file, _, config = model_path.partition("#")  # PATH#CONFIG names an official checkpoint's config inline
+        file, config = split_official(model_path)  # PATH#CONFIG names an official checkpoint's config inline
         if not Path(file).is_file():  # else "unknown denoiser", a list of names
             missing = "is a folder" if Path(file).is_dir() else "does not exist"
             raise UserError(f"--model {file} {missing}; give a model file (pnprgm train's model.pt or an official "

@@ -156,13 +156,20 @@ def resolve(source: str | Path, channels: int = 3, *, what: str = "model", requi
     if entry is not None:
         verify(entry)
         return ModelSource(entry.name, entry.path, entry)
-    file, _, official = text.partition("#")
+    file, official = split_official(text)
     if Path(file).is_file():
-        return ModelSource(text, Path(file), None, official or None)
+        return ModelSource(text, Path(file), None, official)
     if not required:
         return None
     raise UserError(f"{what} {text!r} is neither a shipped model ({', '.join(registry.names())}) nor a file; "
                     f"give a model name or the path of a model.pt.")
+
+
+def split_official(text: str) -> tuple[str, Optional[str]]:
+    """``PATH#CONFIG`` (an official checkpoint with its generator config) -> ``(PATH, CONFIG)``; ``PATH`` ->
+    ``(PATH, None)``."""
+    file, _, official = str(text).partition("#")
+    return file, official or None
 
 
 def training_photos(source: str | Path, channels: int = 3) -> tuple[set[str], list[str]]:
