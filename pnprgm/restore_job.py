@@ -107,6 +107,17 @@ def _names(stem: str, samples: int) -> list[str]:
     return [f"{stem}.png", f"{stem}.json"] + ([f"{stem}_std.png"] if samples > 1 else [])
 
 
+def _os_problem(err: OSError, outdir: Path, inputs: list[Path]) -> str:
+    """One line for an OSError during one image: a failed read of an input (the input itself, or a file outside
+    ``outdir``) wants the file checked, a failed write the folder (:func:`io.cannot_write_into`)."""
+    name = getattr(err, "filename", None)
+    if name:
+        where = Path(name).resolve()
+        if where in {p.resolve() for p in inputs} or where.parent != outdir.resolve():
+            return f"cannot read {name} ({err.strerror or err}); check that the file is still there and readable."
+    return io.cannot_write_into(outdir, err)
+
+
 def _targets(outdir: Path, stem: str, samples: int) -> Targets:
     return Targets(outdir / f"{stem}.png", outdir / f"{stem}.json", outdir / f"{stem}_std.png" if samples > 1 else None)
 
@@ -171,7 +182,7 @@ def run_restore_job(job: RestoreJob, *, on_error: Callable[[str], None] = print,
         except UserError as err:
             fail(f"{path}: {err}")
         except OSError as err:  # the disk filled, the folder was removed or made read-only during the batch
-            fail(f"{path}: {io.cannot_write_into(outdir, err)}")
+            fail(f"{path}: {_os_problem(err, outdir, files)}")
         except (MemoryError, RecursionError, RuntimeError) as err:
             # a hand-edited sidecar (a 10^12-pixel shape, a structure nested too deeply) must not stop the batch;
             # torch reports a failed allocation as RuntimeError, and other RuntimeErrors are bugs to see in full

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -335,6 +336,26 @@ def test_a_write_failure_after_computing_is_one_line_and_the_batch_goes_on(photo
     assert len(errors(result)) == 1 and "one.png" in errors(result)[0] and fix in errors(result)[0]
     assert os.strerror(getattr(errno, code)) in errors(result)[0]
     assert "Traceback" not in result.output and "restored 1 image(s)" in result.output and "1 failed" in result.output
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["two.json", "two.png"]
+
+
+def test_an_input_that_cannot_be_read_mid_batch_gets_read_advice_not_write_advice(photos, tmp_path, monkeypatch):
+    """An input removed or failing while the batch runs (here: hashing it for the record) is a read problem."""
+    import errno
+    import os
+
+    real_hash = io.sha256_file
+
+    def failing_for_one_input(path):
+        if Path(path).name == "one.png" and Path(path).parent == photos:
+            raise OSError(errno.EIO, os.strerror(errno.EIO), str(path))
+        return real_hash(path)
+
+    monkeypatch.setattr(io, "sha256_file", failing_for_one_input)
+    result = run("restore", photos, *FAST, "-o", tmp_path / "out")
+    assert result.exit_code == 1, result.output
+    assert len(errors(result)) == 1 and "cannot read" in errors(result)[0] and "one.png" in errors(result)[0]
+    assert "another -o" not in errors(result)[0] and "restored 1 image(s)" in result.output
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["two.json", "two.png"]
 
 

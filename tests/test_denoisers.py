@@ -49,3 +49,22 @@ def test_unknown_denoiser_lists_choices():
 
     with pytest.raises(UserError, match="unknown denoiser 'nlmm'. Did you mean 'nlm'"):
         denoisers.build("nlmm")
+
+
+@pytest.mark.parametrize("name, problem", [("nonexist.pt", "nonexist.pt does not exist"),
+                                           ("sub/model", "does not exist"),
+                                           ("gone.pth#celebahq256", "gone.pth does not exist"),
+                                           ("{folder}", "is a folder")])
+def test_a_missing_model_file_is_named_not_listed(tmp_path, monkeypatch, name, problem):
+    """A name meant as a file (suffix, folder part or #CONFIG) that is not one says so, without the list of names."""
+    from pnprgm.errors import UserError
+    from pnprgm.rgm import models
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "folder.pt").mkdir()
+    name = name.format(folder="folder.pt")
+    for check in (lambda: denoisers.check_name(name), lambda: models.resolve(name)):
+        with pytest.raises(UserError) as caught:
+            check()
+        assert problem in str(caught.value) and "Valid choices" not in str(caught.value)
+    assert models.missing_file("nlmm") is None  # a plain name stays "unknown denoiser" with its choices

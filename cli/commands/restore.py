@@ -99,9 +99,9 @@ def command(inputs, outdir, operator, size, solver, preset, denoiser, model_path
         raise UserError(f"--model-config {model_config} describes the official checkpoint given with --model; {fix}.")
     if model_path is not None:
         file, config = split_official(model_path)  # PATH#CONFIG names an official checkpoint's config inline
-        if not Path(file).is_file():  # else "unknown denoiser", a list of names
-            missing = "is a folder" if Path(file).is_dir() else "does not exist"
-            raise UserError(f"--model {file} {missing}; give a model file (pnprgm train's model.pt or an official "
+        if not Path(file).is_file():  # --model is a file even without a suffix or folder part
+            missing = f"{file} is a folder" if Path(file).is_dir() else f"{file} does not exist"
+            raise UserError(f"--model {missing}; give a model file (pnprgm train's model.pt or an official "
                             f"netG_*.pth), or a shipped name with --denoiser (pnprgm models).")
         if config and model_config is not None:
             raise UserError(f"--model {model_path} and --model-config {model_config} both name the generator config; "

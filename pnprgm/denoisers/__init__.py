@@ -53,4 +53,8 @@ def check_name(name: str, channels: int = 3) -> None:
     """A :class:`UserError` listing the choices unless ``name`` is a registered denoiser or names a model file (a
     path, or PATH#CONFIG); reads nothing but the file's existence (and a shipped file's sha256)."""
     if name not in registry and _rgm.models.resolve(name, channels, required=False) is None:
+        missing = _rgm.models.missing_file(name)
+        if missing:  # meant as a file: the list of names would not help
+            raise UserError(f"denoiser {missing}; give the path of a model file (.pt, .pth), or a denoiser name "
+                            f"(pnprgm models, pnprgm denoisers).")
         raise UserError(registry.unknown_message(name).rstrip(".") + ", or a path to a model file (.pt, .pth).")

@@ -161,8 +161,29 @@ def resolve(source: str | Path, channels: int = 3, *, what: str = "model", requi
         return ModelSource(text, Path(file), None, official)
     if not required:
         return None
+    missing = missing_file(text)
+    if missing:
+        raise UserError(f"{what} {missing}; give the path of a model file, or a shipped model by name "
+                        f"({', '.join(registry.names())}).")
     raise UserError(f"{what} {text!r} is neither a shipped model ({', '.join(registry.names())}) nor a file; "
                     f"give a model name or the path of a model.pt.")
+
+
+#: Suffixes of model files: a name that ends so is meant as a file, not as a shipped model's name.
+MODEL_SUFFIXES = (".pt", ".pth")
+
+
+def missing_file(text: str) -> Optional[str]:
+    """``"PATH does not exist"`` / ``"PATH is a folder"`` when ``text`` is meant as a model file (it has a folder
+    part, a ``#CONFIG`` or a model file's suffix) and no such file is there; None otherwise (a file, or a name)."""
+    file, official = split_official(text)
+    path = Path(file)
+    if path.is_file():
+        return None
+    if path.is_dir():
+        return f"{file} is a folder"
+    meant_as_file = official is not None or path.suffix.lower() in MODEL_SUFFIXES or len(path.parts) > 1
+    return f"{file} does not exist" if meant_as_file else None
 
 
 def split_official(text: str) -> tuple[str, Optional[str]]:
