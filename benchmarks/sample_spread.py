@@ -10,6 +10,8 @@ of the first photo, ``benchmarks/sample_spread.png``.
 
     python benchmarks/sample_spread.py                                   # the methods below, 8 samples
     python benchmarks/sample_spread.py --method default:drs --samples 4 --limit 1
+    python benchmarks/sample_spread.py --method M:drs,START:drs,unet-denoiser-color:drs \\
+        --reference unet-denoiser-color:drs --start M:drs=START:drs          # issue 17's spread half, with verdicts
 """
 from __future__ import annotations
 
@@ -40,7 +42,38 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--limit", type=int, default=3, help="colour photos used (default 3)")
     parser.add_argument("--threads", type=int, default=None, help="torch threads")
     parser.add_argument("--out", default=str(HERE / "sample_spread"), help="output stem (default benchmarks/sample_spread)")
-    return parser.parse_args(argv)
+    parser.add_argument("--reference", default=None, metavar="METHOD",
+                        help="the method a candidate must out-spread (issue 17: the MSE UNet, unet-denoiser-color:drs); "
+                             "with it every other method gets a verdict")
+    parser.add_argument("--start", action="append", default=[], metavar="METHOD=START",
+                        help="START is METHOD's untrained start (same solver); METHOD must out-spread it too; repeatable")
+    args = parser.parse_args(argv)
+    methods = args.method.split(",")
+    named = [args.reference] if args.reference else []
+    for item in args.start:
+        method, _, start = item.partition("=")
+        named += [method, start]
+    unknown = [m for m in named if m and m not in methods]
+    if unknown or (args.start and not args.reference):
+        parser.error(f"--reference and --start name methods of --method (not: {', '.join(unknown)})" if unknown
+                     else "--start needs --reference (the model both are compared with)")
+    return args
+
+
+def verdicts(rows: list[dict], reference: str, starts: dict[str, str]) -> dict[str, dict]:
+    """The bar's spread half (issue 17) for every row but ``reference`` and the starts: ``std_missing`` above the
+    reference's and above the row's untrained start's (``starts``); the observed pixels are reported, not judged."""
+    by_method = {row["method"]: row for row in rows}
+    found = {}
+    for method, row in by_method.items():
+        if method == reference or method in starts.values():
+            continue
+        compared = {"reference": by_method[reference]["std_missing"]}
+        if method in starts:
+            compared["start"] = by_method[starts[method]]["std_missing"]
+        found[method] = {"std_missing": row["std_missing"], "above": compared,
+                         "passes": all(row["std_missing"] > value for value in compared.values())}
+    return found
 
 
 def colour_photos(limit: int) -> list:
@@ -105,9 +138,11 @@ def measure(args: argparse.Namespace) -> dict:
                 ("std_missing", "std_observed", "psnr_mean", "psnr_sample", "seconds")}
         rows.append({"method": method, **mean, "ratio": mean["std_missing"] / max(mean["std_observed"], 1e-12),
                      "photos": per_photo})
+    starts = dict(item.partition("=")[::2] for item in args.start)
     return {"task": {"spec": SPEC, "noise": NOISE, "crop": args.crop, "samples": args.samples,
                      "photos": [p.name for p in photos]},
-            "rows": rows, "threads": torch.get_num_threads(), "platform": platform.platform(),
+            "rows": rows, "reference": args.reference, "starts": starts,
+            "verdicts": verdicts(rows, args.reference, starts) if args.reference else {}, "threads": torch.get_num_threads(), "platform": platform.platform(),
             "command": "python benchmarks/sample_spread.py " + " ".join(sys.argv[1:]), "figure": figure}
 
 
@@ -130,6 +165,14 @@ def write(report: dict, stem: Path) -> None:
     for row in report["rows"]:
         lines.append(f"| `{row['method']}` | {row['std_missing']:.4f} | {row['std_observed']:.4f} | {row['ratio']:.1f} | "
                      f"{row['psnr_mean']:.2f} | {row['psnr_sample']:.2f} | {row['seconds']:.0f} |")
+    if report.get("verdicts"):
+        lines += ["", f"Bar (issue 17, its spread half): std at the missing pixels above `{report['reference']}`'s "
+                      f"and above the untrained start's, for a method given one (--start)."]
+        for method, found in report["verdicts"].items():
+            against = ", ".join(f"{found['above'][key]:.4f} ({key if key == 'reference' else 'its start'})"
+                                for key in found["above"])
+            lines.append(f"- `{method}`: {found['std_missing']:.4f} against {against}: "
+                         f"{'passes' if found['passes'] else 'does not pass'}")
     io.write_bytes(stem.with_suffix(".md"), ("\n".join(lines) + "\n").encode())
     if figure:
         _figure(figure, stem.with_suffix(".png"))

@@ -690,12 +690,34 @@ def test_sample_spread_script_measures_where_samples_differ(tmp_path):
 
     script = Path(__file__).resolve().parents[1] / "benchmarks" / "sample_spread.py"
     main = runpy.run_path(str(script))["main"]
-    main(["--method", "tv:drs,tv:rgm-drs", "--samples", "3", "--crop", "32", "--limit", "1", "--out", str(tmp_path / "s")])
-    rows = {row["method"]: row for row in json.loads((tmp_path / "s.json").read_text())["rows"]}
+    main(["--method", "tv:drs,tv:rgm-drs", "--samples", "3", "--crop", "32", "--limit", "1", "--out", str(tmp_path / "s"),
+          "--reference", "tv:drs"])
+    report = json.loads((tmp_path / "s.json").read_text())
+    rows = {row["method"]: row for row in report["rows"]}
     assert set(rows) == {"tv:drs", "tv:rgm-drs"}
     assert rows["tv:rgm-drs"]["std_missing"] > 1.5 * rows["tv:rgm-drs"]["std_observed"] > 0
+    assert report["verdicts"]["tv:rgm-drs"]["passes"] and set(report["verdicts"]) == {"tv:rgm-drs"}
     assert "| `tv:rgm-drs` |" in (tmp_path / "s.md").read_text()
+    assert "- `tv:rgm-drs`: " in (tmp_path / "s.md").read_text()
     assert Image.open(tmp_path / "s.png").size == (3 * 32, 2 * 32)
+
+
+def test_sample_spread_bar_needs_more_spread_than_the_reference_and_the_untrained_start():
+    """The spread half of issue 17's bar: a start that spreads as much (its grain) fails the candidate."""
+    import runpy
+
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "sample_spread.py"
+    module = runpy.run_path(str(script))
+    rows = [{"method": "mse", "std_missing": 0.0020}, {"method": "cand", "std_missing": 0.0024},
+            {"method": "cand0", "std_missing": 0.0025}, {"method": "other", "std_missing": 0.0019}]
+    found = module["verdicts"](rows, "mse", {"cand": "cand0"})
+    assert set(found) == {"cand", "other"}  # neither the reference nor a start is judged
+    assert not found["cand"]["passes"] and found["cand"]["above"] == {"reference": 0.0020, "start": 0.0025}
+    assert not found["other"]["passes"]
+    assert module["verdicts"](rows, "mse", {})["cand"]["passes"]
+    for argv in (["--method", "a:drs", "--reference", "b:drs"], ["--method", "a:drs,b:drs", "--start", "a:drs=b:drs"]):
+        with pytest.raises(SystemExit):
+            module["parse_args"](argv)
 
 
 def test_latent_budget_script_prices_spread_in_psnr(tmp_path):
