@@ -142,6 +142,10 @@ class BoxBlurParams:
             raise UserError(f"blur:box size must be at least 1, got {self.size}.")
 
 
+#: Largest motion spread accepted: at 100 no seed of 0-4 left a trajectory on a 15 px grid.
+MAX_MOTION_SPREAD = 100.0
+
+
 @dataclass(frozen=True)
 class MotionBlurParams:
     length: int = param(15, "kernel side in pixels")
@@ -152,8 +156,8 @@ class MotionBlurParams:
     def __post_init__(self):
         if self.length < 3:
             raise UserError(f"blur:motion length must be at least 3, got {self.length}.")
-        if self.spread <= 0:
-            raise UserError(f"blur:motion spread must be positive, got {self.spread}.")
+        if not 0 < self.spread <= MAX_MOTION_SPREAD:  # beyond it no trajectory stays on the grid (and deepinv overflows)
+            raise UserError(f"blur:motion spread must be in (0, {MAX_MOTION_SPREAD:g}], got {self.spread}.")
 
 
 @dataclass(frozen=True)

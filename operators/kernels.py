@@ -17,13 +17,25 @@ def gaussian_kernel(sigma: float, size: int) -> np.ndarray:
     import deepinv.physics.functional as dF
 
     kernel = dF.gaussian_blur(psf_size=(size, size), sigma=(sigma, sigma), dtype=torch.float64)
-    kernel = kernel.reshape(size, size).numpy()
-    return kernel / kernel.sum()
+    return normalised(kernel.reshape(size, size).numpy(), f"a Gaussian of sigma {sigma:g} on {size}x{size} px")
+
+
+def normalised(weights: np.ndarray, what: str) -> np.ndarray:
+    """``weights / sum(weights)``; a :class:`UserError` when no weight is left (a sigma far below one pixel: every
+    tap underflows to 0, and dividing would give a NaN measurement and an all-black result)."""
+    total = float(weights.sum())
+    if not (math.isfinite(total) and total > 0) or not np.isfinite(weights).all():
+        raise UserError(f"{what} has no weight left (its sigma is far below one pixel); use a larger sigma.")
+    return weights / total
+
+
+#: A Gaussian wider than this is refused by the size checks anyway; the cap keeps ceil() away from infinity.
+_HUGE_SIGMA = 1e9
 
 
 def default_gaussian_size(sigma: float) -> int:
     """Odd size covering +-3 sigma."""
-    return 2 * math.ceil(3 * sigma) + 1
+    return 2 * math.ceil(3 * min(sigma, _HUGE_SIGMA)) + 1
 
 
 #: Kernel sides up to this are always allowed (8 MB in float64), whatever the image size.
@@ -48,8 +60,9 @@ def motion_kernel(length: int, seed: int, spread: float) -> np.ndarray:
     generator = MotionBlurGenerator((length, length), rng=torch.Generator().manual_seed(seed), sigma=spread,
                                     dtype=torch.float64)
     kernel = generator.step(seed=seed)["filter"].reshape(length, length).numpy()
-    if kernel.sum() <= 0:  # pragma: no cover - the trajectory always lands on the grid
-        raise UserError(f"motion kernel with seed {seed} is empty; use another seed.")
+    if not kernel.sum() > 0:  # a long spread can carry the whole trajectory off the grid
+        raise UserError(f"motion kernel with seed {seed} and spread {spread:g} is empty (the trajectory left the "
+                        f"{length}x{length} grid); use a smaller spread (the default is 0.25) or another seed.")
     return kernel / kernel.sum()
 
 
@@ -83,7 +96,7 @@ def antialias_kernel(kind: str, factor: int, sigma: float | None = None) -> np.n
         if taps.size == 0:
             taps = _offsets(1.0, factor)
         weights = np.exp(-0.5 * (taps / sigma) ** 2)
-    weights = weights / weights.sum()
+    weights = normalised(weights, f"a {kind} anti-aliasing filter of sigma {sigma:g} for factor {factor}")
     return np.outer(weights, weights)
 
 

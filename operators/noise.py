@@ -19,6 +19,9 @@ def measure(op: Operator, x: torch.Tensor, sigma: float, seed: int = 0) -> torch
     if not sigma >= 0:
         raise UserError(f"noise sigma must be >= 0 (in [0, 1] units, e.g. 0.05 or 5/255), got {sigma}.")
     clean = op.A(x)
+    if not bool(torch.isfinite(clean).all()):  # a damaged operator must not write NaN as a black measurement
+        raise UserError(f"{getattr(op, 'spec', 'the operator')} gives NaN or infinite values on this image; check its "
+                        f"parameters (a kernel or mask file's values).")
     if sigma == 0:
         return clean
     generator = torch.Generator().manual_seed(int(seed))

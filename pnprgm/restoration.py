@@ -203,6 +203,10 @@ class RestorationPlan:
             ground_truth = (ground_truth[None] if ground_truth.dim() == 3 else ground_truth).to(x0)
         result = self.algorithm.run(self.y, self.physics, self.model, x0, noise_sigma=self.sigma_n, generator=generator,
                                     tile=self.tile, ground_truth=ground_truth, callback=callback, progress=progress)
+        if not bool(torch.isfinite(result.x).all()):  # clamp would write NaN as black and call it a restoration
+            raise UserError(f"the restoration holds NaN or infinite values (the solver diverged with "
+                            f"{self.denoiser_name} on {self.spec or 'this operator'}); try another --preset or solver, "
+                            f"or report it with the command.")
         x = result.x.clamp(0, 1)
         x = x[0] if self.single else x
         settings = RestoreSettings(

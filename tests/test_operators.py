@@ -638,3 +638,31 @@ def test_kernels_larger_than_the_image_are_refused_before_allocation(spec, words
     """A kernel side beyond twice the image is refused by name (these asked for terabytes or ran for minutes)."""
     _expect(spec, (3, 48, 40), *words)
     operators.build("blur:gaussian,size=1025", (3, 48, 40))  # the bound itself is allowed
+
+
+@pytest.mark.parametrize("spec, words", [
+    ("sr:kernel=gaussian,sigma=0.01", ("sigma 0.01", "no weight left", "larger sigma")),  # every tap underflowed
+    ("blur:gaussian,sigma=0.01,size=2", ("sigma 0.01 on 2x2", "no weight left")),
+    ("blur:gaussian,sigma=1e-160", ("no weight left",)),  # 0/0 at the centre tap
+    ("blur:gaussian,sigma=1e308", ("does not fit",)),  # was OverflowError in ceil()
+    ("blur:motion,spread=1e200", ("spread must be in (0, 100]",)),  # was OverflowError inside deepinv
+    ("blur:motion,spread=100", ("spread 100 is empty", "smaller spread")),  # said "use another seed": none works
+])
+def test_degenerate_kernels_are_refused_in_one_line_not_written_as_nan(spec, words):
+    """A kernel with no weight once gave a NaN measurement and an all-black 'restoration' with exit code 0."""
+    _expect(spec, (3, 48, 48), *words)
+
+
+def test_a_sharp_gaussian_with_odd_size_is_the_identity():
+    """The refusal is for no weight at all: a tiny sigma on an odd grid keeps its centre tap."""
+    x = torch.rand(1, 3, 16, 16, generator=torch.Generator().manual_seed(0))
+    op = operators.build("blur:gaussian,sigma=0.01", (3, 16, 16))
+    assert torch.allclose(op.A(x), x, atol=1e-6)
+
+
+def test_an_operator_that_gives_nan_is_refused_before_a_measurement_is_made():
+    from pnprgm.operators.noise import measure
+
+    op = operators.build("blur:gaussian,sigma=1", (3, 16, 16))
+    with pytest.raises(UserError, match="NaN or infinite"):
+        measure(op, torch.full((1, 3, 16, 16), float("nan")), 0.01)

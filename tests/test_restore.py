@@ -311,3 +311,21 @@ def test_tile_is_refused_for_a_model_whose_noise_image_would_repeat_in_every_til
         _check_rgm_use(wrapped(True), preset=None, solver="drs", tile=64)
     _check_rgm_use(wrapped(True), preset=None, solver="drs", tile=None)
     _check_rgm_use(wrapped(False), preset=None, solver="drs", tile=64)
+
+
+def test_a_diverged_restoration_is_an_error_not_a_black_image():
+    """clamp(0, 1) turns NaN into 0: a NaN estimate was written as an all-black 'restoration'."""
+    from deepinv.models import Denoiser
+
+    from pnprgm.errors import UserError
+    from pnprgm.restoration import restore
+
+    class Broken(Denoiser):
+        def forward(self, x, sigma, *args, **kwargs):
+            return torch.full_like(x, float("nan"))
+
+    y = torch.rand(3, 16, 16, generator=torch.Generator().manual_seed(0))
+    with pytest.raises(UserError, match="NaN or infinite"):
+        restore(y, "identity", image_shape=(3, 16, 16), denoiser=Broken(), noise_sigma=0.05, iterations=2)
+    assert restore(y, "identity", image_shape=(3, 16, 16), denoiser="tikhonov", noise_sigma=0.05,
+                   iterations=2).isfinite().all()
