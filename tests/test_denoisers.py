@@ -68,3 +68,17 @@ def test_a_missing_model_file_is_named_not_listed(tmp_path, monkeypatch, name, p
             check()
         assert problem in str(caught.value) and "Valid choices" not in str(caught.value)
     assert models.missing_file("nlmm") is None  # a plain name stays "unknown denoiser" with its choices
+
+
+@pytest.mark.parametrize("shape, flat", [((1, 3, 5, 7), False), ((1, 1, 3, 40), False), ((1, 3, 32, 32), True)])
+def test_bm3d_takes_tiny_and_flat_images(shape, flat):
+    """bm3d raised ValueError below its block size (a traceback that stopped a restore batch), and bm3d_rgb returned
+    NaN on a flat colour image (its colour transform divides by each channel's range)."""
+    pytest.importorskip("bm3d")
+    ramp = torch.linspace(0.2, 0.8, shape[-1]).expand(shape).clone()  # smooth: a denoiser must bring it closer
+    x = torch.full(shape, 0.5) if flat else ramp
+    noisy = x + 0.05 * torch.randn(shape, generator=torch.Generator().manual_seed(1))
+    for given in (x, noisy):
+        out = denoisers.build("bm3d")(given, 0.05)
+        assert out.shape == x.shape and out.isfinite().all()
+    assert (out - x).pow(2).mean() < (noisy - x).pow(2).mean()  # still denoises

@@ -75,14 +75,27 @@ class BM3DDenoiser(Denoiser):
 
         sigmas = sigma_per_image(sigma, x).tolist()
         out = []
+        height, width = x.shape[-2:]
+        # bm3d raises ValueError on an image smaller than its blocks (8-12 px by profile and noise): mirror a small
+        # image up to BM3D_MIN_SIDE and crop the result back
+        pad = ((0, 0), (0, max(0, BM3D_MIN_SIDE - height)), (0, max(0, BM3D_MIN_SIDE - width)))
         for image, level in zip(x.detach().cpu().double().numpy(), sigmas):
             level = max(level, 1e-4)
+            image = np.pad(image, pad, mode="symmetric")
+            result = None
             if image.shape[0] == 3:
-                result = bm3d.bm3d_rgb(np.moveaxis(image, 0, -1), sigma_psd=level)
-                out.append(np.moveaxis(result, -1, 0))
-            else:
-                out.append(np.stack([bm3d.bm3d(channel, sigma_psd=level) for channel in image]))
+                with np.errstate(divide="ignore", invalid="ignore"):
+                    result = np.moveaxis(bm3d.bm3d_rgb(np.moveaxis(image, 0, -1), sigma_psd=level), -1, 0)
+            if result is None or not np.isfinite(result).all():
+                # bm3d_rgb scales each opponent channel by its range and divides by zero where one is flat (a
+                # gray image stored as RGB, a flat patch): each channel on its own then
+                result = np.stack([bm3d.bm3d(channel, sigma_psd=level) for channel in image])
+            out.append(result[:, :height, :width])
         return torch.from_numpy(np.stack(out)).to(x)
+
+
+#: Smallest side handed to the bm3d package (its largest block is 12 px at high noise; a margin for matching).
+BM3D_MIN_SIDE = 16
 
 
 registry.add("tv", lambda *, channels, device, seed: TVDenoiser(device=device), "total variation (deepinv prox), fast, blocky at high noise")
