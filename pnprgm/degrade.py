@@ -52,6 +52,7 @@ def degrade_files(inputs: Iterable[str | Path], operator: str, outdir: str | Pat
     operators.parse(operator)
     noise = check_noise_sigma(noise, "--noise")
     device = resolve_device(device)
+    io.check_outdir_name(outdir)
     outdir = Path(outdir)
     report = DegradeReport()
 

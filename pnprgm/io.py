@@ -36,6 +36,13 @@ def sha256_file(path: str | Path) -> str:
     return digest.hexdigest()
 
 
+def check_outdir_name(outdir: str | Path) -> None:
+    """A :class:`UserError` for an empty ``-o`` (``Path("")`` is the current folder: outputs would land there
+    unannounced)."""
+    if not str(outdir).strip():
+        raise UserError("-o is empty; give the output folder (e.g. -o restored).")
+
+
 def prepare_outdir(outdir: str | Path) -> Path:
     """Create the output folder (before any work) or say in one line why it cannot be used."""
     outdir = Path(outdir)

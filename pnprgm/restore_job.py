@@ -242,6 +242,7 @@ def check_job(job: RestoreJob) -> None:
     a bad value must not fail once per image, nor give a black image (a NaN noise level did)."""
     from pnprgm.measurement import check_noise_sigma
 
+    io.check_outdir_name(job.outdir)
     if job.operator is not None:
         from pnprgm import operators
 

@@ -1098,6 +1098,9 @@ def test_a_rerun_is_not_refused_for_an_old_method_name_and_says_why_a_method_is_
     (("--json", "same.x", "--md", "same.x"), "--json and --md name the same file"),
     (("--md", "blocker/report.md"), "cannot write"),
     (("--json", "."), "is a directory"),
+    (("--md", ""), "--md '' is empty"),  # was an OSError traceback after the whole run (a rename onto ".")
+    (("--json", ""), "--json '' is empty"),
+    (("--figure", ""), "--figure '' is empty"),
 ])
 def test_outputs_that_cannot_be_written_are_one_line_errors_before_any_work(photo_dir, tmp_path, monkeypatch, outputs,
                                                                              message):

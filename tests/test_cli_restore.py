@@ -339,6 +339,15 @@ def test_a_write_failure_after_computing_is_one_line_and_the_batch_goes_on(photo
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["two.json", "two.png"]
 
 
+@pytest.mark.parametrize("command", ["restore", "degrade"])
+def test_an_empty_output_folder_is_refused_not_the_current_folder(photos, tmp_path, monkeypatch, command):
+    monkeypatch.chdir(tmp_path)
+    args = FAST if command == "restore" else ("-p", "sr2")
+    result = run(command, photos, *args, "-o", "")
+    assert result.exit_code == 2 and "-o is empty" in result.output, result.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in"]
+
+
 def test_an_input_that_cannot_be_read_mid_batch_gets_read_advice_not_write_advice(photos, tmp_path, monkeypatch):
     """An input removed or failing while the batch runs (here: hashing it for the record) is a read problem."""
     import errno

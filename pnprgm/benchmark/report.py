@@ -351,7 +351,14 @@ def check_outputs(json_path: str | Path | None = None, md_path: str | Path | Non
     is not named .png/.jpg, or an output path holds a file this tool did not write (unless ``overwrite``)."""
     from pnprgm.errors import UserError
 
-    given = [(flag, Path(p)) for flag, p in (("--json", json_path), ("--md", md_path), ("--figure", figure_path)) if p]
+    given = []
+    for flag, p in (("--json", json_path), ("--md", md_path), ("--figure", figure_path)):
+        if p is None:
+            continue
+        if not str(p).strip() or Path(p).is_dir():  # "" is the current folder: the write would fail after the run
+            raise UserError(f"{flag} {str(p)!r} is {'a folder' if str(p).strip() else 'empty'}; give a file name "
+                            f"(e.g. {flag} results{ {'--json': '.json', '--md': '.md', '--figure': '.png'}[flag]}).")
+        given.append((flag, Path(p)))
     for i, (flag, path) in enumerate(given):
         for other_flag, other in given[:i]:
             if path.resolve() == other.resolve():
