@@ -107,6 +107,45 @@ def _names(stem: str, samples: int) -> list[str]:
     return [f"{stem}.png", f"{stem}.json"] + ([f"{stem}_std.png"] if samples > 1 else [])
 
 
+def _without_sidecars(files: list[Path], fail: Callable[[str], None]) -> list[Path]:
+    """``files`` less the measurement sidecars among them (``restore folder/*`` names them too): one whose image is
+    also given is dropped quietly (it is read beside that image), any other is reported with its image's name."""
+    from pnprgm.measurement import SUFFIX
+
+    given = {p.resolve() for p in files}
+    kept = []
+    for path in files:
+        name = path.name.lower()
+        sidecar_of = next((path.name[: -len(end)] for end in (SUFFIX + ".json", SUFFIX + ".npz") if name.endswith(end)),
+                          None)
+        if sidecar_of is None:
+            kept.append(path)
+            continue
+        images = [p for p in path.parent.glob(f"{sidecar_of}.*") if not p.name.lower().startswith(
+            (sidecar_of + SUFFIX).lower()) and p.suffix.lower() in io.READ_SUFFIXES]
+        if not any(image.resolve() in given for image in images):
+            image = images[0] if images else path.with_name(f"{sidecar_of}.png")
+            fail(f"{path} is a measurement sidecar, not an image; give its image {image} (the sidecar is read from "
+                 f"beside it).")
+    return kept
+
+
+def _note_ignored_sidecars(files: list[Path], operator: str) -> None:
+    """One warning when ``--operator`` overrides measurement sidecars: the exact measurement and its recorded noise
+    level are then not used (the 8-bit image is read as a photo and its noise estimated)."""
+    import warnings
+
+    from pnprgm.measurement import sidecar_paths
+
+    with_sidecar = [p for p in files if sidecar_paths(p)[0].is_file()]
+    if with_sidecar:
+        some = ", ".join(map(str, with_sidecar[:3])) + (f" and {len(with_sidecar) - 3} more" if len(with_sidecar) > 3
+                                                       else "")
+        warnings.warn(f"--operator {operator} is used instead of the measurement sidecar of {some} (its exact "
+                      f"measurement and noise level are then ignored); leave --operator out to restore from the "
+                      f"sidecar.", stacklevel=2)
+
+
 def _os_problem(err: OSError, outdir: Path, inputs: list[Path]) -> str:
     """One line for an OSError during one image: a failed read of an input (the input itself, or a file outside
     ``outdir``) wants the file checked, a failed write the folder (:func:`io.cannot_write_into`)."""
@@ -157,10 +196,13 @@ def run_restore_job(job: RestoreJob, *, on_error: Callable[[str], None] = print,
             if path.resolve() not in seen:
                 seen.add(path.resolve())
                 files.append(path)
+    files = _without_sidecars(files, fail)
     if not files:
         if report.errors:
             return report
         raise io.no_images_found(job.inputs)
+    if job.operator is not None:
+        _note_ignored_sidecars(files, job.operator)
     outdir = io.prepare_outdir(job.outdir)
     stems = output_stems(files, samples=job.samples)
     io.sweep_temps(outdir, names=[name for stem in stems.values() for name in _names(stem, job.samples)])

@@ -339,6 +339,22 @@ def test_a_write_failure_after_computing_is_one_line_and_the_batch_goes_on(photo
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["two.json", "two.png"]
 
 
+def test_sidecars_named_as_inputs_are_read_beside_their_images_not_restored(photos, tmp_path):
+    """``restore m/*`` names the sidecars too: they once failed with advice to pass --operator, which then silently
+    replaced the exact measurement."""
+    assert run("degrade", photos, "-p", "sr2", "--noise", "0.01", "-o", tmp_path / "m").exit_code == 0
+    listed = sorted((tmp_path / "m").iterdir())
+    result = run("restore", *listed, "--denoiser", "tikhonov", "--iters", "2", "-q", "-o", tmp_path / "out")
+    assert result.exit_code == 0 and "restored 2 image(s)" in result.output and not errors(result), result.output
+    alone = run("restore", tmp_path / "m" / "one.measurement.json", "-q", "-o", tmp_path / "out2")
+    assert alone.exit_code == 1 and "is a measurement sidecar, not an image; give its image" in alone.output
+    assert str(tmp_path / "m" / "one.png") in alone.output
+    with pytest.warns(UserWarning, match="is used instead of the measurement sidecar of") as caught:
+        overridden = run("restore", tmp_path / "m", *FAST, "-o", tmp_path / "out3")
+    assert overridden.exit_code == 0, overridden.output
+    assert len(caught) == 1 and "one.png" in str(caught[0].message)  # one line for the batch, not one per image
+
+
 @pytest.mark.parametrize("command", ["restore", "degrade"])
 def test_an_empty_output_folder_is_refused_not_the_current_folder(photos, tmp_path, monkeypatch, command):
     monkeypatch.chdir(tmp_path)
