@@ -17,6 +17,7 @@ import dataclasses
 import difflib
 import re
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Optional
 
 import torch
@@ -83,6 +84,12 @@ def parse(spec: str, defaults: Optional[dict[str, str]] = None) -> list[ParsedOp
     if not isinstance(spec, str) or not spec.strip():
         raise UserError(f"empty operator spec; give one such as sr4 or blur:gaussian,sigma=2 (pnprgm operators lists them).")
     return [_parse_one(part, spec, defaults or {}) for part in _split_operators(spec.strip())]
+
+
+def files_read(spec: str) -> list[Path]:
+    """The files ``spec`` reads (``mask:file``, ``blur:file``): outputs must never replace them."""
+    return [getattr(part.params, field.name) for part in parse(spec) for field in dataclasses.fields(part.params)
+            if isinstance(getattr(part.params, field.name), Path)]
 
 
 def _parse_one(text: str, whole: str, defaults: dict) -> ParsedOperator:

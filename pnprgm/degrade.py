@@ -76,6 +76,7 @@ def degrade_files(inputs: Iterable[str | Path], operator: str, outdir: str | Pat
     # inputs that share a stem (photo.png, photo.gif) get distinct outputs, named as restore names its own
     outputs = lambda stem: [f"{stem}.png", *(s.name for s in sidecar_paths(outdir / f"{stem}.png"))]  # noqa: E731
     stems = io.output_stems(files, outputs)
+    protect = files + operators.files_read(operator)  # never replaced, even with --overwrite (a mask:file, blur:file)
     io.sweep_temps(outdir, names=[name for path in files for name in outputs(stems[path])])
     for path in files:
         target = outdir / f"{stems[path]}.png"
@@ -85,11 +86,11 @@ def degrade_files(inputs: Iterable[str | Path], operator: str, outdir: str | Pat
             op = operators.build(operator, shape, device=device)
             sha = io.sha256_file(path)
             if not overwrite:
-                _check_replaceable(target, sha, files)
+                _check_replaceable(target, sha, protect)
             noise_seed = image_seed(seed, sha)
             y = operators.measure(op, image[None].to(device), float(noise), noise_seed)
             paths = save_measurement(target, y, op, noise_sigma=float(noise), seed=noise_seed,
-                                     source=SourceInfo(str(path), sha, shape), protect=files, bits=io.image_bits(path))
+                                     source=SourceInfo(str(path), sha, shape), protect=protect, bits=io.image_bits(path))
         except UserError as err:
             fail(str(err) if str(path) in str(err) else f"{path}: {err}")
             continue

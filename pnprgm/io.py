@@ -311,7 +311,8 @@ def stage(path: str | Path, writer: Callable[[Path], None], *, protect: Iterable
     path = Path(path)
     for guarded in protect:
         if Path(guarded).resolve() == path.resolve():
-            raise UserError(f"refusing to overwrite the input {path}; choose another output name or folder.")
+            raise UserError(f"refusing to overwrite {path}, which this run reads (an input, or a file its operator "
+                            f"reads); choose another -o.")
     tmp = _temporary_beside(path)
     try:
         writer(tmp)

@@ -205,19 +205,23 @@ def run_restore_job(job: RestoreJob, *, on_error: Callable[[str], None] = print,
         _note_ignored_sidecars(files, job.operator)
     outdir = io.prepare_outdir(job.outdir)
     stems = output_stems(files, samples=job.samples)
+    # never replaced, even with --overwrite: the inputs and the files the operator reads (mask:file, blur:file)
+    from pnprgm import operators
+
+    protect = files + (operators.files_read(job.operator) if job.operator is not None else [])
     io.sweep_temps(outdir, names=[name for stem in stems.values() for name in _names(stem, job.samples)])
     for number, path in enumerate(tqdm(files, desc="restore", unit="image", disable=not bars), start=1):
         targets = _targets(outdir, stems[path], job.samples)
         if say is not None and not bars and len(files) > 1:
             say(f"image {number}/{len(files)}: {path}")
         try:
-            if _already_restored(path, targets, job, files):
+            if _already_restored(path, targets, job, protect):
                 report.skipped.append(path)
                 if on_skip is not None:
                     on_skip(f"skipped {path}: {targets.image} and its record exist (pass --overwrite to restore it again)")
                 continue
             stale = _stale_std_map(targets)
-            report.written.extend(_restore_one(path, job, targets, files, bars, say))
+            report.written.extend(_restore_one(path, job, targets, protect, bars, say))
             report.restored.append(path)
             if stale is not None:
                 stale.unlink(missing_ok=True)
@@ -390,7 +394,8 @@ def _already_restored(path: Path, targets: Targets, job: RestoreJob, protect: li
     for target in present:
         for guarded in protect:
             if guarded.resolve() == target.resolve():
-                raise UserError(f"refusing to overwrite the input {target}; choose another output name or folder.")
+                raise UserError(f"refusing to overwrite {target}, which this run reads (an input, or a file its "
+                                f"operator reads); choose another -o folder.")
     if not present or job.overwrite:
         return False
     fix = "pass --overwrite to replace it, or choose another -o"

@@ -1019,6 +1019,10 @@ def test_outputs_never_replace_a_file_the_benchmark_did_not_write(photo_dir, tmp
     from_json = CliRunner().invoke(app, ["benchmark", "--from-json", str(out / "r.json"), "--md", str(photo)])
     assert from_json.exit_code == 2 and "not written by pnprgm benchmark" in from_json.output
     assert photo.read_bytes() == before
+    for flag in ("--json", "--md", "--figure"):  # --overwrite never reaches the photos the run reads
+        refused = _bench(photo_dir, flag, photo, "--overwrite")
+        assert refused.exit_code == 2 and "is a photo of the data set this run reads" in refused.output
+    assert photo.read_bytes() == before
 
 
 @pytest.mark.parametrize("content", [b"\x89PNG\r\n\x1a\n\x00\xff", b"[" * 100000 + b"]" * 100000])

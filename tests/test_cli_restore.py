@@ -339,6 +339,19 @@ def test_a_write_failure_after_computing_is_one_line_and_the_batch_goes_on(photo
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["two.json", "two.png"]
 
 
+@pytest.mark.parametrize("command", ["restore", "degrade"])
+def test_overwrite_never_replaces_the_mask_file_the_operator_reads(photos, tmp_path, command):
+    """-o beside a mask image named like the input: --overwrite once replaced the user's mask with the output."""
+    masks = tmp_path / "masks"
+    io.write_image(masks / "one.png", (torch.rand((1, 16, 16), generator=torch.Generator().manual_seed(2)) > 0.5).float())
+    before = (masks / "one.png").read_bytes()
+    args = (("--denoiser", "tikhonov", "--iters", "2", "-q") if command == "restore" else ())
+    result = run(command, photos / "one.png", "--operator", f"mask:file={masks / 'one.png'}", *args, "-o", masks,
+                 "--overwrite")
+    assert result.exit_code == 1 and "which this run reads" in result.output, result.output
+    assert (masks / "one.png").read_bytes() == before and sorted(p.name for p in masks.iterdir()) == ["one.png"]
+
+
 def test_sidecars_named_as_inputs_are_read_beside_their_images_not_restored(photos, tmp_path):
     """``restore m/*`` names the sidecars too: they once failed with advice to pass --operator, which then silently
     replaced the exact measurement."""

@@ -371,6 +371,18 @@ def check_outputs(json_path: str | Path | None = None, md_path: str | Path | Non
         io.check_writable(path)
 
 
+def refuse_reading(json_path: str | Path | None, md_path: str | Path | None, figure_path: str | Path | None,
+                   photos: list[Path]) -> None:
+    """A :class:`UserError` when an output would replace one of the data set's ``photos``, even with
+    ``--overwrite`` (which is for this tool's own earlier outputs and foreign files elsewhere, never its inputs)."""
+    from pnprgm.errors import UserError
+
+    read = {Path(p).resolve() for p in photos}
+    for flag, path in (("--json", json_path), ("--md", md_path), ("--figure", figure_path)):
+        if path is not None and Path(path).resolve() in read:
+            raise UserError(f"{flag} {path} is a photo of the data set this run reads; give the output another name.")
+
+
 def _is_results_json(path: Path) -> bool:
     data = io.read_json_object(path)
     return data is not None and RESULTS_KEYS <= set(data)

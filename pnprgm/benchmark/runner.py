@@ -222,6 +222,7 @@ def run_benchmark(
     protocol = config.metric_protocol()
     dataset = datasets.resolve(config.data)
     sources = datasets.select(dataset, config.images, config.limit)
+    report.refuse_reading(json_path, md_path, figure_path, [s.path for s in dataset.images if s.path is not None])
     from pnprgm.metrics import METRICS, prepare_metrics
 
     prepare_metrics(config.metrics)  # a missing backbone stops the run now, with the fix, not after the first image
