@@ -327,9 +327,17 @@ class SampleSet:
     settings: RestoreSettings
 
 
+def sample_seed(seed: int, index: int) -> int:
+    """The seed of sample ``index``: ``seed + index``, wrapping past :data:`MAX_SEED` to 0 (a valid --seed near the
+    top of the range must not make a later sample's seed invalid)."""
+    from pnprgm.config import MAX_SEED
+
+    return (seed + index) % (MAX_SEED + 1)
+
+
 def restore_samples(y: torch.Tensor, operator: Union[LinearPhysics, str], *, samples: int, seed: int = 0,
                     on_sample: Optional[Callable[[int, int, float], None]] = None, **kwargs: Any) -> SampleSet:
-    """``samples`` restorations with seeds ``seed, seed+1, ...``: their mean and per-pixel std.
+    """``samples`` restorations with seeds ``seed, seed+1, ...`` (:func:`sample_seed`): their mean and per-pixel std.
 
     The std map shows where the prior (random z, re-noising), not the data, decided the result.
     Other keyword arguments are those of :func:`restore`. The denoiser is built once (a model file loaded and
@@ -347,7 +355,7 @@ def restore_samples(y: torch.Tensor, operator: Union[LinearPhysics, str], *, sam
     for i in range(samples):
         if on_sample is not None:
             on_sample(i, samples, time.perf_counter() - started)
-        runs.append(plan.run(seed=seed + i, **run_args))
+        runs.append(plan.run(seed=sample_seed(seed, i), **run_args))
     stack = torch.stack([image for image, _, _ in runs])
     return SampleSet(mean=stack.mean(0), std=stack.std(0, unbiased=False), images=list(stack),
                      results=[result for _, result, _ in runs], settings=runs[0][2])

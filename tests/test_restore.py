@@ -329,3 +329,16 @@ def test_a_diverged_restoration_is_an_error_not_a_black_image():
         restore(y, "identity", image_shape=(3, 16, 16), denoiser=Broken(), noise_sigma=0.05, iterations=2)
     assert restore(y, "identity", image_shape=(3, 16, 16), denoiser="tikhonov", noise_sigma=0.05,
                    iterations=2).isfinite().all()
+
+
+def test_samples_from_the_largest_seed_wrap_instead_of_failing():
+    """--seed 2**63-1 --samples 2 failed: the second sample's seed was out of range."""
+    from pnprgm.config import MAX_SEED
+    from pnprgm.restoration import restore, restore_samples, sample_seed
+
+    assert sample_seed(MAX_SEED, 1) == 0 and sample_seed(5, 2) == 7
+    y = torch.rand(3, 16, 16, generator=torch.Generator().manual_seed(0))
+    found = restore_samples(y, "identity", image_shape=(3, 16, 16), samples=2, seed=MAX_SEED, denoiser="tikhonov",
+                            noise_sigma=0.05, iterations=2)
+    assert torch.equal(found.images[1], restore(y, "identity", image_shape=(3, 16, 16), seed=0, denoiser="tikhonov",
+                                                noise_sigma=0.05, iterations=2))
