@@ -129,3 +129,21 @@ def test_two_grids_of_one_stem_never_share_a_record(shipped, tmp_path):
     assert result.exit_code == 2 and "is the record of the grid g.png" in result.output
     assert (tmp_path / "elsewhere" / "g.json").read_text() == record and not (tmp_path / "elsewhere" / "g.jpg").exists()
     assert invoke(*args, "-o", "g.png", "--seed", "2").exit_code == 0  # its own grid is still its own
+
+
+def test_a_plain_denoiser_trained_from_noise_zero_restores_its_inputs(tmp_path):
+    """The GPU recipe's DRUNets record noise_min 0, which `sample` refused in RGM training's words (noise_min > 0)."""
+    from pnprgm.training.sampling import model_process_config
+
+    class Recipe(torch.nn.Module):
+        process = {"name": "denoise", "noise_min": 0.0, "noise_max": 55 / 255}
+        config = {}
+
+    config = model_process_config(Recipe())
+    assert config.noise_min == pytest.approx(1 / 255) and config.noise_max == pytest.approx(55 / 255)
+    photo = tmp_path / "photo.png"
+    io.write_image(photo, torch.rand((3, 32, 32), generator=torch.Generator().manual_seed(0)))
+    result = invoke("sample", "drunet-denoiser-color", "--input", photo, "-n", "1", "--noise", "0.1",
+                    "-o", tmp_path / "grid.png")
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "grid.png").is_file()

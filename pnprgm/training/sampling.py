@@ -115,6 +115,10 @@ def model_process_config(generator: nn.Module):
     from pnprgm.training.config import ProcessConfig
 
     config = dict(getattr(generator, "process", None) or {})
+    if config.get("name") in ("denoise", "operator") and config.get("noise_min") == 0:
+        # the GPU recipe trains plain denoisers from noise 0 (train-denoisers); a process config, made for RGM
+        # training, needs a positive lower end (its fidelity divides by sigma^2): 1/255, the denoise default
+        config["noise_min"] = min(1 / 255, float(config.get("noise_max") or 1 / 255))
     if not config:
         schedule = generator.schedule
         config = {"name": "ddpm", "T": schedule.T, "beta_min": schedule.beta_min, "beta_max": schedule.beta_max}
