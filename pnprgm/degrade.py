@@ -85,6 +85,7 @@ def degrade_files(inputs: Iterable[str | Path], operator: str, outdir: str | Pat
             shape = tuple(image.shape)
             op = operators.build(operator, shape, device=device)
             sha = io.sha256_file(path)
+            io.refuse_folders([target, *sidecar_paths(target)])
             if not overwrite:
                 _check_replaceable(target, sha, protect)
             noise_seed = image_seed(seed, sha)

@@ -323,6 +323,14 @@ def stage(path: str | Path, writer: Callable[[Path], None], *, protect: Iterable
     return tmp
 
 
+def refuse_folders(paths: Iterable[str | Path]) -> None:
+    """A :class:`UserError` when an output name is taken by a folder: checked before any file is written, so a batch
+    never commits some outputs (a record) and then fails to rename another onto the folder."""
+    for path in paths:
+        if Path(path).is_dir():
+            raise UserError(f"{path} is a folder where an output file goes; move it or choose another -o.")
+
+
 def _temporary_beside(path: Path) -> Path:
     """A new empty ``.NAME.pnprgm-XXXXXXXX.tmp`` in ``path``'s folder (made if needed): what :func:`sweep_temps`
     recognises as this tool's."""

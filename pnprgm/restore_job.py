@@ -391,6 +391,7 @@ def _already_restored(path: Path, targets: Targets, job: RestoreJob, protect: li
     """True when the outputs of ``path`` exist from the same settings (skip it); a :class:`UserError` when an
     output name is taken by a file pnprgm did not write for this input (unless ``job.overwrite``)."""
     present = [p for p in targets.all() if p.exists() or p.is_symlink()]
+    io.refuse_folders(present)  # even with --overwrite: the rename would fail after the others were written
     for target in present:
         for guarded in protect:
             if guarded.resolve() == target.resolve():

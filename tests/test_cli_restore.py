@@ -352,6 +352,19 @@ def test_overwrite_never_replaces_the_mask_file_the_operator_reads(photos, tmp_p
     assert (masks / "one.png").read_bytes() == before and sorted(p.name for p in masks.iterdir()) == ["one.png"]
 
 
+@pytest.mark.parametrize("command, taken", [("restore", "one.png"), ("restore", "one.json"),
+                                            ("degrade", "one.png"), ("degrade", "one.measurement.json")])
+def test_a_folder_where_an_output_goes_fails_that_input_before_anything_is_written(photos, tmp_path, command, taken):
+    """A folder named like an output once let restore commit the record, then fail to rename the image onto it."""
+    out = tmp_path / "out"
+    (out / taken).mkdir(parents=True)
+    args = FAST if command == "restore" else ("-p", "sr2")
+    result = run(command, photos, *args, "-o", out, "--overwrite")
+    assert result.exit_code == 1 and f"{out / taken} is a folder where an output file goes" in result.output
+    assert not any(p.name.startswith("one") and p.is_file() for p in out.iterdir())  # nothing of one's written
+    assert (out / "two.png").is_file()  # the other input still processed
+
+
 def test_sidecars_named_as_inputs_are_read_beside_their_images_not_restored(photos, tmp_path):
     """``restore m/*`` names the sidecars too: they once failed with advice to pass --operator, which then silently
     replaced the exact measurement."""
