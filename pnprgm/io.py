@@ -152,23 +152,30 @@ def _warn_if_several_frames(path: Path, frames: int) -> None:
 
 
 def _read_wide_tiff(path: Path) -> np.ndarray | None:
-    """A floating-point TIFF as a float32 (C, H, W) array in [0, 1], upright; None for a TIFF of 8- or 16-bit integer
-    samples (or one tifffile cannot read), which Pillow reads. Pillow cannot open float colour TIFFs and reads float
-    gray ones unscaled, so tifffile does; 32-bit integer samples are refused (their full scale is not in the file)."""
+    """A floating-point TIFF, or an 8/16-bit gray or RGB one with an Orientation tag, as a float32 (C, H, W) array in
+    [0, 1], upright; None for other TIFFs of 8- or 16-bit integer samples (or one tifffile cannot read), which Pillow
+    reads. Pillow cannot open float colour TIFFs and reads float gray ones unscaled, so tifffile does; 32-bit integer
+    samples are refused (their full scale is not in the file)."""
     import tifffile
 
     try:
         with tifffile.TiffFile(path) as tif:
             page = tif.pages.first
             kind, bits = (page.dtype.kind if page.dtype is not None else ""), page.bitspersample
-            if kind != "f" and not (kind in ("i", "u") and bits > 16):
+            orientation = int(getattr(page.tags.get("Orientation"), "value", 1) or 1)
+            # Pillow garbles (gray, RGBA) or turns by itself (RGB) an 8/16-bit TIFF with an Orientation tag: such
+            # files of plain gray or RGB samples are read here and turned by _orient like every other image
+            turned = (kind == "u" and bits in (8, 16) and orientation != 1
+                      and int(page.photometric) in (TIFF_MINISBLACK, TIFF_RGB))
+            if kind != "f" and not (kind in ("i", "u") and bits > 16) and not turned:
                 return None
             array, axes, shape = page.asarray(), page.axes, tuple(page.shape)
             _warn_if_several_frames(path, len(tif.pages))
-            orientation = int(getattr(page.tags.get("Orientation"), "value", 1) or 1)
     except Exception:  # tifffile raises many types for files it cannot parse; Pillow's reading then decides
         return None
-    if kind != "f":
+    if turned:
+        array = array.astype(np.float64) / (2.0**bits - 1)
+    elif kind != "f":
         raise UserError(f"cannot read {path}: {bits}-bit integer samples, whose full scale the file does not say; "
                         "save it as an 8- or 16-bit image, or as floats in [0, 1].")
     if axes.startswith("S"):  # planar configuration: one plane per channel
@@ -178,6 +185,10 @@ def _read_wide_tiff(path: Path) -> np.ndarray | None:
         raise UserError(f"cannot read {path}: a float TIFF of shape {shape} (axes {axes}), not one gray or colour "
                         "image; save each image as its own file.")
     return _unit_floats(_orient(_drop_alpha(array, path), orientation), path)
+
+
+#: TIFF photometric interpretations read by tifffile when the file has an Orientation tag (0 is white-is-zero).
+TIFF_MINISBLACK, TIFF_RGB = 1, 2
 
 
 def _unit_floats(array: np.ndarray, path: Path) -> np.ndarray:

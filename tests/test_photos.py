@@ -417,3 +417,26 @@ def test_a_float_tiff_of_several_pages_reads_the_first_and_says_so(tmp_path):
     with pytest.warns(UserWarning, match="2 frames"):
         image = io.read_image(tmp_path / "pages.tif")
     np.testing.assert_allclose(image[0].numpy(), pages[0], atol=1e-6)
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16])
+@pytest.mark.parametrize("channels", [1, 3, 4])
+@pytest.mark.parametrize("orientation", [3, 6, 8])
+def test_a_tiff_with_an_orientation_tag_is_read_upright_and_intact(tmp_path, dtype, channels, orientation):
+    """Pillow garbled gray and RGBA TIFFs with an Orientation tag and turned only 8-bit RGB ones itself."""
+    import warnings
+
+    import tifffile
+
+    top = np.iinfo(dtype).max
+    array = np.random.default_rng(0).integers(0, top, (20, 30, channels) if channels > 1 else (20, 30)).astype(dtype)
+    path = tmp_path / "turned.tif"
+    tifffile.imwrite(path, array, photometric="rgb" if channels > 1 else "minisblack",
+                     extratags=[(274, "H", 1, orientation, False)])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the alpha channel's warning
+        got = io.read_image(path).numpy()
+    hwc = (array if channels > 1 else array[..., None])[..., :3].astype(np.float64) / top
+    want = {3: lambda a: a[::-1, ::-1], 6: lambda a: np.rot90(a, -1), 8: lambda a: np.rot90(a, 1)}[orientation](hwc)
+    assert got.shape == want.transpose(2, 0, 1).shape
+    assert np.abs(got - want.transpose(2, 0, 1)).max() < 1e-6
