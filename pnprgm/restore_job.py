@@ -20,7 +20,7 @@ from typing import Callable, Optional
 
 
 from pnprgm import io
-from pnprgm.errors import UserError
+from pnprgm.errors import UserError, differ
 from pnprgm.denoisers.tiled import MIN_TILE, check_tile
 from pnprgm.presets import DEFAULT_DENOISER
 
@@ -409,14 +409,17 @@ def _already_restored(path: Path, targets: Targets, job: RestoreJob, protect: li
         if target != targets.record and (not target.is_file() or io.sha256_file(target) != listed.get(target)):
             raise UserError(f"{target} already exists and is not the file its record {targets.record.name} lists; {fix}.")
     if record.get("input_sha256") != io.sha256_file(path):
-        raise UserError(f"{targets.image.name} in {targets.image.parent} is the restoration of another image "
-                        f"({record.get('input')}); {fix}.")
+        recorded = record.get("input")
+        same_path = recorded is not None and Path(str(recorded)).resolve() == path.resolve()
+        what = ("the restoration of an earlier version of this input (it changed since)" if same_path
+                else f"the restoration of another image ({recorded})")
+        raise UserError(f"{targets.image.name} in {targets.image.parent} is {what}; {fix}.")
     # Settings before completeness: a result of --samples 1 lacks the _std.png that --samples 2 writes, and must not
     # be taken for a killed run of the new settings.
     theirs, ours = _settings(record.get("job") or {}), _settings(_job_dict(job))
     if theirs != ours:
         changed = sorted(k for k in set(theirs) | set(ours) if theirs.get(k) != ours.get(k))
-        raise UserError(f"{targets.image} was restored with other settings ({', '.join(changed)} differ); {fix}.")
+        raise UserError(f"{targets.image} was restored with other settings ({differ(changed)}); {fix}.")
     complete = all(p.is_file() for p in targets.all())
     return complete  # incomplete: a killed run of these settings (its record came first); restore again
 

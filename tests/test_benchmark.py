@@ -1143,7 +1143,7 @@ def test_a_damaged_results_json_is_one_line_for_resume_and_from_json(photo_dir, 
                   CliRunner().invoke(app, ["benchmark", "--from-json", str(out), "--md", str(tmp_path / "o.md")]))
         assert result.exit_code == 2, result.output
         assert result.output.startswith("error:") and result.output.count("\n") == 1, result.output
-        assert "results JSON" in result.output or "other settings (versions differ)" in result.output
+        assert "results JSON" in result.output or "other settings (versions differs)" in result.output
     same = CliRunner().invoke(app, ["benchmark", "--from-json", str(out), "--md", str(out)])
     assert same.exit_code == 2 and "--from-json and --md name the same file" in same.output
 
@@ -1157,6 +1157,6 @@ def test_resume_with_a_task_added_reuses_the_others_and_a_seed_change_is_named(p
     assert more.exit_code == 0, more.output
     assert {r["task"] for r in json.loads(out.read_text())["records"]} == {"denoise", "sr"}
     seeded = _bench(photo_dir, "--json", out, "--resume", "--seed", "3")
-    assert seeded.exit_code == 2 and "other settings (seed differ)" in seeded.output
+    assert seeded.exit_code == 2 and "other settings (seed differs)" in seeded.output
     small = _bench(photo_dir, crop=7)
     assert small.exit_code == 2 and "--crop must be 0 (whole images) or at least 8" in small.output

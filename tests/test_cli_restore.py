@@ -90,7 +90,7 @@ def test_a_rerun_skips_what_is_done_and_refuses_other_settings(photos, tmp_path)
     assert {p.name: (p.read_bytes(), p.stat().st_mtime_ns) for p in out.iterdir()} == before
     result = run("restore", photos, *FAST, "-o", out, "--seed", "1")
     assert result.exit_code == 1 and len(errors(result)) == 2
-    assert all("other settings (seed differ)" in line and "--overwrite" in line for line in errors(result))
+    assert all("other settings (seed differs)" in line and "--overwrite" in line for line in errors(result))
     result = run("restore", photos, *FAST, "-o", out, "--seed", "1", "--overwrite")
     assert result.exit_code == 0 and "restored 2 image(s)" in result.output
     assert json.loads((out / "one.json").read_text())["job"]["seed"] == 1
@@ -365,6 +365,14 @@ def test_a_folder_where_an_output_goes_fails_that_input_before_anything_is_writt
     assert (out / "two.png").is_file()  # the other input still processed
 
 
+def test_an_input_changed_since_its_restoration_is_named_as_changed_not_as_another_image(photos, tmp_path):
+    assert run("restore", photos / "one.png", *FAST, "-o", tmp_path / "out").exit_code == 0
+    io.write_image(photos / "one.png", torch.rand((3, 16, 16), generator=torch.Generator().manual_seed(9)))
+    result = run("restore", photos / "one.png", *FAST, "-o", tmp_path / "out")
+    assert result.exit_code == 1 and "an earlier version of this input (it changed since)" in result.output
+    assert "--overwrite" in result.output
+
+
 def test_sidecars_named_as_inputs_are_read_beside_their_images_not_restored(photos, tmp_path):
     """``restore m/*`` names the sidecars too: they once failed with advice to pass --operator, which then silently
     replaced the exact measurement."""
@@ -507,7 +515,7 @@ def test_a_result_of_other_samples_is_kept_and_a_replaced_one_leaves_no_stale_st
     assert run(*single).exit_code == 0
     first = (out / "one.png").read_bytes()
     result = run(*single, "--samples", "2")
-    assert result.exit_code == 1 and "other settings (samples differ)" in result.output, result.output
+    assert result.exit_code == 1 and "other settings (samples differs)" in result.output, result.output
     assert (out / "one.png").read_bytes() == first and not (out / "one_std.png").exists()
     assert run(*single, "--samples", "2", "--overwrite").exit_code == 0 and (out / "one_std.png").is_file()
     again = run(*single, "--overwrite")

@@ -54,7 +54,8 @@ def test_unknown_denoiser_lists_choices():
 @pytest.mark.parametrize("name, problem", [("nonexist.pt", "nonexist.pt does not exist"),
                                            ("sub/model", "does not exist"),
                                            ("gone.pth#celebahq256", "gone.pth does not exist"),
-                                           ("{folder}", "is a folder")])
+                                           ("{folder}", "is a folder"),
+                                           ("drunet-denoiser-color#x", "is a shipped model, and #CONFIG is only")])
 def test_a_missing_model_file_is_named_not_listed(tmp_path, monkeypatch, name, problem):
     """A name meant as a file (suffix, folder part or #CONFIG) that is not one says so, without the list of names."""
     from pnprgm.errors import UserError

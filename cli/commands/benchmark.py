@@ -52,7 +52,7 @@ models); options given on the command line override it.
 @click.option("--set", "assignments", multiple=True, metavar="KEY=VALUE", help="Solver parameter for every PnP method, e.g. iterations=8 (repeatable).")
 @click.option("--figure-images", type=int, default=None, help="Images per task in the figure.  [default: 2]")
 @click.option("--model", "model_sources", multiple=True, metavar="MODEL",
-              help="Model (shipped name, model.pt or PATH#PRESET) used by the pnp-* and rgm-stochastic-drs methods "
+              help="Model (shipped name, model.pt or PATH#CONFIG for an official checkpoint) used by the pnp-* and rgm-stochastic-drs methods "
                    "instead of the shipped default for its channel count; repeat for one gray and one colour model.")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), default=None, help="Results JSON (written as the run goes).")
 @click.option("--md", "md_path", type=click.Path(dir_okay=False), default=None, help="Markdown report.")

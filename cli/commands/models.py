@@ -27,7 +27,9 @@ def command(as_json, verify):
     for entry in entries:
         record = entry.record
         size = entry.path.stat().st_size / 1e6 if entry.path.is_file() else float("nan")
-        flag = " (default)" if entry.default else (f" (family {entry.family})" if entry.family else "")
+        # the default of its role: the denoiser for its channel count, or the sr-process model `sample` uses
+        default = "default" if entry.role == "denoiser" else f"default {entry.role} model"
+        flag = f" ({default})" if entry.default else (f" (family {entry.family})" if entry.family else "")
         click.echo(f"{entry.name}{flag}: {entry.summary}")
         click.echo(f"    role={entry.role} channels={entry.channels} file={entry.file} ({size:.1f} MB) sha256={entry.sha256[:16]}...")
         old = models.old_names(entry.name) + [f"{name} (family)" for name in models.old_names(entry.family or "")]

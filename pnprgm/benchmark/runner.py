@@ -17,7 +17,7 @@ import torch
 from pnprgm import io
 from pnprgm.benchmark import datasets, methods, tasks
 from pnprgm.config import build_strict, check_seed, to_dict
-from pnprgm.errors import UserError
+from pnprgm.errors import UserError, differ
 
 DEFAULT_TASKS: tuple[str, ...] = tuple(tasks.registry.names())
 DEFAULT_METHODS: tuple[str, ...] = tuple(methods.registry.names())
@@ -422,7 +422,7 @@ def _refuse_dropping_records(json_path: str | Path, current: dict[str, Any], pla
     if not records or not (changed or dropped):
         return
     if changed:
-        why = f"made with other settings ({', '.join(changed)} differ)"
+        why = f"made with other settings ({differ(changed)})"
     else:
         why = f"{len(dropped)} of them {_why_not_again(dropped[0], current)}"
     raise UserError(f"--json {path} holds {len(records)} records of an earlier run, {why}; rewriting it would lose "
@@ -462,7 +462,7 @@ def _matching_records(previous: dict[str, Any], current: dict[str, Any], metrics
 
     changed = _changed_settings(previous, current)
     if changed:
-        raise UserError(f"--resume: {path} was made with other settings ({', '.join(changed)} differ); use another "
+        raise UserError(f"--resume: {path} was made with other settings ({differ(changed)}); use another "
                         "--json or drop --resume.")
     metrics = tuple(metrics)
     for record in previous["records"]:  # a metric value that is not a number would poison the report's means

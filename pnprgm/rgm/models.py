@@ -174,12 +174,16 @@ MODEL_SUFFIXES = (".pt", ".pth")
 
 
 def missing_file(text: str) -> Optional[str]:
-    """``"PATH does not exist"`` / ``"PATH is a folder"`` when ``text`` is meant as a model file (it has a folder
-    part, a ``#CONFIG`` or a model file's suffix) and no such file is there; None otherwise (a file, or a name)."""
+    """``"PATH does not exist"`` / ``"PATH is a folder"`` (or a shipped name given a ``#CONFIG``) when ``text`` is
+    meant as a model file (it has a folder part, a ``#CONFIG`` or a model file's suffix) and no such file is there;
+    None otherwise (a file, or a name)."""
     file, official = split_official(text)
     path = Path(file)
     if path.is_file():
         return None
+    if official is not None and resolve(file, required=False) is not None:
+        return (f"{file}#{official}: {file} is a shipped model, and #CONFIG is only for an official checkpoint file "
+                f"(netG_*.pth#celebahq256)")
     if path.is_dir():
         return f"{file} is a folder"
     meant_as_file = official is not None or path.suffix.lower() in MODEL_SUFFIXES or len(path.parts) > 1
