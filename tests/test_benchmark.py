@@ -985,7 +985,7 @@ def test_model_option_rejects_two_models_for_one_channel_count(tmp_path):
     a, b = _tiny_model_file(tmp_path / "a.pt", 3), _tiny_model_file(tmp_path / "b.pt", 3)
     with pytest.raises(UserError, match="one model per channel count"):
         _config(models=(str(a), str(b))).chosen_models()
-    with pytest.raises(UserError, match="neither a shipped model"):
+    with pytest.raises(UserError, match="missing.pt does not exist; give the path of a model file"):
         _config(models=(str(tmp_path / "missing.pt"),)).chosen_models()
 
 
@@ -1160,3 +1160,21 @@ def test_resume_with_a_task_added_reuses_the_others_and_a_seed_change_is_named(p
     assert seeded.exit_code == 2 and "other settings (seed differs)" in seeded.output
     small = _bench(photo_dir, crop=7)
     assert small.exit_code == 2 and "--crop must be 0 (whole images) or at least 8" in small.output
+
+
+@pytest.mark.parametrize("settings, message", [({"images": ("coffee", "coffee")}, "--images names an image twice"),
+                                               ({"data": ""}, "--data is empty")])
+def test_an_image_named_twice_or_an_empty_data_set_is_refused(settings, message):
+    """An image named twice counted twice in every mean; --data '' benchmarked the current folder."""
+    with pytest.raises(UserError, match=message):
+        _config(**settings)
+
+
+def test_a_gray_image_left_out_of_colorization_is_named_in_the_report(photo_dir, tmp_path):
+    result = CliRunner().invoke(app, ["benchmark", "--data", str(photo_dir), "--task", "colorize", "--method", "baseline",
+                                      "--crop", "48", "--metrics", "psnr", "-q", "--json", str(tmp_path / "r.json"),
+                                      "--md", str(tmp_path / "r.md")])
+    assert result.exit_code == 0, result.output
+    skipped = json.loads((tmp_path / "r.json").read_text())["skipped"]
+    assert [(e["image"], e["task"], e["kind"]) for e in skipped] == [("camera", "colorize", "not-applicable")]
+    assert "not-applicable: image camera, task colorize" in (tmp_path / "r.md").read_text()

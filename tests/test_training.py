@@ -868,7 +868,7 @@ def test_init_from_starts_with_the_model_weights_and_records_it(data_dir, tmp_pa
               init_from=source["model"], **args)
     with pytest.raises(UserError, match="only one of them"):
         train(data_dir, tmp_path / "zero", train={"steps": 3}, resume=True, init_from=source["model"], **args)
-    with pytest.raises(UserError, match="neither a shipped model"):
+    with pytest.raises(UserError, match="nope.pt does not exist; give the path of a model file"):
         train(data_dir, tmp_path / "missing", train={**TINY_TRAIN, "steps": 1}, init_from=tmp_path / "nope.pt", **args)
     with pytest.raises(UserError, match="sigma-conditioned model .process denoise. and this run's process needs time"):
         train(data_dir, tmp_path / "ddpm", process={"name": "ddpm"}, train={**TINY_TRAIN, "steps": 1},

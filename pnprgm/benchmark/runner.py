@@ -90,6 +90,10 @@ class BenchmarkConfig:
                     raise UserError(f"{label}: {registry.unknown_message(name)}")
             if len(set(names)) != len(names):
                 raise UserError(f"{label} names a choice twice ({', '.join(names)}); list each once.")
+        if self.images is not None and len(set(self.images)) != len(self.images):  # counted twice in the means
+            raise UserError(f"--images names an image twice ({', '.join(self.images)}); list each once.")
+        if not str(self.data).strip():  # "" would be the current folder
+            raise UserError("--data is empty; give public, a data set name or a folder of images.")
         if self.noise is not None and not (0 <= self.noise <= 1):
             raise UserError(f"--noise must be in [0, 1] units (e.g. 0.01 or 0.098 for 25/255); got {self.noise}.")
         if self.crop < 0 or 0 < self.crop < datasets.ALIGN:
@@ -265,6 +269,11 @@ def run_benchmark(
         image_info.append({**source.describe(), "index": index, "shape": list(image.shape)})
     jobs = [(item, name) for item in prepared for name in config.tasks
             if tasks.registry.get(name).applies_to(item.image.shape[0])]
+    for item in prepared:  # named in the report, not dropped silently from a task's mean
+        for name in config.tasks:
+            if not tasks.registry.get(name).applies_to(item.image.shape[0]):
+                skipped.append({"image": item.source.name, "task": name, "kind": "not-applicable",
+                                "reason": f"a gray image; {name} needs a colour ground truth"})
 
     result = BenchmarkResults(data={
         "protocol": protocol.to_dict(),
@@ -434,7 +443,7 @@ def _why_not_again(record: Mapping[str, Any], current: Mapping[str, Any]) -> str
     resolved = current["config"]["resolved"]
     method = resolved["methods"].get(record["method"])
     skipped = next((entry for entry in current.get("skipped", []) if entry.get("image") == record["image"]
-                    and "method" not in entry), None)
+                    and "method" not in entry and entry.get("task") in (None, record["task"])), None)
     where = f"{record['task']}/{record['method']} on {record['image']}"
     if method is not None and not method.get("available", True):
         return f"for a method unavailable now ({where}: {method.get('unavailable_reason')})"
