@@ -147,3 +147,10 @@ def test_a_plain_denoiser_trained_from_noise_zero_restores_its_inputs(tmp_path):
                     "-o", tmp_path / "grid.png")
     assert result.exit_code == 0, result.output
     assert (tmp_path / "grid.png").is_file()
+
+
+def test_a_size_below_the_model_multiple_names_size_not_the_inputs(tmp_path):
+    photo = tmp_path / "photo.png"
+    io.write_image(photo, torch.rand((3, 48, 48), generator=torch.Generator().manual_seed(0)))
+    result = invoke("sample", "unet-denoiser-color", "--input", photo, "-n", "1", "--size", "7", "-o", tmp_path / "g.png")
+    assert result.exit_code == 2 and "--size 7 is below this model's 8-pixel multiple" in result.output, result.output

@@ -233,6 +233,9 @@ def sample_model_grid(model: str, out: str | Path, *, count: int = 16, size: Opt
         multiple = math.lcm(multiple, process_size_multiple(process_config))
         side = side // multiple * multiple
         if side < multiple:
+            if size is not None and size < multiple:  # the inputs may be large enough: --size is what is too small
+                raise UserError(f"--size {size} is below this model's {multiple}-pixel multiple; give --size {multiple} "
+                                f"or more.")
             raise UserError(f"input images must be at least {multiple} pixels on each side for this model.")
         crops = []
         for im in images:
