@@ -373,6 +373,14 @@ def test_an_input_changed_since_its_restoration_is_named_as_changed_not_as_anoth
     assert "--overwrite" in result.output
 
 
+def test_model_takes_a_shipped_name_and_an_old_one_as_the_readme_says(photos, tmp_path):
+    result = run("restore", photos / "one.png", "--operator", "sr2", "--model", "rgm-denoiser-color", "--iters", "2",
+                 "-q", "-o", tmp_path / "out")
+    assert result.exit_code == 0, result.output
+    assert "now called 'unet-denoiser-color'" in result.output
+    assert json.loads((tmp_path / "out" / "one.json").read_text())["job"]["denoiser"] == "rgm-denoiser-color"
+
+
 def test_sidecars_named_as_inputs_are_read_beside_their_images_not_restored(photos, tmp_path):
     """``restore m/*`` names the sidecars too: they once failed with advice to pass --operator, which then silently
     replaced the exact measurement."""

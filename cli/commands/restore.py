@@ -49,7 +49,7 @@ the larger scene behind it is restored and cropped back to the photo, so its edg
 @click.option("--preset", default=None, help="Parameter preset (default: the task's preset for the solver).")
 @click.option("--denoiser", default=None, help="Denoiser name (pnprgm denoisers) or a model file.  [default: default]")
 @click.option("--model", "model_path", default=None, type=click.Path(),
-              help="Model file (ours, or an official RGM netG_*.pth / content.pth).")
+              help="Model file (ours, or an official RGM netG_*.pth / content.pth) or a shipped model's name (pnprgm models).")
 @click.option("--model-config", default=None, help="Generator config of an official checkpoint: celebahq256, cifar10, or a JSON/YAML file of the official arguments.")
 @click.option("--model-preset", default=None, hidden=True, help="Old name of --model-config.")
 @click.option("--iters", type=int, default=None, help="Number of solver iterations (overrides the preset).")
@@ -71,7 +71,7 @@ def command(inputs, outdir, operator, size, solver, preset, denoiser, model_path
     from pnprgm.restore_job import RestoreJob, run_restore_job
     from pnprgm.device import set_threads
     from pnprgm.errors import UserError
-    from pnprgm.rgm.models import split_official
+    from pnprgm.rgm.models import resolve, split_official
 
     set_threads(threads)
 
@@ -99,10 +99,11 @@ def command(inputs, outdir, operator, size, solver, preset, denoiser, model_path
         raise UserError(f"--model-config {model_config} describes the official checkpoint given with --model; {fix}.")
     if model_path is not None:
         file, config = split_official(model_path)  # PATH#CONFIG names an official checkpoint's config inline
-        if not Path(file).is_file():  # --model is a file even without a suffix or folder part
+        shipped = config is None and model_config is None and resolve(model_path, required=False) is not None
+        if not Path(file).is_file() and not shipped:  # a shipped name (old ones too) as everywhere a model goes
             missing = f"{file} is a folder" if Path(file).is_dir() else f"{file} does not exist"
             raise UserError(f"--model {missing}; give a model file (pnprgm train's model.pt or an official "
-                            f"netG_*.pth), or a shipped name with --denoiser (pnprgm models).")
+                            f"netG_*.pth), or a shipped model's name (pnprgm models).")
         if config and model_config is not None:
             raise UserError(f"--model {model_path} and --model-config {model_config} both name the generator config; "
                             f"give one of them.")
