@@ -91,7 +91,8 @@ def degrade_files(inputs: Iterable[str | Path], operator: str, outdir: str | Pat
             noise_seed = image_seed(seed, sha)
             y = operators.measure(op, image[None].to(device), float(noise), noise_seed)
             paths = save_measurement(target, y, op, noise_sigma=float(noise), seed=noise_seed,
-                                     source=SourceInfo(str(path), sha, shape), protect=protect, bits=io.image_bits(path))
+                                     source=SourceInfo(str(path), sha, shape), protect=protect, bits=io.image_bits(path),
+                                     icc=io.icc_profile(path))
         except UserError as err:
             fail(str(err) if str(path) in str(err) else f"{path}: {err}")
             continue

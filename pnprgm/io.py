@@ -13,7 +13,7 @@ import re
 import tempfile
 import warnings
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Optional
 
 import numpy as np
 import torch
@@ -418,33 +418,58 @@ def write_image(path: str | Path, image: torch.Tensor, *, bits: int = 8, protect
     return atomic_write(path, image_writer(path, image, bits), protect=protect)
 
 
-def image_writer(path: str | Path, image: torch.Tensor, bits: int = 8) -> Callable[[Path], None]:
-    """``writer(tmp)`` saving ``image`` in the format of ``path``'s suffix (for :func:`atomic_write` or :func:`stage`)."""
+def image_writer(path: str | Path, image: torch.Tensor, bits: int = 8,
+                 icc: Optional[bytes] = None) -> Callable[[Path], None]:
+    """``writer(tmp)`` saving ``image`` in the format of ``path``'s suffix (for :func:`atomic_write` or :func:`stage`),
+    with the colour profile ``icc`` embedded when it fits the image's channels (:func:`icc_profile`)."""
     from PIL import Image
 
     array = image_to_uint(image, bits)
     fmt = {".jpg": "JPEG", ".jpeg": "JPEG", ".tif": "TIFF", ".tiff": "TIFF", ".bmp": "BMP"}.get(Path(path).suffix.lower(), "PNG")
+    icc = icc if icc and _icc_space(icc) == ("RGB " if array.ndim == 3 else "GRAY") and fmt != "BMP" else None
+    profile = {"icc_profile": icc} if icc else {}
 
     def writer(tmp: Path) -> None:
         if bits == 16 and array.ndim == 2 and fmt in ("PNG", "TIFF"):
-            Image.fromarray(array.astype(np.uint16)).save(tmp, format=fmt)
+            Image.fromarray(array.astype(np.uint16)).save(tmp, format=fmt, **profile)
         elif bits == 16 and fmt == "PNG":  # Pillow writes colour PNG in 8 bits only
-            write_png16(tmp, array)
+            write_png16(tmp, array, icc=icc)
         elif bits == 16 and fmt == "TIFF":
             import tifffile
 
-            tifffile.imwrite(tmp, array, photometric="rgb")
+            tifffile.imwrite(tmp, array, photometric="rgb", iccprofile=icc)
         elif bits == 16:  # JPEG and BMP hold 8 bits
-            Image.fromarray(((array.astype(np.uint32) * 255 + 32767) // 65535).astype(np.uint8)).save(tmp, format=fmt)
+            Image.fromarray(((array.astype(np.uint32) * 255 + 32767) // 65535).astype(np.uint8)).save(tmp, format=fmt,
+                                                                                                     **profile)
         else:
-            Image.fromarray(array).save(tmp, format=fmt)
+            Image.fromarray(array).save(tmp, format=fmt, **profile)
 
     return writer
 
 
-def write_png16(path: str | Path, array: np.ndarray) -> None:
+def icc_profile(path: str | Path) -> Optional[bytes]:
+    """The colour profile (ICC) embedded in the image at ``path``, or None. A restoration keeps the input's pixel
+    values' colour space, so its output carries the same profile (a Display P3 photo written without it would be
+    shown as sRGB, its colours muted)."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as image:
+            icc = image.info.get("icc_profile")
+    except Exception:  # unreadable: read_image says so in its own words
+        return None
+    return bytes(icc) if icc else None
+
+
+def _icc_space(icc: bytes) -> str:
+    """The data colour space of an ICC profile (header bytes 16-19: ``"RGB "``, ``"GRAY"``, ``"CMYK"``...)."""
+    return icc[16:20].decode("ascii", errors="replace") if len(icc) >= 20 else ""
+
+
+def write_png16(path: str | Path, array: np.ndarray, icc: Optional[bytes] = None) -> None:
     """Write an (H, W, 3) uint16 array as a 16-bit RGB PNG (Pillow cannot): each row with the PNG "Up" filter
-    (the byte difference to the row above, vectorised), zlib-compressed, big-endian samples."""
+    (the byte difference to the row above, vectorised), zlib-compressed, big-endian samples; ``icc``: a colour
+    profile for its iCCP chunk."""
     import struct
     import zlib
 
@@ -462,7 +487,9 @@ def write_png16(path: str | Path, array: np.ndarray) -> None:
 
     header = struct.pack(">IIBBBBB", width, height, 16, 2, 0, 0, 0)  # 16 bits, truecolour, deflate, no interlace
     with open(path, "wb") as handle:
-        handle.write(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(data, 6))
+        # iCCP: a profile name, a zero byte, compression method 0 (deflate), the compressed profile; before IDAT
+        profile = chunk(b"iCCP", b"ICC profile\x00\x00" + zlib.compress(icc)) if icc else b""
+        handle.write(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + profile + chunk(b"IDAT", zlib.compress(data, 6))
                      + chunk(b"IEND", b""))
 
 

@@ -63,13 +63,15 @@ def sidecar_paths(image_path: str | Path) -> tuple[Path, Path]:
 
 
 def save_measurement(image_path: str | Path, y: torch.Tensor, operator, *, noise_sigma: float, seed: int,
-                     source: SourceInfo, protect: Iterable[str | Path] = (), bits: int = 8) -> list[Path]:
+                     source: SourceInfo, protect: Iterable[str | Path] = (), bits: int = 8,
+                     icc: Optional[bytes] = None) -> list[Path]:
     """Write the measurement image (PNG of ``bits`` 8 or 16, clipped to [0, 1]) and its sidecar; returns the paths
     written. ``pnprgm degrade`` writes 16 bits for a 16-bit input, and ``restore`` then writes 16 bits too.
 
     :param y: the exact measurement, (1, C', H', W') or (C', H', W').
     :param operator: the operator that made it (``operators.Operator``).
     :param protect: paths never to overwrite (the inputs).
+    :param icc: the input's colour profile (:func:`pnprgm.io.icc_profile`), embedded where it fits the measurement.
     """
     from pnprgm import operators
 
@@ -87,7 +89,7 @@ def save_measurement(image_path: str | Path, y: torch.Tensor, operator, *, noise
     stored = {"y": y.cpu().numpy(), **{f"operator.{key}": value for key, value in arrays.items()}}
     staged: list[tuple[Path, Path]] = []
     try:
-        image_tmp = io.stage(image_path, io.image_writer(image_path, y.float().cpu(), bits), protect=protect)
+        image_tmp = io.stage(image_path, io.image_writer(image_path, y.float().cpu(), bits, icc=icc), protect=protect)
         staged.append((image_tmp, image_path))
         npz_tmp = io.stage(npz_path, operators.record.arrays_writer(stored), protect=protect)
         staged.append((npz_tmp, npz_path))

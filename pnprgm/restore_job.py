@@ -459,7 +459,9 @@ def _restore_one(path: Path, job: RestoreJob, targets: Targets, protect: list[Pa
     staged: list[tuple[Path, Path]] = []
     try:
         bits = io.image_bits(path)  # 16-bit input, 16-bit output (PNG)
-        image_tmp = io.stage(targets.image, io.image_writer(targets.image, x, bits), protect=protect)
+        # the input's colour profile too: the restoration's values are in its colour space
+        image_tmp = io.stage(targets.image, io.image_writer(targets.image, x, bits, icc=io.icc_profile(path)),
+                             protect=protect)
         staged.append((image_tmp, targets.image))
         std_info = None
         if std is not None:

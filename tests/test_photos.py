@@ -440,3 +440,26 @@ def test_a_tiff_with_an_orientation_tag_is_read_upright_and_intact(tmp_path, dty
     want = {3: lambda a: a[::-1, ::-1], 6: lambda a: np.rot90(a, -1), 8: lambda a: np.rot90(a, 1)}[orientation](hwc)
     assert got.shape == want.transpose(2, 0, 1).shape
     assert np.abs(got - want.transpose(2, 0, 1)).max() < 1e-6
+
+
+@pytest.mark.parametrize("bits", [8, 16])
+def test_restore_and_degrade_keep_the_input_colour_profile(tmp_path, bits):
+    """A Display-P3 photo restored without its profile is shown as sRGB (muted colours); a gray measurement of a
+    colour photo (colorization's input) gets no RGB profile."""
+    from PIL import Image, ImageCms
+
+    icc = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    array = (np.random.default_rng(0).random((24, 24, 3)) * (255 if bits == 8 else 65535))
+    photo = tmp_path / "p3.png"
+    if bits == 8:
+        Image.fromarray(array.astype(np.uint8)).save(photo, icc_profile=icc)
+    else:
+        io.write_png16(photo, array.astype(np.uint16), icc=icc)
+    assert io.icc_profile(photo) == icc
+    for command, args in (("restore", ("--operator", "sr2", *FAST)), ("degrade", ("-p", "sr2"))):
+        result = run(command, photo, *args, "-o", tmp_path / command)
+        assert result.exit_code == 0, result.output
+        with Image.open(tmp_path / command / "p3.png") as written:
+            assert written.info.get("icc_profile") == icc
+    assert run("degrade", photo, "-p", "gray", "-o", tmp_path / "gray").exit_code == 0
+    assert io.icc_profile(tmp_path / "gray" / "p3.png") is None
