@@ -167,7 +167,7 @@ def _read_wide_tiff(path: Path) -> np.ndarray | None:
             # files of plain gray or RGB samples are read here and turned by _orient like every other image
             turned = (kind == "u" and bits in (8, 16) and orientation != 1
                       and int(page.photometric) in (TIFF_MINISBLACK, TIFF_RGB))
-            if kind != "f" and not (kind in ("i", "u") and bits > 16) and not turned:
+            if kind != "f" and not (kind == "i" or (kind == "u" and bits > 16)) and not turned:
                 return None
             array, axes, shape = page.asarray(), page.axes, tuple(page.shape)
             _warn_if_several_frames(path, len(tif.pages))
@@ -176,8 +176,9 @@ def _read_wide_tiff(path: Path) -> np.ndarray | None:
     if turned:
         array = array.astype(np.float64) / (2.0**bits - 1)
     elif kind != "f":
-        raise UserError(f"cannot read {path}: {bits}-bit integer samples, whose full scale the file does not say; "
-                        "save it as an 8- or 16-bit image, or as floats in [0, 1].")
+        sort = "signed integer" if kind == "i" else "integer"
+        raise UserError(f"cannot read {path}: {bits}-bit {sort} samples, whose full scale the file does not say; "
+                        "save it as an unsigned 8- or 16-bit image, or as floats in [0, 1].")
     if axes.startswith("S"):  # planar configuration: one plane per channel
         array = np.moveaxis(array, 0, -1)
     array = array if array.ndim == 3 else array[..., None]

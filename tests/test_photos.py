@@ -363,7 +363,8 @@ def test_float_tiffs_in_unit_range_are_read_at_their_values(tmp_path, layout):
 
 @pytest.mark.parametrize("kind, message", [
     ("float-255", "floating-point samples from"), ("nan", "NaN or infinite samples"),
-    ("uint32", "32-bit integer samples"), ("pillow-int32", "32-bit integer samples"),
+    ("uint32", "32-bit integer samples"), ("pillow-int32", "32-bit signed integer samples"),
+    ("int16", "16-bit signed integer samples"),  # was "check that the file is complete"
 ])
 def test_tiffs_of_unknown_scale_are_refused_in_one_line(tmp_path, kind, message):
     """A float TIFF outside [0, 1] or 32-bit integers: their scale is not in the file, so they are refused (they were
@@ -380,6 +381,8 @@ def test_tiffs_of_unknown_scale_are_refused_in_one_line(tmp_path, kind, message)
         tifffile.imwrite(path, np.where(values > 0.5, np.nan, values).astype(np.float32))
     elif kind == "uint32":
         tifffile.imwrite(path, (values * 4e9).astype(np.uint32))
+    elif kind == "int16":
+        tifffile.imwrite(path, (values * 30000).astype(np.int16))
     else:
         Image.fromarray((values * 1000).astype(np.int32), mode="I").save(path)
     with pytest.raises(io.UserError, match=message):
