@@ -1178,3 +1178,12 @@ def test_a_gray_image_left_out_of_colorization_is_named_in_the_report(photo_dir,
     skipped = json.loads((tmp_path / "r.json").read_text())["skipped"]
     assert [(e["image"], e["task"], e["kind"]) for e in skipped] == [("camera", "colorize", "not-applicable")]
     assert "not-applicable: image camera, task colorize" in (tmp_path / "r.md").read_text()
+
+
+def test_a_folder_named_like_a_data_set_gets_a_notice(tmp_path, monkeypatch):
+    from pnprgm.benchmark import datasets
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "public").mkdir()
+    with pytest.warns(UserWarning, match="not the folder public/ here; give ./public"):
+        assert datasets.resolve("public").name == "public"

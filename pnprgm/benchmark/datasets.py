@@ -258,6 +258,11 @@ registry.add("urban100", DeepinvSet("Urban100HR", "Urban100"), "Urban100 (deepin
 def resolve(data: str) -> Dataset:
     """The set named ``data`` (``public``, a deepinv set) or the folder at that path."""
     if data in registry:
+        if Path(data).is_dir():  # the name wins; say so rather than benchmark other photos than the user meant
+            import warnings
+
+            warnings.warn(f"--data {data} is the {data} data set, not the folder {data}/ here; give ./{data} for the "
+                          f"folder.", stacklevel=2)
         return registry.get(data)()
     if Path(data).exists():
         return folder_set(data)
