@@ -121,8 +121,8 @@ def _without_sidecars(files: list[Path], fail: Callable[[str], None]) -> list[Pa
         if sidecar_of is None:
             kept.append(path)
             continue
-        images = [p for p in path.parent.glob(f"{sidecar_of}.*") if not p.name.lower().startswith(
-            (sidecar_of + SUFFIX).lower()) and p.suffix.lower() in io.READ_SUFFIXES]
+        images = [image for image in (path.with_name(sidecar_of + suffix) for suffix in io.READ_SUFFIXES)
+                  if image.is_file()]
         if not any(image.resolve() in given for image in images):
             image = images[0] if images else path.with_name(f"{sidecar_of}.png")
             fail(f"{path} is a measurement sidecar, not an image; give its image {image} (the sidecar is read from "
