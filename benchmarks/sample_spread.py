@@ -49,12 +49,15 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="START is METHOD's untrained start (same solver); METHOD must out-spread it too; repeatable")
     args = parser.parse_args(argv)
     methods = args.method.split(",")
-    named = [args.reference] if args.reference else []
+    args.starts = {}
     for item in args.start:
-        method, _, start = item.partition("=")
-        named += [method, start]
-    unknown = [m for m in named if m and m not in methods]
-    if unknown or (args.start and not args.reference):
+        method, sep, start = item.partition("=")
+        if not (sep and method and start) or method == start:
+            parser.error(f"--start {item!r}: give METHOD=START, two different methods of --method")
+        args.starts[method] = start
+    unknown = [m for m in ([args.reference] if args.reference else []) + [*args.starts, *args.starts.values()]
+               if m not in methods]
+    if unknown or (args.starts and not args.reference):
         parser.error(f"--reference and --start name methods of --method (not: {', '.join(unknown)})" if unknown
                      else "--start needs --reference (the model both are compared with)")
     return args
@@ -138,7 +141,7 @@ def measure(args: argparse.Namespace) -> dict:
                 ("std_missing", "std_observed", "psnr_mean", "psnr_sample", "seconds")}
         rows.append({"method": method, **mean, "ratio": mean["std_missing"] / max(mean["std_observed"], 1e-12),
                      "photos": per_photo})
-    starts = dict(item.partition("=")[::2] for item in args.start)
+    starts = args.starts
     return {"task": {"spec": SPEC, "noise": NOISE, "crop": args.crop, "samples": args.samples,
                      "photos": [p.name for p in photos]},
             "rows": rows, "reference": args.reference, "starts": starts,

@@ -20,13 +20,16 @@ def gaussian_kernel(sigma: float, size: int) -> np.ndarray:
     return normalised(kernel.reshape(size, size).numpy(), f"a Gaussian of sigma {sigma:g} on {size}x{size} px")
 
 
-def normalised(weights: np.ndarray, what: str) -> np.ndarray:
-    """``weights / sum(weights)``; a :class:`UserError` when no weight is left (a sigma far below one pixel: every
-    tap underflows to 0, and dividing would give a NaN measurement and an all-black result)."""
+def normalised(weights: np.ndarray, what: str, fix: str = "use a larger sigma (it is far below one pixel)") -> np.ndarray:
+    """``weights / sum(weights)``; a :class:`UserError` when that leaves no usable weight (a sigma far below one pixel:
+    every tap underflows to 0; values so large that their sum overflows): dividing would give a NaN or all-zero
+    measurement and an all-black result."""
     total = float(weights.sum())
-    if not (math.isfinite(total) and total > 0) or not np.isfinite(weights).all():
-        raise UserError(f"{what} has no weight left (its sigma is far below one pixel); use a larger sigma.")
-    return weights / total
+    if math.isfinite(total) and total > 0 and np.isfinite(weights).all():
+        weights = weights / total
+        if weights.max() > 0:
+            return weights
+    raise UserError(f"{what} has no usable weight after normalising to sum 1; {fix}.")
 
 
 #: A Gaussian wider than this is refused by the size checks anyway; the cap keeps ceil() away from infinity.
@@ -60,10 +63,9 @@ def motion_kernel(length: int, seed: int, spread: float) -> np.ndarray:
     generator = MotionBlurGenerator((length, length), rng=torch.Generator().manual_seed(seed), sigma=spread,
                                     dtype=torch.float64)
     kernel = generator.step(seed=seed)["filter"].reshape(length, length).numpy()
-    if not kernel.sum() > 0:  # a long spread can carry the whole trajectory off the grid
-        raise UserError(f"motion kernel with seed {seed} and spread {spread:g} is empty (the trajectory left the "
-                        f"{length}x{length} grid); use a smaller spread (the default is 0.25) or another seed.")
-    return kernel / kernel.sum()
+    # a long spread can carry the whole trajectory off the grid
+    return normalised(kernel, f"motion kernel with seed {seed} and spread {spread:g} (its trajectory left the "
+                              f"{length}x{length} grid)", fix="use a smaller spread (the default is 0.25) or another seed")
 
 
 def _keys_cubic(t: np.ndarray, a: float = -0.5) -> np.ndarray:
@@ -161,14 +163,14 @@ def load_kernel(path: Path, image_size: tuple[int, int]) -> np.ndarray:
     kernel = _read_2d(Path(path), "kernel")
     if np.all(kernel == 0):
         raise UserError(f"kernel file {path} is all zeros; a blur kernel needs positive weights.")
-    if kernel.sum() <= 0:
+    if not kernel.sum() > 0:  # NaN too
         raise UserError(f"kernel file {path} sums to {kernel.sum():.3g}; a blur kernel must sum to a positive value.")
     if kernel.shape[0] > image_size[0] or kernel.shape[1] > image_size[1]:
         raise UserError(
             f"kernel file {path} is {kernel.shape[0]}x{kernel.shape[1]}, larger than the {image_size[0]}x{image_size[1]} image; "
             "use a smaller kernel."
         )
-    return kernel / kernel.sum()
+    return normalised(kernel, f"kernel file {path}", fix="scale its values down (only their ratios matter)")
 
 
 def load_mask(path: Path, image_size: tuple[int, int]) -> np.ndarray:

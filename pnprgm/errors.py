@@ -9,5 +9,5 @@ class UserError(ValueError):
 
 
 def differ(names: list[str]) -> str:
-    """``"a, b differ"`` / ``"a differs"``: the changed settings of a refusal, in agreement."""
-    return f"{', '.join(names)} {'differs' if len(names) == 1 else 'differ'}"
+    """``"changed: a, b"``: the settings a refusal names (setting names are nouns of either number, so no verb)."""
+    return f"changed: {', '.join(names)}"

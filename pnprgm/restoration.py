@@ -341,7 +341,7 @@ def restore_samples(y: torch.Tensor, operator: Union[LinearPhysics, str], *, sam
 
     The std map shows where the prior (random z, re-noising), not the data, decided the result.
     Other keyword arguments are those of :func:`restore`. The denoiser is built once (a model file loaded and
-    hashed once) and restarted from each sample's seed, so sample ``i`` equals ``restore(..., seed=seed+i)``.
+    hashed once) and restarted from each sample's seed, so sample ``i`` equals ``restore(..., seed=sample_seed(seed, i))``.
     ``on_sample(i, samples, seconds_so_far)`` is called before sample ``i`` (0-based) starts (progress, ETA).
     """
     if samples < 1:

@@ -110,21 +110,18 @@ def _names(stem: str, samples: int) -> list[str]:
 def _without_sidecars(files: list[Path], fail: Callable[[str], None]) -> list[Path]:
     """``files`` less the measurement sidecars among them (``restore folder/*`` names them too): one whose image is
     also given is dropped quietly (it is read beside that image), any other is reported with its image's name."""
-    from pnprgm.measurement import SUFFIX
+    from pnprgm.measurement import SUFFIX, sidecar_paths
 
-    given = {p.resolve() for p in files}
+    beside_given = {sidecar.resolve() for path in files for sidecar in sidecar_paths(path)}
     kept = []
     for path in files:
-        name = path.name.lower()
-        sidecar_of = next((path.name[: -len(end)] for end in (SUFFIX + ".json", SUFFIX + ".npz") if name.endswith(end)),
-                          None)
-        if sidecar_of is None:
+        ends = [end for end in (SUFFIX + ".json", SUFFIX + ".npz") if path.name.lower().endswith(end)]
+        if not ends:
             kept.append(path)
-            continue
-        images = [image for image in (path.with_name(sidecar_of + suffix) for suffix in io.READ_SUFFIXES)
-                  if image.is_file()]
-        if not any(image.resolve() in given for image in images):
-            image = images[0] if images else path.with_name(f"{sidecar_of}.png")
+        elif path.resolve() not in beside_given:
+            stem = path.name[: -len(ends[0])]
+            image = next((p for p in path.parent.iterdir() if p.is_file() and p.stem == stem
+                          and p.suffix.lower() in io.READ_SUFFIXES), path.with_name(f"{stem}.png"))
             fail(f"{path} is a measurement sidecar, not an image; give its image {image} (the sidecar is read from "
                  f"beside it).")
     return kept
@@ -151,8 +148,9 @@ def _os_problem(err: OSError, outdir: Path, inputs: list[Path]) -> str:
     ``outdir``) wants the file checked, a failed write the folder (:func:`io.cannot_write_into`)."""
     name = getattr(err, "filename", None)
     if name:
-        where = Path(name).resolve()
-        if where in {p.resolve() for p in inputs} or where.parent != outdir.resolve():
+        where, folder = Path(name).resolve(), outdir.resolve()
+        written = where == folder or where.parent == folder  # the folder itself (made again), or a file in it
+        if where in {p.resolve() for p in inputs} or not written:
             return f"cannot read {name} ({err.strerror or err}); check that the file is still there and readable."
     return io.cannot_write_into(outdir, err)
 

@@ -715,7 +715,9 @@ def test_sample_spread_bar_needs_more_spread_than_the_reference_and_the_untraine
     assert not found["cand"]["passes"] and found["cand"]["above"] == {"reference": 0.0020, "start": 0.0025}
     assert not found["other"]["passes"]
     assert module["verdicts"](rows, "mse", {})["cand"]["passes"]
-    for argv in (["--method", "a:drs", "--reference", "b:drs"], ["--method", "a:drs,b:drs", "--start", "a:drs=b:drs"]):
+    for argv in (["--method", "a:drs", "--reference", "b:drs"], ["--method", "a:drs,b:drs", "--start", "a:drs=b:drs"],
+                 ["--method", "a:drs,b:drs", "--reference", "b:drs", "--start", "a:drs"],  # was a KeyError at the end
+                 ["--method", "a:drs,b:drs", "--reference", "b:drs", "--start", "a:drs="]):
         with pytest.raises(SystemExit):
             module["parse_args"](argv)
 
@@ -1002,11 +1004,10 @@ def test_outputs_never_replace_a_file_the_benchmark_did_not_write(photo_dir, tmp
     before = photo.read_bytes()
     notes = tmp_path / "notes.md"
     notes.write_text("# my notes\n")
-    for flag, path in (("--json", photo), ("--md", notes), ("--figure", photo)):
-        result = _bench(photo_dir, flag, path)
-        assert result.exit_code == 2, result.output
-        assert f"{path} already exists and was not written by pnprgm benchmark" in result.output
-        assert "--overwrite" in result.output and "Traceback" not in result.output
+    result = _bench(photo_dir, "--md", notes)
+    assert result.exit_code == 2, result.output
+    assert f"{notes} already exists and was not written by pnprgm benchmark" in result.output
+    assert "--overwrite" in result.output and "Traceback" not in result.output
     assert photo.read_bytes() == before and notes.read_text() == "# my notes\n"
     out = tmp_path / "out"
     outputs = ("--json", out / "r.json", "--md", out / "r.md", "--figure", out / "r.png")
@@ -1020,8 +1021,9 @@ def test_outputs_never_replace_a_file_the_benchmark_did_not_write(photo_dir, tmp
     assert from_json.exit_code == 2 and "not written by pnprgm benchmark" in from_json.output
     assert photo.read_bytes() == before
     for flag in ("--json", "--md", "--figure"):  # --overwrite never reaches the photos the run reads
-        refused = _bench(photo_dir, flag, photo, "--overwrite")
-        assert refused.exit_code == 2 and "is a photo of the data set this run reads" in refused.output
+        for overwrite in ((), ("--overwrite",)):  # refused as a photo, not told to pass --overwrite first
+            refused = _bench(photo_dir, flag, photo, *overwrite)
+            assert refused.exit_code == 2 and "is a photo of the data set this run reads" in refused.output
     assert photo.read_bytes() == before
 
 
@@ -1143,7 +1145,7 @@ def test_a_damaged_results_json_is_one_line_for_resume_and_from_json(photo_dir, 
                   CliRunner().invoke(app, ["benchmark", "--from-json", str(out), "--md", str(tmp_path / "o.md")]))
         assert result.exit_code == 2, result.output
         assert result.output.startswith("error:") and result.output.count("\n") == 1, result.output
-        assert "results JSON" in result.output or "other settings (versions differs)" in result.output
+        assert "results JSON" in result.output or "other settings (changed: versions)" in result.output
     same = CliRunner().invoke(app, ["benchmark", "--from-json", str(out), "--md", str(out)])
     assert same.exit_code == 2 and "--from-json and --md name the same file" in same.output
 
@@ -1157,7 +1159,7 @@ def test_resume_with_a_task_added_reuses_the_others_and_a_seed_change_is_named(p
     assert more.exit_code == 0, more.output
     assert {r["task"] for r in json.loads(out.read_text())["records"]} == {"denoise", "sr"}
     seeded = _bench(photo_dir, "--json", out, "--resume", "--seed", "3")
-    assert seeded.exit_code == 2 and "other settings (seed differs)" in seeded.output
+    assert seeded.exit_code == 2 and "other settings (changed: seed)" in seeded.output
     small = _bench(photo_dir, crop=7)
     assert small.exit_code == 2 and "--crop must be 0 (whole images) or at least 8" in small.output
 

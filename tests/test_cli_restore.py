@@ -90,7 +90,7 @@ def test_a_rerun_skips_what_is_done_and_refuses_other_settings(photos, tmp_path)
     assert {p.name: (p.read_bytes(), p.stat().st_mtime_ns) for p in out.iterdir()} == before
     result = run("restore", photos, *FAST, "-o", out, "--seed", "1")
     assert result.exit_code == 1 and len(errors(result)) == 2
-    assert all("other settings (seed differs)" in line and "--overwrite" in line for line in errors(result))
+    assert all("other settings (changed: seed)" in line and "--overwrite" in line for line in errors(result))
     result = run("restore", photos, *FAST, "-o", out, "--seed", "1", "--overwrite")
     assert result.exit_code == 0 and "restored 2 image(s)" in result.output
     assert json.loads((out / "one.json").read_text())["job"]["seed"] == 1
@@ -196,6 +196,8 @@ def test_bad_numbers_are_one_line_errors_before_any_work(photos, tmp_path, args,
     (("--model", "nonexist.pt#celebahq256"), "--model nonexist.pt does not exist"),
     (("--denoiser", "drunet-denoiser-color", "--model-config", "celebahq256"), "drop --model-config"),
     (("--model", "m.pt#celebahq256", "--model-config", "cifar10"), "both name the generator config"),
+    (("--model", "unet-lpips#celebahq256"), "--model unet-lpips is a shipped model, and a generator config"),
+    (("--model", "unet-lpips", "--model-config", "celebahq256"), "is a shipped model"),  # was "does not exist"
 ])
 def test_model_options_that_cannot_work_are_one_line_errors_before_any_work(photos, tmp_path, monkeypatch, args, message):
     monkeypatch.chdir(tmp_path)
@@ -523,7 +525,7 @@ def test_a_result_of_other_samples_is_kept_and_a_replaced_one_leaves_no_stale_st
     assert run(*single).exit_code == 0
     first = (out / "one.png").read_bytes()
     result = run(*single, "--samples", "2")
-    assert result.exit_code == 1 and "other settings (samples differs)" in result.output, result.output
+    assert result.exit_code == 1 and "other settings (changed: samples)" in result.output, result.output
     assert (out / "one.png").read_bytes() == first and not (out / "one_std.png").exists()
     assert run(*single, "--samples", "2", "--overwrite").exit_code == 0 and (out / "one_std.png").is_file()
     again = run(*single, "--overwrite")
@@ -580,3 +582,22 @@ def test_a_size_that_contradicts_the_sidecar_is_refused_not_ignored(photos, tmp_
     assert not (tmp_path / "a" / "one.png").exists()
     result = run("restore", meas, "--denoiser", "tikhonov", "--iters", "1", "-q", "--size", "16x16", "-o", tmp_path / "b")
     assert result.exit_code == 0 and (tmp_path / "b" / "one.png").is_file(), result.output
+
+
+def test_sidecars_of_an_image_with_an_upper_case_suffix_are_read_beside_it(photos, tmp_path):
+    assert run("degrade", photos / "one.png", "-p", "sr2", "-o", tmp_path / "m").exit_code == 0
+    (tmp_path / "m" / "one.png").rename(tmp_path / "m" / "one.PNG")
+    result = run("restore", *sorted((tmp_path / "m").iterdir()), "--denoiser", "tikhonov", "--iters", "2", "-q",
+                 "-o", tmp_path / "out")
+    assert result.exit_code == 0 and not errors(result), result.output
+
+
+def test_an_os_error_on_the_output_folder_itself_gets_write_advice(tmp_path):
+    import errno
+
+    from pnprgm.restore_job import _os_problem
+
+    out, photo = tmp_path / "out", tmp_path / "in" / "a.png"
+    for name in (out, out / "a.png"):
+        assert "cannot write into" in _os_problem(OSError(errno.EEXIST, "File exists", str(name)), out, [photo])
+    assert "cannot read" in _os_problem(OSError(errno.EIO, "I/O error", str(photo)), out, [photo])

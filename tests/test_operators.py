@@ -641,16 +641,22 @@ def test_kernels_larger_than_the_image_are_refused_before_allocation(spec, words
 
 
 @pytest.mark.parametrize("spec, words", [
-    ("sr:kernel=gaussian,sigma=0.01", ("sigma 0.01", "no weight left", "larger sigma")),  # every tap underflowed
-    ("blur:gaussian,sigma=0.01,size=2", ("sigma 0.01 on 2x2", "no weight left")),
-    ("blur:gaussian,sigma=1e-160", ("no weight left",)),  # 0/0 at the centre tap
+    ("sr:kernel=gaussian,sigma=0.01", ("sigma 0.01", "no usable weight", "larger sigma")),  # every tap underflowed
+    ("blur:gaussian,sigma=0.01,size=2", ("sigma 0.01 on 2x2", "no usable weight")),
+    ("blur:gaussian,sigma=1e-160", ("no usable weight",)),  # 0/0 at the centre tap
     ("blur:gaussian,sigma=1e308", ("does not fit",)),  # was OverflowError in ceil()
-    ("blur:motion,spread=1e200", ("spread must be in (0, 100]",)),  # was OverflowError inside deepinv
-    ("blur:motion,spread=100", ("spread 100 is empty", "smaller spread")),  # said "use another seed": none works
+    ("blur:motion,spread=1e200", ("spread must be in (0, 50]",)),  # was OverflowError inside deepinv
+    ("blur:motion,spread=50", ("spread 50 (its trajectory left", "smaller spread")),  # said "use another seed"
 ])
 def test_degenerate_kernels_are_refused_in_one_line_not_written_as_nan(spec, words):
     """A kernel with no weight once gave a NaN measurement and an all-black 'restoration' with exit code 0."""
     _expect(spec, (3, 48, 48), *words)
+
+
+def test_a_kernel_file_whose_sum_overflows_is_refused(tmp_path):
+    """Values of 1e308 sum to infinity: every weight became 0 and the measurement all black, with exit 0."""
+    np.save(tmp_path / "huge.npy", np.full((3, 3), 1e308))
+    _expect(f"blur:file={tmp_path / 'huge.npy'}", (3, 16, 16), "huge.npy", "no usable weight", "scale its values down")
 
 
 def test_a_sharp_gaussian_with_odd_size_is_the_identity():

@@ -338,7 +338,8 @@ def test_samples_from_the_largest_seed_wrap_instead_of_failing():
 
     assert sample_seed(MAX_SEED, 1) == 0 and sample_seed(5, 2) == 7
     y = torch.rand(3, 16, 16, generator=torch.Generator().manual_seed(0))
-    found = restore_samples(y, "identity", image_shape=(3, 16, 16), samples=2, seed=MAX_SEED, denoiser="tikhonov",
-                            noise_sigma=0.05, iterations=2)
-    assert torch.equal(found.images[1], restore(y, "identity", image_shape=(3, 16, 16), seed=0, denoiser="tikhonov",
-                                                noise_sigma=0.05, iterations=2))
+    # a denoiser whose output depends on the seed (its latent z), so that the seeds are told apart
+    same = dict(image_shape=(3, 16, 16), denoiser="unet-denoiser-color", noise_sigma=0.05, iterations=2)
+    found = restore_samples(y, "identity", samples=2, seed=MAX_SEED, **same)
+    assert torch.equal(found.images[1], restore(y, "identity", seed=0, **same))
+    assert not torch.equal(found.images[1], restore(y, "identity", seed=1, **same))

@@ -99,8 +99,11 @@ def command(inputs, outdir, operator, size, solver, preset, denoiser, model_path
         raise UserError(f"--model-config {model_config} describes the official checkpoint given with --model; {fix}.")
     if model_path is not None:
         file, config = split_official(model_path)  # PATH#CONFIG names an official checkpoint's config inline
-        shipped = config is None and model_config is None and resolve(model_path, required=False) is not None
-        if not Path(file).is_file() and not shipped:  # a shipped name (old ones too) as everywhere a model goes
+        shipped = not Path(file).is_file() and resolve(file, required=False) is not None  # old names too
+        if shipped and (config or model_config is not None):
+            raise UserError(f"--model {file} is a shipped model, and a generator config (#CONFIG, --model-config) is "
+                            f"only for an official checkpoint file (netG_*.pth); drop the config.")
+        if not Path(file).is_file() and not shipped:  # a shipped name as everywhere a model goes
             missing = f"{file} is a folder" if Path(file).is_dir() else f"{file} does not exist"
             raise UserError(f"--model {missing}; give a model file (pnprgm train's model.pt or an official "
                             f"netG_*.pth), or a shipped model's name (pnprgm models).")

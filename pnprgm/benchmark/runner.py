@@ -221,12 +221,14 @@ def run_benchmark(
     from pnprgm.benchmark import report
 
     say = log or (lambda line: None)
+    if config.data not in datasets.registry:  # a folder: its photos are inputs, refused as outputs before all else
+        report.refuse_reading(json_path, md_path, figure_path,
+                              [s.path for s in datasets.resolve(config.data).images if s.path is not None])
     report.check_outputs(json_path, md_path, figure_path, overwrite=overwrite)
     device = resolve_device(config.device)
     protocol = config.metric_protocol()
     dataset = datasets.resolve(config.data)
     sources = datasets.select(dataset, config.images, config.limit)
-    report.refuse_reading(json_path, md_path, figure_path, [s.path for s in dataset.images if s.path is not None])
     from pnprgm.metrics import METRICS, prepare_metrics
 
     prepare_metrics(config.metrics)  # a missing backbone stops the run now, with the fix, not after the first image
