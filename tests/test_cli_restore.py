@@ -601,3 +601,10 @@ def test_an_os_error_on_the_output_folder_itself_gets_write_advice(tmp_path):
     for name in (out, out / "a.png"):
         assert "cannot write into" in _os_problem(OSError(errno.EEXIST, "File exists", str(name)), out, [photo])
     assert "cannot read" in _os_problem(OSError(errno.EIO, "I/O error", str(photo)), out, [photo])
+
+
+@pytest.mark.parametrize("spec", ["sr:kernel=gaussian,sigma=0.01", "blur:motion,spread=50", "blur:gaussian,sigma=0.01,size=2"])
+def test_a_kernel_with_no_usable_weight_is_refused_once_not_per_image(photos, tmp_path, spec):
+    result = run("restore", photos, "--operator", spec, "-q", "-o", tmp_path / "out")
+    assert result.exit_code == 2 and result.output.count("no usable weight") == 1, result.output
+    assert not (tmp_path / "out").exists()
