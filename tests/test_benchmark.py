@@ -1059,7 +1059,7 @@ def test_a_results_json_of_another_run_is_not_silently_replaced(photo_dir, tmp_p
         other_crop = CliRunner().invoke(app, ["benchmark", "--data", str(photo_dir), "--images", "coffee", "--task",
                                               "denoise", "--method", "baseline", "--metrics", "psnr", "-q",
                                               "--json", str(out), *args])
-        assert other_crop.exit_code == 2 and "crop differ" in other_crop.output, other_crop.output
+        assert other_crop.exit_code == 2 and "changed: crop" in other_crop.output, other_crop.output
     assert out.read_bytes() == before
     wider = CliRunner().invoke(app, ["benchmark", "--data", str(photo_dir), "--images", "coffee", "--task", "denoise,sr",
                                      "--method", "baseline", "--crop", "48", "--metrics", "psnr", "-q",
@@ -1067,7 +1067,7 @@ def test_a_results_json_of_another_run_is_not_silently_replaced(photo_dir, tmp_p
     assert wider.exit_code == 0, wider.output
     assert {r["task"] for r in json.loads(out.read_text())["records"]} == {"denoise", "sr"}
     refused = _bench(photo_dir, "--json", out, crop=64)
-    assert refused.exit_code == 2 and "crop differ" in refused.output, refused.output
+    assert refused.exit_code == 2 and "changed: crop" in refused.output, refused.output
     forced = _bench(photo_dir, "--json", out, "--overwrite", crop=64)
     assert forced.exit_code == 0, forced.output
     assert {r["task"] for r in json.loads(out.read_text())["records"]} == {"denoise"}
