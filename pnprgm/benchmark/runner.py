@@ -221,13 +221,15 @@ def run_benchmark(
     from pnprgm.benchmark import report
 
     say = log or (lambda line: None)
-    if config.data not in datasets.registry:  # a folder: its photos are inputs, refused as outputs before all else
-        report.refuse_reading(json_path, md_path, figure_path,
-                              [s.path for s in datasets.resolve(config.data).images if s.path is not None])
+    # a folder's photos are inputs, refused as outputs before all else (a named set may download: after the checks)
+    dataset = datasets.resolve(config.data) if config.data not in datasets.registry else None
+    if dataset is not None:
+        report.refuse_reading(json_path, md_path, figure_path, [s.path for s in dataset.images if s.path is not None])
     report.check_outputs(json_path, md_path, figure_path, overwrite=overwrite)
     device = resolve_device(config.device)
     protocol = config.metric_protocol()
-    dataset = datasets.resolve(config.data)
+    if dataset is None:
+        dataset = datasets.resolve(config.data)
     sources = datasets.select(dataset, config.images, config.limit)
     from pnprgm.metrics import METRICS, prepare_metrics
 
@@ -269,11 +271,12 @@ def run_benchmark(
             continue
         prepared.append(_Prepared(index, source, image))
         image_info.append({**source.describe(), "index": index, "shape": list(image.shape)})
-    jobs = [(item, name) for item in prepared for name in config.tasks
-            if tasks.registry.get(name).applies_to(item.image.shape[0])]
-    for item in prepared:  # named in the report, not dropped silently from a task's mean
+    jobs = []
+    for item in prepared:
         for name in config.tasks:
-            if not tasks.registry.get(name).applies_to(item.image.shape[0]):
+            if tasks.registry.get(name).applies_to(item.image.shape[0]):
+                jobs.append((item, name))
+            else:  # named in the report, not dropped silently from a task's mean
                 skipped.append({"image": item.source.name, "task": name, "kind": "not-applicable",
                                 "reason": f"a gray image; {name} needs a colour ground truth"})
 
