@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Literal, Optional
+from typing import Literal, Optional
 
 import numpy as np
 import torch
@@ -24,7 +24,7 @@ import torch.nn.functional as F
 
 from pnprgm.operators.base import Operator, add_variant, from_numpy, param, require_array, required
 from pnprgm.operators.fourier import FourierDecimation, KernelSpectrum
-from pnprgm.operators.kernels import (MIN_KERNEL_BOUND, box_kernel, default_gaussian_size, gaussian_kernel, load_kernel,
+from pnprgm.operators.kernels import (box_kernel, check_when_read, default_gaussian_size, gaussian_kernel, load_kernel,
                                       max_kernel_side, motion_kernel)
 from pnprgm.config import check_seed
 from pnprgm.errors import UserError
@@ -120,13 +120,6 @@ def _blur_factory(name: str, make_kernel):
     return build
 
 
-def _refuse_weightless(make: Callable[[], np.ndarray], side: int) -> None:
-    """Build a kernel that does not depend on the image once, when the spec is read, so that one with no usable
-    weight is refused once, not once per image (a kernel larger than MIN_KERNEL_BOUND waits for the image's size)."""
-    if side <= MIN_KERNEL_BOUND:
-        make()
-
-
 @dataclass(frozen=True)
 class GaussianBlurParams:
     sigma: float = param(2.0, "standard deviation in pixels")
@@ -138,8 +131,8 @@ class GaussianBlurParams:
             raise UserError(f"blur:gaussian sigma must be positive, got {self.sigma}.")
         if self.size is not None and self.size < 1:
             raise UserError(f"blur:gaussian size must be at least 1, got {self.size}.")
-        _refuse_weightless(lambda: gaussian_kernel(self.sigma, self.size or default_gaussian_size(self.sigma)),
-                           self.size or default_gaussian_size(self.sigma))
+        side = self.size or default_gaussian_size(self.sigma)
+        check_when_read(lambda: gaussian_kernel(self.sigma, side), side)
 
 
 @dataclass(frozen=True)
@@ -170,7 +163,7 @@ class MotionBlurParams:
         if not 0 < self.spread <= MAX_MOTION_SPREAD:  # beyond it no trajectory stays on the grid (and deepinv overflows)
             raise UserError(f"blur:motion spread must be in (0, {MAX_MOTION_SPREAD:g}], got {self.spread}.")
         check_seed(self.seed, "blur:motion: seed")  # before the trajectory is drawn with it (spec.py checks it later)
-        _refuse_weightless(lambda: motion_kernel(self.length, self.seed, self.spread), self.length)
+        check_when_read(lambda: motion_kernel(self.length, self.seed, self.spread), self.length)
 
 
 @dataclass(frozen=True)

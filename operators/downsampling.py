@@ -15,7 +15,7 @@ import torch.nn.functional as F
 
 from pnprgm.operators.base import DiagonalGram, add_variant, param, register_alias, require_array
 from pnprgm.operators.fourier import FourierDecimation, transfer_function
-from pnprgm.operators.kernels import MIN_KERNEL_BOUND, antialias_centre, antialias_kernel, max_kernel_side
+from pnprgm.operators.kernels import antialias_centre, antialias_kernel, check_when_read, max_kernel_side
 from pnprgm.errors import UserError
 
 
@@ -33,8 +33,8 @@ class SRParams:
             raise UserError(f"sr sigma applies to kernel=gaussian only, not kernel={self.kernel}; remove sigma.")
         if self.sigma is not None and self.sigma <= 0:
             raise UserError(f"sr sigma must be positive, got {self.sigma}.")
-        if self.kernel == "gaussian" and self.sigma is not None and 6 * self.sigma <= MIN_KERNEL_BOUND:
-            antialias_kernel("gaussian", self.factor, self.sigma)  # no usable weight: refused once, when read
+        if self.kernel == "gaussian" and self.sigma is not None:  # its taps span 6 sigma
+            check_when_read(lambda: antialias_kernel("gaussian", self.factor, self.sigma), 6 * self.sigma)
 
 
 class BlockMean(DiagonalGram):

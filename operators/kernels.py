@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
@@ -50,6 +51,14 @@ def max_kernel_side(size: tuple[int, int]) -> int:
     :data:`MIN_KERNEL_BOUND` for small images (which wrap a larger kernel circularly); beyond it a kernel is refused
     before it is allocated (a sigma of 1e6 asked for terabytes)."""
     return max(2 * max(size) + 1, MIN_KERNEL_BOUND)
+
+
+def check_when_read(make: Callable[[], np.ndarray], side: float) -> None:
+    """Build a kernel that does not depend on the image (``make``) once, when its spec is read, so that one with no
+    usable weight (:func:`normalised`) is refused once, before any work, not once per image; one whose ``side``
+    exceeds :data:`MIN_KERNEL_BOUND` waits for the image's size check instead."""
+    if side <= MIN_KERNEL_BOUND:
+        make()
 
 
 def box_kernel(size: int) -> np.ndarray:
