@@ -24,6 +24,8 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 if str(HERE.parent) not in sys.path:  # run from a checkout: the project's packages sit beside benchmarks/
     sys.path.insert(0, str(HERE.parent))
+if str(HERE) not in sys.path:  # its sibling prior_vs_mse.py (parse_starts), also when loaded by runpy
+    sys.path.insert(0, str(HERE))
 
 #: denoiser:solver pairs measured by default: the shipped default in the DPIR-schedule DRS (spread from the random
 #: turns only), the same DRUNet in RGM's relaxed stochastic DRS (spread from its re-noising), and the UNet that has
@@ -49,12 +51,13 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="START is METHOD's untrained start (same solver); METHOD must out-spread it too; repeatable")
     args = parser.parse_args(argv)
     methods = args.method.split(",")
-    args.starts = {}
-    for item in args.start:
-        method, sep, start = item.partition("=")
-        if not (sep and method and start) or method == start:
-            parser.error(f"--start {item!r}: give METHOD=START, two different methods of --method")
-        args.starts[method] = start
+    from prior_vs_mse import parse_starts  # the one reader of MODEL=START pairs
+    from pnprgm.errors import UserError
+
+    try:
+        args.starts = parse_starts(args.start)
+    except UserError as err:
+        parser.error(str(err))
     unknown = [m for m in ([args.reference] if args.reference else []) + [*args.starts, *args.starts.values()]
                if m not in methods]
     if unknown or (args.starts and not args.reference):
