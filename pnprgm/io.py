@@ -532,14 +532,25 @@ def refuse_taken(folder: str | Path, names: Iterable[str], *, overwrite: bool = 
                         "--out, or pass --overwrite to replace them.")
 
 
-def check_writable(path: str | Path) -> None:
+def check_writable(path: str | Path, *, option: str = "") -> None:
     """A :class:`UserError` now, before any work, when ``path`` cannot be written (its folder cannot be made or
-    written to): probes with a tagged temporary that :func:`sweep_temps` would remove if this process died."""
+    written to): probes with a tagged temporary that :func:`sweep_temps` would remove if this process died. The
+    folders the probe had to make are removed again (a run refused later leaves no empty folder behind).
+
+    :param option: the option that named the path (``--out``), for the message."""
     path = Path(path)
+    made = [folder for folder in path.parents if not folder.exists()]  # deepest first
     try:
         _temporary_beside(path).unlink()
     except OSError as err:
-        raise UserError(f"cannot write {path} ({err.strerror or err}); choose another path.") from None
+        raise UserError(f"cannot write {path} ({err.strerror or err}); choose another "
+                        f"{option + ' ' if option else ''}path.") from None
+    finally:
+        for folder in made:
+            try:
+                folder.rmdir()
+            except OSError:  # not empty, or never made: it stays
+                break
 
 
 #: Largest difference between the channels of an RGB image read as gray (a kernel or mask drawing, a black-and-white
@@ -582,17 +593,17 @@ def load_numpy(path: str | Path, what: str, fix: str) -> Any:
         raise UserError(f"cannot read {what} file {path}: {detail}; {fix}.") from None
 
 
-def cannot_write_into(folder: str | Path, err: OSError) -> str:
-    """One line for a failed write into the output ``folder``, whose fix fits the cause: a full disk wants space,
-    a refused permission or read-only file system another folder."""
+def cannot_write_into(folder: str | Path, err: OSError, option: str = "-o") -> str:
+    """One line for a failed write into the output ``folder`` (named by ``option``), whose fix fits the cause: a full
+    disk wants space, a refused permission or read-only file system another folder."""
     import errno
 
     if err.errno in (errno.ENOSPC, errno.EDQUOT):
-        fix = "free space or choose another -o"
+        fix = f"free space or choose another {option}"
     elif err.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
-        fix = "choose a folder you may write to with -o"
+        fix = f"choose a folder you may write to with {option}"
     else:
-        fix = "check the folder or choose another -o"
+        fix = f"check the folder or choose another {option}"
     return f"cannot write into {folder} ({err.strerror or err}); {fix}."
 
 

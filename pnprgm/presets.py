@@ -41,7 +41,7 @@ class Preset:
     denoiser: Optional[str] = None
 
 
-#: The denoiser name of the shipped default model (registered by :mod:`pnprgm.models`), which a preset's model replaces.
+#: The denoiser name of the shipped default model (registered by :mod:`pnprgm.rgm.models`), which a preset's model replaces.
 
 
 def denoiser_for(preset: Optional[Preset], requested: str) -> str:

@@ -154,3 +154,28 @@ def test_a_size_below_the_model_multiple_names_size_not_the_inputs(tmp_path):
     io.write_image(photo, torch.rand((3, 48, 48), generator=torch.Generator().manual_seed(0)))
     result = invoke("sample", "unet-denoiser-color", "--input", photo, "-n", "1", "--size", "7", "-o", tmp_path / "g.png")
     assert result.exit_code == 2 and "--size 7 is below this model's 8-pixel multiple" in result.output, result.output
+
+
+def _denoiser_file(folder, noise_min, noise_max, val_sigma=25 / 255):
+    torch.manual_seed(0)
+    generator = build_generator_from_config(sized_config("tiny", channels=3, conditioning="sigma", output="residual",
+                                                          sigma_channel=True))
+    process = {"name": "denoise", "T": 1, "noise_min": noise_min, "noise_max": noise_max}
+    return save_model(folder / "model.pt", generator.state_dict(), dict(generator.config), process,
+                      {"command": "test", "train": {"val_sigma": val_sigma}})
+
+
+def test_sample_noise_outside_the_trained_range_is_refused_not_clamped(tmp_path):
+    """A model trained at 0.01-0.04: --noise 0.2 used to give the grid of 0.04 and record 0.2."""
+    model = _denoiser_file(tmp_path, 0.01, 0.04)
+    Image.fromarray((np.random.default_rng(0).random((32, 32, 3)) * 255).astype(np.uint8)).save(tmp_path / "photo.png")
+    for noise in ("0.2", "0.001"):
+        result = invoke("sample", model, "--input", tmp_path / "photo.png", "-n", "1", "--noise", noise,
+                        "-o", tmp_path / f"grid{noise}.png")
+        assert result.exit_code == 2 and "trained at noise std 0.01" in result.output and "--noise" in result.output
+        assert not (tmp_path / f"grid{noise}.png").exists()
+    for noise, recorded in ((["--noise", "0.02"], 0.02), ([], 0.04)):  # no --noise: 25/255 clamped to the range
+        result = invoke("sample", model, "--input", tmp_path / "photo.png", "-n", "1", *noise, "-o", tmp_path / "g.png",
+                        "--overwrite")
+        assert result.exit_code == 0, result.output
+        assert json.loads((tmp_path / "g.json").read_text())["noise"] == pytest.approx(recorded)

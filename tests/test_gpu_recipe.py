@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from click.testing import CliRunner
 from PIL import Image
 
 from pnprgm.rgm.model_file import load_model, read_model_file
@@ -271,3 +272,28 @@ def test_recipe_never_replaces_an_earlier_runs_models_unless_told(recipe_run, ti
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 2 and "already holds drunet-denoiser-color.pt" in result.output, result.output
     assert (out / "drunet-denoiser-color.pt").read_bytes() == before
+
+
+@pytest.mark.parametrize("option, message", [
+    (["--lr", "-1"], "--lr must be a learning rate > 0"),
+    (["--noise", "0:0"], "learns nothing"),
+    (["--save-every", "0"], "--save-every must be a number of seconds > 0"),
+])
+def test_train_denoisers_refuses_bad_settings_in_one_line(tiny_pack, tmp_path, option, message):
+    from pnprgm.cli.main import app
+
+    result = CliRunner().invoke(app, ["train-denoisers", "--data", str(tiny_pack), "--out", str(tmp_path / "out"),
+                                      "--device", "cpu", "--size", "tiny", *option])
+    assert result.exit_code == 2 and message in result.output and len(result.output.strip().splitlines()) == 1
+    assert not (tmp_path / "out").exists()
+
+
+def test_train_denoisers_names_an_out_it_cannot_write_before_reading_photos(tiny_pack, tmp_path):
+    from pnprgm.cli.main import app
+
+    (tmp_path / "file.txt").write_text("mine")
+    out = tmp_path / "file.txt" / "out"
+    result = CliRunner().invoke(app, ["train-denoisers", "--data", str(tiny_pack), "--out", str(out), "--device", "cpu",
+                                      "--size", "tiny"])
+    assert result.exit_code == 2 and f"cannot write {out}" in result.output and "--out" in result.output
+    assert (tmp_path / "file.txt").read_text() == "mine"

@@ -3,6 +3,7 @@ works as a denoiser; publishing writes the file and the index consistently."""
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 import torch
@@ -162,6 +163,39 @@ def test_publish_refuses_a_damaged_index_before_writing_the_model(tmp_path, dama
         models.publish(_tiny_model(tmp_path, 3), "colour-a", directory=shipped)
     assert "\n" not in str(info.value)
     assert sorted(p.name for p in shipped.iterdir()) == ["index.json"]
+
+
+def test_publish_refuses_to_replace_a_published_name_unless_asked(tmp_path):
+    shipped = tmp_path / "pretrained"
+    models.publish(_tiny_model(tmp_path, 3), "colour-a", summary="first", directory=shipped)
+    before = (shipped / "colour-a.pt").read_bytes()
+    with pytest.raises(UserError, match="already in .*replace=True"):
+        models.publish(_tiny_model(tmp_path, 1), "colour-a", summary="second", directory=shipped)
+    assert (shipped / "colour-a.pt").read_bytes() == before
+    entry = models.publish(_tiny_model(tmp_path, 1), "colour-a", summary="second", directory=shipped, replace=True)
+    index = json.loads((shipped / "index.json").read_text())["models"]
+    assert [(m["name"], m["channels"], m["summary"]) for m in index] == [("colour-a", 1, "second")]
+    assert io.sha256_file(shipped / entry.file) == index[0]["sha256"]
+
+
+@pytest.mark.parametrize("name", ["../escape", "", "sub/x", "a\\b", ".hidden", "x.pt", "two words"])
+def test_publish_refuses_names_that_are_not_plain_file_names(tmp_path, name):
+    shipped = tmp_path / "deep" / "pretrained"
+    with pytest.raises(UserError, match="name is also its file name"):
+        models.publish(_tiny_model(tmp_path, 3), name, directory=shipped)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run3.pt"]  # nothing written, here or above
+
+
+def test_publish_refuses_a_model_whose_process_does_not_fit_its_role(tmp_path):
+    source = _tiny_model(tmp_path, 3)
+    content = torch.load(source, weights_only=True)
+    for process, role, hint in (("operator", "denoiser", "pnprgm sample"), ("ddpm", "sr", "pnprgm sample"),
+                                ("sr", "denoiser", "role='sr'"), ("denoise", "sr", "role='denoiser'")):
+        content["process"] = {"name": process}
+        torch.save(content, tmp_path / "other.pt")
+        with pytest.raises(UserError, match=f"trained on the {process} process.*{re.escape(hint)}"):
+            models.publish(tmp_path / "other.pt", "x", role=role, directory=tmp_path / "pretrained")
+    assert not (tmp_path / "pretrained").exists()
 
 
 def test_publish_rejects_unknown_role(tmp_path):

@@ -767,9 +767,9 @@ def test_minutes_stops_training_in_time_and_model_every_writes_the_model_on_the_
     from pnprgm.training.loop import _merge_resumed_train
 
     saved = dataclasses.asdict(TrainConfig(steps=10, minutes=5, model_every=60))
-    assert _merge_resumed_train(saved, TrainConfig(steps=10, minutes=30), True).minutes == 30
-    assert _merge_resumed_train(saved, TrainConfig(steps=20), True).minutes == 0
-    kept = _merge_resumed_train(saved, TrainConfig(), False)
+    assert _merge_resumed_train(saved, TrainConfig(steps=10, minutes=30), {"steps", "minutes"}).minutes == 30
+    assert _merge_resumed_train(saved, TrainConfig(steps=20), {"steps"}).minutes == 0
+    kept = _merge_resumed_train(saved, TrainConfig(), set())
     assert (kept.minutes, kept.model_every, kept.steps) == (0, 0, 10)
 
 
@@ -1312,3 +1312,137 @@ def test_init_from_a_model_of_another_process_names_the_flags_that_fit(data_dir,
     with pytest.raises(UserError, match=r"trained on the sr process with T=7 .* add --forward sr --T 7"):
         train(data_dir, tmp_path / "run", process={"name": "ddpm"}, init_from="rgm-sr", progress=False)
     assert not (tmp_path / "run").exists()
+
+
+def test_resume_refuses_every_setting_that_differs_from_the_checkpoint(data_dir, tmp_path):
+    """--resume used to keep the checkpoint's process, size, model settings and (when given at their defaults)
+    train fields without a word; each now is a one-line refusal, and the run's own settings still resume."""
+    from pnprgm.cli.main import app
+
+    out = tmp_path / "run"
+    options = {"--data": str(data_dir), "--forward": "denoise", "--noise": "0.01:0.1", "--size": "tiny",
+               "--batch-size": "2", "--crop": "16", "--set": "train.val_crop=16", "--out": str(out), "--steps": "1"}
+    command = lambda opts: ["train", "-q", *(x for item in opts.items() for x in item)]  # noqa: E731
+    assert CliRunner().invoke(app, command(options)).exit_code == 0
+    before = (out / "last.pt").read_bytes()
+    options.update({"--steps": "2", "--resume": ""})
+    command = lambda opts: ["train", "-q", *(x for k, v in opts.items() for x in ((k, v) if v else (k,)))]  # noqa: E731
+    refused = {
+        ("--noise", "0.02:0.2"): "process.noise_max",
+        ("--forward", "ddpm"): "process.name",
+        ("--size", "small"): "not the 'small' size",
+        ("--set", "model.nf=16"): "cannot change model.nf",
+        ("--crop", "64"): "cannot change crop",  # 64 is the default: it used to pass unnoticed
+        ("--batch-size", "8"): "cannot change batch_size",
+        ("--val", str(data_dir)): "resume without --val",
+    }
+    for (option, value), message in refused.items():
+        result = CliRunner().invoke(app, command({**options, option: value}))
+        assert result.exit_code == 2 and message in result.output, (option, result.output)
+        assert "Traceback" not in result.output and len(result.output.strip().splitlines()) == 1
+        assert (out / "last.pt").read_bytes() == before
+    result = CliRunner().invoke(app, command(options))
+    assert result.exit_code == 0, result.output
+    assert torch.load(out / "last.pt", weights_only=True)["step"] == 2
+
+
+def test_overwrite_replaces_the_old_runs_files_only_once_the_new_run_is_known_good(data_dir, tmp_path):
+    """--overwrite used to keep the old run's checkpoints (pruning the new run's first one as the oldest) and to
+    delete the old resume point before a setting that then failed; a user's own file stays."""
+    args = dict(process={"name": "denoise", "noise_min": 0.01, "noise_max": 0.2}, size="tiny", progress=False)
+    every = {**TINY_TRAIN, "prior": "mmd", "mmd_features": "pixels", "checkpoint_every": 1, "sample_every": 1}
+    out = tmp_path / "run"
+    train(data_dir, out, train={**every, "steps": 4}, **args)
+    (out / "checkpoints" / "notes.txt").write_text("mine")
+    before = (out / "last.pt").read_bytes()
+    for bad in ({"train": {**every, "steps": 2, "lr_g": -1}}, {"model": {"nf": 0}}):
+        with pytest.raises(UserError):
+            train(data_dir, out, overwrite=True, **{"train": {**every, "steps": 2}, **args, **bad})
+        assert (out / "last.pt").read_bytes() == before and (out / "checkpoints" / "step_0000004.pt").exists()
+    train(data_dir, out, train={**every, "steps": 2, "keep_checkpoints": 2}, overwrite=True, **args)
+    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["notes.txt", "step_0000001.pt", "step_0000002.pt"]
+    assert sorted(p.name for p in (out / "samples").iterdir()) == ["step_0000001.png", "step_0000002.png"]
+    assert torch.load(out / "last.pt", weights_only=True)["step"] == 2
+    assert [row["step"] for row in _log(out)] == ["1", "2"]
+
+
+def test_init_from_refuses_a_size_that_is_not_the_source_models(data_dir, tmp_path):
+    args = dict(process={"name": "denoise", "noise_min": 0.01, "noise_max": 0.2}, progress=False)
+    train(data_dir, tmp_path / "source", train={**TINY_TRAIN, "steps": 1}, size="tiny", **args)
+    source = tmp_path / "source" / "model.pt"
+    with pytest.raises(UserError, match="not the 'small' size.*remove --size"):
+        train(data_dir, tmp_path / "tuned", train={**TINY_TRAIN, "steps": 1}, size="small", init_from=source, **args)
+    assert not (tmp_path / "tuned").exists()
+    train(data_dir, tmp_path / "tuned", train={**TINY_TRAIN, "steps": 1}, size="tiny", init_from=source, **args)
+
+
+@pytest.mark.parametrize("warmup", [True, False])
+def test_ema_warmup_makes_a_short_runs_model_follow_the_trained_weights(data_dir, tmp_path, warmup):
+    """Three steps from random weights at decay 0.999: with the warm-up the saved EMA model is nearer the trained
+    generator than its random start; without it (runs checkpointed before the setting) it is nearer the start."""
+    out = tmp_path / "run"
+    train(data_dir, out, process={"name": "denoise", "noise_min": 0.01, "noise_max": 0.2}, size="tiny",
+          train={**TINY_TRAIN, "steps": 3, "prior_weight": 0, "supervised": 1, "lmbda": 0, "lr_g": 1e-2,
+                 "ema_warmup": warmup}, progress=False)
+    state = torch.load(out / "last.pt", weights_only=True)
+    start = build_generator_from_config(model_file.read_model_file(out / "model.pt")["generator"]["config"])
+    torch.manual_seed(0)  # the loop seeds everything with train.seed (0) before building the generator
+    start = build_generator_from_config(start.config).state_dict()
+    ema, live = state["G_ema"], state["G"]
+    distance = lambda a, b: sum(float((a[k].float() - b[k].float()).pow(2).sum()) for k in a if a[k].is_floating_point())
+    assert distance(live, start) > 0
+    assert (distance(ema, live) < distance(ema, start)) == warmup
+
+
+def test_a_training_set_with_a_16_bit_image_keeps_its_low_bits(tmp_path):
+    """A dark 16-bit photo (values 0-2000 of 65535) was stored as uint8: 9 gray levels."""
+    from pnprgm.training.data import centre_crops, load_images
+
+    values = np.linspace(0, 2000, 64 * 64).reshape(64, 64).astype(np.uint16)
+    Image.fromarray(values).save(tmp_path / "dark16.png")
+    Image.fromarray((np.random.default_rng(0).random((64, 64)) * 255).astype(np.uint8)).save(tmp_path / "plain8.png")
+    images = load_images([tmp_path / "dark16.png", tmp_path / "plain8.png"], 1, 16)
+    crop = centre_crops(images.images[:1], 64, torch.device("cpu"))
+    assert crop.dtype == torch.float32 and len(torch.unique(crop)) > 1000
+    assert float(crop.max()) == pytest.approx(2000 / 65535, rel=1e-3)
+    assert load_images([tmp_path / "plain8.png"], 1, 16).images[0].dtype == torch.uint8  # 8-bit sets stay compact
+
+
+@pytest.mark.parametrize("bad, message", [
+    ({"lr_g": -1}, "train.lr_g must be a learning rate > 0"),
+    ({"lr_d": 0}, "train.lr_d must be a learning rate > 0"),
+    ({"lr_min": float("nan")}, "lr_min"),
+    ({"mmd_sigmas": ()}, "mmd_sigmas must list one or more"),
+    ({"beta1": 1.0}, "beta1 and beta2"),
+    ({"val_crop": 0}, "val_crop >= 4"),
+    ({"log_every": 0}, "log_every >= 1"),
+])
+def test_train_config_refuses_values_torch_would_only_refuse_mid_run(bad, message):
+    with pytest.raises(UserError, match=re.escape(message)):
+        TrainConfig(**bad)
+
+
+def test_cli_train_names_an_out_it_cannot_write_before_reading_data_and_a_full_disk_in_one_line(data_dir, tmp_path,
+                                                                                                 monkeypatch):
+    import errno
+
+    from pnprgm.cli.main import app
+    from pnprgm.training import loop
+
+    (tmp_path / "file.txt").write_text("mine")
+    base = ["train", "--data", str(data_dir), "--forward", "denoise", "--steps", "1", "--size", "tiny",
+            "--batch-size", "2", "--crop", "16", "-q"]
+    monkeypatch.setattr(loop, "prepare", lambda *a, **k: pytest.fail("decoded the data before checking --out"))
+    for out in (tmp_path / "file.txt" / "run", Path("/proc/pnprgm-no-such/run")):
+        result = CliRunner().invoke(app, [*base, "--out", str(out)])
+        assert result.exit_code == 2 and f"cannot write {out}" in result.output and "--out" in result.output
+        assert "Traceback" not in result.output and len(result.output.strip().splitlines()) == 1
+    monkeypatch.undo()
+
+    def full(self):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(loop.Trainer, "save_checkpoint", full)
+    result = CliRunner().invoke(app, [*base, "--out", str(tmp_path / "run")])
+    assert result.exit_code == 2 and "No space left on device" in result.output and "free space" in result.output
+    assert "Traceback" not in result.output and len(result.output.strip().splitlines()) == 1

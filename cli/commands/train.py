@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import shlex
 import sys
-from typing import Any, Optional
+from typing import Any
 
 import click
 
@@ -78,7 +78,8 @@ def _list_choices(ctx: click.Context, _param, value: bool) -> None:
 @click.option("--perceptual", type=float, default=None,
               help="Weight of an auxiliary LPIPS-alex term to the clean image (not RGM; default 0): keeps the fine "
                    "texture an MSE-trained denoiser averages away, at some PSNR.")
-@click.option("--size", default=None, help="Generator size: tiny, small (CPU, default), base, large (--list).")
+@click.option("--size", default=None, help="Generator size: tiny, small (CPU, default), base, large (--list); with "
+                                         "--resume or --init-from the model's own.")
 @click.option("--preset", default=None, hidden=True, help="Old name of --size.")
 @click.option("--val", type=click.Path(), default=None, help="Validation images (default: a held-out 10 percent of --data).")
 @click.option("--config", "config_file", type=click.Path(), default=None, help="JSON/YAML file with model/process/train sections.")
@@ -88,7 +89,10 @@ def _list_choices(ctx: click.Context, _param, value: bool) -> None:
 @click.option("--overwrite", is_flag=True,
               help="Start a new run in --out although it holds a run's files (config.json, log.csv, model.pt...); "
                    "default: refuse.")
-@click.option("--resume", is_flag=True, help="Continue the run in --out from its last.pt, exactly.")
+@click.option("--resume", is_flag=True, help="Continue the run in --out from its last.pt, exactly: with its own "
+                                             "settings (an option that differs from them is refused, except --steps, "
+                                             "--minutes, --model-every, --keep-checkpoints, train.*_every and "
+                                             "train.model_at_steps).")
 @click.option("--init-from", "init_from", default=None, metavar="MODEL",
               help="Fine-tune: start the generator from a shipped model (pnprgm models) or a model.pt, keeping its "
                    "architecture; the discriminator and optimisers start afresh.")
@@ -105,6 +109,7 @@ def command(data, out, forward, operator, noise, levels, prior, steps, minutes, 
     import torch
 
     from pnprgm.config import read_config_file
+    from pnprgm.io import cannot_write_into
     from pnprgm.training import train
     from pnprgm.training.config import split_sections
 
@@ -116,7 +121,7 @@ def command(data, out, forward, operator, noise, levels, prior, steps, minutes, 
         if size is not None:
             raise UserError(f"--size {size} and --preset {preset} (its old name) both set the size; give --size once.")
         click.echo("notice: pnprgm train --preset is now called --size.", err=True)
-    size = size or preset or sections.get("size") or "small"
+    size = size or preset or sections.get("size")  # None: small, or the --resume / --init-from model's own
     for key, value in parse_assignments(assignments).items():
         section, dot, field = key.partition(".")
         if not dot or section not in ("model", "process", "train"):
@@ -137,10 +142,13 @@ def command(data, out, forward, operator, noise, levels, prior, steps, minutes, 
     train_args.update({k: v for k, v in cli_train.items() if v is not None})
     if threads is not None:
         torch.set_num_threads(threads)
-    summary = train(data, out, process=process, train=train_args if (train_args or not resume) else None,
-                    size=size, model=model, val=val, resume=resume, init_from=init_from, device=device,
-                    command="pnprgm " + shlex.join(sys.argv[1:]), progress=not quiet, code_operator=operator,
-                    overwrite=overwrite)
+    try:
+        summary = train(data, out, process=process, train=train_args if (train_args or not resume) else None,
+                        size=size, model=model, val=val, resume=resume, init_from=init_from, device=device,
+                        command="pnprgm " + shlex.join(sys.argv[1:]), progress=not quiet, code_operator=operator,
+                        overwrite=overwrite)
+    except OSError as err:  # the data are decoded before training: what fails later is a write (a full disk)
+        raise UserError(cannot_write_into(out, err, "--out")) from None
     if summary.get("model"):
         psnr = summary.get("val_psnr")
         click.echo(f"trained {summary['steps']} steps; model: {summary['model']}"

@@ -7,6 +7,7 @@ import sys
 import click
 
 from pnprgm.cli.options import Command, SEED, NoiseRange
+from pnprgm.errors import UserError
 
 EXAMPLES = """
 \b
@@ -22,7 +23,7 @@ Trains the default colour and gray DRUNet denoisers in ONE process (steps interl
 for --minutes, then stops. Every --save-every seconds and at the end it writes OUT/drunet-denoiser-color.pt and
 OUT/drunet-denoiser-gray.pt (EMA weights in float16, config and training record, the format `pnprgm models` and
 `--model` read) over the previous ones, with validation PSNR at 15/25/50 /255 on the pack's val/ photos, and
-appends throughput and losses to OUT/recipe_log.jsonl. Publish a result with pnprgm.models.publish (see
+appends throughput and losses to OUT/recipe_log.jsonl. Publish a result with pnprgm.rgm.models.publish (see
 pretrained/README.md).
 """
 
@@ -58,6 +59,7 @@ def command(data, out, minutes, size, batch_size, crop, noise, lr, gray_share, s
     import torch
 
     from pnprgm.config import build_strict
+    from pnprgm.io import cannot_write_into
     from pnprgm.training.recipe import RecipeConfig, train_denoisers
 
     if threads is not None:
@@ -68,8 +70,11 @@ def command(data, out, minutes, size, batch_size, crop, noise, lr, gray_share, s
                                           noise_min=noise[0], noise_max=noise[1],
                                           gray_share=gray_share, save_every=save_every, workers=workers, seed=seed),
                        what="recipe")
-    summary = train_denoisers(data, out, cfg, device=device, init_from=init_from, overwrite=overwrite,
-                              command="pnprgm " + shlex.join(sys.argv[1:]),
-                              echo=lambda line: click.echo(line, err=False))
+    try:
+        summary = train_denoisers(data, out, cfg, device=device, init_from=init_from, overwrite=overwrite,
+                                  command="pnprgm " + shlex.join(sys.argv[1:]),
+                                  echo=lambda line: click.echo(line, err=False))
+    except OSError as err:  # the photos are decoded before training: what fails later is a write (a full disk)
+        raise UserError(cannot_write_into(out, err, "--out")) from None
     for name, steps in summary["steps"].items():
         click.echo(f"{name}: {steps} steps, validation PSNR {summary['val_psnr'][name]}")

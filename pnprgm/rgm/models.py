@@ -8,6 +8,7 @@ string (shipped name, family, ``default``, an old name of one, ``PATH`` or ``PAT
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
@@ -334,8 +335,15 @@ def model_behind(denoiser: str, channels: int) -> Optional[dict[str, str]]:
     return None if found is None else {"name": found.name, "sha256": found.sha256}
 
 
+#: what a published model's name may be: it is also a file name in the shipped folder, so no path separators
+PUBLISHED_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]*")
+
+#: the forward process a model of each role must have been trained on
+ROLE_PROCESSES = {"denoiser": ("denoise",), "sr": ("sr",)}
+
+
 def publish(source: str | Path, name: str, *, role: str = "denoiser", default: bool = False, summary: str = "",
-            family: Optional[str] = None, directory: str | Path = PRETRAINED_DIR) -> ModelEntry:
+            family: Optional[str] = None, directory: str | Path = PRETRAINED_DIR, replace: bool = False) -> ModelEntry:
     """Ship a trained model: write ``directory/NAME.pt`` (EMA weights, config and training record, from a model
     file or a training checkpoint) and record it, with its sha256, in ``directory/index.json``.
 
@@ -347,19 +355,31 @@ def publish(source: str | Path, name: str, *, role: str = "denoiser", default: b
     :param family: denoiser family name (:class:`ModelEntry`); another model of that family with the same channel
         count leaves it.
     :param directory: where the shipped files and the index live.
+    :param replace: replace a model already published as ``name`` (default: refuse, so that a new model never
+        silently takes the place of a shipped one).
     """
     from pnprgm.denoisers import registry as denoiser_registry
     from pnprgm.rgm.model_file import read_model_file, save_model
 
-    if role not in ("denoiser", "sr"):
+    if role not in ROLE_PROCESSES:
         raise UserError(f"role must be denoiser or sr; got {role!r}.")
+    if not isinstance(name, str) or not PUBLISHED_NAME.fullmatch(name) or name.endswith(".pt"):
+        raise UserError(f"a published model's name is also its file name: letters, digits, '.', '_', '+' and '-', "
+                        f"starting with a letter or digit, without '.pt' (e.g. unet-denoiser-color-2); got {name!r}.")
     if name in RENAMED or family in RENAMED:
         raise UserError(f"{name if name in RENAMED else family!r} is the old name of "
-                        f"{RENAMED.get(name) or RENAMED.get(family)!r} (pnprgm.models.RENAMED); choose another name.")
+                        f"{RENAMED.get(name) or RENAMED.get(family)!r} (pnprgm.rgm.models.RENAMED); choose another name.")
     taken = family in denoiser_registry.names() and family not in families()  # "default", "tv", a model name...
     if family is not None and (role != "denoiser" or taken):
         raise UserError(f"family {family!r} must name denoisers and not be taken by another denoiser; choose a new name.")
     content = read_model_file(source)
+    trained_on = (content.get("process") or {}).get("name")
+    if trained_on not in ROLE_PROCESSES[role]:
+        fits = next((r for r, names in ROLE_PROCESSES.items() if trained_on in names), None)
+        raise UserError(f"{source} was trained on the {trained_on} process, and a {role} model needs "
+                        f"{' or '.join(ROLE_PROCESSES[role])}"
+                        + (f"; publish it with role={fits!r}." if fits else
+                           f"; such a model runs with `pnprgm sample`, not as a shipped {role}."))
     directory = Path(directory)
     index = directory / "index.json"
     try:  # read before writing anything: a damaged index must not leave a model file it does not list
@@ -367,6 +387,9 @@ def publish(source: str | Path, name: str, *, role: str = "denoiser", default: b
     except (OSError, ValueError, TypeError, KeyError) as err:
         raise UserError(f"cannot read the model index {index} ({type(err).__name__}: {str(err)[:80]}); restore it "
                         f"from git (git checkout -- {index}) before publishing.") from None
+    if not replace and (any(m.get("name") == name for m in models) or (directory / f"{name}.pt").exists()):
+        raise UserError(f"a model named {name!r} is already in {directory}; choose another name, or pass "
+                        f"replace=True to replace it.")
     generator = content["generator"]
     record = content.get("record") or {}
     target = save_model(directory / f"{name}.pt", generator["state_dict"], generator["config"], content["process"], record)

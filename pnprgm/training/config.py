@@ -73,6 +73,10 @@ class TrainConfig:
     :param lr_min: floor of the cosine schedule.
     :param cosine: cosine learning-rate decay over ``steps``.
     :param ema_decay: decay of the generator's exponential moving average.
+    :param ema_warmup: the EMA's decay at the generator's k-th update is ``min(ema_decay, (1 + k) / (10 + k))``, so
+        that the saved model follows the trained weights early on: without it a short run from random weights
+        saved a model that was mostly its random start (300 steps at 0.999: 74 % start weights). False: ``ema_decay``
+        from the first update (runs checkpointed before this setting existed; a fine-tune then stays near its start).
     :param r1_gamma: R1 penalty weight ``r1_gamma/2 ||grad D(real)||^2``.
     :param lazy_reg: apply R1 every this many steps.
     :param mmd_features: MMD on ``discriminator`` features or on raw ``pixels`` (no discriminator).
@@ -152,6 +156,7 @@ class TrainConfig:
     lr_min: float = 1e-5
     cosine: bool = True
     ema_decay: float = 0.999
+    ema_warmup: bool = True
     r1_gamma: float = 0.02
     lazy_reg: int = 15
     mmd_features: Literal["discriminator", "pixels"] = "discriminator"
@@ -234,11 +239,36 @@ class TrainConfig:
             raise UserError(f"train.data_downscale must be an integer >= 1 (1: images as stored); got {self.data_downscale}.")
         if not 0 <= self.ema_decay < 1 or self.lazy_reg < 1 or not 0 <= self.val_fraction < 1:
             raise UserError("train: ema_decay must be in [0, 1), lazy_reg >= 1, val_fraction in [0, 1).")
+        # checked here, before the run folder is touched: torch would refuse them only when it builds the optimisers
+        for key in ("lr_g", "lr_d"):
+            if not (math.isfinite(getattr(self, key)) and getattr(self, key) > 0):
+                raise UserError(f"train.{key} must be a learning rate > 0; got {getattr(self, key)}.")
+        if not (math.isfinite(self.lr_min) and self.lr_min >= 0):  # a floor above lr_g is clamped to it (loop._cosine)
+            raise UserError(f"train.lr_min (the cosine schedule's floor) must be >= 0; got {self.lr_min}.")
+        if not (0 <= self.beta1 < 1 and 0 <= self.beta2 < 1):
+            raise UserError(f"train: Adam's beta1 and beta2 must be in [0, 1); got {self.beta1}, {self.beta2}.")
+        if not (math.isfinite(self.r1_gamma) and self.r1_gamma >= 0):
+            raise UserError(f"train.r1_gamma must be >= 0 (0: no R1 penalty); got {self.r1_gamma}.")
+        sigmas = self.mmd_sigmas if isinstance(self.mmd_sigmas, (tuple, list)) else (self.mmd_sigmas,)
+        if not sigmas or not all(isinstance(s, (int, float)) and math.isfinite(s) and s > 0 for s in sigmas):
+            raise UserError(f"train.mmd_sigmas must list one or more kernel widths > 0, e.g. 1,2,4,8,16; got "
+                            f"{self.mmd_sigmas!r}.")
+        if self.dswd_projections < 1 or self.dswd_iters < 0 or self.d_nf < 1 or not self.d_ch_mult \
+                or any(m < 1 for m in self.d_ch_mult):
+            raise UserError("train: dswd_projections and d_nf must be >= 1, dswd_iters >= 0, and d_ch_mult a list of "
+                            "multipliers >= 1.")
+        if self.val_images < 0 or self.val_crop < 4 or not (math.isfinite(self.val_sigma) and 0 < self.val_sigma <= 1):
+            raise UserError(f"train: val_images must be >= 0 (0: no validation), val_crop >= 4 pixels and val_sigma a "
+                            f"noise std in (0, 1]; "
+                            f"got {self.val_images}, {self.val_crop}, {self.val_sigma}.")
+        if min(self.checkpoint_every, self.val_every, self.sample_every) < 0 or self.log_every < 1:
+            raise UserError("train: checkpoint_every, val_every and sample_every must be >= 0 (0: only at the end) "
+                            "and log_every >= 1.")
 
 
 #: Train fields added after runs were checkpointed, with the value that rebuilds those runs' networks: a saved
 #: config without the field is read with it (``d_cond`` was True by default before the official unconditional D).
-LEGACY_TRAIN = {"d_cond": True, "d_highpass": 0.0}
+LEGACY_TRAIN = {"d_cond": True, "d_highpass": 0.0, "ema_warmup": False}
 
 #: Default output of the generator per process: RGM's tanh for its own processes, residual forms for the others.
 DEFAULT_OUTPUT = {"ddpm": "tanh", "sr": "tanh", "denoise": "residual", "operator": "skip"}

@@ -1,4 +1,5 @@
-"""Training images from a folder: decoded once into memory (uint8), random crops and horizontal flips,
+"""Training images from a folder: decoded once into memory (uint8; float16 for a set holding a 16-bit image), random
+crops and horizontal flips,
 a deterministic sharded sampler whose position is part of the checkpoint.
 
 Randomness of crops and flips comes from torch's global generator, which the loop seeds per step and rank.
@@ -14,7 +15,7 @@ import torch
 
 from pnprgm.config import MAX_SEED
 from pnprgm.errors import UserError
-from pnprgm.io import READ_SUFFIXES, list_images, read_image, sha256_file
+from pnprgm.io import READ_SUFFIXES, image_bits, list_images, read_image, sha256_file
 
 #: ITU-R BT.601 luma weights (colour images in a grayscale run).
 LUMA = (0.299, 0.587, 0.114)
@@ -22,7 +23,8 @@ LUMA = (0.299, 0.587, 0.114)
 
 @dataclass
 class ImageSet:
-    """Decoded images (uint8, (C, H, W)) with their files and sha256 digests."""
+    """Decoded images ((C, H, W); uint8, or float16 in [0, 1] when a source has more than 8 bits: :func:`to_unit`
+    reads either) with their files and sha256 digests."""
 
     files: list[Path]
     images: list[torch.Tensor]
@@ -123,6 +125,10 @@ def load_images(files: Sequence[Path], channels: int, min_size: int, *, what: st
     :class:`UserError` naming it."""
     images, digests = [], []
     least = max(min_size, 1)  # a shrink may leave nothing of a small image
+    # 8-bit sources are stored as uint8 (a quarter of float32); a 16-bit one would lose its low bits there (a dark
+    # scientific image using values 0-2000 of 65535 became 9 gray levels), so such a set is stored as float16
+    wide = any(image_bits(path) > 8 for path in files)
+    store = (lambda im: im.clamp(0, 1).to(torch.float16).contiguous()) if wide else to_uint8
     for path in files:
         image = read_image(path)
         height, width = image.shape[1] // downscale, image.shape[2] // downscale
@@ -132,9 +138,9 @@ def load_images(files: Sequence[Path], channels: int, min_size: int, *, what: st
             fix += " or a smaller train.data_downscale" if downscale > 1 else ""
             raise UserError(f"{what} image {path} is {image.shape[2]}x{image.shape[1]}{shrunk}, smaller than "
                             f"{'the crop ' if what == 'training' else ''}{least}; remove it or use {fix}.")
-        if downscale > 1:  # float32 holds the mean of 8-bit or 16-bit values exactly enough for the uint8 result
+        if downscale > 1:  # float32 holds the mean of 8-bit or 16-bit values exactly enough for the stored result
             image = torch.nn.functional.avg_pool2d(image[None].float(), downscale)[0]
-        images.append(to_uint8(convert_channels(image, channels)))
+        images.append(store(convert_channels(image, channels)))
         digests.append(sha256_file(path))
     return ImageSet(list(files), images, digests)
 
@@ -151,6 +157,11 @@ def convert_channels(image: torch.Tensor, channels: int) -> torch.Tensor:
 
 def to_uint8(image: torch.Tensor) -> torch.Tensor:
     return image.clamp(0, 1).mul(255).round().to(torch.uint8).contiguous()
+
+
+def to_unit(stored: torch.Tensor) -> torch.Tensor:
+    """Stored image(s) (:class:`ImageSet`: uint8, or float16 in [0, 1]) as float32 in [0, 1]."""
+    return stored.float().div_(255) if stored.dtype == torch.uint8 else stored.float()
 
 
 class ShardedSampler:
@@ -210,7 +221,7 @@ def random_crops(images: Sequence[torch.Tensor], indices: Sequence[int], crop: i
         if bool(torch.rand(()) < 0.5):
             patch = patch.flip(-1)
         out.append(patch)
-    return torch.stack(out).to(device=device, dtype=torch.float32) / 255.0
+    return to_unit(torch.stack(out).to(device=device))
 
 
 def centre_crops(images: Sequence[torch.Tensor], size: int, device: torch.device) -> torch.Tensor:
@@ -219,4 +230,4 @@ def centre_crops(images: Sequence[torch.Tensor], size: int, device: torch.device
     for image in images:
         top, left = (image.shape[1] - size) // 2, (image.shape[2] - size) // 2
         out.append(image[:, top : top + size, left : left + size])
-    return torch.stack(out).to(device=device, dtype=torch.float32) / 255.0
+    return to_unit(torch.stack(out).to(device=device))

@@ -36,14 +36,14 @@ from torch import nn
 from pnprgm.config import MAX_SEED, build_strict, coerce, field_types, to_dict
 from pnprgm.device import resolve_device
 from pnprgm.errors import UserError
-from pnprgm.io import refuse_taken, versions, write_image, write_json
+from pnprgm.io import check_writable, refuse_taken, versions, write_image, write_json
 from pnprgm.metrics import psnr
 from pnprgm.rgm import model_file
 from pnprgm.training import checkpoint as ckpt
 from pnprgm.training.config import LEGACY_TRAIN, ProcessConfig, TrainConfig, resolve_model, resolve_process
 from pnprgm.training.data import HELD_OUT_SEED, ImageSet, ShardedSampler, centre_crops, detect_channels, load_images, \
     random_crops, scan_folder, split_validation
-from pnprgm.rgm.unet import GeneratorConfig
+from pnprgm.rgm.unet import SIZES, GeneratorConfig
 from pnprgm.rgm.architectures import build_generator_from_config, count_parameters
 from pnprgm.training.priors import build_discriminator, build_prior, discriminator_loss
 from pnprgm.training.processes import ForwardProcess, Pairs, build_process, process_size_multiple
@@ -500,6 +500,9 @@ class Trainer:
     @torch.no_grad()
     def _update_ema(self) -> None:
         decay = self.cfg.ema_decay
+        if self.cfg.ema_warmup:
+            update = self.step - self.cfg.d_warmup + 1  # the generator's update number, 1 for its first
+            decay = min(decay, (1 + update) / (10 + update))
         for ema, live in zip(self.G_ema.parameters(), self.G.parameters()):
             ema.lerp_(live.detach(), 1 - decay)
         for ema, live in zip(self.G_ema.buffers(), self.G.buffers()):
@@ -668,7 +671,7 @@ RUN_FILES = ("config.json", "record.json", "log.csv", "model.pt", "last.pt", "ch
 
 
 def train(data: str | Path, out: str | Path, *, process: ProcessConfig | dict | None = None,
-          train: TrainConfig | dict | None = None, size: Optional[str] = "small", model: Optional[dict] = None,
+          train: TrainConfig | dict | None = None, size: Optional[str] = None, model: Optional[dict] = None,
           val: Optional[str | Path] = None, resume: bool = False, init_from: Optional[str | Path] = None,
           device: str | torch.device = "cpu", command: str = "", progress: bool = True,
           code_operator: Optional[str] = None, overwrite: bool = False) -> dict[str, Any]:
@@ -678,10 +681,12 @@ def train(data: str | Path, out: str | Path, *, process: ProcessConfig | dict | 
     :param out: run folder.
     :param process: forward process (:class:`ProcessConfig` or dict).
     :param train: training arguments (:class:`TrainConfig` or dict).
-    :param size: generator size (``pnprgm.rgm.unet.SIZES``).
-    :param model: generator config overrides.
+    :param size: generator size (``pnprgm.rgm.unet.SIZES``); None: ``small`` for a new run, the model's own with
+        ``resume`` or ``init_from`` (where a size that differs from it is an error).
+    :param model: generator config overrides (with ``resume``, each must equal the checkpoint's).
     :param val: folder of validation images (default: a held-out fraction of ``data``).
-    :param resume: continue from ``out/last.pt`` (the checkpoint's configuration is used).
+    :param resume: continue from ``out/last.pt`` (the checkpoint's configuration is used; a given process, model,
+        size or train setting that differs from it is an error, except the train fields in ``RESUMABLE_CHANGES``).
     :param overwrite: start a new run in ``out`` although it holds files of the names a run writes (another run's,
         or the user's); default: refuse before any work.
     :param init_from: start the generator from this model (a shipped name, a model.pt or a checkpoint) and keep
@@ -694,18 +699,26 @@ def train(data: str | Path, out: str | Path, *, process: ProcessConfig | dict | 
         or a config file is refused unless it equals this one.
     :returns: summary (steps, final losses, validation PSNR, paths).
     """
+    process_given, given_train = process, _given_fields(train, TrainConfig)
     process = process if isinstance(process, ProcessConfig) else build_strict(ProcessConfig, process or {}, what="process")
     train_cfg = train if isinstance(train, TrainConfig) else build_strict(TrainConfig, train or {}, what="train")
     dist_info = init_distributed(device)
     out = Path(out)
     if init_from is not None and resume:
         raise UserError("--init-from starts a new run and --resume continues one; give only one of them.")
+    if size is not None:
+        SIZES.get(size)  # an unknown size is named before any work
     content = None
     if resume:
+        if not (out / "last.pt").exists() and (out / "config.json").exists():
+            raise UserError(f"{out} holds a run stopped before its first checkpoint (config.json but no last.pt): "
+                            f"there is nothing to resume; start it again with --overwrite.")
         content = ckpt.load_checkpoint(out / "last.pt", map_location="cpu")
         saved = content["config"]
-        process = build_strict(ProcessConfig, saved["process"], what="process")
-        train_cfg = _merge_resumed_train(saved["train"], train_cfg, train is not None)
+        process = _resumed_process(saved["process"], process_given)
+        train_cfg = _merge_resumed_train(saved["train"], train_cfg, given_train)
+        _refuse_model_changes(saved["model"], model or {}, size, "the checkpoint's generator", "--resume")
+        _refuse_val_change(saved.get("data", {}), data, val)
         model = dict(saved["model"])
         size = None  # every field comes from the saved model config
         model.pop("arch", None)
@@ -715,6 +728,7 @@ def train(data: str | Path, out: str | Path, *, process: ProcessConfig | dict | 
         refuse_taken(out, RUN_FILES + tuple(snapshot_name(n) for n in train_cfg.model_at_steps), overwrite=overwrite)
     if out.exists() and not out.is_dir():
         raise UserError(f"--out {out} is a file; give a folder (it is created).")
+    check_writable(out / "config.json", option="--out")  # before the data are decoded, not at the first write
     initial = None
     if init_from is not None:
         initial = model_file.read_initial_weights(init_from)
@@ -739,16 +753,20 @@ def train(data: str | Path, out: str | Path, *, process: ProcessConfig | dict | 
             hint = "" if set(clashing) & set(ADDED_INPUTS) else " (model.noise_input=true may be added)"
             raise UserError(f"the architecture comes from --init-from {init_from}; remove the model settings "
                             f"{', '.join('model.' + k for k in clashing)}{hint}.")
+        _refuse_model_changes(initial.config, {}, size, f"--init-from {init_from}", "--init-from")
         model, size = {**initial.config, **added}, None
         if train_cfg.channels is None:  # fine-tuning a gray model on colour photos converts them, as its own run did
             train_cfg = dataclasses.replace(train_cfg, channels=int(initial.config["channels"]))
+    elif size is None:
+        size = "small"
     prepared = prepare(data, process=process, train=train_cfg, size=size, model=model, val=val,
                        device=dist_info.device, code_operator=code_operator)
-    if overwrite and not resume:
-        # the replaced run's resume point goes first (once the new run's data and settings are known good): a new run
-        # killed before its first checkpoint must not leave --resume continuing the old one under the new config.json
-        (out / "last.pt").unlink(missing_ok=True)
     trainer = Trainer(prepared, out, dist_info, command=command, progress=progress)
+    if overwrite and not resume and dist_info.main:
+        # the replaced run's files go once the new run's data, settings and networks are known good, and all of
+        # them: its last.pt would let --resume continue the old run under the new config.json, and its checkpoints
+        # and samples would mix with the new run's (keep_checkpoints would prune the new ones as the oldest)
+        remove_run_files(out, train_cfg.model_at_steps)
     if content is not None:
         saved_files = [(f["name"], f["sha256"]) for f in content["config"]["data"]["files"]]
         now = [(f["name"], f["sha256"]) for f in prepared.train_set.record(prepared.data_root)]
@@ -764,15 +782,93 @@ def train(data: str | Path, out: str | Path, *, process: ProcessConfig | dict | 
     return trainer.run()
 
 
-def _merge_resumed_train(saved: dict, given: TrainConfig, explicit: bool) -> TrainConfig:
-    """The checkpoint's train config, with the few fields that may change on resume taken from ``given``."""
+def _given_fields(config: Any, cls: type) -> set[str]:
+    """The fields a caller set: a mapping's keys, or a config instance's fields that differ from the defaults."""
+    if config is None:
+        return set()
+    if isinstance(config, cls):
+        defaults = cls()
+        return {f.name for f in dataclasses.fields(cls) if getattr(config, f.name) != getattr(defaults, f.name)}
+    return set(config)
+
+
+def _resumed_process(saved: dict, given: dict | ProcessConfig | None) -> ProcessConfig:
+    """The checkpoint's process; a given setting (``--noise``, ``--operator``, ``--forward``...) must agree with it."""
+    saved_cfg = build_strict(ProcessConfig, saved, what="process")
+    fields = _given_fields(given, ProcessConfig)
+    if fields:
+        values = to_dict(given) if isinstance(given, ProcessConfig) else dict(given)
+        # another process or operator is named before the merged settings are resolved (which would object to
+        # their mixture in other words)
+        changed = sorted(k for k in ("name", "operator") if k in fields and values[k] != getattr(saved_cfg, k))
+        if not changed:
+            merged = resolve_process(build_strict(ProcessConfig, {**saved, **{k: values[k] for k in fields}}, what="process"))
+            changed = sorted(k for k in fields if getattr(merged, k) != getattr(resolve_process(saved_cfg), k))
+        if changed:
+            raise UserError(f"cannot change the forward process when resuming (the checkpoint has "
+                            f"{', '.join(f'process.{k}={getattr(saved_cfg, k)!r}' for k in changed)}); resume with the "
+                            f"run's own settings, or start a new run in another --out.")
+    return saved_cfg
+
+
+def _refuse_model_changes(source: dict, overrides: dict, size: Optional[str], owner: str, option: str) -> None:
+    """A resumed or fine-tuned generator keeps its architecture: a ``--size`` or model setting that differs from
+    ``source`` (a model config) is an error, not ignored."""
+    types = field_types(GeneratorConfig)
+    plain = lambda v: list(v) if isinstance(v, tuple) else v  # noqa: E731 (stored configs hold lists)
+    if size is not None:
+        differing = sorted(k for k, v in SIZES.get(size).items() if plain(source.get(k)) != plain(v))
+        if differing:
+            raise UserError(f"the architecture comes from {owner}, which is not the {size!r} size ("
+                            f"{', '.join(f'{k}={source.get(k)!r}' for k in differing)}); remove --size.")
+    if option != "--resume":
+        return  # --init-from checks its model settings itself (some inputs may be added)
+    for key, value in overrides.items():
+        typed = coerce(value, types[key], name=f"model.{key}") if key in types else value
+        if plain(source.get(key)) != plain(typed):
+            raise UserError(f"cannot change model.{key} when resuming (the checkpoint has {source.get(key)!r}); remove it.")
+
+
+def _refuse_val_change(saved_data: dict, data: str | Path, val: Optional[str | Path]) -> None:
+    """A resumed run validates on the photos it began with: ``--val`` changes the split of ``--data``."""
+    saved_val, saved_root = saved_data.get("val_root"), saved_data.get("root")
+    if saved_val is None or saved_root is None:
+        return
+    had_val = Path(saved_val).resolve() != Path(saved_root).resolve()
+    if val is None and had_val:
+        raise UserError(f"the run validated on {saved_val}; resume with --val {saved_val}.")
+    if val is not None and not had_val:
+        raise UserError(f"the run held out 10 % of {saved_root} for validation; resume without --val.")
+    if val is not None and Path(val).resolve() != Path(saved_val).resolve():
+        raise UserError(f"the run validated on {saved_val}, not {val}; resume with --val {saved_val}.")
+
+
+def remove_run_files(out: Path, model_at_steps: tuple[int, ...] = ()) -> None:
+    """Delete what an earlier run wrote into ``out`` (``RUN_FILES``, its checkpoints ``step_N.pt`` and sample grids
+    ``step_N.png``, its step snapshots); another file in ``checkpoints/`` or ``samples/`` stays, with its folder."""
+    for name in ("last.pt", "config.json", "record.json", "log.csv", "model.pt"):
+        (out / name).unlink(missing_ok=True)
+    for path in out.glob("model_step*.pt"):
+        path.unlink()
+    for folder, suffix in (("checkpoints", ".pt"), ("samples", ".png")):
+        if (out / folder).is_dir():
+            for path in (out / folder).glob(f"step_*{suffix}"):
+                path.unlink()
+            if not any((out / folder).iterdir()):
+                (out / folder).rmdir()
+
+
+def _merge_resumed_train(saved: dict, given: TrainConfig, given_fields: set[str]) -> TrainConfig:
+    """The checkpoint's train config, with the few fields that may change on resume taken from ``given``; another
+    given field that differs from the checkpoint's is an error."""
     saved_cfg = build_strict(TrainConfig, {**LEGACY_TRAIN, **saved}, what="train")
     defaults = TrainConfig()
+    explicit = bool(given_fields)
     saved_cfg = dataclasses.replace(saved_cfg, **{n: getattr(given if explicit else defaults, n) for n in PER_PROCESS})
     if not explicit:
         return saved_cfg
     changed = [f.name for f in dataclasses.fields(TrainConfig)
-               if getattr(given, f.name) != getattr(saved_cfg, f.name) and getattr(given, f.name) != getattr(defaults, f.name)]
+               if f.name in given_fields and f.name not in PER_PROCESS and getattr(given, f.name) != getattr(saved_cfg, f.name)]
     fixed = [name for name in changed if name not in RESUMABLE_CHANGES]
     if fixed:
         raise UserError(f"cannot change {', '.join(fixed)} when resuming (the checkpoint has "

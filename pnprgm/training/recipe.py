@@ -28,11 +28,12 @@ import torch
 
 from pnprgm.config import MAX_SEED, check_seed, to_dict
 from pnprgm.errors import UserError
-from pnprgm.io import read_json, refuse_taken, sha256_file
+from pnprgm.io import check_writable, read_json, refuse_taken, sha256_file
 from pnprgm.metrics.fidelity import psnr
 from pnprgm.rgm.drunet import DRUNET_SIZES, DRUNetConfig, DRUNetGenerator
 from pnprgm.rgm.model_file import InitialWeights, read_initial_weights
-from pnprgm.training.data import HELD_OUT_FRACTION, HELD_OUT_SEED, convert_channels, load_images, scan_folder, split_validation
+from pnprgm.training.data import HELD_OUT_FRACTION, HELD_OUT_SEED, convert_channels, load_images, scan_folder, split_validation, \
+    to_unit
 
 #: Validation noise levels (/255), the issue's quality bar.
 VAL_LEVELS = (15, 25, 50)
@@ -97,18 +98,23 @@ class RecipeConfig:
             raise UserError(f"unknown DRUNet size {self.size!r}; choose one of {', '.join(DRUNET_SIZES)}.")
         if self.batch_size < 1 or self.crop < 32 or self.crop % 8:
             raise UserError("batch size must be >= 1 and the crop a multiple of 8 of at least 32.")
-        if not 0 <= self.noise_min <= self.noise_max <= 1:
-            raise UserError(f"need 0 <= noise_min <= noise_max <= 1; got {self.noise_min}, {self.noise_max}.")
+        if not 0 <= self.noise_min <= self.noise_max <= 1 or self.noise_max == 0:
+            raise UserError(f"--noise must be a range 0 <= MIN <= MAX <= 1 with MAX > 0 (a denoiser trained at noise 0 "
+                            f"learns nothing); got {self.noise_min}:{self.noise_max}.")
+        if not (math.isfinite(self.lr) and self.lr > 0 and math.isfinite(self.lr_final) and 0 <= self.lr_final):
+            raise UserError(f"--lr must be a learning rate > 0 (and lr_final >= 0); got {self.lr}.")
         if not 0 <= self.gray_share <= 1:
             raise UserError(f"gray_share must be in [0, 1]; got {self.gray_share}.")
-        if self.save_every <= 0 or self.report_every <= 0 or self.workers < 0:
-            raise UserError("save_every and report_every must be > 0 and workers >= 0.")
+        if not (math.isfinite(self.save_every) and self.save_every > 0):
+            raise UserError(f"--save-every must be a number of seconds > 0; got {self.save_every}.")
+        if self.report_every <= 0 or self.workers < 0:
+            raise UserError("report_every must be > 0 and --workers >= 0.")
         check_seed(self.seed, "--seed")
 
 
 class RandomCrops(torch.utils.data.IterableDataset):
-    """Endless random ``crop`` x ``crop`` uint8 crops of in-memory images with a random dihedral transform (flips and
-    90-degree rotations); each worker has its own seeded generator."""
+    """Endless random ``crop`` x ``crop`` crops (in the stored dtype: uint8 or float16) of in-memory images with a
+    random dihedral transform (flips and 90-degree rotations); each worker has its own seeded generator."""
 
     def __init__(self, images: list[torch.Tensor], crop: int, seed: int):
         super().__init__()
@@ -232,6 +238,7 @@ def train_denoisers(pack: str | Path, out: str | Path, cfg: RecipeConfig, *, dev
     device = resolve_device(device)
     pack, out = Path(pack), Path(out)
     refuse_taken(out, OUTPUT_FILES, overwrite=overwrite)
+    check_writable(out / OUTPUT_FILES[0], option="--out")  # before the photos are decoded, not at the first model
     if (pack / "train").is_dir():
         train_files = scan_folder(pack / "train")
         val_files = scan_folder(pack / "val")[: cfg.val_images] if (pack / "val").is_dir() else []
@@ -297,7 +304,7 @@ def train_denoisers(pack: str | Path, out: str | Path, cfg: RecipeConfig, *, dev
             member = members[0]
             if len(members) == 2 and members[1].steps < cfg.gray_share * (members[0].steps + members[1].steps + 1):
                 member = members[1]
-            batch = next(data_iter).to(device, non_blocking=True).float().div_(255)
+            batch = to_unit(next(data_iter).to(device, non_blocking=True))
             if member.channels == 1:
                 batch = convert_channels(batch, 1)
             if device.type == "cuda":
@@ -367,7 +374,7 @@ def validate(net: DRUNetGenerator, val_set, channels: int, cfg: RecipeConfig, de
     for image in val_set.images:
         size = min(cfg.val_crop, image.shape[1], image.shape[2]) // 8 * 8
         top, left = (image.shape[1] - size) // 2, (image.shape[2] - size) // 2
-        crops.append(image[:, top:top + size, left:left + size].float().div(255))
+        crops.append(to_unit(image[:, top:top + size, left:left + size]))
     result = {}
     for level in VAL_LEVELS:
         values = []

@@ -43,7 +43,7 @@ def sample_from_noise(generator: nn.Module, process: ForwardProcess, n: int, sha
 
 
 @torch.no_grad()
-def restore_degraded(generator: nn.Module, process: ForwardProcess, clean01: torch.Tensor, *, sigma01: float,
+def restore_degraded(generator: nn.Module, process: ForwardProcess, clean01: torch.Tensor, *, sigma01: Optional[float],
                      seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     """Degrade clean images (in [0, 1]) at the validation level and restore them in one generator step.
 
@@ -123,6 +123,27 @@ def model_process_config(generator: nn.Module):
         schedule = generator.schedule
         config = {"name": "ddpm", "T": schedule.T, "beta_min": schedule.beta_min, "beta_max": schedule.beta_max}
     return build_strict(ProcessConfig, config, what="process")
+
+
+def checked_noise(process_config, noise: Optional[float], default: float) -> Optional[float]:
+    """The noise std a restoration grid measures with: ``noise`` if the model was trained at it, else an error (the
+    process would clamp it to the trained range without a word); without ``noise``, ``default`` clamped to that range.
+    None for the ddpm and sr processes, whose noise comes from their schedules (``noise`` is then an error)."""
+    from pnprgm.training.config import resolve_process
+
+    trained = resolve_process(process_config)
+    if trained.name not in ("denoise", "operator"):
+        if noise is not None:
+            raise UserError(f"this model was trained on the {trained.name} process, whose noise comes from its "
+                            f"schedule; remove --noise.")
+        return None
+    low, high = float(trained.noise_min), float(trained.noise_max)
+    if noise is None:
+        return min(max(default, low), high)
+    if not low * (1 - 1e-6) <= noise <= high * (1 + 1e-6):
+        span = f"{low:.4g} ({low * 255:.3g}/255)" + (f" to {high:.4g} ({high * 255:.3g}/255)" if high > low else "")
+        raise UserError(f"this model was trained at noise std {span}; give --noise within that range (got {noise:.4g}).")
+    return noise
 
 
 #: Keys of every GRID.json this command writes (they mark the pair as replaceable by it).
@@ -211,7 +232,7 @@ def sample_model_grid(model: str, out: str | Path, *, count: int = 16, size: Opt
     files = list_images(inputs) if inputs else []
     if inputs and not files:
         raise no_images_found(inputs)
-    sigma01 = noise if noise is not None else float(train_cfg.get("val_sigma", 25 / 255))
+    sigma01 = checked_noise(process_config, noise, float(train_cfg.get("val_sigma", 25 / 255)))
     if upscale is not None and not files:
         raise UserError("--upscale super-resolves --input images; give the low-resolution images with --input.")
     if upscale is not None:
