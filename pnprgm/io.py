@@ -58,12 +58,14 @@ def prepare_outdir(outdir: str | Path) -> Path:
 
 
 def list_images(inputs: Iterable[str | Path]) -> list[Path]:
-    """Expand files and folders into a sorted list of image files; a missing path is a :class:`UserError`."""
+    """Expand files and folders into a sorted list of image files; a missing path is a :class:`UserError`. A folder's
+    hidden files are passed over (macOS writes ``._photo.png`` metadata beside each photo on shared drives)."""
     found: list[Path] = []
     for item in inputs:
         path = Path(item)
         if path.is_dir():
-            found.extend(sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in READ_SUFFIXES))
+            found.extend(sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in READ_SUFFIXES
+                                and not p.name.startswith(".")))
         elif path.is_file():
             found.append(path)
         else:

@@ -983,6 +983,19 @@ def test_model_option_replaces_the_default_for_its_channel_count(photo_dir, tmp_
     assert len(data["records"]) == 3
 
 
+def test_a_model_no_image_takes_is_refused_and_images_without_one_are_named(photo_dir, tmp_path):
+    """--model gray.pt on colour images used to run the shipped colour model under the user's eyes, in silence."""
+    gray = _tiny_model_file(tmp_path / "gray.pt", 1)
+    args = ["benchmark", "--data", str(photo_dir), "--task", "denoise", "--method", "pnp-hqs", "--crop", "32",
+            "--metrics", "psnr", "--model", str(gray), "--set", "iterations=1"]
+    result = CliRunner().invoke(app, [*args, "--images", "coffee,astronaut", "--json", str(tmp_path / "a.json")])
+    assert result.exit_code == 2 and "takes gray images, and this run has only colour images" in result.output
+    assert "Traceback" not in result.output and not (tmp_path / "a.json").exists()
+    result = CliRunner().invoke(app, [*args, "--images", "coffee,camera", "--json", str(tmp_path / "b.json")])
+    assert result.exit_code == 0, result.output
+    assert "the colour images run the shipped default colour model" in result.output
+
+
 def test_model_option_rejects_two_models_for_one_channel_count(tmp_path):
     a, b = _tiny_model_file(tmp_path / "a.pt", 3), _tiny_model_file(tmp_path / "b.pt", 3)
     with pytest.raises(UserError, match="one model per channel count"):

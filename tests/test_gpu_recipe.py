@@ -297,3 +297,30 @@ def test_train_denoisers_names_an_out_it_cannot_write_before_reading_photos(tiny
                                       "--size", "tiny"])
     assert result.exit_code == 2 and f"cannot write {out}" in result.output and "--out" in result.output
     assert (tmp_path / "file.txt").read_text() == "mine"
+
+
+def test_ctrl_c_stops_the_recipe_with_its_models_saved(tiny_pack, tmp_path, monkeypatch):
+    import os
+    import signal
+
+    from pnprgm.training import recipe
+
+    original = recipe.Member.update_ema
+    calls = []
+
+    def interrupt_on_the_third_step(self, decay):
+        calls.append(1)
+        if len(calls) == 3:
+            os.kill(os.getpid(), signal.SIGINT)
+        return original(self, decay)
+
+    monkeypatch.setattr(recipe.Member, "update_ema", interrupt_on_the_third_step)
+    cfg = recipe.RecipeConfig(minutes=5, size="tiny", batch_size=2, crop=32, workers=0, save_every=3600)
+    with pytest.raises(KeyboardInterrupt):
+        recipe.train_denoisers(tiny_pack, tmp_path / "out", cfg, device="cpu", echo=lambda line: None)
+    assert len(calls) == 3, "stopped after the step in progress, not 5 minutes later"
+    for name in ("drunet-denoiser-color", "drunet-denoiser-gray"):
+        record = read_model_file(tmp_path / "out" / f"{name}.pt")["record"]
+        assert record["final"] and record["val_psnr_by_sigma255"]
+    assert sum(read_model_file(tmp_path / "out" / f"{n}.pt")["record"]["steps"]
+               for n in ("drunet-denoiser-color", "drunet-denoiser-gray")) == 3

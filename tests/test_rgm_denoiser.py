@@ -139,3 +139,22 @@ def test_a_gray_model_denoises_each_channel_of_a_colour_image_as_the_adapter_doe
     channel = RGMDenoiser(gray_model, seed=3)(colour[:, 1:2].contiguous(), 0.1)
     assert not torch.allclose(inside[:, 0], inside[:, 1], atol=1e-3)  # not a channel mean copied three times
     assert float((inside[:, 1:2] - channel).abs().max()) < 0.05  # the same network on that channel alone
+
+
+def test_restore_takes_a_loaded_generator_as_the_model_file_would_make_it(tmp_path):
+    """`pnprgm.restore(..., denoiser=pnprgm.training.load_model(path))` crashed with "forward() missing 'z'"."""
+    import pnprgm
+    from pnprgm import operators
+    from pnprgm.rgm.model_file import load_model, save_model
+
+    torch.manual_seed(0)
+    generator = build_generator_from_config(sized_config("tiny", channels=3, conditioning="sigma", output="residual",
+                                                          sigma_channel=True))
+    path = save_model(tmp_path / "model.pt", generator.state_dict(), dict(generator.config), {"name": "denoise"},
+                      {"command": "test"})
+    x = torch.rand(1, 3, 16, 16)
+    A = operators.build("blur:gaussian,sigma=1", (3, 16, 16))
+    y = operators.measure(A, x, 0.02, seed=0)
+    by_path = pnprgm.restore(y, A, noise_sigma=0.02, denoiser=str(path), iterations=2, seed=3)
+    by_module = pnprgm.restore(y, A, noise_sigma=0.02, denoiser=load_model(path), iterations=2, seed=3)
+    torch.testing.assert_close(by_module, by_path)

@@ -159,6 +159,33 @@ def test_operator_code_is_imported_only_when_the_user_typed_it(tmp_path, monkeyp
     assert marker.read_text() == "ran" and process.pairs(torch.rand(2, 3, 16, 16)).y.shape == (2, 3, 16, 16)
 
 
+def test_a_users_operator_module_is_found_in_the_current_folder_and_its_import_errors_are_named(tmp_path, monkeypatch):
+    """`--operator mylib.physics:make_operator` from the folder holding mylib/ (as README shows) said "unknown
+    operator" unless PYTHONPATH was set, and so did a module with a syntax error or a missing import of its own."""
+    package = tmp_path / "pnprgm_test_mylib"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "physics.py").write_text(textwrap.dedent("""
+        from pnprgm import operators
+        def make_operator(shape, device):
+            return operators.build("blur:gaussian,sigma=1", shape, device=device)
+    """))
+    (package / "broken.py").write_text("def make(shape, device)\n    return None\n")
+    (package / "needs.py").write_text("import pnprgm_no_such_dependency\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "path", [p for p in sys.path if p not in ("", ".", str(tmp_path))])
+    spec = "pnprgm_test_mylib.physics:make_operator"
+    process = build_process(ProcessConfig(name="operator", operator=spec, noise_min=0.05), (3, 16, 16), code_operator=spec)
+    assert process.pairs(torch.rand(2, 3, 16, 16) * 2 - 1).y.shape == (2, 3, 16, 16)
+    assert str(tmp_path) not in sys.path  # the folder was on the path for that import only
+    for module, message in (("broken", r"cannot import pnprgm_test_mylib.broken: SyntaxError.*broken.py, line 1"),
+                            ("needs", r"it imports pnprgm_no_such_dependency, which is not installed")):
+        spec = f"pnprgm_test_mylib.{module}:make"
+        with pytest.raises(UserError, match=message) as err:
+            build_process(ProcessConfig(name="operator", operator=spec, noise_min=0.05), (3, 16, 16), code_operator=spec)
+        assert "\n" not in str(err.value)
+
+
 @pytest.mark.parametrize("spec", ["blurr:gaussian", "sr:factor=banana", "no_such_module_xyz:make"])
 def test_bad_operator_spec_is_a_user_error(spec):
     with pytest.raises(UserError):
@@ -1366,6 +1393,14 @@ def test_overwrite_replaces_the_old_runs_files_only_once_the_new_run_is_known_go
     assert [row["step"] for row in _log(out)] == ["1", "2"]
 
 
+def test_init_from_a_drunet_says_which_command_fine_tunes_it(data_dir, tmp_path):
+    """It used to fail with "unknown parameters 'nb', 'nc', 'residual' for model"."""
+    with pytest.raises(UserError, match="is a DRUNet.*pnprgm train-denoisers --init-from drunet-denoiser-color"):
+        train(data_dir, tmp_path / "run", process={"name": "denoise", "noise_min": 0.01, "noise_max": 0.2},
+              train={**TINY_TRAIN, "steps": 1}, init_from="drunet-denoiser-color", progress=False)
+    assert not (tmp_path / "run").exists()
+
+
 def test_init_from_refuses_a_size_that_is_not_the_source_models(data_dir, tmp_path):
     args = dict(process={"name": "denoise", "noise_min": 0.01, "noise_max": 0.2}, progress=False)
     train(data_dir, tmp_path / "source", train={**TINY_TRAIN, "steps": 1}, size="tiny", **args)
@@ -1446,3 +1481,92 @@ def test_cli_train_names_an_out_it_cannot_write_before_reading_data_and_a_full_d
     result = CliRunner().invoke(app, [*base, "--out", str(tmp_path / "run")])
     assert result.exit_code == 2 and "No space left on device" in result.output and "free space" in result.output
     assert "Traceback" not in result.output and len(result.output.strip().splitlines()) == 1
+
+
+def test_data_folder_passes_over_hidden_files_and_names_images_in_subfolders(tmp_path):
+    """A macOS `._img0.png` beside the photos stopped the run; images only in subfolders got "has no images"."""
+    from pnprgm.training.data import scan_folder
+
+    folder = make_images(tmp_path / "photos", n=3)
+    (folder / "._img0.png").write_bytes(b"\x00\x05\x16\x07 AppleDouble metadata")
+    make_images(folder / "more", n=2)
+    with pytest.warns(UserWarning, match=r"subfolders \(more\) are not used, only the 3 beside them"):
+        assert [p.name for p in scan_folder(folder)] == ["img0.png", "img1.png", "img2.png"]
+    only_nested = tmp_path / "nested"
+    make_images(only_nested / "a", n=1)
+    with pytest.raises(UserError, match=r"only its subfolders do \(a\), which are not searched"):
+        scan_folder(only_nested)
+
+
+def test_ctrl_c_saves_a_resumable_checkpoint_after_the_step_in_progress(data_dir, tmp_path, monkeypatch):
+    """Ctrl-C before the first checkpoint left config.json and log.csv, nothing --resume could continue, and a rerun
+    refused without --overwrite. The first SIGINT now stops after the step in progress and writes last.pt and
+    model.pt; --resume then continues it."""
+    import os
+    import signal
+
+    from pnprgm.training import loop
+
+    original = loop.Trainer.train_step
+    args = dict(process={"name": "denoise", "noise_min": 0.01, "noise_max": 0.2}, size="tiny", progress=False)
+    every = {**TINY_TRAIN, "steps": 50, "checkpoint_every": 0}
+
+    def interrupted_at_step_3(self):
+        losses = original(self)
+        if self.step == 3:
+            os.kill(os.getpid(), signal.SIGINT)  # arrives inside the step, as a user's Ctrl-C would
+        return losses
+
+    monkeypatch.setattr(loop.Trainer, "train_step", interrupted_at_step_3)
+    before = signal.getsignal(signal.SIGINT)
+    with pytest.raises(KeyboardInterrupt):
+        train(data_dir, tmp_path / "run", train=every, **args)
+    assert signal.getsignal(signal.SIGINT) is before
+    assert torch.load(tmp_path / "run" / "last.pt", weights_only=True)["step"] == 3
+    assert model_file.read_model_file(tmp_path / "run" / "model.pt")["record"]["steps"] == 3
+    monkeypatch.setattr(loop.Trainer, "train_step", original)
+    assert train(data_dir, tmp_path / "run", train={"steps": 5}, resume=True, **args)["steps"] == 5
+
+
+def test_val_folder_messages_name_val_and_training_photos_used_for_validation_are_warned_of(data_dir, tmp_path):
+    args = dict(process={"name": "denoise", "noise_min": 0.01, "noise_max": 0.2}, size="tiny",
+                train={**TINY_TRAIN, "steps": 1}, progress=False)
+    with pytest.raises(UserError, match=r"^--val folder .*missing does not exist; give a folder of validation images"):
+        train(data_dir, tmp_path / "a", val=tmp_path / "missing", **args)
+    with pytest.warns(UserWarning, match="6 of the 6 --val images are also training images"):
+        train(data_dir, tmp_path / "b", val=data_dir, **args)
+
+
+def test_an_operator_object_in_the_python_api_is_refused_with_the_way_to_pass_it():
+    from deepinv.physics import BlurFFT
+
+    operator = BlurFFT(img_size=(3, 16, 16), filter=torch.ones(1, 1, 3, 3) / 9)
+    with pytest.raises(UserError, match="process.operator must be text.*'module:callable'.*got a BlurFFT object"):
+        resolve_process(ProcessConfig(name="operator", operator=operator, noise_min=0.01))
+
+
+def test_a_kernel_file_that_changed_or_is_not_found_is_named_on_resume_and_in_sample(data_dir, tmp_path, monkeypatch):
+    """The spec holds only the kernel's path: replacing k.npy used to make --resume train, and sample restore, with
+    another operator in silence; from another folder sample said only that k.npy does not exist."""
+    from pnprgm.cli.main import app
+
+    monkeypatch.chdir(tmp_path)
+    np.save(tmp_path / "k.npy", np.outer([1.0, 2.0, 1.0], [1.0, 2.0, 1.0]))
+    args = ["train", "--data", str(data_dir), "--operator", "blur:file=k.npy", "--noise", "0.02", "--size", "tiny",
+            "--batch-size", "2", "--crop", "16", "--set", "train.val_crop=16", "--out", "run", "-q"]
+    assert CliRunner().invoke(app, [*args, "--steps", "1"]).exit_code == 0
+    recorded = json.loads((tmp_path / "run" / "config.json").read_text())["operator_files"]
+    assert [entry["path"] for entry in recorded] == ["k.npy"] and len(recorded[0]["sha256"]) == 64
+    assert model_file.read_model_file(tmp_path / "run" / "model.pt")["record"]["operator_files"] == recorded
+    Image.fromarray((np.random.default_rng(0).random((24, 24, 3)) * 255).astype(np.uint8)).save(tmp_path / "p.png")
+    sample = ["sample", str(tmp_path / "run" / "model.pt"), "--input", str(tmp_path / "p.png"), "-n", "1", "--size", "16"]
+    assert CliRunner().invoke(app, [*sample, "-o", "g.png"]).exit_code == 0
+    np.save(tmp_path / "k.npy", np.ones((5, 5)))
+    for command in ([*args, "--steps", "2", "--resume"], [*sample, "-o", "g2.png"]):
+        result = CliRunner().invoke(app, command)
+        assert result.exit_code == 2 and "k.npy has changed since the training started" in result.output
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    result = CliRunner().invoke(app, [*sample, "-o", "g3.png"])
+    assert result.exit_code == 2 and "reads k.npy, which is not there" in result.output and "--operator" in result.output

@@ -186,6 +186,21 @@ class _Prepared:
     image: torch.Tensor
 
 
+def _check_models_fit(chosen: Mapping[int, str], channels: set[int], say: Callable[[str], None]) -> None:
+    """A ``--model`` that no image of the run takes is an error (the run would measure the shipped default in its
+    place, under the user's model's name); images of a channel count without a ``--model`` are named."""
+    word = {1: "gray", 3: "colour"}
+    if not channels:  # nothing runs: the skipped images say why
+        return
+    for count, source in chosen.items():
+        if count not in channels:
+            other = word[4 - count]
+            raise UserError(f"--model {source} takes {word[count]} images, and this run has only {other} images (they "
+                            f"would run the shipped default); give a {word[4 - count]} model or {word[count]} images.")
+    for count in sorted(channels - set(chosen)) if chosen else ():
+        say(f"note: the {word[count]} images run the shipped default {word[count]} model (no {word[count]} --model given)")
+
+
 def run_benchmark(
     config: BenchmarkConfig,
     *,
@@ -279,6 +294,7 @@ def run_benchmark(
             else:  # named in the report, not dropped silently from a task's mean
                 skipped.append({"image": item.source.name, "task": name, "kind": "not-applicable",
                                 "reason": f"a gray image; {name} needs a colour ground truth"})
+    _check_models_fit(chosen_models, {item.image.shape[0] for item, _ in jobs}, say)
 
     result = BenchmarkResults(data={
         "protocol": protocol.to_dict(),

@@ -40,6 +40,10 @@ def build(name_or_path: str | Denoiser, *, channels: int = 3, device: str | torc
     :param device: torch device.
     :param seed: seed of its randomness (latent z of RGM models).
     """
+    if isinstance(name_or_path, torch.nn.Module) and not isinstance(name_or_path, Denoiser) \
+            and hasattr(name_or_path, "nz") and hasattr(name_or_path, "config"):
+        # a generator as pnprgm.training.load_model returns it, forward(x, level, z): the denoiser a model file makes
+        return _rgm.RGMDenoiser(name_or_path, seed=seed).to(device)
     if isinstance(name_or_path, Denoiser) or isinstance(name_or_path, torch.nn.Module):
         return name_or_path
     name = str(name_or_path)

@@ -294,10 +294,15 @@ def resolve_process(config: ProcessConfig) -> ProcessConfig:
         values["noise_min"], values["noise_max"] = float(low), float(high)
     elif config.noise_min is not None or config.noise_max is not None:
         # ddpm and sr draw their noise from RGM's schedule: a --noise given there would be silently ignored.
-        raise UserError(f"the {name} process takes its noise from RGM's schedule; remove --noise (it applies to the "
-                        f"denoise and operator processes).")
+        raise UserError(f"the {name} process takes its noise from RGM's schedule; remove --noise, or add --forward "
+                        f"denoise or --operator SPEC (--noise applies to those processes).")
     if name == "operator" and not config.operator:
         raise UserError("the operator process needs an operator: give --operator SPEC (or process.operator).")
+    if config.operator is not None and not isinstance(config.operator, str):
+        # the spec is saved with the model and rebuilds the operator when it is loaded: an object cannot be
+        raise UserError(f"process.operator must be text: an operator spec (pnprgm operators) or 'module:callable' / "
+                        f"'file.py:callable' naming a function fn(shape, device) that returns your LinearPhysics; got a "
+                        f"{type(config.operator).__name__} object.")
     if name != "operator" and config.operator:
         raise UserError(f"an operator was given but the process is {name!r}; use the operator process.")
     if config.sr_scale < 2:

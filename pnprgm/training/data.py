@@ -7,6 +7,7 @@ Randomness of crops and flips comes from torch's global generator, which the loo
 from __future__ import annotations
 
 import random
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Sequence
@@ -42,16 +43,28 @@ class ImageSet:
         return out
 
 
-def scan_folder(folder: str | Path) -> list[Path]:
-    """Image files of a folder (sorted); a missing or image-less folder is a :class:`UserError`."""
+def scan_folder(folder: str | Path, what: str = "training") -> list[Path]:
+    """Image files of a folder (sorted); a missing or image-less folder is a :class:`UserError`.
+
+    :param what: whose folder it is, for the messages (``training``: --data, ``validation``: --val)."""
     folder = Path(folder)
+    option = "--val" if what == "validation" else "--data"
     if folder.is_file():
-        raise UserError(f"data {folder} is a file; give the folder that holds the training images.")
+        raise UserError(f"{option} {folder} is a file; give the folder that holds the {what} images.")
     if not folder.is_dir():
-        raise UserError(f"data folder {folder} does not exist; give a folder of training images.")
+        raise UserError(f"{option} folder {folder} does not exist; give a folder of {what} images.")
     files = list_images([folder])
+    nested = [sub.name for sub in sorted(folder.iterdir()) if sub.is_dir() and not sub.name.startswith(".")
+              and any(p.suffix.lower() in READ_SUFFIXES for p in sub.rglob("*"))]
     if not files:
-        raise UserError(f"data folder {folder} has no images ({', '.join(READ_SUFFIXES)}); add some or fix the path.")
+        raise UserError(f"{option} folder {folder} has no images ({', '.join(READ_SUFFIXES)})"
+                        + (f"; only its subfolders do ({', '.join(nested[:3])}{', ...' if len(nested) > 3 else ''}), "
+                           f"which are not searched: give one of them, or move the images up." if nested else
+                           "; add some or fix the path."))
+    if nested:
+        warnings.warn(f"{folder}: the images in its subfolders ({', '.join(nested[:3])}"
+                      f"{', ...' if len(nested) > 3 else ''}) are not used, only the {len(files)} beside them.",
+                      stacklevel=2)
     return files
 
 

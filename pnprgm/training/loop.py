@@ -36,17 +36,19 @@ from torch import nn
 from pnprgm.config import MAX_SEED, build_strict, coerce, field_types, to_dict
 from pnprgm.device import resolve_device
 from pnprgm.errors import UserError
-from pnprgm.io import check_writable, refuse_taken, versions, write_image, write_json
+from pnprgm.io import check_writable, refuse_taken, sha256_file, versions, write_image, write_json
 from pnprgm.metrics import psnr
 from pnprgm.rgm import model_file
 from pnprgm.training import checkpoint as ckpt
 from pnprgm.training.config import LEGACY_TRAIN, ProcessConfig, TrainConfig, resolve_model, resolve_process
+from pnprgm.training.interrupt import StopRequest
 from pnprgm.training.data import HELD_OUT_SEED, ImageSet, ShardedSampler, centre_crops, detect_channels, load_images, \
     random_crops, scan_folder, split_validation
 from pnprgm.rgm.unet import SIZES, GeneratorConfig
 from pnprgm.rgm.architectures import build_generator_from_config, count_parameters
 from pnprgm.training.priors import build_discriminator, build_prior, discriminator_loss
-from pnprgm.training.processes import ForwardProcess, Pairs, build_process, process_size_multiple
+from pnprgm.training.processes import ForwardProcess, Pairs, build_process, check_operator_files, operator_files, \
+    process_size_multiple
 from pnprgm.training.sampling import grid, restore_degraded, sample_from_noise
 
 #: Train fields that may change when resuming (the others must match the checkpoint).
@@ -153,7 +155,11 @@ def prepare(data: str | Path, *, process: ProcessConfig, train: TrainConfig, siz
     files = scan_folder(data_root)
     val_root = Path(val) if val is not None else None
     if val_root is not None:
-        train_files, val_files = files, scan_folder(val_root)
+        train_files, val_files = files, scan_folder(val_root, "validation")
+        shared = set(map(sha256_file, val_files)) & set(map(sha256_file, files))
+        if shared:
+            warnings.warn(f"{len(shared)} of the {len(val_files)} --val images are also training images (--data): "
+                          f"the validation PSNR is then not measured on unseen photos.", stacklevel=2)
     else:
         # the held-out photos are the folder's, not the run's: another --seed must not train on the photos that
         # the benchmarks and the other runs hold out (held_out_files), so the split's seed is fixed
@@ -220,6 +226,7 @@ class Trainer:
         self.device = dist_info.device
         self.command = command
         self.history: list[dict[str, Any]] = []  # earlier segments of a resumed run
+        self.operator_files = operator_files(prepared.process_config)  # kernels, masks: checked on resume and load
         self.init_from: Optional[dict[str, Any]] = None  # provenance of the starting weights when fine-tuning
         self.progress = progress
         if self.cfg.batch_size % dist_info.world:
@@ -295,6 +302,7 @@ class Trainer:
                      "val_size": self.p.val_size},
             "world_size": self.dist.world,
             "init_from": self.init_from,
+            "operator_files": self.operator_files,
         }
 
     def hardware(self) -> dict[str, Any]:
@@ -391,6 +399,7 @@ class Trainer:
             "val_protocol": self._val_protocol(),
             "parameters": count_parameters(self.G),
             "process": to_dict(self.p.process_config),
+            "operator_files": self.operator_files,
             "train": to_dict(self.cfg),
         }
 
@@ -580,39 +589,19 @@ class Trainer:
             bar = tqdm(total=cfg.steps, initial=self.step, desc="train", unit="step", dynamic_ncols=True,
                        file=sys.stderr)
         started = last_model = _clock()
-        done = self.step >= cfg.steps
-        while not done:
-            losses = self.train_step()
-            self.last = {k: round(v, 6) for k, v in losses.items()}
-            if "d_real" in losses:  # without the R1 term, which would inflate it on every lazy_reg-th step
-                self.recent_d_loss.append(losses["d_real"] + losses["d_fake"])
-            if not all(math.isfinite(v) for v in losses.values()):
-                raise UserError(f"training diverged at step {self.step} (losses {self.last}); lower the learning rates "
-                                f"or lmbda, or resume from an earlier checkpoint.")
-            now = _clock()
-            # every rank decides from rank 0's clock, so that DDP processes stop at the same step
-            timed_out = bool(cfg.minutes) and self._agree(now - started >= 60 * cfg.minutes)
-            done = self.step >= cfg.steps or timed_out
-            if not done and cfg.model_every and now - last_model >= cfg.model_every and self.dist.main:
-                self.save_model()
-                last_model = now
-            if self.step in cfg.model_at_steps and self.dist.main:
-                self.save_model(snapshot_name(self.step))
-            validated = False
-            if self.dist.main and (done or (cfg.val_every and self.step % cfg.val_every == 0)):
-                validated = self.validate() is not None
-            if self.dist.main and (done or (cfg.sample_every and self.step % cfg.sample_every == 0)):
-                self.write_samples()
-            if done or (cfg.log_every and self.step % cfg.log_every == 0) or validated:
-                self.log_row(losses, validated)
-            if done or (cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0):
-                self.save_checkpoint()
-            if bar is not None:
-                shown = {k: f"{v:.4g}" for k, v in losses.items() if k in ("g_loss", "fidelity", "d_loss")}
-                if self.val_psnr is not None:
-                    shown["val"] = f"{self.val_psnr:.2f}dB"
-                bar.set_postfix(shown, refresh=False)
-                bar.update(1)
+        done, self.timed_out = self.step >= cfg.steps, False
+        with StopRequest("saving last.pt and model.pt", enabled=not self.dist.active) as stop:
+            while not done:
+                written = self._one_step(bar, started, last_model)
+                if written is not None:  # a model_every model was written now
+                    last_model = written
+                done = self.step >= cfg.steps or self.timed_out
+                if stop.asked and not done:
+                    self.save_checkpoint()
+                    self.save_model()
+                    print(f"saved step {self.step}: {self.out / 'last.pt'} (resume with --resume) and "
+                          f"{self.out / 'model.pt'}", file=sys.stderr, flush=True)
+                    raise KeyboardInterrupt
         if bar is not None:
             bar.close()
         if self.val_psnr is None and self.dist.main:
@@ -625,6 +614,44 @@ class Trainer:
             dist.barrier()
         return {"steps": self.step, "final_losses": self.last, "val_psnr": self.val_psnr, "run_dir": str(self.out),
                 "model": str(model_path) if model_path else None}
+
+    def _one_step(self, bar, started: float, last_model: float) -> Optional[float]:
+        """One training step with its logging, validation, samples and files; the time of a ``model_every`` model
+        written now, else None. Sets :attr:`timed_out` when the time box is spent."""
+        cfg = self.cfg
+        written = None
+        losses = self.train_step()
+        self.last = {k: round(v, 6) for k, v in losses.items()}
+        if "d_real" in losses:  # without the R1 term, which would inflate it on every lazy_reg-th step
+            self.recent_d_loss.append(losses["d_real"] + losses["d_fake"])
+        if not all(math.isfinite(v) for v in losses.values()):
+            raise UserError(f"training diverged at step {self.step} (losses {self.last}); lower the learning rates "
+                            f"or lmbda, or resume from an earlier checkpoint.")
+        now = _clock()
+        # every rank decides from rank 0's clock, so that DDP processes stop at the same step
+        self.timed_out = bool(cfg.minutes) and self._agree(now - started >= 60 * cfg.minutes)
+        done = self.step >= cfg.steps or self.timed_out
+        if not done and cfg.model_every and now - last_model >= cfg.model_every and self.dist.main:
+            self.save_model()
+            written = now
+        if self.step in cfg.model_at_steps and self.dist.main:
+            self.save_model(snapshot_name(self.step))
+        validated = False
+        if self.dist.main and (done or (cfg.val_every and self.step % cfg.val_every == 0)):
+            validated = self.validate() is not None
+        if self.dist.main and (done or (cfg.sample_every and self.step % cfg.sample_every == 0)):
+            self.write_samples()
+        if done or (cfg.log_every and self.step % cfg.log_every == 0) or validated:
+            self.log_row(losses, validated)
+        if done or (cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0):
+            self.save_checkpoint()
+        if bar is not None:
+            shown = {k: f"{v:.4g}" for k, v in losses.items() if k in ("g_loss", "fidelity", "d_loss")}
+            if self.val_psnr is not None:
+                shown["val"] = f"{self.val_psnr:.2f}dB"
+            bar.set_postfix(shown, refresh=False)
+            bar.update(1)
+        return written
 
 
 def _average_gradients(module: nn.Module) -> None:
@@ -716,6 +743,7 @@ def train(data: str | Path, out: str | Path, *, process: ProcessConfig | dict | 
         content = ckpt.load_checkpoint(out / "last.pt", map_location="cpu")
         saved = content["config"]
         process = _resumed_process(saved["process"], process_given)
+        check_operator_files(saved.get("operator_files"), process, when="the run resumes with the file it began with")
         train_cfg = _merge_resumed_train(saved["train"], train_cfg, given_train)
         _refuse_model_changes(saved["model"], model or {}, size, "the checkpoint's generator", "--resume")
         _refuse_val_change(saved.get("data", {}), data, val)
@@ -732,6 +760,12 @@ def train(data: str | Path, out: str | Path, *, process: ProcessConfig | dict | 
     initial = None
     if init_from is not None:
         initial = model_file.read_initial_weights(init_from)
+        if initial.arch != "unet":  # pnprgm train builds RGM's UNet generator; the others have their own trainers
+            other = {"drunet": "a DRUNet (a plain denoiser of the GPU recipe): fine-tune it with pnprgm "
+                               f"train-denoisers --init-from {init_from}"}.get(
+                initial.arch, f"a {initial.arch} generator, which pnprgm train cannot fine-tune")
+            raise UserError(f"--init-from {init_from} is {other}; pnprgm train starts from its own UNet generators "
+                            f"(pnprgm models lists the unet-* ones).")
         resolved = resolve_process(process)
         trained = (initial.process.get("name"), initial.config.get("T"))
         if initial.config.get("conditioning") == "time" and trained != (resolved.name, resolved.T):

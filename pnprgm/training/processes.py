@@ -18,6 +18,8 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import math
+import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Optional
@@ -454,10 +456,7 @@ def _user_callable(spec: str, allow_code: bool = False) -> Optional[Callable]:
     if left and right.isidentifier() and all(part.isidentifier() for part in left.split(".")):
         if not allow_code:
             raise _refuse_code(spec, parse_error)
-        try:
-            module = importlib.import_module(left)
-        except ImportError:
-            module = None
+        module = _import_user_module(left)
         if module is not None:
             return _callable_of(module, left, right)
     if parse_error is not None:
@@ -465,11 +464,66 @@ def _user_callable(spec: str, allow_code: bool = False) -> Optional[Callable]:
     return None
 
 
+def _import_user_module(name: str):
+    """The module the user named in ``--operator module:callable``, found as ``python -m`` would (the current folder
+    first); None when it does not exist. A module that exists but fails to import is a :class:`UserError` with the
+    real cause (a syntax error, a module it imports that is missing), not "unknown operator"."""
+    added = os.getcwd() not in sys.path
+    if added:
+        sys.path.insert(0, os.getcwd())
+    try:
+        return importlib.import_module(name)
+    except ModuleNotFoundError as err:
+        missing = err.name or ""
+        if missing and (name == missing or name.startswith(missing + ".")):
+            return None
+        raise UserError(f"cannot import {name}: it imports {missing or 'a module'}, which is not installed "
+                        f"({str(err)[:120]}).") from None
+    except Exception as err:  # its own code failed: a SyntaxError, an exception at import time
+        first = str(err).strip().splitlines()[0] if str(err).strip() else ""
+        where = f" ({err.filename}, line {err.lineno})" if isinstance(err, SyntaxError) and err.filename else ""
+        raise UserError(f"cannot import {name}: {type(err).__name__}{': ' + first[:160] if first else ''}{where}.") from None
+    finally:
+        if added:
+            sys.path.remove(os.getcwd())
+
+
 def _callable_of(module, left: str, right: str) -> Callable:
     factory = getattr(module, right, None)
     if not callable(factory):
         raise UserError(f"{left} has no callable {right!r}; give module:callable returning a LinearPhysics.")
     return factory
+
+
+def operator_files(config: ProcessConfig) -> list[dict]:
+    """``[{"path", "sha256"}]`` of the files the process's operator spec reads (``blur:file``, ``mask:file``), as the
+    spec names them: recorded with a run and its model, since the spec holds only the path. Empty for other specs."""
+    from pnprgm import operators
+    from pnprgm.io import sha256_file
+
+    if config.name != "operator" or not isinstance(config.operator, str):
+        return []
+    try:
+        paths = operators.files_read(config.operator)
+    except (UserError, ImportError):  # module:callable, whose code reads what it reads
+        return []
+    return [{"path": str(path), "sha256": sha256_file(path) if Path(path).is_file() else None} for path in paths]
+
+
+def check_operator_files(recorded: list[dict], config: ProcessConfig, *, when: str) -> None:
+    """A :class:`UserError` when a file the operator read at training is missing now or has other contents (the
+    spec names it by path, so another file there would silently make another operator)."""
+    now = {entry["path"]: entry["sha256"] for entry in operator_files(config)}
+    for entry in recorded or []:
+        path = entry.get("path")
+        if path not in now:
+            continue  # another --operator was given, whose files are its own
+        if now[path] is None:
+            raise UserError(f"the operator reads {path}, which is not there ({when}); run from the folder the model "
+                            f"was trained in, or give --operator with the file's path.")
+        if entry.get("sha256") and now[path] != entry["sha256"]:
+            raise UserError(f"{path} has changed since the training started (sha256 {str(entry['sha256'])[:12]}... "
+                            f"then, {now[path][:12]}... now); put the original back ({when}).")
 
 
 def process_size_multiple(config: ProcessConfig) -> int:

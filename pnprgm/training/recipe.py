@@ -32,6 +32,7 @@ from pnprgm.io import check_writable, read_json, refuse_taken, sha256_file
 from pnprgm.metrics.fidelity import psnr
 from pnprgm.rgm.drunet import DRUNET_SIZES, DRUNetConfig, DRUNetGenerator
 from pnprgm.rgm.model_file import InitialWeights, read_initial_weights
+from pnprgm.training.interrupt import StopRequest
 from pnprgm.training.data import HELD_OUT_FRACTION, HELD_OUT_SEED, convert_channels, load_images, scan_folder, split_validation, \
     to_unit
 
@@ -294,68 +295,72 @@ def train_denoisers(pack: str | Path, out: str | Path, cfg: RecipeConfig, *, dev
                      "cpu_count": os.cpu_count(), "platform": platform.platform(), "torch": str(torch.__version__)},
     }
     data_iter = iter(loader)
-    try:
-        while True:
-            now = time.perf_counter()
-            elapsed = now - started
-            if elapsed >= budget:
-                break
-            # Interleave: the gray model takes a step whenever it is behind its share.
-            member = members[0]
-            if len(members) == 2 and members[1].steps < cfg.gray_share * (members[0].steps + members[1].steps + 1):
-                member = members[1]
-            batch = to_unit(next(data_iter).to(device, non_blocking=True))
-            if member.channels == 1:
-                batch = convert_channels(batch, 1)
-            if device.type == "cuda":
-                batch = batch.contiguous(memory_format=torch.channels_last)
-            sigma = cfg.noise_min + (cfg.noise_max - cfg.noise_min) * torch.rand(batch.shape[0], device=device,
-                                                                                generator=noise_rng)
-            noisy = batch + sigma.view(-1, 1, 1, 1) * torch.randn(batch.shape, device=device, generator=noise_rng)
-            for group in member.opt.param_groups:
-                group["lr"] = cfg.lr * _lr_factor(cfg, member.steps, elapsed / budget)
-            with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=autocast):
-                estimate = member.net.denoise01(noisy, sigma)
-            loss = (estimate.float() - batch).abs().mean()
-            member.opt.zero_grad(set_to_none=True)
-            loss.backward()
-            if cfg.clip_grad > 0:
-                torch.nn.utils.clip_grad_norm_(member.net.parameters(), cfg.clip_grad)
-            member.opt.step()
-            member.steps += 1
-            member.update_ema(cfg.ema_decay)
-            member.loss_sum = member.loss_sum + loss.detach()  # a device tensor: no synchronisation per step
-            member.loss_count += 1
-            total_steps += 1
-            steps_since += 1
-            images_since += batch.shape[0]
-            now = time.perf_counter()
-            if now - last_report >= cfg.report_every or now - last_save >= cfg.save_every:
-                # Checked here, not per step, so that the GPU never waits for the host: a diverged run stops
-                # before it overwrites the last good model files.
-                for m in members:
-                    if isinstance(m.loss_sum, torch.Tensor) and not torch.isfinite(m.loss_sum):
-                        raise UserError(f"{m.name}: the loss became non-finite near step {m.steps}; the model files "
-                                        f"in {out} are from before; rerun with a lower --lr.")
-            if now - last_report >= cfg.report_every:
-                span = now - last_report
-                line = {"elapsed_s": round(now - started, 1), "steps_per_s": round(steps_since / span, 2),
-                        "images_per_s": round(images_since / span, 1),
-                        **{m.name: {"steps": m.steps, "lr": m.opt.param_groups[0]["lr"],
-                                    "l1": round(float(m.loss_sum) / max(m.loss_count, 1), 5)} for m in members}}
-                echo("recipe: " + json.dumps(line))
-                _append(log_path, line)
-                for m in members:
-                    m.last_l1 = line[m.name]["l1"]
-                    m.loss_sum, m.loss_count = 0.0, 0
-                last_report, steps_since, images_since = now, 0, 0
-            if now - last_save >= cfg.save_every:
-                _save_all(members, out, val_set, cfg, device, record_base, now - started, log_path, echo)
-                last_save = time.perf_counter()
-    finally:
-        del data_iter, loader
+    with StopRequest("validating and saving the models") as stop:
+        try:
+            while True:
+                now = time.perf_counter()
+                elapsed = now - started
+                if elapsed >= budget or stop.asked:
+                    break
+                # Interleave: the gray model takes a step whenever it is behind its share.
+                member = members[0]
+                if len(members) == 2 and members[1].steps < cfg.gray_share * (members[0].steps + members[1].steps + 1):
+                    member = members[1]
+                batch = to_unit(next(data_iter).to(device, non_blocking=True))
+                if member.channels == 1:
+                    batch = convert_channels(batch, 1)
+                if device.type == "cuda":
+                    batch = batch.contiguous(memory_format=torch.channels_last)
+                sigma = cfg.noise_min + (cfg.noise_max - cfg.noise_min) * torch.rand(batch.shape[0], device=device,
+                                                                                    generator=noise_rng)
+                noisy = batch + sigma.view(-1, 1, 1, 1) * torch.randn(batch.shape, device=device, generator=noise_rng)
+                for group in member.opt.param_groups:
+                    group["lr"] = cfg.lr * _lr_factor(cfg, member.steps, elapsed / budget)
+                with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=autocast):
+                    estimate = member.net.denoise01(noisy, sigma)
+                loss = (estimate.float() - batch).abs().mean()
+                member.opt.zero_grad(set_to_none=True)
+                loss.backward()
+                if cfg.clip_grad > 0:
+                    torch.nn.utils.clip_grad_norm_(member.net.parameters(), cfg.clip_grad)
+                member.opt.step()
+                member.steps += 1
+                member.update_ema(cfg.ema_decay)
+                member.loss_sum = member.loss_sum + loss.detach()  # a device tensor: no synchronisation per step
+                member.loss_count += 1
+                total_steps += 1
+                steps_since += 1
+                images_since += batch.shape[0]
+                now = time.perf_counter()
+                if now - last_report >= cfg.report_every or now - last_save >= cfg.save_every:
+                    # Checked here, not per step, so that the GPU never waits for the host: a diverged run stops
+                    # before it overwrites the last good model files.
+                    for m in members:
+                        if isinstance(m.loss_sum, torch.Tensor) and not torch.isfinite(m.loss_sum):
+                            raise UserError(f"{m.name}: the loss became non-finite near step {m.steps}; the model "
+                                            f"files in {out} are from before; rerun with a lower --lr.")
+                if now - last_report >= cfg.report_every:
+                    span = now - last_report
+                    line = {"elapsed_s": round(now - started, 1), "steps_per_s": round(steps_since / span, 2),
+                            "images_per_s": round(images_since / span, 1),
+                            **{m.name: {"steps": m.steps, "lr": m.opt.param_groups[0]["lr"],
+                                        "l1": round(float(m.loss_sum) / max(m.loss_count, 1), 5)} for m in members}}
+                    echo("recipe: " + json.dumps(line))
+                    _append(log_path, line)
+                    for m in members:
+                        m.last_l1 = line[m.name]["l1"]
+                        m.loss_sum, m.loss_count = 0.0, 0
+                    last_report, steps_since, images_since = now, 0, 0
+                if now - last_save >= cfg.save_every:
+                    _save_all(members, out, val_set, cfg, device, record_base, now - started, log_path, echo)
+                    last_save = time.perf_counter()
+        finally:
+            del data_iter, loader
     elapsed = time.perf_counter() - started
     files = _save_all(members, out, val_set, cfg, device, record_base, elapsed, log_path, echo, final=True)
+    if stop.asked:
+        echo(f"interrupted: saved {', '.join(str(f) for f in files)}")
+        raise KeyboardInterrupt
     return {"steps": {m.name: m.steps for m in members}, "val_psnr": {m.name: m.val for m in members},
             "files": [str(f) for f in files], "seconds": round(elapsed, 1)}
 

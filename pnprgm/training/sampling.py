@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from pnprgm.errors import UserError
-from pnprgm.training.processes import ForwardProcess, nearest_upsample
+from pnprgm.training.processes import ForwardProcess, check_operator_files, nearest_upsample
 
 
 def _forked(device: torch.device):
@@ -222,6 +222,8 @@ def sample_model_grid(model: str, out: str | Path, *, count: int = 16, size: Opt
     multiple = int(getattr(generator, "size_multiple", 0) or 2 ** (len(config.get("ch_mult", [1])) - 1))
     record = dict(getattr(generator, "record", None) or {})
     process_config = model_process_config(generator)
+    if operator is None:
+        check_operator_files(record.get("operator_files"), process_config, when="the model was trained with it")
     if operator is not None:
         if process_config.name != "operator":
             raise UserError(f"--operator replaces the operator of an operator-process model; this one was trained "
