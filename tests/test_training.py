@@ -1570,3 +1570,16 @@ def test_a_kernel_file_that_changed_or_is_not_found_is_named_on_resume_and_in_sa
     monkeypatch.chdir(elsewhere)
     result = CliRunner().invoke(app, [*sample, "-o", "g3.png"])
     assert result.exit_code == 2 and "reads k.npy, which is not there" in result.output and "--operator" in result.output
+
+
+def test_a_mask_of_the_training_crop_names_the_validation_crop_and_channels_name_the_setting(data_dir, tmp_path):
+    Image.fromarray((np.indices((16, 16)).sum(0) % 2 * 255).astype(np.uint8)).save(tmp_path / "m16.png")
+    args = dict(process={"name": "operator", "operator": f"mask:file={tmp_path / 'm16.png'}", "noise_min": 0.02},
+                size="tiny", progress=False)
+    with pytest.raises(UserError, match=r"validation crops are \d+x\d+: .*set train.val_crop=16"):
+        train(data_dir, tmp_path / "a", train={**TINY_TRAIN, "steps": 1, "val_crop": 128}, **args)
+    train(data_dir, tmp_path / "b", train={**TINY_TRAIN, "steps": 1}, **args)  # TINY_TRAIN validates at 16
+    source = tmp_path / "b" / "model.pt"
+    with pytest.raises(UserError, match="train.channels=1 contradicts the model's 3 channels"):
+        train(data_dir, tmp_path / "c", train={**TINY_TRAIN, "steps": 1, "channels": 1}, init_from=source,
+              **{k: v for k, v in args.items() if k != "size"})

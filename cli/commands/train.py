@@ -67,7 +67,8 @@ def _list_choices(ctx: click.Context, _param, value: bool) -> None:
 @click.option("--steps", type=int, default=None, help="Generator updates (default 1000).")
 @click.option("--minutes", type=click.FloatRange(min=0), default=None,
               help="Stop after this many minutes of training (as if --steps were reached: validate, write model.pt); "
-                   "for a machine lent for a fixed time. 0: no limit (default).")
+                   "for a machine lent for a fixed time. 0: no limit (default). The cosine learning-rate schedule "
+                   "follows --steps: give about the steps that fit, or training stops near the peak rate.")
 @click.option("--model-every", "model_every", type=click.FloatRange(min=0), default=None, metavar="SECONDS",
               help="Also write model.pt every SECONDS (default 0: only at the end), so a killed run leaves a model.")
 @click.option("--batch-size", type=int, default=None, help="Images per step over all processes (default 8).")

@@ -166,6 +166,9 @@ def prepare(data: str | Path, *, process: ProcessConfig, train: TrainConfig, siz
         train_files, val_files = split_validation(files, train.val_fraction, HELD_OUT_SEED)
     channels = train.channels or detect_channels(files + list(val_files))
     if model and "channels" in model and int(model["channels"]) != channels:
+        if train.channels is not None:  # the user's setting, not the photos, disagrees with the model
+            raise UserError(f"train.channels={train.channels} contradicts the model's {model['channels']} channels; "
+                            f"remove train.channels (photos are converted to the model's channels).")
         raise UserError(f"the model has {model['channels']} channels but the images give {channels}; use "
                         f"{'colour' if int(model['channels']) == 3 else 'grayscale'} images or another model.")
     model_config = resolve_model(size, model or {}, process_config, channels)
@@ -194,7 +197,11 @@ def prepare(data: str | Path, *, process: ProcessConfig, train: TrainConfig, siz
                       f"train.data_downscale)") if train.data_downscale > 1 else ""
             raise UserError(f"validation images must be at least {multiple} pixels on each side{shrunk}; remove the "
                             f"small ones.")
-        forward.check_shape((channels, val_size, val_size))
+        try:
+            forward.check_shape((channels, val_size, val_size))
+        except UserError as err:  # e.g. a mask file of the training crop's size: the validation crop differs
+            raise UserError(f"validation crops are {val_size}x{val_size}: {str(err).rstrip('.')}; set "
+                            f"train.val_crop={train.crop} to validate at the training crop size.") from None
     return Prepared(train_set, val_set, model_config, process_config, train, forward, val_size, data_root, val_root)
 
 

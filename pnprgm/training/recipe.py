@@ -271,9 +271,9 @@ def train_denoisers(pack: str | Path, out: str | Path, cfg: RecipeConfig, *, dev
         prefetch_factor=4 if cfg.workers > 0 else None)
     noise_rng = torch.Generator(device=device).manual_seed((cfg.seed + 1) % MAX_SEED)
     autocast = device.type == "cuda"
-    params = sum(p.numel() for p in members[0].net.parameters())
-    echo(f"recipe: {len(train_set)} training photos, {len(val_files)} validation, {params / 1e6:.2f} M parameters per "
-         f"model, batch {cfg.batch_size} x {cfg.crop}^2, {cfg.minutes} min on {device}"
+    params = " + ".join(f"{sum(p.numel() for p in m.net.parameters()) / 1e6:.2f} M" for m in members)
+    echo(f"recipe: {len(train_set)} training photos, {len(val_files)} validation, {params} parameters "
+         f"({' + '.join(m.name for m in members)}), batch {cfg.batch_size} x {cfg.crop}^2, {cfg.minutes} min on {device}"
          + (f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else ""))
     log_path = out / "recipe_log.jsonl"
     budget = cfg.minutes * 60
