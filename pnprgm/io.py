@@ -551,7 +551,9 @@ def check_writable(path: str | Path, *, option: str = "") -> None:
         for folder in made:
             try:
                 folder.rmdir()
-            except OSError:  # not empty, or never made: it stays
+            except FileNotFoundError:  # never made (mkdir failed below it): the ones above may have been
+                continue
+            except OSError:  # not empty: it and those above stay
                 break
 
 
@@ -593,6 +595,19 @@ def load_numpy(path: str | Path, what: str, fix: str) -> Any:
     except Exception as err:  # zipfile and numpy raise several types for corrupt files
         detail = str(err).splitlines()[0].rstrip(".") if str(err) else type(err).__name__
         raise UserError(f"cannot read {what} file {path}: {detail}; {fix}.") from None
+
+
+def is_write_failure(err: OSError, folder: str | Path) -> bool:
+    """Whether ``err`` is a failed write into ``folder``: a full disk or read-only file system, or a file under it."""
+    import errno
+
+    if err.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS):
+        return True
+    names = [n for n in (err.filename, getattr(err, "filename2", None)) if n]
+    try:
+        return any(Path(os.fsdecode(n)).resolve().is_relative_to(Path(folder).resolve()) for n in names)
+    except (OSError, ValueError, TypeError):
+        return False
 
 
 def cannot_write_into(folder: str | Path, err: OSError, option: str = "-o") -> str:

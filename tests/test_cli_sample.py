@@ -147,6 +147,11 @@ def test_a_plain_denoiser_trained_from_noise_zero_restores_its_inputs(tmp_path):
                     "-o", tmp_path / "grid.png")
     assert result.exit_code == 0, result.output
     assert (tmp_path / "grid.png").is_file()
+    # trained from noise 0: a level below the process config's 1/255 is the model's own, not refused or raised
+    result = invoke("sample", "drunet-denoiser-color", "--input", photo, "-n", "1", "--noise", "0.002",
+                    "-o", tmp_path / "low.png")
+    assert result.exit_code == 0, result.output
+    assert json.loads((tmp_path / "low.json").read_text())["noise"] == pytest.approx(0.002)
 
 
 def test_a_size_below_the_model_multiple_names_size_not_the_inputs(tmp_path):

@@ -321,6 +321,6 @@ def test_ctrl_c_stops_the_recipe_with_its_models_saved(tiny_pack, tmp_path, monk
     assert len(calls) == 3, "stopped after the step in progress, not 5 minutes later"
     for name in ("drunet-denoiser-color", "drunet-denoiser-gray"):
         record = read_model_file(tmp_path / "out" / f"{name}.pt")["record"]
-        assert record["final"] and record["val_psnr_by_sigma255"]
+        assert record["final"] and record["interrupted"] and record["val_psnr_by_sigma255"]
     assert sum(read_model_file(tmp_path / "out" / f"{n}.pt")["record"]["steps"]
                for n in ("drunet-denoiser-color", "drunet-denoiser-gray")) == 3

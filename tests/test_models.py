@@ -189,8 +189,9 @@ def test_publish_refuses_names_that_are_not_plain_file_names(tmp_path, name):
 def test_publish_refuses_a_model_whose_process_does_not_fit_its_role(tmp_path):
     source = _tiny_model(tmp_path, 3)
     content = torch.load(source, weights_only=True)
-    for process, role, hint in (("operator", "denoiser", "pnprgm sample"), ("ddpm", "sr", "pnprgm sample"),
-                                ("sr", "denoiser", "role='sr'"), ("denoise", "sr", "role='denoiser'")):
+    for process, role, hint in (("operator", "denoiser", "pnprgm sample"), ("operator", "sr", "pnprgm sample"),
+                                ("ddpm", "sr", "role='denoiser'"), ("sr", "denoiser", "role='sr'"),
+                                ("denoise", "sr", "role='denoiser'")):
         content["process"] = {"name": process}
         torch.save(content, tmp_path / "other.pt")
         with pytest.raises(UserError, match=f"trained on the {process} process.*{re.escape(hint)}"):

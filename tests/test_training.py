@@ -786,7 +786,8 @@ def test_minutes_stops_training_in_time_and_model_every_writes_the_model_on_the_
     d_losses = [float(row["d_real"]) + float(row["d_fake"]) for row in _log(tmp_path / "run")]
     assert len(d_losses) == 3 and record["recent_d_loss"] == pytest.approx(np.mean(d_losses), abs=1e-4)
     assert record["val_step"] == 3  # validated at the end, after the intermediate model of step 2
-    assert model_file.read_model_file(tmp_path / "run" / "model.pt")["record"]["steps"] == 3
+    record = model_file.read_model_file(tmp_path / "run" / "model.pt")["record"]
+    assert record["steps"] == 3 and record["interrupted"]
     for bad in ({"minutes": -1}, {"model_every": float("nan")}):
         with pytest.raises(UserError, match="minutes and model_every"):
             TrainConfig(**bad)
@@ -1379,15 +1380,28 @@ def test_overwrite_replaces_the_old_runs_files_only_once_the_new_run_is_known_go
     args = dict(process={"name": "denoise", "noise_min": 0.01, "noise_max": 0.2}, size="tiny", progress=False)
     every = {**TINY_TRAIN, "prior": "mmd", "mmd_features": "pixels", "checkpoint_every": 1, "sample_every": 1}
     out = tmp_path / "run"
-    train(data_dir, out, train={**every, "steps": 4}, **args)
-    (out / "checkpoints" / "notes.txt").write_text("mine")
-    before = (out / "last.pt").read_bytes()
+    train(data_dir, out, train={**every, "steps": 4, "model_at_steps": (2,)}, **args)
+    for mine in ("notes.txt", "step_best.pt"):  # a user's files, whatever their names look like
+        (out / "checkpoints" / mine).write_text("mine")
+    before, model_before = (out / "last.pt").read_bytes(), (out / "model.pt").read_bytes()
     for bad in ({"train": {**every, "steps": 2, "lr_g": -1}}, {"model": {"nf": 0}}):
         with pytest.raises(UserError):
             train(data_dir, out, overwrite=True, **{"train": {**every, "steps": 2}, **args, **bad})
         assert (out / "last.pt").read_bytes() == before and (out / "checkpoints" / "step_0000004.pt").exists()
+    from pnprgm.training import loop
+
+    original = loop.Trainer.train_step
+    loop.Trainer.train_step = lambda self: (_ for _ in ()).throw(RuntimeError("out of memory"))
+    try:  # a new run that dies before it writes anything leaves the old model (its resume point goes)
+        with pytest.raises(RuntimeError):
+            train(data_dir, out, train={**every, "steps": 2}, overwrite=True, **args)
+    finally:
+        loop.Trainer.train_step = original
+    assert (out / "model.pt").read_bytes() == model_before and not (out / "last.pt").exists()
     train(data_dir, out, train={**every, "steps": 2, "keep_checkpoints": 2}, overwrite=True, **args)
-    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["notes.txt", "step_0000001.pt", "step_0000002.pt"]
+    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["notes.txt", "step_0000001.pt", "step_0000002.pt",
+                                                                      "step_best.pt"]
+    assert not (out / "model_step0000002.pt").exists()
     assert sorted(p.name for p in (out / "samples").iterdir()) == ["step_0000001.png", "step_0000002.png"]
     assert torch.load(out / "last.pt", weights_only=True)["step"] == 2
     assert [row["step"] for row in _log(out)] == ["1", "2"]
@@ -1450,7 +1464,7 @@ def test_a_training_set_with_a_16_bit_image_keeps_its_low_bits(tmp_path):
     ({"mmd_sigmas": ()}, "mmd_sigmas must list one or more"),
     ({"beta1": 1.0}, "beta1 and beta2"),
     ({"val_crop": 0}, "val_crop >= 4"),
-    ({"log_every": 0}, "log_every >= 1"),
+    ({"log_every": -1}, "log_every must be >= 0"),
 ])
 def test_train_config_refuses_values_torch_would_only_refuse_mid_run(bad, message):
     with pytest.raises(UserError, match=re.escape(message)):
@@ -1481,6 +1495,12 @@ def test_cli_train_names_an_out_it_cannot_write_before_reading_data_and_a_full_d
     result = CliRunner().invoke(app, [*base, "--out", str(tmp_path / "run")])
     assert result.exit_code == 2 and "No space left on device" in result.output and "free space" in result.output
     assert "Traceback" not in result.output and len(result.output.strip().splitlines()) == 1
+    from pnprgm.io import is_write_failure  # only writes into --out are worded as such; a read error stays itself
+
+    out = tmp_path / "run"
+    assert is_write_failure(PermissionError(errno.EACCES, "denied", str(out / "checkpoints" / "x.pt")), out)
+    assert not is_write_failure(OSError(errno.EIO, "I/O error", str(data_dir / "img0.png")), out)
+    assert not is_write_failure(OSError(errno.ECONNREFUSED, "refused"), out)
 
 
 def test_data_folder_passes_over_hidden_files_and_names_images_in_subfolders(tmp_path):
@@ -1523,7 +1543,8 @@ def test_ctrl_c_saves_a_resumable_checkpoint_after_the_step_in_progress(data_dir
         train(data_dir, tmp_path / "run", train=every, **args)
     assert signal.getsignal(signal.SIGINT) is before
     assert torch.load(tmp_path / "run" / "last.pt", weights_only=True)["step"] == 3
-    assert model_file.read_model_file(tmp_path / "run" / "model.pt")["record"]["steps"] == 3
+    record = model_file.read_model_file(tmp_path / "run" / "model.pt")["record"]
+    assert record["steps"] == 3 and record["interrupted"]
     monkeypatch.setattr(loop.Trainer, "train_step", original)
     assert train(data_dir, tmp_path / "run", train={"steps": 5}, resume=True, **args)["steps"] == 5
 
@@ -1533,7 +1554,7 @@ def test_val_folder_messages_name_val_and_training_photos_used_for_validation_ar
                 train={**TINY_TRAIN, "steps": 1}, progress=False)
     with pytest.raises(UserError, match=r"^--val folder .*missing does not exist; give a folder of validation images"):
         train(data_dir, tmp_path / "a", val=tmp_path / "missing", **args)
-    with pytest.warns(UserWarning, match="6 of the 6 --val images are also training images"):
+    with pytest.warns(UserWarning, match="2 of the 2 validation images are also training images"):
         train(data_dir, tmp_path / "b", val=data_dir, **args)
 
 
@@ -1583,3 +1604,23 @@ def test_a_mask_of_the_training_crop_names_the_validation_crop_and_channels_name
     with pytest.raises(UserError, match="train.channels=1 contradicts the model's 3 channels"):
         train(data_dir, tmp_path / "c", train={**TINY_TRAIN, "steps": 1, "channels": 1}, init_from=source,
               **{k: v for k, v in args.items() if k != "size"})
+
+
+def test_a_run_validated_on_its_own_data_folder_resumes(data_dir, tmp_path):
+    """--val equal to --data: resuming with the same --val used to be refused as "the run held out 10 % ..."."""
+    args = dict(process={"name": "denoise", "noise_min": 0.01, "noise_max": 0.2}, size="tiny", progress=False)
+    with pytest.warns(UserWarning, match="also training images"):
+        train(data_dir, tmp_path / "run", train={**TINY_TRAIN, "steps": 1}, val=data_dir, **args)
+        assert train(data_dir, tmp_path / "run", train={"steps": 2}, val=data_dir, resume=True, **args)["steps"] == 2
+    with pytest.raises(UserError, match="resume with --val"):
+        train(data_dir, tmp_path / "run", train={"steps": 3}, resume=True, **args)
+
+
+def test_ema_warmup_counts_generator_updates_when_no_discriminator_holds_them_back(data_dir, tmp_path):
+    """d_warmup without a discriminator (prior weight 0): the generator trains from step 0, and the EMA's decay
+    must stay in [0, 1) (it went negative, then divided by zero)."""
+    train(data_dir, tmp_path / "run", process={"name": "denoise", "noise_min": 0.01, "noise_max": 0.2}, size="tiny",
+          train={**TINY_TRAIN, "steps": 12, "d_warmup": 11, "prior_weight": 0, "supervised": 1, "lmbda": 0},
+          progress=False)
+    state = torch.load(tmp_path / "run" / "last.pt", weights_only=True)
+    assert all(torch.isfinite(v).all() for v in state["G_ema"].values() if v.is_floating_point())

@@ -112,7 +112,7 @@ def command(data, out, forward, operator, noise, levels, prior, steps, minutes, 
     import torch
 
     from pnprgm.config import read_config_file
-    from pnprgm.io import cannot_write_into
+    from pnprgm.io import cannot_write_into, is_write_failure
     from pnprgm.training import train
     from pnprgm.training.config import split_sections
 
@@ -150,7 +150,9 @@ def command(data, out, forward, operator, noise, levels, prior, steps, minutes, 
                         size=size, model=model, val=val, resume=resume, init_from=init_from, device=device,
                         command="pnprgm " + shlex.join(sys.argv[1:]), progress=not quiet, code_operator=operator,
                         overwrite=overwrite)
-    except OSError as err:  # the data are decoded before training: what fails later is a write (a full disk)
+    except OSError as err:  # a write into --out (a full disk) in one line; other failures as they are
+        if not is_write_failure(err, out):
+            raise
         raise UserError(cannot_write_into(out, err, "--out")) from None
     if summary.get("model"):
         psnr = summary.get("val_psnr")

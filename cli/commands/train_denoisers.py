@@ -59,7 +59,7 @@ def command(data, out, minutes, size, batch_size, crop, noise, lr, gray_share, s
     import torch
 
     from pnprgm.config import build_strict
-    from pnprgm.io import cannot_write_into
+    from pnprgm.io import cannot_write_into, is_write_failure
     from pnprgm.training.recipe import RecipeConfig, train_denoisers
 
     if threads is not None:
@@ -74,7 +74,9 @@ def command(data, out, minutes, size, batch_size, crop, noise, lr, gray_share, s
         summary = train_denoisers(data, out, cfg, device=device, init_from=init_from, overwrite=overwrite,
                                   command="pnprgm " + shlex.join(sys.argv[1:]),
                                   echo=lambda line: click.echo(line, err=False))
-    except OSError as err:  # the photos are decoded before training: what fails later is a write (a full disk)
+    except OSError as err:  # a write into --out (a full disk) in one line; other failures as they are
+        if not is_write_failure(err, out):
+            raise
         raise UserError(cannot_write_into(out, err, "--out")) from None
     for name, steps in summary["steps"].items():
         click.echo(f"{name}: {steps} steps, validation PSNR {summary['val_psnr'][name]}")

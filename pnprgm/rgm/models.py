@@ -338,8 +338,9 @@ def model_behind(denoiser: str, channels: int) -> Optional[dict[str, str]]:
 #: what a published model's name may be: it is also a file name in the shipped folder, so no path separators
 PUBLISHED_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]*")
 
-#: the forward process a model of each role must have been trained on
-ROLE_PROCESSES = {"denoiser": ("denoise",), "sr": ("sr",)}
+#: the forward processes a model of each role may have been trained on (a file without one: RGM's ddpm, as
+#: :class:`pnprgm.denoisers.rgm.RGMDenoiser` reads it)
+ROLE_PROCESSES = {"denoiser": ("denoise", "ddpm"), "sr": ("sr",)}
 
 
 def publish(source: str | Path, name: str, *, role: str = "denoiser", default: bool = False, summary: str = "",
@@ -373,7 +374,7 @@ def publish(source: str | Path, name: str, *, role: str = "denoiser", default: b
     if family is not None and (role != "denoiser" or taken):
         raise UserError(f"family {family!r} must name denoisers and not be taken by another denoiser; choose a new name.")
     content = read_model_file(source)
-    trained_on = (content.get("process") or {}).get("name")
+    trained_on = (content.get("process") or {}).get("name") or "ddpm"
     if trained_on not in ROLE_PROCESSES[role]:
         fits = next((r for r, names in ROLE_PROCESSES.items() if trained_on in names), None)
         raise UserError(f"{source} was trained on the {trained_on} process, and a {role} model needs "

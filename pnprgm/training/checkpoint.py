@@ -56,15 +56,24 @@ def save_checkpoint(content: dict[str, Any], *paths: str | Path) -> None:
         write_bytes(path, data)
 
 
+def step_files(folder: str | Path, pattern: str = r"step_(\d{7,})\.pt") -> list[tuple[int, Path]]:
+    """``(step, path)`` of the plain files of ``folder`` whose whole name matches ``pattern`` (its group: the step),
+    by step: the files a run wrote (``step_0000500.pt``, ``step_0000500.png``, ``model_step0000500.pt``), never a
+    user's ``step_best.pt``, a folder or a link."""
+    import re
+
+    if not Path(folder).is_dir():
+        return []
+    return sorted((int(m[1]), p) for p in Path(folder).iterdir()
+                  if (m := re.fullmatch(pattern, p.name)) and p.is_file() and not p.is_symlink())
+
+
 def prune_checkpoints(folder: str | Path, keep: int) -> list[Path]:
     """Delete all but the ``keep`` latest ``step_NNNNNNN.pt`` files of ``folder`` (0: keep every one); other files
     are left alone. Returns the deleted paths."""
-    import re
-
-    if keep <= 0 or not Path(folder).is_dir():
+    if keep <= 0:
         return []
-    steps = sorted((int(m[1]), p) for p in Path(folder).iterdir()
-                   if (m := re.fullmatch(r"step_(\d{7,})\.pt", p.name)) and p.is_file() and not p.is_symlink())
+    steps = step_files(folder)
     removed = [p for _, p in steps[:-keep]]
     for path in removed:
         path.unlink(missing_ok=True)

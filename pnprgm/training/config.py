@@ -261,9 +261,9 @@ class TrainConfig:
             raise UserError(f"train: val_images must be >= 0 (0: no validation), val_crop >= 4 pixels and val_sigma a "
                             f"noise std in (0, 1]; "
                             f"got {self.val_images}, {self.val_crop}, {self.val_sigma}.")
-        if min(self.checkpoint_every, self.val_every, self.sample_every) < 0 or self.log_every < 1:
-            raise UserError("train: checkpoint_every, val_every and sample_every must be >= 0 (0: only at the end) "
-                            "and log_every >= 1.")
+        if min(self.checkpoint_every, self.val_every, self.sample_every, self.log_every) < 0:
+            raise UserError("train: checkpoint_every, val_every, sample_every and log_every must be >= 0 (0: only at "
+                            "the end).")
 
 
 #: Train fields added after runs were checkpointed, with the value that rebuilds those runs' networks: a saved

@@ -15,8 +15,8 @@ from typing import Optional
 
 class StopRequest:
     """Context manager that turns the first SIGINT into ``asked = True`` (with one line on stderr) and restores the
-    previous handler, so that the next SIGINT interrupts as usual. Outside the main thread, or with ``enabled``
-    False (DDP ranks, which torchrun stops together), it changes nothing."""
+    previous handler, so that the next SIGINT interrupts as usual. Outside the main thread, over any handler but
+    Python's default one, or with ``enabled`` False (DDP ranks, which torchrun stops together), it changes nothing."""
 
     def __init__(self, what: str, enabled: bool = True):
         self.what, self.enabled, self.asked = what, enabled, False
@@ -28,7 +28,10 @@ class StopRequest:
         print(f"\ninterrupted: {self.what} after this step (Ctrl-C again to stop at once)", file=sys.stderr, flush=True)
 
     def __enter__(self) -> "StopRequest":
-        if self.enabled and threading.current_thread() is threading.main_thread():
+        # only over Python's own Ctrl-C handler: a process started to ignore SIGINT (nohup, &) keeps ignoring it,
+        # and a handler installed from C (None) could not be put back
+        if self.enabled and threading.current_thread() is threading.main_thread() \
+                and signal.getsignal(signal.SIGINT) is signal.default_int_handler:
             self._previous = signal.signal(signal.SIGINT, self._ask)
         return self
 

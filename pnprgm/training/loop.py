@@ -36,7 +36,7 @@ from torch import nn
 from pnprgm.config import MAX_SEED, build_strict, coerce, field_types, to_dict
 from pnprgm.device import resolve_device
 from pnprgm.errors import UserError
-from pnprgm.io import check_writable, refuse_taken, sha256_file, versions, write_image, write_json
+from pnprgm.io import check_writable, refuse_taken, versions, write_image, write_json
 from pnprgm.metrics import psnr
 from pnprgm.rgm import model_file
 from pnprgm.training import checkpoint as ckpt
@@ -156,10 +156,6 @@ def prepare(data: str | Path, *, process: ProcessConfig, train: TrainConfig, siz
     val_root = Path(val) if val is not None else None
     if val_root is not None:
         train_files, val_files = files, scan_folder(val_root, "validation")
-        shared = set(map(sha256_file, val_files)) & set(map(sha256_file, files))
-        if shared:
-            warnings.warn(f"{len(shared)} of the {len(val_files)} --val images are also training images (--data): "
-                          f"the validation PSNR is then not measured on unseen photos.", stacklevel=2)
     else:
         # the held-out photos are the folder's, not the run's: another --seed must not train on the photos that
         # the benchmarks and the other runs hold out (held_out_files), so the split's seed is fixed
@@ -189,6 +185,10 @@ def prepare(data: str | Path, *, process: ProcessConfig, train: TrainConfig, siz
     if val_files and train.val_images > 0:
         chosen = sorted(val_files)[: train.val_images]
         val_set = load_images(chosen, channels, 1, what="validation", downscale=train.data_downscale)
+        shared = set(val_set.sha256) & set(train_set.sha256)
+        if shared:
+            warnings.warn(f"{len(shared)} of the {len(chosen)} validation images are also training images (--val holds "
+                          f"photos of --data): the validation PSNR is not measured on unseen photos.", stacklevel=2)
         smallest = min(min(im.shape[1:]) for im in val_set.images)
         multiple = math.lcm(generator_multiple, process_size_multiple(process_config))
         val_size = min(train.val_crop, smallest) // multiple * multiple
@@ -233,6 +233,8 @@ class Trainer:
         self.device = dist_info.device
         self.command = command
         self.history: list[dict[str, Any]] = []  # earlier segments of a resumed run
+        self.replaces_a_run = False  # --overwrite: the earlier run's files go before this run writes its first
+        self.interrupted = False  # stopped by Ctrl-C before its steps
         self.operator_files = operator_files(prepared.process_config)  # kernels, masks: checked on resume and load
         self.init_from: Optional[dict[str, Any]] = None  # provenance of the starting weights when fine-tuning
         self.progress = progress
@@ -306,7 +308,7 @@ class Trainer:
             "data": {"root": str(self.p.data_root), "files": self.p.train_set.record(self.p.data_root),
                      "val_root": str(self.p.val_root or self.p.data_root),
                      "val_files": self.p.val_set.record(self.p.val_root or self.p.data_root) if self.p.val_set else [],
-                     "val_size": self.p.val_size},
+                     "val_size": self.p.val_size, "val_given": self.p.val_root is not None},
             "world_size": self.dist.world,
             "init_from": self.init_from,
             "operator_files": self.operator_files,
@@ -338,8 +340,14 @@ class Trainer:
         }
         return content
 
+    def _clear_replaced_run(self) -> None:
+        if self.replaces_a_run and self.dist.main:
+            remove_replaced_files(self.out)
+            self.replaces_a_run = False
+
     def save_checkpoint(self) -> None:
         if self.dist.main:
+            self._clear_replaced_run()
             ckpt.save_checkpoint(self.state(), self.out / "checkpoints" / f"step_{self.step:07d}.pt", self.out / "last.pt")
             ckpt.prune_checkpoints(self.out / "checkpoints", self.cfg.keep_checkpoints)
 
@@ -393,6 +401,7 @@ class Trainer:
             "history": list(self.history),
             "init_from": self.init_from,
             "steps": self.step,
+            "interrupted": self.interrupted,
             "seconds": round(self.elapsed(), 1),
             "hardware": self.hardware(),
             "versions": versions(),
@@ -427,6 +436,7 @@ class Trainer:
         return bool(value.item())
 
     def save_model(self, name: str = "model.pt") -> Path:
+        self._clear_replaced_run()
         path = self.out / name
         model_file.save_model(path, self.G_ema.state_dict(), dict(self.G.config), to_dict(self.p.process_config), self.record())
         return path
@@ -517,7 +527,9 @@ class Trainer:
     def _update_ema(self) -> None:
         decay = self.cfg.ema_decay
         if self.cfg.ema_warmup:
-            update = self.step - self.cfg.d_warmup + 1  # the generator's update number, 1 for its first
+            # the generator's update number, 1 for its first: it waits through d_warmup only while a D trains
+            waited = self.cfg.d_warmup if self.D is not None and self.cfg.prior_weight > 0 else 0
+            update = self.step - waited + 1
             decay = min(decay, (1 + update) / (10 + update))
         for ema, live in zip(self.G_ema.parameters(), self.G.parameters()):
             ema.lerp_(live.detach(), 1 - decay)
@@ -539,6 +551,7 @@ class Trainer:
 
     @torch.no_grad()
     def write_samples(self) -> Optional[Path]:
+        self._clear_replaced_run()
         process = self.p.process
         path = self.out / "samples" / f"step_{self.step:07d}.png"
         shape = (self.p.model.channels, self.cfg.crop, self.cfg.crop)
@@ -604,6 +617,7 @@ class Trainer:
                     last_model = written
                 done = self.step >= cfg.steps or self.timed_out
                 if stop.asked and not done:
+                    self.interrupted = True  # in the model's record: it did not reach its steps
                     self.save_checkpoint()
                     self.save_model()
                     print(f"saved step {self.step}: {self.out / 'last.pt'} (resume with --resume) and "
@@ -753,7 +767,7 @@ def train(data: str | Path, out: str | Path, *, process: ProcessConfig | dict | 
         check_operator_files(saved.get("operator_files"), process, when="the run resumes with the file it began with")
         train_cfg = _merge_resumed_train(saved["train"], train_cfg, given_train)
         _refuse_model_changes(saved["model"], model or {}, size, "the checkpoint's generator", "--resume")
-        _refuse_val_change(saved.get("data", {}), data, val)
+        _refuse_val_change(saved.get("data", {}), data, val, train_cfg.val_fraction)
         model = dict(saved["model"])
         size = None  # every field comes from the saved model config
         model.pop("arch", None)
@@ -763,7 +777,8 @@ def train(data: str | Path, out: str | Path, *, process: ProcessConfig | dict | 
         refuse_taken(out, RUN_FILES + tuple(snapshot_name(n) for n in train_cfg.model_at_steps), overwrite=overwrite)
     if out.exists() and not out.is_dir():
         raise UserError(f"--out {out} is a file; give a folder (it is created).")
-    check_writable(out / "config.json", option="--out")  # before the data are decoded, not at the first write
+    if dist_info.main:  # one probe: another rank's probe would remove the folder under this one's feet
+        check_writable(out / "config.json", option="--out")  # before the data are decoded, not at the first write
     initial = None
     if init_from is not None:
         initial = model_file.read_initial_weights(init_from)
@@ -794,7 +809,7 @@ def train(data: str | Path, out: str | Path, *, process: ProcessConfig | dict | 
             hint = "" if set(clashing) & set(ADDED_INPUTS) else " (model.noise_input=true may be added)"
             raise UserError(f"the architecture comes from --init-from {init_from}; remove the model settings "
                             f"{', '.join('model.' + k for k in clashing)}{hint}.")
-        _refuse_model_changes(initial.config, {}, size, f"--init-from {init_from}", "--init-from")
+        _refuse_model_changes(initial.config, model or {}, size, f"--init-from {init_from}", "--init-from")
         model, size = {**initial.config, **added}, None
         if train_cfg.channels is None:  # fine-tuning a gray model on colour photos converts them, as its own run did
             train_cfg = dataclasses.replace(train_cfg, channels=int(initial.config["channels"]))
@@ -804,10 +819,13 @@ def train(data: str | Path, out: str | Path, *, process: ProcessConfig | dict | 
                        device=dist_info.device, code_operator=code_operator)
     trainer = Trainer(prepared, out, dist_info, command=command, progress=progress)
     if overwrite and not resume and dist_info.main:
-        # the replaced run's files go once the new run's data, settings and networks are known good, and all of
-        # them: its last.pt would let --resume continue the old run under the new config.json, and its checkpoints
-        # and samples would mix with the new run's (keep_checkpoints would prune the new ones as the oldest)
-        remove_run_files(out, train_cfg.model_at_steps)
+        # the replaced run's resume point goes once the new run's data, settings and networks are known good: a new
+        # run killed before its first checkpoint must not leave --resume continuing the old one under the new
+        # config.json. Its models, checkpoints and samples go when the new run writes its first of them (so that a
+        # new run that fails early leaves the old model; checkpoints of both would mix, and keep_checkpoints
+        # would prune the new ones as the oldest).
+        (out / "last.pt").unlink(missing_ok=True)
+        trainer.replaces_a_run = True
     if content is not None:
         saved_files = [(f["name"], f["sha256"]) for f in content["config"]["data"]["files"]]
         now = [(f["name"], f["sha256"]) for f in prepared.train_set.record(prepared.data_root)]
@@ -842,6 +860,10 @@ def _resumed_process(saved: dict, given: dict | ProcessConfig | None) -> Process
         # another process or operator is named before the merged settings are resolved (which would object to
         # their mixture in other words)
         changed = sorted(k for k in ("name", "operator") if k in fields and values[k] != getattr(saved_cfg, k))
+        noise = sorted(k for k in ("noise_min", "noise_max") if k in fields and values[k] is not None)
+        if not changed and noise and saved_cfg.name in ("ddpm", "sr"):
+            raise UserError(f"the run's {saved_cfg.name} process takes its noise from RGM's schedule; resume without "
+                            f"--noise.")
         if not changed:
             merged = resolve_process(build_strict(ProcessConfig, {**saved, **{k: values[k] for k in fields}}, what="process"))
             changed = sorted(k for k in fields if getattr(merged, k) != getattr(resolve_process(saved_cfg), k))
@@ -857,8 +879,8 @@ def _refuse_model_changes(source: dict, overrides: dict, size: Optional[str], ow
     ``source`` (a model config) is an error, not ignored."""
     types = field_types(GeneratorConfig)
     plain = lambda v: list(v) if isinstance(v, tuple) else v  # noqa: E731 (stored configs hold lists)
-    if size is not None:
-        differing = sorted(k for k, v in SIZES.get(size).items() if plain(source.get(k)) != plain(v))
+    if size is not None:  # a size's field that a model setting overrides is that setting's to agree on
+        differing = sorted(k for k, v in SIZES.get(size).items() if k not in overrides and plain(source.get(k)) != plain(v))
         if differing:
             raise UserError(f"the architecture comes from {owner}, which is not the {size!r} size ("
                             f"{', '.join(f'{k}={source.get(k)!r}' for k in differing)}); remove --size.")
@@ -870,33 +892,33 @@ def _refuse_model_changes(source: dict, overrides: dict, size: Optional[str], ow
             raise UserError(f"cannot change model.{key} when resuming (the checkpoint has {source.get(key)!r}); remove it.")
 
 
-def _refuse_val_change(saved_data: dict, data: str | Path, val: Optional[str | Path]) -> None:
+def _refuse_val_change(saved_data: dict, data: str | Path, val: Optional[str | Path], val_fraction: float) -> None:
     """A resumed run validates on the photos it began with: ``--val`` changes the split of ``--data``."""
     saved_val, saved_root = saved_data.get("val_root"), saved_data.get("root")
     if saved_val is None or saved_root is None:
         return
-    had_val = Path(saved_val).resolve() != Path(saved_root).resolve()
+    # recorded since 2026-12-07; before, a --val folder shows as a val_root other than the data root
+    had_val = saved_data.get("val_given", Path(saved_val).resolve() != Path(saved_root).resolve())
     if val is None and had_val:
         raise UserError(f"the run validated on {saved_val}; resume with --val {saved_val}.")
     if val is not None and not had_val:
-        raise UserError(f"the run held out 10 % of {saved_root} for validation; resume without --val.")
+        raise UserError(f"the run held out {val_fraction:.0%} of {saved_root} for validation; resume without --val.")
     if val is not None and Path(val).resolve() != Path(saved_val).resolve():
         raise UserError(f"the run validated on {saved_val}, not {val}; resume with --val {saved_val}.")
 
 
-def remove_run_files(out: Path, model_at_steps: tuple[int, ...] = ()) -> None:
-    """Delete what an earlier run wrote into ``out`` (``RUN_FILES``, its checkpoints ``step_N.pt`` and sample grids
-    ``step_N.png``, its step snapshots); another file in ``checkpoints/`` or ``samples/`` stays, with its folder."""
-    for name in ("last.pt", "config.json", "record.json", "log.csv", "model.pt"):
-        (out / name).unlink(missing_ok=True)
-    for path in out.glob("model_step*.pt"):
-        path.unlink()
-    for folder, suffix in (("checkpoints", ".pt"), ("samples", ".png")):
-        if (out / folder).is_dir():
-            for path in (out / folder).glob(f"step_*{suffix}"):
-                path.unlink()
-            if not any((out / folder).iterdir()):
-                (out / folder).rmdir()
+def remove_replaced_files(out: Path) -> None:
+    """Delete the models, checkpoints and sample grids an earlier run wrote into ``out`` (``model.pt``,
+    ``record.json``, ``model_stepNNNNNNN.pt``, ``checkpoints/step_NNNNNNN.pt``, ``samples/step_NNNNNNN.png``, plain
+    files of exactly those names); anything else stays, a user's ``checkpoints/step_best.pt`` included."""
+    for name in ("record.json", "model.pt"):
+        path = out / name
+        if path.is_file() and not path.is_symlink():
+            path.unlink()
+    for folder, pattern in ((out, r"model_step(\d{7,})\.pt"), (out / "checkpoints", r"step_(\d{7,})\.pt"),
+                            (out / "samples", r"step_(\d{7,})\.png")):
+        for _, path in ckpt.step_files(folder, pattern):
+            path.unlink()
 
 
 def _merge_resumed_train(saved: dict, given: TrainConfig, given_fields: set[str]) -> TrainConfig:

@@ -468,9 +468,10 @@ def _import_user_module(name: str):
     """The module the user named in ``--operator module:callable``, found as ``python -m`` would (the current folder
     first); None when it does not exist. A module that exists but fails to import is a :class:`UserError` with the
     real cause (a syntax error, a module it imports that is missing), not "unknown operator"."""
-    added = os.getcwd() not in sys.path
+    here = os.getcwd()  # kept: the module may change folder as it is imported
+    added = here not in sys.path
     if added:
-        sys.path.insert(0, os.getcwd())
+        sys.path.insert(0, here)
     try:
         return importlib.import_module(name)
     except ModuleNotFoundError as err:
@@ -484,8 +485,8 @@ def _import_user_module(name: str):
         where = f" ({err.filename}, line {err.lineno})" if isinstance(err, SyntaxError) and err.filename else ""
         raise UserError(f"cannot import {name}: {type(err).__name__}{': ' + first[:160] if first else ''}{where}.") from None
     finally:
-        if added:
-            sys.path.remove(os.getcwd())
+        if added and here in sys.path:
+            sys.path.remove(here)
 
 
 def _callable_of(module, left: str, right: str) -> Callable:

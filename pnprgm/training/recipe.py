@@ -335,10 +335,7 @@ def train_denoisers(pack: str | Path, out: str | Path, cfg: RecipeConfig, *, dev
                 if now - last_report >= cfg.report_every or now - last_save >= cfg.save_every:
                     # Checked here, not per step, so that the GPU never waits for the host: a diverged run stops
                     # before it overwrites the last good model files.
-                    for m in members:
-                        if isinstance(m.loss_sum, torch.Tensor) and not torch.isfinite(m.loss_sum):
-                            raise UserError(f"{m.name}: the loss became non-finite near step {m.steps}; the model "
-                                            f"files in {out} are from before; rerun with a lower --lr.")
+                    _check_finite(members, out)
                 if now - last_report >= cfg.report_every:
                     span = now - last_report
                     line = {"elapsed_s": round(now - started, 1), "steps_per_s": round(steps_since / span, 2),
@@ -357,12 +354,22 @@ def train_denoisers(pack: str | Path, out: str | Path, cfg: RecipeConfig, *, dev
         finally:
             del data_iter, loader
     elapsed = time.perf_counter() - started
-    files = _save_all(members, out, val_set, cfg, device, record_base, elapsed, log_path, echo, final=True)
+    _check_finite(members, out)  # the last steps too: the final files must not replace good ones with a NaN model
+    files = _save_all(members, out, val_set, cfg, device, record_base, elapsed, log_path, echo, final=True,
+                      interrupted=stop.asked)
     if stop.asked:
         echo(f"interrupted: saved {', '.join(str(f) for f in files)}")
         raise KeyboardInterrupt
     return {"steps": {m.name: m.steps for m in members}, "val_psnr": {m.name: m.val for m in members},
             "files": [str(f) for f in files], "seconds": round(elapsed, 1)}
+
+
+def _check_finite(members: list["Member"], out: Path) -> None:
+    """A :class:`UserError` when a model's running loss is NaN or infinite (its weights have diverged)."""
+    for m in members:
+        if isinstance(m.loss_sum, torch.Tensor) and not torch.isfinite(m.loss_sum):
+            raise UserError(f"{m.name}: the loss became non-finite near step {m.steps}; the model files in {out} "
+                            f"are from before; rerun with a lower --lr.")
 
 
 def _append(path: Path, entry: dict) -> None:
@@ -398,7 +405,7 @@ def validate(net: DRUNetGenerator, val_set, channels: int, cfg: RecipeConfig, de
 
 def _save_all(members: list[Member], out: Path, val_set, cfg: RecipeConfig, device: torch.device,
               record_base: dict, elapsed: float, log_path: Path, echo: Callable[[str], None], *,
-              final: bool = False) -> list[Path]:
+              final: bool = False, interrupted: bool = False) -> list[Path]:
     from pnprgm.rgm.model_file import save_model
 
     files = []
@@ -409,7 +416,7 @@ def _save_all(members: list[Member], out: Path, val_set, cfg: RecipeConfig, devi
                  for k, v in m.ema.state_dict().items()}
         before = (m.init_from or {}).get("steps_total") or 0
         record = {**record_base, "steps": m.steps, "steps_total": before + m.steps, "init_from": m.init_from, "train_seconds": round(elapsed, 1),
-                  "final": final, "val_psnr_by_sigma255": m.val, "val_psnr": m.val.get("25"),
+                  "final": final, "interrupted": interrupted, "val_psnr_by_sigma255": m.val, "val_psnr": m.val.get("25"),
                   "storage": "float16", "channels": m.channels,
                   "final_losses": {"l1": m.last_l1 if m.last_l1 is not None else (
                       round(float(m.loss_sum) / m.loss_count, 5) if m.loss_count else None)}}

@@ -125,10 +125,14 @@ def model_process_config(generator: nn.Module):
     return build_strict(ProcessConfig, config, what="process")
 
 
-def checked_noise(process_config, noise: Optional[float], default: float) -> Optional[float]:
+def checked_noise(process_config, noise: Optional[float], default: float, *,
+                  trained_low: Optional[float] = None) -> Optional[float]:
     """The noise std a restoration grid measures with: ``noise`` if the model was trained at it, else an error (the
     process would clamp it to the trained range without a word); without ``noise``, ``default`` clamped to that range.
-    None for the ddpm and sr processes, whose noise comes from their schedules (``noise`` is then an error)."""
+    None for the ddpm and sr processes, whose noise comes from their schedules (``noise`` is then an error).
+
+    :param trained_low: the lower end the model was really trained from, where the process config had to raise it
+        (the GPU recipe's 0: :func:`model_process_config`)."""
     from pnprgm.training.config import resolve_process
 
     trained = resolve_process(process_config)
@@ -137,7 +141,10 @@ def checked_noise(process_config, noise: Optional[float], default: float) -> Opt
             raise UserError(f"this model was trained on the {trained.name} process, whose noise comes from its "
                             f"schedule; remove --noise.")
         return None
-    low, high = float(trained.noise_min), float(trained.noise_max)
+    if noise == 0:
+        raise UserError("--noise 0 leaves nothing to restore; give a noise std > 0.")
+    low = float(trained.noise_min if trained_low is None else trained_low)
+    high = float(trained.noise_max)
     if noise is None:
         return min(max(default, low), high)
     if not low * (1 - 1e-6) <= noise <= high * (1 + 1e-6):
@@ -234,7 +241,11 @@ def sample_model_grid(model: str, out: str | Path, *, count: int = 16, size: Opt
     files = list_images(inputs) if inputs else []
     if inputs and not files:
         raise no_images_found(inputs)
-    sigma01 = checked_noise(process_config, noise, float(train_cfg.get("val_sigma", 25 / 255)))
+    raw_low = (getattr(generator, "process", None) or {}).get("noise_min")
+    sigma01 = checked_noise(process_config, noise, float(train_cfg.get("val_sigma", 25 / 255)),
+                            trained_low=0.0 if raw_low == 0 else None)
+    if sigma01 is not None and process_config.noise_min is not None and sigma01 < process_config.noise_min:
+        process_config = dataclasses.replace(process_config, noise_min=sigma01)  # else the process would raise it
     if upscale is not None and not files:
         raise UserError("--upscale super-resolves --input images; give the low-resolution images with --input.")
     if upscale is not None:
