@@ -1031,7 +1031,8 @@ def test_latent_noise_is_unit_white_noise_fixed_by_z():
 def test_init_from_a_gray_model_converts_colour_photos(data_dir, tmp_path):
     args = dict(process={"name": "denoise", "noise_min": 0.01, "noise_max": 0.2}, progress=False)
     source = train(data_dir, tmp_path / "gray", train={**TINY_TRAIN, "steps": 1, "channels": 1}, size="tiny", **args)
-    tuned = train(data_dir, tmp_path / "tuned", train={**TINY_TRAIN, "steps": 1}, init_from=source["model"], **args)
+    with pytest.warns(UserWarning, match="is a gray model: the colour photos of .* are converted to gray"):
+        tuned = train(data_dir, tmp_path / "tuned", train={**TINY_TRAIN, "steps": 1}, init_from=source["model"], **args)
     assert model_file.read_model_file(tuned["model"])["generator"]["config"]["channels"] == 1
     with pytest.raises(UserError, match="train.channels=3 contradicts the model.s 1 channels; remove train.channels"):
         train(data_dir, tmp_path / "bad", train={**TINY_TRAIN, "steps": 1, "channels": 3}, init_from=source["model"],

@@ -48,7 +48,8 @@ def _list_choices(ctx: click.Context, _param, value: bool) -> None:
                             ("priors (--prior)", PRIORS)):
         click.echo(title + ":")
         for entry in registry.entries():
-            click.echo(f"  {entry.name:10s} {entry.summary}")
+            how = " (chosen by --operator SPEC, not --forward)" if registry is PROCESSES and entry.name == "operator" else ""
+            click.echo(f"  {entry.name:10s} {entry.summary}{how}")
     ctx.exit(0)
 
 

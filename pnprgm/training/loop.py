@@ -813,6 +813,9 @@ def train(data: str | Path, out: str | Path, *, process: ProcessConfig | dict | 
         model, size = {**initial.config, **added}, None
         if train_cfg.channels is None:  # fine-tuning a gray model on colour photos converts them, as its own run did
             train_cfg = dataclasses.replace(train_cfg, channels=int(initial.config["channels"]))
+            if train_cfg.channels == 1 and detect_channels(scan_folder(data)) == 3:
+                warnings.warn(f"--init-from {init_from} is a gray model: the colour photos of {data} are converted to "
+                              f"gray (BT.601 luma) for it.", stacklevel=2)
     elif size is None:
         size = "small"
     prepared = prepare(data, process=process, train=train_cfg, size=size, model=model, val=val,
