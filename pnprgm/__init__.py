@@ -34,11 +34,17 @@ __all__ = ["restore", "UserError", "__version__"]
 
 
 def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_LAZY))
+    return sorted(set(globals()) | set(_LAZY) | set(_SUBMODULES))
+
+
+#: Subpackages reachable as ``pnprgm.NAME`` without their own import (as the docstring shows), imported on first use.
+_SUBMODULES = ("benchmark", "denoisers", "io", "metrics", "operators", "presets", "restoration", "solvers", "training")
 
 
 def __getattr__(name: str) -> Any:
     if name in _LAZY:
         module, attribute = _LAZY[name]
         return getattr(importlib.import_module(module), attribute)
+    if name in _SUBMODULES:
+        return importlib.import_module(f"pnprgm.{name}")
     raise AttributeError(f"module 'pnprgm' has no attribute {name!r}")

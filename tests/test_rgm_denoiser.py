@@ -158,3 +158,20 @@ def test_restore_takes_a_loaded_generator_as_the_model_file_would_make_it(tmp_pa
     by_path = pnprgm.restore(y, A, noise_sigma=0.02, denoiser=str(path), iterations=2, seed=3)
     by_module = pnprgm.restore(y, A, noise_sigma=0.02, denoiser=load_model(path), iterations=2, seed=3)
     torch.testing.assert_close(by_module, by_path)
+
+
+def test_restore_with_a_plain_deepinv_blur_starts_from_the_measurement_not_its_pseudo_inverse():
+    """A deepinv BlurFFT has no initial_estimate: starting from A^+ y (5.4 dB) gave 12.3 dB from a 21.8 dB input."""
+    import deepinv as dinv
+
+    import pnprgm
+    from pnprgm.metrics.fidelity import psnr
+
+    torch.manual_seed(0)
+    yy, xx = torch.meshgrid(torch.linspace(0, 1, 48), torch.linspace(0, 1, 48), indexing="ij")
+    x = torch.stack([0.5 + 0.4 * torch.sin(6 * xx + c) * torch.cos(5 * yy) for c in range(3)])[None]
+    A = dinv.physics.BlurFFT(img_size=(3, 48, 48), filter=torch.ones(1, 1, 5, 5) / 25)
+    y = A(x) + 0.02 * torch.randn_like(x)
+    restored = pnprgm.restore(y, A, noise_sigma=0.02, denoiser="nlm", iterations=4)
+    assert float(psnr(restored, x)) > float(psnr(y.clamp(0, 1), x)) + 1
+    assert pnprgm.training.load_model is not None  # subpackages reachable as attributes, as the docstring shows

@@ -1399,6 +1399,19 @@ def test_overwrite_replaces_the_old_runs_files_only_once_the_new_run_is_known_go
     finally:
         loop.Trainer.train_step = original
     assert (out / "model.pt").read_bytes() == model_before and not (out / "last.pt").exists()
+    def second_step_fails(self):
+        if self.step == 1:
+            raise MemoryError()
+        return original(self)
+
+    loop.Trainer.train_step = second_step_fails
+    try:  # its first checkpoint replaces the old checkpoints, not the old model: that goes with the new model
+        with pytest.raises(MemoryError):
+            train(data_dir, out, train={**every, "steps": 3, "sample_every": 0}, overwrite=True, **args)
+    finally:
+        loop.Trainer.train_step = original
+    assert (out / "model.pt").read_bytes() == model_before and (out / "samples" / "step_0000004.png").exists()
+    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["notes.txt", "step_0000001.pt", "step_best.pt"]
     train(data_dir, out, train={**every, "steps": 2, "keep_checkpoints": 2}, overwrite=True, **args)
     assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["notes.txt", "step_0000001.pt", "step_0000002.pt",
                                                                       "step_best.pt"]
@@ -1519,7 +1532,8 @@ def test_data_folder_passes_over_hidden_files_and_names_images_in_subfolders(tmp
         scan_folder(only_nested)
 
 
-def test_ctrl_c_saves_a_resumable_checkpoint_after_the_step_in_progress(data_dir, tmp_path, monkeypatch):
+@pytest.mark.parametrize("signame", ["SIGINT", "SIGTERM"])
+def test_ctrl_c_saves_a_resumable_checkpoint_after_the_step_in_progress(data_dir, tmp_path, monkeypatch, signame):
     """Ctrl-C before the first checkpoint left config.json and log.csv, nothing --resume could continue, and a rerun
     refused without --overwrite. The first SIGINT now stops after the step in progress and writes last.pt and
     model.pt; --resume then continues it."""
@@ -1535,14 +1549,15 @@ def test_ctrl_c_saves_a_resumable_checkpoint_after_the_step_in_progress(data_dir
     def interrupted_at_step_3(self):
         losses = original(self)
         if self.step == 3:
-            os.kill(os.getpid(), signal.SIGINT)  # arrives inside the step, as a user's Ctrl-C would
+            os.kill(os.getpid(), getattr(signal, signame))  # inside the step, as a Ctrl-C or `kill` would
         return losses
 
     monkeypatch.setattr(loop.Trainer, "train_step", interrupted_at_step_3)
-    before = signal.getsignal(signal.SIGINT)
+    before = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
     with pytest.raises(KeyboardInterrupt):
         train(data_dir, tmp_path / "run", train=every, **args)
-    assert signal.getsignal(signal.SIGINT) is before
+    assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) == before
+    assert json.loads((tmp_path / "run" / "record.json").read_text())["steps"] == 3
     assert torch.load(tmp_path / "run" / "last.pt", weights_only=True)["step"] == 3
     record = model_file.read_model_file(tmp_path / "run" / "model.pt")["record"]
     assert record["steps"] == 3 and record["interrupted"]
@@ -1625,3 +1640,39 @@ def test_ema_warmup_counts_generator_updates_when_no_discriminator_holds_them_ba
           progress=False)
     state = torch.load(tmp_path / "run" / "last.pt", weights_only=True)
     assert all(torch.isfinite(v).all() for v in state["G_ema"].values() if v.is_floating_point())
+
+
+def test_resume_takes_equal_values_in_other_words_and_names_unknown_keys_and_refuses_overwrite(data_dir, tmp_path):
+    args = dict(size="tiny", progress=False)
+    out = tmp_path / "run"
+    train(data_dir, out, process={"name": "denoise", "noise_min": 0.01, "noise_max": 0.1},
+          train={**TINY_TRAIN, "steps": 1}, **args)
+    same = {"name": "denoise", "noise_min": 2.55 / 255, "noise_max": 25.5 / 255}  # the form sample prints
+    assert train(data_dir, out, process=same, train={"steps": 2}, resume=True, **args)["steps"] == 2
+    with pytest.raises(UserError, match="unknown parameter 'base_channels' for model"):
+        train(data_dir, out, model={"base_channels": 8}, train={"steps": 3}, resume=True, **args)
+    with pytest.raises(UserError, match="--overwrite starts a new run and --resume continues"):
+        train(data_dir, out, train={"steps": 3}, resume=True, overwrite=True, **args)
+
+
+def test_operator_module_missing_from_its_package_is_named(tmp_path, monkeypatch):
+    package = tmp_path / "pnprgm_test_pkg_only"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    monkeypatch.chdir(tmp_path)
+    spec = "pnprgm_test_pkg_only.nomod:make"
+    with pytest.raises(UserError, match="the package pnprgm_test_pkg_only has no module 'nomod'"):
+        build_process(ProcessConfig(name="operator", operator=spec, noise_min=0.05), (3, 16, 16), code_operator=spec)
+
+
+def test_data_loading_workers_leave_ctrl_c_to_the_main_process():
+    import signal
+
+    from pnprgm.training.interrupt import ignore_interrupts_in_worker
+
+    before = signal.getsignal(signal.SIGINT)
+    try:
+        ignore_interrupts_in_worker(0)
+        assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGINT, before)

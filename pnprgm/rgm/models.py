@@ -388,7 +388,12 @@ def publish(source: str | Path, name: str, *, role: str = "denoiser", default: b
     except (OSError, ValueError, TypeError, KeyError) as err:
         raise UserError(f"cannot read the model index {index} ({type(err).__name__}: {str(err)[:80]}); restore it "
                         f"from git (git checkout -- {index}) before publishing.") from None
-    if not replace and (any(m.get("name") == name for m in models) or (directory / f"{name}.pt").exists()):
+    # case-blind: on macOS and Windows disks Mine.pt is mine.pt
+    same_letters = [str(m["name"]) for m in models if str(m.get("name", "")).casefold() == name.casefold()]
+    if same_letters and name not in same_letters:
+        raise UserError(f"{name!r} differs from the published {same_letters[0]!r} only in letter case, which some "
+                        f"file systems do not tell apart; choose another name.")
+    if not replace and (same_letters or (directory / f"{name}.pt").exists()):
         raise UserError(f"a model named {name!r} is already in {directory}; choose another name, or pass "
                         f"replace=True to replace it.")
     generator = content["generator"]

@@ -1,5 +1,6 @@
-"""Ctrl-C during training: the first one asks the loop to stop after the step in progress and save (so that a run
-interrupted before its next checkpoint can still be resumed, and its latest model kept); a second one stops at once.
+"""Stopping a training run by hand: the first Ctrl-C (SIGINT) or SIGTERM (``kill``, ``timeout``, a job scheduler)
+asks the loop to stop after the step in progress and save (so that a run stopped before its next checkpoint can
+still be resumed, and its latest model kept); a second one stops at once.
 
 The loop polls :attr:`StopRequest.asked` between steps, where its state is whole: a KeyboardInterrupt raised inside
 a step would leave the discriminator updated and the generator not, which no checkpoint may hold.
@@ -12,30 +13,44 @@ import threading
 from types import TracebackType
 from typing import Optional
 
+#: The signals a run stops on, with the handler each must have for this module to take it over: Python's own
+#: (a process started with SIGINT ignored, as a script's background job is, keeps ignoring it; SIGTERM then works).
+SIGNALS = {signal.SIGINT: signal.default_int_handler, signal.SIGTERM: signal.SIG_DFL}
+
 
 class StopRequest:
-    """Context manager that turns the first SIGINT into ``asked = True`` (with one line on stderr) and restores the
-    previous handler, so that the next SIGINT interrupts as usual. Outside the main thread, over any handler but
-    Python's default one, or with ``enabled`` False (DDP ranks, which torchrun stops together), it changes nothing."""
+    """Context manager that turns the first SIGINT or SIGTERM into ``asked = True`` (with one line on stderr) and
+    restores the previous handlers, so that the next signal stops the process as usual. Outside the main thread, for
+    a signal whose handler is not the default one, or with ``enabled`` False (DDP ranks, which torchrun stops
+    together), it changes nothing."""
 
     def __init__(self, what: str, enabled: bool = True):
         self.what, self.enabled, self.asked = what, enabled, False
-        self._previous = None
+        self._previous: dict[int, object] = {}
 
     def _ask(self, signum, frame) -> None:
         self.asked = True
-        signal.signal(signal.SIGINT, self._previous)
-        print(f"\ninterrupted: {self.what} after this step (Ctrl-C again to stop at once)", file=sys.stderr, flush=True)
+        self._restore()
+        name = "Ctrl-C" if signum == signal.SIGINT else "SIGTERM"
+        print(f"\n{name}: {self.what} after this step (again to stop at once)", file=sys.stderr, flush=True)
+
+    def _restore(self) -> None:
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
+        self._previous = {}
 
     def __enter__(self) -> "StopRequest":
-        # only over Python's own Ctrl-C handler: a process started to ignore SIGINT (nohup, &) keeps ignoring it,
-        # and a handler installed from C (None) could not be put back
-        if self.enabled and threading.current_thread() is threading.main_thread() \
-                and signal.getsignal(signal.SIGINT) is signal.default_int_handler:
-            self._previous = signal.signal(signal.SIGINT, self._ask)
+        if self.enabled and threading.current_thread() is threading.main_thread():
+            for signum, default in SIGNALS.items():
+                if signal.getsignal(signum) is default:
+                    self._previous[signum] = signal.signal(signum, self._ask)
         return self
 
     def __exit__(self, kind: Optional[type], value: Optional[BaseException], tb: Optional[TracebackType]) -> None:
-        if self._previous is not None and not self.asked:
-            signal.signal(signal.SIGINT, self._previous)
-        self._previous = None
+        self._restore()
+
+
+def ignore_interrupts_in_worker(_worker_id: int) -> None:
+    """``worker_init_fn`` of data-loading workers: a terminal's Ctrl-C reaches the whole process group, and a worker
+    it killed would stop the main process's next batch before the models are saved; the main process stops them."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)

@@ -233,7 +233,7 @@ class Trainer:
         self.device = dist_info.device
         self.command = command
         self.history: list[dict[str, Any]] = []  # earlier segments of a resumed run
-        self.replaces_a_run = False  # --overwrite: the earlier run's files go before this run writes its first
+        self.replaced_pending: set[str] = set()  # --overwrite: kinds of the earlier run's files not yet replaced
         self.interrupted = False  # stopped by Ctrl-C before its steps
         self.operator_files = operator_files(prepared.process_config)  # kernels, masks: checked on resume and load
         self.init_from: Optional[dict[str, Any]] = None  # provenance of the starting weights when fine-tuning
@@ -340,14 +340,14 @@ class Trainer:
         }
         return content
 
-    def _clear_replaced_run(self) -> None:
-        if self.replaces_a_run and self.dist.main:
-            remove_replaced_files(self.out)
-            self.replaces_a_run = False
+    def _clear_replaced_run(self, kind: str) -> None:
+        if kind in self.replaced_pending and self.dist.main:
+            remove_replaced_files(self.out, kind)
+            self.replaced_pending.discard(kind)
 
     def save_checkpoint(self) -> None:
         if self.dist.main:
-            self._clear_replaced_run()
+            self._clear_replaced_run("checkpoint")
             ckpt.save_checkpoint(self.state(), self.out / "checkpoints" / f"step_{self.step:07d}.pt", self.out / "last.pt")
             ckpt.prune_checkpoints(self.out / "checkpoints", self.cfg.keep_checkpoints)
 
@@ -436,7 +436,7 @@ class Trainer:
         return bool(value.item())
 
     def save_model(self, name: str = "model.pt") -> Path:
-        self._clear_replaced_run()
+        self._clear_replaced_run("model")
         path = self.out / name
         model_file.save_model(path, self.G_ema.state_dict(), dict(self.G.config), to_dict(self.p.process_config), self.record())
         return path
@@ -551,7 +551,7 @@ class Trainer:
 
     @torch.no_grad()
     def write_samples(self) -> Optional[Path]:
-        self._clear_replaced_run()
+        self._clear_replaced_run("samples")
         process = self.p.process
         path = self.out / "samples" / f"step_{self.step:07d}.png"
         shape = (self.p.model.channels, self.cfg.crop, self.cfg.crop)
@@ -620,6 +620,7 @@ class Trainer:
                     self.interrupted = True  # in the model's record: it did not reach its steps
                     self.save_checkpoint()
                     self.save_model()
+                    write_json(self.out / "record.json", self.record())  # not the previous segment's
                     print(f"saved step {self.step}: {self.out / 'last.pt'} (resume with --resume) and "
                           f"{self.out / 'model.pt'}", file=sys.stderr, flush=True)
                     raise KeyboardInterrupt
@@ -754,6 +755,8 @@ def train(data: str | Path, out: str | Path, *, process: ProcessConfig | dict | 
     out = Path(out)
     if init_from is not None and resume:
         raise UserError("--init-from starts a new run and --resume continues one; give only one of them.")
+    if overwrite and resume:
+        raise UserError("--overwrite starts a new run and --resume continues the one in --out; give only one of them.")
     if size is not None:
         SIZES.get(size)  # an unknown size is named before any work
     content = None
@@ -824,11 +827,11 @@ def train(data: str | Path, out: str | Path, *, process: ProcessConfig | dict | 
     if overwrite and not resume and dist_info.main:
         # the replaced run's resume point goes once the new run's data, settings and networks are known good: a new
         # run killed before its first checkpoint must not leave --resume continuing the old one under the new
-        # config.json. Its models, checkpoints and samples go when the new run writes its first of them (so that a
-        # new run that fails early leaves the old model; checkpoints of both would mix, and keep_checkpoints
-        # would prune the new ones as the oldest).
+        # config.json. Its models, checkpoints and samples each go when the new run writes its first of that kind
+        # (so that a new run that fails early leaves the old model; checkpoints of both would mix, and
+        # keep_checkpoints would prune the new ones as the oldest).
         (out / "last.pt").unlink(missing_ok=True)
-        trainer.replaces_a_run = True
+        trainer.replaced_pending = set(REPLACED_FILES)
     if content is not None:
         saved_files = [(f["name"], f["sha256"]) for f in content["config"]["data"]["files"]]
         now = [(f["name"], f["sha256"]) for f in prepared.train_set.record(prepared.data_root)]
@@ -869,12 +872,19 @@ def _resumed_process(saved: dict, given: dict | ProcessConfig | None) -> Process
                             f"--noise.")
         if not changed:
             merged = resolve_process(build_strict(ProcessConfig, {**saved, **{k: values[k] for k in fields}}, what="process"))
-            changed = sorted(k for k in fields if getattr(merged, k) != getattr(resolve_process(saved_cfg), k))
+            changed = sorted(k for k in fields if not _same(getattr(merged, k), getattr(resolve_process(saved_cfg), k)))
         if changed:
             raise UserError(f"cannot change the forward process when resuming (the checkpoint has "
                             f"{', '.join(f'process.{k}={getattr(saved_cfg, k)!r}' for k in changed)}); resume with the "
                             f"run's own settings, or start a new run in another --out.")
     return saved_cfg
+
+
+def _same(a: Any, b: Any) -> bool:
+    """Equal, numbers to float rounding (``--noise 2.55/255`` is the 0.01 a run recorded)."""
+    if isinstance(a, float) and isinstance(b, (int, float)) and not isinstance(b, bool):
+        return math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-12)
+    return a == b
 
 
 def _refuse_model_changes(source: dict, overrides: dict, size: Optional[str], owner: str, option: str) -> None:
@@ -889,8 +899,10 @@ def _refuse_model_changes(source: dict, overrides: dict, size: Optional[str], ow
                             f"{', '.join(f'{k}={source.get(k)!r}' for k in differing)}); remove --size.")
     if option != "--resume":
         return  # --init-from checks its model settings itself (some inputs may be added)
+    if set(overrides) - set(types):
+        build_strict(GeneratorConfig, dict(overrides), what="model")  # names the unknown keys, as a new run does
     for key, value in overrides.items():
-        typed = coerce(value, types[key], name=f"model.{key}") if key in types else value
+        typed = coerce(value, types[key], name=f"model.{key}")
         if plain(source.get(key)) != plain(typed):
             raise UserError(f"cannot change model.{key} when resuming (the checkpoint has {source.get(key)!r}); remove it.")
 
@@ -910,18 +922,25 @@ def _refuse_val_change(saved_data: dict, data: str | Path, val: Optional[str | P
         raise UserError(f"the run validated on {saved_val}, not {val}; resume with --val {saved_val}.")
 
 
-def remove_replaced_files(out: Path) -> None:
-    """Delete the models, checkpoints and sample grids an earlier run wrote into ``out`` (``model.pt``,
-    ``record.json``, ``model_stepNNNNNNN.pt``, ``checkpoints/step_NNNNNNN.pt``, ``samples/step_NNNNNNN.png``, plain
-    files of exactly those names); anything else stays, a user's ``checkpoints/step_best.pt`` included."""
-    for name in ("record.json", "model.pt"):
-        path = out / name
-        if path.is_file() and not path.is_symlink():
-            path.unlink()
-    for folder, pattern in ((out, r"model_step(\d{7,})\.pt"), (out / "checkpoints", r"step_(\d{7,})\.pt"),
-                            (out / "samples", r"step_(\d{7,})\.png")):
-        for _, path in ckpt.step_files(folder, pattern):
-            path.unlink()
+#: What an earlier run wrote, by kind: each kind goes when the new run writes its first file of that kind (plain
+#: files of exactly these names: a user's ``checkpoints/step_best.pt`` stays).
+REPLACED_FILES = {
+    "model": (("", r"model\.pt|record\.json|model_step(\d{7,})\.pt"),),
+    "checkpoint": (("checkpoints", r"step_(\d{7,})\.pt"),),
+    "samples": (("samples", r"step_(\d{7,})\.png"),),
+}
+
+
+def remove_replaced_files(out: Path, kind: str) -> None:
+    """Delete the files of ``kind`` (:data:`REPLACED_FILES`) an earlier run wrote into ``out``."""
+    import re
+
+    for folder, pattern in REPLACED_FILES[kind]:
+        folder = out / folder
+        if folder.is_dir():
+            for path in folder.iterdir():
+                if re.fullmatch(pattern, path.name) and path.is_file() and not path.is_symlink():
+                    path.unlink()
 
 
 def _merge_resumed_train(saved: dict, given: TrainConfig, given_fields: set[str]) -> TrainConfig:

@@ -476,6 +476,10 @@ def _import_user_module(name: str):
         return importlib.import_module(name)
     except ModuleNotFoundError as err:
         missing = err.name or ""
+        package, _, module = name.rpartition(".")
+        if missing == name and package and importlib.util.find_spec(package) is not None:
+            raise UserError(f"cannot import {name}: the package {package} has no module {module!r}; check the "
+                            f"name in --operator.") from None
         if missing and (name == missing or name.startswith(missing + ".")):
             return None
         raise UserError(f"cannot import {name}: it imports {missing or 'a module'}, which is not installed "

@@ -32,7 +32,7 @@ from pnprgm.io import check_writable, read_json, refuse_taken, sha256_file
 from pnprgm.metrics.fidelity import psnr
 from pnprgm.rgm.drunet import DRUNET_SIZES, DRUNetConfig, DRUNetGenerator
 from pnprgm.rgm.model_file import InitialWeights, read_initial_weights
-from pnprgm.training.interrupt import StopRequest
+from pnprgm.training.interrupt import StopRequest, ignore_interrupts_in_worker
 from pnprgm.training.data import HELD_OUT_FRACTION, HELD_OUT_SEED, convert_channels, load_images, scan_folder, split_validation, \
     to_unit
 
@@ -267,6 +267,7 @@ def train_denoisers(pack: str | Path, out: str | Path, cfg: RecipeConfig, *, dev
     out.mkdir(parents=True, exist_ok=True)
     loader = torch.utils.data.DataLoader(
         RandomCrops(train_set.images, cfg.crop, cfg.seed), batch_size=cfg.batch_size, num_workers=cfg.workers,
+        worker_init_fn=ignore_interrupts_in_worker if cfg.workers > 0 else None,
         pin_memory=device.type == "cuda", persistent_workers=cfg.workers > 0,
         prefetch_factor=4 if cfg.workers > 0 else None)
     noise_rng = torch.Generator(device=device).manual_seed((cfg.seed + 1) % MAX_SEED)
@@ -423,6 +424,7 @@ def _save_all(members: list[Member], out: Path, val_set, cfg: RecipeConfig, devi
         process = {"name": "denoise", "T": 1, "noise_min": cfg.noise_min, "noise_max": cfg.noise_max}
         files.append(save_model(out / f"{m.name}.pt", state, to_dict(m.config), process, record))
     entry = {"elapsed_s": round(elapsed, 1), "saved": [m.name for m in members], "final": final,
+             "interrupted": interrupted,
              **{m.name: {"steps": m.steps, "val_psnr": m.val} for m in members}}
     echo("recipe: " + json.dumps(entry))
     _append(log_path, entry)
