@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 from collections import Counter
 from typing import Any, Optional
 
@@ -141,3 +142,16 @@ class NoiseRange(click.ParamType):
                       "scale).", param, ctx)
         return low, high
 
+
+@contextlib.contextmanager
+def write_failures_named(out: Any, option: str = "--out"):
+    """A failed write into the output folder ``out`` (a full disk, a refused permission) as one line naming
+    ``option``; any other OSError as it is."""
+    from pnprgm.io import cannot_write_into, is_write_failure
+
+    try:
+        yield
+    except OSError as err:
+        if not is_write_failure(err, out):
+            raise
+        raise UserError(cannot_write_into(out, err, option)) from None

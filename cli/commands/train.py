@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from pnprgm.cli.options import Command, SEED, NoiseRange, parse_assignments
+from pnprgm.cli.options import Command, SEED, NoiseRange, parse_assignments, write_failures_named
 from pnprgm.errors import UserError
 
 EXAMPLES = """
@@ -113,7 +113,6 @@ def command(data, out, forward, operator, noise, levels, prior, steps, minutes, 
     import torch
 
     from pnprgm.config import read_config_file
-    from pnprgm.io import cannot_write_into, is_write_failure
     from pnprgm.training import train
     from pnprgm.training.config import split_sections
 
@@ -146,15 +145,11 @@ def command(data, out, forward, operator, noise, levels, prior, steps, minutes, 
     train_args.update({k: v for k, v in cli_train.items() if v is not None})
     if threads is not None:
         torch.set_num_threads(threads)
-    try:
+    with write_failures_named(out):
         summary = train(data, out, process=process, train=train_args if (train_args or not resume) else None,
                         size=size, model=model, val=val, resume=resume, init_from=init_from, device=device,
                         command="pnprgm " + shlex.join(sys.argv[1:]), progress=not quiet, code_operator=operator,
                         overwrite=overwrite)
-    except OSError as err:  # a write into --out (a full disk) in one line; other failures as they are
-        if not is_write_failure(err, out):
-            raise
-        raise UserError(cannot_write_into(out, err, "--out")) from None
     if summary.get("model"):
         psnr = summary.get("val_psnr")
         click.echo(f"trained {summary['steps']} steps; model: {summary['model']}"

@@ -6,8 +6,7 @@ import sys
 
 import click
 
-from pnprgm.cli.options import Command, SEED, NoiseRange
-from pnprgm.errors import UserError
+from pnprgm.cli.options import Command, SEED, NoiseRange, write_failures_named
 
 EXAMPLES = """
 \b
@@ -59,7 +58,6 @@ def command(data, out, minutes, size, batch_size, crop, noise, lr, gray_share, s
     import torch
 
     from pnprgm.config import build_strict
-    from pnprgm.io import cannot_write_into, is_write_failure
     from pnprgm.training.recipe import RecipeConfig, train_denoisers
 
     if threads is not None:
@@ -70,13 +68,9 @@ def command(data, out, minutes, size, batch_size, crop, noise, lr, gray_share, s
                                           noise_min=noise[0], noise_max=noise[1],
                                           gray_share=gray_share, save_every=save_every, workers=workers, seed=seed),
                        what="recipe")
-    try:
+    with write_failures_named(out):
         summary = train_denoisers(data, out, cfg, device=device, init_from=init_from, overwrite=overwrite,
                                   command="pnprgm " + shlex.join(sys.argv[1:]),
                                   echo=lambda line: click.echo(line, err=False))
-    except OSError as err:  # a write into --out (a full disk) in one line; other failures as they are
-        if not is_write_failure(err, out):
-            raise
-        raise UserError(cannot_write_into(out, err, "--out")) from None
     for name, steps in summary["steps"].items():
         click.echo(f"{name}: {steps} steps, validation PSNR {summary['val_psnr'][name]}")

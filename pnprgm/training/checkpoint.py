@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import random
+import re
 from pathlib import Path
 from typing import Any
 
@@ -56,16 +57,19 @@ def save_checkpoint(content: dict[str, Any], *paths: str | Path) -> None:
         write_bytes(path, data)
 
 
-def step_files(folder: str | Path, pattern: str = r"step_(\d{7,})\.pt") -> list[tuple[int, Path]]:
-    """``(step, path)`` of the plain files of ``folder`` whose whole name matches ``pattern`` (its group: the step),
-    by step: the files a run wrote (``step_0000500.pt``, ``step_0000500.png``, ``model_step0000500.pt``), never a
-    user's ``step_best.pt``, a folder or a link."""
-    import re
-
+def run_files(folder: str | Path, pattern: str) -> list[tuple["re.Match[str]", Path]]:
+    """``(match, path)`` of the plain files of ``folder`` whose whole name matches ``pattern``: the files a run wrote
+    (``step_0000500.pt``, ``samples/step_0000500.png``, ``model.pt``), never a user's ``step_best.pt``, a folder or
+    a link."""
     if not Path(folder).is_dir():
         return []
-    return sorted((int(m[1]), p) for p in Path(folder).iterdir()
-                  if (m := re.fullmatch(pattern, p.name)) and p.is_file() and not p.is_symlink())
+    return [(m, p) for p in Path(folder).iterdir()
+            if (m := re.fullmatch(pattern, p.name)) and p.is_file() and not p.is_symlink()]
+
+
+def step_files(folder: str | Path, pattern: str = r"step_(\d{7,})\.pt") -> list[tuple[int, Path]]:
+    """``(step, path)`` of :func:`run_files` (``pattern``'s group: the step), by step."""
+    return sorted((int(m[1]), p) for m, p in run_files(folder, pattern))
 
 
 def prune_checkpoints(folder: str | Path, keep: int) -> list[Path]:

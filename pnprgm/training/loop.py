@@ -769,7 +769,7 @@ def train(data: str | Path, out: str | Path, *, process: ProcessConfig | dict | 
         process = _resumed_process(saved["process"], process_given)
         check_operator_files(saved.get("operator_files"), process, when="the run resumes with the file it began with")
         train_cfg = _merge_resumed_train(saved["train"], train_cfg, given_train)
-        _refuse_model_changes(saved["model"], model or {}, size, "the checkpoint's generator", "--resume")
+        _refuse_model_changes(saved["model"], model or {}, size, "the checkpoint's generator", compare_overrides=True)
         _refuse_val_change(saved.get("data", {}), data, val, train_cfg.val_fraction)
         model = dict(saved["model"])
         size = None  # every field comes from the saved model config
@@ -782,7 +782,7 @@ def train(data: str | Path, out: str | Path, *, process: ProcessConfig | dict | 
         raise UserError(f"--out {out} is a file; give a folder (it is created).")
     if dist_info.main:  # one probe: another rank's probe would remove the folder under this one's feet
         check_writable(out / "config.json", option="--out")  # before the data are decoded, not at the first write
-    initial = None
+    initial, converted = None, False
     if init_from is not None:
         initial = model_file.read_initial_weights(init_from)
         if initial.arch != "unet":  # pnprgm train builds RGM's UNet generator; the others have their own trainers
@@ -812,17 +812,18 @@ def train(data: str | Path, out: str | Path, *, process: ProcessConfig | dict | 
             hint = "" if set(clashing) & set(ADDED_INPUTS) else " (model.noise_input=true may be added)"
             raise UserError(f"the architecture comes from --init-from {init_from}; remove the model settings "
                             f"{', '.join('model.' + k for k in clashing)}{hint}.")
-        _refuse_model_changes(initial.config, model or {}, size, f"--init-from {init_from}", "--init-from")
+        _refuse_model_changes(initial.config, model or {}, size, f"--init-from {init_from}", compare_overrides=False)
         model, size = {**initial.config, **added}, None
         if train_cfg.channels is None:  # fine-tuning a gray model on colour photos converts them, as its own run did
             train_cfg = dataclasses.replace(train_cfg, channels=int(initial.config["channels"]))
-            if train_cfg.channels == 1 and detect_channels(scan_folder(data)) == 3:
-                warnings.warn(f"--init-from {init_from} is a gray model: the colour photos of {data} are converted to "
-                              f"gray (BT.601 luma) for it.", stacklevel=2)
+            converted = train_cfg.channels == 1
     elif size is None:
         size = "small"
     prepared = prepare(data, process=process, train=train_cfg, size=size, model=model, val=val,
                        device=dist_info.device, code_operator=code_operator)
+    if converted and detect_channels(prepared.train_set.files) == 3:
+        warnings.warn(f"--init-from {init_from} is a gray model: the colour photos of {data} are converted to gray "
+                      f"(BT.601 luma) for it.", stacklevel=2)
     trainer = Trainer(prepared, out, dist_info, command=command, progress=progress)
     if overwrite and not resume and dist_info.main:
         # the replaced run's resume point goes once the new run's data, settings and networks are known good: a new
@@ -872,7 +873,8 @@ def _resumed_process(saved: dict, given: dict | ProcessConfig | None) -> Process
                             f"--noise.")
         if not changed:
             merged = resolve_process(build_strict(ProcessConfig, {**saved, **{k: values[k] for k in fields}}, what="process"))
-            changed = sorted(k for k in fields if not _same(getattr(merged, k), getattr(resolve_process(saved_cfg), k)))
+            resolved = resolve_process(saved_cfg)
+            changed = sorted(k for k in fields if not _same(getattr(merged, k), getattr(resolved, k)))
         if changed:
             raise UserError(f"cannot change the forward process when resuming (the checkpoint has "
                             f"{', '.join(f'process.{k}={getattr(saved_cfg, k)!r}' for k in changed)}); resume with the "
@@ -887,9 +889,11 @@ def _same(a: Any, b: Any) -> bool:
     return a == b
 
 
-def _refuse_model_changes(source: dict, overrides: dict, size: Optional[str], owner: str, option: str) -> None:
+def _refuse_model_changes(source: dict, overrides: dict, size: Optional[str], owner: str, *,
+                          compare_overrides: bool) -> None:
     """A resumed or fine-tuned generator keeps its architecture: a ``--size`` or model setting that differs from
-    ``source`` (a model config) is an error, not ignored."""
+    ``source`` (a model config) is an error, not ignored. ``compare_overrides`` False: only ``size`` is compared
+    (``--init-from`` checks its model settings itself, since some inputs may be added)."""
     types = field_types(GeneratorConfig)
     plain = lambda v: list(v) if isinstance(v, tuple) else v  # noqa: E731 (stored configs hold lists)
     if size is not None:  # a size's field that a model setting overrides is that setting's to agree on
@@ -897,8 +901,8 @@ def _refuse_model_changes(source: dict, overrides: dict, size: Optional[str], ow
         if differing:
             raise UserError(f"the architecture comes from {owner}, which is not the {size!r} size ("
                             f"{', '.join(f'{k}={source.get(k)!r}' for k in differing)}); remove --size.")
-    if option != "--resume":
-        return  # --init-from checks its model settings itself (some inputs may be added)
+    if not compare_overrides:
+        return
     if set(overrides) - set(types):
         build_strict(GeneratorConfig, dict(overrides), what="model")  # names the unknown keys, as a new run does
     for key, value in overrides.items():
@@ -925,22 +929,17 @@ def _refuse_val_change(saved_data: dict, data: str | Path, val: Optional[str | P
 #: What an earlier run wrote, by kind: each kind goes when the new run writes its first file of that kind (plain
 #: files of exactly these names: a user's ``checkpoints/step_best.pt`` stays).
 REPLACED_FILES = {
-    "model": (("", r"model\.pt|record\.json|model_step(\d{7,})\.pt"),),
-    "checkpoint": (("checkpoints", r"step_(\d{7,})\.pt"),),
-    "samples": (("samples", r"step_(\d{7,})\.png"),),
+    "model": ("", r"model\.pt|record\.json|model_step\d{7,}\.pt"),
+    "checkpoint": ("checkpoints", r"step_\d{7,}\.pt"),
+    "samples": ("samples", r"step_\d{7,}\.png"),
 }
 
 
 def remove_replaced_files(out: Path, kind: str) -> None:
     """Delete the files of ``kind`` (:data:`REPLACED_FILES`) an earlier run wrote into ``out``."""
-    import re
-
-    for folder, pattern in REPLACED_FILES[kind]:
-        folder = out / folder
-        if folder.is_dir():
-            for path in folder.iterdir():
-                if re.fullmatch(pattern, path.name) and path.is_file() and not path.is_symlink():
-                    path.unlink()
+    folder, pattern = REPLACED_FILES[kind]
+    for _, path in ckpt.run_files(out / folder, pattern):
+        path.unlink()
 
 
 def _merge_resumed_train(saved: dict, given: TrainConfig, given_fields: set[str]) -> TrainConfig:

@@ -231,7 +231,7 @@ def sample_model_grid(model: str, out: str | Path, *, count: int = 16, size: Opt
     process_config = model_process_config(generator)
     if operator is None:
         check_operator_files(record.get("operator_files"), process_config, when="the model was trained with it")
-    if operator is not None:
+    else:
         if process_config.name != "operator":
             raise UserError(f"--operator replaces the operator of an operator-process model; this one was trained "
                             f"for the {process_config.name} process: drop --operator.")
