@@ -254,6 +254,10 @@ def prepare_restoration(
         raise UserError(f"y is {tuple(y.shape[1:])} (C, H, W) but the operator measures {expected}; give the "
                         f"measurement the operator makes, or the image_shape it was made from.")
     spec = getattr(physics, "spec", None)
+    restorer = _measurement_restorer(denoiser, device=device, seed=seed)
+    if restorer is not None:
+        return _one_step_plan(restorer, y, single, physics, denoiser, noise_sigma=noise_sigma, device=device, seed=seed,
+                              refused={"solver": solver, "preset": preset, **overrides, "tile": tile})
     chosen_solver = solver or (presets.registry.get(preset).solver if preset else "drs")
     # A user's own LinearPhysics has no spec (so no task): it runs with the solver's defaults unless a preset is named.
     chosen = presets.resolve(preset, solver=chosen_solver, spec=spec or "") if preset or spec else None
@@ -275,6 +279,66 @@ def prepare_restoration(
                            solver=chosen_solver, spec=spec, sigma_n=sigma_n, estimated=estimated,
                            denoiser_name=denoiser if isinstance(denoiser, str) else type(denoiser).__name__, model=model,
                            model_info=_model_behind(denoiser, channels), device=device, tile=tile, seed=seed)
+
+
+def _measurement_restorer(denoiser: Union[str, Denoiser], *, device, seed: int):
+    """The one-step restorer a model of the operator process makes (:mod:`pnprgm.rgm.restorer`), or None for a
+    denoiser."""
+    from pnprgm.rgm.restorer import MeasurementRestorer, file_process
+
+    if isinstance(denoiser, MeasurementRestorer):
+        return denoiser
+    if not isinstance(denoiser, str) or file_process(denoiser) is None:
+        return None
+    from pnprgm.rgm import models
+
+    generator = models.load_generator_file(models.resolve(denoiser).path, device=device)
+    return MeasurementRestorer(generator, seed=seed, device=device)
+
+
+def _one_step_plan(restorer, y: torch.Tensor, single: bool, physics: LinearPhysics, denoiser, *,
+                   noise_sigma: Optional[float], device: torch.device, seed: int, refused: dict) -> "RestorationPlan":
+    """The plan of a model trained for the measurement's operator: one model call, no solver (so no solver, preset,
+    solver parameter or tiling applies: each is a one-line error); the noise level estimated when not given."""
+    from pnprgm.rgm.restorer import ONE_STEP, OneStep, refuse_solver_options
+
+    refuse_solver_options(refused)
+    spec = getattr(physics, "spec", None)
+    from pnprgm.training.processes import names_code
+
+    # a model whose operator is the user's code restores with the operator that code built (typed as --operator)
+    if spec is not None and not names_code(restorer.operator_spec) and not _same_operator(spec, restorer.operator_spec):
+        raise UserError(f"this model restores measurements of {restorer.operator_spec}, not of {spec}; restore with "
+                        f"its operator, or with a denoiser (--denoiser default) for {spec}.")
+    estimated = noise_sigma is None
+    if not estimated:
+        from pnprgm.measurement import check_noise_sigma
+
+        check_noise_sigma(noise_sigma, "noise_sigma")
+    sigma_n = estimate_noise(y) if estimated else float(noise_sigma)
+    _check_range(y, sigma_n)
+    algorithm = OneStep(restorer.model_sigma(sigma_n, estimated=estimated))
+    if algorithm.model_sigma != sigma_n:
+        import warnings
+
+        low, high = restorer.noise_range
+        warnings.warn(f"the measurement's estimated noise std {sigma_n:.4g} ({sigma_n * 255:.3g}/255) is outside the "
+                      f"{low:.4g}-{high:.4g} the model was trained at; it is given {algorithm.model_sigma:.4g} (--noise "
+                      f"sets the level).", stacklevel=2)
+    name = denoiser if isinstance(denoiser, str) else type(denoiser).__name__
+    return RestorationPlan(y=y, single=single, physics=physics, algorithm=algorithm, chosen=None, solver=ONE_STEP,
+                           spec=spec, sigma_n=sigma_n, estimated=estimated, denoiser_name=name, model=restorer,
+                           model_info=_model_behind(denoiser, restorer.channels), device=device, tile=None, seed=seed)
+
+
+def _same_operator(spec: str, other: str) -> bool:
+    """Whether two operator specs name the same operator (their parsed forms; a code spec only equals itself)."""
+    from pnprgm import operators
+
+    try:
+        return operators.parse(spec) == operators.parse(other)
+    except UserError:
+        return spec == other
 
 
 def _parts(model) -> list:

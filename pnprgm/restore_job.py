@@ -23,6 +23,7 @@ from pnprgm import io
 from pnprgm.errors import UserError, differ
 from pnprgm.denoisers.tiled import MIN_TILE, check_tile
 from pnprgm.presets import DEFAULT_DENOISER
+from pnprgm.training.processes import names_code
 
 RECORD_FORMAT = "pnprgm-restore-record"
 
@@ -173,7 +174,7 @@ def run_restore_job(job: RestoreJob, *, on_error: Callable[[str], None] = print,
     bars = progress and _is_terminal(sys.stderr)
     say = _sayer(bars) if progress else None
 
-    check_job(job)
+    model_operator = check_job(job)
     # "auto" and an unavailable CUDA become the CPU (with a warning) once, for the sidecars, operators and solver
     job = dataclasses.replace(job, device=str(resolve_device(job.device)))
     report = JobReport()
@@ -206,7 +207,8 @@ def run_restore_job(job: RestoreJob, *, on_error: Callable[[str], None] = print,
     # never replaced, even with --overwrite: the inputs and the files the operator reads (mask:file, blur:file)
     from pnprgm import operators
 
-    protect = files + (operators.files_read(job.operator) if job.operator is not None else [])
+    spec = model_operator or job.operator
+    protect = files + (operators.files_read(spec) if spec is not None and not names_code(spec) else [])
     io.sweep_temps(outdir, names=[name for stem in stems.values() for name in _names(stem, job.samples)])
     for number, path in enumerate(tqdm(files, desc="restore", unit="image", disable=not bars), start=1):
         targets = _targets(outdir, stems[path], job.samples)
@@ -219,7 +221,7 @@ def run_restore_job(job: RestoreJob, *, on_error: Callable[[str], None] = print,
                     on_skip(f"skipped {path}: {targets.image} and its record exist (pass --overwrite to restore it again)")
                 continue
             stale = _stale_std_map(targets)
-            report.written.extend(_restore_one(path, job, targets, protect, bars, say))
+            report.written.extend(_restore_one(path, job, targets, protect, bars, say, model_operator))
             report.restored.append(path)
             if stale is not None:
                 stale.unlink(missing_ok=True)
@@ -281,24 +283,23 @@ def _duration(seconds: float) -> str:
     return f"{minutes} min {seconds:02d} s" if minutes < 60 else f"{minutes // 60} h {minutes % 60:02d} min"
 
 
-def check_job(job: RestoreJob) -> None:
+def check_job(job: RestoreJob) -> Optional[str]:
     """Every option of ``job`` in range (a :class:`UserError` naming the option and the fix), before any work:
-    a bad value must not fail once per image, nor give a black image (a NaN noise level did)."""
+    a bad value must not fail once per image, nor give a black image (a NaN noise level did). Returns the operator
+    of a model trained for one (:func:`_model_operator`), else None."""
     from pnprgm.measurement import check_noise_sigma
+    from pnprgm import denoisers, operators, presets, solvers
 
     io.check_outdir_name(job.outdir)
-    if job.operator is not None:
-        from pnprgm import operators
-
+    if isinstance(job.denoiser, str):
+        denoisers.check_name(job.denoiser)
+    model_operator = _model_operator(job)
+    if job.operator is not None and (model_operator is None or not names_code(model_operator)):
         operators.parse(job.operator)  # a bad spec fails once, before any work
-    from pnprgm import denoisers, presets, solvers
-
     if job.solver is not None:
         solvers.registry.get(job.solver)  # an unknown name fails here, not as "other settings" beside an old result
     if job.preset is not None:
         presets.registry.get(job.preset)
-    if isinstance(job.denoiser, str):
-        denoisers.check_name(job.denoiser)
     if job.noise_sigma is not None:
         check_noise_sigma(job.noise_sigma, "--noise")
     if job.samples < 1:
@@ -308,10 +309,10 @@ def check_job(job: RestoreJob) -> None:
     if job.image_size is not None and min(job.image_size) < 1:
         raise UserError(f"--size must be positive, HEIGHTxWIDTH; got {job.image_size[0]}x{job.image_size[1]}.")
     if job.overrides:  # each --set value coerced and range-checked by the solver's or the denoiser settings' config, once
-        from pnprgm import presets
         from pnprgm.restoration import configure
 
         configure(job.solver or (presets.registry.get(job.preset).solver if job.preset else "drs"), dict(job.overrides))
+    return model_operator
 
 
 def estimate_bytes(image_shape: tuple[int, int, int], tile: Optional[int], samples: int = 1) -> int:
@@ -438,11 +439,14 @@ def _job_dict(job: RestoreJob) -> dict:
 
 
 def _restore_one(path: Path, job: RestoreJob, targets: Targets, protect: list[Path], progress: bool,
-                 say: Optional[Callable[[str], None]] = None) -> list[Path]:
+                 say: Optional[Callable[[str], None]] = None, model_operator: Optional[str] = None) -> list[Path]:
     from pnprgm.restoration import restore_samples
 
     start = time.perf_counter()
-    y, physics, noise_sigma, source, window = _load_problem(path, job)
+    if model_operator is None:
+        y, physics, noise_sigma, source, window = _load_problem(path, job)
+    else:
+        y, physics, noise_sigma, source, window = _load_for_model(path, job, model_operator)
     check_memory(tuple(physics.in_shape), job)
     kwargs = dict(denoiser=job.denoiser, solver=job.solver, preset=job.preset, noise_sigma=noise_sigma,
                   device=job.device, tile=job.tile, progress=progress, **job.overrides)
@@ -474,7 +478,7 @@ def _restore_one(path: Path, job: RestoreJob, targets: Targets, protect: list[Pa
             "format": RECORD_FORMAT,
             "input": str(path), "input_sha256": io.sha256_file(path), "output": str(targets.image),
             "output_sha256": io.sha256_file(image_tmp),
-            "operator": getattr(physics, "spec", None), "image_shape": list(x.shape[-3:]), "bits": bits, "measurement_shape": list(y.shape[-3:]),
+            "operator": getattr(physics, "spec", None) or model_operator, "image_shape": list(x.shape[-3:]), "bits": bits, "measurement_shape": list(y.shape[-3:]),
             "field_of_view": None if window is None else {
                 "scene_shape": scene_shape, "rows": [window[0].start, window[0].stop], "cols": [window[1].start, window[1].stop]},
             "source": source, "settings": dataclasses.asdict(settings),
@@ -488,6 +492,69 @@ def _restore_one(path: Path, job: RestoreJob, targets: Targets, protect: list[Pa
         io.discard(staged)
         raise
     return io.commit(staged)
+
+
+def _model_operator(job: RestoreJob) -> Optional[str]:
+    """The operator spec the job's model was trained for when it is a model of the operator process (restored in
+    one step, :mod:`pnprgm.rgm.restorer`), else None; for a model whose operator names code, ``--operator`` (typed
+    by the user, so it may run) replaces it."""
+    from pnprgm.rgm import restorer
+
+    process = restorer.file_process(job.denoiser) if isinstance(job.denoiser, str) else None
+    if process is None:
+        return None
+    # once for the job, not once per image
+    restorer.refuse_solver_options({"solver": job.solver, "preset": job.preset, **job.overrides, "tile": job.tile})
+    if job.noise_sigma is not None:
+        restorer.check_given_noise(job.noise_sigma, restorer.trained_noise(process))
+    trained = str(process["operator"])
+    if job.operator is None:
+        if names_code(trained):
+            raise UserError(f"the model's operator {trained!r} names Python code, which is never imported from a "
+                            f"model file; if you trust it, pass --operator {trained!r}.")
+        return trained
+    if names_code(trained):
+        return job.operator
+    from pnprgm.restoration import _same_operator
+
+    if not _same_operator(job.operator, trained):
+        raise UserError(f"the model restores measurements of {trained}, the operator it was trained for, not of "
+                        f"{job.operator}; drop --operator (the model's is used), or restore {job.operator} "
+                        f"measurements with a denoiser (--denoiser default).")
+    return trained
+
+
+def _load_for_model(path: Path, job: RestoreJob, spec: str):
+    """:func:`_load_problem` for a model trained for the operator ``spec``: the measurement's sidecar (which must
+    record that operator), else the image itself as ``y``; the operator built as the model was trained (no photo
+    defaults: the model saw that operator's measurements), the noise level from ``--noise``, the sidecar, else
+    estimated."""
+    from pnprgm.measurement import load_measurement
+    from pnprgm.restoration import _same_operator
+    from pnprgm.training.processes import load_operator
+
+    measurement = load_measurement(path, device=job.device) if job.operator is None else None
+    if measurement is not None:
+        if not _same_operator(measurement.operator.spec, spec):
+            raise UserError(f"its sidecar records the operator {measurement.operator.spec}, and the model restores "
+                            f"{spec}; restore it with a denoiser (--denoiser default), or with a model trained for it.")
+        sigma = job.noise_sigma if job.noise_sigma is not None else measurement.noise_sigma
+        return measurement.y, measurement.operator, sigma, dataclasses.asdict(measurement.source), None
+    y = io.read_image(path)[None]
+    measured = tuple(y.shape[1:])
+    if job.image_size is not None:
+        shape = (measured[0], int(job.image_size[0]), int(job.image_size[1]))
+    elif names_code(spec):
+        shape = measured
+    else:
+        from pnprgm import operators
+
+        shape = operators.image_shape(spec, measured)
+    physics = load_operator(spec, shape, job.device, allow_code=names_code(spec))
+    if tuple(physics.out_shape) != measured:
+        raise UserError(f"{spec} maps a {shape[1]}x{shape[2]} image to {physics.out_shape[1]}x{physics.out_shape[2]}, "
+                        f"not to this {measured[1]}x{measured[2]} image; fix --size (or leave it out).")
+    return y, physics, job.noise_sigma, {"image": str(path)}, None
 
 
 def _load_problem(path: Path, job: RestoreJob):

@@ -3,6 +3,7 @@ and files that are not models at all (one-line refusals, never torch's advice to
 from __future__ import annotations
 
 import pickle
+import sys
 import textwrap
 import zipfile
 
@@ -41,7 +42,8 @@ def hostile(tmp_path, monkeypatch):
     monkeypatch.syspath_prepend(str(tmp_path))
     rng = np.random.default_rng(0)
     Image.fromarray((rng.random((24, 24, 3)) * 255).astype(np.uint8)).save(tmp_path / "photo.png")
-    return marker
+    yield marker
+    sys.modules.pop("hostile_mod", None)  # imported from this tmp_path: the next test's module is another file
 
 
 def operator_model(path, operator: str):
@@ -51,6 +53,23 @@ def operator_model(path, operator: str):
     model_file.save_model(path, generator.state_dict(), dict(generator.config),
                     {"name": "operator", "operator": operator, "noise_min": 0.05}, {})
     return path
+
+
+@pytest.mark.parametrize("kind", ["file", "module"])
+def test_restore_never_imports_the_operator_a_model_file_names(tmp_path, hostile, kind):
+    """``restore --model`` with a model of the operator process restores in one step with the model's operator: one
+    that names code runs only when the user types it."""
+    spec = f"{tmp_path / 'hostile_op.py'}:make" if kind == "file" else "hostile_mod:make"
+    model = operator_model(tmp_path / "model.pt", spec)
+    result = invoke("restore", tmp_path / "photo.png", "--model", model, "-o", tmp_path / "out", "-q")
+    assert result.exit_code == 2, result.output
+    assert not hostile.exists(), "a model file made pnprgm import code"
+    assert "names Python code" in result.output and f"--operator {spec!r}" in result.output
+    assert len(result.output.strip().splitlines()) == 1 and not (tmp_path / "out").exists()
+    result = invoke("restore", tmp_path / "photo.png", "--model", model, "-o", tmp_path / "out", "-q",
+                    "--operator", spec, "--noise", "0.05")
+    assert result.exit_code == 0, result.output
+    assert hostile.read_text() == "ran" and (tmp_path / "out/photo.png").is_file()
 
 
 @pytest.mark.parametrize("kind", ["file", "module"])

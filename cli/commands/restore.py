@@ -17,6 +17,7 @@ Examples:
   pnprgm restore masked.png --operator mask:file=mask.png --samples 8 -o out/   # mean + uncertainty map
   pnprgm restore face.png --operator sr4 --model netG_550.pth --model-config celebahq256 --preset official-sr4 -o out/
   pnprgm restore big.png --operator "blur:gaussian,sigma=1.5" --tile 256 -o out/
+  pnprgm restore blurred/ --model runs/deblur/model.pt --samples 8 -o out/   # a model trained for its operator
 
 \b
 Writes OUT/NAME.png (the restored image, at the original size), OUT/NAME.json (every parameter, package
@@ -31,6 +32,11 @@ of the same std does as much; it is never on by default.
 Inputs sharing a name (a.png, a.tif) get distinct outputs (a_png.png, a_tif.png). A file in OUT that pnprgm
 did not write is never replaced (--overwrite replaces it); an input whose outputs and record exist, from the
 same settings, is skipped, so rerunning a killed batch continues where it stopped.
+
+\b
+A model trained for an operator (pnprgm train --operator SPEC) restores measurements of that operator in one
+step, without a solver: --operator (or the sidecar) must name its operator or be left out, and --solver,
+--preset, --set and --tile do not apply. --samples N draws N latents (the std map is the model's spread).
 
 \b
 A job that cannot fit in the device's free memory is refused before computing, with an estimate and the --tile

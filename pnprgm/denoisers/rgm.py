@@ -60,7 +60,7 @@ class RGMDenoiser(Denoiser):
         if self.conditioning == "time" and self.schedule is None:
             raise UserError("a time-conditioned RGM generator needs a schedule; rebuild it from its model file.")
         self.channels = int(generator.config.get("channels", generator.config.get("num_channels", 3)))
-        self.multiple = int(getattr(generator, "size_multiple", 0) or 2 ** (len(generator.config.get("ch_mult", [1])) - 1))
+        self.multiple = size_multiple(generator)
         self._rngs: dict[str, torch.Generator] = {}
         self.to(device)
 
@@ -152,19 +152,29 @@ class RGMDenoiser(Denoiser):
         return adapt_channels(self._run_matched, xm, self.channels, level, z)
 
     def _run_matched(self, xm: torch.Tensor, level: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
-        """Pad (reflect) to the size multiple, run G, crop back, map to [0, 1]."""
-        h, w = xm.shape[-2:]
-        ph, pw = (-h) % self.multiple, (-w) % self.multiple
-        if ph or pw:
-            mode = "reflect" if (ph < h and pw < w) else "replicate"
-            xm = F.pad(xm, (pw // 2, pw - pw // 2, ph // 2, ph - ph // 2), mode=mode)
-        with torch.no_grad():
-            out = self.generator(xm, level, z)
-        out = out[..., ph // 2 : ph // 2 + h, pw // 2 : pw // 2 + w]
-        return ((out + 1) / 2).clamp(0, 1)
+        return run_padded(self.generator, xm, level, z, self.multiple)
 
     def extra_repr(self) -> str:
         return f"conditioning={self.conditioning}, z={self.z_mode}, seed={self.seed}, multiple={self.multiple}"
+
+
+def size_multiple(generator: nn.Module) -> int:
+    """The multiple of the image sides a generator needs (its UNet's downsampling)."""
+    return int(getattr(generator, "size_multiple", 0) or 2 ** (len(generator.config.get("ch_mult", [1])) - 1))
+
+
+def run_padded(generator: nn.Module, xm: torch.Tensor, level: torch.Tensor, z: torch.Tensor, multiple: int) -> torch.Tensor:
+    """``(G(xm, level, z) + 1) / 2`` clamped to [0, 1], ``xm`` in [-1, 1] padded (reflect) to ``multiple`` for G and
+    cropped back."""
+    h, w = xm.shape[-2:]
+    ph, pw = (-h) % multiple, (-w) % multiple
+    if ph or pw:
+        mode = "reflect" if (ph < h and pw < w) else "replicate"
+        xm = F.pad(xm, (pw // 2, pw - pw // 2, ph // 2, ph - ph // 2), mode=mode)
+    with torch.no_grad():
+        out = generator(xm, level, z)
+    out = out[..., ph // 2 : ph // 2 + h, pw // 2 : pw // 2 + w]
+    return ((out + 1) / 2).clamp(0, 1)
 
 
 def load_denoiser(source: str, *, channels: int = 3, device: str | torch.device = "cpu", seed: int = 0) -> torch.nn.Module:

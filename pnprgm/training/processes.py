@@ -415,6 +415,18 @@ def load_operator(spec: str, shape: tuple[int, int, int], device: torch.device, 
     return op
 
 
+def names_code(spec: str) -> bool:
+    """Whether an operator spec names Python code (``module:callable``, ``file.py:callable``) rather than an
+    operator of the registry (``pnprgm operators``)."""
+    from pnprgm import operators
+
+    try:
+        operators.parse(spec)
+    except UserError:
+        return True
+    return False
+
+
 def _refuse_code(spec: str, parse_error: Optional[UserError] = None) -> UserError:
     """The refusal of a code-naming operator spec that did not come from the command line."""
     unparsed = f"is not an operator spec ({str(parse_error).rstrip('.')}) and, as module:callable, " if parse_error else ""

@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from pnprgm.errors import UserError
-from pnprgm.training.processes import ForwardProcess, check_operator_files, nearest_upsample
+from pnprgm.training.processes import ForwardProcess, nearest_upsample
 
 
 def _forked(device: torch.device):
@@ -206,6 +206,8 @@ def sample_model_grid(model: str, out: str | Path, *, count: int = 16, size: Opt
     """
     from pnprgm.device import resolve_device
     from pnprgm.io import list_images, no_images_found, read_image, sha256_file, versions, write_image, write_json
+    from pnprgm.denoisers.rgm import size_multiple
+    from pnprgm.rgm.restorer import operator_process
     from pnprgm.rgm.models import load_generator_file, resolve
     from pnprgm.training.data import convert_channels
     from pnprgm.training.processes import build_process, process_size_multiple
@@ -226,16 +228,9 @@ def sample_model_grid(model: str, out: str | Path, *, count: int = 16, size: Opt
     generator = load_generator_file(found.path, device=device, official_config=found.official_config).to(device).eval()
     config = generator.config
     channels = int(config.get("channels", config.get("num_channels", 3)))
-    multiple = int(getattr(generator, "size_multiple", 0) or 2 ** (len(config.get("ch_mult", [1])) - 1))
+    multiple = size_multiple(generator)
     record = dict(getattr(generator, "record", None) or {})
-    process_config = model_process_config(generator)
-    if operator is None:
-        check_operator_files(record.get("operator_files"), process_config, when="the model was trained with it")
-    else:
-        if process_config.name != "operator":
-            raise UserError(f"--operator replaces the operator of an operator-process model; this one was trained "
-                            f"for the {process_config.name} process: drop --operator.")
-        process_config = dataclasses.replace(process_config, operator=operator)
+    process_config = operator_process(generator, operator)
     build = functools.partial(build_process, code_operator=operator)
     train_cfg = record.get("train") or {}
     files = list_images(inputs) if inputs else []
