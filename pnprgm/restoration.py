@@ -307,7 +307,7 @@ def _one_step_plan(restorer, y: torch.Tensor, single: bool, physics: LinearPhysi
     from pnprgm.training.processes import names_code
 
     # a model whose operator is the user's code restores with the operator that code built (typed as --operator)
-    if spec is not None and not names_code(restorer.operator_spec) and not _same_operator(spec, restorer.operator_spec):
+    if spec is not None and not names_code(restorer.operator_spec) and not restorer.measures(spec):
         raise UserError(f"this model restores measurements of {restorer.operator_spec}, not of {spec}; restore with "
                         f"its operator, or with a denoiser (--denoiser default) for {spec}.")
     estimated = noise_sigma is None
@@ -329,16 +329,6 @@ def _one_step_plan(restorer, y: torch.Tensor, single: bool, physics: LinearPhysi
     return RestorationPlan(y=y, single=single, physics=physics, algorithm=algorithm, chosen=None, solver=ONE_STEP,
                            spec=spec, sigma_n=sigma_n, estimated=estimated, denoiser_name=name, model=restorer,
                            model_info=_model_behind(denoiser, restorer.channels), device=device, tile=None, seed=seed)
-
-
-def _same_operator(spec: str, other: str) -> bool:
-    """Whether two operator specs name the same operator (their parsed forms; a code spec only equals itself)."""
-    from pnprgm import operators
-
-    try:
-        return operators.parse(spec) == operators.parse(other)
-    except UserError:
-        return spec == other
 
 
 def _parts(model) -> list:

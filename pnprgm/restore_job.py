@@ -16,7 +16,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Optional
+from typing import TYPE_CHECKING, Callable, Optional
 
 
 from pnprgm import io
@@ -24,6 +24,9 @@ from pnprgm.errors import UserError, differ
 from pnprgm.denoisers.tiled import MIN_TILE, check_tile
 from pnprgm.presets import DEFAULT_DENOISER
 from pnprgm.training.processes import names_code
+
+if TYPE_CHECKING:
+    from pnprgm.rgm.restorer import OperatorModelFile
 
 RECORD_FORMAT = "pnprgm-restore-record"
 
@@ -207,7 +210,7 @@ def run_restore_job(job: RestoreJob, *, on_error: Callable[[str], None] = print,
     # never replaced, even with --overwrite: the inputs and the files the operator reads (mask:file, blur:file)
     from pnprgm import operators
 
-    spec = model_operator or job.operator
+    spec = model_operator.spec if model_operator is not None else job.operator
     protect = files + (operators.files_read(spec) if spec is not None and not names_code(spec) else [])
     io.sweep_temps(outdir, names=[name for stem in stems.values() for name in _names(stem, job.samples)])
     for number, path in enumerate(tqdm(files, desc="restore", unit="image", disable=not bars), start=1):
@@ -283,7 +286,7 @@ def _duration(seconds: float) -> str:
     return f"{minutes} min {seconds:02d} s" if minutes < 60 else f"{minutes // 60} h {minutes % 60:02d} min"
 
 
-def check_job(job: RestoreJob) -> Optional[str]:
+def check_job(job: RestoreJob) -> Optional["ModelOperator"]:
     """Every option of ``job`` in range (a :class:`UserError` naming the option and the fix), before any work:
     a bad value must not fail once per image, nor give a black image (a NaN noise level did). Returns the operator
     of a model trained for one (:func:`_model_operator`), else None."""
@@ -294,7 +297,7 @@ def check_job(job: RestoreJob) -> Optional[str]:
     if isinstance(job.denoiser, str):
         denoisers.check_name(job.denoiser)
     model_operator = _model_operator(job)
-    if job.operator is not None and (model_operator is None or not names_code(model_operator)):
+    if job.operator is not None and (model_operator is None or not names_code(model_operator.spec)):
         operators.parse(job.operator)  # a bad spec fails once, before any work
     if job.solver is not None:
         solvers.registry.get(job.solver)  # an unknown name fails here, not as "other settings" beside an old result
@@ -439,7 +442,8 @@ def _job_dict(job: RestoreJob) -> dict:
 
 
 def _restore_one(path: Path, job: RestoreJob, targets: Targets, protect: list[Path], progress: bool,
-                 say: Optional[Callable[[str], None]] = None, model_operator: Optional[str] = None) -> list[Path]:
+                 say: Optional[Callable[[str], None]] = None,
+                 model_operator: Optional["ModelOperator"] = None) -> list[Path]:
     from pnprgm.restoration import restore_samples
 
     start = time.perf_counter()
@@ -478,7 +482,7 @@ def _restore_one(path: Path, job: RestoreJob, targets: Targets, protect: list[Pa
             "format": RECORD_FORMAT,
             "input": str(path), "input_sha256": io.sha256_file(path), "output": str(targets.image),
             "output_sha256": io.sha256_file(image_tmp),
-            "operator": getattr(physics, "spec", None) or model_operator, "image_shape": list(x.shape[-3:]), "bits": bits, "measurement_shape": list(y.shape[-3:]),
+            "operator": getattr(physics, "spec", None) or (model_operator and model_operator.spec), "image_shape": list(x.shape[-3:]), "bits": bits, "measurement_shape": list(y.shape[-3:]),
             "field_of_view": None if window is None else {
                 "scene_shape": scene_shape, "rows": [window[0].start, window[0].stop], "cols": [window[1].start, window[1].stop]},
             "source": source, "settings": dataclasses.asdict(settings),
@@ -494,63 +498,74 @@ def _restore_one(path: Path, job: RestoreJob, targets: Targets, protect: list[Pa
     return io.commit(staged)
 
 
-def _model_operator(job: RestoreJob) -> Optional[str]:
-    """The operator spec the job's model was trained for when it is a model of the operator process (restored in
-    one step, :mod:`pnprgm.rgm.restorer`), else None; for a model whose operator names code, ``--operator`` (typed
-    by the user, so it may run) replaces it."""
+@dataclass(frozen=True)
+class ModelOperator:
+    """A job whose model was trained for an operator (restored in one step, :mod:`pnprgm.rgm.restorer`): the spec to
+    build for images without a sidecar (``--operator`` when given, else the model's) and what the model file says."""
+
+    spec: str
+    model: "OperatorModelFile"
+
+
+def _model_operator(job: RestoreJob) -> Optional[ModelOperator]:
+    """The operator of the job's model when it is a model of the operator process, else None; the options that do
+    not apply to it, a noise level outside its range and another operator are refused here, once for the job. For a
+    model whose operator names code, ``--operator`` (typed by the user, so it may run) replaces it."""
     from pnprgm.rgm import restorer
 
-    process = restorer.file_process(job.denoiser) if isinstance(job.denoiser, str) else None
-    if process is None:
+    model = restorer.file_process(job.denoiser) if isinstance(job.denoiser, str) else None
+    if model is None:
         return None
-    # once for the job, not once per image
     restorer.refuse_solver_options({"solver": job.solver, "preset": job.preset, **job.overrides, "tile": job.tile})
     if job.noise_sigma is not None:
-        restorer.check_given_noise(job.noise_sigma, restorer.trained_noise(process))
-    trained = str(process["operator"])
+        restorer.check_given_noise(job.noise_sigma, restorer.trained_noise(model.process))
+    trained = model.operator
     if job.operator is None:
         if names_code(trained):
             raise UserError(f"the model's operator {trained!r} names Python code, which is never imported from a "
                             f"model file; if you trust it, pass --operator {trained!r}.")
-        return trained
-    if names_code(trained):
-        return job.operator
-    from pnprgm.restoration import _same_operator
-
-    if not _same_operator(job.operator, trained):
+        return ModelOperator(trained, model)
+    if not names_code(trained) and not restorer.same_operator(job.operator, trained, recorded=model.files):
         raise UserError(f"the model restores measurements of {trained}, the operator it was trained for, not of "
                         f"{job.operator}; drop --operator (the model's is used), or restore {job.operator} "
                         f"measurements with a denoiser (--denoiser default).")
-    return trained
+    return ModelOperator(job.operator, model)
 
 
-def _load_for_model(path: Path, job: RestoreJob, spec: str):
-    """:func:`_load_problem` for a model trained for the operator ``spec``: the measurement's sidecar (which must
-    record that operator), else the image itself as ``y``; the operator built as the model was trained (no photo
-    defaults: the model saw that operator's measurements), the noise level from ``--noise``, the sidecar, else
-    estimated."""
+def _load_for_model(path: Path, job: RestoreJob, model_operator: ModelOperator):
+    """:func:`_load_problem` for a model trained for an operator: the measurement's sidecar (which must record that
+    operator), else the image itself as ``y``, with the operator built as the model was trained (no photo defaults:
+    the model saw that operator's measurements); the noise level from ``--noise``, the sidecar, else estimated."""
     from pnprgm.measurement import load_measurement
-    from pnprgm.restoration import _same_operator
-    from pnprgm.training.processes import load_operator
+    from pnprgm.rgm.restorer import same_operator
+    from pnprgm.training.processes import check_operator_files, load_operator
 
+    spec, model = model_operator.spec, model_operator.model
     measurement = load_measurement(path, device=job.device) if job.operator is None else None
     if measurement is not None:
-        if not _same_operator(measurement.operator.spec, spec):
+        if not same_operator(measurement.operator.spec, model.operator, recorded=model.files):
             raise UserError(f"its sidecar records the operator {measurement.operator.spec}, and the model restores "
-                            f"{spec}; restore it with a denoiser (--denoiser default), or with a model trained for it.")
+                            f"{model.operator}; restore it with a denoiser (--denoiser default), or with a model "
+                            f"trained for it.")
         sigma = job.noise_sigma if job.noise_sigma is not None else measurement.noise_sigma
         return measurement.y, measurement.operator, sigma, dataclasses.asdict(measurement.source), None
+    if job.operator is None:  # the model's own spec: the files it reads must be those it was trained with
+        from pnprgm.training.config import ProcessConfig
+
+        check_operator_files([{"path": k, "sha256": v} for k, v in model.files.items()],
+                             ProcessConfig(name="operator", operator=spec), when="the model was trained with it")
     y = io.read_image(path)[None]
     measured = tuple(y.shape[1:])
+    code = names_code(spec)
     if job.image_size is not None:
         shape = (measured[0], int(job.image_size[0]), int(job.image_size[1]))
-    elif names_code(spec):
+    elif code:
         shape = measured
     else:
         from pnprgm import operators
 
         shape = operators.image_shape(spec, measured)
-    physics = load_operator(spec, shape, job.device, allow_code=names_code(spec))
+    physics = load_operator(spec, shape, job.device, allow_code=code)
     if tuple(physics.out_shape) != measured:
         raise UserError(f"{spec} maps a {shape[1]}x{shape[2]} image to {physics.out_shape[1]}x{physics.out_shape[2]}, "
                         f"not to this {measured[1]}x{measured[2]} image; fix --size (or leave it out).")

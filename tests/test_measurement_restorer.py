@@ -138,3 +138,34 @@ def test_a_sidecar_of_another_operator_and_a_channel_mismatch(tmp_path):
     gray = operator_model(tmp_path / "gray.pt", "blur:gaussian,sigma=1", channels=1)
     result = run("restore", tmp_path / "photo.png", "--model", gray, "-o", tmp_path / "out2", "-q", "--noise", "0.02")
     assert result.exit_code == 1 and "restores gray images and the measurement is of colour ones" in result.output
+
+
+def test_a_kernel_file_counts_by_its_contents(tmp_path, monkeypatch):
+    """A model of ``blur:file=k.npy`` records the kernel's sha256: a copy elsewhere given as --operator is the same
+    operator, the model's own spec runs from the training folder, and another kernel is refused either way."""
+    train_dir, elsewhere = tmp_path / "train", tmp_path / "elsewhere"
+    train_dir.mkdir(), elsewhere.mkdir()
+    kernel = np.outer([1, 2, 1], [1, 2, 1]).astype(np.float32)
+    np.save(train_dir / "k.npy", kernel)
+    np.save(elsewhere / "copy.npy", kernel)
+    np.save(elsewhere / "other.npy", np.ones((3, 3), np.float32))
+    model = operator_model(tmp_path / "m.pt", "blur:file=k.npy")
+    content = torch.load(model, weights_only=True)
+    content["record"] = {"operator_files": [{"path": "k.npy", "sha256": io.sha256_file(train_dir / "k.npy")}]}
+    torch.save(content, model)
+    Image.fromarray(np.full((16, 16, 3), 128, np.uint8)).save(tmp_path / "photo.png")
+    base = ("restore", tmp_path / "photo.png", "--model", model, "--noise", "0.02", "-q")
+    monkeypatch.chdir(elsewhere)
+    result = run(*base, "-o", tmp_path / "a")
+    assert result.exit_code == 1 and "reads k.npy, which is not there" in result.output, result.output
+    result = run(*base, "-o", tmp_path / "b", "--operator", "blur:file=copy.npy")
+    assert result.exit_code == 0, result.output
+    result = run(*base, "-o", tmp_path / "c", "--operator", "blur:file=other.npy")
+    assert result.exit_code == 2 and "the model restores measurements of blur:file=k.npy" in result.output
+    monkeypatch.chdir(train_dir)
+    result = run(*base, "-o", tmp_path / "d")
+    assert result.exit_code == 0, result.output
+    assert io.sha256_file(tmp_path / "d/photo.png") == io.sha256_file(tmp_path / "b/photo.png")
+    np.save(train_dir / "k.npy", np.ones((3, 3), np.float32))  # replaced after training
+    result = run(*base, "-o", tmp_path / "e")
+    assert result.exit_code == 1 and "k.npy has changed since the training" in result.output, result.output

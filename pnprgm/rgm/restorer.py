@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Optional
 
 import torch
@@ -44,9 +45,22 @@ def operator_process(generator: nn.Module, operator: Optional[str] = None):
     return dataclasses.replace(config, operator=operator)
 
 
-def file_process(source: str, channels: int = 3) -> Optional[dict]:
-    """The process config of an operator-process model file (``{"name": "operator", "operator": spec, ...}``), or
-    None for any other model or name (reads the file's config, not its generator)."""
+@dataclass(frozen=True)
+class OperatorModelFile:
+    """What an operator-process model file says about its operator: the process config (``operator`` is the spec)
+    and the sha256 of each file the spec reads, by the path the spec names (``blur:file``, ``mask:file``)."""
+
+    process: dict
+    files: dict
+
+    @property
+    def operator(self) -> str:
+        return str(self.process["operator"])
+
+
+def file_process(source: str, channels: int = 3) -> Optional[OperatorModelFile]:
+    """The operator of an operator-process model file, or None for any other model or name (reads the file's
+    config, not its generator)."""
     from pnprgm.rgm import models
     from pnprgm.rgm.model_file import read_model_file
 
@@ -54,10 +68,46 @@ def file_process(source: str, channels: int = 3) -> Optional[dict]:
     if found is None or found.official_config is not None or found.entry is not None:
         return None  # the shipped models are denoisers; an official checkpoint is a ddpm generator
     try:
-        process = read_model_file(found.path).get("process") or {}
+        content = read_model_file(found.path)
     except UserError:
         return None  # not a model file of ours: loading it as a denoiser says why, per input
-    return dict(process) if process.get("name") == "operator" and process.get("operator") else None
+    process = content.get("process") or {}
+    if process.get("name") != "operator" or not process.get("operator"):
+        return None
+    return OperatorModelFile(dict(process), recorded_files(content.get("record")))
+
+
+def recorded_files(record: Optional[dict]) -> dict:
+    """``{path: sha256}`` of the operator files a training record lists."""
+    return {str(entry.get("path")): entry.get("sha256") for entry in (record or {}).get("operator_files") or []
+            if isinstance(entry, dict) and entry.get("sha256")}
+
+
+def same_operator(spec: str, other: str, *, recorded: Optional[dict] = None) -> bool:
+    """Whether two operator specs make the same operator: the same parsed operators, where a file they read
+    (``blur:file``, ``mask:file``) counts by its contents (sha256; ``recorded`` gives it for the paths of ``other``
+    that a model file lists, whose file may be elsewhere now), so a kernel copied to another folder is the same
+    operator and another kernel at the same path is not. A spec that names code equals only itself."""
+    from pnprgm.training.processes import names_code
+
+    if names_code(spec) or names_code(other):
+        return spec == other
+    return _identity(spec, {}) == _identity(other, recorded or {})
+
+
+def _identity(spec: str, recorded: dict) -> list:
+    from pnprgm import io, operators
+
+    parts = []
+    for part in operators.parse(spec):
+        values = {}
+        for item in dataclasses.fields(part.params):
+            value = getattr(part.params, item.name)
+            if isinstance(value, Path):
+                value = recorded.get(str(value)) or (io.sha256_file(value) if value.is_file() else f"missing {value}")
+            values[item.name] = value
+        parts.append((part.variant.name, values))
+    return parts
 
 
 def refuse_solver_options(given: dict) -> None:
@@ -107,7 +157,12 @@ class MeasurementRestorer(Reconstructor):
         if trained_for != "operator":
             raise UserError(f"this model was trained for the {trained_for} process; a one-step restorer needs a "
                             f"model of the operator process (pnprgm train --forward operator).")
-        self.process = operator_process(generator, operator)
+        from pnprgm.training.sampling import model_process_config
+
+        # the files its operator reads are checked where that operator is built (physics), not here: a measurement
+        # comes with its own operator, which must only be the same (same_operator, by the files' contents)
+        self.process = model_process_config(generator) if operator is None else operator_process(generator, operator)
+        self.recorded = recorded_files(getattr(generator, "record", None))
         self.code_operator = operator
         self.noise_range = trained_noise(generator.process)
         self.generator = generator.eval()
@@ -122,6 +177,10 @@ class MeasurementRestorer(Reconstructor):
     def operator_spec(self) -> str:
         return str(self.process.operator)
 
+    def measures(self, spec: str) -> bool:
+        """Whether an operator spec is the model's operator (:func:`same_operator`)."""
+        return same_operator(spec, self.operator_spec, recorded=self.recorded)
+
     def reseed(self, seed: int) -> None:
         """Draw the next latents from ``seed``."""
         self.seed = int(seed)
@@ -131,6 +190,8 @@ class MeasurementRestorer(Reconstructor):
         from pnprgm.training.processes import build_process
 
         self._check_channels(image_shape[0])
+        if self.code_operator is None:
+            operator_process(self.generator)  # its files as they were in training
         return build_process(self.process, tuple(image_shape), device, code_operator=self.code_operator).physics(
             tuple(image_shape))
 
