@@ -42,7 +42,11 @@ class _Group(click.Group):
         except click.ClickException as err:
             err.show()
             sys.exit(err.exit_code)
-        except (click.Abort, EOFError, KeyboardInterrupt):
+        except (click.Abort, EOFError, KeyboardInterrupt) as err:
+            if isinstance(err, KeyboardInterrupt) or isinstance(err.__cause__, KeyboardInterrupt):
+                # Ctrl-C (a training run has saved what it printed): the shell's status for SIGINT, 128 + 2
+                click.echo("interrupted.", err=True)
+                sys.exit(130)
             click.echo("aborted.", err=True)
             sys.exit(1)
         sys.exit(result if isinstance(result, int) else 0)

@@ -608,3 +608,28 @@ def test_a_kernel_with_no_usable_weight_is_refused_once_not_per_image(photos, tm
     result = run("restore", photos, "--operator", spec, "-q", "-o", tmp_path / "out")
     assert result.exit_code == 2 and result.output.count("no usable weight") == 1, result.output
     assert not (tmp_path / "out").exists()
+
+
+def test_ctrl_c_exits_130_with_one_line(tmp_path, monkeypatch):
+    """Ctrl-C reads as the shell's status for SIGINT (130), not as a failure (1), so that scripts can tell them
+    apart (an interrupted training run has saved a checkpoint)."""
+    import subprocess
+    import sys
+    import textwrap
+
+    script = textwrap.dedent("""
+        import sys
+        import pnprgm.restore_job
+        def interrupted(*args, **kwargs):
+            raise KeyboardInterrupt
+        pnprgm.restore_job.run_restore_job = interrupted
+        from pnprgm.cli.main import app
+        sys.argv = ["pnprgm", "restore", sys.argv[1], "--operator", "sr2", "-o", sys.argv[2]]
+        app()
+    """)
+    torch.manual_seed(0)
+    io.write_image(tmp_path / "a.png", torch.rand(3, 8, 8))
+    result = subprocess.run([sys.executable, "-c", script, str(tmp_path / "a.png"), str(tmp_path / "out")],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 130, result.stderr
+    assert result.stderr.strip().splitlines()[-1] == "interrupted." and "Traceback" not in result.stderr

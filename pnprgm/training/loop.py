@@ -617,6 +617,8 @@ class Trainer:
                     last_model = written
                 done = self.step >= cfg.steps or self.timed_out
                 if stop.asked and not done:
+                    if bar is not None:
+                        bar.close()  # the lines below start on a line of their own
                     self.interrupted = True  # in the model's record: it did not reach its steps
                     self.save_checkpoint()
                     self.save_model()
