@@ -169,3 +169,12 @@ def test_a_kernel_file_counts_by_its_contents(tmp_path, monkeypatch):
     np.save(train_dir / "k.npy", np.ones((3, 3), np.float32))  # replaced after training
     result = run(*base, "-o", tmp_path / "e")
     assert result.exit_code == 1 and "k.npy has changed since the training" in result.output, result.output
+
+
+def test_as_a_pnp_denoiser_it_is_refused_with_the_way_to_use_it(tmp_path):
+    from pnprgm.denoisers.rgm import RGMDenoiser
+
+    generator = model_file.load_model(operator_model(tmp_path / "m.pt", "sr2"))
+    with pytest.raises(UserError, match=r"not for denoising \(it restores measurements of its own operator in one "
+                                        r"step: pnprgm restore --model MODEL\)"):
+        RGMDenoiser(generator)

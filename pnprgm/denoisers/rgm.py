@@ -44,8 +44,11 @@ class RGMDenoiser(Denoiser):
         super().__init__(device="cpu")
         trained_for = (getattr(generator, "process", None) or {}).get("name", "ddpm")
         if trained_for in ("sr", "operator"):
-            raise UserError(f"this RGM model was trained for the {trained_for} process, not for denoising; "
-                            f"use it with pnprgm sample, or train a ddpm/denoise model for PnP.")
+            use = ("it restores measurements of its own operator in one step: pnprgm restore --model MODEL"
+                   if trained_for == "operator" else
+                   "it super-resolves through its own levels: pnprgm sample MODEL --input LOW --upscale 4")
+            raise UserError(f"this RGM model was trained for the {trained_for} process, not for denoising ({use}); "
+                            f"a PnP solver needs a denoiser (a ddpm or denoise model).")
         if z not in ("fixed", "fresh"):
             raise UserError(f"z must be 'fixed' or 'fresh'; got {z!r}.")
         if level_mode not in ("match", "nearest"):
