@@ -10,10 +10,13 @@ its record; temporaries left by a killed run are swept. Inputs are never overwri
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import functools
 import json
 import sys
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Optional
@@ -211,6 +214,7 @@ def run_restore_job(job: RestoreJob, *, on_error: Callable[[str], None] = print,
     from pnprgm import operators
 
     spec = model_operator.spec if model_operator is not None else job.operator
+    model_sha256 = functools.cache(lambda: _model_file_sha256(job))  # hashed only to compare with a record
     protect = files + (operators.files_read(spec) if spec is not None and not names_code(spec) else [])
     io.sweep_temps(outdir, names=[name for stem in stems.values() for name in _names(stem, job.samples)])
     for number, path in enumerate(tqdm(files, desc="restore", unit="image", disable=not bars), start=1):
@@ -218,7 +222,7 @@ def run_restore_job(job: RestoreJob, *, on_error: Callable[[str], None] = print,
         if say is not None and not bars and len(files) > 1:
             say(f"image {number}/{len(files)}: {path}")
         try:
-            if _already_restored(path, targets, job, protect):
+            if _already_restored(path, targets, job, protect, model_sha256):
                 report.skipped.append(path)
                 if on_skip is not None:
                     on_skip(f"skipped {path}: {targets.image} and its record exist (pass --overwrite to restore it again)")
@@ -389,7 +393,8 @@ def _settings(job: dict) -> dict:
     return json.loads(json.dumps(settings, default=str))
 
 
-def _already_restored(path: Path, targets: Targets, job: RestoreJob, protect: list[Path]) -> bool:
+def _already_restored(path: Path, targets: Targets, job: RestoreJob, protect: list[Path],
+                      model_sha256: Callable[[], Optional[str]] = lambda: None) -> bool:
     """True when the outputs of ``path`` exist from the same settings (skip it); a :class:`UserError` when an
     output name is taken by a file pnprgm did not write for this input (unless ``job.overwrite``)."""
     present = [p for p in targets.all() if p.exists() or p.is_symlink()]
@@ -422,8 +427,24 @@ def _already_restored(path: Path, targets: Targets, job: RestoreJob, protect: li
     if theirs != ours:
         changed = sorted(k for k in set(theirs) | set(ours) if theirs.get(k) != ours.get(k))
         raise UserError(f"{targets.image} was restored with other settings ({differ(changed)}); {fix}.")
+    recorded_model = ((record.get("settings") or {}).get("model") or {}).get("sha256")
+    current_model = model_sha256() if recorded_model is not None else None
+    if current_model is not None and recorded_model != current_model:
+        raise UserError(f"{targets.image} was restored with another version of the model file {job.denoiser} (sha256 "
+                        f"{str(recorded_model)[:12]}... then, {current_model[:12]}... now); {fix}.")
     complete = all(p.is_file() for p in targets.all())
     return complete  # incomplete: a killed run of these settings (its record came first); restore again
+
+
+def _model_file_sha256(job: RestoreJob) -> Optional[str]:
+    """The sha256 of the job's model when it is a file (a shipped model is fixed by its name): a result of another
+    version of that file is not "already restored"."""
+    from pnprgm.rgm import models
+
+    if not isinstance(job.denoiser, str):
+        return None
+    found = models.resolve(job.denoiser, required=False)
+    return io.sha256_file(found.path) if found is not None and found.entry is None else None
 
 
 def _stale_std_map(targets: Targets) -> Optional[Path]:
@@ -451,11 +472,13 @@ def _restore_one(path: Path, job: RestoreJob, targets: Targets, protect: list[Pa
         y, physics, noise_sigma, source, window = _load_problem(path, job)
     else:
         y, physics, noise_sigma, source, window = _load_for_model(path, job, model_operator)
-    check_memory(tuple(physics.in_shape), job)
+    # a user's deepinv operator (from code) may have no in_shape
+    check_memory(tuple(getattr(physics, "in_shape", None) or physics.A_adjoint(y).shape[1:]), job)
     kwargs = dict(denoiser=job.denoiser, solver=job.solver, preset=job.preset, noise_sigma=noise_sigma,
                   device=job.device, tile=job.tile, progress=progress, **job.overrides)
     on_sample = sample_progress(say) if say is not None and job.samples > 1 else None
-    drawn = restore_samples(y, physics, samples=job.samples, seed=job.seed, on_sample=on_sample, **kwargs)
+    with _warnings_naming(path):
+        drawn = restore_samples(y, physics, samples=job.samples, seed=job.seed, on_sample=on_sample, **kwargs)
     x, result, settings = drawn.mean, drawn.results[0], drawn.settings
     std = drawn.std if job.samples > 1 else None
     scene_shape = list(x.shape[-3:])
@@ -507,6 +530,23 @@ class ModelOperator:
     model: "OperatorModelFile"
 
 
+@contextlib.contextmanager
+def _warnings_naming(path: Path):
+    """The restoration's warnings about this image (a noise level lifted into a model's range) start with its
+    name: in a batch, identical lines would not say which image they are about."""
+    caught: list = []
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            yield
+    finally:  # also when the image fails: what was said about it still counts
+        for warning in caught:
+            if issubclass(warning.category, UserWarning) and "pnprgm" in str(warning.filename):
+                warnings.warn(f"{path}: {warning.message}", warning.category, stacklevel=3)
+            else:
+                warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
+
+
 def _model_operator(job: RestoreJob) -> Optional[ModelOperator]:
     """The operator of the job's model when it is a model of the operator process, else None; the options that do
     not apply to it, a noise level outside its range and another operator are refused here, once for the job. For a
@@ -525,7 +565,8 @@ def _model_operator(job: RestoreJob) -> Optional[ModelOperator]:
             raise UserError(f"the model's operator {trained!r} names Python code, which is never imported from a "
                             f"model file; if you trust it, pass --operator {trained!r}.")
         return ModelOperator(trained, model)
-    if not names_code(trained) and not restorer.same_operator(job.operator, trained, recorded=model.files):
+    # clearly another operator: now; the same family with other parameters or files: compared by action, per image
+    if restorer.clearly_other(job.operator, model):
         raise UserError(f"the model restores measurements of {trained}, the operator it was trained for, not of "
                         f"{job.operator}; drop --operator (the model's is used), or restore {job.operator} "
                         f"measurements with a denoiser (--denoiser default).")
@@ -533,43 +574,85 @@ def _model_operator(job: RestoreJob) -> Optional[ModelOperator]:
 
 
 def _load_for_model(path: Path, job: RestoreJob, model_operator: ModelOperator):
-    """:func:`_load_problem` for a model trained for an operator: the measurement's sidecar (which must record that
-    operator), else the image itself as ``y``, with the operator built as the model was trained (no photo defaults:
-    the model saw that operator's measurements); the noise level from ``--noise``, the sidecar, else estimated."""
+    """:func:`_load_problem` for a model trained for an operator: the measurement's sidecar, else the image itself as
+    ``y`` with the operator built as the model was trained (no photo defaults: the model saw that operator's
+    measurements); the noise level from ``--noise``, the sidecar, else estimated. That the measurement's operator
+    is the model's is checked where it restores (:meth:`pnprgm.rgm.restorer.MeasurementRestorer.measures`)."""
     from pnprgm.measurement import load_measurement
-    from pnprgm.rgm.restorer import same_operator
+    from pnprgm.rgm import restorer
     from pnprgm.training.processes import check_operator_files, load_operator
 
     spec, model = model_operator.spec, model_operator.model
     measurement = load_measurement(path, device=job.device) if job.operator is None else None
     if measurement is not None:
-        if not same_operator(measurement.operator.spec, model.operator, recorded=model.files):
+        if restorer.clearly_other(measurement.operator.spec, model):
             raise UserError(f"its sidecar records the operator {measurement.operator.spec}, and the model restores "
                             f"{model.operator}; restore it with a denoiser (--denoiser default), or with a model "
                             f"trained for it.")
+        _check_sidecar_size(measurement, job)
         sigma = job.noise_sigma if job.noise_sigma is not None else measurement.noise_sigma
+        trained = restorer.trained_noise(model.process)
+        if job.noise_sigma is None and sigma is not None and restorer.above_range(sigma, trained):
+            raise UserError(f"its sidecar records noise std {sigma:.4g}, above the {restorer.describe_noise(trained)} "
+                            f"the model was trained at (it would leave noise in); restore it with a denoiser "
+                            f"(--denoiser default), or with a model trained for that noise.")
         return measurement.y, measurement.operator, sigma, dataclasses.asdict(measurement.source), None
     if job.operator is None:  # the model's own spec: the files it reads must be those it was trained with
         from pnprgm.training.config import ProcessConfig
 
         check_operator_files([{"path": k, "sha256": v} for k, v in model.files.items()],
                              ProcessConfig(name="operator", operator=spec), when="the model was trained with it")
-    y = io.read_image(path)[None]
-    measured = tuple(y.shape[1:])
     code = names_code(spec)
-    if job.image_size is not None:
-        shape = (measured[0], int(job.image_size[0]), int(job.image_size[1]))
-    elif code:
-        shape = measured
+    if code:  # the user's code builds an operator for the image's shape: the measurement's, or --size
+        y = io.read_image(path)[None]
+        shape = tuple(y.shape[1:]) if job.image_size is None else (y.shape[1], *map(int, job.image_size))
     else:
-        from pnprgm import operators
-
-        shape = operators.image_shape(spec, measured)
+        y, shape = _read_measurement(path, spec, job.image_size)
     physics = load_operator(spec, shape, job.device, allow_code=code)
-    if tuple(physics.out_shape) != measured:
-        raise UserError(f"{spec} maps a {shape[1]}x{shape[2]} image to {physics.out_shape[1]}x{physics.out_shape[2]}, "
-                        f"not to this {measured[1]}x{measured[2]} image; fix --size (or leave it out).")
+    _check_measured_shape(physics, spec, shape, tuple(y.shape[1:]), job.device)
     return y, physics, job.noise_sigma, {"image": str(path)}, None
+
+
+def _check_sidecar_size(measurement, job: RestoreJob) -> None:
+    restored = tuple(measurement.operator.in_shape[1:])
+    if job.image_size is not None and tuple(job.image_size) != restored:
+        raise UserError(f"its sidecar restores a {restored[0]}x{restored[1]} image, not the --size "
+                        f"{job.image_size[0]}x{job.image_size[1]}; leave --size out (it is for images without a "
+                        f"sidecar).")
+
+
+def _read_measurement(path: Path, spec: str, image_size: Optional[tuple[int, int]], defaults: Optional[dict] = None):
+    """``(y, image shape)`` of an image read as a measurement of ``spec`` (a black-and-white photo saved as RGB,
+    equal channels, is read as gray for an operator that measures one channel); ``image_size`` (H, W) replaces the
+    inferred size."""
+    from pnprgm import operators
+
+    y = io.read_image(path)[None]
+    try:
+        shape = operators.image_shape(spec, tuple(y.shape[1:]), defaults=defaults)
+    except UserError:
+        if y.shape[1] != 3 or io.channel_spread(y[0]) > io.CHANNEL_TOLERANCE:
+            raise
+        y = y.mean(1, keepdim=True)
+        shape = operators.image_shape(spec, tuple(y.shape[1:]), defaults=defaults)
+    if image_size is not None:
+        shape = (shape[0], int(image_size[0]), int(image_size[1]))
+    return y, shape
+
+
+def _check_measured_shape(physics, spec: str, shape: tuple[int, int, int], measured: tuple[int, int, int],
+                          device: str = "cpu") -> None:
+    """A :class:`UserError` unless the operator built for an image of ``shape`` measures what the image holds (a
+    user's deepinv operator may lack ``out_shape``: its output on zeros says)."""
+    import torch
+
+    out = tuple(getattr(physics, "out_shape", None) or ())
+    if not out:
+        with torch.no_grad():
+            out = tuple(physics.A(torch.zeros((1, *shape), device=device)).shape[1:])
+    if out != measured:
+        raise UserError(f"{spec} maps a {shape[1]}x{shape[2]} image to {out[-2]}x{out[-1]}, not to this "
+                        f"{measured[1]}x{measured[2]} image; fix --size (or leave it out).")
 
 
 def _load_problem(path: Path, job: RestoreJob):
@@ -582,33 +665,16 @@ def _load_problem(path: Path, job: RestoreJob):
 
     measurement = load_measurement(path, device=job.device) if job.operator is None else None
     if measurement is not None:
-        restored = tuple(measurement.operator.in_shape[1:])
-        if job.image_size is not None and tuple(job.image_size) != restored:
-            raise UserError(f"its sidecar restores a {restored[0]}x{restored[1]} image, not the --size "
-                            f"{job.image_size[0]}x{job.image_size[1]}; leave --size out (it is for images without a "
-                            f"sidecar).")
+        _check_sidecar_size(measurement, job)
         sigma = job.noise_sigma if job.noise_sigma is not None else measurement.noise_sigma
         return measurement.y, measurement.operator, sigma, dataclasses.asdict(measurement.source), None
     if job.operator is None:
         raise UserError("no measurement sidecar beside this image; pass --operator SPEC (pnprgm operators lists them).")
     from pnprgm import operators
 
-    y = io.read_image(path)[None]
     # a real photo is the valid part of the blur of a larger scene (operators.blur): no circular frame
-    try:
-        shape = operators.image_shape(job.operator, tuple(y.shape[1:]), defaults=operators.PHOTO_DEFAULTS)
-    except UserError:
-        # a black-and-white photo saved as RGB (equal channels) for an operator that measures one channel (gray)
-        if y.shape[1] != 3 or io.channel_spread(y[0]) > io.CHANNEL_TOLERANCE:
-            raise
-        y = y.mean(1, keepdim=True)
-        shape = operators.image_shape(job.operator, tuple(y.shape[1:]), defaults=operators.PHOTO_DEFAULTS)
-    measured = tuple(y.shape[1:])
-    if job.image_size is not None:
-        shape = (shape[0], int(job.image_size[0]), int(job.image_size[1]))
+    y, shape = _read_measurement(path, job.operator, job.image_size, defaults=operators.PHOTO_DEFAULTS)
     physics = operators.build(job.operator, shape, device=job.device, defaults=operators.PHOTO_DEFAULTS)
-    if tuple(physics.out_shape) != measured:
-        raise UserError(f"{physics.spec} maps a {shape[1]}x{shape[2]} image to {physics.out_shape[1]}x{physics.out_shape[2]}, "
-                        f"not to this {measured[1]}x{measured[2]} image; fix --size (or leave it out).")
+    _check_measured_shape(physics, physics.spec, shape, tuple(y.shape[1:]), job.device)
     window = physics.visible_window() if job.image_size is None else None
     return y, physics, job.noise_sigma, {"image": str(path)}, window

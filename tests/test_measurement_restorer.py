@@ -104,19 +104,19 @@ def test_library_restore_and_estimated_noise(tmp_path):
     other = pnprgm.restore(y, "sr2", image_shape=(3, 16, 16), denoiser=str(model), noise_sigma=0.02, seed=2)
     assert x.shape == (3, 16, 16) and (x - other).abs().max() > 1e-3
     # an estimate outside the trained range is clamped into it, with a warning; a level given there is refused
-    with pytest.warns(UserWarning, match="outside the 0.01-0.05"):
+    with pytest.warns(UserWarning, match=r"outside the 0.01 \(2.55/255\) to 0.05 \(12.8/255\)"):
         _, _, settings = pnprgm.restore(y + 0.3 * torch.randn_like(y), "sr2", image_shape=(3, 16, 16),
                                         denoiser=str(model), noise_sigma=None, return_trace=True)
     assert settings.params == {"model_noise_sigma": 0.05} and settings.noise_sigma > 0.1
     with pytest.raises(UserError, match="trained at noise std 0.01"):
         pnprgm.restore(y, "sr2", image_shape=(3, 16, 16), denoiser=str(model), noise_sigma=0.2)
-    with pytest.raises(UserError, match="restores measurements of sr2, not of blur"):
+    with pytest.raises(UserError, match=r"restores measurements of sr2, and the measurement's operator \(blur"):
         pnprgm.restore(torch.rand(3, 16, 16), "blur:gaussian,sigma=1", image_shape=(3, 16, 16), denoiser=str(model))
 
 
 @pytest.mark.parametrize("args, message", [
     (("--solver", "hqs"), "--solver does not apply"),
-    (("--preset", "sr-drs", "--iters", "3"), "--preset, --set iterations do not apply"),
+    (("--preset", "sr-drs", "--iters", "3"), "--preset, --iters do not apply"),
     (("--tile", "64"), "--tile does not apply"),
     (("--noise", "0.2"), "trained at noise std 0.01"),
     (("--operator", "sr4"), "restores measurements of sr2, the operator it was trained for, not of sr4"),
@@ -160,8 +160,11 @@ def test_a_kernel_file_counts_by_its_contents(tmp_path, monkeypatch):
     assert result.exit_code == 1 and "reads k.npy, which is not there" in result.output, result.output
     result = run(*base, "-o", tmp_path / "b", "--operator", "blur:file=copy.npy")
     assert result.exit_code == 0, result.output
-    result = run(*base, "-o", tmp_path / "c", "--operator", "blur:file=other.npy")
-    assert result.exit_code == 2 and "the model restores measurements of blur:file=k.npy" in result.output
+    result = run(*base, "-o", tmp_path / "c", "--operator", "blur:file=other.npy")  # cannot be compared here
+    assert result.exit_code == 1 and "reads k.npy, which is not there" in result.output, result.output
+    monkeypatch.chdir(train_dir)
+    result = run(*base, "-o", tmp_path / "c", "--operator", f"blur:file={elsewhere / 'other.npy'}")
+    assert result.exit_code == 1 and "acts otherwise" in result.output, result.output
     monkeypatch.chdir(train_dir)
     result = run(*base, "-o", tmp_path / "d")
     assert result.exit_code == 0, result.output
@@ -178,3 +181,96 @@ def test_as_a_pnp_denoiser_it_is_refused_with_the_way_to_use_it(tmp_path):
     with pytest.raises(UserError, match=r"not for denoising \(it restores measurements of its own operator in one "
                                         r"step: pnprgm restore --model MODEL\)"):
         RGMDenoiser(generator)
+
+
+def test_a_sidecar_is_compared_by_what_its_operator_does(tmp_path, monkeypatch):
+    """A sidecar stores its kernel: one made elsewhere with another kernel of the same file name is refused even
+    where the model's kernel.npy is, and an equivalent spec (a Gaussian's default size given) is accepted."""
+    train_dir, other_dir = tmp_path / "train", tmp_path / "other"
+    train_dir.mkdir(), other_dir.mkdir()
+    np.save(train_dir / "kernel.npy", np.outer([1, 2, 1], [1, 2, 1]).astype(np.float32))
+    np.save(other_dir / "kernel.npy", np.array([[0, 0, 0], [1, 1, 1], [0, 0, 0]], np.float32))  # a line
+    Image.fromarray((np.random.default_rng(0).random((16, 16, 3)) * 255).astype(np.uint8)).save(tmp_path / "im.png")
+    model = operator_model(tmp_path / "k.pt", "blur:file=kernel.npy")
+    content = torch.load(model, weights_only=True)
+    content["record"] = {"operator_files": [{"path": "kernel.npy", "sha256": io.sha256_file(train_dir / "kernel.npy")}]}
+    torch.save(content, model)
+    for folder in (train_dir, other_dir):
+        monkeypatch.chdir(folder)
+        assert run("degrade", tmp_path / "im.png", "--operator", "blur:file=kernel.npy", "--noise", "0.02",
+                   "-o", folder / "meas").exit_code == 0
+    monkeypatch.chdir(train_dir)
+    result = run("restore", other_dir / "meas", "--model", model, "-o", tmp_path / "wrong", "-q")
+    assert result.exit_code == 1 and "acts otherwise" in result.output, result.output
+    result = run("restore", train_dir / "meas", "--model", model, "-o", tmp_path / "right", "-q")
+    assert result.exit_code == 0, result.output
+    gaussian = operator_model(tmp_path / "g.pt", "blur:gaussian")
+    result = run("restore", tmp_path / "im.png", "--model", gaussian, "--operator", "blur:gaussian,size=13",
+                 "--noise", "0.02", "-o", tmp_path / "same", "-q")
+    assert result.exit_code == 0, result.output
+    result = run("restore", tmp_path / "im.png", "--model", gaussian, "--operator", "blur:gaussian,sigma=3",
+                 "--noise", "0.02", "-o", tmp_path / "sigma3", "-q")
+    assert result.exit_code == 2 and "not of blur:gaussian,sigma=3" in result.output, result.output
+
+
+CODE_BLUR = """
+import torch
+from deepinv.physics import BlurFFT
+def make(shape, device):
+    return BlurFFT(img_size=tuple(shape), filter=torch.ones(1, 1, 3, 3) / 9, device=device)
+"""
+
+
+def test_a_plain_deepinv_operator_from_code(tmp_path):
+    (tmp_path / "myop.py").write_text(CODE_BLUR)
+    spec = f"{tmp_path / 'myop.py'}:make"
+    model = operator_model(tmp_path / "code.pt", spec)
+    Image.fromarray(np.full((20, 24, 3), 100, np.uint8)).save(tmp_path / "y.png")
+    result = run("restore", tmp_path / "y.png", "--model", model, "--operator", spec, "--noise", "0.02",
+                 "-o", tmp_path / "out", "-q")
+    assert result.exit_code == 0, result.output
+    assert io.read_image(tmp_path / "out/y.png").shape == (3, 20, 24)
+
+
+def test_noise_levels_from_the_api_default_and_from_sidecars(tmp_path):
+    """restore()'s default noise_sigma (0, noiseless) and a sidecar's 0 are lifted to the lowest trained level with
+    a warning; a sidecar's level above the range is refused naming the sidecar."""
+    model = operator_model(tmp_path / "b.pt", "blur:gaussian,sigma=1")
+    y = torch.rand(3, 16, 16)
+    with pytest.warns(UserWarning, match="noise std 0 .* it is given 0.01"):
+        x = pnprgm.restore(y, "blur:gaussian,sigma=1", image_shape=(3, 16, 16), denoiser=str(model))
+    assert x.shape == (3, 16, 16)
+    Image.fromarray((np.random.default_rng(1).random((16, 16, 3)) * 255).astype(np.uint8)).save(tmp_path / "im.png")
+    for noise in ("0", "0.2"):
+        assert run("degrade", tmp_path / "im.png", "--operator", "blur:gaussian,sigma=1", "--noise", noise,
+                   "-o", tmp_path / f"m{noise}").exit_code == 0
+    with pytest.warns(UserWarning) as caught:  # pytest takes the warnings the CLI prints as one line each
+        result = run("restore", tmp_path / "m0", "--model", model, "-o", tmp_path / "o0", "-q")
+    assert result.exit_code == 0, result.output
+    assert [str(w.message) for w in caught if "noise std 0 " in str(w.message)] == [
+        f"{tmp_path / 'm0' / 'im.png'}: the measurement's noise std 0 (0/255) is outside the 0.01 (2.55/255) to 0.05 "
+        f"(12.8/255) the model was trained at; it is given 0.01."]
+    result = run("restore", tmp_path / "m0.2", "--model", model, "-o", tmp_path / "o2", "-q")
+    assert result.exit_code == 1 and "its sidecar records noise std 0.2, above the 0.01" in result.output
+
+
+def test_size_gray_photos_and_a_changed_model(tmp_path):
+    model = operator_model(tmp_path / "sr.pt", "sr2")
+    Image.fromarray((np.random.default_rng(2).random((9, 11, 3)) * 255).astype(np.uint8)).save(tmp_path / "odd.png")
+    assert run("degrade", tmp_path / "odd.png", "--operator", "sr2", "--noise", "0.02", "-o", tmp_path / "m").exit_code == 0
+    result = run("restore", tmp_path / "m", "--model", model, "--size", "10x12", "-o", tmp_path / "o", "-q")
+    assert result.exit_code == 1 and "its sidecar restores a 9x11 image, not the --size 10x12" in result.output
+    # gray:flat measures one channel of a colour image: a gray photo, or one saved as RGB with equal channels
+    gray_model = operator_model(tmp_path / "gray.pt", "gray:flat")
+    Image.fromarray(np.full((16, 16), 90, np.uint8)).save(tmp_path / "g.png")
+    Image.fromarray(np.full((16, 16, 3), 90, np.uint8)).save(tmp_path / "rgb.png")
+    for name in ("g.png", "rgb.png"):
+        result = run("restore", tmp_path / name, "--model", gray_model, "--noise", "0.02", "-o", tmp_path / "c", "-q")
+        assert result.exit_code == 0, result.output
+    assert io.read_image(tmp_path / "c/g.png").shape == (3, 16, 16)
+    # a rerun skips what is done, unless the model file behind the result changed
+    args = ("restore", tmp_path / "m", "--model", model, "-o", tmp_path / "again", "-q")
+    assert run(*args).exit_code == 0 and "skipped" in run(*args).output
+    operator_model(model, "sr2", noise=(0.01, 0.06))
+    result = run(*args)
+    assert result.exit_code == 1 and "restored with another version of the model file" in result.output, result.output

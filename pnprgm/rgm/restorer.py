@@ -83,19 +83,29 @@ def recorded_files(record: Optional[dict]) -> dict:
             if isinstance(entry, dict) and entry.get("sha256")}
 
 
-def same_operator(spec: str, other: str, *, recorded: Optional[dict] = None) -> bool:
-    """Whether two operator specs make the same operator: the same parsed operators, where a file they read
-    (``blur:file``, ``mask:file``) counts by its contents (sha256; ``recorded`` gives it for the paths of ``other``
-    that a model file lists, whose file may be elsewhere now), so a kernel copied to another folder is the same
-    operator and another kernel at the same path is not. A spec that names code equals only itself."""
+def clearly_other(spec: str, model: OperatorModelFile) -> bool:
+    """True when a registry spec is clearly not the model's operator, decided without a measurement: other operator
+    variants, or, where both build on a probe image (the model's files present and unchanged), another action
+    (:func:`same_action`). Anything undecided here is left to :meth:`MeasurementRestorer.measures`, per image."""
+    from pnprgm import operators
     from pnprgm.training.processes import names_code
 
-    if names_code(spec) or names_code(other):
-        return spec == other
-    return _identity(spec, {}) == _identity(other, recorded or {})
+    if names_code(spec) or names_code(model.operator):
+        return False
+    if [p.variant.name for p in operators.parse(spec)] != [p.variant.name for p in operators.parse(model.operator)]:
+        return True
+    if operators.files_read(spec) or operators.files_read(model.operator):
+        return False  # files: the comparison needs the image's shape (a mask file has one) and may need hashes
+    probe = (3, 48, 48)
+    try:
+        return not same_action(operators.build(spec, probe), operators.build(model.operator, probe), probe)
+    except UserError:
+        return False
 
 
 def _identity(spec: str, recorded: dict) -> list:
+    """The parsed parts of a registry spec with each file it reads replaced by the file's sha256 (``recorded``
+    first, by the path the spec names; a missing file by its path)."""
     from pnprgm import io, operators
 
     parts = []
@@ -110,16 +120,33 @@ def _identity(spec: str, recorded: dict) -> list:
     return parts
 
 
-def refuse_solver_options(given: dict) -> None:
+def same_action(physics: LinearPhysics, other: LinearPhysics, image_shape: tuple[int, int, int],
+                device: str | torch.device = "cpu") -> bool:
+    """Whether two linear operators act alike on images of ``image_shape``: ``A x`` equal for a random x (for
+    different operators, ``(A - B) x = 0`` has probability 0), so equal kernels given by other paths, other but
+    equivalent parameters (a Gaussian's default size given explicitly) and a sidecar's stored kernel all compare
+    by what they do."""
+    x = torch.rand((1, *image_shape), generator=torch.Generator().manual_seed(0)).to(device)
+    with torch.no_grad():
+        a, b = physics.A(x), other.A(x)
+    return a.shape == b.shape and bool(torch.allclose(a, b, rtol=1e-4, atol=1e-5))
+
+
+def refuse_solver_options(given: dict, *, cli: bool = True) -> None:
     """A :class:`UserError` naming the solver options given (``{"solver": ..., "preset": ..., "tile": ...,
-    parameter: value}``, None for not given): a one-step restoration has no solver for them."""
+    parameter: value}``, None for not given, as ``pnprgm restore`` options or, ``cli=False``, as ``restore()``
+    arguments): a one-step restoration has no solver for them."""
     named = [key for key, value in given.items() if value is not None]
-    if named:
-        options = ", ".join("--tile" if key == "tile" else f"--{key}" if key in ("solver", "preset")
-                            else f"--set {key}" for key in named)
-        raise UserError(f"{options} {'does' if len(named) == 1 else 'do'} not apply: this model was trained for the "
-                        f"measurement's operator and restores it in one step, without a solver; drop "
-                        f"{'it' if len(named) == 1 else 'them'}.")
+    if not named:
+        return
+    if cli:
+        flag = {"solver": "--solver", "preset": "--preset", "tile": "--tile", "iterations": "--iters"}
+        options = ", ".join(flag.get(key, f"--set {key}") for key in named)
+    else:
+        options = ", ".join(f"{key}=" for key in named)
+    raise UserError(f"{options} {'does' if len(named) == 1 else 'do'} not apply: this model was trained for the "
+                    f"measurement's operator and restores it in one step, without a solver; drop "
+                    f"{'it' if len(named) == 1 else 'them'}.")
 
 
 def trained_noise(process: dict) -> tuple[float, float]:
@@ -131,13 +158,22 @@ def trained_noise(process: dict) -> tuple[float, float]:
     return float(resolved.noise_min), float(resolved.noise_max)
 
 
-def check_given_noise(sigma: float, noise_range: tuple[float, float]) -> None:
-    """A :class:`UserError` when a noise level the user gave lies outside the range the model was trained at."""
+def describe_noise(noise_range: tuple[float, float]) -> str:
     low, high = noise_range
-    if not low * (1 - 1e-6) <= sigma <= high * (1 + 1e-6):
-        span = f"{low:.4g} ({low * 255:.3g}/255) to {high:.4g} ({high * 255:.3g}/255)"
-        raise UserError(f"this model was trained at noise std {span}; give --noise within that range (got "
-                        f"{sigma:.4g}), or leave it out to estimate it.")
+    one = f"{low:.4g} ({low * 255:.3g}/255)"
+    return one if high <= low * (1 + 1e-6) else f"{one} to {high:.4g} ({high * 255:.3g}/255)"
+
+
+def above_range(sigma: float, noise_range: tuple[float, float]) -> bool:
+    return sigma > noise_range[1] * (1 + 1e-6)
+
+
+def check_given_noise(sigma: float, noise_range: tuple[float, float], *, option: str = "--noise") -> None:
+    """A :class:`UserError` when a noise level the user gave is above the range the model was trained at (the model
+    would leave noise in); a level below it is lifted to the range with a warning (:meth:`MeasurementRestorer.model_sigma`)."""
+    if above_range(sigma, noise_range):
+        raise UserError(f"this model was trained at noise std {describe_noise(noise_range)}; give {option} within "
+                        f"that range (got {sigma:.6g}), or restore with a denoiser (--denoiser default).")
 
 
 class MeasurementRestorer(Reconstructor):
@@ -156,11 +192,11 @@ class MeasurementRestorer(Reconstructor):
         trained_for = (getattr(generator, "process", None) or {}).get("name", "ddpm")
         if trained_for != "operator":
             raise UserError(f"this model was trained for the {trained_for} process; a one-step restorer needs a "
-                            f"model of the operator process (pnprgm train --forward operator).")
+                            f"model of the operator process (pnprgm train --operator SPEC).")
         from pnprgm.training.sampling import model_process_config
 
         # the files its operator reads are checked where that operator is built (physics), not here: a measurement
-        # comes with its own operator, which must only be the same (same_operator, by the files' contents)
+        # comes with its own operator, which must only act the same (measures)
         self.process = model_process_config(generator) if operator is None else operator_process(generator, operator)
         self.recorded = recorded_files(getattr(generator, "record", None))
         self.code_operator = operator
@@ -177,9 +213,31 @@ class MeasurementRestorer(Reconstructor):
     def operator_spec(self) -> str:
         return str(self.process.operator)
 
-    def measures(self, spec: str) -> bool:
-        """Whether an operator spec is the model's operator (:func:`same_operator`)."""
-        return same_operator(spec, self.operator_spec, recorded=self.recorded)
+    def measures(self, physics: LinearPhysics, image_shape: tuple[int, int, int]) -> bool:
+        """Whether ``physics`` is the model's operator on images of ``image_shape``: the same spec (no files), else the
+        same action (:func:`same_action`) as the model's operator built from its own files. Where those are not
+        here (a model used away from its training folder), a spec reading files of the same contents (sha256, as
+        recorded) whose operator acts like ``physics`` (a sidecar's stored kernel must be that file's) is the same;
+        otherwise the files' absence is the :class:`UserError`. A model whose operator is the user's code (given as
+        ``operator``) measures with whatever that code built."""
+        from pnprgm import operators
+        from pnprgm.training.processes import names_code
+
+        if self.code_operator is not None or names_code(self.operator_spec):
+            return True
+        spec = getattr(physics, "spec", None)
+        ours = spec is not None and not names_code(spec)
+        if ours and not operators.files_read(spec) and operators.parse(spec) == operators.parse(self.operator_spec):
+            return True
+        device = next(self.generator.parameters()).device
+        try:
+            model_physics = self.physics(image_shape, device=device)
+        except UserError:
+            if not (ours and operators.files_read(spec)
+                    and _identity(spec, {}) == _identity(self.operator_spec, self.recorded)):
+                raise
+            model_physics = operators.build(spec, image_shape, device=device)  # the same files, found elsewhere
+        return same_action(model_physics, physics, image_shape, device)
 
     def reseed(self, seed: int) -> None:
         """Draw the next latents from ``seed``."""
@@ -195,14 +253,22 @@ class MeasurementRestorer(Reconstructor):
         return build_process(self.process, tuple(image_shape), device, code_operator=self.code_operator).physics(
             tuple(image_shape))
 
-    def model_sigma(self, sigma: float, *, estimated: bool) -> float:
-        """The noise level the model is given for a measurement of noise std ``sigma``: ``sigma`` itself within the
-        trained range; an estimate outside it is clamped to the range (the model has seen nothing else), a level the
-        user gave is a :class:`UserError`."""
+    def model_sigma(self, sigma: float, *, estimated: bool, option: str = "noise_sigma") -> float:
+        """The noise level the model is given for a measurement of noise std ``sigma``: ``sigma`` within the trained
+        range, else the nearest end of it (with a warning: the model has seen nothing else), except a level the user
+        gave above the range, a :class:`UserError` (``option`` names it)."""
+        import warnings
+
         low, high = self.noise_range
         if not estimated:
-            check_given_noise(sigma, self.noise_range)
-        return float(min(max(sigma, low), high))
+            check_given_noise(sigma, self.noise_range, option=option)
+        used = float(min(max(sigma, low), high))
+        if abs(used - sigma) > 1e-6 * max(sigma, low):
+            what = "estimated noise std" if estimated else "noise std"
+            warnings.warn(f"the measurement's {what} {sigma:.4g} ({sigma * 255:.3g}/255) is outside the "
+                          f"{describe_noise(self.noise_range)} the model was trained at; it is given {used:.4g}"
+                          f"{' (--noise sets the level)' if estimated else ''}.", stacklevel=3)
+        return used
 
     def forward(self, y: torch.Tensor, physics: LinearPhysics, *, sigma: float, **kwargs) -> torch.Tensor:
         """Restore ``y`` (B, C', H', W') in [0, 1], measured by ``physics`` (the model's operator) with noise std

@@ -416,14 +416,19 @@ def load_operator(spec: str, shape: tuple[int, int, int], device: torch.device, 
 
 
 def names_code(spec: str) -> bool:
-    """Whether an operator spec names Python code (``module:callable``, ``file.py:callable``) rather than an
-    operator of the registry (``pnprgm operators``)."""
+    """Whether an operator spec names Python code (``file.py:callable``, or ``module:callable`` where the registry
+    parser fails) rather than an operator of the registry (``pnprgm operators``); as :func:`load_operator` reads it,
+    without importing anything. A spec that is neither (``blur:defocus,radius=3``) is not code: its parser error
+    is the one to show."""
     from pnprgm import operators
 
+    left, _, right = spec.rpartition(":")
+    if left.endswith(".py") and right.isidentifier():
+        return True
     try:
         operators.parse(spec)
     except UserError:
-        return True
+        return bool(left) and right.isidentifier() and all(part.isidentifier() for part in left.split("."))
     return False
 
 
