@@ -343,3 +343,17 @@ def test_samples_from_the_largest_seed_wrap_instead_of_failing():
     found = restore_samples(y, "identity", samples=2, seed=MAX_SEED, **same)
     assert torch.equal(found.images[1], restore(y, "identity", seed=0, **same))
     assert not torch.equal(found.images[1], restore(y, "identity", seed=1, **same))
+
+
+def test_noise_estimate_skips_missing_pixels():
+    """Half the pixels missing (zeros beside measured values) read as noise of 0.28 for a true 0.02; counting only
+    the 2x2 blocks measured whole recovers it."""
+    from pnprgm.restoration import observed_pixels
+
+    physics = operators.build("mask:random,rate=0.3,seed=0", (3, 256, 256))
+    y = operators.measure(physics, 0.5 * torch.ones(1, 3, 256, 256), 0.02, seed=0)
+    assert estimate_noise(y) > 0.1
+    assert estimate_noise(y, observed_pixels(physics, y)) == pytest.approx(0.02, rel=0.05)
+    blur = operators.build("blur:gaussian,sigma=1", (3, 64, 64))
+    assert torch.equal(observed_pixels(blur, blur.A(torch.rand(1, 3, 64, 64))), torch.ones(1, 3, 64, 64))
+    assert observed_pixels(operators.build("sr2", (3, 64, 64)), torch.rand(1, 3, 32, 32)) is None
