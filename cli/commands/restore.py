@@ -73,7 +73,8 @@ the larger scene behind it is restored and cropped back to the photo, so its edg
 @click.option("-q", "--quiet", is_flag=True, help="No progress bars.")
 def command(inputs, outdir, operator, size, solver, preset, denoiser, model_path, model_config, model_preset, iters, noise_sigma,
             samples, tile, overwrite, assignments, seed, device, threads, quiet):
-    """Restore degraded images with a denoiser inside a PnP solver."""
+    """Restore degraded images with a denoiser inside a PnP solver (or, with a model trained for the operator,
+    in one step)."""
     from pnprgm.restore_job import RestoreJob, run_restore_job
     from pnprgm.device import set_threads
     from pnprgm.errors import UserError
