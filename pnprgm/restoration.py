@@ -120,10 +120,12 @@ def estimate_noise(y: torch.Tensor, observed: Optional[torch.Tensor] = None) -> 
     if observed is not None:
         seen = observed.expand_as(y)[..., :h, :w] > 0.99
         whole = (seen[..., 0::2, 0::2] & seen[..., 0::2, 1::2] & seen[..., 1::2, 0::2] & seen[..., 1::2, 1::2]).flatten(-2)
-        if int(whole.sum(-1).min()) >= 8:  # else too few blocks for a median: all of them
-            return float(torch.stack([row[keep].median() for row, keep in zip(flat.reshape(-1, flat.shape[-1]),
-                                                                               whole.reshape(-1, whole.shape[-1]))]
-                                     ).mean() / 0.6745)
+        if int(whole.sum(-1).min()) < 8:  # all blocks would bring back the bias of the missing pixels
+            raise UserError("too few fully measured 2x2 pixel blocks to estimate the measurement's noise; give it "
+                            "(--noise, or noise_sigma=).")
+        return float(torch.stack([row[keep].median() for row, keep in zip(flat.reshape(-1, flat.shape[-1]),
+                                                                           whole.reshape(-1, whole.shape[-1]))]
+                                 ).mean() / 0.6745)
     return float((flat.median(dim=-1).values / 0.6745).mean())
 
 
@@ -131,12 +133,12 @@ def observed_pixels(physics: LinearPhysics, y: torch.Tensor) -> Optional[torch.T
     """``A 1`` for an operator that keeps the image's shape (a mask: 1 where measured, 0 where missing; a blur:
     1), else None: what :func:`estimate_noise` may trust."""
     try:
-        ones = torch.ones((1, *y.shape[1:]), device=y.device, dtype=y.dtype)
         with torch.no_grad():
+            ones = torch.ones_like(physics.A_adjoint(y))
             kept = physics.A(ones)
-    except Exception:  # an operator for another image shape (sr): nothing to mask
+    except Exception:  # an operator that cannot say: estimate over every pixel
         return None
-    return kept if kept.shape == ones.shape else None
+    return kept if kept.shape == ones.shape == y.shape else None
 
 
 def initial_estimate(physics: LinearPhysics, y: torch.Tensor) -> torch.Tensor:
@@ -232,6 +234,9 @@ class RestorationPlan:
         result = self.algorithm.run(self.y, self.physics, self.model, x0, noise_sigma=self.sigma_n, generator=generator,
                                     tile=self.tile, ground_truth=ground_truth, callback=callback, progress=progress)
         if not bool(torch.isfinite(result.x).all()):  # clamp would write NaN as black and call it a restoration
+            if self.solver == "one-step":
+                raise UserError(f"the restoration holds NaN or infinite values (the model {self.denoiser_name} "
+                                f"produced them); check the model file, or report it with the command.")
             raise UserError(f"the restoration holds NaN or infinite values (the solver diverged with "
                             f"{self.denoiser_name} on {self.spec or 'this operator'}); try another --preset or solver, "
                             f"or report it with the command.")
@@ -311,10 +316,7 @@ def _measurement_restorer(denoiser: Union[str, Denoiser], *, device, seed: int):
         return denoiser
     if not isinstance(denoiser, str) or file_process(denoiser) is None:
         return None
-    from pnprgm.rgm import models
-
-    generator = models.load_generator_file(models.resolve(denoiser).path, device=device)
-    return MeasurementRestorer(generator, seed=seed, device=device)
+    return MeasurementRestorer.from_file(denoiser, seed=seed, device=device)
 
 
 def _one_step_plan(restorer, y: torch.Tensor, single: bool, physics: LinearPhysics, denoiser, *,
@@ -338,10 +340,11 @@ def _one_step_plan(restorer, y: torch.Tensor, single: bool, physics: LinearPhysi
     sigma_n = estimate_noise(y, observed_pixels(physics, y)) if estimated else float(noise_sigma)
     _check_range(y, sigma_n)
     algorithm = OneStep(restorer.model_sigma(sigma_n, estimated=estimated))
-    name = denoiser if isinstance(denoiser, str) else type(denoiser).__name__
+    info = restorer.model_info  # what was loaded (from_file), not what the path holds now
+    name = info["name"] if info else denoiser if isinstance(denoiser, str) else type(denoiser).__name__
     return RestorationPlan(y=y, single=single, physics=physics, algorithm=algorithm, chosen=None, solver=ONE_STEP,
                            spec=spec, sigma_n=sigma_n, estimated=estimated, denoiser_name=name, model=restorer,
-                           model_info=_model_behind(denoiser, restorer.channels), device=device, tile=None, seed=seed)
+                           model_info=info, device=device, tile=None, seed=seed)
 
 
 def _parts(model) -> list:

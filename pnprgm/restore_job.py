@@ -215,6 +215,12 @@ def run_restore_job(job: RestoreJob, *, on_error: Callable[[str], None] = print,
 
     spec = model_operator.spec if model_operator is not None else job.operator
     model_sha256 = functools.cache(lambda: _model_file_sha256(job))  # hashed only to compare with a record
+    restorer = None
+    if model_operator is not None:  # loaded once: a file replaced during the batch cannot change the method midway
+        from pnprgm.rgm.restorer import MeasurementRestorer
+
+        code = model_operator.spec if names_code(model_operator.model.operator) else None
+        restorer = MeasurementRestorer.from_file(job.denoiser, operator=code, seed=job.seed, device=job.device)
     protect = files + (operators.files_read(spec) if spec is not None and not names_code(spec) else [])
     io.sweep_temps(outdir, names=[name for stem in stems.values() for name in _names(stem, job.samples)])
     for number, path in enumerate(tqdm(files, desc="restore", unit="image", disable=not bars), start=1):
@@ -228,7 +234,7 @@ def run_restore_job(job: RestoreJob, *, on_error: Callable[[str], None] = print,
                     on_skip(f"skipped {path}: {targets.image} and its record exist (pass --overwrite to restore it again)")
                 continue
             stale = _stale_std_map(targets)
-            report.written.extend(_restore_one(path, job, targets, protect, bars, say, model_operator))
+            report.written.extend(_restore_one(path, job, targets, protect, bars, say, model_operator, restorer))
             report.restored.append(path)
             if stale is not None:
                 stale.unlink(missing_ok=True)
@@ -242,8 +248,12 @@ def run_restore_job(job: RestoreJob, *, on_error: Callable[[str], None] = print,
             # (RecursionError is a RuntimeError too: hence the exact type)
             if type(err) is RuntimeError and "allocate" not in str(err):
                 raise
-            fail(f"{path}: too large or too deeply nested to restore here ({type(err).__name__}); check its sidecar "
-                 f"({path.stem}.measurement.json) or restore it with --tile on a larger machine.")
+            from pnprgm.measurement import sidecar_paths
+
+            cause = (f"check its sidecar ({sidecar_paths(path)[0].name})" if sidecar_paths(path)[0].is_file()
+                     else "check --size" if job.image_size is not None else "restore a smaller crop")
+            fail(f"{path}: too large or too deeply nested to restore here ({type(err).__name__}); {cause}"
+                 f"{'' if model_operator is not None else ', or restore it with --tile on a larger machine'}.")
     return report
 
 
@@ -464,7 +474,7 @@ def _job_dict(job: RestoreJob) -> dict:
 
 def _restore_one(path: Path, job: RestoreJob, targets: Targets, protect: list[Path], progress: bool,
                  say: Optional[Callable[[str], None]] = None,
-                 model_operator: Optional["ModelOperator"] = None) -> list[Path]:
+                 model_operator: Optional["ModelOperator"] = None, restorer=None) -> list[Path]:
     from pnprgm.restoration import restore_samples
 
     start = time.perf_counter()
@@ -474,7 +484,7 @@ def _restore_one(path: Path, job: RestoreJob, targets: Targets, protect: list[Pa
         y, physics, noise_sigma, source, window = _load_for_model(path, job, model_operator)
     # a user's deepinv operator (from code) may have no in_shape
     check_memory(tuple(getattr(physics, "in_shape", None) or physics.A_adjoint(y).shape[1:]), job)
-    kwargs = dict(denoiser=job.denoiser, solver=job.solver, preset=job.preset, noise_sigma=noise_sigma,
+    kwargs = dict(denoiser=restorer if restorer is not None else job.denoiser, solver=job.solver, preset=job.preset, noise_sigma=noise_sigma,
                   device=job.device, tile=job.tile, progress=progress, **job.overrides)
     on_sample = sample_progress(say) if say is not None and job.samples > 1 else None
     with _warnings_naming(path):
@@ -532,19 +542,27 @@ class ModelOperator:
 
 @contextlib.contextmanager
 def _warnings_naming(path: Path):
-    """The restoration's warnings about this image (a noise level lifted into a model's range) start with its
-    name: in a batch, identical lines would not say which image they are about."""
-    caught: list = []
-    try:
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            yield
-    finally:  # also when the image fails: what was said about it still counts
-        for warning in caught:
-            if issubclass(warning.category, UserWarning) and "pnprgm" in str(warning.filename):
-                warnings.warn(f"{path}: {warning.message}", warning.category, stacklevel=3)
-            else:
-                warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
+    """A noise level brought into a model's range is said once per image, starting with the image's name (in a batch,
+    identical lines would not say which image they are about, and the default filter would show only the first);
+    every other warning goes through the filters as usual."""
+    from pnprgm.rgm.restorer import NoiseLevelWarning
+
+    shown: set[str] = set()
+    with warnings.catch_warnings():
+        warnings.simplefilter("always", NoiseLevelWarning)
+        original = warnings.showwarning
+
+        def show(message, category, filename, lineno, file=None, line=None):
+            if issubclass(category, NoiseLevelWarning):
+                text = f"{path}: {message}"
+                if text in shown:  # every sample of --samples says it again
+                    return
+                shown.add(text)
+                message = NoiseLevelWarning(text)
+            original(message, category, filename, lineno, file, line)
+
+        warnings.showwarning = show
+        yield
 
 
 def _model_operator(job: RestoreJob) -> Optional[ModelOperator]:
@@ -604,10 +622,10 @@ def _load_for_model(path: Path, job: RestoreJob, model_operator: ModelOperator):
                              ProcessConfig(name="operator", operator=spec), when="the model was trained with it")
     code = names_code(spec)
     if code:  # the user's code builds an operator for the image's shape: the measurement's, or --size
-        y = io.read_image(path)[None]
+        y = _as_gray_if_equal(io.read_image(path)[None], model.channels)
         shape = tuple(y.shape[1:]) if job.image_size is None else (y.shape[1], *map(int, job.image_size))
     else:
-        y, shape = _read_measurement(path, spec, job.image_size)
+        y, shape = _read_measurement(path, spec, job.image_size, channels=model.channels)
     physics = load_operator(spec, shape, job.device, allow_code=code)
     _check_measured_shape(physics, spec, shape, tuple(y.shape[1:]), job.device)
     return y, physics, job.noise_sigma, {"image": str(path)}, None
@@ -621,13 +639,14 @@ def _check_sidecar_size(measurement, job: RestoreJob) -> None:
                         f"sidecar).")
 
 
-def _read_measurement(path: Path, spec: str, image_size: Optional[tuple[int, int]], defaults: Optional[dict] = None):
-    """``(y, image shape)`` of an image read as a measurement of ``spec`` (a black-and-white photo saved as RGB,
-    equal channels, is read as gray for an operator that measures one channel); ``image_size`` (H, W) replaces the
-    inferred size."""
+def _read_measurement(path: Path, spec: str, image_size: Optional[tuple[int, int]], defaults: Optional[dict] = None,
+                      channels: Optional[int] = None):
+    """``(y, image shape)`` of an image read as a measurement of ``spec``; a black-and-white photo saved as RGB
+    (equal channels) is read as gray for an operator that measures one channel, or for a gray model (``channels``
+    1); ``image_size`` (H, W) replaces the inferred size."""
     from pnprgm import operators
 
-    y = io.read_image(path)[None]
+    y = _as_gray_if_equal(io.read_image(path)[None], channels)
     try:
         shape = operators.image_shape(spec, tuple(y.shape[1:]), defaults=defaults)
     except UserError:
@@ -640,6 +659,14 @@ def _read_measurement(path: Path, spec: str, image_size: Optional[tuple[int, int
     return y, shape
 
 
+def _as_gray_if_equal(y, channels: Optional[int]):
+    """``y`` (1, C, H, W) as one channel when a gray model (``channels`` 1) gets a photo saved as RGB with equal
+    channels; otherwise unchanged."""
+    if channels == 1 and y.shape[1] == 3 and io.channel_spread(y[0]) <= io.CHANNEL_TOLERANCE:
+        return y.mean(1, keepdim=True)
+    return y
+
+
 def _check_measured_shape(physics, spec: str, shape: tuple[int, int, int], measured: tuple[int, int, int],
                           device: str = "cpu") -> None:
     """A :class:`UserError` unless the operator built for an image of ``shape`` measures what the image holds (a
@@ -648,8 +675,13 @@ def _check_measured_shape(physics, spec: str, shape: tuple[int, int, int], measu
 
     out = tuple(getattr(physics, "out_shape", None) or ())
     if not out:
-        with torch.no_grad():
-            out = tuple(physics.A(torch.zeros((1, *shape), device=device)).shape[1:])
+        try:
+            with torch.no_grad():
+                out = tuple(physics.A(torch.zeros((1, *shape), device=device)).shape[1:])
+        except Exception as err:  # the user's code, made for other sizes
+            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            raise UserError(f"operator {spec!r} fails on {shape[1]}x{shape[2]} images ({first[:120]}); give an image "
+                            f"of the size it is made for, or --size.") from None
     if out != measured:
         raise UserError(f"{spec} maps a {shape[1]}x{shape[2]} image to {out[-2]}x{out[-1]}, not to this "
                         f"{measured[1]}x{measured[2]} image; fix --size (or leave it out).")

@@ -94,6 +94,10 @@ def test_restore_cli_from_a_sidecar_with_samples(tmp_path):
     # the same seed gives the same image; another seed another one
     again = run("restore", tmp_path / "meas", "--model", model, "-o", tmp_path / "again", "-q", "--samples", "3")
     assert again.exit_code == 0 and io.sha256_file(tmp_path / "again/photo.png") == record["output_sha256"]
+    other = run("restore", tmp_path / "meas", "--model", model, "-o", tmp_path / "other", "-q", "--seed", "5")
+    one = run("restore", tmp_path / "meas", "--model", model, "-o", tmp_path / "one", "-q")
+    assert other.exit_code == one.exit_code == 0
+    assert (io.read_image(tmp_path / "other/photo.png") - io.read_image(tmp_path / "one/photo.png")).abs().max() > 1e-3
 
 
 def test_library_restore_and_estimated_noise(tmp_path):
@@ -136,8 +140,14 @@ def test_a_sidecar_of_another_operator_and_a_channel_mismatch(tmp_path):
     result = run("restore", tmp_path / "meas", "--model", model, "-o", tmp_path / "out", "-q")
     assert result.exit_code == 1 and "its sidecar records the operator sr" in result.output, result.output
     gray = operator_model(tmp_path / "gray.pt", "blur:gaussian,sigma=1", channels=1)
-    result = run("restore", tmp_path / "photo.png", "--model", gray, "-o", tmp_path / "out2", "-q", "--noise", "0.02")
+    colour = np.zeros((16, 16, 3), np.uint8)
+    colour[..., 0] = 200
+    Image.fromarray(colour).save(tmp_path / "red.png")
+    result = run("restore", tmp_path / "red.png", "--model", gray, "-o", tmp_path / "out2", "-q", "--noise", "0.02")
     assert result.exit_code == 1 and "restores gray images and the measurement is of colour ones" in result.output
+    # a black-and-white photo saved as RGB (equal channels) is a gray measurement for it
+    result = run("restore", tmp_path / "photo.png", "--model", gray, "-o", tmp_path / "out3", "-q", "--noise", "0.02")
+    assert result.exit_code == 0 and io.read_image(tmp_path / "out3/photo.png").shape == (1, 16, 16), result.output
 
 
 def test_a_kernel_file_counts_by_its_contents(tmp_path, monkeypatch):
@@ -160,12 +170,12 @@ def test_a_kernel_file_counts_by_its_contents(tmp_path, monkeypatch):
     assert result.exit_code == 1 and "reads k.npy, which is not there" in result.output, result.output
     result = run(*base, "-o", tmp_path / "b", "--operator", "blur:file=copy.npy")
     assert result.exit_code == 0, result.output
-    result = run(*base, "-o", tmp_path / "c", "--operator", "blur:file=other.npy")  # cannot be compared here
+    # another kernel cannot be compared without the model's own: its absence is the error
+    result = run(*base, "-o", tmp_path / "c", "--operator", "blur:file=other.npy")
     assert result.exit_code == 1 and "reads k.npy, which is not there" in result.output, result.output
     monkeypatch.chdir(train_dir)
     result = run(*base, "-o", tmp_path / "c", "--operator", f"blur:file={elsewhere / 'other.npy'}")
     assert result.exit_code == 1 and "acts otherwise" in result.output, result.output
-    monkeypatch.chdir(train_dir)
     result = run(*base, "-o", tmp_path / "d")
     assert result.exit_code == 0, result.output
     assert io.sha256_file(tmp_path / "d/photo.png") == io.sha256_file(tmp_path / "b/photo.png")
@@ -274,3 +284,66 @@ def test_size_gray_photos_and_a_changed_model(tmp_path):
     operator_model(model, "sr2", noise=(0.01, 0.06))
     result = run(*args)
     assert result.exit_code == 1 and "restored with another version of the model file" in result.output, result.output
+
+
+def test_the_model_is_loaded_once_per_batch(tmp_path, monkeypatch):
+    """A model file replaced while a batch runs does not change the method midway: every image is restored by the
+    model loaded at the start, and its records carry that file's sha256."""
+    from pnprgm import restore_job
+
+    model = operator_model(tmp_path / "m.pt", "blur:gaussian,sigma=1")
+    first_sha = io.sha256_file(model)
+    for name in ("a", "b", "c"):
+        Image.fromarray((np.random.default_rng(len(name)).random((16, 16, 3)) * 255).astype(np.uint8)).save(
+            tmp_path / f"{name}.png")
+    original, calls = restore_job._restore_one, []
+
+    def then_replace(*args, **kwargs):
+        written = original(*args, **kwargs)
+        if not calls:  # after the first image: a plain denoise model in its place
+            generator = build_generator_from_config(sized_config("tiny", channels=3, conditioning="sigma"))
+            model_file.save_model(model, generator.state_dict(), dict(generator.config),
+                                  {"name": "denoise", "noise_min": 0.01, "noise_max": 0.05}, {})
+        calls.append(1)
+        return written
+
+    monkeypatch.setattr(restore_job, "_restore_one", then_replace)
+    result = run("restore", tmp_path / "a.png", tmp_path / "b.png", tmp_path / "c.png", "--model", model,
+                 "--noise", "0.02", "-o", tmp_path / "out", "-q")
+    assert result.exit_code == 0, result.output
+    records = [json.loads((tmp_path / f"out/{n}.json").read_text())["settings"] for n in ("a", "b", "c")]
+    assert [r["solver"] for r in records] == ["one-step"] * 3
+    assert {r["model"]["sha256"] for r in records} == {first_sha} != {io.sha256_file(model)}
+
+
+def test_only_noise_level_warnings_are_renamed(tmp_path):
+    """_warnings_naming names the image in the noise-level warning and leaves other warnings to their filters."""
+    import warnings
+
+    from pnprgm.restore_job import _warnings_naming
+    from pnprgm.rgm.restorer import NoiseLevelWarning
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("default")
+        warnings.filterwarnings("ignore", message="quiet please")
+        with _warnings_naming(tmp_path / "x.png"):
+            for _ in range(3):
+                warnings.warn(NoiseLevelWarning("level lifted"))
+                warnings.warn("quiet please", UserWarning)
+                warnings.warn("said once", DeprecationWarning)
+    messages = [str(w.message) for w in caught]
+    assert messages.count(f"{tmp_path / 'x.png'}: level lifted") == 1
+    assert "quiet please" not in messages and messages.count("said once") == 1
+
+
+def test_mistyped_specs_and_failing_code_operators_are_one_line(tmp_path):
+    model = operator_model(tmp_path / "b.pt", "blur:gaussian,sigma=1")
+    Image.fromarray(np.zeros((16, 16, 3), np.uint8)).save(tmp_path / "im.png")
+    result = run("restore", tmp_path / "im.png", "--model", model, "--operator", "blur:gausian", "-o", tmp_path / "o")
+    assert result.exit_code == 2 and "unknown blur variant 'gausian'" in result.output, result.output
+    (tmp_path / "fixed.py").write_text(CODE_BLUR.replace("tuple(shape)", "(3, 32, 32)"))
+    spec = f"{tmp_path / 'fixed.py'}:make"
+    code_model = operator_model(tmp_path / "c.pt", spec)
+    result = run("restore", tmp_path / "im.png", "--model", code_model, "--operator", spec, "--noise", "0.02",
+                 "-o", tmp_path / "o2", "-q")
+    assert result.exit_code == 1 and "fails on 16x16 images" in result.output and "Traceback" not in result.output

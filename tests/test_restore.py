@@ -346,8 +346,8 @@ def test_samples_from_the_largest_seed_wrap_instead_of_failing():
 
 
 def test_noise_estimate_skips_missing_pixels():
-    """Half the pixels missing (zeros beside measured values) read as noise of 0.28 for a true 0.02; counting only
-    the 2x2 blocks measured whole recovers it."""
+    """Missing pixels (zeros beside measured values: 30 % here) read as noise far above the true 0.02; counting
+    only the 2x2 blocks measured whole recovers it, for PnP restores too; too few such blocks is an error."""
     from pnprgm.restoration import observed_pixels
 
     physics = operators.build("mask:random,rate=0.3,seed=0", (3, 256, 256))
@@ -357,3 +357,8 @@ def test_noise_estimate_skips_missing_pixels():
     blur = operators.build("blur:gaussian,sigma=1", (3, 64, 64))
     assert torch.equal(observed_pixels(blur, blur.A(torch.rand(1, 3, 64, 64))), torch.ones(1, 3, 64, 64))
     assert observed_pixels(operators.build("sr2", (3, 64, 64)), torch.rand(1, 3, 32, 32)) is None
+    plan = prepare_restoration(y, physics, denoiser="tikhonov", noise_sigma=None)
+    assert plan.estimated and plan.sigma_n == pytest.approx(0.02, rel=0.05)
+    sparse = operators.build("mask:random,rate=0.97,seed=0", (1, 16, 16))
+    with pytest.raises(UserError, match="too few fully measured 2x2 pixel blocks"):
+        prepare_restoration(sparse.A(torch.rand(1, 1, 16, 16)), sparse, denoiser="tikhonov", noise_sigma=None)

@@ -27,6 +27,10 @@ from pnprgm.errors import UserError
 ONE_STEP = "one-step"
 
 
+class NoiseLevelWarning(UserWarning):
+    """A measurement's noise level outside the range a model was trained at, brought into it."""
+
+
 def operator_process(generator: nn.Module, operator: Optional[str] = None):
     """The process config of an operator-process generator with the operator to restore with: the model file's
     own, its files checked against their recorded sha256, or ``operator`` typed by the user (the only way to use
@@ -52,6 +56,7 @@ class OperatorModelFile:
 
     process: dict
     files: dict
+    channels: int = 3
 
     @property
     def operator(self) -> str:
@@ -74,7 +79,8 @@ def file_process(source: str, channels: int = 3) -> Optional[OperatorModelFile]:
     process = content.get("process") or {}
     if process.get("name") != "operator" or not process.get("operator"):
         return None
-    return OperatorModelFile(dict(process), recorded_files(content.get("record")))
+    channels = int(((content.get("generator") or {}).get("config") or {}).get("channels", 3))
+    return OperatorModelFile(dict(process), recorded_files(content.get("record")), channels)
 
 
 def recorded_files(record: Optional[dict]) -> dict:
@@ -207,15 +213,31 @@ class MeasurementRestorer(Reconstructor):
         self.nz, self.multiple = int(generator.nz), size_multiple(generator)
         self.channels = int(generator.config.get("channels", 3))
         self.seed = int(seed)
+        self.model_info: Optional[dict] = None  # name and sha256 of the file, when loaded by from_file
         self.to(device)
+
+    @classmethod
+    def from_file(cls, source: str, *, operator: Optional[str] = None, seed: int = 0,
+                  device: str | torch.device = "cpu") -> "MeasurementRestorer":
+        """The restorer of a model file (or name), with ``model_info`` (name, sha256) of what was loaded: a caller
+        that restores many images loads it once, so a file replaced meanwhile cannot change the method midway."""
+        from pnprgm import io
+        from pnprgm.rgm import models
+
+        found = models.resolve(source)
+        sha256 = io.sha256_file(found.path)
+        restorer = cls(models.load_generator_file(found.path, device=device), operator=operator, seed=seed, device=device)
+        restorer.model_info = {"name": found.name, "sha256": sha256}
+        return restorer
 
     @property
     def operator_spec(self) -> str:
         return str(self.process.operator)
 
     def measures(self, physics: LinearPhysics, image_shape: tuple[int, int, int]) -> bool:
-        """Whether ``physics`` is the model's operator on images of ``image_shape``: the same spec (no files), else the
-        same action (:func:`same_action`) as the model's operator built from its own files. Where those are not
+        """Whether ``physics`` is the model's operator on images of ``image_shape``: the same action
+        (:func:`same_action`; a sidecar's stored mask counts, not the spec it names) as the model's operator built from
+        its own files. Where those are not
         here (a model used away from its training folder), a spec reading files of the same contents (sha256, as
         recorded) whose operator acts like ``physics`` (a sidecar's stored kernel must be that file's) is the same;
         otherwise the files' absence is the :class:`UserError`. A model whose operator is the user's code (given as
@@ -227,8 +249,6 @@ class MeasurementRestorer(Reconstructor):
             return True
         spec = getattr(physics, "spec", None)
         ours = spec is not None and not names_code(spec)
-        if ours and not operators.files_read(spec) and operators.parse(spec) == operators.parse(self.operator_spec):
-            return True
         device = next(self.generator.parameters()).device
         try:
             model_physics = self.physics(image_shape, device=device)
@@ -265,9 +285,9 @@ class MeasurementRestorer(Reconstructor):
         used = float(min(max(sigma, low), high))
         if abs(used - sigma) > 1e-6 * max(sigma, low):
             what = "estimated noise std" if estimated else "noise std"
-            warnings.warn(f"the measurement's {what} {sigma:.4g} ({sigma * 255:.3g}/255) is outside the "
+            warnings.warn(NoiseLevelWarning(f"the measurement's {what} {sigma:.4g} ({sigma * 255:.3g}/255) is outside the "
                           f"{describe_noise(self.noise_range)} the model was trained at; it is given {used:.4g}"
-                          f"{' (--noise sets the level)' if estimated else ''}.", stacklevel=3)
+                          f"{' (--noise sets the level)' if estimated else ''}."), stacklevel=3)
         return used
 
     def forward(self, y: torch.Tensor, physics: LinearPhysics, *, sigma: float, **kwargs) -> torch.Tensor:
@@ -288,10 +308,12 @@ class MeasurementRestorer(Reconstructor):
 
     def _check_channels(self, channels: int) -> None:
         if channels != self.channels:
-            kind = {1: "gray", 3: "colour"}
-            raise UserError(f"this model restores {kind.get(self.channels, self.channels)} images and the measurement "
-                            f"is of {kind.get(channels, channels)} ones; give a {kind.get(self.channels)} image or "
-                            f"train a model for {kind.get(channels, channels)} images.")
+            def kind(count: int) -> str:
+                return {1: "gray", 3: "colour"}.get(count, f"{count}-channel")
+
+            raise UserError(f"this model restores {kind(self.channels)} images and the measurement is of "
+                            f"{kind(channels)} ones; give a {kind(self.channels)} image or train a model for "
+                            f"{kind(channels)} images.")
 
 
 @dataclass(frozen=True)

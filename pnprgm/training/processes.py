@@ -428,6 +428,8 @@ def names_code(spec: str) -> bool:
     try:
         operators.parse(spec)
     except UserError:
+        if left.strip().lower() in set(operators.families()) | set(operators.spec.aliases()):
+            return False  # a mistyped variant (blur:gausian): the parser's error is the one to show
         return bool(left) and right.isidentifier() and all(part.isidentifier() for part in left.split("."))
     return False
 
