@@ -62,6 +62,8 @@ def coerce(value: Any, annotation: Any, *, name: str = "value") -> Any:
         raise UserError(f"{name} must be one of {', '.join(map(str, args))}; got {value!r}.")
     if origin in (tuple, list):
         # Strings: "1:2:4", "1,2,4" or "[1, 2, 4]" (the forms a shell user types).
+        if not isinstance(value, (str, list, tuple)):  # a number where a list belongs (a suite's "tasks": 5)
+            raise UserError(f"{name} must be a list (or a comma-separated string); got {value!r}.")
         items = ([v for v in re.split(r"[:,]", value.strip().strip("[]()")) if v.strip()]
                  if isinstance(value, str) else list(value))
         inner = args[0] if args else Any
@@ -77,6 +79,8 @@ def coerce(value: Any, annotation: Any, *, name: str = "value") -> Any:
                     return False
                 raise ValueError
             return bool(value)
+        if annotation in (int, float) and isinstance(value, bool):  # true is not 1 (a suite's "noise": true)
+            raise ValueError
         if annotation is int:
             if isinstance(value, float) and not value.is_integer():
                 raise ValueError
@@ -90,8 +94,9 @@ def coerce(value: Any, annotation: Any, *, name: str = "value") -> Any:
         if annotation is Path:
             return Path(value)
     except (TypeError, ValueError):
-        kind = getattr(annotation, "__name__", str(annotation))
-        raise UserError(f"{name} must be a {kind}; got {value!r}.") from None
+        kind = {int: "an integer", float: "a number", bool: "true or false", str: "a string", Path: "a path"}.get(
+            annotation, f"a {getattr(annotation, '__name__', str(annotation))}")
+        raise UserError(f"{name} must be {kind}; got {value!r}.") from None
     if annotation is float:
         raise UserError(f"{name} must be a finite number; got {value!r}.")
     return value

@@ -1202,3 +1202,80 @@ def test_a_folder_named_like_a_data_set_gets_a_notice(tmp_path, monkeypatch):
     (tmp_path / "public").mkdir()
     with pytest.warns(UserWarning, match="not the folder public/ here; give ./public"):
         assert datasets.resolve("public").name == "public"
+
+
+def test_a_damaged_results_json_is_not_replaced_without_overwrite(photo_dir, tmp_path):
+    """A results JSON whose records were hand-edited (a key removed) was silently rewritten with one record."""
+    config = _config(data=str(photo_dir), images=("coffee",), tasks=("denoise",), methods=("baseline",), metrics=("psnr",))
+    run_benchmark(config, json_path=tmp_path / "r.json", progress=False)
+    data = json.loads((tmp_path / "r.json").read_text())
+    del data["records"][-1]["method"]
+    (tmp_path / "r.json").write_text(json.dumps(data))
+    before = (tmp_path / "r.json").read_text()
+    with pytest.raises(UserError, match="is not a pnprgm benchmark results JSON as written.*--overwrite to replace it"):
+        run_benchmark(config, json_path=tmp_path / "r.json", progress=False)
+    assert (tmp_path / "r.json").read_text() == before
+    data["records"][-1]["method"], data["records"][-1]["seconds"] = "baseline", "x"
+    (tmp_path / "r.json").write_text(json.dumps(data))
+    with pytest.raises(UserError, match="has a metric or seconds that is not a"):
+        run_benchmark(config, json_path=tmp_path / "r.json", resume=True, progress=False)
+
+
+def test_a_named_sets_photos_are_never_outputs(tmp_path, monkeypatch):
+    """--data public with --json naming one of its photos (inside an installed package) is refused, --overwrite or
+    not: the photo is an input."""
+    from pnprgm.benchmark import datasets
+
+    photo = _write_png(tmp_path / "astronaut.png", np.zeros((64, 64, 3), np.uint8))
+    fake = datasets.Dataset("public", [datasets.ImageSource("astronaut", "test", photo)])
+    monkeypatch.setattr(datasets, "resolve", lambda data: fake)
+    with pytest.raises(UserError, match="astronaut.png"):
+        run_benchmark(_config(data="public", tasks=("denoise",), methods=("baseline",), metrics=("psnr",)),
+                      json_path=photo, overwrite=True, progress=False)
+    assert not photo.read_bytes().startswith(b"{")
+
+
+def test_folder_names_and_spellings(tmp_path, photo_dir):
+    """Image names in a folder are distinct (a.png, a.jpg, a.png.png); a folder called public is a folder; the same
+    folder spelled otherwise is the same data for --resume."""
+    from pnprgm.benchmark import datasets
+
+    folder = tmp_path / "mixed"
+    folder.mkdir()
+    for name in ("a.png", "a.png.png", "b.png"):
+        _write_png(folder / name, np.full((16, 16, 3), 7, np.uint8))
+    Image.fromarray(np.full((16, 16, 3), 7, np.uint8)).save(folder / "a.jpg")
+    names = [image.name for image in datasets.folder_set(folder).images]
+    assert len(set(names)) == len(names) == 4 and "b" in names
+    public = tmp_path / "public"
+    public.mkdir()
+    _write_png(public / "retina.png", np.full((16, 16, 3), 7, np.uint8))
+    monkeypatch_cwd = pytest.MonkeyPatch()
+    try:
+        monkeypatch_cwd.chdir(tmp_path)
+        dataset = datasets.folder_set(Path("public"))
+        assert dataset.name == "./public" and [i.name for i in datasets.select(dataset, None, None)] == ["retina"]
+    finally:
+        monkeypatch_cwd.undo()
+    config = dict(images=("coffee",), tasks=("denoise",), methods=("baseline",), metrics=("psnr",))
+    run_benchmark(_config(data=str(photo_dir), **config), json_path=tmp_path / "r.json", progress=False)
+    again = run_benchmark(_config(data=str(photo_dir) + "/", **config), json_path=tmp_path / "r.json", resume=True,
+                          progress=False)
+    assert len(again.records) == 1
+
+
+def test_suite_values_of_the_wrong_type_are_one_line_errors():
+    for values, message in (({"tasks": 5}, "tasks must be a list"), ({"noise": True}, "noise must be a number"),
+                            ({"crop": True}, "crop must be an integer"), ({"images": []}, "--images is empty")):
+        with pytest.raises(UserError, match=message):
+            build_config(values)
+
+
+def test_the_report_names_the_model_given(photo_dir, tmp_path):
+    config = _config(data=str(photo_dir), images=("coffee",), tasks=("denoise",), methods=("pnp-drs",),
+                     metrics=("psnr",), models=("unet-denoiser-color",))
+    run_benchmark(config, json_path=tmp_path / "r.json", md_path=tmp_path / "r.md", progress=False)
+    assert "denoiser `unet-denoiser-color` (colour, --model) in `drs`" in (tmp_path / "r.md").read_text()
+    with pytest.raises(UserError, match="method pnp-drs cannot use --model rgm-sr"):
+        run_benchmark(_config(data=str(photo_dir), images=("coffee",), tasks=("denoise",), methods=("pnp-drs",),
+                              metrics=("psnr",), models=("rgm-sr",)), progress=False)

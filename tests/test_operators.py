@@ -405,7 +405,7 @@ def test_file_variant_is_selected_by_its_key(files):
     ("blur:gauss", ["unknown blur variant 'gauss'", "gaussian, box, motion, file"]),
     ("blur:gaussian,sigm=2", ["unknown parameter 'sigm'", "valid: sigma, size, boundary"]),
     ("blur:box,sigma=2", ["unknown parameter 'sigma'", "valid: size, boundary"]),
-    ("sr:factor=two", ["factor must be a int", "'two'"]),
+    ("sr:factor=two", ["factor must be an integer", "'two'"]),
     ("sr:factor=4,kernel=lanczos", ["kernel must be one of box, bicubic, gaussian"]),
     ("sr:factor=1", ["at least 2"]),
     ("sr4,sigma=1", ["kernel=gaussian only"]),

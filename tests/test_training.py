@@ -817,7 +817,7 @@ def test_model_at_steps_keeps_a_model_of_each_listed_step(data_dir, tmp_path):
     with pytest.raises(UserError, match="model_step0000002.pt, which a new run would replace"):
         train(data_dir, tmp_path / "mine", train={**TINY_TRAIN, "steps": 2, "model_at_steps": [2]}, **args)
     assert (tmp_path / "mine" / "model_step0000002.pt").read_text() == "not a run's"
-    for bad, message in (("0", "must list steps from 1 to steps .3."), ("2,4", "must list steps"), ("1.5", "must be a int")):
+    for bad, message in (("0", "must list steps from 1 to steps .3."), ("2,4", "must list steps"), ("1.5", "must be an integer")):
         with pytest.raises(UserError, match=f"model_at_steps {message}"):
             build_strict(TrainConfig, {"steps": 3, "model_at_steps": bad})
 

@@ -75,6 +75,8 @@ class Dataset:
     name: str
     images: list[ImageSource]
     notes: list[str] = field(default_factory=list)
+    #: names of images left out because a shipped model trained on them (the public set's)
+    trained_on: frozenset = frozenset()
 
 
 def _first_line(err: BaseException) -> str:
@@ -175,7 +177,7 @@ def public_set() -> Dataset:
         f"{distribution} is not installed (or lacks the files): {', '.join(names)} skipped; pip install {distribution}"
         for distribution, names in missing.items()
     ]
-    return Dataset("public", images, notes)
+    return Dataset("public", images, notes, frozenset(EXCLUDED_TRAINING))
 
 
 # -- a folder -----------------------------------------------------------------------------------------------
@@ -188,9 +190,12 @@ def folder_set(folder: str | Path) -> Dataset:
     files = io.list_images([folder])
     if not files:
         raise UserError(f"folder {folder} holds no images ({', '.join(io.READ_SUFFIXES)}); add some or use --data public.")
-    stems = [path.stem for path in files]
-    names = [path.stem if stems.count(path.stem) == 1 else path.name for path in files]
-    return Dataset(str(folder), [ImageSource(name, f"folder {folder}", path) for name, path in zip(names, files)])
+    names = [path.stem for path in files]
+    while len(set(names)) < len(names):  # a.png and a.jpg: their file names; then a.png and a.png.png: likewise
+        names = [path.name if names.count(name) > 1 else name for name, path in zip(names, files)]
+    # a folder that a set's name spells (./public) is named as a folder, not taken for the set
+    label = f"./{folder}" if str(folder) in registry and not folder.is_absolute() else str(folder)
+    return Dataset(label, [ImageSource(name, f"folder {folder}", path) for name, path in zip(names, files)])
 
 
 # -- deepinv's standard sets (downloaded on first use) -----------------------------------------------------
@@ -279,6 +284,5 @@ def select(dataset: Dataset, names: Optional[tuple[str, ...]], limit: Optional[i
         chosen = [by_name[name] for name in names]
     else:
         chosen = list(dataset.images)
-    if dataset.name == "public":
-        chosen = [image for image in chosen if image.name not in EXCLUDED_TRAINING]
+    chosen = [image for image in chosen if image.name not in dataset.trained_on]
     return chosen[:limit] if limit else chosen

@@ -113,8 +113,11 @@ class PnPMethod:
         # shipped models that a task's preset uses in place of the default, unless --model replaced that default
         task_models = sorted({p.denoiser for p in chosen.values() if p.denoiser and default
                               and not _channels_of(p.denoiser) <= set(dict(self.models))})
-        return {"kind": "pnp", "denoiser": self.denoiser, "solver": self.solver, "preset": "task default",
-                "presets": values, "models": self._model_files(task_models), "note": self.note or None}
+        described = {"kind": "pnp", "denoiser": self.denoiser, "solver": self.solver, "preset": "task default",
+                     "presets": values, "models": self._model_files(task_models), "note": self.note or None}
+        if self.models:  # the report names what ran, not `default`
+            described["user_models"] = {str(channels): source for channels, source in self.models}
+        return described
 
     def _model_files(self, task_models: list[str]) -> Optional[dict[str, str]]:
         files = _model_files(self.denoiser)

@@ -157,7 +157,12 @@ def markdown(data: Mapping[str, Any]) -> str:
     lines += ["## Methods", ""]
     for method in config["methods"]:
         info = resolved["methods"][method]
-        what = f"denoiser `{info['denoiser']}` in `{info['solver']}`, {info['preset']} preset" if info["kind"] == "pnp" else info["preset"]
+        denoiser = f"`{info['denoiser']}`"
+        if info.get("user_models"):  # --model in place of the shipped default
+            kinds = {"1": "gray", "3": "colour"}
+            denoiser = " and ".join(f"`{source}` ({kinds.get(c, c + '-channel')}, --model)"
+                                    for c, source in sorted(info["user_models"].items()))
+        what = f"denoiser {denoiser} in `{info['solver']}`, {info['preset']} preset" if info["kind"] == "pnp" else info["preset"]
         state = "" if info["available"] else f" — **unavailable**: {info['unavailable_reason']}"
         note = f" ({info['note']})" if info.get("note") else ""
         lines.append(f"- `{method}`: {what}{note}{state}")

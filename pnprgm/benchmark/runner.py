@@ -90,6 +90,8 @@ class BenchmarkConfig:
                     raise UserError(f"{label}: {registry.unknown_message(name)}")
             if len(set(names)) != len(names):
                 raise UserError(f"{label} names a choice twice ({', '.join(names)}); list each once.")
+        if self.images is not None and not self.images:  # [] would run every image
+            raise UserError("--images is empty; name the images to use, or leave it out for the whole set.")
         if self.images is not None and len(set(self.images)) != len(self.images):  # counted twice in the means
             raise UserError(f"--images names an image twice ({', '.join(self.images)}); list each once.")
         if not str(self.data).strip():  # "" would be the current folder
@@ -245,6 +247,8 @@ def run_benchmark(
     protocol = config.metric_protocol()
     if dataset is None:
         dataset = datasets.resolve(config.data)
+        # a named set's photos are inputs too (--overwrite must not replace a package's astronaut.png)
+        report.refuse_reading(json_path, md_path, figure_path, [s.path for s in dataset.images if s.path is not None])
     sources = datasets.select(dataset, config.images, config.limit)
     from pnprgm.metrics import METRICS, prepare_metrics
 
@@ -262,6 +266,9 @@ def run_benchmark(
         method = active[name] = methods.registry.get(name).with_models(chosen_models)
         method.check_overrides(config.overrides)
         reason = method.unavailable(device)
+        if reason is not None and getattr(method, "models", ()):  # the user's model is what cannot run
+            raise UserError(f"method {name} cannot use --model {', '.join(s for _, s in method.models)}: {reason}; "
+                            f"give a denoiser model (pnprgm models), or drop --method {name}.")
         method_info[name] = {**method.describe(), "available": reason is None, "unavailable_reason": reason}
         if reason is None:
             runnable.append(name)
@@ -447,8 +454,8 @@ def _refuse_dropping_records(json_path: str | Path, current: dict[str, Any], pla
         changed = _changed_settings(previous, current, ignore=("versions", "device"))
         records = list(previous["records"])
         dropped = [r for r in records if (r["image"], r["task"], r["method"]) not in planned]
-    except (UserError, *report.DAMAGE_ERRORS):
-        return  # not readable as results: nothing in it this run could keep (check_outputs vouched it is ours)
+    except (UserError, *report.DAMAGE_ERRORS) as err:  # ours (check_outputs vouched), damaged: its records may count
+        raise report.damaged(f"--json {path}", err, "give another --json, or --overwrite to replace it") from None
     if not records or not (changed or dropped):
         return
     if changed:
@@ -495,10 +502,10 @@ def _matching_records(previous: dict[str, Any], current: dict[str, Any], metrics
         raise UserError(f"--resume: {path} was made with other settings ({differ(changed)}); use another "
                         "--json or drop --resume.")
     metrics = tuple(metrics)
-    for record in previous["records"]:  # a metric value that is not a number would poison the report's means
-        if any(not (value is None or isinstance(value, (int, float))) for key, value in record.items() if key in metrics):
+    for record in previous["records"]:  # a value that is not a finite number would poison the report's means
+        if any(not _is_number(value) for key, value in record.items() if key in metrics or key == "seconds"):
             raise ValueError(f"record {record.get('image')}/{record.get('task')}/{record.get('method')} has a "
-                             "non-numeric metric")
+                             "metric or seconds that is not a finite number")
     if not set(metrics) <= set(previous["config"].get("metrics") or report.FIRST_FORMAT_METRICS):
         return {}
     old_images = {entry["name"]: entry.get("sha256") for entry in previous["config"]["resolved"]["images"]}
@@ -511,6 +518,11 @@ def _matching_records(previous: dict[str, Any], current: dict[str, Any], metrics
         if r["image"] in new_images and old_images.get(r["image"]) == new_images[r["image"]] and r["task"] in specs
         and _for_task(old_methods.get(r["method"]), specs[r["task"]]) == _for_task(new_methods.get(r["method"]), specs[r["task"]])
     }
+
+
+def _is_number(value: Any) -> bool:
+    """None (not measured) or a finite int or float (not a bool, a string or NaN)."""
+    return value is None or (isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value))
 
 
 def _with_todays_names(data: dict[str, Any]) -> dict[str, Any]:
@@ -562,12 +574,19 @@ def _fingerprint(data: Mapping[str, Any]) -> dict[str, Any]:
     config = data["config"]
     resolved = config["resolved"]
     return {
-        "data": config["data"], "crop": config["crop"], "seed": config["seed"],
+        "data": _data_identity(config["data"]), "crop": config["crop"], "seed": config["seed"],
         "protocol": data["protocol"], "overrides": config["overrides"], "device": resolved["device"],
         "noise": {name: task["noise"] for name, task in resolved["tasks"].items()},
         "specs": {name: task["spec"] for name, task in resolved["tasks"].items()},
         "versions": data["versions"],
     }
+
+
+def _data_identity(data: Any) -> Any:
+    """``--data`` as the set it names: a folder by its absolute path (imgs, imgs/ and ./imgs are one folder)."""
+    if not isinstance(data, str) or data in datasets.registry:
+        return data
+    return str(Path(data).resolve())
 
 
 def _skip(data: dict, say: Callable[[str], None], *, kind: str, reason: str, **where: str) -> None:
