@@ -98,6 +98,9 @@ class NoiseLevel(click.ParamType):
     name = "SIGMA"
 
     def convert(self, value, param, ctx):
+        return self._parse(value, param, ctx) + 0.0  # -0 is 0 (a record would say -0.0)
+
+    def _parse(self, value, param, ctx) -> float:
         if isinstance(value, (int, float)):
             return float(value)
         text = str(value).strip()

@@ -427,9 +427,11 @@ def test_resume_runs_again_the_records_that_lack_a_newly_requested_metric(photo_
     calls["n"] = 0
     third = run_benchmark(more, json_path=path, resume=True, progress=False)  # now everything is there
     assert calls["n"] == 0 and third.records == second.records
+    # a metric no longer asked for is dropped from the reused records, when the user says so (--overwrite): without
+    # it the stored values are not lost (test_rerunning_with_fewer_metrics_does_not_drop_stored_values)
     fewer = run_benchmark(_config(data=str(photo_dir), tasks=("denoise",), methods=("baseline",), metrics="psnr"),
-                          json_path=path, resume=True, progress=False)
-    assert calls["n"] == 0  # a metric no longer asked for is dropped from the reused records
+                          json_path=path, resume=True, overwrite=True, progress=False)
+    assert calls["n"] == 0
     assert fewer.records == [{key: value for key, value in r.items() if key != "lpips_vgg"} for r in second.records]
 
 
@@ -1279,3 +1281,41 @@ def test_the_report_names_the_model_given(photo_dir, tmp_path):
     with pytest.raises(UserError, match="method pnp-drs cannot use --model rgm-sr"):
         run_benchmark(_config(data=str(photo_dir), images=("coffee",), tasks=("denoise",), methods=("pnp-drs",),
                               metrics=("psnr",), models=("rgm-sr",)), progress=False)
+
+
+def test_an_exact_restoration_counts_as_infinite_psnr(photo_dir, tmp_path):
+    """The identity at noise 0 restores exactly: its PSNR is infinite, stored as "inf" (JSON has no infinity; null
+    dropped it from the means and bolded the runner-up), shown as ∞ and ranked best."""
+    config = _config(data=str(photo_dir), images=("coffee", "camera"), tasks=("denoise",),
+                     methods=("baseline", "tv-admm"), metrics=("psnr",), noise=0.0)
+    results = run_benchmark(config, json_path=tmp_path / "r.json", md_path=tmp_path / "r.md", progress=False)
+    assert {r["psnr"] for r in results.records if r["method"] == "baseline"} == {"inf"}
+    assert "| baseline | **∞** |" in (tmp_path / "r.md").read_text()
+    again = run_benchmark(config, json_path=tmp_path / "r.json", resume=True, progress=False)  # reusable as stored
+    assert [r["psnr"] for r in again.records] == [r["psnr"] for r in results.records]
+
+
+def test_a_task_no_image_fits_says_why(photo_dir):
+    lines = []
+    run_benchmark(_config(data=str(photo_dir), images=("camera",), tasks=("colorize",), methods=("baseline",),
+                          metrics=("psnr",)), progress=False, log=lines.append)
+    assert "task colorize: 1 gray image(s) skipped (colorize needs a colour ground truth)" in lines
+
+
+def test_rerunning_with_fewer_metrics_does_not_drop_stored_values(photo_dir, tmp_path):
+    config = dict(data=str(photo_dir), images=("coffee",), tasks=("denoise",), methods=("baseline",))
+    run_benchmark(_config(metrics=("psnr", "ssim"), **config), json_path=tmp_path / "r.json", progress=False)
+    with pytest.raises(UserError, match="holds psnr values of 1 records that this run .--metrics ssim. would not keep"):
+        run_benchmark(_config(metrics=("ssim",), **config), json_path=tmp_path / "r.json", resume=True, progress=False)
+    assert len(run_benchmark(_config(metrics=("ssim",), **config), json_path=tmp_path / "r.json", overwrite=True,
+                             progress=False).records) == 1
+
+
+def test_image_names_cannot_break_the_markdown_tables(tmp_path):
+    folder = tmp_path / "odd"
+    folder.mkdir()
+    _write_png(folder / "a|b.png", (np.random.default_rng(0).random((48, 48, 3)) * 255).astype(np.uint8))
+    run_benchmark(_config(data=str(folder), tasks=("denoise",), methods=("baseline",), metrics=("psnr",)),
+                  md_path=tmp_path / "r.md", progress=False)
+    row = next(line for line in (tmp_path / "r.md").read_text().splitlines() if "a\\|b" in line)
+    assert row.count(" | ") == 4, row

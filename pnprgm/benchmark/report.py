@@ -6,6 +6,7 @@ rebuilt from a JSON file alone; the figure also needs the images kept in memory 
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Optional
@@ -75,7 +76,7 @@ def summarise(records: Iterable[Mapping[str, Any]], metrics: Iterable[str]) -> d
     for key, items in groups.items():
         entry: dict[str, Any] = {"n": len(items), "seconds": float(np.mean([r["seconds"] for r in items]))}
         for metric in metrics:
-            values = [r[metric] for r in items if r.get(metric) is not None]
+            values = [float(r[metric]) for r in items if r.get(metric) is not None]  # "inf": an exact restoration
             entry[metric] = _stats(values) if values else None
         summary[key] = entry
     return summary
@@ -83,8 +84,23 @@ def summarise(records: Iterable[Mapping[str, Any]], metrics: Iterable[str]) -> d
 
 def _stats(values: list[float]) -> tuple[float, float, int]:
     array = np.asarray(values, dtype=np.float64)
+    if not np.isfinite(array).all():  # an infinite PSNR makes the mean infinite; its spread has no number
+        return float(array.mean()), float("nan"), int(array.size)
     std = float(array.std(ddof=1)) if array.size > 1 else 0.0
     return float(array.mean()), std, int(array.size)
+
+
+def format_value(value: float | str, digits: int) -> str:
+    """A metric value as the report shows it (an infinite one, the PSNR of an exact restoration, as ∞)."""
+    number = float(value)
+    if math.isinf(number):
+        return "∞" if number > 0 else "-∞"
+    return f"{number:.{digits}f}"
+
+
+def _mean_and_std(stats: tuple[float, float, int], digits: int) -> str:
+    mean, std, _ = stats
+    return format_value(mean, digits) if not math.isfinite(std) else f"{mean:.{digits}f} ± {std:.{digits}f}"
 
 
 def best_methods(summary: Mapping[tuple[str, str], Mapping[str, Any]], task: str, metric: str, digits: int,
@@ -122,7 +138,7 @@ def markdown(data: Mapping[str, Any]) -> str:
     lines = [MARKDOWN_TITLE, ""]
     if data.get("status") != "complete":
         lines += [f"> **Partial results** (status: {data.get('status')}): {len(records)} records so far.", ""]
-    crop = f"centre crop {config['crop']} px" if config["crop"] else "whole images"
+    crop = f"centre crops of at most {config['crop']} px" if config["crop"] else "whole images"
     lines += [
         f"{len(images)} images from `{resolved['data']}` ({crop}), seed {config['seed']}, device {resolved['device']}. "
         "Mean ± std (sample std over images); the best method of each task is in **bold** "
@@ -149,7 +165,7 @@ def markdown(data: Mapping[str, Any]) -> str:
                 if stats is None:
                     cells.append("–")
                     continue
-                text = f"{stats[0]:.{digits}f} ± {stats[1]:.{digits}f}"
+                text = _mean_and_std(stats, digits)
                 best = best_methods(summary, task, column.name, digits, column.higher_is_better)
                 cells.append(f"**{text}**" if method in best else text)
             lines.append(f"| {method} | " + " | ".join(cells) + f" | {entry['seconds']:.3g} | {entry['n']} |")
@@ -172,7 +188,7 @@ def markdown(data: Mapping[str, Any]) -> str:
     for image in images:
         digest = (image.get("sha256") or "")[:12]
         size = "x".join(map(str, image["shape"]))
-        lines.append(f"| {image['index']} | {image['name']} | {size} | {image['origin']} | {digest} |")
+        lines.append(f"| {image['index']} | {_cell(image['name'])} | {size} | {_cell(image['origin'])} | {digest} |")
     skipped = data.get("skipped") or []
     if skipped:
         lines += ["", "## Skipped", ""]
@@ -194,6 +210,11 @@ def markdown(data: Mapping[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _cell(text: Any) -> str:
+    """``text`` inside a markdown table cell: a ``|`` or a line break in a file name must not split the row."""
+    return " ".join(str(text).split()).replace("|", "\\|")
+
+
 def overview(data: Mapping[str, Any]) -> list[str]:
     """Markdown table of the headline metric's mean (the run's first metric, e.g. PSNR) per method (rows) and task
     (columns), the best of each task in bold."""
@@ -211,7 +232,7 @@ def overview(data: Mapping[str, Any]) -> list[str]:
             if entry is None or entry[headline.name] is None:
                 cells.append("–")
                 continue
-            text = f"{entry[headline.name][0]:.{headline.digits}f}"
+            text = format_value(entry[headline.name][0], headline.digits)
             best = best_methods(summary, task, headline.name, headline.digits, headline.higher_is_better)
             cells.append(f"**{text}**" if method in best else text)
         lines.append(f"| {method} | " + " | ".join(cells) + " |")

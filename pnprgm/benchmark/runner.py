@@ -280,14 +280,17 @@ def run_benchmark(
     image_info: list[dict[str, Any]] = []
     for index, source in enumerate(sources):
         try:
-            image = datasets.centre_crop(source.load(), config.crop)
+            original = source.load()
+            image = datasets.centre_crop(original, config.crop)
         except UserError as err:
             skipped.append({"image": source.name, "kind": "unreadable", "reason": str(err)})
             say(f"skipped image {source.name}: {err}")
             continue
         if min(image.shape[1:]) < min_side:
+            # a larger crop helps only where the crop, not the photo, made it small
+            larger = "use a larger --crop, or " if min(original.shape[1:]) > min(image.shape[1:]) else ""
             reason = (f"{image.shape[1]}x{image.shape[2]} px after cropping; {METRICS.get(needs).title} needs {min_side} px "
-                      f"or more (use a larger --crop, or --metrics without {needs})")
+                      f"or more ({larger}use --metrics without {needs})")
             skipped.append({"image": source.name, "kind": "unusable", "reason": reason})
             say(f"skipped image {source.name}: {reason}")
             continue
@@ -301,6 +304,10 @@ def run_benchmark(
             else:  # named in the report, not dropped silently from a task's mean
                 skipped.append({"image": item.source.name, "task": name, "kind": "not-applicable",
                                 "reason": f"a gray image; {name} needs a colour ground truth"})
+    for name in config.tasks:  # one line per task (a run where nothing applies must not end without a word)
+        left_out = [e for e in skipped if e.get("kind") == "not-applicable" and e.get("task") == name]
+        if left_out:
+            say(f"task {name}: {len(left_out)} gray image(s) skipped ({name} needs a colour ground truth)")
     _check_models_fit(chosen_models, {item.image.shape[0] for item, _ in jobs}, say)
 
     result = BenchmarkResults(data={
@@ -424,7 +431,8 @@ def _reusable_records(json_path: str | Path, current: dict[str, Any], metrics: I
 
     The earlier run must have computed every metric asked for now; if it did not (e.g. ``lpips_vgg`` added to
     ``--metrics``), its records are run again, since the outputs they were scored on are not kept. Metrics it
-    computed beyond those asked for now are dropped from the reused records.
+    computed beyond those asked for now are dropped from the reused records (rewriting the JSON without them needs
+    ``overwrite``: :func:`_refuse_dropping_records`).
     """
     path = Path(json_path)
     if not path.is_file():
@@ -456,6 +464,11 @@ def _refuse_dropping_records(json_path: str | Path, current: dict[str, Any], pla
         dropped = [r for r in records if (r["image"], r["task"], r["method"]) not in planned]
     except (UserError, *report.DAMAGE_ERRORS) as err:  # ours (check_outputs vouched), damaged: its records may count
         raise report.damaged(f"--json {path}", err, "give another --json, or --overwrite to replace it") from None
+    lost_metrics = [m for m in previous["config"].get("metrics") or [] if m not in current["config"]["metrics"]]
+    if records and lost_metrics and not changed and not dropped:
+        raise UserError(f"--json {path} holds {', '.join(lost_metrics)} values of {len(records)} records that this run "
+                        f"(--metrics {','.join(current['config']['metrics'])}) would not keep: add them to --metrics, "
+                        f"give another --json, or --overwrite to replace it.")
     if not records or not (changed or dropped):
         return
     if changed:
@@ -503,7 +516,8 @@ def _matching_records(previous: dict[str, Any], current: dict[str, Any], metrics
                         "--json or drop --resume.")
     metrics = tuple(metrics)
     for record in previous["records"]:  # a value that is not a finite number would poison the report's means
-        if any(not _is_number(value) for key, value in record.items() if key in metrics or key == "seconds"):
+        if not _is_number(record.get("seconds")) or any(
+                not (_is_number(value) or value in ("inf", "-inf")) for key, value in record.items() if key in metrics):
             raise ValueError(f"record {record.get('image')}/{record.get('task')}/{record.get('method')} has a "
                              "metric or seconds that is not a finite number")
     if not set(metrics) <= set(previous["config"].get("metrics") or report.FIRST_FORMAT_METRICS):
@@ -599,8 +613,12 @@ def _one_line(err: BaseException) -> str:
     return f"{type(err).__name__}: {text.splitlines()[0][:300]}" if text else type(err).__name__
 
 
-def _number(value: torch.Tensor) -> Optional[float]:
+def _number(value: torch.Tensor) -> Optional[float | str]:
+    """A metric value for the JSON: a float; an infinite one (the PSNR of an exact restoration) as ``"inf"`` or
+    ``"-inf"`` (JSON has no infinity, and null would drop the best result from the means); NaN as None."""
     number = float(value)
+    if math.isinf(number):
+        return "inf" if number > 0 else "-inf"
     return number if math.isfinite(number) else None
 
 
@@ -608,8 +626,10 @@ def _label(record: Mapping[str, Any], metric: str) -> str:
     """A figure caption: the record's value of ``metric`` as the report shows it (``29.85 dB``)."""
     from pnprgm.metrics import METRICS
 
+    from pnprgm.benchmark.report import format_value
+
     value = record.get(metric)
     if value is None:
         return ""
     described = METRICS.get(metric)
-    return f"{value:.{described.digits}f} {described.unit}".rstrip()
+    return f"{format_value(value, described.digits)} {described.unit}".rstrip()
