@@ -237,11 +237,10 @@ class MeasurementRestorer(Reconstructor):
     def measures(self, physics: LinearPhysics, image_shape: tuple[int, int, int]) -> bool:
         """Whether ``physics`` is the model's operator on images of ``image_shape``: the same action
         (:func:`same_action`; a sidecar's stored mask counts, not the spec it names) as the model's operator built from
-        its own files. Where those are not
-        here (a model used away from its training folder), a spec reading files of the same contents (sha256, as
-        recorded) whose operator acts like ``physics`` (a sidecar's stored kernel must be that file's) is the same;
-        otherwise the files' absence is the :class:`UserError`. A model whose operator is the user's code (given as
-        ``operator``) measures with whatever that code built."""
+        its own files. Where those are not here (a model used away from its training folder), a spec reading files of
+        the same contents (sha256, as recorded) whose operator acts like ``physics`` (a sidecar's stored kernel must be
+        that file's) is the same; otherwise the files' absence is the :class:`UserError`. A model whose operator is
+        the user's code (given as ``operator``) measures with whatever that code built."""
         from pnprgm import operators
         from pnprgm.training.processes import names_code
 
@@ -321,8 +320,6 @@ class OneStep:
     """The algorithm of a :class:`MeasurementRestorer`: one model call at ``model_sigma``, no solver."""
 
     model_sigma: float
-    #: like the stochastic solvers, no denoiser wrapper or post-processing applies
-    stochastic = True
 
     def params(self) -> dict:
         return {"model_noise_sigma": self.model_sigma}
