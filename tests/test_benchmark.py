@@ -1319,3 +1319,27 @@ def test_image_names_cannot_break_the_markdown_tables(tmp_path):
                   md_path=tmp_path / "r.md", progress=False)
     row = next(line for line in (tmp_path / "r.md").read_text().splitlines() if "a\\|b" in line)
     assert row.count(" | ") == 4, row
+
+
+def test_sigterm_saves_the_partial_results_as_ctrl_c_does(photo_dir, tmp_path, monkeypatch):
+    """A `kill` (SIGTERM) ended the process without a word: the JSON said "running" and no report was written."""
+    import os
+    import signal
+
+    original, calls = methods.BaselineMethod.restore, []
+
+    def killed_on_the_second(self, *args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(methods.BaselineMethod, "restore", killed_on_the_second)
+    before = signal.getsignal(signal.SIGTERM)
+    with pytest.raises(KeyboardInterrupt):
+        run_benchmark(_config(data=str(photo_dir), tasks=("denoise",), methods=("baseline",), metrics=("psnr",)),
+                      json_path=tmp_path / "r.json", md_path=tmp_path / "r.md", progress=False)
+    assert signal.getsignal(signal.SIGTERM) is before
+    data = json.loads((tmp_path / "r.json").read_text())
+    assert data["status"] == "interrupted" and len(data["records"]) == 1
+    assert "Partial results" in (tmp_path / "r.md").read_text()

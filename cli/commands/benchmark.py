@@ -26,7 +26,8 @@ Examples:
 Data: public (photos shipped inside pip packages; offline), set14, cbsd68, kodak24, urban100 (deepinv,
 downloaded on first use) or a folder. Images are centre-cropped (--crop) and measured with seeds derived from
 --seed, the image index and the task, so two runs give the same numbers. The JSON is rewritten after every
-record: an interrupted run keeps its results; a --json holding records this run would not write again (other
+record: a run interrupted (Ctrl-C, or SIGTERM from kill or a scheduler) keeps its results and writes a partial
+--md; a --json holding records this run would not write again (other
 tasks, methods, images or settings) is refused before any image is restored, unless --overwrite. --resume reuses a record only if that run computed every metric
 asked for now; otherwise (e.g. lpips_vgg added to --metrics) the record is restored and scored again. A suite file (JSON/YAML) holds the same keys as the options
 (data, images, tasks, methods, noise, seed, crop, limit, device, metrics, protocol, overrides, figure_images,

@@ -345,72 +345,75 @@ def run_benchmark(
     started = time.perf_counter()
     save()
     bar = tqdm(total=len(jobs) * len(runnable), desc="benchmark", unit="run", disable=not progress)
-    try:
-        for item, task_name in jobs:
-            task = tasks.registry.get(task_name)
-            sigma = config.task_noise(task_name)
-            seed = tasks.measurement_seed(config.seed, item.index, task_name)
-            truth = item.image[None].to(device)
-            try:
-                physics = operators.build(task.spec, tuple(item.image.shape), device=device)
-                y = operators.measure(physics, truth, sigma, seed=seed)
-            except Exception as err:  # one bad (image, task) pair must not end the run
-                _skip(data, say, kind="failed", image=item.source.name, task=task_name, reason=_one_line(err))
-                bar.update(len(runnable))
-                save()
-                continue
-            row = None
-            if len(shown[task_name]) < config.figure_images:
-                shown[task_name].append(item.source.name)
-                row = FigureRow(item.source.name, item.image, report.display_measurement(y[0].cpu(), item.image.shape))
-                result.figure.setdefault(task_name, []).append(row)
-            for method_name in runnable:
-                key = (item.source.name, task_name, method_name, seed)
-                bar.set_postfix_str(f"{item.source.name} {task_name} {method_name}", refresh=False)
-                if key in reusable and (row is None or figure_path is None):  # the figure's images are run again
-                    data["records"].append(reusable[key])
-                    if row is not None:
-                        row.outputs[method_name] = None
-                        row.labels[method_name] = _label(reusable[key], config.metrics[0]) + " (resumed)"
-                    bar.update(1)
-                    continue
+    from pnprgm.training.interrupt import terminate_as_interrupt
+
+    with terminate_as_interrupt():  # a `kill` saves the partial results as Ctrl-C does
+        try:
+            for item, task_name in jobs:
+                task = tasks.registry.get(task_name)
+                sigma = config.task_noise(task_name)
+                seed = tasks.measurement_seed(config.seed, item.index, task_name)
+                truth = item.image[None].to(device)
                 try:
-                    x, seconds = active[method_name].restore(
-                        y, physics, noise_sigma=sigma, seed=seed, device=device, overrides=config.overrides)
-                    scores = evaluate(x, truth, protocol, names=config.metrics, device=device)
-                except Exception as err:  # a failing method is reported; the others still run
-                    _skip(data, say, kind="failed", image=item.source.name, task=task_name, method=method_name,
-                          reason=_one_line(err))
-                else:
-                    record = {"image": item.source.name, "task": task_name, "method": method_name}
-                    for metric in config.metrics:
-                        record[metric] = _number(scores[metric][0])
-                    record["seconds"] = seconds
-                    record["seed"] = seed
-                    data["records"].append(record)
-                    if row is not None:
-                        row.outputs[method_name] = x[0].detach().cpu()
-                        row.labels[method_name] = _label(record, config.metrics[0])
-                save()
-                bar.update(1)
-        data["status"] = "complete"
-    except BaseException:
-        data["status"] = "interrupted"
-        raise
-    finally:
-        bar.close()
-        data["elapsed_seconds"] = time.perf_counter() - started
-        save()
-        if json_path is not None:
-            result.written.append(Path(json_path))
-        if md_path is not None:
-            try:
-                result.written.append(report.write_markdown(md_path, data))
-            except Exception:
-                if data["status"] == "complete":
-                    raise  # after an interruption the JSON is what matters; don't mask the original error
-        if figure_path is not None and data["status"] == "complete":
-            result.written.append(report.write_figure(figure_path, result.figure, data))
+                    physics = operators.build(task.spec, tuple(item.image.shape), device=device)
+                    y = operators.measure(physics, truth, sigma, seed=seed)
+                except Exception as err:  # one bad (image, task) pair must not end the run
+                    _skip(data, say, kind="failed", image=item.source.name, task=task_name, reason=_one_line(err))
+                    bar.update(len(runnable))
+                    save()
+                    continue
+                row = None
+                if len(shown[task_name]) < config.figure_images:
+                    shown[task_name].append(item.source.name)
+                    row = FigureRow(item.source.name, item.image, report.display_measurement(y[0].cpu(), item.image.shape))
+                    result.figure.setdefault(task_name, []).append(row)
+                for method_name in runnable:
+                    key = (item.source.name, task_name, method_name, seed)
+                    bar.set_postfix_str(f"{item.source.name} {task_name} {method_name}", refresh=False)
+                    if key in reusable and (row is None or figure_path is None):  # the figure's images are run again
+                        data["records"].append(reusable[key])
+                        if row is not None:
+                            row.outputs[method_name] = None
+                            row.labels[method_name] = _label(reusable[key], config.metrics[0]) + " (resumed)"
+                        bar.update(1)
+                        continue
+                    try:
+                        x, seconds = active[method_name].restore(
+                            y, physics, noise_sigma=sigma, seed=seed, device=device, overrides=config.overrides)
+                        scores = evaluate(x, truth, protocol, names=config.metrics, device=device)
+                    except Exception as err:  # a failing method is reported; the others still run
+                        _skip(data, say, kind="failed", image=item.source.name, task=task_name, method=method_name,
+                              reason=_one_line(err))
+                    else:
+                        record = {"image": item.source.name, "task": task_name, "method": method_name}
+                        for metric in config.metrics:
+                            record[metric] = _number(scores[metric][0])
+                        record["seconds"] = seconds
+                        record["seed"] = seed
+                        data["records"].append(record)
+                        if row is not None:
+                            row.outputs[method_name] = x[0].detach().cpu()
+                            row.labels[method_name] = _label(record, config.metrics[0])
+                    save()
+                    bar.update(1)
+            data["status"] = "complete"
+        except BaseException:
+            data["status"] = "interrupted"
+            raise
+        finally:
+            bar.close()
+            data["elapsed_seconds"] = time.perf_counter() - started
+            save()
+            if json_path is not None:
+                result.written.append(Path(json_path))
+            if md_path is not None:
+                try:
+                    result.written.append(report.write_markdown(md_path, data))
+                except Exception:
+                    if data["status"] == "complete":
+                        raise  # after an interruption the JSON is what matters; don't mask the original error
+            if figure_path is not None and data["status"] == "complete":
+                result.written.append(report.write_figure(figure_path, result.figure, data))
     return result
 
 

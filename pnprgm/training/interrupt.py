@@ -10,8 +10,9 @@ from __future__ import annotations
 import signal
 import sys
 import threading
+from contextlib import contextmanager
 from types import TracebackType
-from typing import Optional
+from typing import Iterator, Optional
 
 #: The signals a run stops on, with the handler each must have for this module to take it over: Python's own
 #: (a process started with SIGINT ignored, as a script's background job is, keeps ignoring it; SIGTERM then works).
@@ -54,3 +55,22 @@ def ignore_interrupts_in_worker(_worker_id: int) -> None:
     """``worker_init_fn`` of data-loading workers: a terminal's Ctrl-C reaches the whole process group, and a worker
     it killed would stop the main process's next batch before the models are saved; the main process stops them."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+@contextmanager
+def terminate_as_interrupt() -> Iterator[None]:
+    """Inside it, SIGTERM (``kill``, ``timeout``, a job scheduler) raises KeyboardInterrupt as Ctrl-C does, so that
+    a loop that saves its partial results on Ctrl-C (the benchmark) saves them on SIGTERM too; outside the main
+    thread, or when SIGTERM has a handler of its own, it changes nothing."""
+    if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+        yield
+        return
+
+    def interrupt(signum, frame) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
