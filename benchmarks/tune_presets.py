@@ -67,7 +67,7 @@ def main() -> None:
                 records = [r for r in results.records if r["method"] == method]
                 if not records:
                     continue
-                psnr = statistics.mean(r["psnr"] for r in records)
+                psnr = statistics.mean(float(r["psnr"]) for r in records)  # "inf" for an exact restoration
                 lpips = statistics.mean(r["lpips"] for r in records)
                 seconds = statistics.mean(r["seconds"] for r in records)
                 lines.append(f"| {method} | {json.dumps(overrides)} | {psnr:.2f} | {lpips:.4f} | {seconds:.1f} |")
