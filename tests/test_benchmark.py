@@ -1278,9 +1278,15 @@ def test_the_report_names_the_model_given(photo_dir, tmp_path):
                      metrics=("psnr",), models=("unet-denoiser-color",))
     run_benchmark(config, json_path=tmp_path / "r.json", md_path=tmp_path / "r.md", progress=False)
     assert "denoiser `unet-denoiser-color` (colour, --model) in `drs`" in (tmp_path / "r.md").read_text()
-    with pytest.raises(UserError, match="method pnp-drs cannot use --model rgm-sr"):
+    with pytest.raises(UserError, match=r"--model rgm-sr fits none of the methods that take it \(pnp-drs\)"):
         run_benchmark(_config(data=str(photo_dir), images=("coffee",), tasks=("denoise",), methods=("pnp-drs",),
                               metrics=("psnr",), models=("rgm-sr",)), progress=False)
+    # a model that fits some of them: the others are unavailable, as without --model
+    both = run_benchmark(_config(data=str(photo_dir), images=("coffee",), tasks=("denoise",),
+                                 methods=("pnp-drs", "rgm-stochastic-drs"), metrics=("psnr",),
+                                 models=("unet-denoiser-color",)), progress=False)
+    assert {r["method"] for r in both.records} == {"pnp-drs"}
+    assert not both.data["config"]["resolved"]["methods"]["rgm-stochastic-drs"]["available"]
 
 
 def test_an_exact_restoration_counts_as_infinite_psnr(photo_dir, tmp_path):
@@ -1343,3 +1349,20 @@ def test_sigterm_saves_the_partial_results_as_ctrl_c_does(photo_dir, tmp_path, m
     data = json.loads((tmp_path / "r.json").read_text())
     assert data["status"] == "interrupted" and len(data["records"]) == 1
     assert "Partial results" in (tmp_path / "r.md").read_text()
+
+
+def test_damaged_or_first_format_jsons_keep_their_metric_values(photo_dir, tmp_path):
+    """A JSON whose config names no metrics (the first format) still counts the values its records hold; null
+    seconds are damage, not a number; a damaged metrics list is one line."""
+    config = dict(data=str(photo_dir), images=("coffee",), tasks=("denoise",), methods=("baseline",))
+    run_benchmark(_config(metrics=("psnr", "ssim"), **config), json_path=tmp_path / "r.json", progress=False)
+    data = json.loads((tmp_path / "r.json").read_text())
+    del data["config"]["metrics"]
+    (tmp_path / "r.json").write_text(json.dumps(data))
+    with pytest.raises(UserError, match="holds ssim values of 1 records"):
+        run_benchmark(_config(metrics=("psnr",), **config), json_path=tmp_path / "r.json", progress=False)
+    data["config"]["metrics"], data["records"][0]["seconds"] = 5, None
+    (tmp_path / "r.json").write_text(json.dumps(data))
+    with pytest.raises(UserError, match="not a pnprgm benchmark results JSON as written"):
+        run_benchmark(_config(metrics=("psnr", "ssim"), **config), json_path=tmp_path / "r.json", resume=True,
+                      progress=False)

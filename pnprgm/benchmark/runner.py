@@ -266,9 +266,6 @@ def run_benchmark(
         method = active[name] = methods.registry.get(name).with_models(chosen_models)
         method.check_overrides(config.overrides)
         reason = method.unavailable(device)
-        if reason is not None and getattr(method, "models", ()):  # the user's model is what cannot run
-            raise UserError(f"method {name} cannot use --model {', '.join(s for _, s in method.models)}: {reason}; "
-                            f"give a denoiser model (pnprgm models), or drop --method {name}.")
         method_info[name] = {**method.describe(), "available": reason is None, "unavailable_reason": reason}
         if reason is None:
             runnable.append(name)
@@ -276,6 +273,11 @@ def run_benchmark(
             skipped.append({"method": name, "kind": "unavailable", "reason": reason})
             say(f"method {name} is unavailable: {reason}")
 
+    took_models = [name for name in config.methods if getattr(active[name], "models", ())]
+    if took_models and not any(name in runnable for name in took_models):  # the user's model fits no method
+        first = method_info[took_models[0]]["unavailable_reason"]
+        raise UserError(f"--model {', '.join(config.models)} fits none of the methods that take it "
+                        f"({', '.join(took_models)}): {first}.")
     prepared: list[_Prepared] = []
     image_info: list[dict[str, Any]] = []
     for index, source in enumerate(sources):
@@ -288,7 +290,8 @@ def run_benchmark(
             continue
         if min(image.shape[1:]) < min_side:
             # a larger crop helps only where the crop, not the photo, made it small
-            larger = "use a larger --crop, or " if min(original.shape[1:]) > min(image.shape[1:]) else ""
+            fits = min(side - side % datasets.ALIGN for side in original.shape[1:]) >= min_side
+            larger = "use a larger --crop, or " if config.crop and fits else ""
             reason = (f"{image.shape[1]}x{image.shape[2]} px after cropping; {METRICS.get(needs).title} needs {min_side} px "
                       f"or more ({larger}use --metrics without {needs})")
             skipped.append({"image": source.name, "kind": "unusable", "reason": reason})
@@ -456,6 +459,7 @@ def _refuse_dropping_records(json_path: str | Path, current: dict[str, Any], pla
     with other settings (crop, noise, seed...): rewriting it would lose them. Package versions and the device may
     differ: a rerun refreshes its own numbers."""
     from pnprgm.benchmark import report
+    from pnprgm.metrics import METRICS
 
     path = Path(json_path)
     if not path.is_file():
@@ -465,9 +469,12 @@ def _refuse_dropping_records(json_path: str | Path, current: dict[str, Any], pla
         changed = _changed_settings(previous, current, ignore=("versions", "device"))
         records = list(previous["records"])
         dropped = [r for r in records if (r["image"], r["task"], r["method"]) not in planned]
+        # the metrics its records hold (a first-format JSON names none in its config)
+        lost_metrics = sorted({key for r in records for key, value in r.items() if key in METRICS.names()
+                               and value is not None}
+                              - set(current["config"]["metrics"]))
     except (UserError, *report.DAMAGE_ERRORS) as err:  # ours (check_outputs vouched), damaged: its records may count
         raise report.damaged(f"--json {path}", err, "give another --json, or --overwrite to replace it") from None
-    lost_metrics = [m for m in previous["config"].get("metrics") or [] if m not in current["config"]["metrics"]]
     if records and lost_metrics and not changed and not dropped:
         raise UserError(f"--json {path} holds {', '.join(lost_metrics)} values of {len(records)} records that this run "
                         f"(--metrics {','.join(current['config']['metrics'])}) would not keep: add them to --metrics, "
@@ -519,7 +526,7 @@ def _matching_records(previous: dict[str, Any], current: dict[str, Any], metrics
                         "--json or drop --resume.")
     metrics = tuple(metrics)
     for record in previous["records"]:  # a value that is not a finite number would poison the report's means
-        if not _is_number(record.get("seconds")) or any(
+        if record.get("seconds") is None or not _is_number(record.get("seconds")) or any(
                 not (_is_number(value) or value in ("inf", "-inf")) for key, value in record.items() if key in metrics):
             raise ValueError(f"record {record.get('image')}/{record.get('task')}/{record.get('method')} has a "
                              "metric or seconds that is not a finite number")
