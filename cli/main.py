@@ -43,10 +43,14 @@ class _Group(click.Group):
             err.show()
             sys.exit(err.exit_code)
         except (click.Abort, EOFError, KeyboardInterrupt) as err:
-            if isinstance(err, KeyboardInterrupt) or isinstance(err.__cause__, KeyboardInterrupt):
-                # Ctrl-C (a training run has saved what it printed): the shell's status for SIGINT, 128 + 2
-                click.echo("interrupted.", err=True)
-                sys.exit(130)
+            cause = err if isinstance(err, KeyboardInterrupt) else err.__cause__
+            if isinstance(cause, KeyboardInterrupt):
+                from pnprgm.training.interrupt import Terminated
+
+                # Ctrl-C (a training run has saved what it printed): the shell's status, 128 + the signal's number
+                terminated = isinstance(cause, Terminated)
+                click.echo("terminated." if terminated else "interrupted.", err=True)
+                sys.exit(143 if terminated else 130)
             click.echo("aborted.", err=True)
             sys.exit(1)
         sys.exit(result if isinstance(result, int) else 0)

@@ -1366,3 +1366,33 @@ def test_damaged_or_first_format_jsons_keep_their_metric_values(photo_dir, tmp_p
     with pytest.raises(UserError, match="not a pnprgm benchmark results JSON as written"):
         run_benchmark(_config(metrics=("psnr", "ssim"), **config), json_path=tmp_path / "r.json", resume=True,
                       progress=False)
+
+
+def test_a_killed_benchmark_exits_143_and_ctrl_c_130(photo_dir, tmp_path):
+    """Scripts and schedulers tell a `kill` (SIGTERM: 143) from Ctrl-C (130); both save the partial results."""
+    import subprocess
+    import sys
+    import textwrap
+
+    script = textwrap.dedent("""
+        import os, signal, sys
+        from pnprgm.benchmark import methods
+        original, calls, signame = methods.BaselineMethod.restore, [], sys.argv[3]
+        def stopped_on_the_second(self, *args, **kwargs):
+            calls.append(1)
+            if len(calls) == 2:
+                os.kill(os.getpid(), getattr(signal, signame))
+            return original(self, *args, **kwargs)
+        methods.BaselineMethod.restore = stopped_on_the_second
+        from pnprgm.cli.main import app
+        sys.argv = ["pnprgm", "benchmark", "--data", sys.argv[1], "--task", "denoise", "--method", "baseline",
+                    "--metrics", "psnr", "--crop", "48", "--threads", "1", "-q", "--json", sys.argv[2]]
+        app()
+    """)
+    for signame, status, word in (("SIGTERM", 143, "terminated."), ("SIGINT", 130, "interrupted.")):
+        out = tmp_path / f"{signame}.json"
+        result = subprocess.run([sys.executable, "-c", script, str(photo_dir), str(out), signame],
+                                capture_output=True, text=True, timeout=300)
+        assert result.returncode == status, result.stderr[-2000:]
+        assert result.stderr.strip().splitlines()[-1] == word and "Traceback" not in result.stderr
+        assert json.loads(out.read_text())["status"] == "interrupted"

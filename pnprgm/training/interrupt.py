@@ -57,9 +57,14 @@ def ignore_interrupts_in_worker(_worker_id: int) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM turned into an interrupt (:func:`terminate_as_interrupt`): handled as Ctrl-C, told apart by the exit
+    status (143, the shell's for SIGTERM, against 130)."""
+
+
 @contextmanager
 def terminate_as_interrupt() -> Iterator[None]:
-    """Inside it, SIGTERM (``kill``, ``timeout``, a job scheduler) raises KeyboardInterrupt as Ctrl-C does, so that
+    """Inside it, SIGTERM (``kill``, ``timeout``, a job scheduler) raises :class:`Terminated`, a KeyboardInterrupt, so that
     a loop that saves its partial results on Ctrl-C (the benchmark) saves them on SIGTERM too; outside the main
     thread, or when SIGTERM has a handler of its own, it changes nothing."""
     if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
@@ -67,7 +72,7 @@ def terminate_as_interrupt() -> Iterator[None]:
         return
 
     def interrupt(signum, frame) -> None:
-        raise KeyboardInterrupt
+        raise Terminated
 
     previous = signal.signal(signal.SIGTERM, interrupt)
     try:
