@@ -563,6 +563,11 @@ def check_writable(path: str | Path, *, option: str = "") -> None:
 CHANNEL_TOLERANCE = 4 / 255
 
 
+def channel_kind(count: int) -> str:
+    """The word for images of ``count`` channels in messages and reports: gray, colour, else N-channel."""
+    return {1: "gray", 3: "colour"}.get(int(count), f"{int(count)}-channel")
+
+
 def channel_spread(image: torch.Tensor) -> float:
     """Largest difference between the channels of a (C, H, W) image at any pixel: 0 for a one-channel image."""
     return float((image.amax(-3) - image.amin(-3)).max())

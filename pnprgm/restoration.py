@@ -234,7 +234,9 @@ class RestorationPlan:
         result = self.algorithm.run(self.y, self.physics, self.model, x0, noise_sigma=self.sigma_n, generator=generator,
                                     tile=self.tile, ground_truth=ground_truth, callback=callback, progress=progress)
         if not bool(torch.isfinite(result.x).all()):  # clamp would write NaN as black and call it a restoration
-            if self.solver == "one-step":
+            from pnprgm.rgm.restorer import ONE_STEP
+
+            if self.solver == ONE_STEP:
                 raise UserError(f"the restoration holds NaN or infinite values (the model {self.denoiser_name} "
                                 f"produced them); check the model file, or report it with the command.")
             raise UserError(f"the restoration holds NaN or infinite values (the solver diverged with "
@@ -289,13 +291,7 @@ def prepare_restoration(
     chosen = presets.resolve(preset, solver=chosen_solver, spec=spec or "") if preset or spec else None
     params = {**(dict(chosen.params) if chosen else {}), **overrides}
     algorithm = configure(chosen_solver, params)
-    estimated = noise_sigma is None
-    if not estimated:
-        from pnprgm.measurement import check_noise_sigma
-
-        check_noise_sigma(noise_sigma, "noise_sigma")
-    sigma_n = estimate_noise(y, observed_pixels(physics, y)) if estimated else float(noise_sigma)
-    _check_range(y, sigma_n)
+    sigma_n, estimated = _noise_level(y, physics, noise_sigma)
     channels = (getattr(physics, "in_shape", None) or (y.shape[1],))[0]
     if isinstance(denoiser, str):  # an old name (``rgm``, ``rgm-perceptual``...) is today's, with a notice
         denoiser = presets.denoiser_for(chosen, denoisers.canonical(denoiser))
@@ -305,6 +301,18 @@ def prepare_restoration(
                            solver=chosen_solver, spec=spec, sigma_n=sigma_n, estimated=estimated,
                            denoiser_name=denoiser if isinstance(denoiser, str) else type(denoiser).__name__, model=model,
                            model_info=_model_behind(denoiser, channels), device=device, tile=tile, seed=seed)
+
+
+def _noise_level(y: torch.Tensor, physics: LinearPhysics, noise_sigma: Optional[float]) -> tuple[float, bool]:
+    """``(sigma_n, estimated)``: the measurement noise std given (checked), or estimated from y's measured pixels."""
+    estimated = noise_sigma is None
+    if not estimated:
+        from pnprgm.measurement import check_noise_sigma
+
+        check_noise_sigma(noise_sigma, "noise_sigma")
+    sigma_n = estimate_noise(y, observed_pixels(physics, y)) if estimated else float(noise_sigma)
+    _check_range(y, sigma_n)
+    return sigma_n, estimated
 
 
 def _measurement_restorer(denoiser: Union[str, Denoiser], *, device, seed: int):
@@ -332,13 +340,7 @@ def _one_step_plan(restorer, y: torch.Tensor, single: bool, physics: LinearPhysi
         raise UserError(f"this model restores measurements of {restorer.operator_spec}, and the measurement's operator "
                         f"({spec or type(physics).__name__}) acts otherwise; restore with the model's operator, or "
                         f"with a denoiser (--denoiser default).")
-    estimated = noise_sigma is None
-    if not estimated:
-        from pnprgm.measurement import check_noise_sigma
-
-        check_noise_sigma(noise_sigma, "noise_sigma")
-    sigma_n = estimate_noise(y, observed_pixels(physics, y)) if estimated else float(noise_sigma)
-    _check_range(y, sigma_n)
+    sigma_n, estimated = _noise_level(y, physics, noise_sigma)
     algorithm = OneStep(restorer.model_sigma(sigma_n, estimated=estimated))
     info = restorer.model_info  # what was loaded (from_file), not what the path holds now
     name = info["name"] if info else denoiser if isinstance(denoiser, str) else type(denoiser).__name__

@@ -214,13 +214,15 @@ def run_restore_job(job: RestoreJob, *, on_error: Callable[[str], None] = print,
     from pnprgm import operators
 
     spec = model_operator.spec if model_operator is not None else job.operator
-    model_sha256 = functools.cache(lambda: _model_file_sha256(job))  # hashed only to compare with a record
     restorer = None
     if model_operator is not None:  # loaded once: a file replaced during the batch cannot change the method midway
         from pnprgm.rgm.restorer import MeasurementRestorer
 
         code = model_operator.spec if names_code(model_operator.model.operator) else None
         restorer = MeasurementRestorer.from_file(job.denoiser, operator=code, seed=job.seed, device=job.device)
+    # hashed only to compare with a record; a restorer's file as it was loaded for this batch
+    model_sha256 = (functools.cache(lambda: _model_file_sha256(job)) if restorer is None
+                    else lambda: restorer.model_info["sha256"])
     protect = files + (operators.files_read(spec) if spec is not None and not names_code(spec) else [])
     io.sweep_temps(outdir, names=[name for stem in stems.values() for name in _names(stem, job.samples)])
     for number, path in enumerate(tqdm(files, desc="restore", unit="image", disable=not bars), start=1):
@@ -650,10 +652,10 @@ def _read_measurement(path: Path, spec: str, image_size: Optional[tuple[int, int
     try:
         shape = operators.image_shape(spec, tuple(y.shape[1:]), defaults=defaults)
     except UserError:
-        if y.shape[1] != 3 or io.channel_spread(y[0]) > io.CHANNEL_TOLERANCE:
+        gray = _as_gray_if_equal(y, 1)
+        if gray is y:
             raise
-        y = y.mean(1, keepdim=True)
-        shape = operators.image_shape(spec, tuple(y.shape[1:]), defaults=defaults)
+        y, shape = gray, operators.image_shape(spec, tuple(gray.shape[1:]), defaults=defaults)
     if image_size is not None:
         shape = (shape[0], int(image_size[0]), int(image_size[1]))
     return y, shape

@@ -175,8 +175,7 @@ def markdown(data: Mapping[str, Any]) -> str:
         info = resolved["methods"][method]
         denoiser = f"`{info['denoiser']}`"
         if info.get("user_models"):  # --model in place of the shipped default
-            kinds = {"1": "gray", "3": "colour"}
-            denoiser = " and ".join(f"`{source}` ({kinds.get(c, c + '-channel')}, --model)"
+            denoiser = " and ".join(f"`{source}` ({io.channel_kind(c)}, --model)"
                                     for c, source in sorted(info["user_models"].items()))
         what = f"denoiser {denoiser} in `{info['solver']}`, {info['preset']} preset" if info["kind"] == "pnp" else info["preset"]
         state = "" if info["available"] else f" — **unavailable**: {info['unavailable_reason']}"

@@ -191,16 +191,16 @@ class _Prepared:
 def _check_models_fit(chosen: Mapping[int, str], channels: set[int], say: Callable[[str], None]) -> None:
     """A ``--model`` that no image of the run takes is an error (the run would measure the shipped default in its
     place, under the user's model's name); images of a channel count without a ``--model`` are named."""
-    word = {1: "gray", 3: "colour"}
+    word = io.channel_kind
     if not channels:  # nothing runs: the skipped images say why
         return
     for count, source in chosen.items():
         if count not in channels:
-            other = word[4 - count]
-            raise UserError(f"--model {source} takes {word[count]} images, and this run has only {other} images (they "
-                            f"would run the shipped default); give a {word[4 - count]} model or {word[count]} images.")
+            other = word(4 - count)
+            raise UserError(f"--model {source} takes {word(count)} images, and this run has only {other} images (they "
+                            f"would run the shipped default); give a {other} model or {word(count)} images.")
     for count in sorted(channels - set(chosen)) if chosen else ():
-        say(f"note: the {word[count]} images run the shipped default {word[count]} model (no {word[count]} --model given)")
+        say(f"note: the {word(count)} images run the shipped default {word(count)} model (no {word(count)} --model given)")
 
 
 def run_benchmark(

@@ -307,8 +307,7 @@ class MeasurementRestorer(Reconstructor):
 
     def _check_channels(self, channels: int) -> None:
         if channels != self.channels:
-            def kind(count: int) -> str:
-                return {1: "gray", 3: "colour"}.get(count, f"{count}-channel")
+            from pnprgm.io import channel_kind as kind
 
             raise UserError(f"this model restores {kind(self.channels)} images and the measurement is of "
                             f"{kind(channels)} ones; give a {kind(self.channels)} image or train a model for "
