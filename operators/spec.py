@@ -22,7 +22,7 @@ from typing import Any, Optional
 
 import torch
 
-from pnprgm.operators.base import Alias, Operator, Variant, check_shape, registry
+from pnprgm.operators.base import Alias, Operator, Variant, check_shape, format_spec, registry
 from pnprgm.config import build_strict, check_seed
 from pnprgm.device import resolve_device
 from pnprgm.errors import UserError
@@ -90,6 +90,29 @@ def files_read(spec: str) -> list[Path]:
     """The files ``spec`` reads (``mask:file``, ``blur:file``): outputs must never replace them."""
     return [getattr(part.params, field.name) for part in parse(spec) for field in dataclasses.fields(part.params)
             if isinstance(getattr(part.params, field.name), Path)]
+
+
+def with_files(spec: str, moved: dict[str, Path]) -> str:
+    """``spec`` with each file it reads that ``moved`` maps (keyed by the path as the spec names it) read from the
+    mapped path instead; the same operator otherwise, its parameters written out in full."""
+    parts = []
+    for part in parse(spec):
+        params = part.params
+        for item in dataclasses.fields(params):
+            value = getattr(params, item.name)
+            if isinstance(value, Path) and str(value) in moved:
+                params = dataclasses.replace(params, **{item.name: Path(moved[str(value)])})
+        parts.append(format_spec(part.variant.name, params))
+    rewritten = "+".join(parts)
+    wanted = [Path(moved.get(str(path), path)) for path in files_read(spec)]
+    try:
+        same = files_read(rewritten) == wanted
+    except UserError:
+        same = False
+    if not same:  # a path with the spec's separators (',', '+', '=') would be cut apart
+        raise UserError(f"cannot name {', '.join(map(str, moved.values()))} in an operator spec (it holds ',', '+' "
+                        f"or '='); set PNPRGM_CACHE to a folder whose path has none of them.")
+    return rewritten
 
 
 def _parse_one(text: str, whole: str, defaults: dict) -> ParsedOperator:

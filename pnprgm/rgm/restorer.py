@@ -67,7 +67,7 @@ def file_process(source: str, channels: int = 3) -> Optional[OperatorModelFile]:
     """The operator of an operator-process model file, or None for any other model or name (reads the file's
     config, not its generator)."""
     from pnprgm.rgm import models
-    from pnprgm.rgm.model_file import read_model_file
+    from pnprgm.rgm.model_file import read_model_file, with_operator_files
 
     found = models.resolve(source, channels, required=False)
     if found is None or found.official_config is not None or found.entry is not None:
@@ -79,8 +79,9 @@ def file_process(source: str, channels: int = 3) -> Optional[OperatorModelFile]:
     process = content.get("process") or {}
     if process.get("name") != "operator" or not process.get("operator"):
         return None
+    process, record = with_operator_files(content, warn=False)  # said where the model loads
     channels = int(((content.get("generator") or {}).get("config") or {}).get("channels", 3))
-    return OperatorModelFile(dict(process), recorded_files(content.get("record")), channels)
+    return OperatorModelFile(process, recorded_files(record), channels)
 
 
 def recorded_files(record: Optional[dict]) -> dict:

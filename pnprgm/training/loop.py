@@ -47,8 +47,8 @@ from pnprgm.training.data import HELD_OUT_SEED, ImageSet, ShardedSampler, centre
 from pnprgm.rgm.unet import SIZES, GeneratorConfig
 from pnprgm.rgm.architectures import build_generator_from_config, count_parameters
 from pnprgm.training.priors import build_discriminator, build_prior, discriminator_loss
-from pnprgm.training.processes import ForwardProcess, Pairs, build_process, check_operator_files, operator_files, \
-    process_size_multiple
+from pnprgm.training.processes import ForwardProcess, Pairs, build_process, check_operator_files, operator_file_data, \
+    operator_files, process_size_multiple
 from pnprgm.training.sampling import grid, restore_degraded, sample_from_noise
 
 #: Train fields that may change when resuming (the others must match the checkpoint).
@@ -236,6 +236,7 @@ class Trainer:
         self.replaced_pending: set[str] = set()  # --overwrite: kinds of the earlier run's files not yet replaced
         self.interrupted = False  # stopped by Ctrl-C before its steps
         self.operator_files = operator_files(prepared.process_config)  # kernels, masks: checked on resume and load
+        self.operator_file_data = operator_file_data(prepared.process_config)  # their copies, in model files
         self.init_from: Optional[dict[str, Any]] = None  # provenance of the starting weights when fine-tuning
         self.progress = progress
         if self.cfg.batch_size % dist_info.world:
@@ -337,6 +338,7 @@ class Trainer:
             "rng": ckpt.rng_state(),
             "elapsed": self.elapsed(),
             "record": self.record(),
+            "operator_file_data": self.operator_file_data,
         }
         return content
 
@@ -438,7 +440,8 @@ class Trainer:
     def save_model(self, name: str = "model.pt") -> Path:
         self._clear_replaced_run("model")
         path = self.out / name
-        model_file.save_model(path, self.G_ema.state_dict(), dict(self.G.config), to_dict(self.p.process_config), self.record())
+        model_file.save_model(path, self.G_ema.state_dict(), dict(self.G.config), to_dict(self.p.process_config), self.record(),
+                              self.operator_file_data)
         return path
 
     # steps ---------------------------------------------------------------------------------------------------
