@@ -422,3 +422,17 @@ def test_the_held_copies_limit_damage_and_a_cache_path_the_spec_cannot_name(tmp_
     monkeypatch.setenv("PNPRGM_CACHE", str(tmp_path / "a,b"))
     with pytest.raises(UserError, match=r"cannot name .*a,b.* in an operator spec .*set PNPRGM_CACHE"):
         processes.with_embedded_files(process, record, data)
+
+
+def test_sample_compares_operator_with_the_models(tmp_path):
+    """``sample --operator`` used to replace a registry model's operator by any other in silence: the model then
+    restored measurements it was never trained for."""
+    model = operator_model(tmp_path / "g.pt", "blur:gaussian,sigma=1")
+    Image.fromarray((np.random.default_rng(0).random((16, 16, 3)) * 255).astype(np.uint8)).save(tmp_path / "p.png")
+    base = ("sample", model, "--input", tmp_path / "p.png", "-n", "1", "--size", "16", "--noise", "0.02")
+    result = run(*base, "--operator", "blur:gaussian,sigma=3", "-o", tmp_path / "other.png")
+    assert result.exit_code == 2 and "--operator blur:gaussian,sigma=3 acts otherwise than blur:gaussian,sigma=1" \
+        in result.output, result.output
+    assert not (tmp_path / "other.png").exists()
+    result = run(*base, "--operator", "blur:gaussian,sigma=1,size=7", "-o", tmp_path / "same.png")
+    assert result.exit_code == 0, result.output

@@ -8,7 +8,6 @@ versions of given clean images in one step.
 from __future__ import annotations
 
 import dataclasses
-import functools
 import math
 from pathlib import Path
 from typing import Optional, Sequence
@@ -180,6 +179,18 @@ def check_grid_outputs(out: Path, *, overwrite: bool = False) -> None:
     check_writable(out)
 
 
+def _check_same_operator(generator, physics, shape: tuple[int, int, int], operator: str) -> None:
+    """A :class:`UserError` when ``--operator`` acts otherwise than the operator the model was trained for (compared
+    by action on images of ``shape``, as restore does; a model whose own operator is code accepts the user's)."""
+    from pnprgm.rgm.restorer import MeasurementRestorer
+
+    device = next(generator.parameters()).device  # the restorer moves the generator to its device
+    if not MeasurementRestorer(generator, device=device).measures(physics, shape):
+        trained = model_process_config(generator).operator
+        raise UserError(f"--operator {operator} acts otherwise than {trained}, the operator the model was trained "
+                        f"for: drop --operator (the model's is used), or train a model for {operator}.")
+
+
 def sample_model_grid(model: str, out: str | Path, *, count: int = 16, size: Optional[int] = None,
                       inputs: Sequence[str | Path] = (), noise: Optional[float] = None, nrow: Optional[int] = None,
                       seed: int = 0, device: str | torch.device = "cpu", upscale: Optional[int] = None,
@@ -231,7 +242,13 @@ def sample_model_grid(model: str, out: str | Path, *, count: int = 16, size: Opt
     multiple = size_multiple(generator)
     record = dict(getattr(generator, "record", None) or {})
     process_config = operator_process(generator, operator)
-    build = functools.partial(build_process, code_operator=operator)
+
+    def build(config, shape, device):
+        process = build_process(config, shape, device, code_operator=operator)
+        if operator is not None:
+            _check_same_operator(generator, process.physics(shape), shape, operator)
+        return process
+
     train_cfg = record.get("train") or {}
     files = list_images(inputs) if inputs else []
     if inputs and not files:
