@@ -115,6 +115,23 @@ def with_files(spec: str, moved: dict[str, Path]) -> str:
     return rewritten
 
 
+def names_code(spec: str) -> bool:
+    """Whether an operator spec names Python code (``file.py:callable``, or ``module:callable`` where the registry
+    parser fails) rather than an operator of the registry (``pnprgm operators``); as :func:`load_operator` reads it,
+    without importing anything. A spec that is neither (``blur:defocus,radius=3``) is not code: its parser error
+    is the one to show."""
+    left, _, right = spec.rpartition(":")
+    if left.endswith(".py") and right.isidentifier():
+        return True
+    try:
+        parse(spec)
+    except UserError:
+        if left.strip().lower() in set(families()) | set(aliases()):
+            return False  # a mistyped variant (blur:gausian): the parser's error is the one to show
+        return bool(left) and right.isidentifier() and all(part.isidentifier() for part in left.split("."))
+    return False
+
+
 def _parse_one(text: str, whole: str, defaults: dict) -> ParsedOperator:
     if not text:
         raise UserError(f"empty operator in spec {whole!r}; '+' must join two operators, e.g. blur:gaussian+sr2.")

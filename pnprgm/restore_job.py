@@ -26,7 +26,6 @@ from pnprgm import io
 from pnprgm.errors import UserError, differ
 from pnprgm.denoisers.tiled import MIN_TILE, check_tile
 from pnprgm.presets import DEFAULT_DENOISER
-from pnprgm.training.processes import names_code
 
 if TYPE_CHECKING:
     from pnprgm.rgm.restorer import OperatorModelFile
@@ -218,12 +217,12 @@ def run_restore_job(job: RestoreJob, *, on_error: Callable[[str], None] = print,
     if model_operator is not None:  # loaded once: a file replaced during the batch cannot change the method midway
         from pnprgm.rgm.restorer import MeasurementRestorer
 
-        code = model_operator.spec if names_code(model_operator.model.operator) else None
+        code = model_operator.spec if operators.names_code(model_operator.model.operator) else None
         restorer = MeasurementRestorer.from_file(job.denoiser, operator=code, seed=job.seed, device=job.device)
     # hashed only to compare with a record; a restorer's file as it was loaded for this batch
     model_sha256 = (functools.cache(lambda: _model_file_sha256(job)) if restorer is None
                     else lambda: restorer.model_info["sha256"])
-    protect = files + (operators.files_read(spec) if spec is not None and not names_code(spec) else [])
+    protect = files + (operators.files_read(spec) if spec is not None and not operators.names_code(spec) else [])
     io.sweep_temps(outdir, names=[name for stem in stems.values() for name in _names(stem, job.samples)])
     for number, path in enumerate(tqdm(files, desc="restore", unit="image", disable=not bars), start=1):
         targets = _targets(outdir, stems[path], job.samples)
@@ -313,7 +312,7 @@ def check_job(job: RestoreJob) -> Optional["ModelOperator"]:
     if isinstance(job.denoiser, str):
         denoisers.check_name(job.denoiser)
     model_operator = _model_operator(job)
-    if job.operator is not None and (model_operator is None or not names_code(model_operator.spec)):
+    if job.operator is not None and (model_operator is None or not operators.names_code(model_operator.spec)):
         operators.parse(job.operator)  # a bad spec fails once, before any work
     if job.solver is not None:
         solvers.registry.get(job.solver)  # an unknown name fails here, not as "other settings" beside an old result
@@ -571,6 +570,7 @@ def _model_operator(job: RestoreJob) -> Optional[ModelOperator]:
     """The operator of the job's model when it is a model of the operator process, else None; the options that do
     not apply to it, a noise level outside its range and another operator are refused here, once for the job. For a
     model whose operator names code, ``--operator`` (typed by the user, so it may run) replaces it."""
+    from pnprgm import operators
     from pnprgm.rgm import restorer
 
     model = restorer.file_process(job.denoiser) if isinstance(job.denoiser, str) else None
@@ -581,7 +581,7 @@ def _model_operator(job: RestoreJob) -> Optional[ModelOperator]:
         restorer.check_given_noise(job.noise_sigma, restorer.trained_noise(model.process))
     trained = model.operator
     if job.operator is None:
-        if names_code(trained):
+        if operators.names_code(trained):
             raise UserError(f"the model's operator {trained!r} names Python code, which is never imported from a "
                             f"model file; if you trust it, pass --operator {trained!r}.")
         return ModelOperator(trained, model)
@@ -598,6 +598,7 @@ def _load_for_model(path: Path, job: RestoreJob, model_operator: ModelOperator):
     ``y`` with the operator built as the model was trained (no photo defaults: the model saw that operator's
     measurements); the noise level from ``--noise``, the sidecar, else estimated. That the measurement's operator
     is the model's is checked where it restores (:meth:`pnprgm.rgm.restorer.MeasurementRestorer.measures`)."""
+    from pnprgm import operators
     from pnprgm.measurement import load_measurement
     from pnprgm.rgm import restorer
     from pnprgm.training.processes import check_operator_files, load_operator
@@ -622,7 +623,7 @@ def _load_for_model(path: Path, job: RestoreJob, model_operator: ModelOperator):
 
         check_operator_files([{"path": k, "sha256": v} for k, v in model.files.items()],
                              ProcessConfig(name="operator", operator=spec), when="the model was trained with it")
-    code = names_code(spec)
+    code = operators.names_code(spec)
     if code:  # the user's code builds an operator for the image's shape: the measurement's, or --size
         y = _as_gray_if_equal(io.read_image(path)[None], model.channels)
         shape = tuple(y.shape[1:]) if job.image_size is None else (y.shape[1], *map(int, job.image_size))

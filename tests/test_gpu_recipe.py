@@ -278,6 +278,7 @@ def test_recipe_never_replaces_an_earlier_runs_models_unless_told(recipe_run, ti
     (["--lr", "-1"], "--lr must be a learning rate > 0"),
     (["--noise", "0:0"], "learns nothing"),
     (["--save-every", "0"], "--save-every must be a number of seconds > 0"),
+    (["--workers", "100000"], "--workers 100000 is more than this machine's"),  # once took all memory
 ])
 def test_train_denoisers_refuses_bad_settings_in_one_line(tiny_pack, tmp_path, option, message):
     from pnprgm.cli.main import app

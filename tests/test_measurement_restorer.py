@@ -413,15 +413,15 @@ def test_the_held_copies_limit_damage_and_a_cache_path_the_spec_cannot_name(tmp_
     damaged[-1] ^= 1
     monkeypatch.setenv("PNPRGM_CACHE", str(tmp_path / "cache"))
     with pytest.raises(UserError, match="copy of gone.npy does not match its recorded sha256; the model file is damaged"):
-        processes.with_embedded_files(process, record, {sha: damaged})
-    moved, moved_record = processes.with_embedded_files(process, record, data)
+        model_file.with_embedded_files(process, record, {sha: damaged})
+    moved, moved_record = model_file.with_embedded_files(process, record, data)
     copy = tmp_path / "cache" / "operator-files" / sha / "gone.npy"
     assert moved["operator"] == f"blur:file,file={copy},boundary=circular"
     assert moved_record["operator_files"] == [{"path": str(copy), "sha256": sha}]
-    assert processes.with_embedded_files(process, record, {}) == (process, record)  # nothing held: as it was
+    assert model_file.with_embedded_files(process, record, {}) == (process, record)  # nothing held: as it was
     monkeypatch.setenv("PNPRGM_CACHE", str(tmp_path / "a,b"))
     with pytest.raises(UserError, match=r"cannot name .*a,b.* in an operator spec .*set PNPRGM_CACHE"):
-        processes.with_embedded_files(process, record, data)
+        model_file.with_embedded_files(process, record, data)
 
 
 def test_sample_compares_operator_with_the_models(tmp_path):

@@ -4,6 +4,7 @@ atomically. :func:`load_model` rebuilds the generator; a training checkpoint is 
 """
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
@@ -65,11 +66,59 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> nn.Modul
 
 def with_operator_files(content: dict[str, Any], *, warn: bool = True) -> tuple[dict, dict]:
     """``(process, record)`` of a model file's content, its operator reading the files the model file holds where
-    those at the recorded paths are missing or changed (:func:`pnprgm.training.processes.with_embedded_files`)."""
-    from pnprgm.training.processes import with_embedded_files
-
+    those at the recorded paths are missing or changed (:func:`with_embedded_files`)."""
     process, record = dict(content.get("process") or {}), dict(content.get("record") or {})
     return with_embedded_files(process, record, content.get("operator_file_data"), warn=warn)
+
+
+def with_embedded_files(process: dict, record: dict, data: Any, *, warn: bool = True) -> tuple[dict, dict]:
+    """``(process, record)`` of a model file whose operator reads each file that is missing or changed at the
+    path the spec names from the copy the model file holds (``data``: :func:`pnprgm.training.processes.operator_file_data`), written once to
+    ``<cache>/operator-files/<sha256>/<name>`` (:func:`pnprgm.io.cache_root`); the spec and the record's
+    ``operator_files`` name that copy. Unchanged where the named files are as trained or no copy is held. A file
+    that is there with other contents is a warning (``warn``: where the model loads, once)."""
+    import hashlib
+
+    from pnprgm import io, operators
+
+    if not isinstance(data, dict) or not data or process.get("name") != "operator" \
+            or not isinstance(process.get("operator"), str) or operators.names_code(process["operator"]):
+        return process, record
+    recorded = [entry for entry in (record or {}).get("operator_files") or [] if isinstance(entry, dict)]
+    moved: dict[str, Path] = {}
+    for entry in recorded:
+        path, sha = str(entry.get("path")), entry.get("sha256")
+        held = data.get(sha) if isinstance(sha, str) else None
+        if not isinstance(held, torch.Tensor) or held.dtype != torch.uint8 or held.dim() != 1:
+            continue
+        present = Path(path).is_file()
+        if present and io.sha256_file(path) == sha:
+            continue
+        content = held.numpy().tobytes()
+        if hashlib.sha256(content).hexdigest() != sha:
+            raise UserError(f"the model file's copy of {path} does not match its recorded sha256; the model file is "
+                            f"damaged: copy it again.")
+        name = "".join(c if c.isalnum() or c in "._-" else "_" for c in Path(path).name) or "file"
+        copy = io.cache_root() / "operator-files" / sha / name
+        if not (copy.is_file() and io.sha256_file(copy) == sha):
+            try:
+                copy.parent.mkdir(parents=True, exist_ok=True)
+                io.write_bytes(copy, content)
+            except OSError as err:
+                raise UserError(f"cannot write the model's copy of {path} into the cache {copy.parent} "
+                                f"({err.strerror or err}); set PNPRGM_CACHE to a writable folder.") from None
+        moved[path] = copy
+        if present and warn:  # the user may have meant the new contents: say which ones run
+            warnings.warn(f"{path} has changed since the model was trained; its operator reads the copy the model file "
+                          f"holds ({copy}); to restore with another operator, train a model for it.", UserWarning,
+                          stacklevel=2)
+    if not moved:
+        return process, record
+    process = {**process, "operator": operators.with_files(process["operator"], moved)}
+    record = {**record, "operator_files": [{**entry, "path": str(moved.get(str(entry.get("path")),
+                                                                           entry.get("path")))}
+                                           for entry in recorded]}
+    return process, record
 
 
 @dataclass(frozen=True)

@@ -95,9 +95,8 @@ def clearly_other(spec: str, model: OperatorModelFile) -> bool:
     variants, or, where both build on a probe image (the model's files present and unchanged), another action
     (:func:`same_action`). Anything undecided here is left to :meth:`MeasurementRestorer.measures`, per image."""
     from pnprgm import operators
-    from pnprgm.training.processes import names_code
 
-    if names_code(spec) or names_code(model.operator):
+    if operators.names_code(spec) or operators.names_code(model.operator):
         return False
     if [p.variant.name for p in operators.parse(spec)] != [p.variant.name for p in operators.parse(model.operator)]:
         return True
@@ -243,12 +242,11 @@ class MeasurementRestorer(Reconstructor):
         that file's) is the same; otherwise the files' absence is the :class:`UserError`. A model whose operator is
         the user's code (given as ``operator``) measures with whatever that code built."""
         from pnprgm import operators
-        from pnprgm.training.processes import names_code
 
-        if self.code_operator is not None or names_code(self.operator_spec):
+        if self.code_operator is not None or operators.names_code(self.operator_spec):
             return True
         spec = getattr(physics, "spec", None)
-        ours = spec is not None and not names_code(spec)
+        ours = spec is not None and not operators.names_code(spec)
         device = next(self.generator.parameters()).device
         try:
             model_physics = self.physics(image_shape, device=device)

@@ -20,7 +20,6 @@ import importlib.util
 import math
 import os
 import sys
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Optional
@@ -416,25 +415,6 @@ def load_operator(spec: str, shape: tuple[int, int, int], device: torch.device, 
     return op
 
 
-def names_code(spec: str) -> bool:
-    """Whether an operator spec names Python code (``file.py:callable``, or ``module:callable`` where the registry
-    parser fails) rather than an operator of the registry (``pnprgm operators``); as :func:`load_operator` reads it,
-    without importing anything. A spec that is neither (``blur:defocus,radius=3``) is not code: its parser error
-    is the one to show."""
-    from pnprgm import operators
-
-    left, _, right = spec.rpartition(":")
-    if left.endswith(".py") and right.isidentifier():
-        return True
-    try:
-        operators.parse(spec)
-    except UserError:
-        if left.strip().lower() in set(operators.families()) | set(operators.spec.aliases()):
-            return False  # a mistyped variant (blur:gausian): the parser's error is the one to show
-        return bool(left) and right.isidentifier() and all(part.isidentifier() for part in left.split("."))
-    return False
-
-
 def _refuse_code(spec: str, parse_error: Optional[UserError] = None) -> UserError:
     """The refusal of a code-naming operator spec that did not come from the command line."""
     unparsed = f"is not an operator spec ({str(parse_error).rstrip('.')}) and, as module:callable, " if parse_error else ""
@@ -558,56 +538,6 @@ def operator_file_data(config: ProcessConfig) -> dict[str, torch.Tensor]:
         data[entry["sha256"]] = torch.frombuffer(bytearray(content), dtype=torch.uint8) if content else \
             torch.zeros(0, dtype=torch.uint8)
     return data
-
-
-def with_embedded_files(process: dict, record: dict, data: Any, *, warn: bool = True) -> tuple[dict, dict]:
-    """``(process, record)`` of a model file whose operator reads each file that is missing or changed at the
-    path the spec names from the copy the model file holds (``data``: :func:`operator_file_data`), written once to
-    ``<cache>/operator-files/<sha256>/<name>`` (:func:`pnprgm.io.cache_root`); the spec and the record's
-    ``operator_files`` name that copy. Unchanged where the named files are as trained or no copy is held. A file
-    that is there with other contents is a warning (``warn``: where the model loads, once)."""
-    import hashlib
-
-    from pnprgm import io, operators
-
-    if not isinstance(data, dict) or not data or process.get("name") != "operator" \
-            or not isinstance(process.get("operator"), str) or names_code(process["operator"]):
-        return process, record
-    recorded = [entry for entry in (record or {}).get("operator_files") or [] if isinstance(entry, dict)]
-    moved: dict[str, Path] = {}
-    for entry in recorded:
-        path, sha = str(entry.get("path")), entry.get("sha256")
-        held = data.get(sha) if isinstance(sha, str) else None
-        if not isinstance(held, torch.Tensor) or held.dtype != torch.uint8 or held.dim() != 1:
-            continue
-        present = Path(path).is_file()
-        if present and io.sha256_file(path) == sha:
-            continue
-        content = held.numpy().tobytes()
-        if hashlib.sha256(content).hexdigest() != sha:
-            raise UserError(f"the model file's copy of {path} does not match its recorded sha256; the model file is "
-                            f"damaged: copy it again.")
-        name = "".join(c if c.isalnum() or c in "._-" else "_" for c in Path(path).name) or "file"
-        copy = io.cache_root() / "operator-files" / sha / name
-        if not (copy.is_file() and io.sha256_file(copy) == sha):
-            try:
-                copy.parent.mkdir(parents=True, exist_ok=True)
-                io.write_bytes(copy, content)
-            except OSError as err:
-                raise UserError(f"cannot write the model's copy of {path} into the cache {copy.parent} "
-                                f"({err.strerror or err}); set PNPRGM_CACHE to a writable folder.") from None
-        moved[path] = copy
-        if present and warn:  # the user may have meant the new contents: say which ones run
-            warnings.warn(f"{path} has changed since the model was trained; its operator reads the copy the model file "
-                          f"holds ({copy}); to restore with another operator, train a model for it.", UserWarning,
-                          stacklevel=2)
-    if not moved:
-        return process, record
-    process = {**process, "operator": operators.with_files(process["operator"], moved)}
-    record = {**record, "operator_files": [{**entry, "path": str(moved.get(str(entry.get("path")),
-                                                                           entry.get("path")))}
-                                           for entry in recorded]}
-    return process, record
 
 
 def check_operator_files(recorded: list[dict], config: ProcessConfig, *, when: str) -> None:

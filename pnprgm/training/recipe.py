@@ -256,6 +256,10 @@ def train_denoisers(pack: str | Path, out: str | Path, cfg: RecipeConfig, *, dev
         torch.backends.cudnn.benchmark = True
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
+    cores = os.cpu_count() or 1
+    if cfg.workers > cores:  # each is a process with torch loaded: 100000 of them took all memory and the machine
+        raise UserError(f"--workers {cfg.workers} is more than this machine's {cores} CPU cores; give at most "
+                        f"{cores} (the default, min(8, cores - 2), keeps a GPU fed).")
     starts = read_initial_models(init_from)
     members = []
     if cfg.gray_share < 1:
