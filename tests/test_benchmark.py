@@ -15,7 +15,7 @@ from PIL import Image
 
 from pnprgm import operators
 from pnprgm.cli.main import app
-from pnprgm import presets
+from pnprgm import figures, presets
 from pnprgm.benchmark import build_config, datasets, methods, report, run_benchmark, tasks
 from pnprgm.benchmark.runner import RECORD_KEYS, BenchmarkConfig
 from pnprgm.errors import UserError
@@ -199,7 +199,7 @@ def test_every_task_builds_and_measures(name):
     physics = operators.build(task.spec, (3, 32, 32))
     y = operators.measure(physics, x, task.noise, seed=1)
     assert torch.equal(y, operators.measure(physics, x, task.noise, seed=1))
-    assert report.display_measurement(y[0], (3, 32, 32)).shape == (3, 32, 32)
+    assert figures.display_measurement(y[0], (3, 32, 32)).shape == (3, 32, 32)
     assert task.applies_to(3) and task.applies_to(1) != task.colour_only
 
 
@@ -1376,7 +1376,8 @@ def test_a_killed_benchmark_exits_143_and_ctrl_c_130(photo_dir, tmp_path):
 
     script = textwrap.dedent("""
         import os, signal, sys
-        from pnprgm.benchmark import methods
+        signal.signal(signal.SIGINT, signal.default_int_handler)  # a terminal's Ctrl-C, even where the test
+        from pnprgm.benchmark import methods                       # runner was started with SIGINT ignored
         original, calls, signame = methods.BaselineMethod.restore, [], sys.argv[3]
         def stopped_on_the_second(self, *args, **kwargs):
             calls.append(1)

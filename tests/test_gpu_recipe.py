@@ -317,8 +317,13 @@ def test_ctrl_c_stops_the_recipe_with_its_models_saved(tiny_pack, tmp_path, monk
 
     monkeypatch.setattr(recipe.Member, "update_ema", interrupt_on_the_third_step)
     cfg = recipe.RecipeConfig(minutes=5, size="tiny", batch_size=2, crop=32, workers=0, save_every=3600)
-    with pytest.raises(KeyboardInterrupt):
-        recipe.train_denoisers(tiny_pack, tmp_path / "out", cfg, device="cpu", echo=lambda line: None)
+    # a terminal's Ctrl-C, even where the test runner was started with SIGINT ignored (nohup, a background job)
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            recipe.train_denoisers(tiny_pack, tmp_path / "out", cfg, device="cpu", echo=lambda line: None)
+    finally:
+        signal.signal(signal.SIGINT, before)
     assert len(calls) == 3, "stopped after the step in progress, not 5 minutes later"
     for name in ("drunet-denoiser-color", "drunet-denoiser-gray"):
         record = read_model_file(tmp_path / "out" / f"{name}.pt")["record"]

@@ -12,12 +12,9 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping, Optional
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 
-from pnprgm import io
+from pnprgm import figures, io
 
-CELL = 256  # largest side of one figure cell (bigger crops are shown reduced)
 #: First line of every markdown report; marks a file as one this tool may replace.
 MARKDOWN_TITLE = "# pnprgm benchmark"
 #: Stamped into every figure (PNG "Software" text, JPEG comment); marks a file as one this tool may replace.
@@ -265,109 +262,22 @@ def _write_text(path: str | Path, text: str) -> Path:
 
 # -- figure -----------------------------------------------------------------------------------------------
 
-def display_measurement(y: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
-    """A measurement (C', H', W') shown at the image's (C, H, W): nearest upsampling (SR), gray repeated."""
-    channels, height, width = shape
-    shown = y.detach().float()
-    if shown.shape[-2:] != (height, width):
-        shown = F.interpolate(shown[None], size=(height, width), mode="nearest")[0]
-    if shown.shape[0] != channels:
-        shown = shown.mean(0, keepdim=True).expand(channels, -1, -1)
-    return shown.clamp(0, 1)
-
-
 def write_figure(path: str | Path, figure: Mapping[str, list], data: Mapping[str, Any]) -> Path:
     """A grid per task: ground truth, measurement and each method's output (its headline metric below) for a few
-    images.
-
-    Composed with Pillow alone, so no plotting library is needed. PNG, or JPEG (quality 90, about a fifth of the
-    size for photos) when ``path`` ends in .jpg or .jpeg.
-    """
-    from PIL import Image, ImageDraw
-
+    images (:mod:`pnprgm.figures`: PNG, or JPEG for a .jpg/.jpeg path)."""
     config = data["config"]
     resolved = config["resolved"]
     methods = [m for m in config["methods"] if resolved["methods"].get(m, {}).get("available", True)]
-    columns = ["ground truth", "measurement", *methods]
-    font = _font(14)
-    small = _font(12)
-    rows_all = [row for rows in figure.values() for row in rows]
-    cell_h = max([_cell_size(row.truth)[0] for row in rows_all] or [64])
-    cell_w = max([_cell_size(row.truth)[1] for row in rows_all] or [64])
-    cell_w = max(cell_w, 96)
-    pad, title_h, header_h, caption_h = 6, 26, 20, 18
-    width = pad + len(columns) * (cell_w + pad)
-    height = pad
-    for task in config["tasks"]:
-        height += title_h + header_h + len(figure.get(task, [])) * (cell_h + caption_h + pad) + pad
-    canvas = Image.new("RGB", (width, max(height, 40)), "white")
-    draw = ImageDraw.Draw(canvas)
-    top = pad
+    sections = []
     for task in config["tasks"]:
         rows = figure.get(task, [])
         info = resolved["tasks"][task]
         title = f"{task}: {info['spec']}, noise {info['noise']:.4g}" + ("" if rows else " (no image)")
-        draw.text((pad, top + 4), title, fill="black", font=font)
-        top += title_h
-        for j, name in enumerate(columns):
-            draw.text((pad + j * (cell_w + pad), top + 2), _fit(draw, name, small, cell_w), fill="black", font=small)
-        top += header_h
-        for row in rows:
-            cells = [(row.truth, row.image), (row.measurement, "")]
-            for method in methods:
-                cells.append((row.outputs.get(method), row.labels.get(method, "failed")))
-            for j, (image, caption) in enumerate(cells):
-                left = pad + j * (cell_w + pad)
-                if image is None:
-                    draw.rectangle([left, top, left + cell_w - 1, top + cell_h - 1], fill=(225, 225, 225))
-                    draw.text((left + 6, top + cell_h // 2 - 7), "not shown", fill=(90, 90, 90), font=small)
-                else:
-                    tile = _to_pil(image)
-                    canvas.paste(tile, (left + (cell_w - tile.width) // 2, top + (cell_h - tile.height) // 2))
-                draw.text((left, top + cell_h + 2), _fit(draw, caption, small, cell_w), fill="black", font=small)
-            top += cell_h + caption_h + pad
-        top += pad
-    if Path(path).suffix.lower() in (".jpg", ".jpeg"):
-        return io.atomic_write(path, lambda tmp: canvas.save(tmp, format="JPEG", quality=90,
-                                                             comment=FIGURE_STAMP.encode()))
-    from PIL.PngImagePlugin import PngInfo
-
-    stamp = PngInfo()
-    stamp.add_text("Software", FIGURE_STAMP)
-    return io.atomic_write(path, lambda tmp: canvas.save(tmp, format="PNG", pnginfo=stamp))
-
-
-def _cell_size(image: torch.Tensor) -> tuple[int, int]:
-    _, height, width = image.shape
-    scale = min(1.0, CELL / max(height, width))
-    return max(1, round(height * scale)), max(1, round(width * scale))
-
-
-def _to_pil(image: torch.Tensor):
-    from PIL import Image
-
-    array = io.image_to_uint(image)
-    tile = Image.fromarray(array).convert("RGB")
-    height, width = _cell_size(image)
-    return tile if (height, width) == (tile.height, tile.width) else tile.resize((width, height), Image.Resampling.LANCZOS)
-
-
-def _font(size: int):
-    from PIL import ImageFont
-
-    try:
-        return ImageFont.load_default(size=size)
-    except TypeError:  # Pillow < 10.1 has one bitmap size
-        return ImageFont.load_default()
-
-
-def _fit(draw, text: str, font, width: int) -> str:
-    """``text`` shortened with an ellipsis to fit ``width`` pixels."""
-    if draw.textlength(text, font=font) <= width:
-        return text
-    while text and draw.textlength(text + "…", font=font) > width:
-        text = text[:-1]
-    return text + "…"
+        cells = [[(row.truth, row.image), (row.measurement, ""),
+                  *[(row.outputs.get(method), row.labels.get(method, "failed")) for method in methods]]
+                 for row in rows]
+        sections.append(figures.Section(title, ["ground truth", "measurement", *methods], cells))
+    return figures.write(path, sections, stamp=FIGURE_STAMP)
 
 
 def check_outputs(json_path: str | Path | None = None, md_path: str | Path | None = None,
@@ -422,14 +332,7 @@ def _is_report(path: Path) -> bool:
 
 
 def _is_figure(path: Path) -> bool:
-    from PIL import Image
-
-    try:
-        with Image.open(path) as image:
-            stamp = image.info.get("Software") or image.info.get("comment") or ""
-    except Exception:  # Pillow raises many types for files that are not images
-        return False
-    return (stamp.decode(errors="replace") if isinstance(stamp, bytes) else str(stamp)) == FIGURE_STAMP
+    return figures.stamp_of(path) == FIGURE_STAMP
 
 
 #: What reading a hand-edited or damaged results JSON raises (a key missing, a value of the wrong type).

@@ -14,7 +14,7 @@ from typing import Any, Callable, Iterable, Mapping, Optional
 
 import torch
 
-from pnprgm import io
+from pnprgm import figures, io
 from pnprgm.benchmark import datasets, methods, tasks
 from pnprgm.config import build_strict, check_seed, to_dict
 from pnprgm.errors import UserError, differ
@@ -368,7 +368,7 @@ def run_benchmark(
                 row = None
                 if len(shown[task_name]) < config.figure_images:
                     shown[task_name].append(item.source.name)
-                    row = FigureRow(item.source.name, item.image, report.display_measurement(y[0].cpu(), item.image.shape))
+                    row = FigureRow(item.source.name, item.image, figures.display_measurement(y[0].cpu(), item.image.shape))
                     result.figure.setdefault(task_name, []).append(row)
                 for method_name in runnable:
                     key = (item.source.name, task_name, method_name, seed)

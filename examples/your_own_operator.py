@@ -1,0 +1,88 @@
+"""Restore through an operator of your own: any ``deepinv.physics.LinearPhysics`` works with pnprgm's solvers.
+
+Here the degradation is a diagonal motion blur (a 9-pixel line kernel, circular boundary) built directly with
+deepinv's ``BlurFFT``, not with one of pnprgm's operator specs. The solvers need only ``A``, ``A_adjoint`` and the
+prox of the data term, which deepinv's ``LinearPhysics`` provides (closed form for ``BlurFFT``, conjugate gradient
+for any other operator). The figure compares the shipped denoiser against total variation (the ``tv`` denoiser, a
+classical prior), both inside HQS with the ``deblur-hqs`` preset. That preset was picked
+among the three deblurring presets on this example's default photo (scikit-image's ``chelsea``, 9-px motion, noise
+0.01: DRS 26.31 dB, ADMM 27.68 dB, HQS 30.88 dB), so on your own photos try ``--preset`` too. Run::
+
+    python examples/your_own_operator.py                  # about 20 s on 2 CPU cores
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import torch
+from deepinv.physics import BlurFFT
+
+import pnprgm
+from pnprgm import figures, io, operators
+from pnprgm.device import set_threads
+from pnprgm.errors import UserError
+from pnprgm.metrics.fidelity import psnr, ssim
+
+from restore_tasks import STAMP, load_photo  # the examples' one photo loader and figure stamp
+
+
+def motion_kernel(length: int) -> torch.Tensor:
+    """A (1, 1, L, L) diagonal line of ``length`` pixels, summing to 1: a camera moved diagonally during exposure."""
+    kernel = torch.eye(length)
+    return (kernel / kernel.sum())[None, None]
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--photo", type=Path, help="a photo of your own (default: scikit-image's chelsea)")
+    parser.add_argument("--crop", type=int, default=160, help="centre crop side in pixels (default 160)")
+    parser.add_argument("--length", type=int, default=9, help="motion length in pixels (default 9)")
+    parser.add_argument("--noise", type=float, default=0.01, help="measurement noise std in [0, 1] units")
+    parser.add_argument("--preset", default="deblur-hqs", choices=("deblur-drs", "deblur-admm", "deblur-hqs"),
+                        help="solver preset (default deblur-hqs; pnprgm presets)")
+    parser.add_argument("--iterations", type=int, help="solver iterations (default: the preset's)")
+    parser.add_argument("--out", type=Path, default=Path("."), help="folder of the figure your_own_operator.jpg")
+    parser.add_argument("--threads", type=int, help="CPU threads (default: the idle cores)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the measurement and the solver")
+    parser.add_argument("--overwrite", action="store_true", help="replace a your_own_operator.jpg this example did not write")
+    return parser.parse_args(argv)
+
+
+def main(argv=None) -> dict:
+    args = parse_args(argv)
+    path = Path(args.out) / "your_own_operator.jpg"  # checked before the work, not after it
+    io.refuse_foreign(path, owned=lambda p: figures.stamp_of(p) == STAMP, tool="this example", overwrite=args.overwrite)
+    set_threads(args.threads)
+    x = load_photo(args.photo, args.crop)
+    physics = BlurFFT(img_size=tuple(x.shape), filter=motion_kernel(args.length))
+    y = operators.measure(physics, x[None], args.noise, seed=args.seed)
+    overrides = {} if args.iterations is None else {"iterations": args.iterations}
+    found = {}
+    solver = args.preset.split("-")[1].upper()
+    for label, denoiser in ((f"{solver} + TV", "tv"), (f"{solver} + shipped denoiser", "default")):
+        restored, _, settings = pnprgm.restore(y, physics, noise_sigma=args.noise, preset=args.preset,
+                                               denoiser=denoiser, seed=args.seed, return_trace=True, **overrides)
+        found[label] = {"image": restored[0], "psnr": float(psnr(restored, x[None])),
+                        "ssim": float(ssim(restored, x[None])), "denoiser": settings.denoiser}
+        print(f"{label:26s} {found[label]['psnr']:.2f} dB / SSIM {found[label]['ssim']:.3f}")
+    kernel = torch.nn.functional.interpolate(motion_kernel(args.length) / motion_kernel(args.length).max(),
+                                             size=tuple(x.shape[1:]), mode="nearest")[0].expand(3, -1, -1)
+    measured = (float(psnr(y.clamp(0, 1), x[None])), float(ssim(y.clamp(0, 1), x[None])))
+    section = figures.Section(f"deepinv BlurFFT, a {args.length}-pixel diagonal motion, noise {args.noise:.3g}",
+                              ["kernel", "measurement", *found, "ground truth"],
+                              [[(kernel, f"{args.length} x {args.length}"),
+                                (y[0].clamp(0, 1), f"{measured[0]:.2f} dB / {measured[1]:.3f}"),
+                                *[(f["image"], f"{f['psnr']:.2f} dB / {f['ssim']:.3f}") for f in found.values()],
+                                (x, "PSNR / SSIM")]])
+    Path(args.out).mkdir(parents=True, exist_ok=True)
+    print(f"wrote {figures.write(path, [section], stamp=STAMP)}")
+    return found
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except UserError as err:
+        sys.exit(f"error: {err}")
