@@ -436,3 +436,24 @@ def test_sample_compares_operator_with_the_models(tmp_path):
     assert not (tmp_path / "other.png").exists()
     result = run(*base, "--operator", "blur:gaussian,sigma=1,size=7", "-o", tmp_path / "same.png")
     assert result.exit_code == 0, result.output
+
+
+def test_a_folder_of_images_reads_the_model_file_once_per_version(tmp_path, monkeypatch):
+    """Each image asks whether the --denoiser file is an operator model; the file is read once, and again only
+    when it has changed."""
+    import os
+
+    from pnprgm.rgm import restorer
+
+    model = operator_model(tmp_path / "m.pt", "sr2")
+    reads = []
+    original = model_file.read_model_file
+    monkeypatch.setattr(model_file, "read_model_file", lambda path: reads.append(path) or original(path))
+    assert [restorer.file_process(str(model)).operator for _ in range(3)] == ["sr2"] * 3 and len(reads) == 1
+    operator_model(model, "blur:gaussian,sigma=1")
+    os.utime(model, ns=(os.stat(model).st_atime_ns, os.stat(model).st_mtime_ns + 10**9))  # another version
+    assert restorer.file_process(str(model)).operator == "blur:gaussian,sigma=1" and len(reads) == 2
+    generator = build_generator_from_config(sized_config("tiny", channels=3))
+    model_file.save_model(tmp_path / "d.pt", generator.state_dict(), dict(generator.config), {"name": "denoise"}, {})
+    assert restorer.file_process(str(tmp_path / "d.pt")) is None and restorer.file_process(str(tmp_path / "d.pt")) is None
+    assert len(reads) == 3, "a denoiser's answer (None) is kept too"

@@ -67,21 +67,52 @@ def file_process(source: str, channels: int = 3) -> Optional[OperatorModelFile]:
     """The operator of an operator-process model file, or None for any other model or name (reads the file's
     config, not its generator)."""
     from pnprgm.rgm import models
-    from pnprgm.rgm.model_file import read_model_file, with_operator_files
+    from pnprgm.rgm.model_file import with_operator_files
 
     found = models.resolve(source, channels, required=False)
     if found is None or found.official_config is not None or found.entry is not None:
         return None  # the shipped models are denoisers; an official checkpoint is a ddpm generator
-    try:
-        content = read_model_file(found.path)
-    except UserError:
+    content = _model_file_header(found.path)
+    if content is None:
         return None  # not a model file of ours: loading it as a denoiser says why, per input
     process = content.get("process") or {}
     if process.get("name") != "operator" or not process.get("operator"):
         return None
+    # the operator's files are looked up on every call: their paths are relative to the folder, and they may change
     process, record = with_operator_files(content, warn=False)  # said where the model loads
     channels = int(((content.get("generator") or {}).get("config") or {}).get("channels", 3))
     return OperatorModelFile(process, recorded_files(record), channels)
+
+
+def _model_file_header(path) -> Optional[dict]:
+    """A model file's content without its weights (process, record, held operator files, generator config), or
+    None where it is not a model file of ours; read once per version of the file (path, modification time, size):
+    every image of a folder asks :func:`file_process`."""
+    from pnprgm.rgm.model_file import read_model_file
+
+    try:
+        stat = Path(path).stat()
+        key = (str(Path(path).resolve()), stat.st_mtime_ns, stat.st_size)
+    except OSError:
+        key = None
+    if key is not None and key in _HEADERS:
+        return _HEADERS[key]
+    try:
+        content = read_model_file(path)
+    except UserError:
+        content = None
+    else:
+        content = {"process": content.get("process"), "record": content.get("record"),
+                   "operator_file_data": content.get("operator_file_data"),
+                   "generator": {"config": (content.get("generator") or {}).get("config")}}
+    if key is not None:
+        if len(_HEADERS) >= 4:  # each may hold up to 8 MiB of operator files
+            _HEADERS.pop(next(iter(_HEADERS)))
+        _HEADERS[key] = content
+    return content
+
+
+_HEADERS: dict[tuple, Optional[dict]] = {}
 
 
 def recorded_files(record: Optional[dict]) -> dict:
