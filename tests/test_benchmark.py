@@ -313,6 +313,13 @@ def test_unreadable_image_is_skipped_and_named(photo_dir, tmp_path):
     assert [(s["image"], s["kind"]) for s in result.skipped] == [("broken", "unreadable")]
     assert not result.ok
     assert "unreadable: image broken" in (tmp_path / "r.md").read_text()
+    # --limit counts the images used; each keeps its place in the selection, so its measurement is the same
+    limited = run_benchmark(_config(data=str(photo_dir), tasks=("denoise",), methods=("baseline",), limit=2),
+                            progress=False)
+    assert [r["image"] for r in limited.records] == ["astronaut", "camera"]
+    assert [(s["image"], s["kind"]) for s in limited.skipped] == [("broken", "unreadable")]
+    measured = lambda run, name: [(r["seed"], r["psnr"]) for r in run.records if r["image"] == name]  # noqa: E731
+    assert measured(limited, "camera") == measured(result, "camera")
 
 
 def test_too_small_image_is_skipped_for_lpips(photo_dir):

@@ -1554,10 +1554,15 @@ def test_ctrl_c_saves_a_resumable_checkpoint_after_the_step_in_progress(data_dir
         return losses
 
     monkeypatch.setattr(loop.Trainer, "train_step", interrupted_at_step_3)
-    before = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
-    with pytest.raises(KeyboardInterrupt):
-        train(data_dir, tmp_path / "run", train=every, **args)
-    assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) == before
+    # a terminal's Ctrl-C, even where the test runner was started with SIGINT ignored (a nohup'd run keeps ignoring)
+    inherited = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        before = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
+        with pytest.raises(KeyboardInterrupt):
+            train(data_dir, tmp_path / "run", train=every, **args)
+        assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) == before
+    finally:
+        signal.signal(signal.SIGINT, inherited)
     assert json.loads((tmp_path / "run" / "record.json").read_text())["steps"] == 3
     assert torch.load(tmp_path / "run" / "last.pt", weights_only=True)["step"] == 3
     record = model_file.read_model_file(tmp_path / "run" / "model.pt")["record"]

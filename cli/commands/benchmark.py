@@ -45,7 +45,7 @@ models); options given on the command line override it.
 @click.option("--noise", type=float, default=None, help="Measurement noise std in [0,1] units for every task (default: each task's).")
 @click.option("--seed", type=SEED, default=None, help="Run seed (measurements and methods derive theirs from it).  [default: 0]")
 @click.option("--crop", type=int, default=None, help="Centre crop side in pixels, 0 for whole images.  [default: 256]")
-@click.option("--limit", type=int, default=None, help="Use only the first N images.")
+@click.option("--limit", type=int, default=None, help="Use only the first N usable images (unreadable or too small ones are skipped, named in the report).")
 @click.option("--device", default=None, help="cpu, cuda, cuda:N or auto.  [default: cpu]")
 @click.option("--metrics", default=None, help="Comma-separated metrics (see --list), the first shown in the overview.  "
               "[default: the registry's defaults, marked in --list]")

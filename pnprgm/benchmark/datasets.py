@@ -274,8 +274,9 @@ def resolve(data: str) -> Dataset:
     raise UserError(f"--data {data!r} is neither a known set ({', '.join(registry.names())}) nor a folder; give one of those.")
 
 
-def select(dataset: Dataset, names: Optional[tuple[str, ...]], limit: Optional[int]) -> list[ImageSource]:
-    """The images named in ``names`` (in that order; all if None), minus training images, then the first ``limit``."""
+def select(dataset: Dataset, names: Optional[tuple[str, ...]]) -> list[ImageSource]:
+    """The images named in ``names`` (in that order; all if None), minus training images (the runner takes the
+    first ``--limit`` of them that it can use)."""
     by_name = {image.name: image for image in dataset.images}
     if names:
         unknown = [name for name in names if name not in by_name]
@@ -285,4 +286,4 @@ def select(dataset: Dataset, names: Optional[tuple[str, ...]], limit: Optional[i
     else:
         chosen = list(dataset.images)
     chosen = [image for image in chosen if image.name not in dataset.trained_on]
-    return chosen[:limit] if limit else chosen
+    return chosen

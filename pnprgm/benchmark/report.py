@@ -180,7 +180,9 @@ def markdown(data: Mapping[str, Any]) -> str:
         lines.append(f"- `{method}`: {what}{note}{state}")
     if config.get("overrides"):
         lines.append(f"- solver overrides for every PnP method: `{json.dumps(config['overrides'])}`")
-    lines += ["", "## Images", "", "| # | image | size | origin | sha256 |", "|---:|---|---|---|---|"]
+    lines += ["", "## Images", "", "`#`: the image's place in the selection, from 0 (skipped images keep theirs); each measurement's "
+              "seed derives from it, the run seed and the task.", "", "| # | image | size | origin | sha256 |",
+              "|---:|---|---|---|---|"]
     for image in images:
         digest = (image.get("sha256") or "")[:12]
         size = "x".join(map(str, image["shape"]))

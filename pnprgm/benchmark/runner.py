@@ -47,7 +47,7 @@ class BenchmarkConfig:
     :param noise: measurement noise std for every task (None: each task's default).
     :param seed: run seed; each measurement's seed is derived from it, the image index and the task.
     :param crop: centre crop side in pixels (0: whole images), trimmed to a multiple of 8.
-    :param limit: use only the first ``limit`` images.
+    :param limit: use only the first ``limit`` usable images (unreadable or too small ones are skipped and named).
     :param device: torch device of the methods.
     :param metrics: metric names (``pnprgm.metrics.METRICS``, e.g. psnr, ssim, lpips, lpips_vgg; default: those the
         registry marks ``default``); each record holds these, in this order, and the report shows a column for each.
@@ -249,7 +249,7 @@ def run_benchmark(
         dataset = datasets.resolve(config.data)
         # a named set's photos are inputs too (--overwrite must not replace a package's astronaut.png)
         report.refuse_reading(json_path, md_path, figure_path, [s.path for s in dataset.images if s.path is not None])
-    sources = datasets.select(dataset, config.images, config.limit)
+    sources = datasets.select(dataset, config.images)
     from pnprgm.metrics import METRICS, prepare_metrics
 
     prepare_metrics(config.metrics)  # a missing backbone stops the run now, with the fix, not after the first image
@@ -280,7 +280,9 @@ def run_benchmark(
                         f"({', '.join(took_models)}): {first}.")
     prepared: list[_Prepared] = []
     image_info: list[dict[str, Any]] = []
-    for index, source in enumerate(sources):
+    for index, source in enumerate(sources):  # index: the place in the selection, which seeds its measurements
+        if config.limit is not None and len(prepared) == config.limit:
+            break  # --limit counts the images used: an unreadable or too small one does not take a place
         try:
             original = source.load()
             image = datasets.centre_crop(original, config.crop)
