@@ -7,6 +7,7 @@ a (C, H, W) tensor in [0, 1] (gray or RGB, shown at most :data:`CELL` pixels on 
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Sequence
@@ -168,12 +169,34 @@ def _to_pil(image: torch.Tensor):
 
 
 def _font(size: int):
+    """DejaVu Sans where it is found (Pillow's own font draws no accented letter: a photo named café.png showed
+    as caf□), else Pillow's default."""
     from PIL import ImageFont
 
+    found = _font_file()
+    if found is not None:
+        try:
+            return ImageFont.truetype(str(found), size)
+        except OSError:
+            pass
     try:
         return ImageFont.load_default(size=size)
     except TypeError:  # Pillow < 10.1 has one bitmap size
         return ImageFont.load_default()
+
+
+@functools.lru_cache(maxsize=1)
+def _font_file() -> Optional[Path]:
+    """DejaVuSans.ttf from matplotlib (a dependency of deepinv; found without importing it) or the system's fonts."""
+    import importlib.util
+
+    places = []
+    spec = importlib.util.find_spec("matplotlib")
+    for folder in (spec.submodule_search_locations or []) if spec is not None else []:
+        places.append(Path(folder) / "mpl-data" / "fonts" / "ttf" / "DejaVuSans.ttf")
+    places += [Path("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf"), Path("/usr/share/fonts/TTF/DejaVuSans.ttf"),
+               Path("/Library/Fonts/DejaVuSans.ttf")]
+    return next((place for place in places if place.is_file()), None)
 
 
 def _fit(pen, text: str, font, width: int) -> str:

@@ -55,3 +55,19 @@ def test_display_measurement_shows_a_small_or_gray_measurement_at_the_images_siz
     shown = figures.display_measurement(y, (3, 32, 32))
     assert shown.shape == (3, 32, 32) and torch.equal(shown[0, :4, :4], y[0, :1, :1].expand(4, 4))
     assert torch.equal(shown[0], shown[2])
+
+
+def test_accented_names_are_drawn_not_shown_as_boxes():
+    """Photo names and captions are drawn with a font that has accented letters (Pillow's own shows café as caf□)."""
+    from PIL import Image, ImageDraw
+
+    if figures._font_file() is None:
+        pytest.skip("no DejaVu Sans here (matplotlib or the system's fonts)")
+
+    def drawn(text):
+        image = Image.new("L", (40, 30), 0)
+        ImageDraw.Draw(image).text((4, 4), text, fill=255, font=figures._font(14))
+        return np.asarray(image)
+
+    assert not np.array_equal(drawn("é"), drawn("\ue000"))  # a private-use code point: the missing-glyph box
+    assert not np.array_equal(drawn("é"), drawn("e"))
