@@ -11,40 +11,28 @@ figure shows each solver's restoration and the PSNR curves. Run::
 from __future__ import annotations
 
 import argparse
-import sys
 import time
-from pathlib import Path
 
 import pnprgm
-from pnprgm import figures, io, operators
-from pnprgm.device import set_threads
-from pnprgm.errors import UserError
+from pnprgm import figures, operators
 from pnprgm.metrics.fidelity import ssim
 
-from restore_tasks import STAMP, load_photo  # the examples' one photo loader and figure stamp
+from restore_tasks import example_parser, figure_path, load_photo, run, write_figure  # the examples' shared parts
 
 SOLVERS = ("drs", "admm", "hqs")
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--photo", type=Path, help="a photo of your own (default: scikit-image's chelsea)")
-    parser.add_argument("--crop", type=int, default=160, help="centre crop side in pixels (default 160)")
+    parser = example_parser(__doc__, "compare_solvers.jpg")
     parser.add_argument("--operator", default="blur:gaussian,sigma=1.6", help="the degradation (pnprgm operators)")
     parser.add_argument("--noise", type=float, default=0.01, help="measurement noise std in [0, 1] units")
     parser.add_argument("--iterations", type=int, help="iterations of every solver (default: the presets')")
-    parser.add_argument("--out", type=Path, default=Path("."), help="folder of the figure compare_solvers.jpg")
-    parser.add_argument("--threads", type=int, help="CPU threads (default: the idle cores)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the measurement and the solvers")
-    parser.add_argument("--overwrite", action="store_true", help="replace a compare_solvers.jpg this example did not write")
     return parser.parse_args(argv)
 
 
 def main(argv=None) -> dict:
     args = parse_args(argv)
-    path = Path(args.out) / "compare_solvers.jpg"  # checked before the work, not after it
-    io.refuse_foreign(path, owned=lambda p: figures.stamp_of(p) == STAMP, tool="this example", overwrite=args.overwrite)
-    set_threads(args.threads)
+    path = figure_path(args, "compare_solvers.jpg")
     x = load_photo(args.photo, args.crop)
     physics = operators.build(args.operator, tuple(x.shape))
     y = operators.measure(physics, x[None], args.noise, seed=args.seed)
@@ -66,13 +54,9 @@ def main(argv=None) -> dict:
                               ["measurement", *(f"{s} ({f['preset']})" for s, f in found.items()), "PSNR per iteration"],
                               [[(figures.display_measurement(y[0], tuple(x.shape)), "PSNR / SSIM"), *cells,
                                 (curves, "")]])
-    Path(args.out).mkdir(parents=True, exist_ok=True)
-    print(f"wrote {figures.write(path, [section], stamp=STAMP)}")
+    write_figure(path, [section])
     return found
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except UserError as err:
-        sys.exit(f"error: {err}")
+    run(main)

@@ -33,17 +33,44 @@ from pnprgm.restoration import initial_estimate
 STAMP = "pnprgm example"
 
 
-def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def example_parser(doc: str, figure: str) -> argparse.ArgumentParser:
+    """The options every example takes: the photo, its crop, the seed, threads and where the figure goes."""
+    parser = argparse.ArgumentParser(description=doc.split("\n\n")[0])
     parser.add_argument("--photo", type=Path, help="a photo of your own (default: scikit-image's chelsea)")
     parser.add_argument("--crop", type=int, default=160, help="centre crop side in pixels (default 160)")
-    parser.add_argument("--out", type=Path, default=Path("."), help="folder of the figure restore_tasks.jpg")
+    parser.add_argument("--out", type=Path, default=Path("."), help=f"folder of the figure {figure}")
+    parser.add_argument("--threads", type=int, help="CPU threads (default: the idle cores)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the measurements and the solvers")
+    parser.add_argument("--overwrite", action="store_true", help=f"replace a {figure} this example did not write")
+    return parser
+
+
+def figure_path(args: argparse.Namespace, figure: str) -> Path:
+    """Where the figure goes, checked before the work (a file the examples did not write is kept); threads set."""
+    path = Path(args.out) / figure
+    io.refuse_foreign(path, owned=lambda p: figures.stamp_of(p) == STAMP, tool="this example", overwrite=args.overwrite)
+    set_threads(args.threads)
+    return path
+
+
+def write_figure(path: Path, sections: list) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    print(f"wrote {figures.write(path, sections, stamp=STAMP)}")
+
+
+def run(main) -> None:
+    """Run an example's ``main``, a bad input as one line."""
+    try:
+        main()
+    except UserError as err:
+        sys.exit(f"error: {err}")
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = example_parser(__doc__, "restore_tasks.jpg")
     parser.add_argument("--task", action="append", choices=tasks.registry.names(),
                         help="a task to run (repeat; default: all five)")
     parser.add_argument("--iterations", type=int, help="solver iterations (default: each preset's)")
-    parser.add_argument("--threads", type=int, help="CPU threads (default: the idle cores)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the measurements and the solvers")
-    parser.add_argument("--overwrite", action="store_true", help="replace a restore_tasks.jpg this example did not write")
     return parser.parse_args(argv)
 
 
@@ -91,9 +118,7 @@ def figure(results: list[dict], x: torch.Tensor) -> list[figures.Section]:
 
 def main(argv=None) -> list[dict]:
     args = parse_args(argv)
-    path = Path(args.out) / "restore_tasks.jpg"  # checked before the work, not after it
-    io.refuse_foreign(path, owned=lambda p: figures.stamp_of(p) == STAMP, tool="this example", overwrite=args.overwrite)
-    set_threads(args.threads)
+    path = figure_path(args, "restore_tasks.jpg")
     x = load_photo(args.photo, args.crop)
     results = []
     for name in args.task or tasks.registry.names():
@@ -101,13 +126,9 @@ def main(argv=None) -> list[dict]:
         r = results[-1]
         print(f"{name:9s} initial estimate {r['cheap_score'][0]:6.2f} dB / {r['cheap_score'][1]:.3f}   "
               f"pnprgm {r['score'][0]:6.2f} dB / {r['score'][1]:.3f}   ({r['seconds']:.1f} s)")
-    Path(args.out).mkdir(parents=True, exist_ok=True)
-    print(f"wrote {figures.write(path, figure(results, x), stamp=STAMP)}")
+    write_figure(path, figure(results, x))
     return results
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except UserError as err:
-        sys.exit(f"error: {err}")
+    run(main)

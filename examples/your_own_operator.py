@@ -13,19 +13,15 @@ among the three deblurring presets on this example's default photo (scikit-image
 from __future__ import annotations
 
 import argparse
-import sys
-from pathlib import Path
 
 import torch
 from deepinv.physics import BlurFFT
 
 import pnprgm
-from pnprgm import figures, io, operators
-from pnprgm.device import set_threads
-from pnprgm.errors import UserError
+from pnprgm import figures, operators
 from pnprgm.metrics.fidelity import psnr, ssim
 
-from restore_tasks import STAMP, load_photo  # the examples' one photo loader and figure stamp
+from restore_tasks import example_parser, figure_path, load_photo, run, write_figure  # the examples' shared parts
 
 
 def motion_kernel(length: int) -> torch.Tensor:
@@ -35,26 +31,18 @@ def motion_kernel(length: int) -> torch.Tensor:
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--photo", type=Path, help="a photo of your own (default: scikit-image's chelsea)")
-    parser.add_argument("--crop", type=int, default=160, help="centre crop side in pixels (default 160)")
+    parser = example_parser(__doc__, "your_own_operator.jpg")
     parser.add_argument("--length", type=int, default=9, help="motion length in pixels (default 9)")
     parser.add_argument("--noise", type=float, default=0.01, help="measurement noise std in [0, 1] units")
     parser.add_argument("--preset", default="deblur-hqs", choices=("deblur-drs", "deblur-admm", "deblur-hqs"),
                         help="solver preset (default deblur-hqs; pnprgm presets)")
     parser.add_argument("--iterations", type=int, help="solver iterations (default: the preset's)")
-    parser.add_argument("--out", type=Path, default=Path("."), help="folder of the figure your_own_operator.jpg")
-    parser.add_argument("--threads", type=int, help="CPU threads (default: the idle cores)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the measurement and the solver")
-    parser.add_argument("--overwrite", action="store_true", help="replace a your_own_operator.jpg this example did not write")
     return parser.parse_args(argv)
 
 
 def main(argv=None) -> dict:
     args = parse_args(argv)
-    path = Path(args.out) / "your_own_operator.jpg"  # checked before the work, not after it
-    io.refuse_foreign(path, owned=lambda p: figures.stamp_of(p) == STAMP, tool="this example", overwrite=args.overwrite)
-    set_threads(args.threads)
+    path = figure_path(args, "your_own_operator.jpg")
     x = load_photo(args.photo, args.crop)
     physics = BlurFFT(img_size=tuple(x.shape), filter=motion_kernel(args.length))
     y = operators.measure(physics, x[None], args.noise, seed=args.seed)
@@ -76,13 +64,9 @@ def main(argv=None) -> dict:
                                 (y[0].clamp(0, 1), f"{measured[0]:.2f} dB / {measured[1]:.3f}"),
                                 *[(f["image"], f"{f['psnr']:.2f} dB / {f['ssim']:.3f}") for f in found.values()],
                                 (x, "PSNR / SSIM")]])
-    Path(args.out).mkdir(parents=True, exist_ok=True)
-    print(f"wrote {figures.write(path, [section], stamp=STAMP)}")
+    write_figure(path, [section])
     return found
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except UserError as err:
-        sys.exit(f"error: {err}")
+    run(main)
