@@ -1263,7 +1263,7 @@ def test_folder_names_and_spellings(tmp_path, photo_dir):
     try:
         monkeypatch_cwd.chdir(tmp_path)
         dataset = datasets.folder_set(Path("public"))
-        assert dataset.name == "./public" and [i.name for i in datasets.select(dataset, None, None)] == ["retina"]
+        assert dataset.name == "./public" and [i.name for i in datasets.select(dataset, None)] == ["retina"]
     finally:
         monkeypatch_cwd.undo()
     config = dict(images=("coffee",), tasks=("denoise",), methods=("baseline",), metrics=("psnr",))
