@@ -44,7 +44,7 @@ def main(argv=None) -> dict:
                                                     ground_truth=x[None], return_trace=True, **overrides)
         found[solver] = {"image": restored[0], "psnr": [r.psnr for r in result.trace], "preset": settings.preset,
                          "ssim": float(ssim(restored, x[None])), "seconds": time.perf_counter() - started}
-        print(f"{solver:5s} ({settings.preset}): {len(result.trace)} iterations, PSNR "
+        print(f"{solver:5s} ({settings.preset}): {len(result.trace)} iteration{'s' if len(result.trace) != 1 else ''}, PSNR "
               f"{' '.join(f'{p:.2f}' for p in found[solver]['psnr'])}, SSIM {found[solver]['ssim']:.3f}, "
               f"{found[solver]['seconds']:.1f} s")
     curves = figures.chart({s: f["psnr"] for s, f in found.items()}, x_label="iteration", y_label="PSNR (dB)",

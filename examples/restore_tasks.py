@@ -24,6 +24,7 @@ import torch
 import pnprgm
 from pnprgm import figures, io, operators
 from pnprgm.benchmark import tasks
+from pnprgm.config import check_seed
 from pnprgm.device import set_threads
 from pnprgm.errors import UserError
 from pnprgm.metrics.fidelity import psnr, ssim
@@ -37,18 +38,45 @@ def example_parser(doc: str, figure: str) -> argparse.ArgumentParser:
     """The options every example takes: the photo, its crop, the seed, threads and where the figure goes."""
     parser = argparse.ArgumentParser(description=doc.split("\n\n")[0])
     parser.add_argument("--photo", type=Path, help="a photo of your own (default: scikit-image's chelsea)")
-    parser.add_argument("--crop", type=int, default=160, help="centre crop side in pixels (default 160)")
+    parser.add_argument("--crop", type=at_least(32), default=160,
+                        help="centre crop side in pixels, at least 32 (default 160; a multiple of 8 is used)")
     parser.add_argument("--out", type=Path, default=Path("."), help=f"folder of the figure {figure}")
-    parser.add_argument("--threads", type=int, help="CPU threads (default: the idle cores)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the measurements and the solvers")
+    parser.add_argument("--threads", type=at_least(1), help="CPU threads (default: the idle cores)")
+    parser.add_argument("--seed", type=seed, default=0, help="seed of the measurements and the solvers")
     parser.add_argument("--overwrite", action="store_true", help=f"replace a {figure} this example did not write")
     return parser
 
 
+def at_least(low: int):
+    """An argparse type: an integer >= ``low``."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"must be at least {low}; got {value}")
+        return value
+    return parse
+
+
+def seed(text: str) -> int:
+    """An argparse type: a seed as the library takes it (0 to 2^63 - 1)."""
+    try:
+        return check_seed(int(text))
+    except (ValueError, UserError) as err:
+        raise argparse.ArgumentTypeError(str(err).rstrip(".") if isinstance(err, UserError) else
+                                         f"{text!r} is not a whole number") from None
+
+
 def figure_path(args: argparse.Namespace, figure: str) -> Path:
-    """Where the figure goes, checked before the work (a file the examples did not write is kept); threads set."""
+    """Where the figure goes, checked before the work: a folder that can hold it, and no file the examples did
+    not write in its place (``--overwrite`` aside); threads set."""
     path = Path(args.out) / figure
+    if Path(args.out).exists() and not Path(args.out).is_dir():
+        raise UserError(f"--out {args.out} is a file, not a folder; choose another --out.")
     io.refuse_foreign(path, owned=lambda p: figures.stamp_of(p) == STAMP, tool="this example", overwrite=args.overwrite)
+    io.check_writable(path, option="--out")
     set_threads(args.threads)
     return path
 
@@ -84,9 +112,12 @@ def load_photo(path, crop: int) -> torch.Tensor:
         image = io.read_image(path)
     image = image.expand(3, -1, -1) if image.shape[0] == 1 else image
     _, height, width = image.shape
-    side = min(crop, height, width) // 8 * 8
-    if side < 32:
+    if min(height, width) < 32:
         raise UserError(f"the photo is {height}x{width}: give one of at least 32 pixels per side.")
+    side = min(crop, height, width) // 8 * 8
+    if side != crop:  # said, not silently another size
+        why = f"the photo is {height}x{width}" if min(height, width) < crop else "a multiple of 8"
+        print(f"note: a {side}x{side} crop ({why})")
     top, left = (height - side) // 2, (width - side) // 2
     return image[:, top : top + side, left : left + side].contiguous()
 

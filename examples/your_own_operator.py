@@ -19,9 +19,10 @@ from deepinv.physics import BlurFFT
 
 import pnprgm
 from pnprgm import figures, operators
+from pnprgm.errors import UserError
 from pnprgm.metrics.fidelity import psnr, ssim
 
-from restore_tasks import example_parser, figure_path, load_photo, run, write_figure  # the examples' shared parts
+from restore_tasks import at_least, example_parser, figure_path, load_photo, run, write_figure  # the examples' shared parts
 
 
 def motion_kernel(length: int) -> torch.Tensor:
@@ -32,7 +33,8 @@ def motion_kernel(length: int) -> torch.Tensor:
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = example_parser(__doc__, "your_own_operator.jpg")
-    parser.add_argument("--length", type=int, default=9, help="motion length in pixels (default 9)")
+    parser.add_argument("--length", type=at_least(1), default=9,
+                        help="motion length in pixels, at most a quarter of the crop (default 9)")
     parser.add_argument("--noise", type=float, default=0.01, help="measurement noise std in [0, 1] units")
     parser.add_argument("--preset", default="deblur-hqs", choices=("deblur-drs", "deblur-admm", "deblur-hqs"),
                         help="solver preset (default deblur-hqs; pnprgm presets)")
@@ -44,6 +46,9 @@ def main(argv=None) -> dict:
     args = parse_args(argv)
     path = figure_path(args, "your_own_operator.jpg")
     x = load_photo(args.photo, args.crop)
+    if args.length > x.shape[-1] // 4:  # a longer kernel wraps around the circular image: not a motion blur
+        raise UserError(f"--length {args.length} is more than a quarter of the {x.shape[-1]}-px crop; give at most "
+                        f"{x.shape[-1] // 4}, or a larger --crop.")
     physics = BlurFFT(img_size=tuple(x.shape), filter=motion_kernel(args.length))
     y = operators.measure(physics, x[None], args.noise, seed=args.seed)
     overrides = {} if args.iterations is None else {"iterations": args.iterations}

@@ -1,9 +1,12 @@
 """Additive white Gaussian measurement noise, deterministic from a seed."""
 from __future__ import annotations
 
+import math
+
 import torch
 
 from pnprgm.operators.base import Operator
+from pnprgm.config import check_seed
 from pnprgm.errors import UserError
 
 
@@ -16,8 +19,9 @@ def measure(op: Operator, x: torch.Tensor, sigma: float, seed: int = 0) -> torch
     :param sigma: noise standard deviation in [0, 1] units (0: noiseless).
     """
     sigma = float(sigma)
-    if not sigma >= 0:
-        raise UserError(f"noise sigma must be >= 0 (in [0, 1] units, e.g. 0.05 or 5/255), got {sigma}.")
+    if not 0 <= sigma < math.inf:
+        raise UserError(f"noise sigma must be a finite number >= 0 (in [0, 1] units, e.g. 0.05 or 5/255), got {sigma}.")
+    seed = check_seed(seed, "the noise seed")
     clean = op.A(x)
     if not bool(torch.isfinite(clean).all()):  # a damaged operator must not write NaN as a black measurement
         raise UserError(f"{getattr(op, 'spec', 'the operator')} gives NaN or infinite values on this image; check its "

@@ -75,5 +75,7 @@ def default_threads() -> int:
 def set_threads(threads: int | None) -> int:
     """Set torch's CPU threads (None: :func:`default_threads`); returns the number set."""
     count = default_threads() if threads is None else int(threads)
+    if count < 1:
+        raise UserError(f"threads must be at least 1; got {threads}.")
     torch.set_num_threads(count)
     return count

@@ -142,6 +142,8 @@ def read_image(path: str | Path) -> torch.Tensor:
         raise
     except FileNotFoundError:
         raise UserError(f"cannot read {path}: no such file.") from None
+    except IsADirectoryError:
+        raise UserError(f"cannot read {path}: it is a folder; give an image file.") from None
     except Image.DecompressionBombError as err:
         raise UserError(f"cannot read {path}: {str(err).split(' exceeds')[0].lower()} is more than this tool reads "
                         "(a decompression bomb guard); downscale or crop it first.") from None
@@ -551,6 +553,10 @@ def check_writable(path: str | Path, *, option: str = "") -> None:
     :param option: the option that named the path (``--out``), for the message."""
     path = Path(path)
     made = [folder for folder in path.parents if not folder.exists()]  # deepest first
+    blocking = next((folder for folder in path.parents if folder.exists()), None)
+    if blocking is not None and not blocking.is_dir():  # mkdir's "File exists" would not say which
+        raise UserError(f"cannot write {path}: {blocking} is a file, not a folder; choose another "
+                        f"{option + ' ' if option else ''}path.")
     try:
         _temporary_beside(path).unlink()
     except OSError as err:

@@ -112,6 +112,8 @@ def test_sample_never_replaces_a_grid_or_sidecar_it_did_not_write(shipped, tmp_p
     (("--seed", "99999999999999999999"), "is not in the range"),
     (("--device", "meta"), "unknown device"),
     (("-o", "grid.json"), "-o names the grid image; end it in .png or .jpg"),
+    (("-o", ".png"), "-o names the grid image; give it a name before .png"),
+    (("--threads", "0"), "--threads"),
 ])
 def test_sample_bad_options_are_one_line_errors(shipped, tmp_path, option, message):
     out = () if option[0] == "-o" else ("-o", "grid.png")  # an option is given once: the CLI refuses a repeat
@@ -184,3 +186,34 @@ def test_sample_noise_outside_the_trained_range_is_refused_not_clamped(tmp_path)
                         "--overwrite")
         assert result.exit_code == 0, result.output
         assert json.loads((tmp_path / "g.json").read_text())["noise"] == pytest.approx(recorded)
+
+
+@pytest.mark.parametrize("damage, message", [
+    (lambda c: c.pop("generator"), "its generator's config or weights are missing"),
+    (lambda c: c.update(process=None), "its forward process or training record is missing"),
+    (lambda c: c["generator"]["state_dict"].update({k: torch.zeros(3) for k in list(c["generator"]["state_dict"])[:1]}),
+     "its weights do not fit its architecture"),
+    (lambda c: next(iter(c["generator"]["state_dict"].values())).fill_(float("nan")), "NaN or infinite weights"),
+])
+def test_a_damaged_model_file_is_one_line_not_a_traceback_or_a_black_grid(shipped, tmp_path, damage, message):
+    content = torch.load(shipped.path, weights_only=True)
+    damage(content)
+    torch.save(content, tmp_path / "damaged.pt")
+    result = invoke("sample", tmp_path / "damaged.pt", "--input", tmp_path / "photo.png", "-n", "1", "-o", "grid.png")
+    assert result.exit_code == 2 and message in result.output and "the file is damaged" in result.output, result.output
+    assert "Traceback" not in result.output and not (tmp_path / "elsewhere" / "grid.png").exists()
+
+
+def test_sample_refuses_an_empty_model_name_and_a_file_in_the_path(shipped, tmp_path):
+    result = invoke("sample", "", "--input", tmp_path / "photo.png", "-o", "grid.png")
+    assert result.exit_code == 2 and "the model name is empty" in result.output
+    (tmp_path / "elsewhere" / "afile").write_text("mine")
+    result = invoke("sample", "tiny-shipped", "--input", tmp_path / "photo.png", "-o", "afile/grid.png")
+    assert result.exit_code == 2 and "afile is a file, not a folder" in result.output
+    assert (tmp_path / "elsewhere" / "afile").read_text() == "mine"
+
+
+def test_sampling_from_noise_refuses_a_batch_no_machine_holds(tmp_path):
+    result = invoke("sample", "rgm-sr", "-n", "100000000", "-o", tmp_path / "g.png")
+    assert result.exit_code == 2 and "give a smaller -n or --size" in result.output, result.output
+    assert not (tmp_path / "g.png").exists()

@@ -61,3 +61,31 @@ def test_your_own_operator_runs_a_deepinv_physics_and_the_learned_prior_beats_tv
     tv, shipped = found.values()
     assert shipped["psnr"] > tv["psnr"] and shipped["denoiser"] != tv["denoiser"]
     assert figures.stamp_of(tmp_path / "your_own_operator.jpg") == "pnprgm example"
+
+
+@pytest.mark.parametrize("script, args, message", [
+    ("restore_tasks", ["--crop", "7"], "--crop: must be at least 32"),
+    ("restore_tasks", ["--threads", "0"], "--threads: must be at least 1"),
+    ("restore_tasks", ["--seed", "99999999999999999999"], "seed must be an integer between 0 and"),
+    ("your_own_operator", ["--length", "0"], "--length: must be at least 1"),
+])
+def test_bad_options_are_one_line_usage_errors(example, capsys, script, args, message):
+    with pytest.raises(SystemExit) as stopped:
+        example(script).main(args)
+    assert stopped.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_bad_inputs_are_refused_before_any_work(example, tmp_path, capsys):
+    (tmp_path / "afile").write_text("mine")
+    with pytest.raises(UserError, match="--out .*afile is a file, not a folder"):
+        example("restore_tasks").main(QUICK + ["--out", str(tmp_path / "afile")])
+    assert (tmp_path / "afile").read_text() == "mine"
+    with pytest.raises(UserError, match="it is a folder; give an image file"):
+        example("restore_tasks").main(QUICK + ["--photo", str(tmp_path), "--out", str(tmp_path)])
+    with pytest.raises(UserError, match="--length 40 is more than a quarter of the 64-px crop"):
+        example("your_own_operator").main(QUICK + ["--length", "40", "--out", str(tmp_path)])
+    with pytest.raises(UserError, match="noise sigma must be a finite number"):
+        example("compare_solvers").main(QUICK + ["--noise", "inf", "--out", str(tmp_path)])
+    printed = capsys.readouterr().out  # nothing ran: no restoration printed its scores
+    assert "initial estimate" not in printed and "dB" not in printed
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["afile"]

@@ -5,7 +5,7 @@ import sys
 
 import click
 
-from pnprgm.cli.options import Command, SEED, NoiseLevel, device_option
+from pnprgm.cli.options import Command, SEED, NoiseLevel, device_option, threads_option
 
 EXAMPLES = """
 \b
@@ -37,10 +37,13 @@ reported and the others go on (exit status 1 if any failed).
               help="Noise seed (each image hashes it with its sha256); masks/motion kernels use the spec's seed=.")
 @click.option("--overwrite", is_flag=True, help="Replace files in -o that pnprgm degrade did not write (default: refuse that input).")
 @device_option
-def command(inputs, spec, noise, outdir, seed, device, overwrite):
+@threads_option
+def command(inputs, spec, noise, outdir, seed, device, threads, overwrite):
     """Make measurements of clean images: operator + noise, saved with a sidecar for `pnprgm restore`."""
     from pnprgm.degrade import degrade_files
+    from pnprgm.device import set_threads
 
+    set_threads(threads)
     report = degrade_files(inputs, spec, outdir, noise=noise, seed=seed, device=device,
                            on_written=click.echo, on_error=lambda line: click.echo(f"error: {line}", err=True),
                            overwrite=overwrite)

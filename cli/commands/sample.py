@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import click
 
-from pnprgm.cli.options import Command, SEED, NoiseLevel
+from pnprgm.cli.options import Command, SEED, NoiseLevel, threads_option
 
 EXAMPLES = """
 \b
@@ -42,12 +42,15 @@ then: model input, restoration, original. GRID.json records the model, its sha25
 @click.option("--nrow", type=int, default=None, help="Images per grid row (default: square-ish).")
 @click.option("--seed", type=SEED, default=0, show_default=True, help="Seed of the noise and latents.")
 @click.option("--device", default="cpu", show_default=True, help="cpu, cuda, cuda:N or auto.")
+@threads_option
 @click.option("--overwrite", is_flag=True, help="Replace -o (or its .json) when pnprgm sample did not write it (default: refuse).")
-def command(model, count, out, size, inputs, noise, upscale, operator, nrow, seed, device, overwrite):
+def command(model, count, out, size, inputs, noise, upscale, operator, nrow, seed, device, threads, overwrite):
     """Sample images from an RGM model (a shipped name, our model file, or PATH#CONFIG for an official checkpoint)
     into one grid image (-o)."""
+    from pnprgm.device import set_threads
     from pnprgm.training.sampling import sample_model_grid
 
+    set_threads(threads)
     path = sample_model_grid(model, out, count=count, size=size, inputs=inputs, noise=noise, nrow=nrow, seed=seed,
                              device=device, upscale=upscale, operator=operator, overwrite=overwrite)
     click.echo(f"wrote {path}")

@@ -36,9 +36,12 @@ def read_model_file(path: str | Path) -> dict[str, Any]:
     """The raw content of a model file (a training checkpoint is accepted too: its EMA generator is used)."""
     content = torch_load(path)
     if isinstance(content, dict) and content.get("format") == CHECKPOINT_FORMAT:
-        return {"format": MODEL_FORMAT, "generator": {"config": content["config"]["model"], "state_dict": content["G_ema"]},
-                "process": content["config"]["process"], "record": content.get("record", {}),
-                "operator_file_data": content.get("operator_file_data") or {}}
+        config = content.get("config")
+        if not isinstance(config, dict) or "G_ema" not in content:
+            raise _damaged(path, "its config or EMA weights are missing")
+        content = {"format": MODEL_FORMAT, "generator": {"config": config.get("model"), "state_dict": content["G_ema"]},
+                   "process": config.get("process"), "record": content.get("record") or {},
+                   "operator_file_data": content.get("operator_file_data") or {}}
     if isinstance(content, dict) and content and all(isinstance(v, torch.Tensor) for v in content.values()):
         # bare weights, as the official RGM code saves them: they need the generator config beside them
         raise UserError(f"{path} holds bare weights without a config (an official RGM checkpoint?); name its "
@@ -46,7 +49,18 @@ def read_model_file(path: str | Path) -> dict[str, Any]:
                         f"JSON/YAML), or restore --model {path} --model-config celebahq256.")
     if not isinstance(content, dict) or content.get("format") != MODEL_FORMAT:
         raise UserError(f"{path} is not a pnprgm RGM model file; give the model.pt written by pnprgm train.")
+    generator = content.get("generator")
+    if not isinstance(generator, dict) or not isinstance(generator.get("config"), dict) \
+            or not isinstance(generator.get("state_dict"), dict):
+        raise _damaged(path, "its generator's config or weights are missing")
+    if not isinstance(content.get("process"), dict) or not isinstance(content.get("record") or {}, dict):
+        raise _damaged(path, "its forward process or training record is missing")
     return content
+
+
+def _damaged(path, what: str) -> UserError:
+    return UserError(f"{path} is a pnprgm model file, but {what}: the file is damaged or from another version; "
+                     f"copy it again or retrain.")
 
 
 def load_model(path: str | Path, device: str | torch.device = "cpu") -> nn.Module:
@@ -56,7 +70,14 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> nn.Modul
 
     content = read_model_file(path)
     generator = build_generator_from_config(content["generator"]["config"])
-    missing, unexpected = generator.load_state_dict(content["generator"]["state_dict"], strict=False)
+    weights = content["generator"]["state_dict"]
+    try:
+        missing, unexpected = generator.load_state_dict(weights, strict=False)
+    except RuntimeError as err:  # a weight of another shape
+        raise _damaged(path, f"its weights do not fit its architecture ({str(err).splitlines()[-1].strip()})") from None
+    if any(isinstance(w, torch.Tensor) and w.is_floating_point() and not bool(torch.isfinite(w).all())
+           for w in weights.values()):
+        raise _damaged(path, "it holds NaN or infinite weights (it would restore every image as noise or black)")
     if missing or unexpected:
         raise UserError(f"{path} does not match its architecture config ({len(missing)} missing, "
                         f"{len(unexpected)} unexpected weights); the file is damaged or from another version.")

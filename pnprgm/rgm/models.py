@@ -146,6 +146,9 @@ def resolve(source: str | Path, channels: int = 3, *, what: str = "model", requi
     (``PATH#CONFIG``: an official checkpoint with its generator config). Shipped files are checked against their
     sha256. Anything else is a :class:`UserError` naming ``what``, or None when not ``required``."""
     text = str(source)
+    if not text.strip():  # Path("") is the current folder: "model  is a folder" named nothing the user typed
+        raise UserError(f"the {what} name is empty; give a shipped model by name ({', '.join(registry.names())}) or "
+                        f"the path of a model file.")
     name = canonical(text)
     entry = None
     if name == DEFAULT_DENOISER:

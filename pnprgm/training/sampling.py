@@ -24,6 +24,10 @@ def _forked(device: torch.device):
     return torch.random.fork_rng(devices=[device] if device.type == "cuda" else [])
 
 
+#: most pixels ``sample`` draws from noise in one batch (64 samples of 512x512; a 4096x4096 one)
+MAX_NOISE_PIXELS = 2**24
+
+
 @torch.no_grad()
 def sample_from_noise(generator: nn.Module, process: ForwardProcess, n: int, shape: tuple[int, int, int],
                       *, seed: int = 0, device: str | torch.device = "cpu") -> torch.Tensor:
@@ -162,7 +166,9 @@ def check_grid_outputs(out: Path, *, overwrite: bool = False) -> None:
     from pnprgm.io import IMAGE_SUFFIXES, check_writable, read_json_object, refuse_foreign, sha256_file
 
     if out.suffix.lower() not in IMAGE_SUFFIXES:
-        raise UserError(f"-o names the grid image; end it in .png or .jpg (got {out}).")
+        bare = out.name.startswith(".") and out.name.lower() in IMAGE_SUFFIXES  # ".png": a name without a stem
+        raise UserError(f"-o names the grid image; {'give it a name before ' + out.name if bare else 'end it in .png or .jpg'} "
+                        f"(e.g. samples.png; got {out}).")
     sidecar = out.with_suffix(".json")
     record = read_json_object(sidecar)
     ours = record is not None and GRID_RECORD_KEYS <= set(record)
@@ -298,6 +304,10 @@ def sample_model_grid(model: str, out: str | Path, *, count: int = 16, size: Opt
         multiple = math.lcm(multiple, process_size_multiple(process_config))
         if side % multiple:
             raise UserError(f"--size must be a multiple of {multiple} for this model; got {side}.")
+        if count * side * side > MAX_NOISE_PIXELS:  # drawn in one batch: a typo must not ask for 375 GB
+            raise UserError(f"-n {count} samples of {side}x{side} px are {count * side * side / 1e6:.3g} Mpx in one "
+                            f"batch, more than the {MAX_NOISE_PIXELS / 1e6:.3g} Mpx this command draws; give a smaller "
+                            f"-n or --size.")
         process = build(process_config, (channels, side, side), device)
         if process.conditioned:
             raise UserError(f"this model restores {process.name} degradations; give --input images to degrade and restore.")
