@@ -217,3 +217,8 @@ def test_sampling_from_noise_refuses_a_batch_no_machine_holds(tmp_path):
     result = invoke("sample", "rgm-sr", "-n", "100000000", "-o", tmp_path / "g.png")
     assert result.exit_code == 2 and "give a smaller -n or --size" in result.output, result.output
     assert not (tmp_path / "g.png").exists()
+
+
+def test_our_model_file_given_an_official_config_says_to_drop_it(shipped, tmp_path):
+    result = invoke("sample", f"{shipped.path}#celebahq256", "--input", tmp_path / "photo.png", "-o", "grid.png")
+    assert result.exit_code == 2 and "holds its own config: give it without #CONFIG" in result.output, result.output
