@@ -6,7 +6,7 @@ task, the ground truth, the measurement, the operator's cheap estimate (nearest 
 itself, the gray image: what you have without a prior) and pnprgm's restoration, with PSNR / SSIM against the
 ground truth under each. Run::
 
-    python examples/restore_tasks.py                      # about a minute on 2 CPU cores
+    python examples/restore_tasks.py                      # about 20 s on one CPU thread
     python examples/restore_tasks.py --photo my.png --out gallery/
 
 The photo (default: scikit-image's ``chelsea``, one of the public benchmark photos that chose the presets) is
@@ -71,13 +71,12 @@ def seed(text: str) -> int:
 
 def figure_path(args: argparse.Namespace, figure: str) -> Path:
     """Where the figure goes, checked before the work: a folder that can hold it, and no file the examples did
-    not write in its place (``--overwrite`` aside); threads set."""
+    not write in its place (``--overwrite`` aside)."""
     path = Path(args.out) / figure
-    if Path(args.out).exists() and not Path(args.out).is_dir():
-        raise UserError(f"--out {args.out} is a file, not a folder; choose another --out.")
+    if path.is_dir():
+        raise UserError(f"--out {args.out} holds a folder named {figure}; choose another --out.")
     io.refuse_foreign(path, owned=lambda p: figures.stamp_of(p) == STAMP, tool="this example", overwrite=args.overwrite)
     io.check_writable(path, option="--out")
-    set_threads(args.threads)
     return path
 
 
@@ -150,6 +149,7 @@ def figure(results: list[dict], x: torch.Tensor) -> list[figures.Section]:
 def main(argv=None) -> list[dict]:
     args = parse_args(argv)
     path = figure_path(args, "restore_tasks.jpg")
+    set_threads(args.threads)
     x = load_photo(args.photo, args.crop)
     results = []
     for name in args.task or tasks.registry.names():

@@ -81,14 +81,17 @@ def draw(sections: Sequence[Section]):
 
 
 #: line colours of :func:`chart` (colour-blind safe, Okabe-Ito)
-# Okabe-Ito, reordered so that the first three (the most common count) differ in hue and lightness
-COLOURS = ((0, 114, 178), (213, 94, 0), (0, 0, 0), (204, 121, 167), (230, 159, 0), (86, 180, 233), (0, 158, 115))
+# Okabe-Ito, reordered so that the first three (the most common count) differ in hue and lightness; black, the
+# axes' colour, comes last
+COLOURS = ((0, 114, 178), (213, 94, 0), (204, 121, 167), (0, 158, 115), (230, 159, 0), (86, 180, 233), (0, 0, 0))
 
 
 def chart(series: dict[str, Sequence[float]], *, x_label: str, y_label: str, size: tuple[int, int] = (256, 256)
           ) -> torch.Tensor:
     """A line chart of ``series`` (name -> y values at x = 1, 2, ...) as a (3, H, W) image in [0, 1], to be a cell
-    of a :class:`Section`: axes with their ranges, one coloured line per series, a legend in that colour."""
+    of a :class:`Section`: axes with their ranges, one coloured line per series, a legend in that colour.
+
+    :param size: ``(height, width)`` in pixels, as a tensor's shape (not Pillow's width-first order)."""
     from PIL import Image, ImageDraw
 
     height, width = size

@@ -32,8 +32,9 @@ def test_restore_tasks_improves_on_the_initial_estimate_and_writes_its_figure(ex
         assert r["restored"].shape == (3, 64, 64)
     figure = tmp_path / "restore_tasks.jpg"
     assert figures.stamp_of(figure) == "pnprgm example"
+    first = figure.read_bytes()
     example("restore_tasks").main(QUICK + ["--task", "denoise", "--out", str(tmp_path)])  # its own figure: replaced
-    assert figures.stamp_of(figure) == "pnprgm example"
+    assert figures.stamp_of(figure) == "pnprgm example" and figure.read_bytes() != first
 
 
 def test_an_example_never_replaces_a_file_it_did_not_write(example, tmp_path):
@@ -53,13 +54,15 @@ def test_compare_solvers_traces_every_solver(example, tmp_path):
     assert figures.stamp_of(tmp_path / "compare_solvers.jpg") == "pnprgm example"
 
 
-def test_your_own_operator_runs_a_deepinv_physics_and_the_learned_prior_beats_tv(example, tmp_path):
+def test_your_own_operator_restores_through_a_deepinv_physics(example, tmp_path):
     module = example("your_own_operator")
     kernel = module.motion_kernel(5)
     assert kernel.shape == (1, 1, 5, 5) and float(kernel.sum()) == pytest.approx(1)
     found = module.main(["--crop", "96", "--length", "5", "--threads", "1", "--out", str(tmp_path)])
-    tv, shipped = found.values()
-    assert shipped["psnr"] > tv["psnr"] and shipped["denoiser"] != tv["denoiser"]
+    measured, (tv, shipped) = found["measurement"], found["restored"].values()
+    for restored in (tv, shipped):  # both priors undo part of the blur; which one wins depends on the preset
+        assert restored["psnr"] > measured["psnr"] + 1 and restored["ssim"] > measured["ssim"]
+    assert (tv["denoiser"], shipped["denoiser"]) == ("tv", "default")
     assert figures.stamp_of(tmp_path / "your_own_operator.jpg") == "pnprgm example"
 
 
@@ -77,7 +80,7 @@ def test_bad_options_are_one_line_usage_errors(example, capsys, script, args, me
 
 def test_bad_inputs_are_refused_before_any_work(example, tmp_path, capsys):
     (tmp_path / "afile").write_text("mine")
-    with pytest.raises(UserError, match="--out .*afile is a file, not a folder"):
+    with pytest.raises(UserError, match="afile is a file, not a folder; choose another --out"):
         example("restore_tasks").main(QUICK + ["--out", str(tmp_path / "afile")])
     assert (tmp_path / "afile").read_text() == "mine"
     with pytest.raises(UserError, match="it is a folder; give an image file"):

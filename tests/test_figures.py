@@ -17,6 +17,7 @@ def test_chart_draws_each_series_in_its_own_colour_within_its_size():
     chart = figures.chart({"a": [1.0, 2.0, 3.0], "b": [3.0, 2.0, 1.0], "c": [2.0, float("nan"), 2.5]},
                           x_label="iteration", y_label="PSNR (dB)", size=(120, 180))
     assert chart.shape == (3, 120, 180) and 0 <= float(chart.min()) and float(chart.max()) <= 1
+    assert (0, 0, 0) not in figures.COLOURS[:3]  # the axes are black: a series must not look like one
     for colour in figures.COLOURS[:3]:
         assert _pixels_of(chart, colour) > 20, colour  # a line and a legend entry each
     assert _pixels_of(chart, figures.COLOURS[3]) == 0  # no fourth series, no fourth colour

@@ -53,8 +53,6 @@ pretrained/README.md).
 def command(data, out, minutes, size, batch_size, crop, noise, lr, gray_share, save_every, workers, init_from, seed, device,
             threads, overwrite):
     """Train the default colour and gray DRUNet denoisers for a fixed time (the GPU recipe)."""
-    import os
-
     import torch
 
     from pnprgm.config import build_strict
@@ -62,8 +60,6 @@ def command(data, out, minutes, size, batch_size, crop, noise, lr, gray_share, s
 
     if threads is not None:
         torch.set_num_threads(threads)
-    if workers is None:
-        workers = max(1, min(8, (os.cpu_count() or 2) - 2))
     cfg = build_strict(RecipeConfig, dict(minutes=minutes, size=size, batch_size=batch_size, crop=crop, lr=lr,
                                           noise_min=noise[0], noise_max=noise[1],
                                           gray_share=gray_share, save_every=save_every, workers=workers, seed=seed),

@@ -86,13 +86,14 @@ def file_process(source: str, channels: int = 3) -> Optional[OperatorModelFile]:
 
 def _model_file_header(path) -> Optional[dict]:
     """A model file's content without its weights (process, record, held operator files, generator config), or
-    None where it is not a model file of ours; read once per version of the file (path, modification time, size):
+    None where it is not a model file of ours; read once per version of the file (path, inode, modification and change times, size):
     every image of a folder asks :func:`file_process`."""
     from pnprgm.rgm.model_file import read_model_file
 
     try:
         stat = Path(path).stat()
-        key = (str(Path(path).resolve()), stat.st_mtime_ns, stat.st_size)
+        # the inode and ctime too: a file replaced within one mtime tick, or copied in with its old mtime, is new
+        key = (str(Path(path).resolve()), stat.st_ino, stat.st_mtime_ns, stat.st_ctime_ns, stat.st_size)
     except OSError:
         key = None
     if key is not None and key in _HEADERS:

@@ -14,6 +14,7 @@ The training photos come from a pack folder (``scripts/pack_gpu.sh``): ``train/`
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import math
 import os
@@ -61,7 +62,7 @@ class RecipeConfig:
     :param gray_share: fraction of the steps that train the gray model (0: colour only, 1: gray only).
     :param save_every: seconds between model files.
     :param report_every: seconds between throughput lines.
-    :param workers: data-loading worker processes (0: in the main process).
+    :param workers: data-loading worker processes (0: in the main process; None: :func:`default_workers`).
     :param val_crop: validation centre-crop size.
     :param val_images: validation images used.
     :param seed: seed of the weights, crops and noise.
@@ -85,7 +86,7 @@ class RecipeConfig:
     gray_share: float = 0.4
     save_every: float = 60.0
     report_every: float = 30.0
-    workers: int = 8
+    workers: Optional[int] = None
     val_crop: int = 256
     val_images: int = 12
     seed: int = 0
@@ -108,7 +109,7 @@ class RecipeConfig:
             raise UserError(f"gray_share must be in [0, 1]; got {self.gray_share}.")
         if not (math.isfinite(self.save_every) and self.save_every > 0):
             raise UserError(f"--save-every must be a number of seconds > 0; got {self.save_every}.")
-        if self.report_every <= 0 or self.workers < 0:
+        if self.report_every <= 0 or (self.workers is not None and self.workers < 0):
             raise UserError("report_every must be > 0 and --workers >= 0.")
         check_seed(self.seed, "--seed")
 
@@ -215,6 +216,12 @@ def read_manifest(pack: Path) -> dict[str, Any]:
         raise UserError(f"{path} is not a readable pack manifest ({err}); rebuild the pack with scripts/pack_gpu.sh.") from None
 
 
+def default_workers() -> int:
+    """Data-loading workers when none are given: min(8, cores - 2), at least 1 (enough to keep one GPU fed, and
+    two cores left to the training process)."""
+    return max(1, min(8, (os.cpu_count() or 2) - 2))
+
+
 def train_denoisers(pack: str | Path, out: str | Path, cfg: RecipeConfig, *, device: str | torch.device = "cuda",
                     init_from: Sequence[str] = (), command: str = "", overwrite: bool = False,
                     echo: Callable[[str], None] = print) -> dict[str, Any]:
@@ -257,7 +264,9 @@ def train_denoisers(pack: str | Path, out: str | Path, cfg: RecipeConfig, *, dev
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
     cores = os.cpu_count() or 1
-    if cfg.workers > cores:  # each is a process with torch loaded: 100000 of them took all memory and the machine
+    if cfg.workers is None:
+        cfg = dataclasses.replace(cfg, workers=default_workers())
+    elif cfg.workers > cores:  # each is a process with torch loaded: 100000 of them took all memory and the machine
         raise UserError(f"--workers {cfg.workers} is more than this machine's {cores} CPU cores; give at most "
                         f"{cores} (the default, min(8, cores - 2), keeps a GPU fed).")
     starts = read_initial_models(init_from)
