@@ -128,6 +128,28 @@ def task_of_spec(spec: str) -> str:
     return TASK_OF_FAMILY[family]
 
 
+#: The solver an operator restores with when none is named, by the variant of its last operator (else ``drs``).
+#: Chosen on 24 held-out training photos (benchmarks/deblur_solvers.md): for motion and box blur, kernels whose spectra
+#: have zeros, HQS beats DRS, whose reflected steps amplify what the data cannot fix, by 2.7-2.9 dB (motion; 0.7 to
+#: 7.9 per photo) and 6.5 dB (box; 1.5 to 15.7); a kernel file may be either kind. Gaussian blur stays with DRS: level
+#: on average (HQS +0.04 / -0.07 dB at sigma 1.6 / 3, but -2.9 dB on one photo) and 0.6 dB less of a frame at a small
+#: photo's border (tests/test_photos.py).
+DEFAULT_SOLVER: Mapping[str, str] = MappingProxyType({"blur:motion": "hqs", "blur:box": "hqs", "blur:file": "hqs"})
+
+
+def default_solver(spec: Optional[str]) -> str:
+    """The solver for ``spec`` when none is named (:data:`DEFAULT_SOLVER`): ``drs`` for the other operators, for an
+    operator without a spec (a deepinv physics of the user's) and for a spec that does not parse (its error comes
+    where it is built)."""
+    from pnprgm import operators
+
+    try:
+        variant = operators.parse(spec)[-1].variant.name if spec else None
+    except UserError:
+        variant = None
+    return DEFAULT_SOLVER.get(variant, "drs")
+
+
 def resolve(preset: str | None, *, solver: str, spec: str) -> Preset:
     """The named preset, or the default one for ``solver`` and the task of ``spec``."""
     if preset:

@@ -178,7 +178,8 @@ def restore(
     :param operator: a ``LinearPhysics`` (e.g. from ``operators.build``) or a spec string with ``image_shape``.
     :param image_shape: (C, H, W) of the image, needed only when ``operator`` is a spec string.
     :param denoiser: a registry name (``pnprgm.denoisers.names()``), a model path, or a Denoiser.
-    :param solver: ``drs``, ``admm``, ``hqs`` or ``rgm-drs`` (default: the preset's, else ``drs``).
+    :param solver: ``drs``, ``admm``, ``hqs`` or ``rgm-drs`` (default: the preset's, else ``hqs`` for motion, box
+        and kernel-file blur and ``drs`` otherwise: :data:`pnprgm.presets.DEFAULT_SOLVER`).
     :param preset: preset name (default: the task's preset for the solver).
     :param noise_sigma: measurement noise std in [0, 1] units; None estimates it from y.
     :param device: torch device.
@@ -286,7 +287,7 @@ def prepare_restoration(
     if restorer is not None:
         return _one_step_plan(restorer, y, single, physics, denoiser, noise_sigma=noise_sigma, device=device, seed=seed,
                               refused={"solver": solver, "preset": preset, **overrides, "tile": tile})
-    chosen_solver = solver or (presets.registry.get(preset).solver if preset else "drs")
+    chosen_solver = solver or (presets.registry.get(preset).solver if preset else presets.default_solver(spec))
     # A user's own LinearPhysics has no spec (so no task): it runs with the solver's defaults unless a preset is named.
     chosen = presets.resolve(preset, solver=chosen_solver, spec=spec or "") if preset or spec else None
     params = {**(dict(chosen.params) if chosen else {}), **overrides}

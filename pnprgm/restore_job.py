@@ -329,7 +329,9 @@ def check_job(job: RestoreJob) -> Optional["ModelOperator"]:
     if job.overrides:  # each --set value coerced and range-checked by the solver's or the denoiser settings' config, once
         from pnprgm.restoration import configure
 
-        configure(job.solver or (presets.registry.get(job.preset).solver if job.preset else "drs"), dict(job.overrides))
+        solver = job.solver or (presets.registry.get(job.preset).solver if job.preset else
+                                presets.default_solver(job.operator if isinstance(job.operator, str) else None))
+        configure(solver, dict(job.overrides))
     return model_operator
 
 

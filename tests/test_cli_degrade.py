@@ -330,9 +330,11 @@ def test_the_scripts_parser_refuses_a_repeated_single_option_and_keeps_repeatabl
     assert parser.parse_args(["--limit", "4"]).limit == 4  # the earlier parse does not count as a first giving
 
 
-@pytest.mark.parametrize("script", ["benchmarks/denoise_vs_bm3d.py", "benchmarks/prior_vs_mse.py", "benchmarks/noise_split.py",
-                                    "benchmarks/sample_spread.py", "benchmarks/speed.py",
-                                    "benchmarks/tune_presets.py", "scripts/pack_gpu.py"])
+SCRIPTS = sorted(str(p.relative_to(Path(__file__).resolve().parents[1]))
+                 for p in Path(__file__).resolve().parents[1].glob("benchmarks/*.py")) + ["scripts/pack_gpu.py"]
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
 def test_every_script_refuses_a_repeated_single_option(script):
     repo = Path(__file__).resolve().parents[1]
     result = subprocess.run([sys.executable, str(repo / script), "--threads", "1", "--threads", "1", "--out", "x",

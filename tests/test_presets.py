@@ -95,3 +95,31 @@ def test_cli_presets_lists_values_and_a_preset_model():
     for line in lines:
         preset = presets.registry.get(line.split()[0])
         assert "iterations=" in line and (f"(default denoiser: {preset.denoiser})" in line) == bool(preset.denoiser)
+
+
+@pytest.mark.parametrize("spec, solver", [
+    ("blur:motion", "hqs"), ("blur:box,size=5", "hqs"), ("blur:file=k.npy", "hqs"), ("sr2+blur:motion,seed=3", "hqs"),
+    ("blur:gaussian,sigma=2", "drs"), ("blur", "drs"), ("blur:motion+sr2", "drs"), ("sr4", "drs"), ("gray", "drs"),
+    ("mask:random", "drs"), (None, "drs"), ("blur:gausian", "drs"),
+])
+def test_the_default_solver_follows_the_last_operator(spec, solver):
+    assert presets.default_solver(spec) == solver
+
+
+def test_a_box_blur_restores_far_better_with_its_default_solver_than_with_drs():
+    """DRS amplifies what a kernel with spectral zeros cannot measure (benchmarks/deblur_solvers.md: 7-9 dB on
+    held-out photos); the default for such a blur is HQS."""
+    import torch
+    from skimage import data
+
+    import pnprgm
+    from pnprgm import operators
+    from pnprgm.metrics.fidelity import psnr
+
+    x = torch.from_numpy(data.astronaut()[100:164, 180:244].copy()).permute(2, 0, 1).float()[None] / 255
+    physics = operators.build("blur:box", (3, 64, 64))
+    y = operators.measure(physics, x, 0.01, seed=0)
+    chosen, _, settings = pnprgm.restore(y, physics, noise_sigma=0.01, return_trace=True)
+    drs = pnprgm.restore(y, physics, noise_sigma=0.01, solver="drs")
+    assert settings.solver == "hqs" and settings.preset == "deblur-hqs"
+    assert float(psnr(chosen, x)) > float(psnr(drs, x)) + 2
