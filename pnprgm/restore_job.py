@@ -50,7 +50,7 @@ class RestoreJob:
     :param operator: operator spec; None: read it from each input's sidecar.
     :param image_size: (H, W) of the image to restore when it cannot be inferred (no sidecar).
     :param denoiser: denoiser name or model path.
-    :param solver: solver name (None: the preset's, else drs).
+    :param solver: solver name (None: the preset's, else :func:`pnprgm.presets.default_solver`).
     :param preset: preset name (None: the task's default).
     :param noise_sigma: measurement noise std; None: from the sidecar, else estimated from the image.
     :param samples: number of restorations with different seeds (mean and std map are written).
