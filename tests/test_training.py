@@ -1133,7 +1133,11 @@ dist.all_gather(gathered, flat)
 assert info.world == 2 and trainer.step == 2
 assert all(torch.equal(gathered[0], g) for g in gathered), "ranks diverged"
 dist.destroy_process_group()
-print("RANK", info.rank, "OK", summary["final_losses"]["g_loss"])
+print("RANK", info.rank, "OK", summary["final_losses"]["g_loss"], flush=True)
+# everything is checked above; gloo's threads sometimes abort in the C++ teardown at interpreter exit ("terminate
+# called without an active exception", about one full-suite run in five on 2 cores): leave without that teardown
+import os
+os._exit(0)
 """
 
 
