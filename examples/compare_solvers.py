@@ -18,7 +18,7 @@ from pnprgm import figures, operators
 from pnprgm.device import set_threads
 from pnprgm.metrics.fidelity import psnr, ssim
 
-from restore_tasks import example_parser, figure_path, load_photo, run, write_figure  # the examples' shared parts
+from _common import example_parser, figure_path, load_photo, run, write_figure  # the examples' shared parts
 
 SOLVERS = ("drs", "admm", "hqs")
 

@@ -27,7 +27,7 @@ from pnprgm.device import set_threads
 from pnprgm.errors import UserError
 from pnprgm.metrics.fidelity import psnr, ssim
 
-from restore_tasks import at_least, example_parser, figure_path, load_photo, run, write_figure  # the examples' shared parts
+from _common import at_least, example_parser, figure_path, load_photo, run, write_figure  # the examples' shared parts
 
 
 def motion_kernel(length: int) -> torch.Tensor:
