@@ -80,9 +80,8 @@ def draw(sections: Sequence[Section]):
     return canvas
 
 
-#: line colours of :func:`chart` (colour-blind safe, Okabe-Ito)
-# Okabe-Ito, reordered so that the first three (the most common count) differ in hue and lightness; black, the
-# axes' colour, comes last
+#: line colours of :func:`chart`: Okabe-Ito (colour-blind safe), the first three differing in hue and lightness,
+#: black (the axes' colour) last
 COLOURS = ((0, 114, 178), (213, 94, 0), (204, 121, 167), (0, 158, 115), (230, 159, 0), (86, 180, 233), (0, 0, 0))
 
 

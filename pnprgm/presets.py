@@ -150,6 +150,13 @@ def default_solver(spec: Optional[str]) -> str:
     return DEFAULT_SOLVER.get(variant, "drs")
 
 
+def solver_for(solver: Optional[str], preset: Optional[str], spec: Optional[str]) -> str:
+    """The solver that runs: the one named, else the named preset's, else :func:`default_solver` of ``spec``."""
+    if solver:
+        return solver
+    return registry.get(preset).solver if preset else default_solver(spec)
+
+
 def resolve(preset: str | None, *, solver: str, spec: str) -> Preset:
     """The named preset, or the default one for ``solver`` and the task of ``spec``."""
     if preset:

@@ -287,7 +287,7 @@ def prepare_restoration(
     if restorer is not None:
         return _one_step_plan(restorer, y, single, physics, denoiser, noise_sigma=noise_sigma, device=device, seed=seed,
                               refused={"solver": solver, "preset": preset, **overrides, "tile": tile})
-    chosen_solver = solver or (presets.registry.get(preset).solver if preset else presets.default_solver(spec))
+    chosen_solver = presets.solver_for(solver, preset, spec)
     # A user's own LinearPhysics has no spec (so no task): it runs with the solver's defaults unless a preset is named.
     chosen = presets.resolve(preset, solver=chosen_solver, spec=spec or "") if preset or spec else None
     params = {**(dict(chosen.params) if chosen else {}), **overrides}

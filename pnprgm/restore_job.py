@@ -329,9 +329,7 @@ def check_job(job: RestoreJob) -> Optional["ModelOperator"]:
     if job.overrides:  # each --set value coerced and range-checked by the solver's or the denoiser settings' config, once
         from pnprgm.restoration import configure
 
-        solver = job.solver or (presets.registry.get(job.preset).solver if job.preset else
-                                presets.default_solver(job.operator if isinstance(job.operator, str) else None))
-        configure(solver, dict(job.overrides))
+        configure(presets.solver_for(job.solver, job.preset, job.operator), dict(job.overrides))
     return model_operator
 
 

@@ -79,8 +79,8 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> nn.Modul
            for w in weights.values()):
         raise _damaged(path, "it holds NaN or infinite weights (it would restore every image as noise or black)")
     if missing or unexpected:
-        raise UserError(f"{path} does not match its architecture config ({len(missing)} missing, "
-                        f"{len(unexpected)} unexpected weights); the file is damaged or from another version.")
+        raise _damaged(path, f"it does not match its architecture config ({len(missing)} missing, "
+                             f"{len(unexpected)} unexpected weights)")
     generator.process, generator.record = with_operator_files(content)
     return generator.to(torch.device(device)).eval()
 

@@ -86,8 +86,8 @@ def file_process(source: str, channels: int = 3) -> Optional[OperatorModelFile]:
 
 def _model_file_header(path) -> Optional[dict]:
     """A model file's content without its weights (process, record, held operator files, generator config), or
-    None where it is not a model file of ours; read once per version of the file (path, inode, modification and change times, size):
-    every image of a folder asks :func:`file_process`."""
+    None where it is not a model file of ours; read once per version of the file (path, inode, modification and
+    change times, size): every image of a folder asks :func:`file_process`."""
     from pnprgm.rgm.model_file import read_model_file
 
     try:

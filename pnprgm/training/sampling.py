@@ -166,9 +166,9 @@ def check_grid_outputs(out: Path, *, overwrite: bool = False) -> None:
     from pnprgm.io import IMAGE_SUFFIXES, check_writable, read_json_object, refuse_foreign, sha256_file
 
     if out.suffix.lower() not in IMAGE_SUFFIXES:
-        bare = out.name.startswith(".") and out.name.lower() in IMAGE_SUFFIXES  # ".png": a name without a stem
-        raise UserError(f"-o names the grid image; {'give it a name before ' + out.name if bare else 'end it in .png or .jpg'} "
-                        f"(e.g. samples.png; got {out}).")
+        # ".png" is a hidden file's name, without a suffix
+        fix = f"give it a name before {out.name}" if out.name.lower() in IMAGE_SUFFIXES else "end it in .png or .jpg"
+        raise UserError(f"-o names the grid image; {fix} (e.g. samples.png; got {out}).")
     sidecar = out.with_suffix(".json")
     record = read_json_object(sidecar)
     ours = record is not None and GRID_RECORD_KEYS <= set(record)

@@ -67,6 +67,11 @@ def _unpack(obj: Any, label: str) -> tuple[dict[str, torch.Tensor], dict[str, An
     if not isinstance(obj, Mapping):
         raise UserError(f"{label} is not a generator checkpoint (found a {type(obj).__name__}); "
                         "give netG_*.pth or content.pth.")
+    from pnprgm.rgm.model_file import CHECKPOINT_FORMAT, MODEL_FORMAT
+
+    if obj.get("format") in (MODEL_FORMAT, CHECKPOINT_FORMAT):  # our own file, given a #CONFIG
+        raise UserError(f"{label} is a pnprgm model file, which holds its own config: give it without #CONFIG "
+                        f"(#CONFIG is for an official checkpoint such as netG_550.pth#celebahq256).")
     config = None
     if "state_dict" in obj and isinstance(obj.get("config"), Mapping):
         state, config = obj["state_dict"], dict(obj["config"])
@@ -79,11 +84,6 @@ def _unpack(obj: Any, label: str) -> tuple[dict[str, torch.Tensor], dict[str, An
             config = dict(args)
     else:
         state = obj
-    from pnprgm.rgm.model_file import CHECKPOINT_FORMAT, MODEL_FORMAT
-
-    if obj.get("format") in (MODEL_FORMAT, CHECKPOINT_FORMAT):  # our own file, given a #CONFIG
-        raise UserError(f"{label} is a pnprgm model file, which holds its own config: give it without #CONFIG "
-                        f"(#CONFIG is for an official checkpoint such as netG_550.pth#celebahq256).")
     if not isinstance(state, Mapping) or not state or not all(torch.is_tensor(v) for v in state.values()):
         raise UserError(f"{label} holds no generator state_dict (keys: {_preview(list(obj))}); "
                         "give netG_*.pth, content.pth or a file written by save_generator.")
