@@ -8,6 +8,11 @@ methods, and the gray set is the public gray photos plus the held-out photos con
 std 15, 25 and 50 /255, one fixed noise draw per (image, level); one call per image, no self-ensemble; PSNR of
 the clamped output. BM3D is the ``bm3d`` package (colour profile ``bm3d_rgb`` for colour images).
 
+``heldout-color-jpegQ`` (``--jpeg-quality Q``, default 75, 0 leaves it out) is the held-out colour set with each crop
+saved as JPEG at quality Q (4:2:0, as cameras and Pillow save; ``pnprgm.training.recipe.jpeg_round_trip``) before the
+noise is added, with the same noise draws: most users' photos are JPEGs, and the public photos are partly decoded
+JPEGs (sklearn's ``china``, skimage's ``chelsea``, ``coffee``, ``rocket``).
+
     python benchmarks/denoise_vs_bm3d.py --json benchmarks/denoise_vs_bm3d.json --md benchmarks/denoise_vs_bm3d.md
 
 ``--resume`` reuses the records of a previous JSON (same image, level, method and model sha256).
@@ -32,11 +37,17 @@ from pnprgm.training.data import convert_channels, held_out_files, unseen_held_o
 LEVELS = (15, 25, 50)
 
 
-def images(train_folder: Path, crop: int, model_files: list[str]) -> dict[str, list[tuple[str, torch.Tensor, int]]]:
-    """``{"heldout-color": [...], "heldout-gray": [...], "public-color": [...], "public-gray": [...]}`` of
+def images(train_folder: Path, crop: int, model_files: list[str], jpeg_quality: int = 0) -> dict[str, list[tuple[str, torch.Tensor, int]]]:
+    """``{"heldout-color": [...], "heldout-gray": [...], "public-color": [...], "public-gray": [...]}`` (and
+    ``heldout-color-jpegQ`` for ``jpeg_quality`` Q > 0) of
     ``(name, image, noise index)``; a held-out photo that trained one of ``model_files`` (or its start) is left out,
     the others keep the noise index of their place among all held-out photos, so their noise draws do not move."""
-    sets: dict[str, list[tuple[str, torch.Tensor, int]]] = {k: [] for k in ("heldout-color", "heldout-gray", "public-color", "public-gray")}
+    from pnprgm.training.data import to_uint8
+    from pnprgm.training.recipe import jpeg_round_trip
+
+    jpeg_set = f"heldout-color-jpeg{jpeg_quality}"
+    names = ("heldout-color", "heldout-gray") + ((jpeg_set,) if jpeg_quality else ()) + ("public-color", "public-gray")
+    sets: dict[str, list[tuple[str, torch.Tensor, int]]] = {k: [] for k in names}
     unseen, left_out, unknown = unseen_held_out_files(train_folder, model_files)
     if left_out or unknown:
         print(f"left out {len(left_out)} held-out photos a compared model or its start trained on"
@@ -48,6 +59,9 @@ def images(train_folder: Path, crop: int, model_files: list[str]) -> dict[str, l
         if path.name in kept:
             if image.shape[0] == 3:
                 sets["heldout-color"].append((path.stem, image[:3], colour_index))
+                if jpeg_quality:
+                    sets[jpeg_set].append((path.stem, jpeg_round_trip(to_uint8(image[:3]), jpeg_quality).float() / 255,
+                                           colour_index))
             sets["heldout-gray"].append((path.stem, convert_channels(image, 1), index))
         colour_index += image.shape[0] == 3
     public = public_set()
@@ -84,6 +98,8 @@ def main() -> int:
     parser.add_argument("--crop", type=int, default=256)
     parser.add_argument("--json", default=str(REPO / "benchmarks" / "denoise_vs_bm3d.json"))
     parser.add_argument("--md", default=str(REPO / "benchmarks" / "denoise_vs_bm3d.md"))
+    parser.add_argument("--jpeg-quality", type=int, default=75, choices=range(0, 101), metavar="Q",
+                        help="quality of the held-out JPEG set (0: no such set)")
     parser.add_argument("--resume", action="store_true")
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
@@ -92,7 +108,8 @@ def main() -> int:
         "drunet (new default)": "drunet-denoiser-color,drunet-denoiser-gray",
         "unet-denoiser (previous default)": "unet-denoiser-color,unet-denoiser-gray"}
     found = methods(models)
-    sets = images(Path(args.train_folder), args.crop, sorted({f for spec in found.values() for f in spec["files"].values()}))
+    sets = images(Path(args.train_folder), args.crop, sorted({f for spec in found.values() for f in spec["files"].values()}),
+                  args.jpeg_quality)
     previous = {}
     if args.resume and Path(args.json).is_file():
         for r in read_json(args.json)["records"]:

@@ -146,6 +146,28 @@ class NoiseRange(click.ParamType):
         return low, high
 
 
+class IntRangeText(click.ParamType):
+    """An integer range ``MIN:MAX`` (or one integer, ``N`` meaning ``N:N``) inside ``[lowest, highest]``."""
+
+    def __init__(self, lowest: int, highest: int):
+        self.lowest, self.highest = lowest, highest
+        self.name = "MIN:MAX"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, tuple):
+            return value
+        low_text, colon, high_text = str(value).partition(":")
+        try:
+            low = int(low_text)
+            high = int(high_text) if colon else low
+        except ValueError:
+            self.fail(f"{value!r} is not a range; give MIN:MAX of whole numbers such as "
+                      f"{self.lowest}:{self.highest}.", param, ctx)
+        if not self.lowest <= low <= high <= self.highest:
+            self.fail(f"{value!r}: need {self.lowest} <= MIN <= MAX <= {self.highest}.", param, ctx)
+        return low, high
+
+
 @contextlib.contextmanager
 def write_failures_named(out: Any, option: str = "--out"):
     """A failed write into the output folder ``out`` (a full disk, a refused permission) as one line naming

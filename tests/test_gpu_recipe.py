@@ -279,6 +279,9 @@ def test_recipe_never_replaces_an_earlier_runs_models_unless_told(recipe_run, ti
     (["--noise", "0:0"], "learns nothing"),
     (["--save-every", "0"], "--save-every must be a number of seconds > 0"),
     (["--workers", "100000"], "--workers 100000 is more than this machine's"),  # once took all memory
+    (["--jpeg-share", "1.5"], "--jpeg-share"),
+    (["--jpeg-quality", "95:60"], "need 1 <= MIN <= MAX <= 100"),
+    (["--jpeg-quality", "high"], "is not a range"),
 ])
 def test_train_denoisers_refuses_bad_settings_in_one_line(tiny_pack, tmp_path, option, message):
     from pnprgm.cli.main import app
@@ -330,3 +333,56 @@ def test_ctrl_c_stops_the_recipe_with_its_models_saved(tiny_pack, tmp_path, monk
         assert record["final"] and record["interrupted"] and record["val_psnr_by_sigma255"]
     assert sum(read_model_file(tmp_path / "out" / f"{n}.pt")["record"]["steps"]
                for n in ("drunet-denoiser-color", "drunet-denoiser-gray")) == 3
+
+
+def _dihedral_windows(image: torch.Tensor, crop: int) -> list[torch.Tensor]:
+    windows = []
+    for top in range(image.shape[1] - crop + 1):
+        for left in range(image.shape[2] - crop + 1):
+            patch = image[:, top:top + crop, left:left + crop]
+            for k in range(8):
+                turned = torch.rot90(patch, k % 4, (1, 2))
+                windows.append(turned.flip(2) if k >= 4 else turned)
+    return windows
+
+
+@pytest.mark.parametrize("share", [0.0, 0.5, 1.0])
+def test_random_crops_reencode_the_asked_share_as_jpeg(share):
+    from pnprgm.training.recipe import RandomCrops
+
+    image = torch.from_numpy(np.random.default_rng(1).integers(0, 256, (3, 40, 40), dtype=np.uint8))
+    windows = torch.stack(_dihedral_windows(image, 32))
+    crops = RandomCrops([image], 32, seed=3, jpeg_share=share, jpeg_quality=(60, 95))
+    exact = []
+    for crop, _ in zip(crops, range(60)):
+        assert crop.shape == (3, 32, 32) and crop.dtype == torch.uint8
+        distance = (windows.float() - crop.float()).abs().mean(dim=(1, 2, 3)).min()
+        exact.append(bool(distance == 0))
+        assert distance < 60  # a JPEG of a window (noise at q 60-95: 20-50 levels), not another picture (about 85)
+    reencoded = 1 - sum(exact) / len(exact)
+    assert (reencoded == share) if share in (0.0, 1.0) else 0.3 < reencoded < 0.7
+
+
+@pytest.mark.parametrize("dtype", [torch.uint8, torch.float16])
+@pytest.mark.parametrize("channels", [3, 1])
+def test_jpeg_round_trip_leaves_8x8_blocks_in_the_stored_dtype(dtype, channels):
+    from pnprgm.training.recipe import jpeg_round_trip
+
+    rng = np.random.default_rng(0)
+    ramp = np.linspace(0, 1, 64)[None, :] * np.linspace(0.2, 1, 64)[:, None]
+    # smooth colour (as in photos: 4:2:0 chroma keeps it) and fine luma texture
+    tint = np.array([1.0, 0.8, 0.6])[:channels, None, None]
+    smooth = np.clip(ramp[None] * tint + 0.03 * rng.standard_normal((1, 64, 64)), 0, 1)
+    patch = torch.from_numpy((smooth * 255).round().astype(np.uint8))
+    if dtype == torch.float16:
+        patch = (patch.float() / 255).to(torch.float16)
+    out = jpeg_round_trip(patch, 20)
+    assert out.dtype == dtype and out.shape == patch.shape
+    values = out.float()[0] * (255 if dtype == torch.float16 else 1)
+    steps = (values[:, 1:] - values[:, :-1]).abs().mean(0)  # step between column j and j + 1
+    across = steps[7::8].mean()  # block boundaries sit after columns 7, 15, ...
+    inside = torch.cat([steps[i::8] for i in range(7)]).mean()
+    assert across > 1.5 * inside, (across, inside)
+    high = jpeg_round_trip(patch, 100).float() * (255 if dtype == torch.float16 else 1)
+    original = patch.float() * (255 if dtype == torch.float16 else 1)
+    assert (high - original).abs().mean() < 0.5 * (out.float() * (255 if dtype == torch.float16 else 1) - original).abs().mean()

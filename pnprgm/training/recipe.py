@@ -35,7 +35,7 @@ from pnprgm.rgm.drunet import DRUNET_SIZES, DRUNetConfig, DRUNetGenerator
 from pnprgm.rgm.model_file import InitialWeights, read_initial_weights
 from pnprgm.training.interrupt import StopRequest, ignore_interrupts_in_worker
 from pnprgm.training.data import HELD_OUT_FRACTION, HELD_OUT_SEED, convert_channels, load_images, scan_folder, split_validation, \
-    to_unit
+    to_uint8, to_unit
 
 #: Validation noise levels (/255), the issue's quality bar.
 VAL_LEVELS = (15, 25, 50)
@@ -69,6 +69,12 @@ class RecipeConfig:
     :param residual: residual learning (the network predicts the noise); measured on the CPU with a 1 M-parameter
         DRUNet, 400 steps of batch 8: 28.3 dB at sigma 25 against 25.0 dB without (peak lr 2e-4), and 29.9 / 31.1
         dB with residual learning at lr 5e-4 / 1e-3.
+    :param jpeg_share: fraction of the training crops re-encoded as JPEG before the noise is added, so that the
+        clean image may carry JPEG's 8x8 blocks and chroma smearing as most users' photos do. Measured on 12
+        held-out photos at 15/255 with the GPU-trained default: its margin over BM3D fell from +0.33 dB on the
+        photos as stored to +0.12 dB once they were saved at JPEG quality 75.
+    :param jpeg_quality: (lowest, highest) JPEG quality, drawn uniformly per re-encoded crop (4:2:0 chroma, as
+        cameras and Pillow save by default).
     :param clip_grad: gradient-norm clip (guards against a rare spike; 0 disables; at initialisation the norm is
         about 1 for the default size and the L1 loss).
     """
@@ -92,6 +98,8 @@ class RecipeConfig:
     seed: int = 0
     clip_grad: float = 5.0
     residual: bool = True
+    jpeg_share: float = 0.0
+    jpeg_quality: tuple[int, int] = (60, 95)
 
     def __post_init__(self) -> None:
         if not (math.isfinite(self.minutes) and self.minutes > 0):
@@ -112,15 +120,41 @@ class RecipeConfig:
         if self.report_every <= 0 or (self.workers is not None and self.workers < 0):
             raise UserError("report_every must be > 0 and --workers >= 0.")
         check_seed(self.seed, "--seed")
+        if not 0 <= self.jpeg_share <= 1:
+            raise UserError(f"--jpeg-share must be in [0, 1]; got {self.jpeg_share}.")
+        low, high = self.jpeg_quality
+        if not 1 <= low <= high <= 100:
+            raise UserError(f"--jpeg-quality must be MIN:MAX with 1 <= MIN <= MAX <= 100; got {low}:{high}.")
+
+
+def jpeg_round_trip(patch: torch.Tensor, quality: int) -> torch.Tensor:
+    """A stored (C, H, W) crop (uint8, or float16 in [0, 1]) saved as JPEG at ``quality`` (Pillow's default 4:2:0
+    chroma for colour) and decoded again, in the same dtype."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    pixels = patch if patch.dtype == torch.uint8 else to_uint8(patch.float())
+    array = pixels.permute(1, 2, 0).numpy()
+    buffer = io.BytesIO()
+    Image.fromarray(array[:, :, 0] if array.shape[2] == 1 else array).save(buffer, "JPEG", quality=quality)
+    buffer.seek(0)
+    decoded = np.array(Image.open(buffer))
+    decoded = torch.from_numpy(decoded.reshape(decoded.shape[0], decoded.shape[1], -1)).permute(2, 0, 1).contiguous()
+    return decoded if patch.dtype == torch.uint8 else (decoded.float() / 255).to(patch.dtype)
 
 
 class RandomCrops(torch.utils.data.IterableDataset):
     """Endless random ``crop`` x ``crop`` crops (in the stored dtype: uint8 or float16) of in-memory images with a
-    random dihedral transform (flips and 90-degree rotations); each worker has its own seeded generator."""
+    random dihedral transform (flips and 90-degree rotations), a ``jpeg_share`` of them re-encoded as JPEG at a
+    quality drawn from ``jpeg_quality`` (:func:`jpeg_round_trip`); each worker has its own seeded generator."""
 
-    def __init__(self, images: list[torch.Tensor], crop: int, seed: int):
+    def __init__(self, images: list[torch.Tensor], crop: int, seed: int, jpeg_share: float = 0.0,
+                 jpeg_quality: tuple[int, int] = (60, 95)):
         super().__init__()
         self.images, self.crop, self.seed = images, crop, seed
+        self.jpeg_share, self.jpeg_quality = jpeg_share, jpeg_quality
         # Sample images in proportion to their area so that every pixel is equally likely to be seen.
         self.weights = torch.tensor([float(im.shape[1] * im.shape[2]) for im in images])
 
@@ -135,6 +169,10 @@ class RandomCrops(torch.utils.data.IterableDataset):
             top = int(torch.randint(0, image.shape[1] - c + 1, (1,), generator=rng))
             left = int(torch.randint(0, image.shape[2] - c + 1, (1,), generator=rng))
             patch = image[:, top:top + c, left:left + c]
+            # Before the rotation, as a camera saves the upright photo (the 8x8 grid survives it: c % 8 == 0).
+            if self.jpeg_share > 0 and float(torch.rand((), generator=rng)) < self.jpeg_share:
+                low, high = self.jpeg_quality
+                patch = jpeg_round_trip(patch, int(torch.randint(low, high + 1, (1,), generator=rng)))
             k = int(torch.randint(0, 8, (1,), generator=rng))
             patch = torch.rot90(patch, k % 4, (1, 2))
             if k >= 4:
@@ -279,7 +317,7 @@ def train_denoisers(pack: str | Path, out: str | Path, cfg: RecipeConfig, *, dev
     val_set = load_images(val_files, 3, 1, what="validation") if val_files else None
     out.mkdir(parents=True, exist_ok=True)
     loader = torch.utils.data.DataLoader(
-        RandomCrops(train_set.images, cfg.crop, cfg.seed), batch_size=cfg.batch_size, num_workers=cfg.workers,
+        RandomCrops(train_set.images, cfg.crop, cfg.seed, cfg.jpeg_share, cfg.jpeg_quality), batch_size=cfg.batch_size, num_workers=cfg.workers,
         worker_init_fn=ignore_interrupts_in_worker if cfg.workers > 0 else None,
         pin_memory=device.type == "cuda", persistent_workers=cfg.workers > 0,
         prefetch_factor=4 if cfg.workers > 0 else None)
