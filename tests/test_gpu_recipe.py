@@ -282,6 +282,7 @@ def test_recipe_never_replaces_an_earlier_runs_models_unless_told(recipe_run, ti
     (["--jpeg-share", "1.5"], "--jpeg-share"),
     (["--jpeg-quality", "95:60"], "need 1 <= MIN <= MAX <= 100"),
     (["--jpeg-quality", "high"], "is not a range"),
+    (["--precision", "fp8"], "'fp8' is not one of"),
 ])
 def test_train_denoisers_refuses_bad_settings_in_one_line(tiny_pack, tmp_path, option, message):
     from pnprgm.cli.main import app
@@ -386,3 +387,28 @@ def test_jpeg_round_trip_leaves_8x8_blocks_in_the_stored_dtype(dtype, channels):
     high = jpeg_round_trip(patch, 100).float() * (255 if dtype == torch.float16 else 1)
     original = patch.float() * (255 if dtype == torch.float16 else 1)
     assert (high - original).abs().mean() < 0.5 * (out.float() * (255 if dtype == torch.float16 else 1) - original).abs().mean()
+
+
+@pytest.mark.parametrize("asked, native, device, expected", [
+    ("auto", True, "cpu", "bf16"), ("auto", False, "cpu", "float32"), ("float32", True, "cpu", "float32"),
+    ("bf16", False, "cpu", "bf16"), ("auto", True, "cuda", "bf16"), ("auto", False, "cuda", "float32")])
+def test_precision_auto_takes_bf16_only_where_the_hardware_has_it(monkeypatch, asked, native, device, expected):
+    from pnprgm.training import recipe
+
+    monkeypatch.setattr(recipe, "native_bf16", lambda d: native)
+    assert recipe.training_precision(recipe.RecipeConfig(precision=asked), torch.device(device)) == expected
+    with pytest.raises(Exception, match="--precision must be one of auto, bf16, float32"):
+        recipe.RecipeConfig(precision="half")
+
+
+@pytest.mark.parametrize("precision", ["bf16", "float32"])
+def test_recipe_trains_in_either_precision_and_records_it(tiny_pack, tmp_path, precision):
+    from pnprgm.training.recipe import RecipeConfig, train_denoisers
+
+    cfg = RecipeConfig(minutes=0.004, size="tiny", batch_size=2, crop=32, workers=0, gray_share=0, precision=precision,
+                       jpeg_share=0.5, save_every=3600)
+    summary = train_denoisers(tiny_pack, tmp_path / "out", cfg, device="cpu", echo=lambda line: None)
+    record = read_model_file(tmp_path / "out" / "drunet-denoiser-color.pt")["record"]
+    assert summary["steps"]["drunet-denoiser-color"] >= 1 and record["hardware"]["precision"] == precision
+    assert record["recipe"]["jpeg_share"] == 0.5 and record["recipe"]["precision"] == precision
+    assert all(np.isfinite(v) and v > 10 for v in record["val_psnr_by_sigma255"].values())

@@ -42,6 +42,9 @@ pretrained/README.md).
                    "model knows JPEG's blocks and colour smearing as part of a photo, as in most users' photos.")
 @click.option("--jpeg-quality", type=IntRangeText(1, 100), default="60:95", show_default=True,
               help="JPEG quality range of those crops, drawn uniformly per crop.")
+@click.option("--precision", type=click.Choice(["auto", "bf16", "float32"]), default="auto", show_default=True,
+              help="Forward pass in bf16 autocast or float32; auto: bf16 where the hardware has it (CUDA GPUs with "
+                   "bf16, CPUs with AVX512-BF16 or AMX: about twice as fast), float32 elsewhere.")
 @click.option("--lr", type=float, default=4e-4, show_default=True, help="Peak learning rate (cosine decay over the time budget).")
 @click.option("--gray-share", type=click.FloatRange(0, 1), default=0.4, show_default=True,
               help="Fraction of the steps that train the gray model (0: colour only).")
@@ -55,7 +58,7 @@ pretrained/README.md).
 @click.option("--device", default="cuda", show_default=True, help="cuda, cuda:N, cpu or auto (CUDA missing: CPU with a warning).")
 @click.option("--threads", type=click.IntRange(1, 4096), default=None, help="CPU threads of the training process.")
 @click.option("--overwrite", is_flag=True, help="Start although --out holds an earlier run's model files (default: refuse).")
-def command(data, out, minutes, size, batch_size, crop, noise, jpeg_share, jpeg_quality, lr, gray_share, save_every, workers, init_from, seed, device,
+def command(data, out, minutes, size, batch_size, crop, noise, jpeg_share, jpeg_quality, precision, lr, gray_share, save_every, workers, init_from, seed, device,
             threads, overwrite):
     """Train the default colour and gray DRUNet denoisers for a fixed time (the GPU recipe)."""
     import torch
@@ -66,7 +69,7 @@ def command(data, out, minutes, size, batch_size, crop, noise, jpeg_share, jpeg_
     if threads is not None:
         torch.set_num_threads(threads)
     cfg = build_strict(RecipeConfig, dict(minutes=minutes, size=size, batch_size=batch_size, crop=crop, lr=lr,
-                                          noise_min=noise[0], noise_max=noise[1], jpeg_share=jpeg_share,
+                                          noise_min=noise[0], noise_max=noise[1], jpeg_share=jpeg_share, precision=precision,
                                           jpeg_quality=tuple(jpeg_quality),
                                           gray_share=gray_share, save_every=save_every, workers=workers, seed=seed),
                        what="recipe")

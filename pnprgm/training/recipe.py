@@ -4,8 +4,8 @@ One process trains both models, interleaving their steps (``gray_share`` of the 
 that a run stopped at any moment has improved both. Per step: a batch of random crops (worker processes), a noise
 std per crop drawn uniformly in ``[noise_min, noise_max]``, ``y = x + sigma n``, loss ``mean |D(y, sigma) - x|``
 (L1, as DRUNet), Adam with a linear warm-up and a cosine decay over the *time* budget, an EMA of the weights.
-bf16 autocast, channels-last and cuDNN autotuning on CUDA. Every ``save_every`` seconds and at the end each
-model's EMA weights are written (float16 storage, the ``pnprgm-rgm-model`` format) over the previous file, with
+bf16 autocast where the hardware has bf16 (CUDA, CPUs with AVX512-BF16 or AMX), channels-last, cuDNN autotuning on
+CUDA. Every ``save_every`` seconds and at the end each model's EMA weights are written (float16 storage, the ``pnprgm-rgm-model`` format) over the previous file, with
 the validation PSNR at 15, 25 and 50 /255 in their records, so a killed run still leaves the latest models.
 
 The training photos come from a pack folder (``scripts/pack_gpu.sh``): ``train/`` and ``val/`` images and a
@@ -39,6 +39,8 @@ from pnprgm.training.data import HELD_OUT_FRACTION, HELD_OUT_SEED, convert_chann
 
 #: Validation noise levels (/255), the issue's quality bar.
 VAL_LEVELS = (15, 25, 50)
+#: Precisions of the training forward pass (:class:`RecipeConfig`).
+PRECISIONS = ("auto", "bf16", "float32")
 #: What a run writes into its folder.
 OUTPUT_FILES = ("drunet-denoiser-color.pt", "drunet-denoiser-gray.pt", "recipe_log.jsonl")
 #: Held-out share of a plain photo folder and its seed (the rule of ``pnprgm train`` and ``scripts/pack_gpu.sh``).
@@ -75,6 +77,10 @@ class RecipeConfig:
         photos as stored to +0.12 dB once they were saved at JPEG quality 75.
     :param jpeg_quality: (lowest, highest) JPEG quality, drawn uniformly per re-encoded crop (4:2:0 chroma, as
         cameras and Pillow save by default).
+    :param precision: the training forward pass: ``bf16`` (autocast; the loss, the weights and validation stay
+        float32), ``float32``, or ``auto``: bf16 where the hardware computes it natively (CUDA GPUs with bf16, CPUs
+        with AVX512-BF16 or AMX), else float32. Measured on 1 core of an AMD EPYC with AVX512-BF16, one step of the
+        default size at batch 8 x 128^2: 4.7 s in float32, 4.3 s with channels-last, 2.2 s with bf16 as well.
     :param clip_grad: gradient-norm clip (guards against a rare spike; 0 disables; at initialisation the norm is
         about 1 for the default size and the L1 loss).
     """
@@ -100,6 +106,7 @@ class RecipeConfig:
     residual: bool = True
     jpeg_share: float = 0.0
     jpeg_quality: tuple[int, int] = (60, 95)
+    precision: str = "auto"
 
     def __post_init__(self) -> None:
         if not (math.isfinite(self.minutes) and self.minutes > 0):
@@ -122,9 +129,30 @@ class RecipeConfig:
         check_seed(self.seed, "--seed")
         if not 0 <= self.jpeg_share <= 1:
             raise UserError(f"--jpeg-share must be in [0, 1]; got {self.jpeg_share}.")
+        if self.precision not in PRECISIONS:
+            raise UserError(f"--precision must be one of {', '.join(PRECISIONS)}; got {self.precision!r}.")
         low, high = self.jpeg_quality
         if not 1 <= low <= high <= 100:
             raise UserError(f"--jpeg-quality must be MIN:MAX with 1 <= MIN <= MAX <= 100; got {low}:{high}.")
+
+
+def native_bf16(device: torch.device) -> bool:
+    """Whether ``device`` computes bf16 in hardware (elsewhere bf16 autocast is emulated, slower than float32)."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    if device.type != "cpu":
+        return False
+    try:  # AVX512-BF16 or AMX: oneDNN's own test (torch has no public one)
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
+def training_precision(cfg: "RecipeConfig", device: torch.device) -> str:
+    """``bf16`` or ``float32``: ``cfg.precision`` with ``auto`` resolved for ``device``."""
+    if cfg.precision == "auto":
+        return "bf16" if native_bf16(device) else "float32"
+    return cfg.precision
 
 
 def jpeg_round_trip(patch: torch.Tensor, quality: int) -> torch.Tensor:
@@ -202,13 +230,11 @@ class Member:
         self.net = DRUNetGenerator(self.config)
         if state is not None:
             self.net.load_state_dict(state)  # float16 storage loads into the float32 parameters
-        self.net = self.net.to(device)
+        # channels-last: cuDNN's fast layout, and 8 % faster on a CPU too (oneDNN)
+        self.net = self.net.to(device, memory_format=torch.channels_last)
         self.ema = copy.deepcopy(self.net).eval()
         for p in self.ema.parameters():
             p.requires_grad_(False)
-        if device.type == "cuda":
-            self.net = self.net.to(memory_format=torch.channels_last)
-            self.ema = self.ema.to(memory_format=torch.channels_last)
         self.opt = torch.optim.Adam(self.net.parameters(), lr=cfg.lr, betas=(0.9, 0.999),
                                     fused=device.type == "cuda")
         self.steps = 0
@@ -322,11 +348,12 @@ def train_denoisers(pack: str | Path, out: str | Path, cfg: RecipeConfig, *, dev
         pin_memory=device.type == "cuda", persistent_workers=cfg.workers > 0,
         prefetch_factor=4 if cfg.workers > 0 else None)
     noise_rng = torch.Generator(device=device).manual_seed((cfg.seed + 1) % MAX_SEED)
-    autocast = device.type == "cuda"
+    precision = training_precision(cfg, device)
+    autocast = precision == "bf16"
     params = " + ".join(f"{sum(p.numel() for p in m.net.parameters()) / 1e6:.2f} M" for m in members)
     echo(f"recipe: {len(train_set)} training photos, {len(val_files)} validation, {params} parameters "
          f"({' + '.join(m.name for m in members)}), batch {cfg.batch_size} x {cfg.crop}^2, {cfg.minutes} min on {device}"
-         + (f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else ""))
+         + (f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else "") + f", {precision}")
     log_path = out / "recipe_log.jsonl"
     budget = cfg.minutes * 60
     started = time.perf_counter()
@@ -344,7 +371,8 @@ def train_denoisers(pack: str | Path, out: str | Path, cfg: RecipeConfig, *, dev
                  "val_files": manifest.get("val", []) or [{"name": p.name, "sha256": sha256_file(p)} for p in held], "train_images_used": len(train_set),
                  "packed_sha256": [{"name": p.name, "sha256": h} for p, h in zip(train_set.files, train_set.sha256)]},
         "hardware": {"device": str(device), "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
-                     "cpu_count": os.cpu_count(), "platform": platform.platform(), "torch": str(torch.__version__)},
+                     "cpu_count": os.cpu_count(), "platform": platform.platform(), "torch": str(torch.__version__),
+                     "precision": precision},
     }
     data_iter = iter(loader)
     with StopRequest("validating and saving the models") as stop:
@@ -361,8 +389,7 @@ def train_denoisers(pack: str | Path, out: str | Path, cfg: RecipeConfig, *, dev
                 batch = to_unit(next(data_iter).to(device, non_blocking=True))
                 if member.channels == 1:
                     batch = convert_channels(batch, 1)
-                if device.type == "cuda":
-                    batch = batch.contiguous(memory_format=torch.channels_last)
+                batch = batch.contiguous(memory_format=torch.channels_last)
                 sigma = cfg.noise_min + (cfg.noise_max - cfg.noise_min) * torch.rand(batch.shape[0], device=device,
                                                                                     generator=noise_rng)
                 noisy = batch + sigma.view(-1, 1, 1, 1) * torch.randn(batch.shape, device=device, generator=noise_rng)
@@ -464,7 +491,7 @@ def _save_all(members: list[Member], out: Path, val_set, cfg: RecipeConfig, devi
     for m in members:
         m.val = validate(m.ema, val_set, m.channels, cfg, device)
         # float16 storage keeps the file under 16 MiB; it loads back into float32 parameters.
-        state = {k: v.detach().to("cpu", torch.float16) if v.is_floating_point() else v.detach().cpu()
+        state = {k: v.detach().to("cpu", torch.float16).contiguous() if v.is_floating_point() else v.detach().cpu()
                  for k, v in m.ema.state_dict().items()}
         before = (m.init_from or {}).get("steps_total") or 0
         record = {**record_base, "steps": m.steps, "steps_total": before + m.steps, "init_from": m.init_from, "train_seconds": round(elapsed, 1),
