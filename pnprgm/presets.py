@@ -138,16 +138,29 @@ DEFAULT_SOLVER: Mapping[str, str] = MappingProxyType({"blur:motion": "hqs", "blu
 
 
 def default_solver(spec: Optional[str]) -> str:
-    """The solver for ``spec`` when none is named (:data:`DEFAULT_SOLVER`): ``drs`` for the other operators, for an
-    operator without a spec (a deepinv physics of the user's) and for a spec that does not parse (its error comes
-    where it is built)."""
+    """The solver for ``spec`` when none is named (:data:`DEFAULT_SOLVER`): ``drs`` for the other operators and for an
+    operator without a spec (a deepinv physics of the user's other than a blur: :func:`choosing_spec`); a spec that does
+    not parse is read as text (its error comes where it is built)."""
     from pnprgm import operators
 
     try:
         variant = operators.parse(spec)[-1].variant.name if spec else None
-    except UserError:
-        variant = None
+    except UserError:  # e.g. choosing_spec's "blur:file", which names no file
+        variant = spec.split("+")[-1].split(",")[0].strip() if spec else None
     return DEFAULT_SOLVER.get(variant, "drs")
+
+
+def choosing_spec(physics) -> Optional[str]:
+    """The operator spec whose task and default solver ``physics`` restores with: its own; ``blur:file`` for a deepinv
+    blur of the user's (``Blur``, ``BlurFFT``: a kernel of unknown kind, as a kernel file's is, so the deblurring
+    presets and HQS, which beat DRS on motion and box kernels, :data:`DEFAULT_SOLVER`); None for any other operator of
+    the user's (it runs with the solver's defaults)."""
+    spec = getattr(physics, "spec", None)
+    if spec:
+        return spec
+    from deepinv.physics import Blur, BlurFFT
+
+    return "blur:file" if isinstance(physics, (Blur, BlurFFT)) else None
 
 
 def solver_for(solver: Optional[str], preset: Optional[str], spec: Optional[str]) -> str:

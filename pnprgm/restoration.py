@@ -287,9 +287,11 @@ def prepare_restoration(
     if restorer is not None:
         return _one_step_plan(restorer, y, single, physics, denoiser, noise_sigma=noise_sigma, device=device, seed=seed,
                               refused={"solver": solver, "preset": preset, **overrides, "tile": tile})
-    chosen_solver = presets.solver_for(solver, preset, spec)
-    # A user's own LinearPhysics has no spec (so no task): it runs with the solver's defaults unless a preset is named.
-    chosen = presets.resolve(preset, solver=chosen_solver, spec=spec or "") if preset or spec else None
+    # A user's own deepinv blur restores as a kernel file would; another LinearPhysics of theirs has no task: it runs
+    # with the solver's defaults unless a preset is named.
+    choosing = presets.choosing_spec(physics)
+    chosen_solver = presets.solver_for(solver, preset, choosing)
+    chosen = presets.resolve(preset, solver=chosen_solver, spec=choosing or "") if preset or choosing else None
     params = {**(dict(chosen.params) if chosen else {}), **overrides}
     algorithm = configure(chosen_solver, params)
     sigma_n, estimated = _noise_level(y, physics, noise_sigma)

@@ -123,3 +123,30 @@ def test_a_box_blur_restores_far_better_with_its_default_solver_than_with_drs():
     drs = pnprgm.restore(y, physics, noise_sigma=0.01, solver="drs")
     assert settings.solver == "hqs" and settings.preset == "deblur-hqs"
     assert float(psnr(chosen, x)) > float(psnr(drs, x)) + 2
+
+
+def test_a_deepinv_blur_of_the_users_restores_as_a_kernel_file_and_other_physics_with_solver_defaults():
+    """A deepinv BlurFFT has no spec: it takes blur:file's task and solver (deblur-hqs), and restores a box blur as
+    well as pnprgm's own box blur does (before: DRS with no preset, several dB lower)."""
+    import deepinv as dinv
+    import torch
+    from skimage import data
+
+    import pnprgm
+    from pnprgm import operators
+    from pnprgm.metrics.fidelity import psnr
+
+    x = torch.from_numpy(data.astronaut()[100:164, 180:244].copy()).permute(2, 0, 1).float()[None] / 255
+    theirs = dinv.physics.BlurFFT(img_size=(3, 64, 64), filter=torch.ones(1, 1, 5, 5) / 25)
+    assert presets.choosing_spec(theirs) == "blur:file" and presets.default_solver("blur:file") == "hqs"
+    y = operators.measure(theirs, x, 0.01, seed=0)
+    restored, _, settings = pnprgm.restore(y, theirs, noise_sigma=0.01, return_trace=True)
+    plain_drs = pnprgm.restore(y, theirs, noise_sigma=0.01, solver="drs")
+    assert settings.solver == "hqs" and settings.preset == "deblur-hqs"
+    assert float(psnr(restored, x)) > float(psnr(plain_drs, x)) + 2
+    mask = (torch.rand(1, 1, 64, 64, generator=torch.Generator().manual_seed(0)) > 0.5).float().expand(1, 3, -1, -1)
+    inpainting = dinv.physics.Inpainting(img_size=(3, 64, 64), mask=mask[0])
+    assert presets.choosing_spec(inpainting) is None
+    _, _, other = pnprgm.restore(inpainting(x), inpainting, noise_sigma=0.01, denoiser="tv", iterations=2,
+                                 return_trace=True)
+    assert other.solver == "drs" and other.preset == "(none)"
