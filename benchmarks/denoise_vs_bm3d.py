@@ -42,7 +42,6 @@ def images(train_folder: Path, crop: int, model_files: list[str], jpeg_quality: 
     ``heldout-color-jpegQ`` for ``jpeg_quality`` Q > 0) of
     ``(name, image, noise index)``; a held-out photo that trained one of ``model_files`` (or its start) is left out,
     the others keep the noise index of their place among all held-out photos, so their noise draws do not move."""
-    from pnprgm.training.data import to_uint8
     from pnprgm.training.recipe import jpeg_round_trip
 
     jpeg_set = f"heldout-color-jpeg{jpeg_quality}"
@@ -60,7 +59,7 @@ def images(train_folder: Path, crop: int, model_files: list[str], jpeg_quality: 
             if image.shape[0] == 3:
                 sets["heldout-color"].append((path.stem, image[:3], colour_index))
                 if jpeg_quality:
-                    sets[jpeg_set].append((path.stem, jpeg_round_trip(to_uint8(image[:3]), jpeg_quality).float() / 255,
+                    sets[jpeg_set].append((path.stem, jpeg_round_trip(image[:3], jpeg_quality),
                                            colour_index))
             sets["heldout-gray"].append((path.stem, convert_channels(image, 1), index))
         colour_index += image.shape[0] == 3

@@ -35,6 +35,19 @@ def resolve_device(name: str | torch.device | None = "cpu") -> torch.device:
     return device
 
 
+def cpu_flags() -> frozenset[str]:
+    """The instruction-set flags of this machine's first CPU in /proc/cpuinfo (empty where there is none)."""
+    try:
+        with open("/proc/cpuinfo") as handle:
+            for line in handle:
+                key, _, value = (part.strip() for part in line.partition(":"))
+                if key in ("flags", "Features"):
+                    return frozenset(value.split())
+    except OSError:
+        pass
+    return frozenset()
+
+
 def physical_cores() -> int:
     """Physical CPU cores available to this process (distinct core ids in /proc/cpuinfo among the allowed CPUs;
     else the allowed CPU count)."""

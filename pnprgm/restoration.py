@@ -179,8 +179,10 @@ def restore(
     :param image_shape: (C, H, W) of the image, needed only when ``operator`` is a spec string.
     :param denoiser: a registry name (``pnprgm.denoisers.names()``), a model path, or a Denoiser.
     :param solver: ``drs``, ``admm``, ``hqs`` or ``rgm-drs`` (default: the preset's, else ``hqs`` for motion, box
-        and kernel-file blur and ``drs`` otherwise: :data:`pnprgm.presets.DEFAULT_SOLVER`).
-    :param preset: preset name (default: the task's preset for the solver).
+        and kernel-file blur and a deepinv ``Blur``/``BlurFFT`` of the user's, ``drs`` otherwise:
+        :data:`pnprgm.presets.DEFAULT_SOLVER`, :func:`pnprgm.presets.choosing_spec`).
+    :param preset: preset name (default: the task's preset for the solver; a ``LinearPhysics`` of the user's other
+        than a deepinv blur has no task, so none: the solver's own defaults).
     :param noise_sigma: measurement noise std in [0, 1] units; None estimates it from y.
     :param device: torch device.
     :param seed: seed of every random choice (re-noising, latent z).

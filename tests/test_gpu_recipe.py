@@ -401,6 +401,21 @@ def test_precision_auto_takes_bf16_only_where_the_hardware_has_it(monkeypatch, a
         recipe.RecipeConfig(precision="half")
 
 
+def test_the_cli_offers_the_recipes_precisions_and_cpu_bf16_needs_its_instructions(monkeypatch):
+    from pnprgm.cli.main import app
+    from pnprgm.training import recipe
+
+    command = app.get_command(None, "train-denoisers")
+    option = next(p for p in command.params if p.name == "precision")
+    assert tuple(option.type.choices) == recipe.PRECISIONS  # the CLI names them without importing torch
+    import pnprgm.device as device_module
+
+    monkeypatch.setattr(device_module, "cpu_flags", lambda: frozenset({"avx512f", "avx512bw"}))  # Skylake: emulated
+    assert not recipe.native_bf16(torch.device("cpu"))
+    monkeypatch.setattr(device_module, "cpu_flags", lambda: frozenset({"avx512f", "avx512_bf16"}))
+    assert recipe.native_bf16(torch.device("cpu"))
+
+
 @pytest.mark.parametrize("precision", ["bf16", "float32"])
 def test_recipe_trains_in_either_precision_and_records_it(tiny_pack, tmp_path, precision):
     from pnprgm.training.recipe import RecipeConfig, train_denoisers
@@ -412,3 +427,16 @@ def test_recipe_trains_in_either_precision_and_records_it(tiny_pack, tmp_path, p
     assert summary["steps"]["drunet-denoiser-color"] >= 1 and record["hardware"]["precision"] == precision
     assert record["recipe"]["jpeg_share"] == 0.5 and record["recipe"]["precision"] == precision
     assert all(np.isfinite(v) and v > 10 for v in record["val_psnr_by_sigma255"].values())
+
+
+def test_jpeg_share_is_refused_for_16_bit_photos_in_one_line(tmp_path):
+    from pnprgm.errors import UserError
+    from pnprgm.training.recipe import RecipeConfig, train_denoisers
+
+    rng = np.random.default_rng(0)
+    for i in range(3):
+        Image.fromarray((rng.random((48, 48)) * 60000).astype(np.uint16)).save(tmp_path / f"wide{i}.png")
+    cfg = RecipeConfig(minutes=0.01, size="tiny", batch_size=2, crop=32, workers=0, jpeg_share=0.3)
+    with pytest.raises(UserError, match="16-bit images, which JPEG .8-bit. would posterise; leave out --jpeg-share"):
+        train_denoisers(tmp_path, tmp_path / "out", cfg, device="cpu", echo=lambda line: None)
+    assert not (tmp_path / "out" / "drunet-denoiser-color.pt").exists()

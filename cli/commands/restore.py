@@ -51,7 +51,7 @@ the larger scene behind it is restored and cropped back to the photo, so its edg
 @click.option("-o", "--out", "outdir", required=True, type=click.Path(), help="Output folder (created if needed).")
 @click.option("--operator", default=None, help="Degradation spec (pnprgm operators). Default: the sidecar written by `pnprgm degrade`.")
 @click.option("--size", default=None, metavar="HxW", help="Size of the image to restore when it cannot be inferred (e.g. SR of odd sizes).")
-@click.option("--solver", default=None, help="drs, admm, hqs or rgm-drs (default: the preset's, else hqs for blur:motion, blur:box and blur:file, drs otherwise).")
+@click.option("--solver", default=None, help="drs, admm, hqs or rgm-drs (default: the preset's, else hqs for blur:motion, blur:box and blur:file and an --operator of your code that returns a deepinv Blur/BlurFFT, drs otherwise).")
 @click.option("--preset", default=None, help="Parameter preset (default: the task's preset for the solver).")
 @click.option("--denoiser", default=None, help="Denoiser name (pnprgm denoisers) or a model file.  [default: default]")
 @click.option("--model", "model_path", default=None, type=click.Path(),

@@ -43,8 +43,8 @@ pretrained/README.md).
 @click.option("--jpeg-quality", type=IntRangeText(1, 100), default="60:95", show_default=True,
               help="JPEG quality range of those crops, drawn uniformly per crop.")
 @click.option("--precision", type=click.Choice(["auto", "bf16", "float32"]), default="auto", show_default=True,
-              help="Forward pass in bf16 autocast or float32; auto: bf16 where the hardware has it (CUDA GPUs with "
-                   "bf16, CPUs with AVX512-BF16 or AMX: about twice as fast), float32 elsewhere.")
+              help="Forward pass in bf16 autocast or float32; auto: bf16 where the hardware has it (CUDA GPUs from "
+                   "Ampere on, CPUs with AVX512-BF16 or AMX: about twice as fast), float32 elsewhere.")
 @click.option("--lr", type=float, default=4e-4, show_default=True, help="Peak learning rate (cosine decay over the time budget).")
 @click.option("--gray-share", type=click.FloatRange(0, 1), default=0.4, show_default=True,
               help="Fraction of the steps that train the gray model (0: colour only).")

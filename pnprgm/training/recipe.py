@@ -137,15 +137,17 @@ class RecipeConfig:
 
 
 def native_bf16(device: torch.device) -> bool:
-    """Whether ``device`` computes bf16 in hardware (elsewhere bf16 autocast is emulated, slower than float32)."""
+    """Whether ``device`` computes bf16 in hardware (elsewhere bf16 autocast is emulated, slower than float32): CUDA
+    GPUs from Ampere on (compute capability 8.0), CPUs with the AVX512-BF16 or AMX-BF16 instructions."""
     if device.type == "cuda":
-        return torch.cuda.is_bf16_supported()
+        return torch.cuda.get_device_capability(device) >= (8, 0)
     if device.type != "cpu":
         return False
-    try:  # AVX512-BF16 or AMX: oneDNN's own test (torch has no public one)
-        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except (AttributeError, RuntimeError):
-        return False
+    # /proc/cpuinfo, not oneDNN's own test (torch.ops.mkldnn._is_mkldnn_bf16_supported): that one says yes for any
+    # AVX-512 CPU, where bf16 is emulated
+    from pnprgm.device import cpu_flags
+
+    return bool(cpu_flags() & {"avx512_bf16", "amx_bf16"})
 
 
 def training_precision(cfg: "RecipeConfig", device: torch.device) -> str:
@@ -156,21 +158,21 @@ def training_precision(cfg: "RecipeConfig", device: torch.device) -> str:
 
 
 def jpeg_round_trip(patch: torch.Tensor, quality: int) -> torch.Tensor:
-    """A stored (C, H, W) crop (uint8, or float16 in [0, 1]) saved as JPEG at ``quality`` (Pillow's default 4:2:0
+    """A (C, H, W) image (uint8, or floating point in [0, 1]) saved as JPEG at ``quality`` (Pillow's default 4:2:0
     chroma for colour) and decoded again, in the same dtype."""
     import io
 
     import numpy as np
     from PIL import Image
 
-    pixels = patch if patch.dtype == torch.uint8 else to_uint8(patch.float())
-    array = pixels.permute(1, 2, 0).numpy()
+    from pnprgm.io import image_to_uint
+
     buffer = io.BytesIO()
-    Image.fromarray(array[:, :, 0] if array.shape[2] == 1 else array).save(buffer, "JPEG", quality=quality)
+    Image.fromarray(image_to_uint(to_unit(patch))).save(buffer, "JPEG", quality=quality)
     buffer.seek(0)
     decoded = np.array(Image.open(buffer))
     decoded = torch.from_numpy(decoded.reshape(decoded.shape[0], decoded.shape[1], -1)).permute(2, 0, 1).contiguous()
-    return decoded if patch.dtype == torch.uint8 else (decoded.float() / 255).to(patch.dtype)
+    return decoded if patch.dtype == torch.uint8 else to_unit(decoded).to(patch.dtype)
 
 
 class RandomCrops(torch.utils.data.IterableDataset):
@@ -197,14 +199,15 @@ class RandomCrops(torch.utils.data.IterableDataset):
             top = int(torch.randint(0, image.shape[1] - c + 1, (1,), generator=rng))
             left = int(torch.randint(0, image.shape[2] - c + 1, (1,), generator=rng))
             patch = image[:, top:top + c, left:left + c]
-            # Before the rotation, as a camera saves the upright photo (the 8x8 grid survives it: c % 8 == 0).
-            if self.jpeg_share > 0 and float(torch.rand((), generator=rng)) < self.jpeg_share:
-                low, high = self.jpeg_quality
-                patch = jpeg_round_trip(patch, int(torch.randint(low, high + 1, (1,), generator=rng)))
             k = int(torch.randint(0, 8, (1,), generator=rng))
             patch = torch.rot90(patch, k % 4, (1, 2))
             if k >= 4:
                 patch = patch.flip(2)
+            # After the rotation: the JPEG grid (8x8 luma, 16x16 chroma blocks) and the quantisation tables, which
+            # are not symmetric, then sit as a camera's do on the photo as seen
+            if self.jpeg_share > 0 and float(torch.rand((), generator=rng)) < self.jpeg_share:
+                low, high = self.jpeg_quality
+                patch = jpeg_round_trip(patch, int(torch.randint(low, high + 1, (1,), generator=rng)))
             yield patch.contiguous()
 
 
@@ -340,6 +343,9 @@ def train_denoisers(pack: str | Path, out: str | Path, cfg: RecipeConfig, *, dev
     if cfg.gray_share > 0:
         members.append(Member("drunet-denoiser-gray", 1, cfg, device, starts.get(1)))
     train_set = load_images(train_files, 3, cfg.crop)  # after the models: a wrong --init-from fails at once
+    if cfg.jpeg_share > 0 and train_set.images and train_set.images[0].dtype != torch.uint8:
+        raise UserError(f"{pack} holds 16-bit images, which JPEG (8-bit) would posterise; leave out --jpeg-share "
+                        f"for them.")
     val_set = load_images(val_files, 3, 1, what="validation") if val_files else None
     out.mkdir(parents=True, exist_ok=True)
     loader = torch.utils.data.DataLoader(
