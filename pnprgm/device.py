@@ -48,6 +48,30 @@ def cpu_flags() -> frozenset[str]:
     return frozenset()
 
 
+#: Precisions of a training forward pass: ``bf16`` (autocast; weights, losses and validation stay float32), ``float32``,
+#: or ``auto`` (bf16 where the hardware computes it: :func:`native_bf16`).
+PRECISIONS = ("auto", "bf16", "float32")
+
+
+def native_bf16(device: torch.device) -> bool:
+    """Whether ``device`` computes bf16 in hardware (elsewhere bf16 autocast is emulated, slower than float32): CUDA
+    GPUs from Ampere on (compute capability 8.0), CPUs with the AVX512-BF16 or AMX-BF16 instructions."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_capability(device) >= (8, 0)
+    # /proc/cpuinfo, not oneDNN's own test (torch.ops.mkldnn._is_mkldnn_bf16_supported): that one says yes for any
+    # AVX-512 CPU, where bf16 is emulated
+    return device.type == "cpu" and bool(cpu_flags() & {"avx512_bf16", "amx_bf16"})
+
+
+def resolve_precision(asked: str, device: torch.device) -> str:
+    """``bf16`` or ``float32``: ``asked`` (:data:`PRECISIONS`) with ``auto`` resolved for ``device``."""
+    if asked not in PRECISIONS:
+        raise UserError(f"precision must be one of {', '.join(PRECISIONS)}; got {asked!r}.")
+    if asked == "auto":
+        return "bf16" if native_bf16(device) else "float32"
+    return asked
+
+
 def physical_cores() -> int:
     """Physical CPU cores available to this process (distinct core ids in /proc/cpuinfo among the allowed CPUs;
     else the allowed CPU count)."""

@@ -395,7 +395,9 @@ def test_jpeg_round_trip_leaves_8x8_blocks_in_the_stored_dtype(dtype, channels):
 def test_precision_auto_takes_bf16_only_where_the_hardware_has_it(monkeypatch, asked, native, device, expected):
     from pnprgm.training import recipe
 
-    monkeypatch.setattr(recipe, "native_bf16", lambda d: native)
+    import pnprgm.device as device_module
+
+    monkeypatch.setattr(device_module, "native_bf16", lambda d: native)
     assert recipe.training_precision(recipe.RecipeConfig(precision=asked), torch.device(device)) == expected
     with pytest.raises(Exception, match="--precision must be one of auto, bf16, float32"):
         recipe.RecipeConfig(precision="half")
@@ -411,9 +413,9 @@ def test_the_cli_offers_the_recipes_precisions_and_cpu_bf16_needs_its_instructio
     import pnprgm.device as device_module
 
     monkeypatch.setattr(device_module, "cpu_flags", lambda: frozenset({"avx512f", "avx512bw"}))  # Skylake: emulated
-    assert not recipe.native_bf16(torch.device("cpu"))
+    assert not device_module.native_bf16(torch.device("cpu"))
     monkeypatch.setattr(device_module, "cpu_flags", lambda: frozenset({"avx512f", "avx512_bf16"}))
-    assert recipe.native_bf16(torch.device("cpu"))
+    assert device_module.native_bf16(torch.device("cpu"))
 
 
 @pytest.mark.parametrize("precision", ["bf16", "float32"])

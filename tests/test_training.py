@@ -705,11 +705,11 @@ def _weights(path: Path) -> dict:
             **{f"P.{k}": v for k, v in content["prior"].items()}}
 
 
-@pytest.mark.parametrize("prior", ["kld", "dswd"])
-def test_resume_continues_exactly(data_dir, tmp_path, prior):
+@pytest.mark.parametrize("prior, precision", [("kld", "float32"), ("dswd", "float32"), ("kld", "bf16")])
+def test_resume_continues_exactly(data_dir, tmp_path, prior, precision):
     """4 steps straight == 2 steps, then resume to 4 (constant lr) == resume from a mid-run checkpoint (cosine)."""
     args = dict(process={"name": "ddpm"}, size="tiny", progress=False)
-    flat = {**TINY_TRAIN, "prior": prior, "lazy_reg": 1, "cosine": False}
+    flat = {**TINY_TRAIN, "prior": prior, "lazy_reg": 1, "cosine": False, "precision": precision}
     train(data_dir, tmp_path / "straight", train={**flat, "steps": 4}, **args)
     train(data_dir, tmp_path / "split", train={**flat, "steps": 2}, command="first", **args)
     train(data_dir, tmp_path / "split", train={"steps": 4}, resume=True, command="second", **args)
@@ -719,7 +719,7 @@ def test_resume_continues_exactly(data_dir, tmp_path, prior):
     assert record["command"] == "second" and record["steps"] == 4
     assert [(h["command"], h["until_step"]) for h in record["history"]] == [("first", 2)]
     # With the cosine schedule: copy the step-2 checkpoint of a 4-step run and resume from it.
-    cosine = {**TINY_TRAIN, "prior": prior, "steps": 4, "checkpoint_every": 2}
+    cosine = {**TINY_TRAIN, "prior": prior, "steps": 4, "checkpoint_every": 2, "precision": precision}
     train(data_dir, tmp_path / "full", train=cosine, **args)
     (tmp_path / "cut").mkdir()
     shutil.copy(tmp_path / "full/checkpoints/step_0000002.pt", tmp_path / "cut/last.pt")
@@ -727,6 +727,27 @@ def test_resume_continues_exactly(data_dir, tmp_path, prior):
     a, b = _weights(tmp_path / "full/last.pt"), _weights(tmp_path / "cut/last.pt")
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert not all(torch.equal(a[k], _weights(tmp_path / "full/checkpoints/step_0000002.pt")[k]) for k in a)
+
+
+def test_bf16_forward_passes_train_the_same_objective_and_the_record_names_the_precision(data_dir, tmp_path):
+    """bf16 autocast changes the arithmetic, not the objective: over 3 steps with the KL prior and R1 every step, the
+    logged losses follow float32's to within 3 % (measured: under 1.5 %) without being equal."""
+    import csv
+
+    args = dict(process={"name": "ddpm"}, size="tiny", progress=False)
+    flat = {**TINY_TRAIN, "prior": "kld", "lazy_reg": 1, "steps": 3}
+    logs = {}
+    for precision in ("float32", "bf16"):
+        train(data_dir, tmp_path / precision, train={**flat, "precision": precision}, **args)
+        record = torch.load(tmp_path / precision / "model.pt", weights_only=True)["record"]
+        assert record["hardware"]["precision"] == precision
+        with open(tmp_path / precision / "log.csv") as handle:
+            logs[precision] = list(csv.DictReader(handle))
+    keys = ("g_loss", "prior", "fidelity", "d_loss", "d_real", "d_fake")
+    pairs = [(float(a[k]), float(b[k])) for a, b in zip(logs["float32"], logs["bf16"]) for k in keys]
+    assert len(pairs) == 3 * len(keys) and all(np.isfinite(v) for pair in pairs for v in pair)
+    assert all(abs(a - b) <= 0.03 * abs(a) + 1e-4 for a, b in pairs), pairs
+    assert any(a != b for a, b in pairs)  # autocast took effect
 
 
 def test_a_checkpoint_keeps_its_own_discriminator_on_resume(data_dir, tmp_path):

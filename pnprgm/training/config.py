@@ -135,6 +135,11 @@ class TrainConfig:
         write the model); 0: no time limit. For a time-boxed machine, e.g. a lent GPU.
     :param model_every: also write ``model.pt`` every this many seconds (0: only at the end), so that a run that is
         killed still leaves its latest model.
+    :param precision: forward passes of the generator and the discriminator in ``bf16`` autocast (weights, losses,
+        the R1 gradient's accumulation and validation stay float32) or ``float32``; ``auto``: bf16 where the hardware
+        computes it (:func:`pnprgm.device.native_bf16`). Measured on 1 core of an AMD EPYC with AVX512-BF16: a
+        ``small`` generator's step at batch 16 x 64^2 takes 0.45 s in bf16 against 0.80 s in float32. float32 by
+        default: every shipped model was trained so, and a GAN's balance may shift with the precision.
     :param model_at_steps: also write ``model_step<N>.pt`` (the EMA generator, as ``model.pt``) when step N is reached:
         with a prior the latest model is not always the best one, and a time-boxed run cannot be resumed to go back.
     """
@@ -188,6 +193,7 @@ class TrainConfig:
     minutes: float = 0.0
     model_every: float = 0.0
     model_at_steps: tuple[int, ...] = ()
+    precision: Literal["float32", "bf16", "auto"] = "float32"
 
     def __post_init__(self) -> None:
         if self.steps < 1 or self.batch_size < 1 or self.crop < 4:
@@ -195,6 +201,8 @@ class TrainConfig:
         if self.d_warmup < 0 or self.d_warmup >= self.steps:
             raise UserError(f"train.d_warmup must be >= 0 and below steps ({self.steps}); got {self.d_warmup}.")
         check_seed(self.seed, "train.seed")
+        if self.precision not in ("float32", "bf16", "auto"):
+            raise UserError(f"train.precision must be float32, bf16 or auto; got {self.precision!r}.")
         if self.keep_checkpoints < 0:
             raise UserError(f"train: keep_checkpoints must be >= 0 (0 keeps every one); got {self.keep_checkpoints}.")
         if self.channels not in (None, 1, 3):

@@ -34,7 +34,7 @@ import torch.distributed as dist
 from torch import nn
 
 from pnprgm.config import MAX_SEED, build_strict, coerce, field_types, to_dict
-from pnprgm.device import resolve_device
+from pnprgm.device import resolve_device, resolve_precision
 from pnprgm.errors import UserError
 from pnprgm.io import check_writable, refuse_taken, versions, write_image, write_json
 from pnprgm.metrics import psnr
@@ -53,7 +53,7 @@ from pnprgm.training.sampling import grid, restore_degraded, sample_from_noise
 
 #: Train fields that may change when resuming (the others must match the checkpoint).
 RESUMABLE_CHANGES = ("steps", "checkpoint_every", "keep_checkpoints", "val_every", "sample_every", "log_every",
-                     "model_at_steps")
+                     "model_at_steps", "precision")
 #: settings of one process, never taken from a checkpoint: a resumed run has the time box its own command gives
 PER_PROCESS = ("minutes", "model_every")
 LOG_FIELDS = ["step", "seconds", "lr_g", "g_loss", "prior", "fidelity", "supervised", "perceptual", "d_loss", "d_real", "d_fake", "r1",
@@ -317,7 +317,8 @@ class Trainer:
 
     def hardware(self) -> dict[str, Any]:
         info = {"device": str(self.device), "world_size": self.dist.world, "cpu_count": os.cpu_count(),
-                "torch_threads": torch.get_num_threads(), "platform": platform.platform()}
+                "torch_threads": torch.get_num_threads(), "platform": platform.platform(),
+                "precision": resolve_precision(self.cfg.precision, self.device)}
         if self.device.type == "cuda":
             info["gpu"] = torch.cuda.get_device_name(self.device)
         return info
@@ -462,6 +463,11 @@ class Trainer:
         """The real and generated images as the discriminator sees them (``train.d_renoise``)."""
         return renoise_both(pairs.x_real, fake, pairs.sigma_y, self.cfg.d_renoise)
 
+    def _forward_precision(self):
+        """The forward passes' autocast (``train.precision``); the losses are taken in float32 after it."""
+        bf16 = resolve_precision(self.cfg.precision, self.device) == "bf16"
+        return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16, enabled=bf16)
+
     def train_step(self) -> dict[str, float]:
         seed_everything(step_seed(self.cfg.seed, self.step, self.dist.rank))
         x0 = self.batch()
@@ -477,9 +483,13 @@ class Trainer:
             pairs = process.pairs(x0)
             with torch.no_grad():
                 z = torch.randn(x0.shape[0], self.G.nz, device=self.device)
-                fake = process.renoise(self.G(pairs.g_in, pairs.level, z), pairs)
-            out = discriminator_loss(self.D_train, *self._d_inputs(pairs, fake), pairs.level, *self._d_cond(pairs, fake),
-                                     cfg.r1_gamma, apply_r1=self.step % cfg.lazy_reg == 0)
+                with self._forward_precision():
+                    estimate = self.G(pairs.g_in, pairs.level, z)
+                fake = process.renoise(estimate.float(), pairs)
+            with self._forward_precision():
+                out = discriminator_loss(self.D_train, *self._d_inputs(pairs, fake), pairs.level,
+                                         *self._d_cond(pairs, fake), cfg.r1_gamma,
+                                         apply_r1=self.step % cfg.lazy_reg == 0)
             self.opt_D.zero_grad(set_to_none=True)
             out["d_loss"].backward()
             self.opt_D.step()
@@ -495,10 +505,13 @@ class Trainer:
             return losses
         pairs = process.pairs(x0, same_level=self.prior.same_level)
         z = torch.randn(x0.shape[0], self.G.nz, device=self.device)
-        x0_hat = self.G_train(pairs.g_in, pairs.level, z)
+        with self._forward_precision():
+            x0_hat = self.G_train(pairs.g_in, pairs.level, z).float()
         fake = process.renoise(x0_hat, pairs)
         if use_prior:
-            prior = self.prior.generator_loss(self.D, *self._d_inputs(pairs, fake), pairs.level, *self._d_cond(pairs, fake))
+            with self._forward_precision():
+                prior = self.prior.generator_loss(self.D, *self._d_inputs(pairs, fake), pairs.level,
+                                                  *self._d_cond(pairs, fake)).float()
         else:  # no discriminator forward either: the supervised-only baseline costs only the generator
             prior = torch.zeros(x0.shape[0], device=self.device)
         fidelity = process.fidelity(x0_hat, pairs)

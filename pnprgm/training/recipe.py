@@ -28,6 +28,7 @@ from typing import Any, Callable, Optional, Sequence
 import torch
 
 from pnprgm.config import MAX_SEED, check_seed, to_dict
+from pnprgm.device import PRECISIONS, resolve_precision
 from pnprgm.errors import UserError
 from pnprgm.io import check_writable, read_json, refuse_taken, sha256_file
 from pnprgm.metrics.fidelity import psnr
@@ -39,8 +40,6 @@ from pnprgm.training.data import HELD_OUT_FRACTION, HELD_OUT_SEED, convert_chann
 
 #: Validation noise levels (/255), the issue's quality bar.
 VAL_LEVELS = (15, 25, 50)
-#: Precisions of the training forward pass (:class:`RecipeConfig`).
-PRECISIONS = ("auto", "bf16", "float32")
 #: What a run writes into its folder.
 OUTPUT_FILES = ("drunet-denoiser-color.pt", "drunet-denoiser-gray.pt", "recipe_log.jsonl")
 #: Held-out share of a plain photo folder and its seed (the rule of ``pnprgm train`` and ``scripts/pack_gpu.sh``).
@@ -136,25 +135,10 @@ class RecipeConfig:
             raise UserError(f"--jpeg-quality must be MIN:MAX with 1 <= MIN <= MAX <= 100; got {low}:{high}.")
 
 
-def native_bf16(device: torch.device) -> bool:
-    """Whether ``device`` computes bf16 in hardware (elsewhere bf16 autocast is emulated, slower than float32): CUDA
-    GPUs from Ampere on (compute capability 8.0), CPUs with the AVX512-BF16 or AMX-BF16 instructions."""
-    if device.type == "cuda":
-        return torch.cuda.get_device_capability(device) >= (8, 0)
-    if device.type != "cpu":
-        return False
-    # /proc/cpuinfo, not oneDNN's own test (torch.ops.mkldnn._is_mkldnn_bf16_supported): that one says yes for any
-    # AVX-512 CPU, where bf16 is emulated
-    from pnprgm.device import cpu_flags
-
-    return bool(cpu_flags() & {"avx512_bf16", "amx_bf16"})
-
-
 def training_precision(cfg: "RecipeConfig", device: torch.device) -> str:
-    """``bf16`` or ``float32``: ``cfg.precision`` with ``auto`` resolved for ``device``."""
-    if cfg.precision == "auto":
-        return "bf16" if native_bf16(device) else "float32"
-    return cfg.precision
+    """``bf16`` or ``float32``: ``cfg.precision`` with ``auto`` resolved for ``device``
+    (:func:`pnprgm.device.resolve_precision`)."""
+    return resolve_precision(cfg.precision, device)
 
 
 def jpeg_round_trip(patch: torch.Tensor, quality: int) -> torch.Tensor:
