@@ -442,3 +442,31 @@ def test_jpeg_share_is_refused_for_16_bit_photos_in_one_line(tmp_path):
     with pytest.raises(UserError, match="16-bit images, which JPEG .8-bit. would posterise; leave out --jpeg-share"):
         train_denoisers(tmp_path, tmp_path / "out", cfg, device="cpu", echo=lambda line: None)
     assert not (tmp_path / "out" / "drunet-denoiser-color.pt").exists()
+
+
+@pytest.mark.slow
+def test_sigterm_to_the_whole_process_group_saves_the_models_without_a_traceback(tiny_pack, tmp_path):
+    """``pkill -f`` or a job scheduler signals the workers too: a worker killed first used to stop the run with a
+    DataLoader traceback before the models were saved."""
+    import signal
+    import time
+
+    out = tmp_path / "out"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "pnprgm.cli.main", "train-denoisers", "--data", str(tiny_pack), "--out", str(out),
+         "--minutes", "5", "--device", "cpu", "--size", "tiny", "--batch-size", "2", "--crop", "32", "--workers", "1",
+         "--save-every", "3600", "--threads", "1"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        assert process.stdout.readline().startswith("recipe: ")  # photos loaded, the worker starting
+        time.sleep(4)  # a few steps in, the worker running
+        os.killpg(process.pid, signal.SIGTERM)
+        stdout, stderr = process.communicate(timeout=120)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+    assert "Traceback" not in stderr and "killed by signal" not in stderr, stderr
+    assert process.returncode in (130, 143), (process.returncode, stderr)
+    for name in ("drunet-denoiser-color", "drunet-denoiser-gray"):
+        record = read_model_file(out / f"{name}.pt")["record"]
+        assert record["final"] and record["interrupted"]

@@ -52,9 +52,12 @@ class StopRequest:
 
 
 def ignore_interrupts_in_worker(_worker_id: int) -> None:
-    """``worker_init_fn`` of data-loading workers: a terminal's Ctrl-C reaches the whole process group, and a worker
-    it killed would stop the main process's next batch before the models are saved; the main process stops them."""
+    """``worker_init_fn`` of data-loading workers: a terminal's Ctrl-C reaches the whole process group, as does the
+    SIGTERM of ``pkill -f``, ``kill -- -PGID`` or a job scheduler, and a worker it killed would stop the main
+    process's next batch with a traceback before the models are saved (a CPU run lost its last 10 minutes so); the
+    main process stops them (and they leave by themselves when it is gone)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
 class Terminated(KeyboardInterrupt):
