@@ -398,7 +398,7 @@ def test_precision_auto_takes_bf16_only_where_the_hardware_has_it(monkeypatch, a
     import pnprgm.device as device_module
 
     monkeypatch.setattr(device_module, "native_bf16", lambda d: native)
-    assert recipe.training_precision(recipe.RecipeConfig(precision=asked), torch.device(device)) == expected
+    assert device_module.resolve_precision(recipe.RecipeConfig(precision=asked).precision, torch.device(device)) == expected
     with pytest.raises(Exception, match="--precision must be one of auto, bf16, float32"):
         recipe.RecipeConfig(precision="half")
 

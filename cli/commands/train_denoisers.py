@@ -58,8 +58,8 @@ pretrained/README.md).
 @click.option("--device", default="cuda", show_default=True, help="cuda, cuda:N, cpu or auto (CUDA missing: CPU with a warning).")
 @click.option("--threads", type=click.IntRange(1, 4096), default=None, help="CPU threads of the training process.")
 @click.option("--overwrite", is_flag=True, help="Start although --out holds an earlier run's model files (default: refuse).")
-def command(data, out, minutes, size, batch_size, crop, noise, jpeg_share, jpeg_quality, precision, lr, gray_share, save_every, workers, init_from, seed, device,
-            threads, overwrite):
+def command(data, out, minutes, size, batch_size, crop, noise, jpeg_share, jpeg_quality, precision, lr, gray_share,
+            save_every, workers, init_from, seed, device, threads, overwrite):
     """Train the default colour and gray DRUNet denoisers for a fixed time (the GPU recipe)."""
     import torch
 
@@ -69,8 +69,8 @@ def command(data, out, minutes, size, batch_size, crop, noise, jpeg_share, jpeg_
     if threads is not None:
         torch.set_num_threads(threads)
     cfg = build_strict(RecipeConfig, dict(minutes=minutes, size=size, batch_size=batch_size, crop=crop, lr=lr,
-                                          noise_min=noise[0], noise_max=noise[1], jpeg_share=jpeg_share, precision=precision,
-                                          jpeg_quality=tuple(jpeg_quality),
+                                          noise_min=noise[0], noise_max=noise[1], jpeg_share=jpeg_share,
+                                          jpeg_quality=jpeg_quality, precision=precision,
                                           gray_share=gray_share, save_every=save_every, workers=workers, seed=seed),
                        what="recipe")
     with write_failures_named(out):

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any, Literal, Mapping, Optional
 
 from pnprgm.config import build_strict, check_seed, to_dict
+from pnprgm.device import PRECISIONS
 from pnprgm.errors import UserError
 from pnprgm.rgm.unet import SIZES, GeneratorConfig
 
@@ -201,8 +202,8 @@ class TrainConfig:
         if self.d_warmup < 0 or self.d_warmup >= self.steps:
             raise UserError(f"train.d_warmup must be >= 0 and below steps ({self.steps}); got {self.d_warmup}.")
         check_seed(self.seed, "train.seed")
-        if self.precision not in ("float32", "bf16", "auto"):
-            raise UserError(f"train.precision must be float32, bf16 or auto; got {self.precision!r}.")
+        if self.precision not in PRECISIONS:
+            raise UserError(f"train.precision must be one of {', '.join(PRECISIONS)}; got {self.precision!r}.")
         if self.keep_checkpoints < 0:
             raise UserError(f"train: keep_checkpoints must be >= 0 (0 keeps every one); got {self.keep_checkpoints}.")
         if self.channels not in (None, 1, 3):

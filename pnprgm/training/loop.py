@@ -231,6 +231,7 @@ class Trainer:
         self.out = Path(out)
         self.dist = dist_info
         self.device = dist_info.device
+        self.precision = resolve_precision(self.cfg.precision, self.device)  # once: auto reads /proc/cpuinfo
         self.command = command
         self.history: list[dict[str, Any]] = []  # earlier segments of a resumed run
         self.replaced_pending: set[str] = set()  # --overwrite: kinds of the earlier run's files not yet replaced
@@ -318,7 +319,7 @@ class Trainer:
     def hardware(self) -> dict[str, Any]:
         info = {"device": str(self.device), "world_size": self.dist.world, "cpu_count": os.cpu_count(),
                 "torch_threads": torch.get_num_threads(), "platform": platform.platform(),
-                "precision": resolve_precision(self.cfg.precision, self.device)}
+                "precision": self.precision}
         if self.device.type == "cuda":
             info["gpu"] = torch.cuda.get_device_name(self.device)
         return info
@@ -465,8 +466,7 @@ class Trainer:
 
     def _forward_precision(self):
         """The forward passes' autocast (``train.precision``); the losses are taken in float32 after it."""
-        bf16 = resolve_precision(self.cfg.precision, self.device) == "bf16"
-        return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16, enabled=bf16)
+        return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16")
 
     def train_step(self) -> dict[str, float]:
         seed_everything(step_seed(self.cfg.seed, self.step, self.dist.rank))

@@ -5,8 +5,8 @@ that a run stopped at any moment has improved both. Per step: a batch of random 
 std per crop drawn uniformly in ``[noise_min, noise_max]``, ``y = x + sigma n``, loss ``mean |D(y, sigma) - x|``
 (L1, as DRUNet), Adam with a linear warm-up and a cosine decay over the *time* budget, an EMA of the weights.
 bf16 autocast where the hardware has bf16 (CUDA, CPUs with AVX512-BF16 or AMX), channels-last, cuDNN autotuning on
-CUDA. Every ``save_every`` seconds and at the end each model's EMA weights are written (float16 storage, the ``pnprgm-rgm-model`` format) over the previous file, with
-the validation PSNR at 15, 25 and 50 /255 in their records, so a killed run still leaves the latest models.
+CUDA. Every ``save_every`` seconds and at the end each model's EMA weights are written (float16 storage, the
+``pnprgm-rgm-model`` format) over the previous file, with the validation PSNR at 15, 25 and 50 /255 in their records, so a killed run still leaves the latest models.
 
 The training photos come from a pack folder (``scripts/pack_gpu.sh``): ``train/`` and ``val/`` images and a
 ``manifest.json`` that names the source photos with their sha256; the records carry that list.
@@ -36,7 +36,7 @@ from pnprgm.rgm.drunet import DRUNET_SIZES, DRUNetConfig, DRUNetGenerator
 from pnprgm.rgm.model_file import InitialWeights, read_initial_weights
 from pnprgm.training.interrupt import StopRequest, ignore_interrupts_in_worker
 from pnprgm.training.data import HELD_OUT_FRACTION, HELD_OUT_SEED, convert_channels, load_images, scan_folder, split_validation, \
-    to_uint8, to_unit
+    to_unit
 
 #: Validation noise levels (/255), the issue's quality bar.
 VAL_LEVELS = (15, 25, 50)
@@ -77,8 +77,8 @@ class RecipeConfig:
     :param jpeg_quality: (lowest, highest) JPEG quality, drawn uniformly per re-encoded crop (4:2:0 chroma, as
         cameras and Pillow save by default).
     :param precision: the training forward pass: ``bf16`` (autocast; the loss, the weights and validation stay
-        float32), ``float32``, or ``auto``: bf16 where the hardware computes it natively (CUDA GPUs with bf16, CPUs
-        with AVX512-BF16 or AMX), else float32. Measured on 1 core of an AMD EPYC with AVX512-BF16, one step of the
+        float32), ``float32``, or ``auto``: bf16 where the hardware computes it natively
+        (:func:`pnprgm.device.native_bf16`), else float32. Measured on 1 core of an AMD EPYC with AVX512-BF16, one step of the
         default size at batch 8 x 128^2: 4.7 s in float32, 4.3 s with channels-last, 2.2 s with bf16 as well.
     :param clip_grad: gradient-norm clip (guards against a rare spike; 0 disables; at initialisation the norm is
         about 1 for the default size and the L1 loss).
@@ -133,12 +133,6 @@ class RecipeConfig:
         low, high = self.jpeg_quality
         if not 1 <= low <= high <= 100:
             raise UserError(f"--jpeg-quality must be MIN:MAX with 1 <= MIN <= MAX <= 100; got {low}:{high}.")
-
-
-def training_precision(cfg: "RecipeConfig", device: torch.device) -> str:
-    """``bf16`` or ``float32``: ``cfg.precision`` with ``auto`` resolved for ``device``
-    (:func:`pnprgm.device.resolve_precision`)."""
-    return resolve_precision(cfg.precision, device)
 
 
 def jpeg_round_trip(patch: torch.Tensor, quality: int) -> torch.Tensor:
@@ -333,12 +327,13 @@ def train_denoisers(pack: str | Path, out: str | Path, cfg: RecipeConfig, *, dev
     val_set = load_images(val_files, 3, 1, what="validation") if val_files else None
     out.mkdir(parents=True, exist_ok=True)
     loader = torch.utils.data.DataLoader(
-        RandomCrops(train_set.images, cfg.crop, cfg.seed, cfg.jpeg_share, cfg.jpeg_quality), batch_size=cfg.batch_size, num_workers=cfg.workers,
+        RandomCrops(train_set.images, cfg.crop, cfg.seed, cfg.jpeg_share, cfg.jpeg_quality),
+        batch_size=cfg.batch_size, num_workers=cfg.workers,
         worker_init_fn=ignore_interrupts_in_worker if cfg.workers > 0 else None,
         pin_memory=device.type == "cuda", persistent_workers=cfg.workers > 0,
         prefetch_factor=4 if cfg.workers > 0 else None)
     noise_rng = torch.Generator(device=device).manual_seed((cfg.seed + 1) % MAX_SEED)
-    precision = training_precision(cfg, device)
+    precision = resolve_precision(cfg.precision, device)
     autocast = precision == "bf16"
     params = " + ".join(f"{sum(p.numel() for p in m.net.parameters()) / 1e6:.2f} M" for m in members)
     echo(f"recipe: {len(train_set)} training photos, {len(val_files)} validation, {params} parameters "
