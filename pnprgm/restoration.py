@@ -287,6 +287,10 @@ def prepare_restoration(
     spec = getattr(physics, "spec", None)
     restorer = _measurement_restorer(denoiser, device=device, seed=seed)
     if restorer is not None:
+        if isinstance(operator, str) and restorer.trained_for_code:
+            raise UserError(f"this model was trained for the operator that the code {restorer.trained_operator!r} "
+                            f"builds, which pnprgm cannot compare with {operator} without running it; give the "
+                            f"LinearPhysics that code builds as the operator, or restore with a denoiser.")
         return _one_step_plan(restorer, y, single, physics, denoiser, noise_sigma=noise_sigma, device=device, seed=seed,
                               refused={"solver": solver, "preset": preset, **overrides, "tile": tile})
     # A user's own deepinv blur restores as a kernel file would; another LinearPhysics of theirs has no task: it runs

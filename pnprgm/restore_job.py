@@ -585,6 +585,10 @@ def _model_operator(job: RestoreJob) -> Optional[ModelOperator]:
             raise UserError(f"the model's operator {trained!r} names Python code, which is never imported from a "
                             f"model file; if you trust it, pass --operator {trained!r}.")
         return ModelOperator(trained, model)
+    if operators.names_code(trained) and not operators.names_code(job.operator):
+        raise UserError(f"the model was trained for the operator that the code {trained!r} builds, which pnprgm "
+                        f"cannot compare with {job.operator} without running it; pass --operator {trained!r} (if you "
+                        f"trust that code), or restore {job.operator} measurements with a denoiser (--denoiser default).")
     # clearly another operator: now; the same family with other parameters or files: compared by action, per image
     if restorer.clearly_other(job.operator, model):
         raise UserError(f"the model restores measurements of {trained}, the operator it was trained for, not of "

@@ -72,6 +72,25 @@ def test_restore_never_imports_the_operator_a_model_file_names(tmp_path, hostile
     assert hostile.read_text() == "ran" and (tmp_path / "out/photo.png").is_file()
 
 
+def test_a_model_of_code_refuses_a_registry_operator(tmp_path, hostile):
+    """A model trained for the user's code cannot be compared with an operator of the registry without running that
+    code, so ``--operator sr2`` (or ``restore(y, "sr2", denoiser=model)``) is refused in one line instead of giving
+    the model measurements it never saw; the code itself is not imported."""
+    import pnprgm
+    from pnprgm.errors import UserError
+
+    spec = f"{tmp_path / 'hostile_op.py'}:make"
+    model = operator_model(tmp_path / "model.pt", spec)
+    result = invoke("restore", tmp_path / "photo.png", "--model", model, "-o", tmp_path / "out", "-q",
+                    "--operator", "sr2", "--noise", "0.05")
+    assert result.exit_code == 2, result.output
+    assert "cannot compare with sr2" in result.output and f"--operator {spec!r}" in result.output
+    assert len(result.output.strip().splitlines()) == 1 and not (tmp_path / "out").exists()
+    with pytest.raises(UserError, match="cannot compare with sr2"):
+        pnprgm.restore(torch.rand(3, 12, 12), "sr2", image_shape=(3, 24, 24), denoiser=str(model), noise_sigma=0.05)
+    assert not hostile.exists(), "a model file made pnprgm import code"
+
+
 @pytest.mark.parametrize("kind", ["file", "module"])
 def test_sample_never_imports_the_operator_a_model_file_names(tmp_path, hostile, kind):
     spec = f"{tmp_path / 'hostile_op.py'}:make" if kind == "file" else "hostile_mod:make"

@@ -264,7 +264,21 @@ class MeasurementRestorer(Reconstructor):
 
     @property
     def operator_spec(self) -> str:
+        """The operator it restores with: the model file's, or the one typed by the user (``operator``)."""
         return str(self.process.operator)
+
+    @property
+    def trained_operator(self) -> str:
+        """The operator spec the model file records, whatever it restores with."""
+        return str((self.generator.process or {}).get("operator"))
+
+    @property
+    def trained_for_code(self) -> bool:
+        """Whether the model was trained for an operator built by the user's code (``file.py:callable``), which
+        pnprgm never runs from a model file, so nothing of the registry can be shown to be that operator."""
+        from pnprgm import operators
+
+        return operators.names_code(self.trained_operator)
 
     def measures(self, physics: LinearPhysics, image_shape: tuple[int, int, int]) -> bool:
         """Whether ``physics`` is the model's operator on images of ``image_shape``: the same action
