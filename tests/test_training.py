@@ -1162,6 +1162,29 @@ os._exit(0)
 """
 
 
+def test_train_destroys_the_process_group_it_created(tmp_path, monkeypatch):
+    """Under torchrun, ``train`` leaves no process group standing, also when it stops with an error; a group the
+    caller created is the caller's."""
+    import torch.distributed as dist
+    from pnprgm.training import loop
+
+    calls = []
+    state = {"up": False}
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "0")
+    monkeypatch.setattr(dist, "is_initialized", lambda: state["up"])
+    monkeypatch.setattr(dist, "init_process_group", lambda backend: (calls.append("init"), state.update(up=True)))
+    monkeypatch.setattr(dist, "destroy_process_group", lambda: (calls.append("destroy"), state.update(up=False)))
+    with pytest.raises(UserError, match="nope"):
+        train(tmp_path / "nope", tmp_path / "run", size="tiny", progress=False)
+    assert calls == ["init", "destroy"]
+    state["up"] = True  # the caller's own group
+    with pytest.raises(UserError, match="nope"):
+        train(tmp_path / "nope", tmp_path / "run", size="tiny", progress=False)
+    assert calls == ["init", "destroy"]
+    assert loop.init_distributed("cpu").owns_group is False
+
+
 @pytest.mark.slow
 def test_ddp_two_cpu_processes(data_dir, tmp_path):
     script = tmp_path / "ddp_run.py"
