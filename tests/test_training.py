@@ -1593,7 +1593,7 @@ def test_ctrl_c_saves_a_resumable_checkpoint_after_the_step_in_progress(data_dir
 
     original = loop.Trainer.train_step
     args = dict(process={"name": "denoise", "noise_min": 0.01, "noise_max": 0.2}, size="tiny", progress=False)
-    every = {**TINY_TRAIN, "steps": 50, "checkpoint_every": 0}
+    every = {**TINY_TRAIN, "steps": 50, "checkpoint_every": 2, "keep_checkpoints": 1}
 
     def interrupted_at_step_3(self):
         losses = original(self)
@@ -1613,6 +1613,9 @@ def test_ctrl_c_saves_a_resumable_checkpoint_after_the_step_in_progress(data_dir
         signal.signal(signal.SIGINT, inherited)
     assert json.loads((tmp_path / "run" / "record.json").read_text())["steps"] == 3
     assert torch.load(tmp_path / "run" / "last.pt", weights_only=True)["step"] == 3
+    # the stop's own save is the resume point only: the one scheduled checkpoint kept is step 2's (a Ctrl-C save
+    # counted among the kept ones and pushed it out)
+    assert [p.name for p in (tmp_path / "run" / "checkpoints").iterdir()] == ["step_0000002.pt"]
     record = model_file.read_model_file(tmp_path / "run" / "model.pt")["record"]
     assert record["steps"] == 3 and record["interrupted"]
     monkeypatch.setattr(loop.Trainer, "train_step", original)

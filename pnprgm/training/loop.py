@@ -359,11 +359,15 @@ class Trainer:
             remove_replaced_files(self.out, kind)
             self.replaced_pending.discard(kind)
 
-    def save_checkpoint(self) -> None:
+    def save_checkpoint(self, *, kept: bool = True) -> None:
+        """Write ``last.pt`` and, when ``kept``, ``checkpoints/step_N.pt`` (pruned to ``keep_checkpoints``). A Ctrl-C
+        save is not kept: a stop at an arbitrary step must not push a scheduled checkpoint out of the kept ones."""
         if self.dist.main:
             self._clear_replaced_run("checkpoint")
-            ckpt.save_checkpoint(self.state(), self.out / "checkpoints" / f"step_{self.step:07d}.pt", self.out / "last.pt")
-            ckpt.prune_checkpoints(self.out / "checkpoints", self.cfg.keep_checkpoints)
+            kept_path = [self.out / "checkpoints" / f"step_{self.step:07d}.pt"] if kept else []
+            ckpt.save_checkpoint(self.state(), *kept_path, self.out / "last.pt")
+            if kept:
+                ckpt.prune_checkpoints(self.out / "checkpoints", self.cfg.keep_checkpoints)
 
     def start_from(self, initial: model_file.InitialWeights) -> None:
         """Start the generator and its EMA from another model's weights (fine-tuning); an input channel this run
@@ -646,7 +650,7 @@ class Trainer:
                     if bar is not None:
                         bar.close()  # the lines below start on a line of their own
                     self.interrupted = True  # in the model's record: it did not reach its steps
-                    self.save_checkpoint()
+                    self.save_checkpoint(kept=False)
                     self.save_model()
                     write_json(self.out / "record.json", self.record())  # not the previous segment's
                     print(f"saved step {self.step}: {self.out / 'last.pt'} (resume with --resume) and "
