@@ -66,20 +66,55 @@ def prepare_outdir(outdir: str | Path) -> Path:
     return outdir
 
 
+def is_file(path: str | Path) -> bool:
+    """``Path.is_file`` that answers False where asking fails (a name too long for the file system, a folder that
+    may not be searched): a sidecar or output that cannot be reached is not there for the caller."""
+    try:
+        return Path(path).is_file()
+    except (OSError, ValueError):
+        return False
+
+
+def image_subfolders(folder: str | Path) -> list[str]:
+    """Names of ``folder``'s subfolders (not hidden) that hold images at any depth: what a folder input leaves out."""
+    return [sub.name for sub in sorted(Path(folder).iterdir()) if sub.is_dir() and not sub.name.startswith(".")
+            and any(p.suffix.lower() in READ_SUFFIXES for p in sub.rglob("*"))]
+
+
 def list_images(inputs: Iterable[str | Path]) -> list[Path]:
     """Expand files and folders into a sorted list of image files; a missing path is a :class:`UserError`. A folder's
-    hidden files are passed over (macOS writes ``._photo.png`` metadata beside each photo on shared drives)."""
+    hidden files are passed over (macOS writes ``._photo.png`` metadata beside each photo on shared drives); where
+    it also holds images in subfolders (not searched) or broken links, one warning names them."""
+    import warnings
+
     found: list[Path] = []
     for item in inputs:
         path = Path(item)
         if path.is_dir():
-            found.extend(sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in READ_SUFFIXES
-                                and not p.name.startswith(".")))
+            entries = sorted(p for p in path.iterdir() if not p.name.startswith("."))
+            images = [p for p in entries if p.is_file() and p.suffix.lower() in READ_SUFFIXES]
+            found.extend(images)
+            broken = [p.name for p in entries if p.is_symlink() and not p.exists()]
+            nested = image_subfolders(path) if images else []  # no images at all: the caller's error says it
+            passed = [f"its subfolders {_some(nested)} hold images, which are not searched (name those folders too)"
+                      ] if nested else []
+            passed += [f"its broken links {_some(broken)} have no image behind them"] if broken else []
+            if passed:
+                warnings.warn(f"{path}: {'; '.join(passed)}; only the {len(images)} image(s) directly in it are "
+                              f"used.", stacklevel=2)
         elif path.is_file():
             found.append(path)
+        elif path.exists():
+            raise UserError(f"input {path} is not a regular file (a pipe, socket or device); save the image to a "
+                            f"file and give that.")
         else:
             raise UserError(f"input {path} does not exist; give an image file or a folder of images.")
     return found
+
+
+def _some(names: list[str]) -> str:
+    """``(a, b, c and 2 more)``."""
+    return f"({', '.join(names[:3])}{f' and {len(names) - 3} more' if len(names) > 3 else ''})"
 
 
 def no_images_found(inputs: Iterable[str | Path]) -> UserError:
@@ -639,6 +674,8 @@ def cannot_write_into(folder: str | Path, err: OSError, option: str = "-o") -> s
         fix = f"free space or choose another {option}"
     elif err.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
         fix = f"choose a folder you may write to with {option}"
+    elif err.errno == errno.ENAMETOOLONG:  # the temporary beside an output adds 20 characters to its name
+        fix = "give the input a shorter name (an output's name and its temporary's are longer than the input's)"
     else:
         fix = f"check the folder or choose another {option}"
     return f"cannot write into {folder} ({err.strerror or err}); {fix}."

@@ -140,7 +140,7 @@ def _note_ignored_sidecars(files: list[Path], operator: str) -> None:
 
     from pnprgm.measurement import sidecar_paths
 
-    with_sidecar = [p for p in files if sidecar_paths(p)[0].is_file()]
+    with_sidecar = [p for p in files if io.is_file(sidecar_paths(p)[0])]
     if with_sidecar:
         some = ", ".join(map(str, with_sidecar[:3])) + (f" and {len(with_sidecar) - 3} more" if len(with_sidecar) > 3
                                                        else "")
@@ -251,7 +251,7 @@ def run_restore_job(job: RestoreJob, *, on_error: Callable[[str], None] = print,
                 raise
             from pnprgm.measurement import sidecar_paths
 
-            cause = (f"check its sidecar ({sidecar_paths(path)[0].name})" if sidecar_paths(path)[0].is_file()
+            cause = (f"check its sidecar ({sidecar_paths(path)[0].name})" if io.is_file(sidecar_paths(path)[0])
                      else "check --size" if job.image_size is not None else "restore a smaller crop")
             fail(f"{path}: too large or too deeply nested to restore here ({type(err).__name__}); {cause}"
                  f"{'' if model_operator is not None else ', or restore it with --tile on a larger machine'}.")

@@ -449,6 +449,30 @@ def test_a_missing_input_is_reported_and_the_others_restored(photos, tmp_path):
     assert result.exit_code == 1 and "does not exist" in result.output and "restored 0 image(s)" in result.output
 
 
+def test_a_name_too_long_for_the_outputs_fails_alone_with_the_fix(photos, tmp_path):
+    """A 240-character stem is a legal name, but its outputs' temporaries are not: with --operator, looking for its
+    sidecar raised ENAMETOOLONG and aborted the whole batch with a traceback."""
+    long = photos / ("q" * 240 + ".png")
+    os.link(photos / "one.png", long)
+    result = run("restore", photos / "two.png", long, *FAST, "-o", tmp_path / "out")
+    assert result.exit_code == 1, result.output
+    assert len(errors(result)) == 1 and "give the input a shorter name" in errors(result)[0]
+    assert (tmp_path / "out" / "two.png").is_file() and "restored 1 image(s)" in result.output
+
+
+def test_a_pipe_is_named_as_such_and_passed_over_parts_of_a_folder_are_named(photos, tmp_path):
+    os.mkfifo(tmp_path / "pipe.png")
+    io.write_image(photos / "more" / "three.png", torch.rand((3, 8, 8)))
+    (photos / "gone.png").symlink_to(tmp_path / "nowhere.png")
+    with pytest.warns(UserWarning, match=r"subfolders \(more\) hold images, which are not searched.*broken links "
+                                         r"\(gone.png\) have no image behind them; only the 2 image\(s\)"):
+        result = run("restore", tmp_path / "pipe.png", photos, *FAST, "-o", tmp_path / "out")
+    assert result.exit_code == 1, result.output
+    assert errors(result) == [f"error: input {tmp_path / 'pipe.png'} is not a regular file (a pipe, socket or device); "
+                              f"save the image to a file and give that."]
+    assert sorted(p.name for p in (tmp_path / "out").glob("*.png")) == ["one.png", "two.png"]
+
+
 # -- --samples N: one model load, progress a log can hold --------------------------------------------------------
 
 @pytest.fixture

@@ -7,7 +7,6 @@ Randomness of crops and flips comes from torch's global generator, which the loo
 from __future__ import annotations
 
 import random
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Sequence
@@ -16,7 +15,7 @@ import torch
 
 from pnprgm.config import MAX_SEED
 from pnprgm.errors import UserError
-from pnprgm.io import READ_SUFFIXES, image_bits, list_images, read_image, sha256_file
+from pnprgm.io import READ_SUFFIXES, image_bits, image_subfolders, list_images, read_image, sha256_file
 
 #: ITU-R BT.601 luma weights (colour images in a grayscale run).
 LUMA = (0.299, 0.587, 0.114)
@@ -53,18 +52,13 @@ def scan_folder(folder: str | Path, what: str = "training") -> list[Path]:
         raise UserError(f"{option} {folder} is a file; give the folder that holds the {what} images.")
     if not folder.is_dir():
         raise UserError(f"{option} folder {folder} does not exist; give a folder of {what} images.")
-    files = list_images([folder])
-    nested = [sub.name for sub in sorted(folder.iterdir()) if sub.is_dir() and not sub.name.startswith(".")
-              and any(p.suffix.lower() in READ_SUFFIXES for p in sub.rglob("*"))]
+    files = list_images([folder])  # warns of images in subfolders beside them
     if not files:
+        nested = image_subfolders(folder)
         raise UserError(f"{option} folder {folder} has no images ({', '.join(READ_SUFFIXES)})"
                         + (f"; only its subfolders do ({', '.join(nested[:3])}{', ...' if len(nested) > 3 else ''}), "
                            f"which are not searched: give one of them, or move the images up." if nested else
                            "; add some or fix the path."))
-    if nested:
-        warnings.warn(f"{folder}: the images in its subfolders ({', '.join(nested[:3])}"
-                      f"{', ...' if len(nested) > 3 else ''}) are not used, only the {len(files)} beside them.",
-                      stacklevel=2)
     return files
 
 
