@@ -3,6 +3,7 @@ says that -o writes one grid image."""
 from __future__ import annotations
 
 import json
+import os
 
 import numpy as np
 import pytest
@@ -54,6 +55,25 @@ def test_sample_takes_a_shipped_model_name_from_any_folder(shipped, tmp_path):
     assert grid.shape[0] == 3 and grid.shape[1] > 32, "rows: model input, restoration, original"
     record = json.loads((tmp_path / "elsewhere" / "grid.json").read_text())
     assert record["model"] == "tiny-shipped" and record["model_sha256"] == shipped.sha256
+
+
+@pytest.mark.parametrize("code, fix", [("ENOSPC", "free space or write elsewhere"),
+                                       ("EACCES", "write to a folder you may write to")])
+def test_a_full_disk_is_one_line_with_the_fix(shipped, tmp_path, monkeypatch, code, fix):
+    """sample and benchmark, which have no finer message for a failed write, printed OSError tracebacks."""
+    import errno
+
+    def refused(path, writer, **kwargs):  # the write itself (the probe before any work passed)
+        raise OSError(getattr(errno, code), os.strerror(getattr(errno, code)), str(path))
+
+    monkeypatch.setattr(io, "stage", refused)
+    for args in (("sample", "tiny-shipped", "--input", tmp_path / "photo.png", "-n", "1", "-o", "grid.png"),
+                 ("benchmark", "--data", tmp_path, "--images", "photo", "--task", "denoise", "--method", "baseline",
+                  "--crop", "16", "--metrics", "psnr", "-q", "--json", "r.json")):
+        result = invoke(*args)
+        assert result.exit_code == 1 and "Traceback" not in result.output, result.output
+        lines = result.output.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("error: cannot use ") and f"; {fix}" in lines[0], lines
 
 
 def test_sample_refuses_a_shipped_model_whose_file_changed(shipped, tmp_path):
