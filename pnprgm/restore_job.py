@@ -312,8 +312,13 @@ def check_job(job: RestoreJob) -> Optional["ModelOperator"]:
     if isinstance(job.denoiser, str):
         denoisers.check_name(job.denoiser)
     model_operator = _model_operator(job)
-    if job.operator is not None and (model_operator is None or not operators.names_code(model_operator.spec)):
-        operators.parse(job.operator)  # a bad spec fails once, before any work
+    if job.operator is not None:  # a bad spec, or code that is not there, fails once, before any work
+        if operators.names_code(job.operator):
+            from pnprgm.training.processes import typed_operator_callable
+
+            typed_operator_callable(job.operator)
+        else:
+            operators.parse(job.operator)
     if job.solver is not None:
         solvers.registry.get(job.solver)  # an unknown name fails here, not as "other settings" beside an old result
     if job.preset is not None:
@@ -516,7 +521,7 @@ def _restore_one(path: Path, job: RestoreJob, targets: Targets, protect: list[Pa
             "format": RECORD_FORMAT,
             "input": str(path), "input_sha256": io.sha256_file(path), "output": str(targets.image),
             "output_sha256": io.sha256_file(image_tmp),
-            "operator": getattr(physics, "spec", None) or (model_operator and model_operator.spec), "image_shape": list(x.shape[-3:]), "bits": bits, "measurement_shape": list(y.shape[-3:]),
+            "operator": getattr(physics, "spec", None) or (model_operator and model_operator.spec) or job.operator, "image_shape": list(x.shape[-3:]), "bits": bits, "measurement_shape": list(y.shape[-3:]),
             "field_of_view": None if window is None else {
                 "scene_shape": scene_shape, "rows": [window[0].start, window[0].stop], "cols": [window[1].start, window[1].stop]},
             "source": source, "settings": dataclasses.asdict(settings),
@@ -711,6 +716,14 @@ def _load_problem(path: Path, job: RestoreJob):
         raise UserError("no measurement sidecar beside this image; pass --operator SPEC (pnprgm operators lists them).")
     from pnprgm import operators
 
+    if operators.names_code(job.operator):  # the user's code (typed, so it may run) builds for the image's shape
+        from pnprgm.training.processes import load_operator
+
+        y = io.read_image(path)[None]
+        shape = tuple(y.shape[1:]) if job.image_size is None else (y.shape[1], *map(int, job.image_size))
+        physics = load_operator(job.operator, shape, job.device, allow_code=True)
+        _check_measured_shape(physics, job.operator, shape, tuple(y.shape[1:]), job.device)
+        return y, physics, job.noise_sigma, {"image": str(path)}, None
     # a real photo is the valid part of the blur of a larger scene (operators.blur): no circular frame
     y, shape = _read_measurement(path, job.operator, job.image_size, defaults=operators.PHOTO_DEFAULTS)
     physics = operators.build(job.operator, shape, device=job.device, defaults=operators.PHOTO_DEFAULTS)

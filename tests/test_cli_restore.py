@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import textwrap
 import time
 from pathlib import Path
 
@@ -471,6 +472,41 @@ def test_a_pipe_is_named_as_such_and_passed_over_parts_of_a_folder_are_named(pho
     assert errors(result) == [f"error: input {tmp_path / 'pipe.png'} is not a regular file (a pipe, socket or device); "
                               f"save the image to a file and give that."]
     assert sorted(p.name for p in (tmp_path / "out").glob("*.png")) == ["one.png", "two.png"]
+
+
+def test_an_operator_of_the_users_code_restores_with_a_denoiser_as_the_help_says(tmp_path):
+    """``--operator ops.py:make`` was refused as an unknown operator unless a model trained for it was given, while
+    --solver's help promised HQS for such a blur; a missing callable fails once, before any work."""
+    (tmp_path / "ops.py").write_text(textwrap.dedent("""
+        import torch
+        from deepinv.physics import Blur
+
+        def make(shape, device):
+            kernel = torch.zeros(1, 1, 5, 5)
+            kernel[0, 0, 2, :] = 0.2
+            return Blur(filter=kernel.to(device), padding="circular", device=device)
+    """))
+    generator = torch.Generator().manual_seed(0)
+    clean = torch.nn.functional.interpolate(torch.rand((1, 3, 6, 6), generator=generator), size=(24, 24),
+                                            mode="bilinear", align_corners=False)[0]
+    kernel = torch.zeros(1, 1, 5, 5)
+    kernel[0, 0, 2, :] = 0.2
+    from deepinv.physics import Blur
+
+    io.write_image(tmp_path / "blurred.png", Blur(filter=kernel, padding="circular").A(clean[None])[0])
+    spec = f"{tmp_path / 'ops.py'}:make"
+    result = run("restore", tmp_path / "blurred.png", "--operator", spec, *fast_without("--operator"), "-o",
+                 tmp_path / "out")
+    assert result.exit_code == 0, result.output
+    record = json.loads((tmp_path / "out" / "blurred.json").read_text())
+    assert record["operator"] == spec and record["settings"]["solver"] == "hqs"
+    restored, blurred = io.read_image(tmp_path / "out" / "blurred.png"), io.read_image(tmp_path / "blurred.png")
+    assert (restored - clean).square().mean() < 0.8 * (blurred - clean).square().mean()
+    result = run("restore", tmp_path / "blurred.png", "--operator", f"{tmp_path / 'ops.py'}:nothere",
+                 *fast_without("--operator"), "-o", tmp_path / "out2")
+    assert result.exit_code == 2 and errors(result) == [
+        f"error: {tmp_path / 'ops.py'} has no callable 'nothere'; give module:callable returning a LinearPhysics."]
+    assert not (tmp_path / "out2").exists()
 
 
 # -- --samples N: one model load, progress a log can hold --------------------------------------------------------

@@ -422,6 +422,12 @@ def _refuse_code(spec: str, parse_error: Optional[UserError] = None) -> UserErro
                      f"give --operator {spec!r} on the command line if you trust that code.")
 
 
+def typed_operator_callable(spec: str) -> Optional[Callable]:
+    """The callable of a ``file.py:callable`` or ``module:callable`` spec the user typed (imported now, so that a
+    missing file, module or callable is one error before any work); None for an ``operators`` spec."""
+    return _user_callable(spec, allow_code=True)
+
+
 def _user_callable(spec: str, allow_code: bool = False) -> Optional[Callable]:
     """The callable named by ``file.py:callable`` or ``module:callable``; None when spec is an ``operators`` spec.
 
