@@ -1404,3 +1404,19 @@ def test_a_killed_benchmark_exits_143_and_ctrl_c_130(photo_dir, tmp_path):
         assert result.returncode == status, result.stderr[-2000:]
         assert result.stderr.strip().splitlines()[-1] == word and "Traceback" not in result.stderr
         assert json.loads(out.read_text())["status"] == "interrupted"
+
+
+def test_the_report_names_the_models_that_ran_and_no_spread_for_one_image(photo_dir):
+    """The Methods list said "denoiser `default`" while sr ran its preset's `unet-lpips`; a table of one image
+    showed "± 0.00", a spread that one image does not have."""
+    from pnprgm.rgm import models
+
+    config = _config(data=str(photo_dir), images=("coffee",), tasks=("sr", "denoise"), methods=("pnp-drs",),
+                     metrics=("psnr",), figure_images=0)
+    text = report.markdown(run_benchmark(config, progress=False).data)
+    line = next(line for line in text.splitlines() if line.startswith("- `pnp-drs`"))
+    defaults = f"`{models.default_model(1).name}`, `{models.default_model(3).name}`"
+    assert line == (f"- `pnp-drs`: denoiser `default` ({defaults}) in `drs`, task default preset; the presets of "
+                    f"these tasks run another model: sr `{presets.registry.get('sr-drs').denoiser}`")
+    rows = [row for row in text.splitlines() if row.startswith("| pnp-drs |")]
+    assert rows and not any("±" in row for row in rows)

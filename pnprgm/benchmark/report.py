@@ -64,7 +64,7 @@ def columns(data: Mapping[str, Any]) -> list[Column]:
 
 def summarise(records: Iterable[Mapping[str, Any]], metrics: Iterable[str]) -> dict[tuple[str, str], dict[str, Any]]:
     """(task, method) -> {metric: (mean, std, n) or None, "seconds": mean, "n": images}; std is the sample std
-    over images (0 for a single image)."""
+    over images (NaN for a single image: no spread to show)."""
     metrics = list(metrics)
     groups: dict[tuple[str, str], list[Mapping[str, Any]]] = {}
     for record in records:
@@ -83,7 +83,7 @@ def _stats(values: list[float]) -> tuple[float, float, int]:
     array = np.asarray(values, dtype=np.float64)
     if not np.isfinite(array).all():  # an infinite PSNR makes the mean infinite; its spread has no number
         return float(array.mean()), float("nan"), int(array.size)
-    std = float(array.std(ddof=1)) if array.size > 1 else 0.0
+    std = float(array.std(ddof=1)) if array.size > 1 else float("nan")  # one image has no spread to show
     return float(array.mean()), std, int(array.size)
 
 
@@ -93,6 +93,24 @@ def format_value(value: float | str, digits: int) -> str:
     if math.isinf(number):
         return "∞" if number > 0 else "-∞"
     return f"{number:.{digits}f}"
+
+
+def _default_names(info: Mapping[str, Any]) -> str:
+    """`` (drunet-denoiser-color, drunet-denoiser-gray)``: the shipped models behind ``default`` in a method's record,
+    named where today's default files are those the record hashed (an older results JSON keeps its hashes only)."""
+    if info.get("denoiser") != "default" or info.get("user_models"):
+        return ""
+    from pnprgm.rgm import models
+
+    hashed = info.get("models") or {}
+    names = []
+    for key in sorted(k for k in hashed if k.isdigit()):
+        try:
+            entry = models.default_model(int(key))
+        except Exception:  # a damaged install: the record's hashes are what it has
+            return ""
+        names.append(f"`{entry.name}`" if entry.sha256 == hashed[key] else f"sha256 {hashed[key][:12]}")
+    return f" ({', '.join(names)})" if names else ""
 
 
 def _mean_and_std(stats: tuple[float, float, int], digits: int) -> str:
@@ -170,11 +188,15 @@ def markdown(data: Mapping[str, Any]) -> str:
     lines += ["## Methods", ""]
     for method in config["methods"]:
         info = resolved["methods"][method]
-        denoiser = f"`{info['denoiser']}`"
+        denoiser = f"`{info['denoiser']}`{_default_names(info)}"
         if info.get("user_models"):  # --model in place of the shipped default
             denoiser = " and ".join(f"`{source}` ({io.channel_kind(c)}, --model)"
                                     for c, source in sorted(info["user_models"].items()))
         what = f"denoiser {denoiser} in `{info['solver']}`, {info['preset']} preset" if info["kind"] == "pnp" else info["preset"]
+        if info["kind"] == "pnp" and not info.get("user_models"):  # a task's preset may run another model
+            replaced = [f"{task} `{(info.get('presets') or {}).get(task, {}).get('denoiser')}`"
+                        for task in config["tasks"] if (info.get("presets") or {}).get(task, {}).get("denoiser")]
+            what += f"; the presets of these tasks run another model: {', '.join(replaced)}" if replaced else ""
         state = "" if info["available"] else f" — **unavailable**: {info['unavailable_reason']}"
         note = f" ({info['note']})" if info.get("note") else ""
         lines.append(f"- `{method}`: {what}{note}{state}")
