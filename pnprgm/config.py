@@ -136,13 +136,17 @@ def to_dict(config: Any) -> dict[str, Any]:
 
 def read_config_file(path: str | Path) -> dict[str, Any]:
     """Read a JSON or YAML (if PyYAML is installed) mapping; errors name the file."""
+    from pnprgm.io import read_text
+
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        text = read_text(path)
     except OSError as err:
         raise UserError(f"cannot read config file {path}: {err.strerror}; check the path.") from None
     except UnicodeDecodeError:
         raise UserError(f"cannot parse config file {path}: it is not UTF-8 text; give a JSON or YAML file.") from None
+    except ValueError as err:
+        raise UserError(f"cannot read config file {path}: {err}; give a JSON or YAML file.") from None
     try:
         if path.suffix.lower() in (".yaml", ".yml"):
             try:

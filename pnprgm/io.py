@@ -681,13 +681,34 @@ def cannot_write_into(folder: str | Path, err: OSError, option: str = "-o") -> s
     return f"cannot write into {folder} ({err.strerror or err}); {fix}."
 
 
+#: the largest text file (JSON, YAML) pnprgm reads: far above any results file or config it writes (a benchmark's
+#: results JSON of thousands of records is a few MB), far below what would exhaust a machine's memory
+MAX_TEXT_BYTES = 256 * 2**20
+
+
+def read_text(path: str | Path) -> str:
+    """The UTF-8 text of a regular file of at most :data:`MAX_TEXT_BYTES`: OSError when it cannot be read, ValueError
+    when it is not UTF-8, too large or not a regular file (``/dev/zero`` or a pipe would be read until memory ran
+    out)."""
+    import stat
+
+    with open(path, "rb") as handle:
+        if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
+            raise ValueError("not a regular file (a device, pipe or socket)")
+        data = handle.read(MAX_TEXT_BYTES + 1)
+    if len(data) > MAX_TEXT_BYTES:
+        raise ValueError(f"larger than {MAX_TEXT_BYTES // 2**20} MiB, more than any file pnprgm writes or reads")
+    return data.decode("utf-8")  # UnicodeDecodeError is a ValueError
+
+
 def read_json(path: str | Path) -> Any:
-    """The JSON value in ``path``: OSError when it cannot be read, ValueError when it is not UTF-8 JSON.
+    """The JSON value in ``path``: OSError when it cannot be read, ValueError when it is not UTF-8 JSON (or not a
+    regular file of at most :data:`MAX_TEXT_BYTES`).
 
     Why not plain ``json.loads``: a file nested a few thousand levels deep raises RecursionError there, which no
     caller expects from a damaged file (a one-line error, not a traceback, and the other inputs still processed).
     """
-    return parse_json(Path(path).read_text(encoding="utf-8"))  # UnicodeDecodeError is a ValueError
+    return parse_json(read_text(path))
 
 
 def parse_json(text: str) -> Any:

@@ -15,7 +15,7 @@ from PIL import Image
 
 from pnprgm import operators
 from pnprgm.cli.main import app
-from pnprgm import figures, presets
+from pnprgm import figures, io, presets
 from pnprgm.benchmark import build_config, datasets, methods, report, run_benchmark, tasks
 from pnprgm.benchmark.runner import RECORD_KEYS, BenchmarkConfig
 from pnprgm.errors import UserError
@@ -1420,3 +1420,15 @@ def test_the_report_names_the_models_that_ran_and_no_spread_for_one_image(photo_
                     f"these tasks run another model: sr `{presets.registry.get('sr-drs').denoiser}`")
     rows = [row for row in text.splitlines() if row.startswith("| pnp-drs |")]
     assert rows and not any("±" in row for row in rows)
+
+
+def test_a_device_or_a_huge_file_as_suite_or_results_is_one_line_not_read_forever(tmp_path, monkeypatch):
+    """``--suite /dev/zero`` grew to gigabytes until memory ran out, ``--from-json /dev/zero`` hung."""
+    big = tmp_path / "big.json"
+    big.write_text("[" + "0," * 600 + "0]")
+    monkeypatch.setattr(io, "MAX_TEXT_BYTES", 1000)
+    for source, reason in (("/dev/zero", "not a regular file"), (str(big), "larger than")):
+        for args in (["--suite", source], ["--from-json", source, "--md", str(tmp_path / "o.md")]):
+            result = CliRunner().invoke(app, ["benchmark", *args])
+            assert result.exit_code == 2 and result.output.count("\n") == 1, result.output
+            assert result.output.startswith("error: cannot read") and reason in result.output, result.output
