@@ -81,6 +81,20 @@ def test_inputs_sharing_a_stem_get_distinct_outputs(tmp_path):
     assert not torch.equal(restored[0], restored[1])  # neither replaced the other
 
 
+def test_an_input_whose_name_is_unique_keeps_it_beside_inputs_sharing_a_stem(tmp_path):
+    """``a.jpg`` (sharing its stem with ``a.png``) took ``a_jpg.png``, and the input ``a_jpg.png`` got ``a_jpg-2``:
+    a user opening ``a_jpg.png`` saw another photo."""
+    generator = torch.Generator().manual_seed(2)
+    for name in ("a.png", "a.tif", "a_tif.png"):
+        io.write_image(tmp_path / "in" / name, torch.rand((3, 16, 16), generator=generator))
+    result = run("restore", tmp_path / "in", *FAST, "-o", tmp_path / "out")
+    assert result.exit_code == 0, result.output
+    inputs = {stem: json.loads((tmp_path / "out" / f"{stem}.json").read_text())["input"]
+              for stem in ("a_png", "a_tif", "a_tif-2")}
+    assert inputs == {"a_png": str(tmp_path / "in" / "a.png"), "a_tif": str(tmp_path / "in" / "a_tif.png"),
+                      "a_tif-2": str(tmp_path / "in" / "a.tif")}
+
+
 def test_a_rerun_skips_what_is_done_and_refuses_other_settings(photos, tmp_path):
     out = tmp_path / "out"
     assert run("restore", photos, *FAST, "-o", out).exit_code == 0
