@@ -185,10 +185,43 @@ def read_image(path: str | Path) -> torch.Tensor:
         raise UserError(f"cannot read {path}: {str(err).split(' exceeds')[0].lower()} is more than this tool reads "
                         "(a decompression bomb guard); downscale or crop it first.") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
+        if path.suffix.lower() in (".tif", ".tiff"):  # a whole TIFF whose samples Pillow has no mode for
+            read = _read_tiff_samples(path)
+            if isinstance(read, np.ndarray):
+                return torch.from_numpy(read)
+            if read is not None:
+                raise UserError(f"cannot read {path}: a TIFF of {read}, a layout this tool does not read; save it "
+                                f"as 8- or 16-bit gray or RGB (PNG or TIFF).") from None
         reason = str(err).splitlines()[0] if str(err) else type(err).__name__
         raise UserError(f"cannot read {path}: not a readable image ({reason}); check that the file is complete, or "
                         "convert it to PNG.") from None
     return torch.from_numpy(array)
+
+
+def _read_tiff_samples(path: Path) -> np.ndarray | str | None:
+    """A TIFF Pillow has no mode for (16-bit gray with alpha, say), read by tifffile: its gray or colour image as a
+    float32 (C, H, W) array in [0, 1] (alpha dropped with a warning) when its first page holds 1 to 4 unsigned 8- or
+    16-bit samples per pixel; else its layout in words (``"5 sample(s) of 16 bits per pixel"``); None when tifffile
+    cannot read it whole either (a damaged file)."""
+    import tifffile
+
+    try:
+        with tifffile.TiffFile(path) as tif:
+            page = tif.pages.first
+            array, axes = page.asarray(), page.axes  # a truncated file fails here
+            samples, bits = int(page.samplesperpixel), int(page.bitspersample)
+            orientation = int(getattr(page.tags.get("Orientation"), "value", 1) or 1)
+    except Exception:  # tifffile raises many types for files it cannot parse
+        return None
+    if array.dtype not in (np.uint8, np.uint16) or samples not in (1, 2, 3, 4):
+        return f"{samples} sample(s) of {bits} bits per pixel"
+    if axes.startswith("S"):  # planar configuration: one plane per channel
+        array = np.moveaxis(array, 0, -1)
+    array = array if array.ndim == 3 else array[..., None]
+    if array.ndim != 3:
+        return f"{samples} sample(s) of {bits} bits per pixel in {array.ndim} dimensions"
+    unit = _drop_alpha(_orient(array, orientation), path).astype(np.float64) / np.iinfo(array.dtype).max
+    return np.ascontiguousarray(unit.transpose(2, 0, 1), dtype=np.float32)
 
 
 _GRAY16_MODES = ("I;16", "I;16B", "I;16L", "I")

@@ -466,3 +466,27 @@ def test_restore_and_degrade_keep_the_input_colour_profile(tmp_path, bits):
             assert written.info.get("icc_profile") == icc
     assert run("degrade", photo, "-p", "gray", "-o", tmp_path / "gray").exit_code == 0
     assert io.icc_profile(tmp_path / "gray" / "p3.png") is None
+
+
+def test_a_tiff_pillow_has_no_mode_for_is_read_or_named_as_a_layout_not_as_damage(tmp_path):
+    """A 16-bit gray TIFF with alpha (the same samples read fine as PNG) and a 5-channel TIFF were both "not a
+    readable image ... check that the file is complete": whole files, wrongly called damaged."""
+    import tifffile
+
+    from pnprgm.errors import UserError
+
+    rng = np.random.default_rng(0)
+    gray_alpha = (rng.random((8, 8, 2)) * 65535).astype(np.uint16)
+    tifffile.imwrite(tmp_path / "la16.tif", gray_alpha, photometric="minisblack", extrasamples=["unassalpha"])
+    with pytest.warns(UserWarning, match="alpha channel dropped"):
+        image = io.read_image(tmp_path / "la16.tif")
+    assert image.shape == (1, 8, 8)
+    assert np.allclose(image[0].numpy(), gray_alpha[..., 0] / 65535, atol=1e-7)
+    tifffile.imwrite(tmp_path / "five.tif", (rng.random((8, 8, 5)) * 65535).astype(np.uint16), photometric="minisblack",
+                     planarconfig="contig")
+    with pytest.raises(UserError, match=r"a TIFF of 5 sample\(s\) of 16 bits per pixel, a layout this tool does not "
+                                        r"read; save it as 8- or 16-bit gray or RGB"):
+        io.read_image(tmp_path / "five.tif")
+    (tmp_path / "cut.tif").write_bytes((tmp_path / "five.tif").read_bytes()[:300])
+    with pytest.raises(UserError, match="check that the file is complete"):
+        io.read_image(tmp_path / "cut.tif")
