@@ -114,7 +114,10 @@ def check_shape(shape: Any) -> Shape:
     """``shape`` as a (C, H, W) tuple of positive ints; anything else is a :class:`UserError`."""
     try:
         values = tuple(int(v) for v in shape)
+        whole = all(v == w for v, w in zip(shape, values))  # 32.5 is not a size (int() would make it 32 in silence)
     except (TypeError, ValueError):
+        whole = False
+    if not whole:
         raise UserError(f"image shape must be (C, H, W) integers, got {shape!r}.") from None
     if len(values) != 3 or min(values) < 1:
         raise UserError(f"image shape must be (C, H, W) with positive sizes, got {shape!r}.")

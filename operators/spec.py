@@ -81,7 +81,10 @@ def parse(spec: str, defaults: Optional[dict[str, str]] = None) -> list[ParsedOp
     :param defaults: parameter values for the operators that have such a parameter and whose spec does not give
         it (``pnprgm restore`` of a photo: ``operators.PHOTO_DEFAULTS``).
     """
-    if not isinstance(spec, str) or not spec.strip():
+    if not isinstance(spec, str):
+        raise UserError(f"an operator spec is text such as 'sr4' or 'blur:gaussian,sigma=2', not {type(spec).__name__} "
+                        f"{spec!r} (pnprgm operators lists them).")
+    if not spec.strip():
         raise UserError(f"empty operator spec; give one such as sr4 or blur:gaussian,sigma=2 (pnprgm operators lists them).")
     return [_parse_one(part, spec, defaults or {}) for part in _split_operators(spec.strip())]
 

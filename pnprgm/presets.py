@@ -32,6 +32,7 @@ class Preset:
     :param denoiser: the shipped model, or family of a colour and a gray model, used when the caller asks for the
         default denoiser (``default``), for tasks where another shipped model does better than the default one;
         None: the default.
+    :param operator: the one operator it was set for (``official-sr4``: ``sr4``); None: any operator of its task.
     """
 
     task: str
@@ -39,6 +40,7 @@ class Preset:
     params: Mapping[str, Any] = field(default_factory=dict)
     note: str = ""
     denoiser: Optional[str] = None
+    operator: Optional[str] = None
 
 
 #: The denoiser name of the shipped default model (registered by :mod:`pnprgm.rgm.models`), which a preset's model replaces.
@@ -114,9 +116,32 @@ for _task, _params in _RGM.items():
                                             _RGM_DENOISER.get(_task)), f"rgm-drs for {_task}")
 
 # The official RGM restoration settings (CelebA-HQ-256 ddpm T=4 generator), REFERENCE.md section 1.
-registry.add("official-sr4", Preset("sr", "rgm-drs", {"iterations": 40, "alpha": 0.05, "stepsize": 10.0, "levels": 1}, "official RGM"), "official RGM SR x4 (CelebA-HQ)")
-registry.add("official-sr8", Preset("sr", "rgm-drs", {"iterations": 40, "alpha": 0.05, "stepsize": 10.0, "levels": 1}, "official RGM"), "official RGM SR x8 (CelebA-HQ)")
+registry.add("official-sr4", Preset("sr", "rgm-drs", {"iterations": 40, "alpha": 0.05, "stepsize": 10.0, "levels": 1}, "official RGM",
+                                    operator="sr4"), "official RGM SR x4 (CelebA-HQ)")
+registry.add("official-sr8", Preset("sr", "rgm-drs", {"iterations": 40, "alpha": 0.05, "stepsize": 10.0, "levels": 1}, "official RGM",
+                                    operator="sr8"), "official RGM SR x8 (CelebA-HQ)")
 registry.add("official-colorization", Preset("colorize", "rgm-drs", {"iterations": 20, "alpha": 0.5, "stepsize": 5.0, "levels": 2}, "official RGM"), "official RGM colorization (CelebA-HQ)")
+
+
+def _warn_if_set_for_another_operator(name: str, preset: Preset, spec: str) -> None:
+    """A warning (it still runs: the user named it) when a preset was set for another task, or for one operator and
+    ``spec`` is another (``official-sr4`` on ``sr2``)."""
+    import warnings
+
+    from pnprgm import operators
+
+    try:
+        task = task_of_spec(spec) if spec else None
+        same = preset.operator is None or [p.params for p in operators.parse(spec)] == [
+            p.params for p in operators.parse(preset.operator)]
+    except UserError:  # a foreign operator, or a spec of the user's code: nothing to compare
+        return
+    if task is not None and task != preset.task:
+        warnings.warn(f"preset {name!r} was set for the {preset.task} task, and {spec} belongs to the {task} task: its "
+                      f"parameters may not fit (pnprgm presets lists the {task} ones).", stacklevel=3)
+    elif not same:
+        warnings.warn(f"preset {name!r} was set for {preset.operator}, not {spec}: its parameters may not fit "
+                      f"(pnprgm presets lists the {preset.task} ones).", stacklevel=3)
 
 
 def task_of_spec(spec: str) -> str:
@@ -166,6 +191,9 @@ def choosing_spec(physics) -> Optional[str]:
 def solver_for(solver: Optional[str], preset: Optional[str], spec: Optional[str]) -> str:
     """The solver that runs: the one named, else the named preset's, else :func:`default_solver` of ``spec``."""
     if solver:
+        from pnprgm import solvers
+
+        solvers.registry.get(solver)  # an unknown name is named as a solver, not as a missing preset 'sr-foo'
         return solver
     return registry.get(preset).solver if preset else default_solver(spec)
 
@@ -176,6 +204,7 @@ def resolve(preset: str | None, *, solver: str, spec: str) -> Preset:
         chosen = registry.get(preset)
         if chosen.solver != solver:
             raise UserError(f"preset {preset!r} is for solver {chosen.solver!r}, not {solver!r}; pass --solver {chosen.solver}.")
+        _warn_if_set_for_another_operator(preset, chosen, spec)
         return chosen
     name = f"{task_of_spec(spec)}-{solver}"
     if name not in registry:

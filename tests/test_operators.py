@@ -672,3 +672,27 @@ def test_an_operator_that_gives_nan_is_refused_before_a_measurement_is_made():
     op = operators.build("blur:gaussian,sigma=1", (3, 16, 16))
     with pytest.raises(UserError, match="NaN or infinite"):
         measure(op, torch.full((1, 3, 16, 16), float("nan")), 0.01)
+
+
+def test_python_api_misuse_is_one_named_error():
+    """A numpy array made measure raise AttributeError, a fractional size was truncated in silence, a number as a spec
+    was "empty", and an unknown solver was named as a missing preset 'sr-foo'."""
+    import numpy as np
+
+    import pnprgm
+
+    op = operators.build("sr2", (3, 8, 8))
+    with pytest.raises(UserError, match="x must be a torch.Tensor .* not ndarray"):
+        operators.measure(op, np.zeros((1, 3, 8, 8)), 0.1)
+    one = torch.rand(3, 8, 8, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(operators.measure(op, one, 0.1, seed=3), operators.measure(op, one[None], 0.1, seed=3)[0])
+    with pytest.raises(UserError, match=r"an image \(C, H, W\) or a batch"):
+        operators.measure(op, torch.zeros(8, 8), 0.1)
+    for shape in ((3, 32.5, 32), (3.7, 32, 32)):
+        with pytest.raises(UserError, match="must be \\(C, H, W\\) integers"):
+            operators.build("sr2", shape)
+    assert operators.build("sr2", (3, 32.0, 32)).out_shape == (3, 16, 16)
+    with pytest.raises(UserError, match="an operator spec is text such as 'sr4'"):
+        operators.build(4, (3, 8, 8))
+    with pytest.raises(UserError, match="unknown solver 'foo'"):
+        pnprgm.restore(torch.rand(3, 8, 8), "sr2", image_shape=(3, 16, 16), solver="foo")

@@ -154,3 +154,24 @@ def test_a_deepinv_blur_of_the_users_restores_as_a_kernel_file_and_other_physics
     _, _, other = pnprgm.restore(inpainting(x), inpainting, noise_sigma=0.01, denoiser="tv", iterations=2,
                                  return_trace=True)
     assert other.solver == "drs" and other.preset == "(none)"
+
+
+@pytest.mark.parametrize("preset, spec, message", [
+    ("deblur-drs", "sr2", "set for the deblur task, and sr2 belongs to the sr task"),
+    ("official-sr4", "sr2", "set for sr4, not sr2"),
+])
+def test_a_preset_set_for_another_operator_runs_with_a_warning(preset, spec, message):
+    """``--operator sr2 --preset official-sr4`` (or ``deblur-drs``) ran without a word."""
+    chosen = presets.registry.get(preset)
+    with pytest.warns(UserWarning, match=message):
+        assert presets.resolve(preset, solver=chosen.solver, spec=spec) is chosen
+
+
+def test_a_preset_for_its_own_operator_says_nothing():
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        presets.resolve("official-sr4", solver="rgm-drs", spec="sr:factor=4")
+        presets.resolve("sr-drs", solver="drs", spec="sr2")
+        presets.resolve("deblur-hqs", solver="hqs", spec="my_ops.py:make")  # the user's code: nothing to compare
