@@ -183,9 +183,11 @@ def _example_key(variant: Variant) -> str:
 def _pick_variant(family: str, group: list[Variant], name: str | None, values: dict) -> Variant:
     by_name = {v.variant: v for v in group if v.variant}
     if name is not None:
+        if name not in by_name and not by_name:  # sr:0: a value where a variant would go
+            raise UserError(f"{family} has no variants; give its parameters as key=value, e.g. "
+                            f"{family}:{_example_key(group[0])}={name}.")
         if name not in by_name:
-            valid = ", ".join(by_name) or "(none)"
-            raise UserError(f"unknown {family} variant {name!r}; valid: {valid}.")
+            raise UserError(f"unknown {family} variant {name!r}; valid: {', '.join(by_name)}.")
         return by_name[name]
     if "file" in values and "file" in by_name:  # blur:file=k.npy and mask:file=m.png name their variant by the key
         return by_name["file"]

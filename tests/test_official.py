@@ -204,3 +204,19 @@ def test_official_checkpoint_restores_from_the_cli(tmp_path):
     assert wrong.exit_code != 0 and "Traceback" not in wrong.output
     assert "cifar10" in wrong.output and not list((tmp_path / "bad").glob("*.png"))
     assert "--model-preset is now called --model-config" in wrong.output  # the old flag name still works
+
+
+def test_an_official_config_file_of_other_keys_or_suffix_is_named(tmp_path):
+    """``--model-config`` with ``{"foo": 1}`` was read as the official defaults (a misleading "does not fit"), a typo
+    was dropped in silence, and ``config.txt`` was "unknown official RGM generator config"."""
+    from pnprgm.rgm import models
+
+    (tmp_path / "other.json").write_text('{"foo": 1}')
+    with pytest.raises(UserError, match=r"other.json holds none of the official RGM train.py arguments \(it has foo\)"):
+        models.load_generator_file(tmp_path / "netG.pth", official_config=str(tmp_path / "other.json"))
+    (tmp_path / "typo.json").write_text('{"image_size": 256, "num_chanels_dae": 64}')
+    with pytest.warns(UserWarning, match=r"num_chanels_dae \(did you mean num_channels_dae\?\) is not an argument"):
+        with pytest.raises(UserError):  # no checkpoint there: the warning came before it was looked for
+            models.load_generator_file(tmp_path / "netG.pth", official_config=str(tmp_path / "typo.json"))
+    with pytest.raises(UserError, match=r"config.txt: a file of the official arguments is .json, .yaml or .yml"):
+        models.load_generator_file(tmp_path / "netG.pth", official_config=str(tmp_path / "config.txt"))

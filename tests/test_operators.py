@@ -696,3 +696,10 @@ def test_python_api_misuse_is_one_named_error():
         operators.build(4, (3, 8, 8))
     with pytest.raises(UserError, match="unknown solver 'foo'"):
         pnprgm.restore(torch.rand(3, 8, 8), "sr2", image_shape=(3, 16, 16), solver="foo")
+
+
+def test_a_value_where_a_variant_would_go_names_the_key_form():
+    with pytest.raises(UserError, match=r"^sr has no variants; give its parameters as key=value, e.g. sr:factor=0\.$"):
+        operators.parse("sr:0")
+    with pytest.raises(UserError, match="unknown blur variant 'gausian'; valid: gaussian"):
+        operators.parse("blur:gausian")

@@ -102,11 +102,39 @@ def load_generator_file(path: str | Path, *, device: str | torch.device = "cpu",
         if str(official_config).endswith((".json", ".yaml", ".yml")):  # the official argument dict, as a file
             from pnprgm.config import read_config_file
 
-            config = read_config_file(official_config)
+            config = _official_arguments(official_config, read_config_file(official_config))
+        elif Path(official_config).suffix or Path(official_config).exists():  # a file, not a registered name
+            from pnprgm.rgm.official.configs import CONFIGS
+
+            raise UserError(f"official config {official_config}: a file of the official arguments is .json, .yaml or "
+                            f".yml; rename it, or give a config name: {', '.join(CONFIGS.names())}.")
         return load_generator(path, config=config, device=device)
     from pnprgm.rgm.model_file import load_model
 
     return load_model(path, device=device)
+
+
+def _official_arguments(source: str, config: dict) -> dict:
+    """An official argument dict read from ``source``: a file with none of the official train.py arguments is not
+    one (an error); others of its keys (a launcher's, a typo) are named in a warning, since the generator ignores
+    them (a typo in a generator argument then shows as a layout that does not fit)."""
+    import difflib
+    import warnings
+
+    from pnprgm.rgm.official.configs import CONFIGS, known_arguments
+
+    known = known_arguments()
+    unknown = sorted(key for key in config if key not in known)
+    if unknown and len(unknown) == len(config):
+        raise UserError(f"{source} holds none of the official RGM train.py arguments (it has {', '.join(unknown[:5])}); "
+                        f"give that argument dict (image_size, num_channels_dae, ch_mult...) or a config name: "
+                        f"{', '.join(CONFIGS.names())}.")
+    if unknown:
+        hints = [f"{key} (did you mean {close[0]}?)" if (close := difflib.get_close_matches(key, known, n=1)) else key
+                 for key in unknown]
+        warnings.warn(f"{source}: {', '.join(hints)} {'is not an argument' if len(unknown) == 1 else 'are not arguments'} "
+                      f"of the official RGM generator; ignored.", stacklevel=3)
+    return config
 
 
 def canonical(name: str) -> str:

@@ -102,6 +102,11 @@ CONFIGS.add("celebahq256", CELEBAHQ256, "CelebA-HQ 256x256 RGM-KLD-D generator (
 CONFIGS.add("cifar10", CIFAR10, "CIFAR-10 32x32 RGM generator (48.4 M parameters, T=4)")
 
 
+def known_arguments() -> set[str]:
+    """The names of the official train.py arguments pnprgm knows (those a config dict may hold)."""
+    return set(_TRAIN_DEFAULTS)
+
+
 def official_config(name: str) -> dict[str, Any]:
     """A fresh copy of the official argument dict registered as ``name``."""
     return copy.deepcopy(CONFIGS.get(name))
