@@ -126,18 +126,23 @@ def no_images_found(inputs: Iterable[str | Path]) -> UserError:
 
 
 def output_stems(files: list[Path], names: Callable[[str], list[str]]) -> dict[Path, str]:
-    """A distinct output stem per input file: its own stem, with its suffix added when inputs share a stem
-    (``a.png``, ``a.tif`` -> ``a_png``, ``a_tif``), then ``-2``, ``-3``... while one of the output file names
+    """A distinct output stem per input file: its own stem, with its suffix added when inputs of other suffixes share
+    it (``a.png``, ``a.tif`` -> ``a_png``, ``a_tif``), then ``-2``, ``-3``... while one of the output file names
     ``names(stem)`` is taken by another input (compared case-insensitively, for file systems that ignore case).
     Inputs whose own stem is unique claim it first: ``a_jpg.png`` keeps ``a_jpg`` beside ``a.jpg`` and ``a.png``,
     whose outputs take the next names (``a_jpg-2``), so a name never shows another input's restoration."""
     from collections import Counter
 
     counts = Counter(path.stem.lower() for path in files)
+    suffixes: dict[str, set[str]] = {}
+    for path in files:
+        suffixes.setdefault(path.stem.lower(), set()).add(path.suffix.lower())
     taken: set[str] = set()
     stems: dict[Path, str] = {}
     for path in sorted(files, key=lambda p: counts[p.stem.lower()] > 1):  # stable: the unique stems first
-        base = path.stem if counts[path.stem.lower()] == 1 else f"{path.stem}_{path.suffix.lstrip('.').lower()}"
+        # the suffix tells apart a.png and a.tif; two x.png of different folders are x and x-2
+        told_apart = counts[path.stem.lower()] > 1 and len(suffixes[path.stem.lower()]) > 1
+        base = f"{path.stem}_{path.suffix.lstrip('.').lower()}" if told_apart else path.stem
         stem, k = base, 2
         while {n.lower() for n in names(stem)} & taken:
             stem, k = f"{base}-{k}", k + 1

@@ -93,7 +93,7 @@ def test_same_stem_twice_gets_two_outputs_never_an_overwrite(tmp_path):
     io.write_image(tmp_path / "b" / "x.png", second)
     result = run("degrade", tmp_path / "a", tmp_path / "b", "-p", "identity", "-o", tmp_path / "out")
     assert result.exit_code == 0, result.output
-    for stem, image in (("x_png", first), ("x_png-2", second)):
+    for stem, image in (("x", first), ("x-2", second)):  # the suffix tells nothing apart here
         assert torch.allclose(io.read_image(tmp_path / "out" / f"{stem}.png"), image, atol=1 / 255)
 
 
