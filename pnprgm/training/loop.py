@@ -784,7 +784,7 @@ def train(data: str | Path, out: str | Path, *, process: ProcessConfig | dict | 
     process = process if isinstance(process, ProcessConfig) else build_strict(ProcessConfig, process or {}, what="process")
     train_cfg = train if isinstance(train, TrainConfig) else build_strict(TrainConfig, train or {}, what="train")
     dist_info = init_distributed(device)
-    try:  # the process group goes with the run, however it ends
+    try:
         out = Path(out)
         if init_from is not None and resume:
             raise UserError("--init-from starts a new run and --resume continues one; give only one of them.")
@@ -878,9 +878,13 @@ def train(data: str | Path, out: str | Path, *, process: ProcessConfig | dict | 
                 warnings.warn(f"the checkpoint is already at step {trainer.step} >= steps {train_cfg.steps}", stacklevel=2)
         elif initial is not None:
             trainer.start_from(initial)
-        return trainer.run()
-    finally:
-        leave_distributed(dist_info)
+        summary = trainer.run()
+    except BaseException:
+        # a failure may be this rank's alone (only rank 0 writes): destroying the group while other ranks wait in a
+        # collective can hang NCCL before the error is shown, so the error goes first and the process exit cleans up
+        raise
+    leave_distributed(dist_info)  # the run's group goes with it: torch warns at exit about one left standing
+    return summary
 
 
 def _given_fields(config: Any, cls: type) -> set[str]:
