@@ -65,25 +65,13 @@ class _Group(click.Group):
             # what the file system refused where a command has no finer message (a full disk under sample or
             # benchmark): one line with the fix, status 1 (the work failed, not its options); other OSErrors are
             # bugs to see in full
-            line = _file_system_refusal(err)
+            from pnprgm.io import file_system_refusal
+
+            line = file_system_refusal(err)
             if line is None:
                 raise
             click.echo(f"error: {line}", err=True)
             sys.exit(1)
-
-
-def _file_system_refusal(err: OSError) -> str | None:
-    """One line for an OSError whose cause is the file system's state (full, read-only, refused, a name too long)."""
-    import errno
-
-    fixes = {errno.ENOSPC: "free space or write elsewhere", errno.EDQUOT: "free space or write elsewhere",
-             errno.EROFS: "write to a folder you may write to", errno.EACCES: "write to a folder you may write to, or "
-             "check the file's permissions", errno.EPERM: "check the file's permissions",
-             errno.ENAMETOOLONG: "choose a shorter name"}
-    if err.errno not in fixes:
-        return None
-    where = f" {err.filename}" if err.filename else ""
-    return f"cannot use{where} ({err.strerror or err}); {fixes[err.errno]}."
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})

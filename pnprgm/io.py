@@ -708,17 +708,34 @@ def is_write_failure(err: OSError, folder: str | Path) -> bool:
 def cannot_write_into(folder: str | Path, err: OSError, option: str = "-o") -> str:
     """One line for a failed write into the output ``folder`` (named by ``option``), whose fix fits the cause: a full
     disk wants space, a refused permission or read-only file system another folder."""
+    return f"cannot write into {folder} ({err.strerror or err}); {file_system_fix(err, option) or f'check the folder or choose another {option}'}."
+
+
+def file_system_fix(err: OSError, option: Optional[str] = None) -> Optional[str]:
+    """The fix for an OSError whose cause is the file system's state (full, read-only, refused, a name too long),
+    naming ``option`` (``-o``) where one chose the place; None for other errors."""
     import errno
 
     if err.errno in (errno.ENOSPC, errno.EDQUOT):
-        fix = f"free space or choose another {option}"
-    elif err.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
-        fix = f"choose a folder you may write to with {option}"
-    elif err.errno == errno.ENAMETOOLONG:  # the temporary beside an output adds 20 characters to its name
-        fix = "give the input a shorter name (an output's name and its temporary's are longer than the input's)"
-    else:
-        fix = f"check the folder or choose another {option}"
-    return f"cannot write into {folder} ({err.strerror or err}); {fix}."
+        return f"free space or choose another {option or 'folder'}"
+    if err.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return f"choose a folder you may write to{f' with {option}' if option else ''}"
+    if err.errno == errno.ENAMETOOLONG:  # the temporary beside an output adds 20 characters to its name
+        return "shorten the file name or the folder path (an output's temporary adds 20 characters to its name)"
+    return None
+
+
+def file_system_refusal(err: OSError) -> Optional[str]:
+    """One line for an OSError the file system caused (:func:`file_system_fix`), naming the file meant, not the
+    temporary it was being written through; None for other errors."""
+    fix = file_system_fix(err)
+    if fix is None:
+        return None
+    name = os.fsdecode(err.filename) if err.filename is not None else None
+    if name is not None:
+        match = _TEMP_NAME.match(Path(name).name)
+        name = str(Path(name).with_name(match["name"])) if match else name
+    return f"cannot write {name if name else 'a file'} ({err.strerror or err}); {fix}."
 
 
 #: the largest text file (JSON, YAML) pnprgm reads: far above any results file or config it writes (a benchmark's
@@ -732,9 +749,10 @@ def read_text(path: str | Path) -> str:
     out)."""
     import stat
 
+    # asked before opening: opening a pipe without a writer blocks
+    if not stat.S_ISREG(os.stat(path).st_mode):
+        raise ValueError("not a regular file (a device, pipe or socket)")
     with open(path, "rb") as handle:
-        if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
-            raise ValueError("not a regular file (a device, pipe or socket)")
         data = handle.read(MAX_TEXT_BYTES + 1)
     if len(data) > MAX_TEXT_BYTES:
         raise ValueError(f"larger than {MAX_TEXT_BYTES // 2**20} MiB, more than any file pnprgm writes or reads")

@@ -1424,10 +1424,14 @@ def test_the_report_names_the_models_that_ran_and_no_spread_for_one_image(photo_
 
 def test_a_device_or_a_huge_file_as_suite_or_results_is_one_line_not_read_forever(tmp_path, monkeypatch):
     """``--suite /dev/zero`` grew to gigabytes until memory ran out, ``--from-json /dev/zero`` hung."""
+    import os
+
     big = tmp_path / "big.json"
     big.write_text("[" + "0," * 600 + "0]")
+    os.mkfifo(tmp_path / "pipe.json")  # no writer: opening it would block
     monkeypatch.setattr(io, "MAX_TEXT_BYTES", 1000)
-    for source, reason in (("/dev/zero", "not a regular file"), (str(big), "larger than")):
+    for source, reason in (("/dev/zero", "not a regular file"), (str(tmp_path / "pipe.json"), "not a regular file"),
+                           (str(big), "larger than")):
         for args in (["--suite", source], ["--from-json", source, "--md", str(tmp_path / "o.md")]):
             result = CliRunner().invoke(app, ["benchmark", *args])
             assert result.exit_code == 2 and result.output.count("\n") == 1, result.output

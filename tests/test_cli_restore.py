@@ -471,7 +471,7 @@ def test_a_name_too_long_for_the_outputs_fails_alone_with_the_fix(photos, tmp_pa
     os.link(photos / "one.png", long)
     result = run("restore", photos / "two.png", long, *FAST, "-o", tmp_path / "out")
     assert result.exit_code == 1, result.output
-    assert len(errors(result)) == 1 and "give the input a shorter name" in errors(result)[0]
+    assert len(errors(result)) == 1 and "shorten the file name or the folder path" in errors(result)[0]
     assert (tmp_path / "out" / "two.png").is_file() and "restored 1 image(s)" in result.output
 
 

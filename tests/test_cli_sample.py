@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -57,23 +58,28 @@ def test_sample_takes_a_shipped_model_name_from_any_folder(shipped, tmp_path):
     assert record["model"] == "tiny-shipped" and record["model_sha256"] == shipped.sha256
 
 
-@pytest.mark.parametrize("code, fix", [("ENOSPC", "free space or write elsewhere"),
-                                       ("EACCES", "write to a folder you may write to")])
-def test_a_full_disk_is_one_line_with_the_fix(shipped, tmp_path, monkeypatch, code, fix):
-    """sample and benchmark, which have no finer message for a failed write, printed OSError tracebacks."""
+@pytest.mark.parametrize("code, fix", [("ENOSPC", "free space or choose another folder"),
+                                       ("EACCES", "choose a folder you may write to")])
+@pytest.mark.parametrize("named", ["temporary", "none"])
+def test_a_full_disk_is_one_line_with_the_fix(shipped, tmp_path, monkeypatch, code, fix, named):
+    """sample and benchmark, which have no finer message for a failed write, printed OSError tracebacks. The line
+    names the file meant, not the temporary it was written through (a full disk's write() names no file at all)."""
     import errno
 
     def refused(path, writer, **kwargs):  # the write itself (the probe before any work passed)
-        raise OSError(getattr(errno, code), os.strerror(getattr(errno, code)), str(path))
+        temporary = str(Path(path).with_name(f".{Path(path).name}.pnprgm-a1b2c3d4.tmp"))
+        raise OSError(getattr(errno, code), os.strerror(getattr(errno, code)), *([temporary] if named != "none" else []))
 
     monkeypatch.setattr(io, "stage", refused)
-    for args in (("sample", "tiny-shipped", "--input", tmp_path / "photo.png", "-n", "1", "-o", "grid.png"),
-                 ("benchmark", "--data", tmp_path, "--images", "photo", "--task", "denoise", "--method", "baseline",
-                  "--crop", "16", "--metrics", "psnr", "-q", "--json", "r.json")):
+    for args, meant in ((("sample", "tiny-shipped", "--input", tmp_path / "photo.png", "-n", "1", "-o", "grid.png"),
+                         "grid.png"),
+                        (("benchmark", "--data", tmp_path, "--images", "photo", "--task", "denoise", "--method",
+                          "baseline", "--crop", "16", "--metrics", "psnr", "-q", "--json", "r.json"), "r.json")):
         result = invoke(*args)
         assert result.exit_code == 1 and "Traceback" not in result.output, result.output
         lines = result.output.strip().splitlines()
-        assert len(lines) == 1 and lines[0].startswith("error: cannot use ") and f"; {fix}" in lines[0], lines
+        name = meant if named != "none" else "a file"
+        assert lines == [f"error: cannot write {name} ({os.strerror(getattr(errno, code))}); {fix}."], lines
 
 
 def test_sample_refuses_a_shipped_model_whose_file_changed(shipped, tmp_path):
