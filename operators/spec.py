@@ -184,8 +184,11 @@ def _pick_variant(family: str, group: list[Variant], name: str | None, values: d
     by_name = {v.variant: v for v in group if v.variant}
     if name is not None:
         if name not in by_name and not by_name:  # sr:0: a value where a variant would go
-            raise UserError(f"{family} has no variants; give its parameters as key=value, e.g. "
-                            f"{family}:{_example_key(group[0])}={name}.")
+            keys = [field.name for field in dataclasses.fields(group[0].params)]
+            if not keys:
+                raise UserError(f"{family} takes no variant or parameter ({name!r}); give just {family}.")
+            raise UserError(f"{family} has no variants; give its parameters as key=value ({', '.join(keys)}): "
+                            f"pnprgm operators shows {family}'s with an example.")
         if name not in by_name:
             raise UserError(f"unknown {family} variant {name!r}; valid: {', '.join(by_name)}.")
         return by_name[name]

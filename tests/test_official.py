@@ -218,5 +218,7 @@ def test_an_official_config_file_of_other_keys_or_suffix_is_named(tmp_path):
     with pytest.warns(UserWarning, match=r"num_chanels_dae \(did you mean num_channels_dae\?\) is not an argument"):
         with pytest.raises(UserError):  # no checkpoint there: the warning came before it was looked for
             models.load_generator_file(tmp_path / "netG.pth", official_config=str(tmp_path / "typo.json"))
+    with pytest.warns(UserWarning, match=r"numbers.yaml: 2 is not an argument"):  # YAML gives such a key as a number
+        assert models._official_arguments("numbers.yaml", {"image_size": 256, 2: 1}) == {"image_size": 256, 2: 1}
     with pytest.raises(UserError, match=r"config.txt: a file of the official arguments is .json, .yaml or .yml"):
         models.load_generator_file(tmp_path / "netG.pth", official_config=str(tmp_path / "config.txt"))

@@ -699,7 +699,10 @@ def test_python_api_misuse_is_one_named_error():
 
 
 def test_a_value_where_a_variant_would_go_names_the_key_form():
-    with pytest.raises(UserError, match=r"^sr has no variants; give its parameters as key=value, e.g. sr:factor=0\.$"):
+    with pytest.raises(UserError, match=r"^sr has no variants; give its parameters as key=value \(factor, kernel, "
+                                        r"sigma\): pnprgm operators shows sr's with an example\.$"):
         operators.parse("sr:0")
+    with pytest.raises(UserError, match=r"^identity takes no variant or parameter \('3'\); give just identity\.$"):
+        operators.parse("identity:3")
     with pytest.raises(UserError, match="unknown blur variant 'gausian'; valid: gaussian"):
         operators.parse("blur:gausian")

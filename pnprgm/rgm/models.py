@@ -124,7 +124,7 @@ def _official_arguments(source: str, config: dict) -> dict:
     from pnprgm.rgm.official.configs import CONFIGS, known_arguments
 
     known = known_arguments()
-    unknown = sorted(key for key in config if key not in known)
+    unknown = sorted(str(key) for key in config if key not in known)  # YAML keys may be numbers
     if unknown and len(unknown) == len(config):
         raise UserError(f"{source} holds none of the official RGM train.py arguments (it has {', '.join(unknown[:5])}); "
                         f"give that argument dict (image_size, num_channels_dae, ch_mult...) or a config name: "
