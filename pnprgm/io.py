@@ -209,13 +209,24 @@ def _read_tiff_samples(path: Path) -> np.ndarray | str | None:
     16-bit samples per pixel; else its layout in words (``"5 sample(s) of 16 bits per pixel"``); None when tifffile
     cannot read it whole either (a damaged file)."""
     import tifffile
+    from PIL import Image
 
     try:
         with tifffile.TiffFile(path) as tif:
             page = tif.pages.first
-            array, axes = page.asarray(), page.axes  # a truncated file fails here
             samples, bits = int(page.samplesperpixel), int(page.bitspersample)
+            photometric = int(page.photometric)
+            if photometric not in (TIFF_MINISBLACK, TIFF_RGB):  # Lab, palette, white-is-zero...: not plain samples
+                return f"{samples} sample(s) of {bits} bits per pixel in colour space {page.photometric.name}"
+            pixels = int(page.imagewidth) * int(page.imagelength)
+            if Image.MAX_IMAGE_PIXELS and pixels > 2 * Image.MAX_IMAGE_PIXELS:  # Pillow's guard, as for other files
+                raise UserError(f"cannot read {path}: an image of {pixels} pixels is more than this tool reads (a "
+                                f"decompression bomb guard); downscale or crop it first.")
+            array, axes = page.asarray(), page.axes  # a truncated file fails here
             orientation = int(getattr(page.tags.get("Orientation"), "value", 1) or 1)
+            _warn_if_several_frames(path, len(tif.pages))
+    except UserError:
+        raise
     except Exception:  # tifffile raises many types for files it cannot parse
         return None
     if array.dtype not in (np.uint8, np.uint16) or samples not in (1, 2, 3, 4):

@@ -487,6 +487,16 @@ def test_a_tiff_pillow_has_no_mode_for_is_read_or_named_as_a_layout_not_as_damag
     with pytest.raises(UserError, match=r"a TIFF of 5 sample\(s\) of 16 bits per pixel, a layout this tool does not "
                                         r"read; save it as 8- or 16-bit gray or RGB"):
         io.read_image(tmp_path / "five.tif")
+    lab = (rng.random((8, 8, 4)) * 65535).astype(np.uint16)  # CIELab with alpha: not to be read as RGB
+    tifffile.imwrite(tmp_path / "lab.tif", lab, photometric="cielab", extrasamples=["unassalpha"])
+    with pytest.raises(UserError, match="in colour space CIELAB, a layout this tool does not read"):
+        io.read_image(tmp_path / "lab.tif")
+    from PIL import Image
+
+    with pytest.MonkeyPatch.context() as patch:  # the decompression bomb guard holds on this path too
+        patch.setattr(Image, "MAX_IMAGE_PIXELS", 20)
+        with pytest.raises(UserError, match="64 pixels is more than this tool reads"):
+            io.read_image(tmp_path / "la16.tif")
     (tmp_path / "cut.tif").write_bytes((tmp_path / "five.tif").read_bytes()[:300])
     with pytest.raises(UserError, match="check that the file is complete"):
         io.read_image(tmp_path / "cut.tif")
