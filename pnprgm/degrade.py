@@ -68,6 +68,7 @@ def degrade_files(inputs: Iterable[str | Path], operator: str, outdir: str | Pat
             files.extend(path for path in io.list_images([item]) if path not in files)
         except UserError as err:
             fail(str(err))
+    io.warn_passed_over(inputs, outdir=outdir)
     if not files:
         if report.errors:
             return report

@@ -75,33 +75,23 @@ def is_file(path: str | Path) -> bool:
         return False
 
 
-def image_subfolders(folder: str | Path) -> list[str]:
-    """Names of ``folder``'s subfolders (not hidden) that hold images at any depth: what a folder input leaves out."""
+def image_subfolders(folder: str | Path, exclude: Iterable[str | Path] = ()) -> list[str]:
+    """Names of ``folder``'s subfolders (not hidden, not in ``exclude``) that hold images at any depth: what a folder
+    input leaves out."""
+    skipped = {Path(p).resolve() for p in exclude}
     return [sub.name for sub in sorted(Path(folder).iterdir()) if sub.is_dir() and not sub.name.startswith(".")
-            and any(p.suffix.lower() in READ_SUFFIXES for p in sub.rglob("*"))]
+            and sub.resolve() not in skipped and any(p.suffix.lower() in READ_SUFFIXES for p in sub.rglob("*"))]
 
 
 def list_images(inputs: Iterable[str | Path]) -> list[Path]:
     """Expand files and folders into a sorted list of image files; a missing path is a :class:`UserError`. A folder's
-    hidden files are passed over (macOS writes ``._photo.png`` metadata beside each photo on shared drives); where
-    it also holds images in subfolders (not searched) or broken links, one warning names them."""
-    import warnings
-
+    hidden files are passed over (macOS writes ``._photo.png`` metadata beside each photo on shared drives)."""
     found: list[Path] = []
     for item in inputs:
         path = Path(item)
         if path.is_dir():
-            entries = sorted(p for p in path.iterdir() if not p.name.startswith("."))
-            images = [p for p in entries if p.is_file() and p.suffix.lower() in READ_SUFFIXES]
-            found.extend(images)
-            broken = [p.name for p in entries if p.is_symlink() and not p.exists()]
-            nested = image_subfolders(path) if images else []  # no images at all: the caller's error says it
-            passed = [f"its subfolders {_some(nested)} hold images, which are not searched (name those folders too)"
-                      ] if nested else []
-            passed += [f"its broken links {_some(broken)} have no image behind them"] if broken else []
-            if passed:
-                warnings.warn(f"{path}: {'; '.join(passed)}; only the {len(images)} image(s) directly in it are "
-                              f"used.", stacklevel=2)
+            found.extend(sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in READ_SUFFIXES
+                                and not p.name.startswith(".")))
         elif path.is_file():
             found.append(path)
         elif path.exists():
@@ -110,6 +100,25 @@ def list_images(inputs: Iterable[str | Path]) -> list[Path]:
         else:
             raise UserError(f"input {path} does not exist; give an image file or a folder of images.")
     return found
+
+
+def warn_passed_over(inputs: Iterable[str | Path], *, outdir: str | Path) -> None:
+    """One warning per folder among ``inputs`` naming what :func:`list_images` passed over there that a user may
+    have meant: subfolders holding images (other than ``outdir``, which a rerun would find there) and broken links
+    named like images."""
+    import warnings
+
+    for folder in (Path(item) for item in inputs):
+        if not folder.is_dir():
+            continue
+        nested = image_subfolders(folder, exclude=[outdir])
+        broken = [p.name for p in sorted(folder.iterdir()) if p.suffix.lower() in READ_SUFFIXES and p.is_symlink()
+                  and not p.exists()]
+        passed = [f"its subfolders {_some(nested)} hold images, which are not searched (name those folders too)"
+                  ] if nested else []
+        passed += [f"its links {_some(broken)} lead to no file"] if broken else []
+        if passed:
+            warnings.warn(f"{folder}: {'; '.join(passed)}.", stacklevel=2)
 
 
 def _some(names: list[str]) -> str:

@@ -200,6 +200,7 @@ def run_restore_job(job: RestoreJob, *, on_error: Callable[[str], None] = print,
             if path.resolve() not in seen:
                 seen.add(path.resolve())
                 files.append(path)
+    io.warn_passed_over(job.inputs, outdir=job.outdir)
     files = _without_sidecars(files, fail)
     if not files:
         if report.errors:

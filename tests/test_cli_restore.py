@@ -464,6 +464,16 @@ def test_a_missing_input_is_reported_and_the_others_restored(photos, tmp_path):
     assert result.exit_code == 1 and "does not exist" in result.output and "restored 0 image(s)" in result.output
 
 
+def test_an_output_folder_inside_the_input_folder_is_not_called_a_passed_over_subfolder(photos):
+    import warnings
+
+    assert run("restore", photos, *FAST, "-o", photos / "out").exit_code == 0
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the rerun finds out/ with images in it: the outputs, not a missed folder
+        result = run("restore", photos, *FAST, "-o", photos / "out")
+    assert result.exit_code == 0 and "2 already restored" in result.output, result.output
+
+
 def test_a_name_too_long_for_the_outputs_fails_alone_with_the_fix(photos, tmp_path):
     """A 240-character stem is a legal name, but its outputs' temporaries are not: with --operator, looking for its
     sidecar raised ENAMETOOLONG and aborted the whole batch with a traceback."""
@@ -479,8 +489,9 @@ def test_a_pipe_is_named_as_such_and_passed_over_parts_of_a_folder_are_named(pho
     os.mkfifo(tmp_path / "pipe.png")
     io.write_image(photos / "more" / "three.png", torch.rand((3, 8, 8)))
     (photos / "gone.png").symlink_to(tmp_path / "nowhere.png")
-    with pytest.warns(UserWarning, match=r"subfolders \(more\) hold images, which are not searched.*broken links "
-                                         r"\(gone.png\) have no image behind them; only the 2 image\(s\)"):
+    (photos / "notes.txt").symlink_to(tmp_path / "nowhere.txt")  # not an image: nothing to say
+    with pytest.warns(UserWarning, match=r"in: its subfolders \(more\) hold images, which are not searched \(name "
+                                         r"those folders too\); its links \(gone.png\) lead to no file\.$"):
         result = run("restore", tmp_path / "pipe.png", photos, *FAST, "-o", tmp_path / "out")
     assert result.exit_code == 1, result.output
     assert errors(result) == [f"error: input {tmp_path / 'pipe.png'} is not a regular file (a pipe, socket or device); "

@@ -7,6 +7,7 @@ Randomness of crops and flips comes from torch's global generator, which the loo
 from __future__ import annotations
 
 import random
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Sequence
@@ -52,13 +53,17 @@ def scan_folder(folder: str | Path, what: str = "training") -> list[Path]:
         raise UserError(f"{option} {folder} is a file; give the folder that holds the {what} images.")
     if not folder.is_dir():
         raise UserError(f"{option} folder {folder} does not exist; give a folder of {what} images.")
-    files = list_images([folder])  # warns of images in subfolders beside them
+    files = list_images([folder])
+    nested = image_subfolders(folder)
     if not files:
-        nested = image_subfolders(folder)
         raise UserError(f"{option} folder {folder} has no images ({', '.join(READ_SUFFIXES)})"
                         + (f"; only its subfolders do ({', '.join(nested[:3])}{', ...' if len(nested) > 3 else ''}), "
                            f"which are not searched: give one of them, or move the images up." if nested else
                            "; add some or fix the path."))
+    if nested:
+        warnings.warn(f"{folder}: the images in its subfolders ({', '.join(nested[:3])}"
+                      f"{', ...' if len(nested) > 3 else ''}) are not used, only the {len(files)} beside them.",
+                      stacklevel=2)
     return files
 
 
