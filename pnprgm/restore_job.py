@@ -223,6 +223,12 @@ def run_restore_job(job: RestoreJob, *, on_error: Callable[[str], None] = print,
     # hashed only to compare with a record; a restorer's file as it was loaded for this batch
     model_sha256 = (functools.cache(lambda: _model_file_sha256(job)) if restorer is None
                     else lambda: restorer.model_info["sha256"])
+    # the user's operator code, hashed once: a result of an earlier version of that code is not "already restored"
+    code_sha256 = None
+    if job.operator is not None and operators.names_code(job.operator):
+        from pnprgm.training.processes import code_sha256 as hash_code
+
+        code_sha256 = hash_code(job.operator)
     protect = files + (operators.files_read(spec) if spec is not None and not operators.names_code(spec) else [])
     io.sweep_temps(outdir, names=[name for stem in stems.values() for name in _names(stem, job.samples)])
     for number, path in enumerate(tqdm(files, desc="restore", unit="image", disable=not bars), start=1):
@@ -230,13 +236,14 @@ def run_restore_job(job: RestoreJob, *, on_error: Callable[[str], None] = print,
         if say is not None and not bars and len(files) > 1:
             say(f"image {number}/{len(files)}: {path}")
         try:
-            if _already_restored(path, targets, job, protect, model_sha256):
+            if _already_restored(path, targets, job, protect, model_sha256, code_sha256):
                 report.skipped.append(path)
                 if on_skip is not None:
                     on_skip(f"skipped {path}: {targets.image} and its record exist (pass --overwrite to restore it again)")
                 continue
             stale = _stale_std_map(targets)
-            report.written.extend(_restore_one(path, job, targets, protect, bars, say, model_operator, restorer))
+            report.written.extend(_restore_one(path, job, targets, protect, bars, say, model_operator, restorer,
+                                               code_sha256))
             report.restored.append(path)
             if stale is not None:
                 stale.unlink(missing_ok=True)
@@ -411,7 +418,8 @@ def _settings(job: dict) -> dict:
 
 
 def _already_restored(path: Path, targets: Targets, job: RestoreJob, protect: list[Path],
-                      model_sha256: Callable[[], Optional[str]] = lambda: None) -> bool:
+                      model_sha256: Callable[[], Optional[str]] = lambda: None,
+                      code_sha256: Optional[str] = None) -> bool:
     """True when the outputs of ``path`` exist from the same settings (skip it); a :class:`UserError` when an
     output name is taken by a file pnprgm did not write for this input (unless ``job.overwrite``)."""
     present = [p for p in targets.all() if p.exists() or p.is_symlink()]
@@ -449,6 +457,9 @@ def _already_restored(path: Path, targets: Targets, job: RestoreJob, protect: li
     if current_model is not None and recorded_model != current_model:
         raise UserError(f"{targets.image} was restored with another version of the model file {job.denoiser} (sha256 "
                         f"{str(recorded_model)[:12]}... then, {current_model[:12]}... now); {fix}.")
+    if code_sha256 is not None and record.get("operator_code_sha256") != code_sha256:
+        raise UserError(f"{targets.image} was restored with another version of the operator code {job.operator} "
+                        f"(its file changed since); {fix}.")
     complete = all(p.is_file() for p in targets.all())
     return complete  # incomplete: a killed run of these settings (its record came first); restore again
 
@@ -481,7 +492,8 @@ def _job_dict(job: RestoreJob) -> dict:
 
 def _restore_one(path: Path, job: RestoreJob, targets: Targets, protect: list[Path], progress: bool,
                  say: Optional[Callable[[str], None]] = None,
-                 model_operator: Optional["ModelOperator"] = None, restorer=None) -> list[Path]:
+                 model_operator: Optional["ModelOperator"] = None, restorer=None,
+                 code_sha256: Optional[str] = None) -> list[Path]:
     from pnprgm.restoration import restore_samples
 
     start = time.perf_counter()
@@ -522,7 +534,8 @@ def _restore_one(path: Path, job: RestoreJob, targets: Targets, protect: list[Pa
             "format": RECORD_FORMAT,
             "input": str(path), "input_sha256": io.sha256_file(path), "output": str(targets.image),
             "output_sha256": io.sha256_file(image_tmp),
-            "operator": getattr(physics, "spec", None) or (model_operator and model_operator.spec) or job.operator, "image_shape": list(x.shape[-3:]), "bits": bits, "measurement_shape": list(y.shape[-3:]),
+            "operator": getattr(physics, "spec", None) or (model_operator and model_operator.spec) or job.operator,
+            **({"operator_code_sha256": code_sha256} if code_sha256 is not None else {}), "image_shape": list(x.shape[-3:]), "bits": bits, "measurement_shape": list(y.shape[-3:]),
             "field_of_view": None if window is None else {
                 "scene_shape": scene_shape, "rows": [window[0].start, window[0].stop], "cols": [window[1].start, window[1].stop]},
             "source": source, "settings": dataclasses.asdict(settings),

@@ -502,7 +502,10 @@ def test_a_pipe_is_named_as_such_and_passed_over_parts_of_a_folder_are_named(pho
 def test_an_operator_of_the_users_code_restores_with_a_denoiser_as_the_help_says(tmp_path):
     """``--operator ops.py:make`` was refused as an unknown operator unless a model trained for it was given, while
     --solver's help promised HQS for such a blur; a missing callable fails once, before any work."""
-    (tmp_path / "ops.py").write_text(textwrap.dedent("""
+    (tmp_path / "ops.py").write_text(textwrap.dedent(f"""
+        import pathlib
+        with open({str(tmp_path / "imported")!r}, "a") as log:
+            log.write("x")
         import torch
         from deepinv.physics import Blur
 
@@ -519,12 +522,20 @@ def test_an_operator_of_the_users_code_restores_with_a_denoiser_as_the_help_says
     from deepinv.physics import Blur
 
     io.write_image(tmp_path / "blurred.png", Blur(filter=kernel, padding="circular").A(clean[None])[0])
+    io.write_image(tmp_path / "again.png", io.read_image(tmp_path / "blurred.png"))
     spec = f"{tmp_path / 'ops.py'}:make"
-    result = run("restore", tmp_path / "blurred.png", "--operator", spec, *fast_without("--operator"), "-o",
-                 tmp_path / "out")
+    result = run("restore", tmp_path / "blurred.png", tmp_path / "again.png", "--operator", spec,
+                 *fast_without("--operator"), "-o", tmp_path / "out")
     assert result.exit_code == 0, result.output
+    assert (tmp_path / "imported").read_text() == "x"  # its top-level code ran once for the batch
     record = json.loads((tmp_path / "out" / "blurred.json").read_text())
     assert record["operator"] == spec and record["settings"]["solver"] == "hqs"
+    assert record["operator_code_sha256"] == io.sha256_file(tmp_path / "ops.py")
+    with open(tmp_path / "ops.py", "a") as handle:  # the code changed: its results are not "already restored"
+        handle.write("# another kernel, say\n")
+    rerun = run("restore", tmp_path / "blurred.png", "--operator", spec, *fast_without("--operator"), "-o",
+                tmp_path / "out")
+    assert rerun.exit_code == 1 and "another version of the operator code" in rerun.output, rerun.output
     restored, blurred = io.read_image(tmp_path / "out" / "blurred.png"), io.read_image(tmp_path / "blurred.png")
     assert (restored - clean).square().mean() < 0.8 * (blurred - clean).square().mean()
     result = run("restore", tmp_path / "blurred.png", "--operator", f"{tmp_path / 'ops.py'}:nothere",

@@ -442,12 +442,7 @@ def _user_callable(spec: str, allow_code: bool = False) -> Optional[Callable]:
         path = Path(left)
         if not path.is_file():
             raise UserError(f"operator file {path} does not exist; check the path in {spec!r}.")
-        module_spec = importlib.util.spec_from_file_location(f"_pnprgm_user_op_{path.stem}", path)
-        module = importlib.util.module_from_spec(module_spec)
-        try:
-            module_spec.loader.exec_module(module)
-        except Exception as err:
-            raise UserError(f"cannot import {path}: {type(err).__name__}: {str(err).splitlines()[0][:160]}.") from None
+        module = _load_code_file(path)
         return _callable_of(module, left, right)
     parse_error: Optional[UserError] = None
     try:
@@ -468,6 +463,38 @@ def _user_callable(spec: str, allow_code: bool = False) -> Optional[Callable]:
     if parse_error is not None:
         raise parse_error
     return None
+
+
+#: ``file.py`` modules loaded, by (resolved path, mtime, size): a batch runs the file's top-level code once, and
+#: again only when the file changed (as ``import`` does for a module, which caches it in ``sys.modules``)
+_CODE_FILES: dict[tuple, Any] = {}
+
+
+def _load_code_file(path: Path):
+    stat = path.stat()
+    key = (str(path.resolve()), stat.st_mtime_ns, stat.st_size)
+    if key not in _CODE_FILES:
+        module_spec = importlib.util.spec_from_file_location(f"_pnprgm_user_op_{path.stem}", path)
+        module = importlib.util.module_from_spec(module_spec)
+        try:
+            module_spec.loader.exec_module(module)
+        except Exception as err:
+            raise UserError(f"cannot import {path}: {type(err).__name__}: {str(err).splitlines()[0][:160]}.") from None
+        _CODE_FILES[key] = module
+    return _CODE_FILES[key]
+
+
+def code_sha256(spec: str) -> Optional[str]:
+    """The sha256 of the source file behind a typed ``file.py:callable`` or ``module:callable`` spec (imported by
+    :func:`typed_operator_callable` first), or None where there is no such file (a compiled module)."""
+    from pnprgm.io import sha256_file
+
+    left, _, _ = spec.rpartition(":")
+    if left.endswith(".py"):
+        return sha256_file(left)
+    module = sys.modules.get(left)
+    origin = getattr(getattr(module, "__spec__", None), "origin", None)
+    return sha256_file(origin) if origin and str(origin).endswith(".py") and Path(origin).is_file() else None
 
 
 def _import_user_module(name: str):
