@@ -123,7 +123,11 @@ registry.add("official-sr8", Preset("sr", "rgm-drs", {"iterations": 40, "alpha":
 registry.add("official-colorization", Preset("colorize", "rgm-drs", {"iterations": 20, "alpha": 0.5, "stepsize": 5.0, "levels": 2}, "official RGM"), "official RGM colorization (CelebA-HQ)")
 
 
-def _warn_if_set_for_another_operator(name: str, preset: Preset, spec: str) -> None:
+class PresetMisfitWarning(UserWarning):
+    """A preset named for an operator it was not set for (``pnprgm restore`` says it once per batch)."""
+
+
+def _warn_if_set_for_another_operator(name: str, preset: Preset, spec: str, shown_as: str) -> None:
     """A warning (it still runs: the user named it) when a preset was set for another task, or for one operator and
     ``spec`` is another (``official-sr4`` on ``sr2``)."""
     import warnings
@@ -132,16 +136,19 @@ def _warn_if_set_for_another_operator(name: str, preset: Preset, spec: str) -> N
 
     try:
         task = task_of_spec(spec) if spec else None
+    except UserError:  # an operator of no task (the user's physics other than a blur): nothing to compare
+        return
+    try:
         same = preset.operator is None or [p.params for p in operators.parse(spec)] == [
             p.params for p in operators.parse(preset.operator)]
-    except UserError:  # a foreign operator, or a spec of the user's code: nothing to compare
-        return
+    except UserError:  # blur:file standing for a user's deepinv blur: compared by task only
+        same = True
     if task is not None and task != preset.task:
-        warnings.warn(f"preset {name!r} was set for the {preset.task} task, and {spec} belongs to the {task} task: its "
-                      f"parameters may not fit (pnprgm presets lists the {task} ones).", stacklevel=3)
+        warnings.warn(PresetMisfitWarning(f"preset {name!r} was set for the {preset.task} task, and {shown_as} belongs to the "
+                      f"{task} task: its parameters may not fit (pnprgm presets lists the {task} ones)."), stacklevel=3)
     elif not same:
-        warnings.warn(f"preset {name!r} was set for {preset.operator}, not {spec}: its parameters may not fit "
-                      f"(pnprgm presets lists the {preset.task} ones).", stacklevel=3)
+        warnings.warn(PresetMisfitWarning(f"preset {name!r} was set for {preset.operator}, not {shown_as}: its parameters "
+                      f"may not fit (pnprgm presets lists the {preset.task} ones)."), stacklevel=3)
 
 
 def task_of_spec(spec: str) -> str:
@@ -198,13 +205,14 @@ def solver_for(solver: Optional[str], preset: Optional[str], spec: Optional[str]
     return registry.get(preset).solver if preset else default_solver(spec)
 
 
-def resolve(preset: str | None, *, solver: str, spec: str) -> Preset:
-    """The named preset, or the default one for ``solver`` and the task of ``spec``."""
+def resolve(preset: str | None, *, solver: str, spec: str, shown_as: Optional[str] = None) -> Preset:
+    """The named preset, or the default one for ``solver`` and the task of ``spec`` (``shown_as``: the operator as a
+    warning names it, where ``spec`` stands for a user's physics: :func:`choosing_spec`)."""
     if preset:
         chosen = registry.get(preset)
         if chosen.solver != solver:
             raise UserError(f"preset {preset!r} is for solver {chosen.solver!r}, not {solver!r}; pass --solver {chosen.solver}.")
-        _warn_if_set_for_another_operator(preset, chosen, spec)
+        _warn_if_set_for_another_operator(preset, chosen, spec, shown_as or spec)
         return chosen
     name = f"{task_of_spec(spec)}-{solver}"
     if name not in registry:

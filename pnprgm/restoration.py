@@ -297,7 +297,9 @@ def prepare_restoration(
     # with the solver's defaults unless a preset is named.
     choosing = presets.choosing_spec(physics)
     chosen_solver = presets.solver_for(solver, preset, choosing)
-    chosen = presets.resolve(preset, solver=chosen_solver, spec=choosing or "") if preset or choosing else None
+    shown_as = spec or f"a {type(physics).__name__} of yours"
+    chosen = (presets.resolve(preset, solver=chosen_solver, spec=choosing or "", shown_as=shown_as)
+              if preset or choosing else None)
     params = {**(dict(chosen.params) if chosen else {}), **overrides}
     algorithm = configure(chosen_solver, params)
     sigma_n, estimated = _noise_level(y, physics, noise_sigma)

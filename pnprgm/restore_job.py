@@ -230,6 +230,7 @@ def run_restore_job(job: RestoreJob, *, on_error: Callable[[str], None] = print,
 
         code_sha256 = hash_code(job.operator)
     protect = files + (operators.files_read(spec) if spec is not None and not operators.names_code(spec) else [])
+    said_once: set[str] = set()  # warnings about the whole batch (a preset that does not fit), said for its first image
     io.sweep_temps(outdir, names=[name for stem in stems.values() for name in _names(stem, job.samples)])
     for number, path in enumerate(tqdm(files, desc="restore", unit="image", disable=not bars), start=1):
         targets = _targets(outdir, stems[path], job.samples)
@@ -243,7 +244,7 @@ def run_restore_job(job: RestoreJob, *, on_error: Callable[[str], None] = print,
                 continue
             stale = _stale_std_map(targets)
             report.written.extend(_restore_one(path, job, targets, protect, bars, say, model_operator, restorer,
-                                               code_sha256))
+                                               code_sha256, said_once))
             report.restored.append(path)
             if stale is not None:
                 stale.unlink(missing_ok=True)
@@ -493,7 +494,7 @@ def _job_dict(job: RestoreJob) -> dict:
 def _restore_one(path: Path, job: RestoreJob, targets: Targets, protect: list[Path], progress: bool,
                  say: Optional[Callable[[str], None]] = None,
                  model_operator: Optional["ModelOperator"] = None, restorer=None,
-                 code_sha256: Optional[str] = None) -> list[Path]:
+                 code_sha256: Optional[str] = None, said_once: Optional[set] = None) -> list[Path]:
     from pnprgm.restoration import restore_samples
 
     start = time.perf_counter()
@@ -506,7 +507,7 @@ def _restore_one(path: Path, job: RestoreJob, targets: Targets, protect: list[Pa
     kwargs = dict(denoiser=restorer if restorer is not None else job.denoiser, solver=job.solver, preset=job.preset, noise_sigma=noise_sigma,
                   device=job.device, tile=job.tile, progress=progress, **job.overrides)
     on_sample = sample_progress(say) if say is not None and job.samples > 1 else None
-    with _warnings_naming(path):
+    with _warnings_naming(path, said_once if said_once is not None else set()):
         drawn = restore_samples(y, physics, samples=job.samples, seed=job.seed, on_sample=on_sample, **kwargs)
     x, result, settings = drawn.mean, drawn.results[0], drawn.settings
     std = drawn.std if job.samples > 1 else None
@@ -561,18 +562,25 @@ class ModelOperator:
 
 
 @contextlib.contextmanager
-def _warnings_naming(path: Path):
+def _warnings_naming(path: Path, said_once: set):
     """A noise level brought into a model's range is said once per image, starting with the image's name (in a batch,
     identical lines would not say which image they are about, and the default filter would show only the first);
-    every other warning goes through the filters as usual."""
+    a warning about the batch's settings (:class:`pnprgm.presets.PresetMisfitWarning`) once per batch (its text
+    in ``said_once``); every other warning goes through the filters as usual."""
+    from pnprgm.presets import PresetMisfitWarning
     from pnprgm.rgm.restorer import NoiseLevelWarning
 
     shown: set[str] = set()
     with warnings.catch_warnings():
         warnings.simplefilter("always", NoiseLevelWarning)
+        warnings.simplefilter("always", PresetMisfitWarning)
         original = warnings.showwarning
 
         def show(message, category, filename, lineno, file=None, line=None):
+            if issubclass(category, PresetMisfitWarning):
+                if str(message) in said_once:
+                    return
+                said_once.add(str(message))
             if issubclass(category, NoiseLevelWarning):
                 text = f"{path}: {message}"
                 if text in shown:  # every sample of --samples says it again

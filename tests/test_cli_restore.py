@@ -474,6 +474,18 @@ def test_an_output_folder_inside_the_input_folder_is_not_called_a_passed_over_su
     assert result.exit_code == 0 and "2 already restored" in result.output, result.output
 
 
+def test_a_preset_for_another_task_is_said_once_per_batch(photos, tmp_path):
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = run("restore", photos, "--operator", "sr2", "--preset", "deblur-drs", "--denoiser", "tikhonov",
+                     "--iters", "1", "-q", "-o", tmp_path / "out")
+    assert result.exit_code == 0, result.output
+    said = [str(w.message) for w in caught if "was set for the deblur task" in str(w.message)]
+    assert len(said) == 1, said  # two images, one line
+
+
 def test_a_name_too_long_for_the_outputs_fails_alone_with_the_fix(photos, tmp_path):
     """A 240-character stem is a legal name, but its outputs' temporaries are not: with --operator, looking for its
     sidecar raised ENAMETOOLONG and aborted the whole batch with a traceback."""

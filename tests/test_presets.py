@@ -174,4 +174,14 @@ def test_a_preset_for_its_own_operator_says_nothing():
         warnings.simplefilter("error")
         presets.resolve("official-sr4", solver="rgm-drs", spec="sr:factor=4")
         presets.resolve("sr-drs", solver="drs", spec="sr2")
-        presets.resolve("deblur-hqs", solver="hqs", spec="my_ops.py:make")  # the user's code: nothing to compare
+
+
+def test_a_preset_for_another_task_on_a_users_blur_is_named_with_its_type():
+    from deepinv.physics import Blur
+
+    import torch
+
+    physics = Blur(filter=torch.ones(1, 1, 3, 3) / 9, padding="circular")
+    with pytest.warns(presets.PresetMisfitWarning, match="set for the sr task, and a Blur of yours belongs to the "
+                                                          "deblur task"):
+        presets.resolve("official-sr4", solver="rgm-drs", spec=presets.choosing_spec(physics), shown_as="a Blur of yours")
