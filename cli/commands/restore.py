@@ -30,8 +30,9 @@ of the same std does as much; it is never on by default.
 
 \b
 Inputs sharing a name (a.png, a.tif) get distinct outputs (a_png.png, a_tif.png); an input whose name is
-unique in the batch keeps it (a_tif.png beside them: a_tif.png, and a.tif gets a_tif-2.png), so adding such
-a file to a rerun batch may rename others (their old outputs are then named, never replaced). A file in OUT that pnprgm
+unique in the batch keeps it (a_tif.png beside them: a_tif.png, and a.tif gets a_tif-2.png). So adding such
+a file to a rerun batch can move another input's name: an old output now under another input's name is reported
+as such, never replaced. A file in OUT that pnprgm
 did not write is never replaced (--overwrite replaces it); an input whose outputs and record exist, from the
 same settings, is skipped, so rerunning a killed batch continues where it stopped.
 
