@@ -242,6 +242,19 @@ def test_publish_moves_a_family_member_and_refuses_taken_names(tmp_path):
             models.publish(_tiny_model(tmp_path, 3), "x", family=old, directory=shipped)
     with pytest.raises(UserError, match="'rgm-denoiser-color' is the old name of 'unet-denoiser-color'"):
         models.publish(_tiny_model(tmp_path, 3), "rgm-denoiser-color", directory=shipped)
+    # a denoiser's name would make every command that lists denoisers fail to register it ("already registered")
+    for taken in ("tv", "default", "unet-lpips"):
+        with pytest.raises(UserError, match="names a denoiser pnprgm has"):
+            models.publish(_tiny_model(tmp_path, 3), taken, directory=shipped)
+    for family in ("../x", "a b"):
+        with pytest.raises(UserError, match="must name denoisers"):
+            models.publish(_tiny_model(tmp_path, 3), "y", family=family, directory=shipped)
+    with pytest.raises(UserError, match="at most 200 characters"):
+        models.publish(_tiny_model(tmp_path, 3), "n" * 300, directory=shipped)
+    with pytest.raises(UserError, match="one line"):
+        models.publish(_tiny_model(tmp_path, 3), "z", summary="two\nlines", directory=shipped)
+    shipped_names = {m["name"] for m in json.loads((shipped / "index.json").read_text())["models"]}
+    assert shipped_names == {"fam-colour-a", "fam-colour-b", "fam-gray"}  # nothing else published
 
 
 @pytest.mark.parametrize("family", sorted(models.families()))

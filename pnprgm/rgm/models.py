@@ -402,8 +402,17 @@ def publish(source: str | Path, name: str, *, role: str = "denoiser", default: b
         raise UserError(f"{name if name in RENAMED else family!r} is the old name of "
                         f"{RENAMED.get(name) or RENAMED.get(family)!r} (pnprgm.rgm.models.RENAMED); choose another name.")
     taken = family in denoiser_registry.names() and family not in families()  # "default", "tv", a model name...
-    if family is not None and (role != "denoiser" or taken):
-        raise UserError(f"family {family!r} must name denoisers and not be taken by another denoiser; choose a new name.")
+    if family is not None and (role != "denoiser" or taken or not PUBLISHED_NAME.fullmatch(str(family))):
+        raise UserError(f"family {family!r} must name denoisers (letters, digits, '.', '_', '+', '-') and not be taken "
+                        f"by another denoiser; choose a new name.")
+    shipped_names = {entry.name for entry in registry.entries()}
+    if name in denoiser_registry.names() and name not in shipped_names:  # tv, nlm, default, a family...
+        raise UserError(f"{name!r} names a denoiser pnprgm has (pnprgm denoisers); a published model needs a name of "
+                        f"its own.")
+    if len(name) > 200:  # it is a file name too, with room for the temporary written first
+        raise UserError(f"a published model's name is also its file name: at most 200 characters; got {len(name)}.")
+    if "\n" in summary or "\r" in summary:
+        raise UserError("summary is one line for pnprgm models; remove its line breaks.")
     content = read_model_file(source)
     trained_on = (content.get("process") or {}).get("name") or "ddpm"
     if trained_on not in ROLE_PROCESSES[role]:
