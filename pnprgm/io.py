@@ -613,6 +613,15 @@ def write_json(path: str | Path, data: Any, *, protect: Iterable[str | Path] = (
     return atomic_write(path, json_writer(data), protect=protect)
 
 
+def open_for_append(path: str | Path, newline: Optional[str] = None):
+    """``open(path, "a")`` of a log this tool keeps, never through a symbolic link left at its name (that would
+    write into a file elsewhere, which the tool did not write): the link itself is replaced by a new file."""
+    path = Path(path)
+    if path.is_symlink():
+        path.unlink()
+    return open(path, "a", newline=newline)
+
+
 def write_bytes(path: str | Path, data: bytes, *, protect: Iterable[str | Path] = ()) -> Path:
     return atomic_write(path, lambda tmp: tmp.write_bytes(data), protect=protect)
 

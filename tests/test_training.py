@@ -1762,3 +1762,23 @@ def test_data_loading_workers_leave_ctrl_c_to_the_main_process():
         assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
     finally:
         signal.signal(signal.SIGINT, before)
+
+
+def test_overwrite_replaces_a_link_at_the_logs_name_never_the_file_behind_it(data_dir, tmp_path):
+    """``train --overwrite`` (and ``train-denoisers``) wrote their logs through a symbolic link named log.csv
+    (recipe_log.jsonl) into the user's file elsewhere."""
+    from pnprgm import io
+
+    theirs = tmp_path / "theirs.txt"
+    theirs.write_text("mine\n")
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "log.csv").symlink_to(theirs)
+    train(data_dir, run, process={"name": "denoise", "noise_min": 0.01, "noise_max": 0.2}, size="tiny",
+          train={**TINY_TRAIN, "steps": 2}, progress=False, overwrite=True)
+    assert theirs.read_text() == "mine\n"
+    assert not (run / "log.csv").is_symlink() and (run / "log.csv").read_text().startswith("step,")
+    (run / "recipe_log.jsonl").symlink_to(theirs)
+    with io.open_for_append(run / "recipe_log.jsonl") as handle:
+        handle.write("{}\n")
+    assert theirs.read_text() == "mine\n" and (run / "recipe_log.jsonl").read_text() == "{}\n"

@@ -36,6 +36,7 @@ from torch import nn
 from pnprgm.config import MAX_SEED, build_strict, coerce, field_types, to_dict
 from pnprgm.device import resolve_device, resolve_precision
 from pnprgm.errors import UserError
+from pnprgm import io
 from pnprgm.io import check_writable, refuse_taken, versions, write_image, write_json
 from pnprgm.metrics import psnr
 from pnprgm.rgm import model_file
@@ -607,7 +608,7 @@ class Trainer:
                **{k: round(v, 6) for k, v in losses.items() if k in LOG_FIELDS}}
         if validated:
             row["val_psnr"], row["val_psnr_input"] = self.val_psnr, self.val_psnr_input
-        with open(path, "a", newline="") as handle:
+        with io.open_for_append(path, newline="") as handle:
             writer = csv.DictWriter(handle, fieldnames=LOG_FIELDS, extrasaction="ignore")
             if new:
                 writer.writeheader()
@@ -618,12 +619,19 @@ class Trainer:
         path = self.out / "log.csv"
         if not self.dist.main or not path.exists():
             return
+        if path.is_symlink():  # not the log this run wrote (an --overwrite start): a new log replaces the link
+            path.unlink()
+            return
         with open(path, newline="") as handle:
             rows = [r for r in csv.DictReader(handle) if r.get("step", "").isdigit() and int(r["step"]) <= self.step]
-        with open(path, "w", newline="") as handle:
-            writer = csv.DictWriter(handle, fieldnames=LOG_FIELDS, extrasaction="ignore")
-            writer.writeheader()
-            writer.writerows(rows)
+
+        def rewrite(tmp: Path) -> None:
+            with open(tmp, "w", newline="") as handle:
+                writer = csv.DictWriter(handle, fieldnames=LOG_FIELDS, extrasaction="ignore")
+                writer.writeheader()
+                writer.writerows(rows)
+
+        io.atomic_write(path, rewrite)
 
     # main loop ---------------------------------------------------------------------------------------------------
     def run(self) -> dict[str, Any]:

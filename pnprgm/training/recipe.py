@@ -30,6 +30,7 @@ import torch
 from pnprgm.config import MAX_SEED, check_seed, to_dict
 from pnprgm.device import PRECISIONS, resolve_precision
 from pnprgm.errors import UserError
+from pnprgm import io
 from pnprgm.io import check_writable, read_json, refuse_taken, sha256_file
 from pnprgm.metrics.fidelity import psnr
 from pnprgm.rgm.drunet import DRUNET_SIZES, DRUNetConfig, DRUNetGenerator
@@ -138,15 +139,13 @@ class RecipeConfig:
 def jpeg_round_trip(patch: torch.Tensor, quality: int) -> torch.Tensor:
     """A (C, H, W) image (uint8, or floating point in [0, 1]) saved as JPEG at ``quality`` (Pillow's default 4:2:0
     chroma for colour) and decoded again, in the same dtype."""
-    import io
+    from io import BytesIO
 
     import numpy as np
     from PIL import Image
 
-    from pnprgm.io import image_to_uint
-
-    buffer = io.BytesIO()
-    Image.fromarray(image_to_uint(to_unit(patch))).save(buffer, "JPEG", quality=quality)
+    buffer = BytesIO()
+    Image.fromarray(io.image_to_uint(to_unit(patch))).save(buffer, "JPEG", quality=quality)
     buffer.seek(0)
     decoded = np.array(Image.open(buffer))
     decoded = torch.from_numpy(decoded.reshape(decoded.shape[0], decoded.shape[1], -1)).permute(2, 0, 1).contiguous()
@@ -437,7 +436,7 @@ def _check_finite(members: list["Member"], out: Path) -> None:
 
 
 def _append(path: Path, entry: dict) -> None:
-    with open(path, "a") as handle:
+    with io.open_for_append(path) as handle:
         handle.write(json.dumps(entry) + "\n")
 
 
