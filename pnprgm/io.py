@@ -45,11 +45,11 @@ def cache_root() -> Path:
     return Path.home() / ".cache" / "pnprgm"
 
 
-def check_outdir_name(outdir: str | Path) -> None:
+def check_outdir_name(outdir: str | Path, option: str = "-o", example: str = "restored") -> None:
     """A :class:`UserError` for an empty ``-o`` (``Path("")`` is the current folder: outputs would land there
-    unannounced)."""
+    unannounced; an unset shell variable gives it)."""
     if not str(outdir).strip():
-        raise UserError("-o is empty; give the output folder (e.g. -o restored).")
+        raise UserError(f"{option} is empty; give the output folder (e.g. {option} {example}).")
 
 
 def prepare_outdir(outdir: str | Path) -> Path:

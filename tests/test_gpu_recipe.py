@@ -259,6 +259,15 @@ def test_recipe_on_a_plain_photo_folder_holds_out_the_validation_tenth(tmp_path)
     assert [f["name"] for f in record["data"]["val_files"]] == [p.name for p in expected_val]
     assert record["data"]["val_files"][0]["sha256"] == sha256_file(expected_val[0])
     assert "1 validation" in result.output and "9 training photos" in result.output
+    # the same photos as a pack's train/ without val/: the same tenth held out, with a warning (it validated on none)
+    (tmp_path / "pack").mkdir()
+    photos.rename(tmp_path / "pack" / "train")
+    with pytest.warns(UserWarning, match="has train/ but no val/: 10 % of train/ are held out"):
+        result = CliRunner().invoke(app, ["train-denoisers", "--data", str(tmp_path / "pack"), "--out",
+                                          str(tmp_path / "out2"), "--minutes", "0.005", "--device", "cpu", "--size",
+                                          "tiny", "--gray-share", "0", "--batch-size", "2", "--crop", "32",
+                                          "--workers", "0"])
+    assert result.exit_code == 0 and "1 validation" in result.output and "9 training photos" in result.output
 
 
 def test_recipe_never_replaces_an_earlier_runs_models_unless_told(recipe_run, tiny_pack):
@@ -291,6 +300,18 @@ def test_train_denoisers_refuses_bad_settings_in_one_line(tiny_pack, tmp_path, o
                                       "--device", "cpu", "--size", "tiny", *option])
     assert result.exit_code == 2 and message in result.output and len(result.output.strip().splitlines()) == 1
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("command", ["train", "train-denoisers"])
+def test_an_empty_out_is_refused_not_the_current_folder(tiny_pack, tmp_path, monkeypatch, command):
+    """``--out ""`` (an unset $OUT) trained into the current folder."""
+    from pnprgm.cli.main import app
+
+    monkeypatch.chdir(tmp_path)
+    extra = ["--size", "tiny", "--device", "cpu"] + (["--steps", "1"] if command == "train" else [])
+    result = CliRunner().invoke(app, [command, "--data", str(tiny_pack / "train"), "--out", "", *extra])
+    assert result.exit_code == 2 and result.output.startswith("error: --out is empty"), result.output
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_train_denoisers_names_an_out_it_cannot_write_before_reading_photos(tiny_pack, tmp_path):

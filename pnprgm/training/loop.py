@@ -791,6 +791,7 @@ def train(data: str | Path, out: str | Path, *, process: ProcessConfig | dict | 
     process_given, given_train = process, _given_fields(train, TrainConfig)
     process = process if isinstance(process, ProcessConfig) else build_strict(ProcessConfig, process or {}, what="process")
     train_cfg = train if isinstance(train, TrainConfig) else build_strict(TrainConfig, train or {}, what="train")
+    io.check_outdir_name(out, "--out", "runs/my-run")
     dist_info = init_distributed(device)
     try:
         out = Path(out)

@@ -21,6 +21,7 @@ import os
 import platform
 import sys
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
@@ -287,18 +288,23 @@ def train_denoisers(pack: str | Path, out: str | Path, cfg: RecipeConfig, *, dev
     """
     from pnprgm.device import resolve_device
 
+    io.check_outdir_name(out, "--out", "runs/denoisers")
     device = resolve_device(device)
     pack, out = Path(pack), Path(out)
     refuse_taken(out, OUTPUT_FILES, overwrite=overwrite)
     check_writable(out / OUTPUT_FILES[0], option="--out")  # before the photos are decoded, not at the first model
-    if (pack / "train").is_dir():
+    if (pack / "train").is_dir() and (pack / "val").is_dir():
         train_files = scan_folder(pack / "train")
-        val_files = scan_folder(pack / "val")[: cfg.val_images] if (pack / "val").is_dir() else []
+        val_files = scan_folder(pack / "val")[: cfg.val_images]
         split_rule, held = None, []
     else:
-        # A plain photo folder: hold out the same 10 % as `pnprgm train` and the pack script, so that a model trained
-        # here never sees the validation photos the benchmarks judge it on.
-        train_files, held = split_validation(scan_folder(pack), VAL_FRACTION, VAL_SEED)
+        # A plain photo folder (or a pack without val/, said in a warning): hold out the same 10 % as `pnprgm train`
+        # and the pack script, so that a model trained here never sees the validation photos it is judged on.
+        if (pack / "train").is_dir():
+            warnings.warn(f"{pack} has train/ but no val/: 10 % of train/ are held out for validation instead.",
+                          stacklevel=2)
+        train_files, held = split_validation(scan_folder(pack / "train" if (pack / "train").is_dir() else pack),
+                                             VAL_FRACTION, VAL_SEED)
         val_files = held[: cfg.val_images]
         split_rule = f"pnprgm.training.data.split_validation(fraction={VAL_FRACTION}, seed={VAL_SEED})"
     manifest = read_manifest(pack)
