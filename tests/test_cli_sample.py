@@ -248,3 +248,22 @@ def test_sampling_from_noise_refuses_a_batch_no_machine_holds(tmp_path):
 def test_our_model_file_given_an_official_config_says_to_drop_it(shipped, tmp_path):
     result = invoke("sample", f"{shipped.path}#celebahq256", "--input", tmp_path / "photo.png", "-o", "grid.png")
     assert result.exit_code == 2 and "holds its own config: give it without #CONFIG" in result.output, result.output
+
+
+def test_an_unreadable_input_is_left_out_of_the_grid_with_a_warning(shipped, tmp_path):
+    """One damaged file among --input images stopped sample with nothing made; degrade and restore go on."""
+    folder = tmp_path / "inputs"
+    folder.mkdir()
+    rng = np.random.default_rng(1)
+    for name in ("a.png", "c.png"):
+        Image.fromarray((rng.random((32, 32, 3)) * 255).astype(np.uint8)).save(folder / name)
+    (folder / "b.png").write_bytes(b"not an image")
+    with pytest.warns(UserWarning, match=r"b.png: not a readable image .* It is left out of the grid"):
+        result = invoke("sample", "tiny-shipped", "--input", folder, "-n", "2", "-o", "grid.png")
+    assert result.exit_code == 0, result.output
+    assert json.loads((tmp_path / "elsewhere" / "grid.json").read_text())["model"] == "tiny-shipped"
+    (folder / "a.png").write_bytes(b"no")
+    (folder / "c.png").write_bytes(b"no")
+    with pytest.warns(UserWarning):
+        result = invoke("sample", "tiny-shipped", "--input", folder, "-n", "2", "-o", "grid2.png")
+    assert result.exit_code != 0 and "not a readable image" in result.output

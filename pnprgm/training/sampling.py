@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import warnings
 from pathlib import Path
 from typing import Optional, Sequence
 
@@ -185,6 +186,25 @@ def check_grid_outputs(out: Path, *, overwrite: bool = False) -> None:
     check_writable(out)
 
 
+def _readable(files: list[Path]) -> list[Path]:
+    """The ``--input`` images that can be read; each other one is named in a warning and left out of the grid (the
+    others still make it); none readable is the first one's error."""
+    from pnprgm.io import read_image
+
+    readable, first_error = [], None
+    for path in files:
+        try:
+            read_image(path)
+        except UserError as err:
+            first_error = first_error or err
+            warnings.warn(f"{err} It is left out of the grid.", stacklevel=3)
+            continue
+        readable.append(path)
+    if files and not readable:
+        raise first_error
+    return readable
+
+
 def _check_same_operator(generator, physics, shape: tuple[int, int, int], operator: str) -> None:
     """A :class:`UserError` when ``--operator`` acts otherwise than the operator the model was trained for (compared
     by action on images of ``shape``, as restore does; a model whose own operator is code accepts the user's)."""
@@ -259,6 +279,7 @@ def sample_model_grid(model: str, out: str | Path, *, count: int = 16, size: Opt
     files = list_images(inputs) if inputs else []
     if inputs and not files:
         raise no_images_found(inputs)
+    files = _readable(files)
     raw_low = (getattr(generator, "process", None) or {}).get("noise_min")
     sigma01 = checked_noise(process_config, noise, float(train_cfg.get("val_sigma", 25 / 255)),
                             trained_low=0.0 if raw_low == 0 else None)
