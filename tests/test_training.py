@@ -1782,3 +1782,20 @@ def test_overwrite_replaces_a_link_at_the_logs_name_never_the_file_behind_it(dat
     with io.open_for_append(run / "recipe_log.jsonl") as handle:
         handle.write("{}\n")
     assert theirs.read_text() == "mine\n" and (run / "recipe_log.jsonl").read_text() == "{}\n"
+
+
+@pytest.mark.parametrize("content, message", [
+    ({"train": {"steps": "many"}}, "train.steps must be an integer; got 'many'"),
+    ({"size": "huge"}, "unknown generator size 'huge'"),
+    ({"model": {"nz": "four"}}, "model.nz"),
+])
+def test_a_bad_value_in_a_config_file_is_an_error_even_where_an_option_replaces_it(data_dir, tmp_path, content, message):
+    """``steps: many`` in --config with --steps 3 on the command line trained: the file's value was never read."""
+    from pnprgm.cli.main import app
+
+    config = tmp_path / "run.json"
+    config.write_text(json.dumps(content))
+    result = CliRunner().invoke(app, ["train", "--data", str(data_dir), "--out", str(tmp_path / "run"), "--config",
+                                      str(config), "--steps", "1", "--size", "tiny", "--set", "model.nz=4", "-q"])
+    assert result.exit_code == 2 and result.output.startswith(f"error: {config}: ") and message in result.output
+    assert not (tmp_path / "run").exists()

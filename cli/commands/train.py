@@ -117,6 +117,8 @@ def command(data, out, forward, operator, noise, levels, prior, steps, minutes, 
     from pnprgm.training.config import split_sections
 
     sections: dict[str, Any] = split_sections(read_config_file(config_file), source=str(config_file)) if config_file else {}
+    if config_file:
+        _check_file_values(sections, config_file)
     model = dict(sections.get("model") or {})
     process = dict(sections.get("process") or {})
     train_args = dict(sections.get("train") or {})
@@ -154,4 +156,24 @@ def command(data, out, forward, operator, noise, levels, prior, steps, minutes, 
         psnr = summary.get("val_psnr")
         click.echo(f"trained {summary['steps']} steps; model: {summary['model']}"
                    + (f"; validation PSNR {psnr:.2f} dB" if psnr is not None else ""))
+
+
+def _check_file_values(sections: dict[str, Any], source: Any) -> None:
+    """Every value of a --config file checked as the run would check it, also those an option or --set replaces
+    (a file that says ``steps: many`` is wrong whatever this command line gives)."""
+    from pnprgm.config import build_strict, coerce, field_types
+    from pnprgm.rgm.unet import SIZES, GeneratorConfig
+    from pnprgm.training.config import ProcessConfig, TrainConfig
+
+    try:
+        build_strict(TrainConfig, dict(sections.get("train") or {}), what="train")
+        build_strict(ProcessConfig, dict(sections.get("process") or {}), what="process")
+        types = field_types(GeneratorConfig)
+        for key, value in (sections.get("model") or {}).items():
+            if key in types:
+                coerce(value, types[key], name=f"model.{key}")
+        if sections.get("size") is not None:
+            SIZES.get(sections["size"])
+    except UserError as err:
+        raise UserError(f"{source}: {str(err).rstrip('.')}.") from None
 
