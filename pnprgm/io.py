@@ -826,7 +826,9 @@ def torch_load(path: str | Path, map_location: str | torch.device = "cpu") -> An
     """Load a checkpoint with ``weights_only=True`` (never executes pickled code); errors name the file."""
     path = Path(path)
     if not path.is_file():
-        raise UserError(f"checkpoint {path} does not exist; check the path.")
+        what = ("is a folder" if path.is_dir() else "is not a regular file (a device or pipe)" if path.exists()
+                else "does not exist")
+        raise UserError(f"checkpoint {path} {what}; check the path.")
     try:
         with warnings.catch_warnings():  # torch warns about pickle protocols of files it then refuses
             warnings.simplefilter("ignore")

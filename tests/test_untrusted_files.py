@@ -183,3 +183,16 @@ def test_bare_weights_without_a_config_point_to_model_config(tmp_path, flag):
     errors = [line for line in result.output.splitlines() if line.startswith("error:")]
     assert result.exit_code == 1 and len(errors) == 1 and "Traceback" not in result.output, result.output
     assert "bare weights" in errors[0] and f"{tmp_path / 'netG_1.pth'}#celebahq256" in errors[0]
+
+
+@pytest.mark.parametrize("where, said", [("/dev/null", "is not a regular file"), ("folder", "is a folder"),
+                                         ("missing.pt", "does not exist")])
+def test_a_checkpoint_path_that_is_no_file_is_named_for_what_it_is(tmp_path, where, said):
+    """``--init-from /dev/null`` said "does not exist"."""
+    from pnprgm import io
+    from pnprgm.errors import UserError
+
+    (tmp_path / "folder").mkdir()
+    path = where if where.startswith("/") else tmp_path / where
+    with pytest.raises(UserError, match=f"checkpoint {path} {said}; check the path"):
+        io.torch_load(path)
