@@ -185,7 +185,7 @@ def test_bare_weights_without_a_config_point_to_model_config(tmp_path, flag):
     assert "bare weights" in errors[0] and f"{tmp_path / 'netG_1.pth'}#celebahq256" in errors[0]
 
 
-@pytest.mark.parametrize("where, said", [("/dev/null", "is not a regular file"), ("folder", "is a folder"),
+@pytest.mark.parametrize("where, said", [("/dev/null", r"is not a regular file \(a device or pipe\)"), ("folder", "is a folder"),
                                          ("missing.pt", "does not exist")])
 def test_a_checkpoint_path_that_is_no_file_is_named_for_what_it_is(tmp_path, where, said):
     """``--init-from /dev/null`` said "does not exist"."""
