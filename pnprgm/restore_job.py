@@ -507,7 +507,7 @@ def _restore_one(path: Path, job: RestoreJob, targets: Targets, protect: list[Pa
     kwargs = dict(denoiser=restorer if restorer is not None else job.denoiser, solver=job.solver, preset=job.preset, noise_sigma=noise_sigma,
                   device=job.device, tile=job.tile, progress=progress, **job.overrides)
     on_sample = sample_progress(say) if say is not None and job.samples > 1 else None
-    with _warnings_naming(path, said_once if said_once is not None else set()):
+    with _warnings_naming(path, said_once):
         drawn = restore_samples(y, physics, samples=job.samples, seed=job.seed, on_sample=on_sample, **kwargs)
     x, result, settings = drawn.mean, drawn.results[0], drawn.settings
     std = drawn.std if job.samples > 1 else None
@@ -562,7 +562,7 @@ class ModelOperator:
 
 
 @contextlib.contextmanager
-def _warnings_naming(path: Path, said_once: set):
+def _warnings_naming(path: Path, said_once: Optional[set] = None):
     """A noise level brought into a model's range is said once per image, starting with the image's name (in a batch,
     identical lines would not say which image they are about, and the default filter would show only the first);
     a warning about the batch's settings (:class:`pnprgm.presets.PresetMisfitWarning`) once per batch (its text
@@ -571,6 +571,7 @@ def _warnings_naming(path: Path, said_once: set):
     from pnprgm.rgm.restorer import NoiseLevelWarning
 
     shown: set[str] = set()
+    said_once = set() if said_once is None else said_once
     with warnings.catch_warnings():
         warnings.simplefilter("always", NoiseLevelWarning)
         warnings.simplefilter("always", PresetMisfitWarning)
