@@ -253,6 +253,11 @@ def test_publish_moves_a_family_member_and_refuses_taken_names(tmp_path):
         models.publish(_tiny_model(tmp_path, 3), "n" * 300, directory=shipped)
     with pytest.raises(UserError, match="one line"):
         models.publish(_tiny_model(tmp_path, 3), "z", summary="two\nlines", directory=shipped)
+    (tmp_path / "afile").write_text("mine")
+    for where in (tmp_path / "afile", tmp_path / "afile" / "sub"):
+        with pytest.raises(UserError, match=f"cannot publish into {where}: {tmp_path / 'afile'} is a file"):
+            models.publish(_tiny_model(tmp_path, 3), "w", directory=where)
+    assert (tmp_path / "afile").read_text() == "mine"
     shipped_names = {m["name"] for m in json.loads((shipped / "index.json").read_text())["models"]}
     assert shipped_names == {"fam-colour-a", "fam-colour-b", "fam-gray"}  # nothing else published
 

@@ -422,6 +422,9 @@ def publish(source: str | Path, name: str, *, role: str = "denoiser", default: b
                         + (f"; publish it with role={fits!r}." if fits else
                            f"; such a model runs with `pnprgm sample`, not as a shipped {role}."))
     directory = Path(directory)
+    blocking = next((folder for folder in (directory, *directory.parents) if folder.exists()), None)
+    if blocking is not None and not blocking.is_dir():
+        raise UserError(f"cannot publish into {directory}: {blocking} is a file, not a folder; give a folder.")
     index = directory / "index.json"
     try:  # read before writing anything: a damaged index must not leave a model file it does not list
         models = io.read_json(index)["models"] if index.is_file() else []
