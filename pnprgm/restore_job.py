@@ -655,15 +655,25 @@ def _load_for_model(path: Path, job: RestoreJob, model_operator: ModelOperator):
 
         check_operator_files([{"path": k, "sha256": v} for k, v in model.files.items()],
                              ProcessConfig(name="operator", operator=spec), when="the model was trained with it")
-    code = operators.names_code(spec)
-    if code:  # the user's code builds an operator for the image's shape: the measurement's, or --size
-        y = _as_gray_if_equal(io.read_image(path)[None], model.channels)
-        shape = tuple(y.shape[1:]) if job.image_size is None else (y.shape[1], *map(int, job.image_size))
-    else:
-        y, shape = _read_measurement(path, spec, job.image_size, channels=model.channels)
-    physics = load_operator(spec, shape, job.device, allow_code=code)
+    if operators.names_code(spec):
+        y, physics = _measured_by_code(path, spec, job, channels=model.channels)
+        return y, physics, job.noise_sigma, {"image": str(path)}, None
+    y, shape = _read_measurement(path, spec, job.image_size, channels=model.channels)
+    physics = load_operator(spec, shape, job.device)
     _check_measured_shape(physics, spec, shape, tuple(y.shape[1:]), job.device)
     return y, physics, job.noise_sigma, {"image": str(path)}, None
+
+
+def _measured_by_code(path: Path, spec: str, job: RestoreJob, channels: Optional[int] = None):
+    """``(y, physics)`` of an image measured by the user's operator code (typed, so it may run), built for the image's
+    shape: the measurement's, or ``--size``; a gray model (``channels`` 1) reads a gray photo saved as RGB as gray."""
+    from pnprgm.training.processes import load_operator
+
+    y = _as_gray_if_equal(io.read_image(path)[None], channels)
+    shape = tuple(y.shape[1:]) if job.image_size is None else (y.shape[1], *map(int, job.image_size))
+    physics = load_operator(spec, shape, job.device, allow_code=True)
+    _check_measured_shape(physics, spec, shape, tuple(y.shape[1:]), job.device)
+    return y, physics
 
 
 def _check_sidecar_size(measurement, job: RestoreJob) -> None:
@@ -740,12 +750,7 @@ def _load_problem(path: Path, job: RestoreJob):
     from pnprgm import operators
 
     if operators.names_code(job.operator):  # the user's code (typed, so it may run) builds for the image's shape
-        from pnprgm.training.processes import load_operator
-
-        y = io.read_image(path)[None]
-        shape = tuple(y.shape[1:]) if job.image_size is None else (y.shape[1], *map(int, job.image_size))
-        physics = load_operator(job.operator, shape, job.device, allow_code=True)
-        _check_measured_shape(physics, job.operator, shape, tuple(y.shape[1:]), job.device)
+        y, physics = _measured_by_code(path, job.operator, job)
         return y, physics, job.noise_sigma, {"image": str(path)}, None
     # a real photo is the valid part of the blur of a larger scene (operators.blur): no circular frame
     y, shape = _read_measurement(path, job.operator, job.image_size, defaults=operators.PHOTO_DEFAULTS)
