@@ -267,3 +267,22 @@ def test_an_unreadable_input_is_left_out_of_the_grid_with_a_warning(shipped, tmp
     with pytest.warns(UserWarning):
         result = invoke("sample", "tiny-shipped", "--input", folder, "-n", "2", "-o", "grid2.png")
     assert result.exit_code != 0 and "not a readable image" in result.output
+
+
+def test_each_input_is_decoded_once_and_only_as_many_as_the_grid_uses(shipped, tmp_path, monkeypatch):
+    """The inputs were decoded once to check them and again to use them; -n 2 of 4 images reads two."""
+    import pnprgm.io
+
+    folder = tmp_path / "inputs"
+    folder.mkdir()
+    rng = np.random.default_rng(2)
+    for name in ("a.png", "b.png", "c.png", "d.png"):
+        Image.fromarray((rng.random((32, 32, 3)) * 255).astype(np.uint8)).save(folder / name)
+    decoded = []
+    real = pnprgm.io.read_image
+    monkeypatch.setattr(pnprgm.io, "read_image", lambda path, *a, **k: decoded.append(Path(path).name) or real(path, *a, **k))
+    result = invoke("sample", "tiny-shipped", "--input", folder, "-n", "2", "-o", "grid.png")
+    assert result.exit_code == 0, result.output
+    assert decoded == ["a.png", "b.png"]
+    assert json.loads((tmp_path / "elsewhere" / "grid.json").read_text())["inputs"] == [
+        str(folder / "a.png"), str(folder / "b.png")]

@@ -186,23 +186,27 @@ def check_grid_outputs(out: Path, *, overwrite: bool = False) -> None:
     check_writable(out)
 
 
-def _readable(files: list[Path]) -> list[Path]:
-    """The ``--input`` images that can be read; each other one is named in a warning and left out of the grid (the
-    others still make it); none readable is the first one's error."""
+def _read_inputs(files: list[Path], count: int) -> tuple[list[Path], list[torch.Tensor]]:
+    """The first ``count`` ``--input`` images that can be read, with their pixels (each decoded once); each unreadable
+    one met on the way is named in a warning and left out of the grid (the others still make it); none readable is
+    the first one's error. Images after the first ``count`` readable ones are not read."""
     from pnprgm.io import read_image
 
-    readable, first_error = [], None
+    paths, images, first_error = [], [], None
     for path in files:
+        if len(paths) == count:
+            break
         try:
-            read_image(path)
+            image = read_image(path)
         except UserError as err:
             first_error = first_error or err
             warnings.warn(f"{err} It is left out of the grid.", stacklevel=3)
             continue
-        readable.append(path)
-    if files and not readable:
+        paths.append(path)
+        images.append(image)
+    if files and not paths:
         raise first_error
-    return readable
+    return paths, images
 
 
 def _check_same_operator(generator, physics, shape: tuple[int, int, int], operator: str) -> None:
@@ -242,7 +246,7 @@ def sample_model_grid(model: str, out: str | Path, *, count: int = 16, size: Opt
         any work).
     """
     from pnprgm.device import resolve_device
-    from pnprgm.io import list_images, no_images_found, read_image, sha256_file, versions, write_image, write_json
+    from pnprgm.io import list_images, no_images_found, sha256_file, versions, write_image, write_json
     from pnprgm.denoisers.rgm import size_multiple
     from pnprgm.rgm.restorer import operator_process
     from pnprgm.rgm.models import load_generator_file, resolve
@@ -279,7 +283,8 @@ def sample_model_grid(model: str, out: str | Path, *, count: int = 16, size: Opt
     files = list_images(inputs) if inputs else []
     if inputs and not files:
         raise no_images_found(inputs)
-    files = _readable(files)
+    used, images = _read_inputs(files, count)
+    images = [convert_channels(image, channels) for image in images]
     raw_low = (getattr(generator, "process", None) or {}).get("noise_min")
     sigma01 = checked_noise(process_config, noise, float(train_cfg.get("val_sigma", 25 / 255)),
                             trained_low=0.0 if raw_low == 0 else None)
@@ -288,7 +293,6 @@ def sample_model_grid(model: str, out: str | Path, *, count: int = 16, size: Opt
     if upscale is not None and not files:
         raise UserError("--upscale super-resolves --input images; give the low-resolution images with --input.")
     if upscale is not None:
-        images = [convert_channels(read_image(f), channels) for f in files[:count]]
         full = math.lcm(multiple, process_size_multiple(process_config))  # the high-resolution side's multiple
         need = full // math.gcd(full, upscale)
         side = min(min(im.shape[1:]) for im in images) // need * need
@@ -301,7 +305,6 @@ def sample_model_grid(model: str, out: str | Path, *, count: int = 16, size: Opt
         picture = grid(torch.cat([nearest, restored]), nrow=nrow or low.shape[0])
         mode, side = "super-resolve", side * upscale
     elif files:
-        images = [convert_channels(read_image(f), channels) for f in files[:count]]
         side = min(size or 256, *(min(im.shape[1:]) for im in images))
         multiple = math.lcm(multiple, process_size_multiple(process_config))
         side = side // multiple * multiple
@@ -340,8 +343,8 @@ def sample_model_grid(model: str, out: str | Path, *, count: int = 16, size: Opt
     write_image(out, picture, protect=protect)
     write_json(out.with_suffix(".json"), {
         "output": out.name, "output_sha256": sha256_file(out), "model": str(model), "model_sha256": sha256_file(path), "process": process.config(), "mode": mode,
-        "count": count if mode == "noise" else len(files[:count]), "size": side, "seed": seed,
-        "noise": sigma01 if mode == "restore" else None, "inputs": [str(f) for f in files[:count]], "upscale": upscale,
+        "count": count if mode == "noise" else len(used), "size": side, "seed": seed,
+        "noise": sigma01 if mode == "restore" else None, "inputs": [str(f) for f in used], "upscale": upscale,
         "rows": {"restore": "model input, restoration, original", "super-resolve": "nearest-upsampled input, restoration",
                  "noise": "samples"}[mode], "versions": versions(),
     }, protect=protect)
