@@ -13,7 +13,7 @@ import re
 import tempfile
 import warnings
 from pathlib import Path
-from typing import Any, Callable, Iterable, Optional
+from typing import Any, Callable, Iterable, NamedTuple, Optional
 
 import numpy as np
 import torch
@@ -196,8 +196,8 @@ def read_image(path: str | Path) -> torch.Tensor:
     except IsADirectoryError:
         raise UserError(f"cannot read {path}: it is a folder; give an image file.") from None
     except Image.DecompressionBombError as err:
-        raise UserError(f"cannot read {path}: {str(err).split(' exceeds')[0].lower()} is more than this tool reads "
-                        "(a decompression bomb guard); downscale or crop it first.") from None
+        counted = re.search(r"\((\d+) pixels\)", str(err))  # "Image size (N pixels) exceeds limit of M pixels..."
+        raise _bomb_error(path, int(counted.group(1)) if counted else None) from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
         if path.suffix.lower() in (".tif", ".tiff"):  # a whole TIFF whose samples Pillow has no mode for
             read = _read_tiff_samples(path)
@@ -217,36 +217,76 @@ def _read_tiff_samples(path: Path) -> np.ndarray | str | None:
     float32 (C, H, W) array in [0, 1] (alpha dropped with a warning) when its first page holds 1 to 4 unsigned 8- or
     16-bit samples per pixel; else its layout in words (``"5 sample(s) of 16 bits per pixel"``); None when tifffile
     cannot read it whole either (a damaged file)."""
+    opened = _tiff_first_page(path, read_if=lambda head: head.photometric in (TIFF_MINISBLACK, TIFF_RGB))
+    if opened is None:
+        return None
+    head, array = opened
+    if array is None:  # Lab, palette, white-is-zero...: not plain samples
+        return f"{head.samples} sample(s) of {head.bits} bits per pixel in colour space {head.photometric_name}"
+    if array.dtype not in (np.uint8, np.uint16) or head.samples not in (1, 2, 3, 4):
+        return f"{head.samples} sample(s) of {head.bits} bits per pixel"
+    if array.ndim != 3:
+        return f"{head.samples} sample(s) of {head.bits} bits per pixel in {array.ndim} dimensions"
+    unit = _drop_alpha(_orient(array, head.orientation), path).astype(np.float64) / np.iinfo(array.dtype).max
+    return np.ascontiguousarray(unit.transpose(2, 0, 1), dtype=np.float32)
+
+
+class _TiffHead(NamedTuple):
+    """What tifffile says of a TIFF's first page before its pixels are read."""
+
+    kind: str  # numpy dtype kind of the samples: "u", "i", "f" ("" when tifffile has none)
+    bits: int
+    samples: int
+    photometric: int
+    photometric_name: str
+    orientation: int
+    shape: tuple
+    axes: str
+
+
+def _tiff_first_page(path: Path, read_if: Callable[[_TiffHead], bool]) -> tuple[_TiffHead, np.ndarray | None] | None:
+    """tifffile's reading of a TIFF's first page: its head and, when ``read_if(head)``, its samples with the channel
+    axis last ((H, W, C), or more dimensions for a stack), else None; None in all when tifffile cannot parse the file
+    (a damaged or truncated one). Pillow's decompression bomb guard and the several-pages warning apply as for every
+    other image."""
     import tifffile
-    from PIL import Image
 
     try:
         with tifffile.TiffFile(path) as tif:
             page = tif.pages.first
-            samples, bits = int(page.samplesperpixel), int(page.bitspersample)
-            photometric = int(page.photometric)
-            if photometric not in (TIFF_MINISBLACK, TIFF_RGB):  # Lab, palette, white-is-zero...: not plain samples
-                return f"{samples} sample(s) of {bits} bits per pixel in colour space {page.photometric.name}"
-            pixels = int(page.imagewidth) * int(page.imagelength)
-            if Image.MAX_IMAGE_PIXELS and pixels > 2 * Image.MAX_IMAGE_PIXELS:  # Pillow's guard, as for other files
-                raise UserError(f"cannot read {path}: an image of {pixels} pixels is more than this tool reads (a "
-                                f"decompression bomb guard); downscale or crop it first.")
-            array, axes = page.asarray(), page.axes  # a truncated file fails here
-            orientation = int(getattr(page.tags.get("Orientation"), "value", 1) or 1)
+            head = _TiffHead(
+                kind=page.dtype.kind if page.dtype is not None else "", bits=int(page.bitspersample),
+                samples=int(page.samplesperpixel), photometric=int(page.photometric),
+                photometric_name=getattr(page.photometric, "name", str(page.photometric)),
+                orientation=int(getattr(page.tags.get("Orientation"), "value", 1) or 1), shape=tuple(page.shape),
+                axes=page.axes)
+            if not read_if(head):
+                return head, None
+            _refuse_bomb(path, int(page.imagewidth) * int(page.imagelength))
+            array = page.asarray()  # a truncated file fails here
             _warn_if_several_frames(path, len(tif.pages))
     except UserError:
         raise
     except Exception:  # tifffile raises many types for files it cannot parse
         return None
-    if array.dtype not in (np.uint8, np.uint16) or samples not in (1, 2, 3, 4):
-        return f"{samples} sample(s) of {bits} bits per pixel"
-    if axes.startswith("S"):  # planar configuration: one plane per channel
+    if head.axes.startswith("S"):  # planar configuration: one plane per channel
         array = np.moveaxis(array, 0, -1)
-    array = array if array.ndim == 3 else array[..., None]
-    if array.ndim != 3:
-        return f"{samples} sample(s) of {bits} bits per pixel in {array.ndim} dimensions"
-    unit = _drop_alpha(_orient(array, orientation), path).astype(np.float64) / np.iinfo(array.dtype).max
-    return np.ascontiguousarray(unit.transpose(2, 0, 1), dtype=np.float32)
+    return head, (array if array.ndim == 3 else array[..., None])
+
+
+def _refuse_bomb(path: Path, pixels: int) -> None:
+    """Pillow's decompression bomb guard (an error at twice ``Image.MAX_IMAGE_PIXELS``), for the readers Pillow's does
+    not cover."""
+    from PIL import Image
+
+    if Image.MAX_IMAGE_PIXELS and pixels > 2 * Image.MAX_IMAGE_PIXELS:
+        raise _bomb_error(path, pixels)
+
+
+def _bomb_error(path: Path, pixels: int | None) -> UserError:
+    size = f"an image of {pixels} pixels" if pixels is not None else "this image"
+    return UserError(f"cannot read {path}: {size} is more than this tool reads (a decompression bomb guard); "
+                     "downscale or crop it first.")
 
 
 _GRAY16_MODES = ("I;16", "I;16B", "I;16L", "I")
@@ -264,36 +304,31 @@ def _read_wide_tiff(path: Path) -> np.ndarray | None:
     [0, 1], upright; None for other TIFFs of 8- or 16-bit integer samples (or one tifffile cannot read), which Pillow
     reads. Pillow cannot open float colour TIFFs and reads float gray ones unscaled, so tifffile does; 32-bit integer
     samples are refused (their full scale is not in the file)."""
-    import tifffile
 
-    try:
-        with tifffile.TiffFile(path) as tif:
-            page = tif.pages.first
-            kind, bits = (page.dtype.kind if page.dtype is not None else ""), page.bitspersample
-            orientation = int(getattr(page.tags.get("Orientation"), "value", 1) or 1)
-            # Pillow garbles (gray, RGBA) or turns by itself (RGB) an 8/16-bit TIFF with an Orientation tag: such
-            # files of plain gray or RGB samples are read here and turned by _orient like every other image
-            turned = (kind == "u" and bits in (8, 16) and orientation != 1
-                      and int(page.photometric) in (TIFF_MINISBLACK, TIFF_RGB))
-            if kind != "f" and not (kind == "i" or (kind == "u" and bits > 16)) and not turned:
-                return None
-            array, axes, shape = page.asarray(), page.axes, tuple(page.shape)
-            _warn_if_several_frames(path, len(tif.pages))
-    except Exception:  # tifffile raises many types for files it cannot parse; Pillow's reading then decides
+    def turned(head: _TiffHead) -> bool:
+        # Pillow garbles (gray, RGBA) or turns by itself (RGB) an 8/16-bit TIFF with an Orientation tag: such files of
+        # plain gray or RGB samples are read here and turned by _orient like every other image
+        return (head.kind == "u" and head.bits in (8, 16) and head.orientation != 1
+                and head.photometric in (TIFF_MINISBLACK, TIFF_RGB))
+
+    def wide(head: _TiffHead) -> bool:
+        return head.kind in ("f", "i") or (head.kind == "u" and head.bits > 16)
+
+    # tifffile failing leaves the file to Pillow's reading, which then decides
+    opened = _tiff_first_page(path, read_if=lambda head: wide(head) or turned(head))
+    if opened is None or opened[1] is None:
         return None
-    if turned:
-        array = array.astype(np.float64) / (2.0**bits - 1)
-    elif kind != "f":
-        sort = "signed integer" if kind == "i" else "integer"
-        raise UserError(f"cannot read {path}: {bits}-bit {sort} samples, whose full scale the file does not say; "
+    head, array = opened
+    if turned(head):
+        array = array.astype(np.float64) / (2.0**head.bits - 1)
+    elif head.kind != "f":
+        sort = "signed integer" if head.kind == "i" else "integer"
+        raise UserError(f"cannot read {path}: {head.bits}-bit {sort} samples, whose full scale the file does not say; "
                         "save it as an unsigned 8- or 16-bit image, or as floats in [0, 1].")
-    if axes.startswith("S"):  # planar configuration: one plane per channel
-        array = np.moveaxis(array, 0, -1)
-    array = array if array.ndim == 3 else array[..., None]
     if array.ndim != 3 or array.shape[-1] not in (1, 2, 3, 4):
-        raise UserError(f"cannot read {path}: a float TIFF of shape {shape} (axes {axes}), not one gray or colour "
-                        "image; save each image as its own file.")
-    return _unit_floats(_orient(_drop_alpha(array, path), orientation), path)
+        raise UserError(f"cannot read {path}: a float TIFF of shape {head.shape} (axes {head.axes}), not one gray or "
+                        "colour image; save each image as its own file.")
+    return _unit_floats(_orient(_drop_alpha(array, path), head.orientation), path)
 
 
 #: TIFF photometric interpretations read by tifffile when the file has an Orientation tag (0 is white-is-zero).

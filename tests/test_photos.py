@@ -500,3 +500,21 @@ def test_a_tiff_pillow_has_no_mode_for_is_read_or_named_as_a_layout_not_as_damag
     (tmp_path / "cut.tif").write_bytes((tmp_path / "five.tif").read_bytes()[:300])
     with pytest.raises(UserError, match="check that the file is complete"):
         io.read_image(tmp_path / "cut.tif")
+
+
+def test_the_decompression_bomb_guard_words_every_reader_alike(tmp_path):
+    """A float TIFF (tifffile's path) was read however large, and the PNG path worded its refusal otherwise."""
+    import tifffile
+    from PIL import Image
+
+    from pnprgm.errors import UserError
+
+    tifffile.imwrite(tmp_path / "float.tif", np.full((8, 8, 3), 0.5, dtype=np.float32), photometric="rgb")
+    Image.new("RGB", (8, 8)).save(tmp_path / "small.png")
+    assert io.read_image(tmp_path / "float.tif").shape == (3, 8, 8)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(Image, "MAX_IMAGE_PIXELS", 20)
+        for name in ("float.tif", "small.png"):
+            with pytest.raises(UserError, match=rf"cannot read .*{name}: an image of 64 pixels is more than this tool "
+                                                r"reads \(a decompression bomb guard\); downscale or crop it first\."):
+                io.read_image(tmp_path / name)
