@@ -114,14 +114,14 @@ def warn_passed_over(inputs: Iterable[str | Path], *, outdir: str | Path) -> Non
         nested = image_subfolders(folder, exclude=[outdir])
         broken = [p.name for p in sorted(folder.iterdir()) if p.suffix.lower() in READ_SUFFIXES and p.is_symlink()
                   and not p.exists()]
-        passed = [f"its subfolders {_some(nested)} hold images, which are not searched (name those folders too)"
+        passed = [f"its subfolders {some_names(nested)} hold images, which are not searched (name those folders too)"
                   ] if nested else []
-        passed += [f"its links {_some(broken)} lead to no file"] if broken else []
+        passed += [f"its links {some_names(broken)} lead to no file"] if broken else []
         if passed:
             warnings.warn(f"{folder}: {'; '.join(passed)}.", stacklevel=2)
 
 
-def _some(names: list[str]) -> str:
+def some_names(names: list[str]) -> str:
     """``(a, b, c and 2 more)``."""
     return f"({', '.join(names[:3])}{f' and {len(names) - 3} more' if len(names) > 3 else ''})"
 

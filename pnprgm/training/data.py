@@ -16,7 +16,7 @@ import torch
 
 from pnprgm.config import MAX_SEED
 from pnprgm.errors import UserError
-from pnprgm.io import READ_SUFFIXES, image_bits, image_subfolders, list_images, read_image, sha256_file
+from pnprgm.io import READ_SUFFIXES, image_bits, image_subfolders, list_images, read_image, sha256_file, some_names
 
 #: ITU-R BT.601 luma weights (colour images in a grayscale run).
 LUMA = (0.299, 0.587, 0.114)
@@ -57,12 +57,12 @@ def scan_folder(folder: str | Path, what: str = "training") -> list[Path]:
     nested = image_subfolders(folder)
     if not files:
         raise UserError(f"{option} folder {folder} has no images ({', '.join(READ_SUFFIXES)})"
-                        + (f"; only its subfolders do ({', '.join(nested[:3])}{', ...' if len(nested) > 3 else ''}), "
+                        + (f"; only its subfolders do {some_names(nested)}, "
                            f"which are not searched: give one of them, or move the images up." if nested else
                            "; add some or fix the path."))
     if nested:
-        warnings.warn(f"{folder}: the images in its subfolders ({', '.join(nested[:3])}"
-                      f"{', ...' if len(nested) > 3 else ''}) are not used, only the {len(files)} beside them.",
+        warnings.warn(f"{folder}: the images in its subfolders {some_names(nested)} are not used, only the "
+                      f"{len(files)} beside them.",
                       stacklevel=2)
     return files
 
