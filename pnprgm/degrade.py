@@ -85,6 +85,9 @@ def degrade_files(inputs: Iterable[str | Path], operator: str, outdir: str | Pat
             image = io.read_image(path)
             shape = tuple(image.shape)
             op = operators.build(operator, shape, device=device)
+            if tuple(op.out_shape[1:]) == (1, 1) and shape[1:] != (1, 1):  # sr:factor=1000 for sr:factor=10, say
+                raise UserError(f"{op.spec} measures the {shape[1]}x{shape[2]} image as one pixel, which nothing can "
+                                "be restored from; check --operator (a smaller sr factor or blur kernel).")
             sha = io.sha256_file(path)
             io.refuse_folders([target, *sidecar_paths(target)])
             if not overwrite:

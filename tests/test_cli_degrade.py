@@ -214,7 +214,21 @@ def test_an_sr_factor_larger_than_the_image_fails_for_that_image_alone(inputs, t
     result = CliRunner().invoke(app, ["degrade", str(big), "-p", "sr:factor=1100", "-o", str(tmp_path / "out")])
     assert result.exit_code == 1 and "Traceback" not in result.output, result.output
     assert "sr factor 1100 is far larger than the 8x8 image" in result.output
-    assert (tmp_path / "out" / "wide.png").is_file() and not (tmp_path / "out" / "small.png").exists()
+    assert "sr:factor=1100,kernel=box measures the 8x600 image as one pixel" in result.output
+    assert not (tmp_path / "out" / "wide.png").exists() and not (tmp_path / "out" / "small.png").exists()
+
+
+def test_a_measurement_of_one_pixel_is_refused_for_that_image_alone(tmp_path):
+    """sr:factor=1000 (for sr:factor=10, say) made a 1x1 measurement of a 100x90 image without a word."""
+    folder = tmp_path / "in"
+    io.write_image(folder / "large.png", torch.rand((3, 100, 2000)))
+    io.write_image(folder / "photo.png", torch.rand((3, 100, 90)))
+    result = CliRunner().invoke(app, ["degrade", str(folder), "-p", "sr:factor=1000", "-o", str(tmp_path / "out")])
+    assert result.exit_code == 1 and "Traceback" not in result.output, result.output
+    assert "sr:factor=1000,kernel=box measures the 100x90 image as one pixel" in result.output
+    assert "a smaller sr factor" in result.output
+    assert io.read_image(tmp_path / "out" / "large.png").shape == (3, 1, 2)
+    assert not (tmp_path / "out" / "photo.png").exists()
 
 
 def test_a_folder_without_images_is_an_error_as_in_restore(tmp_path):
