@@ -1799,3 +1799,19 @@ def test_a_bad_value_in_a_config_file_is_an_error_even_where_an_option_replaces_
                                       str(config), "--steps", "1", "--size", "tiny", "--set", "model.nz=4", "-q"])
     assert result.exit_code == 2 and result.output.startswith(f"error: {config}: ") and message in result.output
     assert not (tmp_path / "run").exists()
+
+
+def test_the_cli_says_how_many_steps_this_run_trained_when_resuming(data_dir, tmp_path, monkeypatch):
+    """``--resume --steps 2`` on a run at step 6 printed "trained 6 steps": none were."""
+    from pnprgm.cli.main import app
+
+    monkeypatch.chdir(tmp_path)
+    args = ["train", "--data", str(data_dir), "--forward", "denoise", "--noise", "0.02", "--size", "tiny",
+            "--batch-size", "2", "--crop", "16", "--set", "train.val_crop=16", "--out", "run", "-q"]
+    first = CliRunner().invoke(app, [*args, "--steps", "1"])
+    assert first.exit_code == 0 and "trained 1 step; model:" in first.output, first.output
+    more = CliRunner().invoke(app, [*args, "--steps", "3", "--resume"])
+    assert more.exit_code == 0 and "trained 2 steps more (step 3 in all); model:" in more.output, more.output
+    with pytest.warns(UserWarning, match="already at step 3"):
+        none = CliRunner().invoke(app, [*args, "--steps", "2", "--resume"])
+    assert none.exit_code == 0 and "trained no steps: the run was already at step 3; model:" in none.output, none.output

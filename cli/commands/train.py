@@ -154,7 +154,12 @@ def command(data, out, forward, operator, noise, levels, prior, steps, minutes, 
                         overwrite=overwrite)
     if summary.get("model"):
         psnr = summary.get("val_psnr")
-        click.echo(f"trained {summary['steps']} steps; model: {summary['model']}"
+        total, now = summary["steps"], summary.get("steps_this_run", summary["steps"])
+        steps = lambda n: f"{n} step{'' if n == 1 else 's'}"  # noqa: E731
+        done = (f"trained {steps(now)}" if now == total else
+                f"trained {steps(now)} more (step {total} in all)" if now else
+                f"trained no steps: the run was already at step {total}")
+        click.echo(f"{done}; model: {summary['model']}"
                    + (f"; validation PSNR {psnr:.2f} dB" if psnr is not None else ""))
 
 

@@ -647,6 +647,7 @@ class Trainer:
             bar = tqdm(total=cfg.steps, initial=self.step, desc="train", unit="step", dynamic_ncols=True,
                        file=sys.stderr)
         started = last_model = _clock()
+        first_step = self.step
         done, self.timed_out = self.step >= cfg.steps, False
         with StopRequest("saving last.pt and model.pt", enabled=not self.dist.active) as stop:
             while not done:
@@ -674,7 +675,7 @@ class Trainer:
             write_json(self.out / "record.json", self.record())
         if self.dist.active:
             dist.barrier()
-        return {"steps": self.step, "final_losses": self.last, "val_psnr": self.val_psnr, "run_dir": str(self.out),
+        return {"steps": self.step, "steps_this_run": self.step - first_step, "final_losses": self.last, "val_psnr": self.val_psnr, "run_dir": str(self.out),
                 "model": str(model_path) if model_path else None}
 
     def _one_step(self, bar, started: float, last_model: float) -> Optional[float]:
