@@ -28,9 +28,9 @@ called as fn(shape=(C, H, W), device=device) and returns a deepinv LinearPhysics
 --operator). --config FILE (JSON or YAML)
 has sections model, process, train (and size); their keys are the fields of GeneratorConfig, ProcessConfig
 and TrainConfig; --set SECTION.KEY=VALUE overrides one. Precedence: defaults < --size < --config < --set <
-the other options. Writes RUN_DIR/config.json, log.csv, samples/step_N.png, checkpoints/step_N.pt (the
-latest 3: --keep-checkpoints), last.pt, record.json and model.pt (the EMA generator with its config and
-training record). A denoise or ddpm model is a PnP denoiser: `pnprgm restore --model RUN_DIR/model.pt` uses it
+the other options. Writes RUN_DIR/config.json, log.csv, samples/step_0000500.png, checkpoints/step_0000500.pt
+(the step in 7 digits; the latest 3: --keep-checkpoints), model_step0000500.pt for each train.model_at_steps,
+last.pt, record.json and model.pt (the EMA generator with its config and training record). A denoise or ddpm model is a PnP denoiser: `pnprgm restore --model RUN_DIR/model.pt` uses it
 for any operator. Every model runs in `pnprgm sample RUN_DIR/model.pt --input photos/`, which degrades clean
 photos with the model's own process and restores them; an sr or operator model does not run in restore.
 """
@@ -89,7 +89,7 @@ def _list_choices(ctx: click.Context, _param, value: bool) -> None:
 @click.option("--config", "config_file", type=click.Path(), default=None, help="JSON/YAML file with model/process/train sections.")
 @click.option("--set", "assignments", multiple=True, metavar="SECTION.KEY=VALUE", help="Override one config value (repeatable).")
 @click.option("--keep-checkpoints", "keep_checkpoints", type=click.IntRange(min=0), default=None,
-              help="Keep the latest K checkpoints/step_N.pt (older ones are deleted; last.pt stays); 0 keeps all (default 3).")
+              help="Keep the latest K checkpoints/step_0000500.pt (older ones are deleted; last.pt stays); 0 keeps all (default 3).")
 @click.option("--overwrite", is_flag=True,
               help="Start a new run in --out although it holds a run's files (config.json, log.csv, model.pt...); "
                    "default: refuse.")
