@@ -30,9 +30,10 @@ has sections model, process, train (and size); their keys are the fields of Gene
 and TrainConfig; --set SECTION.KEY=VALUE overrides one. Precedence: defaults < --size < --config < --set <
 the other options. Writes RUN_DIR/config.json, log.csv, samples/step_0000500.png, checkpoints/step_0000500.pt
 (the step in 7 digits; the latest 3: --keep-checkpoints), model_step0000500.pt for each train.model_at_steps,
-last.pt, record.json and model.pt (the EMA generator with its config and training record). A denoise or ddpm model is a PnP denoiser: `pnprgm restore --model RUN_DIR/model.pt` uses it
-for any operator. Every model runs in `pnprgm sample RUN_DIR/model.pt --input photos/`, which degrades clean
-photos with the model's own process and restores them; an sr or operator model does not run in restore.
+last.pt, record.json and model.pt (the EMA generator with its config and training record). A denoise or ddpm
+model is a PnP denoiser: `pnprgm restore --model RUN_DIR/model.pt` uses it for any operator. Every model runs in
+`pnprgm sample RUN_DIR/model.pt --input photos/`, which degrades clean photos with the model's own process and
+restores them; an sr or operator model does not run in restore.
 """
 
 
