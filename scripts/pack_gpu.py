@@ -15,10 +15,10 @@ from __future__ import annotations
 import argparse
 import csv
 import io
-import json
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -33,6 +33,22 @@ def tracked_bytes(set_aside: list[str]) -> int:
     paths = [n.decode() for n in names if n]
     return sum((REPO / n).stat().st_size for n in paths
                if (REPO / n).is_file() and not any(fnmatch(n, pattern) for pattern in set_aside))
+
+
+def files_not_packed(data: Path) -> list[str]:
+    """The files under ``data`` that its ``manifest.json`` does not name as packed (all of them when it has none):
+    those a new pack must not delete."""
+    from pnprgm.io import read_json_object
+
+    if not data.exists():
+        return []
+    present = sorted(str(p.relative_to(data)) for p in data.rglob("*") if not p.is_dir())
+    manifest = read_json_object(data / "manifest.json") if (data / "manifest.json").is_file() else None
+    if not isinstance(manifest, dict) or "pack" not in manifest:
+        return present
+    ours = {"manifest.json"} | {f"{split}/{e.get('packed')}" for split in ("train", "val")
+                                for e in manifest.get(split, []) if isinstance(e, dict)}
+    return [name for name in present if name not in ours]
 
 
 def encode(path: Path, side: int, quality: int) -> bytes:
@@ -63,15 +79,29 @@ def main() -> int:
     parser.add_argument("--sides", default="768,704,640,576,512,448,384", help="long sides to try, largest first")
     parser.add_argument("--val-fraction", type=float, default=0.1)
     parser.add_argument("--no-wheels", action="store_true", help="skip downloading wheels (tests)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace OUT/data although it holds files an earlier pack did not write")
     parser.add_argument("--set-aside", action="append", default=[], metavar="GLOB",
                         help="tracked files you will move out of the checkout during the GPU run (e.g. "
                              "'pretrained/unet-*.pt'): not counted in the budget")
     args = parser.parse_args()
     sys.path.insert(0, str(REPO))
-    from pnprgm.io import list_images, sha256_file
+    from pnprgm.errors import UserError
+    from pnprgm.io import list_images, output_stems, sha256_file, write_bytes, write_json
     from pnprgm.training.data import split_validation
 
     out = Path(args.out)
+    data = out / "data"
+    try:
+        foreign = [] if args.overwrite else files_not_packed(data)
+    except UserError as err:
+        print(f"pack: {err}", file=sys.stderr)
+        return 1
+    if foreign:
+        print(f"pack: {data} holds files an earlier pack did not write ({', '.join(foreign[:3])}"
+              f"{' and more' if len(foreign) > 3 else ''}); give another --out, or pass --overwrite to replace the "
+              "folder.", file=sys.stderr)
+        return 1
     wheels = out / "wheels"
     if not args.no_wheels:
         wheels.mkdir(parents=True, exist_ok=True)
@@ -102,9 +132,8 @@ def main() -> int:
         print("pack: the photos do not fit even at the smallest side; set files aside (--set-aside), raise --budget-mb "
               "(the device takes 64 MiB = 67.1 MB in all) or lower --quality", file=sys.stderr)
         return 1
-    data = out / "data"
-    if data.exists():
-        shutil.rmtree(data)
+    # two photos of one stem (a.png, a.jpg) must not land on one packed a.jpg
+    stems = output_stems(files, lambda stem: [f"{stem}.jpg"])
 
     def entry(path: Path, packed: Path) -> dict:
         return {"name": path.name, "folder": str(path.parent), "sha256": sha256_file(path),
@@ -114,13 +143,20 @@ def main() -> int:
     record = {"pack": {"long_side": chosen, "format": "JPEG", "quality": args.quality, "subsampling": "4:4:4",
                        "val_rule": f"pnprgm.training.data.split_validation(fraction={args.val_fraction}, seed=0)",
                        "sources": [str(f) for f in args.folders]}, "train": [], "val": []}
+    # the new pack is written beside the old one and swapped in whole: a run that fails leaves the old pack
+    out.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".data-", dir=out))
     for split, group in (("train", train_files), ("val", val_files)):
-        (data / split).mkdir(parents=True, exist_ok=True)
+        (staging / split).mkdir()
         for path in group:
-            packed = data / split / (path.stem + ".jpg")
-            packed.write_bytes(encoded[path])
+            packed = write_bytes(staging / split / f"{stems[path]}.jpg", encoded[path])
             record[split].append(entry(path, packed))
-    (data / "manifest.json").write_text(json.dumps(record, indent=1))
+    write_json(staging / "manifest.json", record)
+    retired = Path(tempfile.mkdtemp(prefix=".old-", dir=out))
+    if data.exists():
+        data.rename(retired / "data")
+    staging.rename(data)
+    shutil.rmtree(retired)
     print(f"pack: wrote {data} (long side {chosen}, {sum(len(b) for b in encoded.values()) / 1e6:.1f} MB) and {wheels}")
     return 0
 

@@ -491,3 +491,32 @@ def test_sigterm_to_the_whole_process_group_saves_the_models_without_a_traceback
     for name in ("drunet-denoiser-color", "drunet-denoiser-gray"):
         record = read_model_file(out / f"{name}.pt")["record"]
         assert record["final"] and record["interrupted"]
+
+
+def test_pack_script_keeps_photos_of_one_stem_apart_and_never_deletes_files_it_did_not_write(tmp_path):
+    """a.png and a.jpg were both packed as a.jpg (one photo lost, the manifest naming a file no one held), and an
+    --out whose data/ held a user's files was deleted whole."""
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    rng = np.random.default_rng(3)
+    Image.fromarray(_photo(rng, 200, 300)).save(photos / "a.png")
+    Image.fromarray(_photo(rng, 200, 300)).save(photos / "a.jpg", quality=95)
+    for i in range(8):
+        Image.fromarray(_photo(rng, 200, 300)).save(photos / f"p{i}.png")
+    out = tmp_path / "pack"
+    (out / "data").mkdir(parents=True)
+    (out / "data" / "precious.txt").write_text("mine")
+    command = [sys.executable, str(REPO / "scripts" / "pack_gpu.py"), str(photos), "--out", str(out), "--no-wheels",
+               "--budget-mb", "1000", "--sides", "128"]
+    refused = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert refused.returncode == 1 and "holds files an earlier pack did not write (precious.txt)" in refused.stderr
+    assert (out / "data" / "precious.txt").read_text() == "mine"
+    (out / "data" / "precious.txt").unlink()
+    assert subprocess.run(command, capture_output=True, text=True, timeout=120).returncode == 0
+    manifest = json.loads((out / "data" / "manifest.json").read_text())
+    packed = {e["name"]: e["packed"] for split in ("train", "val") for e in manifest[split]}
+    assert len(packed) == 10 and len(set(packed.values())) == 10 and packed["a.png"] != packed["a.jpg"]
+    assert all((out / "data" / split / e["packed"]).is_file() for split in ("train", "val") for e in manifest[split])
+    again = subprocess.run(command, capture_output=True, text=True, timeout=120)  # its own pack is replaced
+    assert again.returncode == 0, again.stderr
+    assert sorted(p.name for p in out.iterdir()) == ["data"]  # no staging folder left behind
