@@ -135,7 +135,23 @@ def names_code(spec: str) -> bool:
     return False
 
 
-def _parse_one(text: str, whole: str, defaults: dict) -> ParsedOperator:
+def last_variant(spec: str) -> Variant:
+    """The variant of ``spec``'s last operator, which decides its restoration task and default solver. Its parameters
+    are read but not required to hold: ``blur:file`` naming no file (the presets' stand-in for a user's deepinv blur)
+    is the ``blur:file`` variant."""
+    try:
+        return parse(spec)[-1].variant
+    except UserError:
+        if not isinstance(spec, str) or not spec.strip():
+            raise
+        text = _split_operators(spec.strip())[-1]
+        name, group, variant_name, rest = _head(text, spec)
+        return _pick_variant(name, group, variant_name, dict(item.partition("=")[::2] for item in rest))
+
+
+def _head(text: str, whole: str) -> tuple[str, list[Variant], str | None, list[str]]:
+    """One operator's text as (family, its variants, the variant named or None, the key=value items), aliases
+    expanded (``sr4,kernel=box`` -> sr, ..., None, [factor=4, kernel=box])."""
     if not text:
         raise UserError(f"empty operator in spec {whole!r}; '+' must join two operators, e.g. blur:gaussian+sr2.")
     items = [item.strip() for item in text.split(",")]
@@ -145,7 +161,7 @@ def _parse_one(text: str, whole: str, defaults: dict) -> ParsedOperator:
     if name in aliases():
         if colon:
             raise UserError(f"{name} is a short name for {aliases()[name].spec!r} and takes no variant; write {name},key=value.")
-        return _parse_one(",".join([aliases()[name].spec, *rest]), whole, defaults)
+        return _head(",".join([aliases()[name].spec, *rest]), whole)
     group = families().get(name)
     if group is None:
         close = difflib.get_close_matches(name, list(families()) + list(aliases()), n=1)
@@ -156,6 +172,11 @@ def _parse_one(text: str, whole: str, defaults: dict) -> ParsedOperator:
     variant_name = None
     if rest and "=" not in rest[0]:
         variant_name = rest.pop(0).lower()
+    return name, group, variant_name, rest
+
+
+def _parse_one(text: str, whole: str, defaults: dict) -> ParsedOperator:
+    name, group, variant_name, rest = _head(text, whole)
     values: dict[str, str] = {}
     for item in rest:
         key, equals, value = item.partition("=")

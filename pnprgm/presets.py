@@ -153,8 +153,12 @@ def _warn_if_set_for_another_operator(name: str, preset: Preset, spec: str, show
 
 def task_of_spec(spec: str) -> str:
     """Restoration task of an operator spec (the last family of a composition decides)."""
-    family = spec.split("+")[-1].split(":")[0].split(",")[0].strip()
-    family = "sr" if family.startswith("sr") else family
+    from pnprgm import operators
+
+    try:
+        family = operators.last_variant(spec).family
+    except UserError:
+        family = None
     if family not in TASK_OF_FAMILY:
         raise UserError(f"no restoration task for operator {spec!r}; give --preset explicitly (pnprgm presets lists them).")
     return TASK_OF_FAMILY[family]
@@ -171,14 +175,15 @@ DEFAULT_SOLVER: Mapping[str, str] = MappingProxyType({"blur:motion": "hqs", "blu
 
 def default_solver(spec: Optional[str]) -> str:
     """The solver for ``spec`` when none is named (:data:`DEFAULT_SOLVER`): ``drs`` for the other operators and for an
-    operator without a spec (a deepinv physics of the user's other than a blur: :func:`choosing_spec`); a spec that does
-    not parse is read as text (its error comes where it is built)."""
+    operator without a spec (a deepinv physics of the user's other than a blur: :func:`choosing_spec`). A spec whose
+    parameters do not hold is read by its operator names (:func:`operators.last_variant`; its error comes where it is
+    built)."""
     from pnprgm import operators
 
     try:
-        variant = operators.parse(spec)[-1].variant.name if spec else None
-    except UserError:  # e.g. choosing_spec's "blur:file", which names no file
-        variant = spec.split("+")[-1].split(",")[0].strip() if spec else None
+        variant = operators.last_variant(spec).name if spec else None
+    except UserError:  # its error comes where it is built
+        variant = None
     return DEFAULT_SOLVER.get(variant, "drs")
 
 

@@ -185,3 +185,18 @@ def test_a_preset_for_another_task_on_a_users_blur_is_named_with_its_type():
     with pytest.warns(presets.PresetMisfitWarning, match="set for the sr task, and a Blur of yours belongs to the "
                                                           "deblur task"):
         presets.resolve("official-sr4", solver="rgm-drs", spec=presets.choosing_spec(physics), shown_as="a Blur of yours")
+
+
+@pytest.mark.parametrize("spec, task, solver", [
+    ("blur:gaussian,sigma=2e+0", "deblur", "drs"),  # '+' inside a number
+    ("Blur:motion,length=9", "deblur", "hqs"),       # capitals, as the operator parser takes them
+    ("sr4,kernel=bicubic", "sr", "drs"),
+    ("blur:file", "deblur", "hqs"),                 # the stand-in for a user's deepinv blur (no file named)
+    ("blur:gaussian+sr:factor=2", "sr", "drs"),
+    ("mask:random+blur:box", "deblur", "hqs"),
+])
+def test_task_and_default_solver_come_from_the_operator_parser(spec, task, solver):
+    """A second, hand-written spec splitter called 'blur:gaussian,sigma=2e+0' and 'Blur:gaussian' no task."""
+    assert presets.task_of_spec(spec) == task
+    assert presets.default_solver(spec) == solver
+    assert presets.resolve(None, solver="drs", spec=spec).task == task
