@@ -1436,3 +1436,14 @@ def test_a_device_or_a_huge_file_as_suite_or_results_is_one_line_not_read_foreve
             result = CliRunner().invoke(app, ["benchmark", *args])
             assert result.exit_code == 2 and result.output.count("\n") == 1, result.output
             assert result.output.startswith("error: cannot read") and reason in result.output, result.output
+
+
+@pytest.mark.parametrize("value", ['"abc"', "null", "[1, 2]"])
+def test_a_suite_protocol_or_overrides_that_is_no_mapping_is_one_line(tmp_path, value):
+    """A suite's "protocol": "abc" beside --protocol (or "overrides" beside --set) was a TypeError traceback."""
+    for key, option, item in (("protocol", "--protocol", "crop=8"), ("overrides", "--set", "iterations=2")):
+        suite = tmp_path / f"{key}.json"
+        suite.write_text(f'{{"{key}": {value}}}')
+        result = CliRunner().invoke(app, ["benchmark", "--suite", str(suite), option, item, "-q"])
+        assert result.exit_code == 2 and "Traceback" not in result.output, result.output
+        assert f"{key} must be a mapping of names to values" in result.output, result.output
