@@ -42,8 +42,9 @@ class Preset:
     denoiser: Optional[str] = None
     operator: Optional[str] = None
 
-
-#: The denoiser name of the shipped default model (registered by :mod:`pnprgm.rgm.models`), which a preset's model replaces.
+    def __post_init__(self):
+        # a registered preset is shared by the whole process: its values must not change under a caller that edits them
+        object.__setattr__(self, "params", MappingProxyType(dict(self.params)))
 
 
 def denoiser_for(preset: Optional[Preset], requested: str) -> str:

@@ -200,3 +200,12 @@ def test_task_and_default_solver_come_from_the_operator_parser(spec, task, solve
     assert presets.task_of_spec(spec) == task
     assert presets.default_solver(spec) == solver
     assert presets.resolve(None, solver="drs", spec=spec).task == task
+
+
+def test_a_registered_presets_values_cannot_be_changed_by_a_caller():
+    """Preset.params was a plain dict: presets.registry.get('sr-drs').params['iterations'] = 1 changed the preset for
+    every later restoration in the process."""
+    preset = presets.registry.get("sr-drs")
+    with pytest.raises(TypeError):
+        preset.params["iterations"] = 1
+    assert dict(preset.params) == dict(presets.registry.get("sr-drs").params)
