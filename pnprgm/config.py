@@ -1,7 +1,9 @@
 """Strict construction of frozen configuration dataclasses.
 
 Unknown keys are errors (with the valid keys listed); strings from the CLI or spec strings are coerced to
-the field's declared type. YAML/JSON are read only at the CLI edge and arrive here as dicts.
+the field's declared type. YAML/JSON are read at the CLI edge and arrive here as dicts, with one exception:
+:func:`read_config_file` also serves ``PATH#FILE.yaml`` model names (an official checkpoint and its argument dict,
+the form the official code saves), which the Python API takes as the CLI does, so the reader lives here.
 """
 from __future__ import annotations
 

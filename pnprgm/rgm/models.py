@@ -115,11 +115,10 @@ def load_generator_file(path: str | Path, *, device: str | torch.device = "cpu",
 
 
 def _official_arguments(source: str, config: dict) -> dict:
-    """An official argument dict read from ``source``: a file with none of the official train.py arguments is not
-    one (an error); others of its keys (a launcher's, a typo) are named in a warning, since the generator ignores
-    them (a typo in a generator argument then shows as a layout that does not fit)."""
+    """An official argument dict read from ``source``; every key must be one of the official train.py arguments (a
+    typo in a generator argument would otherwise show only as a layout that does not fit): the others are an error
+    naming each, with the argument it may stand for."""
     import difflib
-    import warnings
 
     from pnprgm.rgm.official.configs import CONFIGS, known_arguments
 
@@ -132,8 +131,8 @@ def _official_arguments(source: str, config: dict) -> dict:
     if unknown:
         hints = [f"{key} (did you mean {close[0]}?)" if (close := difflib.get_close_matches(key, known, n=1)) else key
                  for key in unknown]
-        warnings.warn(f"{source}: {', '.join(hints)} {'is not an argument' if len(unknown) == 1 else 'are not arguments'} "
-                      f"of the official RGM generator; ignored.", stacklevel=3)
+        raise UserError(f"{source}: {', '.join(hints)} {'is not an argument' if len(unknown) == 1 else 'are not arguments'} "
+                        f"of the official RGM train.py; correct or remove {'it' if len(unknown) == 1 else 'them'}.")
     return config
 
 
