@@ -1447,3 +1447,13 @@ def test_a_suite_protocol_or_overrides_that_is_no_mapping_is_one_line(tmp_path, 
         result = CliRunner().invoke(app, ["benchmark", "--suite", str(suite), option, item, "-q"])
         assert result.exit_code == 2 and "Traceback" not in result.output, result.output
         assert f"{key} must be a mapping of names to values" in result.output, result.output
+
+
+def test_the_suite_file_is_never_an_output_even_with_overwrite(photo_dir, tmp_path):
+    """`--suite s.json --json s.json --overwrite` replaced the suite the run was read from with its results."""
+    suite = tmp_path / "s.json"
+    suite.write_text(json.dumps({"data": str(photo_dir), "tasks": ["denoise"], "methods": ["baseline"], "metrics": ["psnr"]}))
+    before = suite.read_text()
+    result = CliRunner().invoke(app, ["benchmark", "--suite", str(suite), "--json", str(suite), "--overwrite", "-q"])
+    assert result.exit_code == 2 and f"--json {suite} is the --suite file this run reads" in result.output, result.output
+    assert suite.read_text() == before

@@ -113,7 +113,7 @@ def command(suite, data, images, tasks, methods, noise, seed, crop, limit, devic
         progress=not quiet,
         command=shlex.join(["pnprgm", *sys.argv[1:]]) if sys.argv[1:2] == ["benchmark"]
         else command_line(config, json_path=json_path, md_path=md_path, figure_path=figure_path),
-        log=lambda line: tqdm.write(line, file=sys.stderr),
+        log=lambda line: tqdm.write(line, file=sys.stderr), suite=suite,
     )
     click.echo("\n".join(report.overview(result.data)))
     failures = result.failures

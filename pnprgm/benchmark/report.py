@@ -331,15 +331,18 @@ def check_outputs(json_path: str | Path | None = None, md_path: str | Path | Non
 
 
 def refuse_reading(json_path: str | Path | None, md_path: str | Path | None, figure_path: str | Path | None,
-                   photos: list[Path]) -> None:
-    """A :class:`UserError` when an output would replace one of the data set's ``photos``, even with
-    ``--overwrite`` (which is for this tool's own earlier outputs and foreign files elsewhere, never its inputs)."""
+                   photos: list[Path], suite: str | Path | None = None) -> None:
+    """A :class:`UserError` when an output would replace one of the data set's ``photos`` or the ``suite`` file the
+    run was read from, even with ``--overwrite`` (which is for this tool's own earlier outputs and foreign files
+    elsewhere, never its inputs)."""
     from pnprgm.errors import UserError
 
-    read = {Path(p).resolve() for p in photos}
+    read = {Path(p).resolve(): "a photo of the data set this run reads" for p in photos}
+    if suite is not None:
+        read[Path(suite).resolve()] = "the --suite file this run reads"
     for flag, path in (("--json", json_path), ("--md", md_path), ("--figure", figure_path)):
         if path is not None and Path(path).resolve() in read:
-            raise UserError(f"{flag} {path} is a photo of the data set this run reads; give the output another name.")
+            raise UserError(f"{flag} {path} is {read[Path(path).resolve()]}; give the output another name.")
 
 
 def _is_results_json(path: Path) -> bool:

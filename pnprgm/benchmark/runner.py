@@ -214,6 +214,7 @@ def run_benchmark(
     progress: bool = True,
     command: Optional[str] = None,
     log: Optional[Callable[[str], None]] = None,
+    suite: str | Path | None = None,
 ) -> BenchmarkResults:
     """Run every (image, task, method) of ``config``; write the JSON after each record, then markdown and figure.
 
@@ -228,6 +229,7 @@ def run_benchmark(
     :param command: the command line that started the run, shown in the report (None: the report shows the
         settings instead).
     :param log: receives one line per skipped image or failed method as it happens.
+    :param suite: the suite file ``config`` was read from (``--suite``): never replaced by an output.
     :returns: the results (``.data`` is what the JSON holds).
     """
     from tqdm.auto import tqdm
@@ -241,14 +243,16 @@ def run_benchmark(
     # a folder's photos are inputs, refused as outputs before all else (a named set may download: after the checks)
     dataset = datasets.resolve(config.data) if config.data not in datasets.registry else None
     if dataset is not None:
-        report.refuse_reading(json_path, md_path, figure_path, [s.path for s in dataset.images if s.path is not None])
+        report.refuse_reading(json_path, md_path, figure_path, [s.path for s in dataset.images if s.path is not None],
+                              suite)
     report.check_outputs(json_path, md_path, figure_path, overwrite=overwrite)
     device = resolve_device(config.device)
     protocol = config.metric_protocol()
     if dataset is None:
         dataset = datasets.resolve(config.data)
         # a named set's photos are inputs too (--overwrite must not replace a package's astronaut.png)
-        report.refuse_reading(json_path, md_path, figure_path, [s.path for s in dataset.images if s.path is not None])
+        report.refuse_reading(json_path, md_path, figure_path, [s.path for s in dataset.images if s.path is not None],
+                              suite)
     sources = datasets.select(dataset, config.images)
     from pnprgm.metrics import METRICS, prepare_metrics
 
