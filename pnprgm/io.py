@@ -464,10 +464,7 @@ def stage(path: str | Path, writer: Callable[[Path], None], *, protect: Iterable
     """Write the content of ``path`` to a temporary beside it (``.NAME.pnprgm-XXXXXXXX.tmp``) and return the temporary;
     :func:`commit` renames staged files into place. Never stages a path in ``protect`` (the inputs)."""
     path = Path(path)
-    for guarded in protect:
-        if Path(guarded).resolve() == path.resolve():
-            raise UserError(f"refusing to overwrite {path}, which this run reads (an input, or a file its operator "
-                            f"reads); choose another -o.")
+    refuse_inputs([path], protect)
     tmp = _temporary_beside(path)
     try:
         writer(tmp)
@@ -476,6 +473,16 @@ def stage(path: str | Path, writer: Callable[[Path], None], *, protect: Iterable
         tmp.unlink(missing_ok=True)
         raise
     return tmp
+
+
+def refuse_inputs(outputs: Iterable[str | Path], inputs: Iterable[str | Path]) -> None:
+    """A :class:`UserError` when one of ``outputs`` is one of the files this run reads (``inputs``): never written,
+    even with --overwrite. Called before any work where the outputs are known, and by :func:`stage` for each file."""
+    read = {Path(p).resolve() for p in inputs}
+    for path in outputs:
+        if Path(path).resolve() in read:
+            raise UserError(f"refusing to overwrite {path}, which this run reads (an input, or a file its operator or "
+                            f"model reads); choose another -o.")
 
 
 def refuse_folders(paths: Iterable[str | Path]) -> None:

@@ -230,6 +230,11 @@ def run_restore_job(job: RestoreJob, *, on_error: Callable[[str], None] = print,
 
         code_sha256 = hash_code(job.operator)
     protect = files + (operators.files_read(spec) if spec is not None and not operators.names_code(spec) else [])
+    if isinstance(job.denoiser, str):  # the model file and its official config (PATH#cfg.yaml) are inputs too
+        from pnprgm.rgm.models import resolve as resolve_model
+
+        source = resolve_model(job.denoiser, required=False) if job.denoiser else None
+        protect += source.files_read if source is not None else []
     said_once: set[str] = set()  # warnings about the whole batch (a preset that does not fit), said for its first image
     io.sweep_temps(outdir, names=[name for stem in stems.values() for name in _names(stem, job.samples)])
     for number, path in enumerate(tqdm(files, desc="restore", unit="image", disable=not bars), start=1):

@@ -224,3 +224,28 @@ def test_an_official_config_file_of_other_keys_or_suffix_is_named(tmp_path):
     assert models._official_arguments("fine.yaml", {"image_size": 256}) == {"image_size": 256}
     with pytest.raises(UserError, match=r"config.txt: a file of the official arguments is .json, .yaml or .yml"):
         models.load_generator_file(tmp_path / "netG.pth", official_config=str(tmp_path / "config.txt"))
+
+
+def test_an_official_config_file_is_never_replaced_by_an_output(tmp_path):
+    """`sample netG.pth#celeb.json -o celeb.png --overwrite` wrote the grid's record over the config it had just read,
+    and `restore --model-config` did not count its config among the inputs either."""
+    from click.testing import CliRunner
+
+    from pnprgm.cli.main import app
+    from pnprgm import io
+
+    torch.manual_seed(0)
+    gen = build_generator(SMALL).eval()
+    torch.save({f"module.{k}": v for k, v in gen.state_dict().items()}, tmp_path / "netG_1.pth")
+    config = tmp_path / "celeb.json"
+    config.write_text(json.dumps(SMALL))
+    before = config.read_text()
+    result = CliRunner().invoke(app, ["sample", f"{tmp_path / 'netG_1.pth'}#{config}", "-n", "1", "--size", "32",
+                                      "-o", str(tmp_path / "celeb.png"), "--overwrite"])
+    assert result.exit_code != 0 and "Traceback" not in result.output, result.output
+    assert config.read_text() == before and not (tmp_path / "celeb.png").exists()
+    io.write_image(tmp_path / "in" / "celeb.png", torch.rand(3, 8, 8))
+    result = CliRunner().invoke(app, ["restore", str(tmp_path / "in" / "celeb.png"), "--operator", "sr4", "--model",
+                                      str(tmp_path / "netG_1.pth"), "--model-config", str(config), "--preset",
+                                      "official-sr4", "--iters", "1", "-q", "-o", str(tmp_path), "--overwrite"])
+    assert config.read_text() == before, result.output

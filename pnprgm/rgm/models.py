@@ -166,6 +166,12 @@ class ModelSource:
     def sha256(self) -> str:
         return self.entry.sha256 if self.entry is not None else io.sha256_file(self.path)
 
+    @property
+    def files_read(self) -> list[Path]:
+        """The model file and its official config file (``PATH#cfg.yaml``): outputs must never replace them."""
+        config = Path(self.official_config) if self.official_config is not None else None
+        return [self.path] + ([config] if config is not None and config.is_file() else [])
+
 
 def resolve(source: str | Path, channels: int = 3, *, what: str = "model", required: bool = True) -> Optional[ModelSource]:
     """The model file a string names, the one reader of model strings: a shipped model by name, the member of a

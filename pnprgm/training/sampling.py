@@ -246,7 +246,7 @@ def sample_model_grid(model: str, out: str | Path, *, count: int = 16, size: Opt
         any work).
     """
     from pnprgm.device import resolve_device
-    from pnprgm.io import list_images, no_images_found, sha256_file, versions, write_image, write_json
+    from pnprgm.io import list_images, no_images_found, refuse_inputs, sha256_file, versions, write_image, write_json
     from pnprgm.denoisers.rgm import size_multiple
     from pnprgm.rgm.restorer import operator_process
     from pnprgm.rgm.models import load_generator_file, resolve
@@ -283,6 +283,8 @@ def sample_model_grid(model: str, out: str | Path, *, count: int = 16, size: Opt
     files = list_images(inputs) if inputs else []
     if inputs and not files:
         raise no_images_found(inputs)
+    protect = [*found.files_read, *files]
+    refuse_inputs([out, Path(out).with_suffix(".json")], protect)  # before any work, even with --overwrite
     used, images = _read_inputs(files, count)
     images = [convert_channels(image, channels) for image in images]
     raw_low = (getattr(generator, "process", None) or {}).get("noise_min")
@@ -339,7 +341,6 @@ def sample_model_grid(model: str, out: str | Path, *, count: int = 16, size: Opt
                        nrow=nrow)
         mode = "noise"
     out = Path(out)
-    protect = [path] + [str(f) for f in files]
     write_image(out, picture, protect=protect)
     write_json(out.with_suffix(".json"), {
         "output": out.name, "output_sha256": sha256_file(out), "model": str(model), "model_sha256": sha256_file(path), "process": process.config(), "mode": mode,
