@@ -154,7 +154,8 @@ def test_publish_writes_file_and_index(tmp_path):
     assert loaded(torch.rand(1, 3, 9, 11), 0.1).shape == (1, 3, 9, 11)
 
 
-@pytest.mark.parametrize("damage", ["{broken", "[" * 100000 + "]" * 100000, '{"other": 1}'])
+@pytest.mark.parametrize("damage", ["{broken", "[" * 100000 + "]" * 100000, '{"other": 1}', '{"models": 5}',
+                                    '{"models": [{"nom": "x"}]}'])
 def test_publish_refuses_a_damaged_index_before_writing_the_model(tmp_path, damage):
     shipped = tmp_path / "pretrained"
     shipped.mkdir()
@@ -354,3 +355,16 @@ def test_training_photos_follow_the_lineage_and_the_benchmarks_leave_those_photo
     assert digest not in photos and unknown[-1] == f"{first} (an earlier version, sha256 ffffffffffffffff...)"
     no_record = model("no_record", {})
     assert models.training_photos(str(no_record))[1] == [f"{no_record} (its record lists no training photos)"]
+
+
+def test_the_shipped_index_is_read_by_the_same_reader_and_a_foreign_key_is_one_line(tmp_path, monkeypatch):
+    """The import-time reader was json.loads + ModelEntry(**entry): an entry with a key it lacks was a TypeError."""
+    index = tmp_path / "index.json"
+    index.write_text(json.dumps({"models": [{"name": "m", "file": "m.pt", "sha256": "0", "role": "denoiser",
+                                             "channels": 3, "colour": True}]}))
+    monkeypatch.setattr(models, "INDEX", index)
+    with pytest.raises(UserError, match=r"cannot read the model index .*: entry 'm' does not fit .*colour.*git checkout"):
+        models._read_index()
+    index.write_text(json.dumps({"models": [{"name": "m", "file": "m.pt", "sha256": "0", "role": "denoiser",
+                                             "channels": 3}]}))
+    assert [(e.name, e.channels) for e in models._read_index()] == [("m", 3)]

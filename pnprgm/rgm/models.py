@@ -7,7 +7,6 @@ string (shipped name, family, ``default``, an old name of one, ``PATH`` or ``PAT
 """
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -74,11 +73,29 @@ class ModelEntry:
 registry: Registry[ModelEntry] = Registry("model")
 
 
+def read_index(index: Path) -> list[dict]:
+    """The entries of a model index (``index.json``: ``{"models": [entry, ...]}``), none when it is missing; a damaged
+    one is a :class:`UserError` with the fix."""
+    try:
+        models = io.read_json(index)["models"] if index.is_file() else []
+        if not isinstance(models, list) or not all(isinstance(m, dict) and isinstance(m.get("name"), str)
+                                                   for m in models):
+            raise ValueError("not a list of model entries")
+    except (OSError, ValueError, TypeError, KeyError) as err:
+        raise UserError(f"cannot read the model index {index} ({type(err).__name__}: {str(err)[:80]}); restore it "
+                        f"from git (git checkout -- {index}).") from None
+    return models
+
+
 def _read_index() -> list[ModelEntry]:
-    if not INDEX.is_file():
-        return []
-    data = json.loads(INDEX.read_text())
-    return [ModelEntry(**entry) for entry in data.get("models", [])]
+    entries = []
+    for entry in read_index(INDEX):
+        try:
+            entries.append(ModelEntry(**entry))
+        except TypeError as err:  # a key ModelEntry lacks, or one missing
+            raise UserError(f"cannot read the model index {INDEX}: entry {entry['name']!r} does not fit ({err}); "
+                            f"restore it from git (git checkout -- {INDEX}).") from None
+    return entries
 
 
 for _entry in _read_index():
@@ -431,11 +448,7 @@ def publish(source: str | Path, name: str, *, role: str = "denoiser", default: b
     if blocking is not None and not blocking.is_dir():
         raise UserError(f"cannot publish into {directory}: {blocking} is a file, not a folder; give a folder.")
     index = directory / "index.json"
-    try:  # read before writing anything: a damaged index must not leave a model file it does not list
-        models = io.read_json(index)["models"] if index.is_file() else []
-    except (OSError, ValueError, TypeError, KeyError) as err:
-        raise UserError(f"cannot read the model index {index} ({type(err).__name__}: {str(err)[:80]}); restore it "
-                        f"from git (git checkout -- {index}) before publishing.") from None
+    models = read_index(index)  # read before writing anything: a damaged index must not leave a model file it does not list
     # case-blind: on macOS and Windows disks Mine.pt is mine.pt
     same_letters = [str(m["name"]) for m in models if str(m.get("name", "")).casefold() == name.casefold()]
     if same_letters and name not in same_letters:
