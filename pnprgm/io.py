@@ -295,6 +295,8 @@ def _bomb_error(path: Path, pixels: int | None) -> UserError:
 
 
 _GRAY16_MODES = ("I;16", "I;16B", "I;16L", "I")
+#: Pillow modes of one-channel images (with or without alpha); "F": float samples.
+GRAY_MODES = ("L", "LA", "1", "F", *_GRAY16_MODES)
 
 
 def _warn_if_several_frames(path: Path, frames: int) -> None:
@@ -732,6 +734,12 @@ CHANNEL_TOLERANCE = 4 / 255
 def channel_kind(count: int) -> str:
     """The word for images of ``count`` channels in messages and reports: gray, colour, else N-channel."""
     return {1: "gray", 3: "colour"}.get(int(count), f"{int(count)}-channel")
+
+
+def looks_gray(image: torch.Tensor, tolerance: float = CHANNEL_TOLERANCE) -> bool:
+    """Whether a (C, H, W) image is gray content: one channel, or RGB whose channels differ by at most ``tolerance``
+    at every pixel (a gray photo saved as RGB; JPEG's colour rounding leaves a few levels)."""
+    return image.shape[-3] == 1 or (image.shape[-3] == 3 and channel_spread(image) <= tolerance)
 
 
 def channel_spread(image: torch.Tensor) -> float:

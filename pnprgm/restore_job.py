@@ -674,7 +674,7 @@ def _measured_by_code(path: Path, spec: str, job: RestoreJob, channels: Optional
     shape: the measurement's, or ``--size``; a gray model (``channels`` 1) reads a gray photo saved as RGB as gray."""
     from pnprgm.training.processes import load_operator
 
-    y = _as_gray_if_equal(io.read_image(path)[None], channels)
+    y = _as_gray_if_gray_content(io.read_image(path)[None], channels)
     shape = tuple(y.shape[1:]) if job.image_size is None else (y.shape[1], *map(int, job.image_size))
     physics = load_operator(spec, shape, job.device, allow_code=True)
     _check_measured_shape(physics, spec, shape, tuple(y.shape[1:]), job.device)
@@ -696,11 +696,11 @@ def _read_measurement(path: Path, spec: str, image_size: Optional[tuple[int, int
     1); ``image_size`` (H, W) replaces the inferred size."""
     from pnprgm import operators
 
-    y = _as_gray_if_equal(io.read_image(path)[None], channels)
+    y = _as_gray_if_gray_content(io.read_image(path)[None], channels)
     try:
         shape = operators.image_shape(spec, tuple(y.shape[1:]), defaults=defaults)
     except UserError:
-        gray = _as_gray_if_equal(y, 1)
+        gray = _as_gray_if_gray_content(y, 1)
         if gray is y:
             raise
         y, shape = gray, operators.image_shape(spec, tuple(gray.shape[1:]), defaults=defaults)
@@ -709,10 +709,10 @@ def _read_measurement(path: Path, spec: str, image_size: Optional[tuple[int, int
     return y, shape
 
 
-def _as_gray_if_equal(y, channels: Optional[int]):
-    """``y`` (1, C, H, W) as one channel when a gray model (``channels`` 1) gets a photo saved as RGB with equal
-    channels; otherwise unchanged."""
-    if channels == 1 and y.shape[1] == 3 and io.channel_spread(y[0]) <= io.CHANNEL_TOLERANCE:
+def _as_gray_if_gray_content(y, channels: Optional[int]):
+    """``y`` (1, C, H, W) as one channel when a gray model (``channels`` 1) gets a photo saved as RGB whose channels
+    are equal up to :data:`io.CHANNEL_TOLERANCE` (:func:`io.looks_gray`); otherwise unchanged."""
+    if channels == 1 and y.shape[1] == 3 and io.looks_gray(y[0]):
         return y.mean(1, keepdim=True)
     return y
 

@@ -518,3 +518,20 @@ def test_the_decompression_bomb_guard_words_every_reader_alike(tmp_path):
             with pytest.raises(UserError, match=rf"cannot read .*{name}: an image of 64 pixels is more than this tool "
                                                 r"reads \(a decompression bomb guard\); downscale or crop it first\."):
                 io.read_image(tmp_path / name)
+
+
+def test_one_rule_for_gray_content_and_one_luma():
+    """Three rules told gray from colour and the BT.601 weights were written twice."""
+    from pnprgm.operators.grayscale import Rec601Gray
+    from pnprgm.training.data import convert_channels
+
+    gray = torch.rand(1, 8, 8)
+    rgb = gray.expand(3, -1, -1).clone()
+    assert io.looks_gray(gray) and io.looks_gray(rgb) and io.looks_gray(rgb, tolerance=0)
+    rgb[0, 0, 0] += 3 / 255  # a JPEG's rounding: gray content for restore, colour for the exact benchmark rule
+    assert io.looks_gray(rgb) and not io.looks_gray(rgb, tolerance=0)
+    rgb[0, 0, 0] += 2 / 255
+    assert not io.looks_gray(rgb)
+    colour = torch.rand(3, 4, 4, dtype=torch.float64)
+    expected = sum(w * colour[i] for i, w in enumerate(Rec601Gray.weights))
+    torch.testing.assert_close(convert_channels(colour, 1)[0], expected)

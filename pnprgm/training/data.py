@@ -16,10 +16,9 @@ import torch
 
 from pnprgm.config import MAX_SEED
 from pnprgm.errors import UserError
-from pnprgm.io import READ_SUFFIXES, image_bits, image_subfolders, list_images, read_image, sha256_file, some_names
+from pnprgm.io import GRAY_MODES, READ_SUFFIXES, image_bits, image_subfolders, list_images, read_image, sha256_file, some_names
 
 #: ITU-R BT.601 luma weights (colour images in a grayscale run).
-LUMA = (0.299, 0.587, 0.114)
 
 
 @dataclass
@@ -80,13 +79,14 @@ def split_validation(files: Sequence[Path], fraction: float, seed: int) -> tuple
 
 
 def detect_channels(files: Sequence[Path]) -> int:
-    """1 if every image is grayscale, else 3 (reads headers only)."""
+    """1 if every image is stored as grayscale, else 3 (reads headers; a file Pillow cannot open, such as a float colour
+    TIFF, is decoded)."""
     from PIL import Image
 
     for path in files:
         try:
             with Image.open(path) as image:
-                if image.mode not in ("L", "LA", "1", "I", "I;16", "I;16B", "I;16L", "F"):
+                if image.mode not in GRAY_MODES:
                     return 3
         except Exception:  # e.g. a float colour TIFF, which only read_image (tifffile) opens
             if read_image(path).shape[0] == 3:
@@ -163,7 +163,9 @@ def convert_channels(image: torch.Tensor, channels: int) -> torch.Tensor:
         return image
     if channels == 3:
         return image[..., :1, :, :].expand(*image.shape[:-3], 3, -1, -1)
-    weights = torch.tensor(LUMA, dtype=image.dtype, device=image.device).view(3, 1, 1)
+    from pnprgm.operators.grayscale import Rec601Gray
+
+    weights = torch.tensor(Rec601Gray.weights, dtype=image.dtype, device=image.device).view(3, 1, 1)
     return (image[..., :3, :, :] * weights).sum(-3, keepdim=True)
 
 
