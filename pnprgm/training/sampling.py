@@ -137,6 +137,7 @@ def checked_noise(process_config, noise: Optional[float], default: float, *,
 
     :param trained_low: the lower end the model was really trained from, where the process config had to raise it
         (the GPU recipe's 0: :func:`model_process_config`)."""
+    from pnprgm.rgm.restorer import above_range, describe_noise
     from pnprgm.training.config import resolve_process
 
     trained = resolve_process(process_config)
@@ -151,9 +152,9 @@ def checked_noise(process_config, noise: Optional[float], default: float, *,
     high = float(trained.noise_max)
     if noise is None:
         return min(max(default, low), high)
-    if not low * (1 - 1e-6) <= noise <= high * (1 + 1e-6):
-        span = f"{low:.4g} ({low * 255:.3g}/255)" + (f" to {high:.4g} ({high * 255:.3g}/255)" if high > low else "")
-        raise UserError(f"this model was trained at noise std {span}; give --noise within that range (got {noise:.4g}).")
+    if noise < low * (1 - 1e-6) or above_range(noise, (low, high)):
+        raise UserError(f"this model was trained at noise std {describe_noise((low, high))}; give --noise within that "
+                        f"range (got {noise:.4g}).")
     return noise
 
 
