@@ -16,7 +16,7 @@ import typing
 from pathlib import Path
 from typing import Any, Mapping, TypeVar
 
-from pnprgm.errors import UserError
+from pnprgm.errors import UserError, first_line
 
 C = TypeVar("C")
 #: Largest seed: torch, numpy and Python all accept 0..MAX_SEED (a larger one overflowed torch's generator); derived
@@ -163,7 +163,7 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
     except (ValueError, Exception) as err:  # yaml.YAMLError is not importable without PyYAML
         if isinstance(err, UserError):
             raise
-        raise UserError(f"cannot parse config file {path}: {str(err).splitlines()[0]}.") from None
+        raise UserError(f"cannot parse config file {path}: {first_line(err)}.") from None
     if not isinstance(data, dict):
         raise UserError(f"config file {path} must hold a mapping of parameter: value.")
     return data

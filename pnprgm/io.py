@@ -18,7 +18,7 @@ from typing import Any, Callable, Iterable, NamedTuple, Optional
 import numpy as np
 import torch
 
-from pnprgm.errors import UserError
+from pnprgm.errors import UserError, first_line
 
 #: Formats pnprgm writes (lossless, or JPEG at the quality it chooses) and reads.
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
@@ -211,7 +211,7 @@ def read_image(path: str | Path) -> torch.Tensor:
             if read is not None:
                 raise UserError(f"cannot read {path}: a TIFF of {read}, a layout this tool does not read; save it "
                                 f"as 8- or 16-bit gray or RGB (PNG or TIFF).") from None
-        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+        reason = first_line(err)
         raise UserError(f"cannot read {path}: not a readable image ({reason}); check that the file is complete, or "
                         "convert it to PNG.") from None
     return torch.from_numpy(array)
@@ -770,9 +770,9 @@ def load_numpy(path: str | Path, what: str, fix: str) -> Any:
     except ValueError as err:
         if "pickle" in str(err):  # object arrays: pnprgm never unpickles a file
             raise UserError(f"{what} file {path} holds Python objects, which pnprgm never loads; {fix}.") from None
-        raise UserError(f"cannot read {what} file {path}: {str(err).splitlines()[0]}; {fix}.") from None
+        raise UserError(f"cannot read {what} file {path}: {first_line(err)}; {fix}.") from None
     except Exception as err:  # zipfile and numpy raise several types for corrupt files
-        detail = str(err).splitlines()[0].rstrip(".") if str(err) else type(err).__name__
+        detail = first_line(err).rstrip(".")
         raise UserError(f"cannot read {what} file {path}: {detail}; {fix}.") from None
 
 

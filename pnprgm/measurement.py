@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from pnprgm import io
-from pnprgm.errors import UserError
+from pnprgm.errors import UserError, first_line
 
 FORMAT = "pnprgm-measurement"
 VERSION = 1
@@ -144,7 +144,7 @@ def load_measurement(image_path: str | Path, *, device="cpu", dtype: torch.dtype
     try:
         meta = io.read_json(json_path)
     except (OSError, ValueError) as err:
-        raise UserError(f"cannot read the sidecar {json_path}: {str(err).splitlines()[0]}; delete it or degrade again.") from None
+        raise UserError(f"cannot read the sidecar {json_path}: {first_line(err)}; delete it or degrade again.") from None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise UserError(f"{json_path} is not a pnprgm measurement sidecar; delete it or degrade again.")
     if meta.get("version") != VERSION:

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Callable, Optional
 
 
 from pnprgm import io
-from pnprgm.errors import UserError, differ
+from pnprgm.errors import UserError, differ, first_line
 from pnprgm.denoisers.tiled import MIN_TILE, check_tile
 from pnprgm.presets import DEFAULT_DENOISER
 
@@ -729,7 +729,7 @@ def _check_measured_shape(physics, spec: str, shape: tuple[int, int, int], measu
             with torch.no_grad():
                 out = tuple(physics.A(torch.zeros((1, *shape), device=device)).shape[1:])
         except Exception as err:  # the user's code, made for other sizes
-            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            first = first_line(err)
             raise UserError(f"operator {spec!r} fails on {shape[1]}x{shape[2]} images ({first[:120]}); give an image "
                             f"of the size it is made for, or --size.") from None
     if out != measured:

@@ -535,3 +535,15 @@ def test_one_rule_for_gray_content_and_one_luma():
     colour = torch.rand(3, 4, 4, dtype=torch.float64)
     expected = sum(w * colour[i] for i, w in enumerate(Rec601Gray.weights))
     torch.testing.assert_close(convert_channels(colour, 1)[0], expected)
+
+
+def test_first_line_of_an_error_with_an_empty_message_is_its_type():
+    """`str(err).splitlines()[0]` raised IndexError for an exception with no message (a traceback in place of the
+    one-line error)."""
+    from pnprgm.errors import first_line
+
+    assert first_line(OSError()) == "OSError"
+    assert first_line(ValueError("bad\nmore")) == "bad"
+    assert first_line(KeyError("x"), named=True) == "KeyError: 'x'"
+    assert first_line(ValueError("a" * 500), 10) == "a" * 10
+    assert first_line(ValueError("   "), named=True) == "ValueError"

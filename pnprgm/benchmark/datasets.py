@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from pnprgm import io
-from pnprgm.errors import UserError
+from pnprgm.errors import UserError, first_line
 from pnprgm.registry import Registry
 
 #: Crops are trimmed to a multiple of this, so every SR factor up to 8 divides the image.
@@ -54,7 +54,7 @@ class ImageSource:
             try:
                 image = self.loader()
             except Exception as err:  # a dataset's own loader: any failure is "unreadable"
-                raise UserError(f"cannot read image {self.name} of {self.origin}: {_first_line(err)}.") from None
+                raise UserError(f"cannot read image {self.name} of {self.origin}: {first_line(err, 160)}.") from None
         return as_gray_or_rgb(image)
 
     def describe(self) -> dict[str, Any]:
@@ -77,11 +77,6 @@ class Dataset:
     notes: list[str] = field(default_factory=list)
     #: names of images left out because a shipped model trained on them (the public set's)
     trained_on: frozenset = frozenset()
-
-
-def _first_line(err: BaseException) -> str:
-    text = str(err).strip()
-    return text.splitlines()[0][:160] if text else type(err).__name__
 
 
 def as_gray_or_rgb(image: torch.Tensor) -> torch.Tensor:
@@ -219,7 +214,7 @@ class DeepinvSet:
             dataset = dataset_cls(download=True, transform=None)
         except Exception as err:  # DownloadError, ImportError of optional deps, connection errors
             host = re.search(r"host='([^']+)'", str(err))
-            why = f"{type(err).__name__}" + (f": cannot reach {host.group(1)}" if host else f": {_first_line(err)}")
+            why = f"{type(err).__name__}" + (f": cannot reach {host.group(1)}" if host else f": {first_line(err, 160)}")
             raise UserError(
                 f"dataset {self.label} could not be loaded or downloaded by deepinv ({why}); it needs a connection "
                 "the first time: offline, use --data public or --data FOLDER."

@@ -394,12 +394,12 @@ def rebuild_markdown(json_path: str | Path, md_path: str | Path, *, overwrite: b
 
 def load_results(path: str | Path) -> dict[str, Any]:
     """A results JSON written by :func:`pnprgm.benchmark.run_benchmark`."""
-    from pnprgm.errors import UserError
+    from pnprgm.errors import UserError, first_line
 
     try:
         data = io.read_json(path)
     except (OSError, ValueError) as err:
-        raise UserError(f"cannot read results {path}: {str(err).splitlines()[0]}; give a JSON written by pnprgm benchmark.") from None
+        raise UserError(f"cannot read results {path}: {first_line(err)}; give a JSON written by pnprgm benchmark.") from None
     if (not isinstance(data, dict) or not RESULTS_KEYS <= set(data) or not isinstance(data["records"], list)
             or not all(isinstance(r, dict) for r in data["records"]) or not isinstance(data["config"], dict)):
         raise UserError(f"{path} is not a pnprgm benchmark results JSON (needs protocol, versions, config, records).")

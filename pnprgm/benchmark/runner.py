@@ -17,7 +17,7 @@ import torch
 from pnprgm import figures, io
 from pnprgm.benchmark import datasets, methods, tasks
 from pnprgm.config import build_strict, check_seed, to_dict
-from pnprgm.errors import UserError, differ
+from pnprgm.errors import UserError, differ, first_line
 
 DEFAULT_TASKS: tuple[str, ...] = tuple(tasks.registry.names())
 DEFAULT_METHODS: tuple[str, ...] = tuple(methods.registry.names())
@@ -367,7 +367,7 @@ def run_benchmark(
                     physics = operators.build(task.spec, tuple(item.image.shape), device=device)
                     y = operators.measure(physics, truth, sigma, seed=seed)
                 except Exception as err:  # one bad (image, task) pair must not end the run
-                    _skip(data, say, kind="failed", image=item.source.name, task=task_name, reason=_one_line(err))
+                    _skip(data, say, kind="failed", image=item.source.name, task=task_name, reason=first_line(err, named=True))
                     bar.update(len(runnable))
                     save()
                     continue
@@ -392,7 +392,7 @@ def run_benchmark(
                         scores = evaluate(x, truth, protocol, names=config.metrics, device=device)
                     except Exception as err:  # a failing method is reported; the others still run
                         _skip(data, say, kind="failed", image=item.source.name, task=task_name, method=method_name,
-                              reason=_one_line(err))
+                              reason=first_line(err, named=True))
                     else:
                         record = {"image": item.source.name, "task": task_name, "method": method_name}
                         for metric in config.metrics:
@@ -622,11 +622,6 @@ def _data_identity(data: Any) -> Any:
 def _skip(data: dict, say: Callable[[str], None], *, kind: str, reason: str, **where: str) -> None:
     data["skipped"].append({**where, "kind": kind, "reason": reason})
     say(f"{kind}: {' '.join(f'{k}={v}' for k, v in where.items())}: {reason}")
-
-
-def _one_line(err: BaseException) -> str:
-    text = str(err).strip()
-    return f"{type(err).__name__}: {text.splitlines()[0][:300]}" if text else type(err).__name__
 
 
 def _number(value: torch.Tensor) -> Optional[float | str]:

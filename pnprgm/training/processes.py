@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 
 from pnprgm.config import to_dict
-from pnprgm.errors import UserError
+from pnprgm.errors import UserError, first_line
 from pnprgm.registry import Registry
 from pnprgm.rgm.schedules import DDPMSchedule
 from pnprgm.training.config import ProcessConfig, resolve_process
@@ -382,7 +382,7 @@ class LinearOperatorProcess(OperatorProcess):
         except UserError:
             raise
         except Exception as err:  # an operator that cannot handle the crop: say which and why
-            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            first = first_line(err)
             raise UserError(f"operator {self.cfg.operator!r} fails on {shape[1]}x{shape[2]} images ({first[:120]}); "
                             f"change the crop or the operator.") from None
 
@@ -408,7 +408,7 @@ def load_operator(spec: str, shape: tuple[int, int, int], device: torch.device, 
     except UserError:
         raise
     except Exception as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        first = first_line(err)
         raise UserError(f"operator callable {spec!r} failed for shape {tuple(shape)}: {first[:160]}.") from None
     if not isinstance(op, LinearPhysics):
         raise UserError(f"operator callable {spec!r} returned {type(op).__name__}, not a deepinv LinearPhysics.")
@@ -479,7 +479,7 @@ def _load_code_file(path: Path):
         try:
             module_spec.loader.exec_module(module)
         except Exception as err:
-            raise UserError(f"cannot import {path}: {type(err).__name__}: {str(err).splitlines()[0][:160]}.") from None
+            raise UserError(f"cannot import {path}: {first_line(err, 160, named=True)}.") from None
         _CODE_FILES[key] = module
     return _CODE_FILES[key]
 
@@ -518,9 +518,8 @@ def _import_user_module(name: str):
         raise UserError(f"cannot import {name}: it imports {missing or 'a module'}, which is not installed "
                         f"({str(err)[:120]}).") from None
     except Exception as err:  # its own code failed: a SyntaxError, an exception at import time
-        first = str(err).strip().splitlines()[0] if str(err).strip() else ""
         where = f" ({err.filename}, line {err.lineno})" if isinstance(err, SyntaxError) and err.filename else ""
-        raise UserError(f"cannot import {name}: {type(err).__name__}{': ' + first[:160] if first else ''}{where}.") from None
+        raise UserError(f"cannot import {name}: {first_line(err, 160, named=True)}{where}.") from None
     finally:
         if added and here in sys.path:
             sys.path.remove(here)
