@@ -90,5 +90,4 @@ def load_photo(path, crop: int) -> torch.Tensor:
     if side != crop:  # said, not silently another size
         why = f"the photo is {height}x{width}" if min(height, width) < crop else "a multiple of 8"
         print(f"note: a {side}x{side} crop ({why})")
-    top, left = (height - side) // 2, (width - side) // 2
-    return image[:, top : top + side, left : left + side].contiguous()
+    return io.centre_crop(image, side).contiguous()

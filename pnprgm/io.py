@@ -736,6 +736,16 @@ def channel_kind(count: int) -> str:
     return {1: "gray", 3: "colour"}.get(int(count), f"{int(count)}-channel")
 
 
+def centre_crop(image: torch.Tensor, height: int, width: Optional[int] = None) -> torch.Tensor:
+    """The centre ``height x width`` (default square) window of a (..., H, W) image, as a view; on an odd margin the
+    extra row or column is left at the bottom or right."""
+    width = height if width is None else width
+    top, left = (image.shape[-2] - height) // 2, (image.shape[-1] - width) // 2
+    if top < 0 or left < 0:
+        raise ValueError(f"a {height}x{width} crop of a {image.shape[-2]}x{image.shape[-1]} image")
+    return image[..., top : top + height, left : left + width]
+
+
 def looks_gray(image: torch.Tensor, tolerance: float = CHANNEL_TOLERANCE) -> bool:
     """Whether a (C, H, W) image is gray content: one channel, or RGB whose channels differ by at most ``tolerance``
     at every pixel (a gray photo saved as RGB; JPEG's colour rounding leaves a few levels)."""

@@ -547,3 +547,12 @@ def test_first_line_of_an_error_with_an_empty_message_is_its_type():
     assert first_line(KeyError("x"), named=True) == "KeyError: 'x'"
     assert first_line(ValueError("a" * 500), 10) == "a" * 10
     assert first_line(ValueError("   "), named=True) == "ValueError"
+
+
+def test_centre_crop_is_the_middle_window_with_the_odd_margin_at_the_bottom_right():
+    image = torch.arange(5 * 6, dtype=torch.float32).reshape(1, 5, 6)
+    assert torch.equal(io.centre_crop(image, 2), image[:, 1:3, 2:4])
+    assert torch.equal(io.centre_crop(image, 4, 3), image[:, 0:4, 1:4])
+    assert io.centre_crop(image[None], 5, 6).shape == (1, 1, 5, 6)
+    with pytest.raises(ValueError):
+        io.centre_crop(image, 6)

@@ -97,8 +97,7 @@ def centre_crop(image: torch.Tensor, crop: Optional[int], align: int = ALIGN) ->
     out_h, out_w = limit_h - limit_h % align, limit_w - limit_w % align
     if out_h < align or out_w < align:
         raise UserError(f"image of {height}x{width} px is smaller than {align} px; benchmark images must be larger.")
-    top, left = (height - out_h) // 2, (width - out_w) // 2
-    return image[:, top:top + out_h, left:left + out_w].contiguous()
+    return io.centre_crop(image, out_h, out_w).contiguous()
 
 
 # -- public: photos inside pip packages ---------------------------------------------------------------------

@@ -16,7 +16,8 @@ import torch
 
 from pnprgm.config import MAX_SEED
 from pnprgm.errors import UserError
-from pnprgm.io import GRAY_MODES, READ_SUFFIXES, image_bits, image_subfolders, list_images, read_image, sha256_file, some_names
+from pnprgm.io import (GRAY_MODES, READ_SUFFIXES, centre_crop, image_bits, image_subfolders, list_images, read_image,
+                       sha256_file, some_names)
 
 #: ITU-R BT.601 luma weights (colour images in a grayscale run).
 
@@ -240,8 +241,4 @@ def random_crops(images: Sequence[torch.Tensor], indices: Sequence[int], crop: i
 
 def centre_crops(images: Sequence[torch.Tensor], size: int, device: torch.device) -> torch.Tensor:
     """Centre ``size x size`` crops of every image as float in [0, 1]."""
-    out = []
-    for image in images:
-        top, left = (image.shape[1] - size) // 2, (image.shape[2] - size) // 2
-        out.append(image[:, top : top + size, left : left + size])
-    return to_unit(torch.stack(out).to(device=device))
+    return to_unit(torch.stack([centre_crop(image, size) for image in images]).to(device=device))

@@ -247,7 +247,7 @@ def sample_model_grid(model: str, out: str | Path, *, count: int = 16, size: Opt
         any work).
     """
     from pnprgm.device import resolve_device
-    from pnprgm.io import list_images, no_images_found, refuse_inputs, sha256_file, versions, write_image, write_json
+    from pnprgm.io import centre_crop, list_images, no_images_found, refuse_inputs, sha256_file, versions, write_image, write_json
     from pnprgm.denoisers.rgm import size_multiple
     from pnprgm.rgm.restorer import operator_process
     from pnprgm.rgm.models import load_generator_file, resolve
@@ -316,11 +316,7 @@ def sample_model_grid(model: str, out: str | Path, *, count: int = 16, size: Opt
                 raise UserError(f"--size {size} is below this model's {multiple}-pixel multiple; give --size {multiple} "
                                 f"or more.")
             raise UserError(f"input images must be at least {multiple} pixels on each side for this model.")
-        crops = []
-        for im in images:
-            top, left = (im.shape[1] - side) // 2, (im.shape[2] - side) // 2
-            crops.append(im[:, top : top + side, left : left + side])
-        clean = torch.stack(crops).to(device)
+        clean = torch.stack([centre_crop(im, side) for im in images]).to(device)
         process = build(process_config, (channels, side, side), device)
         g_in, restored = restore_degraded(generator, process, clean, sigma01=sigma01, seed=seed)
         rows = [g_in, restored, clean] if g_in.shape == clean.shape else [restored, clean]
