@@ -16,7 +16,6 @@ none of the models, nor one they were fine-tuned from, trained on: ``pnprgm.trai
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 

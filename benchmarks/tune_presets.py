@@ -8,7 +8,6 @@ the mean PSNR and LPIPS per method and candidate. Tuning touches only these pres
 """
 from __future__ import annotations
 
-import argparse
 import json
 import statistics
 import time

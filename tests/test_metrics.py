@@ -412,9 +412,9 @@ def test_cache_round_trip_and_tamper_detection(net, name, tmp_path, monkeypatch)
 
 
 def test_alexnet_cache_keeps_its_first_name_and_format():
-    assert lpips_weights.CACHE_FILE == "alexnet_imagenet_features.pt"
-    assert lpips_weights.FORMAT == "pnprgm-alexnet-imagenet-features-v1"
-    assert lpips_weights.weights_path().name == lpips_weights.CACHE_FILE  # AlexNet is the default network
+    assert lpips_weights.ALEXNET.cache_file == "alexnet_imagenet_features.pt"
+    assert lpips_weights.ALEXNET.format == "pnprgm-alexnet-imagenet-features-v1"
+    assert lpips_weights.weights_path().name == lpips_weights.ALEXNET.cache_file  # AlexNet is the default network
 
 
 def test_one_download_converts_every_missing_network(tmp_path, monkeypatch):

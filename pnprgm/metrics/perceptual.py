@@ -20,7 +20,6 @@ from pnprgm.metrics.fidelity import prepare
 from pnprgm.metrics.lpips_weights import backbone, load_backbone
 from pnprgm.metrics.protocol import DEFAULT_PROTOCOL, MetricProtocol
 
-MIN_SIZE = backbone("alex").min_side  # smallest side for AlexNet (31 px); per network: Backbone.min_side
 _MODELS: dict[tuple[str, str, str], torch.nn.Module] = {}
 
 

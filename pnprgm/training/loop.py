@@ -794,105 +794,103 @@ def train(data: str | Path, out: str | Path, *, process: ProcessConfig | dict | 
     train_cfg = train if isinstance(train, TrainConfig) else build_strict(TrainConfig, train or {}, what="train")
     io.check_outdir_name(out, "--out", "runs/my-run")
     dist_info = init_distributed(device)
-    try:
-        out = Path(out)
-        if init_from is not None and resume:
-            raise UserError("--init-from starts a new run and --resume continues one; give only one of them.")
-        if overwrite and resume:
-            raise UserError("--overwrite starts a new run and --resume continues the one in --out; give only one of them.")
-        if size is not None:
-            SIZES.get(size)  # an unknown size is named before any work
-        content = None
-        if resume:
-            if not (out / "last.pt").exists() and (out / "config.json").exists():
-                raise UserError(f"{out} holds a run stopped before its first checkpoint (config.json but no last.pt): "
-                                f"there is nothing to resume; start it again with --overwrite.")
-            content = ckpt.load_checkpoint(out / "last.pt", map_location="cpu")
-            saved = content["config"]
-            process = _resumed_process(saved["process"], process_given)
-            check_operator_files(saved.get("operator_files"), process, when="the run resumes with the file it began with")
-            train_cfg = _merge_resumed_train(saved["train"], train_cfg, given_train)
-            _refuse_model_changes(saved["model"], model or {}, size, "the checkpoint's generator", compare_overrides=True)
-            _refuse_val_change(saved.get("data", {}), data, val, train_cfg.val_fraction)
-            model = dict(saved["model"])
-            size = None  # every field comes from the saved model config
-            model.pop("arch", None)
-        elif (out / "last.pt").exists() and not overwrite:
-            raise UserError(f"{out} already holds a run (last.pt); add --resume to continue it or choose another --out.")
-        else:
-            refuse_taken(out, RUN_FILES + tuple(snapshot_name(n) for n in train_cfg.model_at_steps), overwrite=overwrite)
-        if out.exists() and not out.is_dir():
-            raise UserError(f"--out {out} is a file; give a folder (it is created).")
-        if dist_info.main:  # one probe: another rank's probe would remove the folder under this one's feet
-            check_writable(out / "config.json", option="--out")  # before the data are decoded, not at the first write
-        initial, converted = None, False
-        if init_from is not None:
-            initial = model_file.read_initial_weights(init_from)
-            if initial.arch != "unet":  # pnprgm train builds RGM's UNet generator; the others have their own trainers
-                other = {"drunet": "a DRUNet (a plain denoiser of the GPU recipe): fine-tune it with pnprgm "
-                                   f"train-denoisers --init-from {init_from}"}.get(
-                    initial.arch, f"a {initial.arch} generator, which pnprgm train cannot fine-tune")
-                raise UserError(f"--init-from {init_from} is {other}; pnprgm train starts from its own UNet generators "
-                                f"(pnprgm models lists the unet-* ones).")
-            resolved = resolve_process(process)
-            trained = (initial.process.get("name"), initial.config.get("T"))
-            if initial.config.get("conditioning") == "time" and trained != (resolved.name, resolved.T):
-                # a time-conditioned generator models one process with its number of levels (rgm-sr: sr, T=7)
-                raise UserError(f"--init-from {init_from} was trained on the {trained[0]} process with T={trained[1]} and "
-                                f"this run's is {resolved.name} with T={resolved.T}; add --forward {trained[0]} --T "
-                                f"{trained[1]} to fine-tune it.")
-            wanted = resolve_model(None, {}, resolved, int(initial.config["channels"])).conditioning
-            if initial.config.get("conditioning") != wanted:
-                raise UserError(f"--init-from {init_from} is a {initial.config.get('conditioning')}-conditioned model "
-                                f"(process {initial.process.get('name', '?')}) and this run's process needs {wanted}; "
-                                f"fine-tune it with the process it was trained for.")
-            types = field_types(GeneratorConfig)
-            typed = {k: coerce(v, types[k], name=f"model.{k}") if k in types else v for k, v in (model or {}).items()}
-            added = {k: v for k, v in typed.items() if k in ADDED_INPUTS and v and not initial.config.get(k)}
-            plain = lambda v: list(v) if isinstance(v, tuple) else v  # noqa: E731 (stored configs hold lists)
-            clashing = sorted(k for k, v in typed.items() if k not in added and plain(initial.config.get(k, False)) != plain(v))
-            if clashing:
-                hint = "" if set(clashing) & set(ADDED_INPUTS) else " (model.noise_input=true may be added)"
-                raise UserError(f"the architecture comes from --init-from {init_from}; remove the model settings "
-                                f"{', '.join('model.' + k for k in clashing)}{hint}.")
-            _refuse_model_changes(initial.config, model or {}, size, f"--init-from {init_from}", compare_overrides=False)
-            model, size = {**initial.config, **added}, None
-            if train_cfg.channels is None:  # fine-tuning a gray model on colour photos converts them, as its own run did
-                train_cfg = dataclasses.replace(train_cfg, channels=int(initial.config["channels"]))
-                converted = train_cfg.channels == 1
-        elif size is None:
-            size = "small"
-        prepared = prepare(data, process=process, train=train_cfg, size=size, model=model, val=val,
-                           device=dist_info.device, code_operator=code_operator)
-        if converted and detect_channels(prepared.train_set.files) == 3:
-            warnings.warn(f"--init-from {init_from} is a gray model: the colour photos of {data} are converted to gray "
-                          f"(BT.601 luma) for it.", stacklevel=2)
-        trainer = Trainer(prepared, out, dist_info, command=command, progress=progress)
-        if overwrite and not resume and dist_info.main:
-            # the replaced run's resume point goes once the new run's data, settings and networks are known good: a new
-            # run killed before its first checkpoint must not leave --resume continuing the old one under the new
-            # config.json. Its models, checkpoints and samples each go when the new run writes its first of that kind
-            # (so that a new run that fails early leaves the old model; checkpoints of both would mix, and
-            # keep_checkpoints would prune the new ones as the oldest).
-            (out / "last.pt").unlink(missing_ok=True)
-            trainer.replaced_pending = set(REPLACED_FILES)
-        if content is not None:
-            saved_files = [(f["name"], f["sha256"]) for f in content["config"]["data"]["files"]]
-            now = [(f["name"], f["sha256"]) for f in prepared.train_set.record(prepared.data_root)]
-            if saved_files != now:
-                raise UserError(f"the training images in {data} differ from those of the checkpoint; resume with the "
-                                f"same data folder (a run started before 2026-12-06 with a --seed other than 0 held out "
-                                f"other photos, since the held-out 10 % now ignores the seed: start a new run).")
-            trainer.load(content)
-            if trainer.step >= train_cfg.steps:
-                warnings.warn(f"the checkpoint is already at step {trainer.step} >= steps {train_cfg.steps}", stacklevel=2)
-        elif initial is not None:
-            trainer.start_from(initial)
-        summary = trainer.run()
-    except BaseException:
-        # a failure may be this rank's alone (only rank 0 writes): destroying the group while other ranks wait in a
-        # collective can hang NCCL before the error is shown, so the error goes first and the process exit cleans up
-        raise
+    out = Path(out)
+    if init_from is not None and resume:
+        raise UserError("--init-from starts a new run and --resume continues one; give only one of them.")
+    if overwrite and resume:
+        raise UserError("--overwrite starts a new run and --resume continues the one in --out; give only one of them.")
+    if size is not None:
+        SIZES.get(size)  # an unknown size is named before any work
+    content = None
+    if resume:
+        if not (out / "last.pt").exists() and (out / "config.json").exists():
+            raise UserError(f"{out} holds a run stopped before its first checkpoint (config.json but no last.pt): "
+                            f"there is nothing to resume; start it again with --overwrite.")
+        content = ckpt.load_checkpoint(out / "last.pt", map_location="cpu")
+        saved = content["config"]
+        process = _resumed_process(saved["process"], process_given)
+        check_operator_files(saved.get("operator_files"), process, when="the run resumes with the file it began with")
+        train_cfg = _merge_resumed_train(saved["train"], train_cfg, given_train)
+        _refuse_model_changes(saved["model"], model or {}, size, "the checkpoint's generator", compare_overrides=True)
+        _refuse_val_change(saved.get("data", {}), data, val, train_cfg.val_fraction)
+        model = dict(saved["model"])
+        size = None  # every field comes from the saved model config
+        model.pop("arch", None)
+    elif (out / "last.pt").exists() and not overwrite:
+        raise UserError(f"{out} already holds a run (last.pt); add --resume to continue it or choose another --out.")
+    else:
+        refuse_taken(out, RUN_FILES + tuple(snapshot_name(n) for n in train_cfg.model_at_steps), overwrite=overwrite)
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out {out} is a file; give a folder (it is created).")
+    if dist_info.main:  # one probe: another rank's probe would remove the folder under this one's feet
+        check_writable(out / "config.json", option="--out")  # before the data are decoded, not at the first write
+    initial, converted = None, False
+    if init_from is not None:
+        initial = model_file.read_initial_weights(init_from)
+        if initial.arch != "unet":  # pnprgm train builds RGM's UNet generator; the others have their own trainers
+            other = {"drunet": "a DRUNet (a plain denoiser of the GPU recipe): fine-tune it with pnprgm "
+                               f"train-denoisers --init-from {init_from}"}.get(
+                initial.arch, f"a {initial.arch} generator, which pnprgm train cannot fine-tune")
+            raise UserError(f"--init-from {init_from} is {other}; pnprgm train starts from its own UNet generators "
+                            f"(pnprgm models lists the unet-* ones).")
+        resolved = resolve_process(process)
+        trained = (initial.process.get("name"), initial.config.get("T"))
+        if initial.config.get("conditioning") == "time" and trained != (resolved.name, resolved.T):
+            # a time-conditioned generator models one process with its number of levels (rgm-sr: sr, T=7)
+            raise UserError(f"--init-from {init_from} was trained on the {trained[0]} process with T={trained[1]} and "
+                            f"this run's is {resolved.name} with T={resolved.T}; add --forward {trained[0]} --T "
+                            f"{trained[1]} to fine-tune it.")
+        wanted = resolve_model(None, {}, resolved, int(initial.config["channels"])).conditioning
+        if initial.config.get("conditioning") != wanted:
+            raise UserError(f"--init-from {init_from} is a {initial.config.get('conditioning')}-conditioned model "
+                            f"(process {initial.process.get('name', '?')}) and this run's process needs {wanted}; "
+                            f"fine-tune it with the process it was trained for.")
+        types = field_types(GeneratorConfig)
+        typed = {k: coerce(v, types[k], name=f"model.{k}") if k in types else v for k, v in (model or {}).items()}
+        added = {k: v for k, v in typed.items() if k in ADDED_INPUTS and v and not initial.config.get(k)}
+        plain = lambda v: list(v) if isinstance(v, tuple) else v  # noqa: E731 (stored configs hold lists)
+        clashing = sorted(k for k, v in typed.items() if k not in added and plain(initial.config.get(k, False)) != plain(v))
+        if clashing:
+            hint = "" if set(clashing) & set(ADDED_INPUTS) else " (model.noise_input=true may be added)"
+            raise UserError(f"the architecture comes from --init-from {init_from}; remove the model settings "
+                            f"{', '.join('model.' + k for k in clashing)}{hint}.")
+        _refuse_model_changes(initial.config, model or {}, size, f"--init-from {init_from}", compare_overrides=False)
+        model, size = {**initial.config, **added}, None
+        if train_cfg.channels is None:  # fine-tuning a gray model on colour photos converts them, as its own run did
+            train_cfg = dataclasses.replace(train_cfg, channels=int(initial.config["channels"]))
+            converted = train_cfg.channels == 1
+    elif size is None:
+        size = "small"
+    prepared = prepare(data, process=process, train=train_cfg, size=size, model=model, val=val,
+                       device=dist_info.device, code_operator=code_operator)
+    if converted and detect_channels(prepared.train_set.files) == 3:
+        warnings.warn(f"--init-from {init_from} is a gray model: the colour photos of {data} are converted to gray "
+                      f"(BT.601 luma) for it.", stacklevel=2)
+    trainer = Trainer(prepared, out, dist_info, command=command, progress=progress)
+    if overwrite and not resume and dist_info.main:
+        # the replaced run's resume point goes once the new run's data, settings and networks are known good: a new
+        # run killed before its first checkpoint must not leave --resume continuing the old one under the new
+        # config.json. Its models, checkpoints and samples each go when the new run writes its first of that kind
+        # (so that a new run that fails early leaves the old model; checkpoints of both would mix, and
+        # keep_checkpoints would prune the new ones as the oldest).
+        (out / "last.pt").unlink(missing_ok=True)
+        trainer.replaced_pending = set(REPLACED_FILES)
+    if content is not None:
+        saved_files = [(f["name"], f["sha256"]) for f in content["config"]["data"]["files"]]
+        now = [(f["name"], f["sha256"]) for f in prepared.train_set.record(prepared.data_root)]
+        if saved_files != now:
+            raise UserError(f"the training images in {data} differ from those of the checkpoint; resume with the "
+                            f"same data folder (a run started before 2026-12-06 with a --seed other than 0 held out "
+                            f"other photos, since the held-out 10 % now ignores the seed: start a new run).")
+        trainer.load(content)
+        if trainer.step >= train_cfg.steps:
+            warnings.warn(f"the checkpoint is already at step {trainer.step} >= steps {train_cfg.steps}", stacklevel=2)
+    elif initial is not None:
+        trainer.start_from(initial)
+    summary = trainer.run()
+    # only a finished run gets here: a failure may be this rank's alone (only rank 0 writes), and destroying the
+    # group while other ranks wait in a collective can hang NCCL before the error is shown, so after an error the
+    # process exit cleans up
     leave_distributed(dist_info)  # the run's group goes with it: torch warns at exit about one left standing
     return summary
 
