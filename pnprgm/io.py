@@ -249,11 +249,12 @@ class _TiffHead(NamedTuple):
     axes: str
 
 
-def _tiff_first_page(path: Path, read_if: Callable[[_TiffHead], bool]) -> tuple[_TiffHead, np.ndarray | None] | None:
+def _tiff_first_page(path: Path, read_if: Callable[[_TiffHead], bool], *,
+                     pages_warning: bool = True) -> tuple[_TiffHead, np.ndarray | None] | None:
     """tifffile's reading of a TIFF's first page: its head and, when ``read_if(head)``, its samples with the channel
     axis last ((H, W, C), or more dimensions for a stack), else None; None in all when tifffile cannot parse the file
-    (a damaged or truncated one). Pillow's decompression bomb guard and the several-pages warning apply as for every
-    other image."""
+    (a damaged or truncated one). Pillow's decompression bomb guard and the several-pages warning (``pages_warning``)
+    apply as for every other image."""
     import tifffile
 
     try:
@@ -269,7 +270,8 @@ def _tiff_first_page(path: Path, read_if: Callable[[_TiffHead], bool]) -> tuple[
                 return head, None
             _refuse_bomb(path, int(page.imagewidth) * int(page.imagelength))
             array = page.asarray()  # a truncated file fails here
-            _warn_if_several_frames(path, len(tif.pages))
+            if pages_warning:
+                _warn_if_several_frames(path, len(tif.pages))
     except UserError:
         raise
     except Exception:  # tifffile raises many types for files it cannot parse
@@ -356,8 +358,9 @@ def _unit_floats(array: np.ndarray, path: Path) -> np.ndarray:
 
 
 def image_bits(path: str | Path) -> int:
-    """Bits per sample of an image file: 16 for a 16-bit PNG or TIFF (gray or colour), else 8. ``pnprgm restore``
-    writes 16-bit output for 16-bit input."""
+    """Bits of output an image file deserves: 16 for a 16-bit PNG or TIFF (gray or colour) and for a TIFF of wider
+    samples (32-bit floats: written back as 16-bit PNG), else 8. ``pnprgm restore`` writes 16-bit output for such
+    input."""
     from PIL import Image, UnidentifiedImageError
 
     try:
@@ -374,16 +377,12 @@ def _bits_of(path: Path, fmt: str | None) -> int:
             header = handle.read(26)
         return 16 if len(header) == 26 and header[12:16] == b"IHDR" and header[24] == 16 else 8
     if fmt == "TIFF":
-        import tifffile
-
-        try:
-            with tifffile.TiffFile(path) as tif:
-                page = tif.pages.first
-                kind = page.dtype.kind if page.dtype is not None else ""
-                # float samples ([0, 1], see _read_wide_tiff) keep more than 8 bits through a restoration too
-                return 16 if (page.bitspersample == 16 and kind == "u") or kind == "f" else 8
-        except (tifffile.TiffFileError, OSError, ValueError, IndexError):
+        opened = _tiff_first_page(path, read_if=lambda head: False)
+        if opened is None:
             return 8
+        head = opened[0]
+        # float samples ([0, 1], see _read_wide_tiff) keep more than 8 bits through a restoration too
+        return 16 if (head.bits == 16 and head.kind == "u") or head.kind == "f" else 8
     return 8
 
 
@@ -394,15 +393,11 @@ def _read_colour16(path: Path, fmt: str) -> np.ndarray:
 
         decoded = tvio.decode_png(tvio.read_file(str(path)), mode=tvio.ImageReadMode.UNCHANGED)
         return decoded.numpy().transpose(1, 2, 0)
-    import tifffile
-
-    with tifffile.TiffFile(path) as tif:
-        page = tif.pages.first
-        array = page.asarray()
-        axes = page.axes
-    if axes.startswith("S"):  # planar configuration: one plane per channel
-        array = np.moveaxis(array, 0, -1)
-    return array if array.ndim == 3 else array[..., None]
+    # Pillow has already opened it and said if it has several pages
+    opened = _tiff_first_page(path, read_if=lambda head: True, pages_warning=False)
+    if opened is None:
+        raise ValueError("tifffile cannot read its samples")
+    return opened[1]
 
 
 def _drop_alpha(array: np.ndarray, path: Path) -> np.ndarray:

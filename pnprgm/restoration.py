@@ -113,7 +113,7 @@ def estimate_noise(y: torch.Tensor, observed: Optional[torch.Tensor] = None) -> 
     """
     h, w = (y.shape[-2] // 2) * 2, (y.shape[-1] // 2) * 2
     if h < 2 or w < 2:
-        raise UserError(f"cannot estimate the noise of a {y.shape[-2]}x{y.shape[-1]} measurement; give --sigma.")
+        raise UserError(f"cannot estimate the noise of a {y.shape[-2]}x{y.shape[-1]} measurement; give it (--noise, or noise_sigma=).")
     v = y[..., :h, :w].detach().double()
     diagonal = (v[..., 0::2, 0::2] - v[..., 0::2, 1::2] - v[..., 1::2, 0::2] + v[..., 1::2, 1::2]) / 2
     flat = diagonal.abs().flatten(-2)

@@ -16,7 +16,7 @@ from pnprgm.cli.options import Command
 )
 @click.option("--net", type=click.Choice(["alex", "vgg", "all"]), default="alex", show_default=True,
               help="Which backbone: AlexNet (metric lpips), VGG16 (metric lpips_vgg) or both.")
-@click.option("--check", is_flag=True, help="Only say whether the weights are cached; fetch nothing (exit 2 if not).")
+@click.option("--check", is_flag=True, help="Only say whether the weights are cached; download nothing (a torchvision weights file already on this machine is converted into the cache). Exit 2 if they are not.")
 def command(source: Path | None, net: str, check: bool) -> None:
     """Fetch the LPIPS backbone weights into the cache and print where they are.
 
