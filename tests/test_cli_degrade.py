@@ -276,6 +276,16 @@ def test_presets_task_filter_names_an_unknown_task_and_takes_lists():
         assert result.exit_code == 2 and "--task is empty; choose from: colorize" in result.output, result.output
 
 
+def test_presets_task_filter_takes_the_benchmarks_old_task_names():
+    """The benchmark takes sr4 and color for sr and colorize; `presets --task sr4,color` called them unknown."""
+    result = CliRunner().invoke(app, ["presets", "--task", "sr4,color"])
+    from pnprgm import presets
+
+    assert result.exit_code == 0, result.output
+    listed = [line for line in result.output.splitlines() if not line.startswith("pnprgm: ")]  # the rename notices
+    assert listed and {presets.registry.get(line.split()[0]).task for line in listed} == {"sr", "colorize"}
+
+
 @pytest.mark.parametrize("args, message", [
     (["degrade", "x.png", "--noise", "5/0", "-o", "out"], "'5/0' is not a noise level"),
     (["restore", "--bogus"], "No such option '--bogus'"),

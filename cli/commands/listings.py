@@ -56,7 +56,10 @@ def presets_command(task):
     known = sorted({entry.obj.task for entry in presets.registry.entries()})
     if task is not None and not task.strip(" ,"):  # --task "" would list every preset, as if it were not given
         raise UserError(f"--task is empty; choose from: {', '.join(known)} (or leave --task out for all).")
-    wanted = {name.strip().lower() for name in task.split(",")} if task else set(known)
+    from pnprgm.benchmark.tasks import registry as tasks
+
+    # the benchmark's task names are the presets' (with its old names: sr4, color)
+    wanted = {tasks.canonical(name.strip().lower()) for name in task.split(",") if name.strip()} if task else set(known)
     unknown = sorted(wanted - set(known))
     if unknown:
         raise UserError(f"unknown task {', '.join(map(repr, unknown))} for --task; valid: {', '.join(known)}.")
