@@ -215,5 +215,4 @@ for _entry in models.registry.entries():
         registry.add(_entry.name, _shipped(_entry.name), _entry.summary)
 for _old, _new in models.RENAMED.items():
     if _new in registry:
-        registry.alias(_old, _new, "it picks the shipped default, a DRUNet" if _new == models.DEFAULT_DENOISER
-                       else models.WHY_RENAMED)
+        registry.alias(_old, _new, models.why_renamed(_new))

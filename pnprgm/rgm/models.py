@@ -39,6 +39,11 @@ RENAMED: Mapping[str, str] = MappingProxyType({
 WHY_RENAMED = "trained without an active RGM prior"
 
 
+def why_renamed(new: str) -> str:
+    """The reason shown in the notice of an old name of ``new`` (:data:`RENAMED`)."""
+    return "it picks the shipped default, a DRUNet" if new == DEFAULT_DENOISER else WHY_RENAMED
+
+
 @dataclass(frozen=True)
 class ModelEntry:
     """One shipped model.
@@ -158,8 +163,7 @@ def canonical(name: str) -> str:
     if name not in RENAMED:
         return name
     new = RENAMED[name]
-    why = WHY_RENAMED if new != DEFAULT_DENOISER else "it picks the shipped default, a DRUNet"
-    announce_rename("model" if new in registry else "denoiser", name, new, why)
+    announce_rename("model" if new in registry else "denoiser", name, new, why_renamed(new))
     return new
 
 
