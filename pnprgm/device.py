@@ -116,3 +116,17 @@ def set_threads(threads: int | None) -> int:
         raise UserError(f"threads must be at least 1; got {threads}.")
     torch.set_num_threads(count)
     return count
+
+
+def available_bytes(device: str) -> int | None:
+    """Free memory of ``device`` (CUDA: free device memory; CPU: MemAvailable, else physical memory), or None."""
+    try:
+        if device.startswith("cuda"):
+            return int(torch.cuda.mem_get_info(torch.device(device))[0])
+        with open("/proc/meminfo") as handle:
+            for line in handle:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (OSError, ValueError, RuntimeError, AttributeError):
+        return None

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Callable, Optional
 
 
 from pnprgm import io
+from pnprgm.device import available_bytes
 from pnprgm.errors import UserError, differ, first_line
 from pnprgm.denoisers.tiled import MIN_TILE, check_tile
 from pnprgm.presets import DEFAULT_DENOISER
@@ -104,7 +105,7 @@ class Targets:
         return [p for p in (self.image, self.std, self.record) if p is not None]
 
 
-def output_stems(files: list[Path], *, samples: int = 1) -> dict[Path, str]:
+def _output_stems(files: list[Path], *, samples: int = 1) -> dict[Path, str]:
     """A distinct output stem per input (:func:`pnprgm.io.output_stems`), counting the ``_std`` map of ``samples > 1``."""
     return io.output_stems(files, lambda stem: _names(stem, samples))
 
@@ -209,7 +210,7 @@ def run_restore_job(job: RestoreJob, *, on_error: Callable[[str], None] = print,
     if job.operator is not None:
         _note_ignored_sidecars(files, job.operator)
     outdir = io.prepare_outdir(job.outdir)
-    stems = output_stems(files, samples=job.samples)
+    stems = _output_stems(files, samples=job.samples)
     # never replaced, even with --overwrite: the inputs and the files the operator reads (mask:file, blur:file)
     from pnprgm import operators
 
@@ -359,24 +360,6 @@ def estimate_bytes(image_shape: tuple[int, int, int], tile: Optional[int], sampl
     pixels = height * width
     denoised = pixels if tile is None else min(pixels, tile * tile)
     return pixels * SOLVER_BYTES_PER_PIXEL + pixels * 12 * max(0, samples - 1) + denoised * DENOISER_BYTES_PER_PIXEL
-
-
-def available_bytes(device: str) -> Optional[int]:
-    """Free memory of ``device`` (CUDA: free device memory; CPU: MemAvailable, else physical memory), or None."""
-    import os
-
-    try:
-        if device.startswith("cuda"):
-            import torch
-
-            return int(torch.cuda.mem_get_info(torch.device(device))[0])
-        with open("/proc/meminfo") as handle:
-            for line in handle:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    except (OSError, ValueError, RuntimeError, AttributeError):
-        return None
 
 
 def _size(count: int) -> str:
