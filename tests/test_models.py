@@ -368,3 +368,19 @@ def test_the_shipped_index_is_read_by_the_same_reader_and_a_foreign_key_is_one_l
     index.write_text(json.dumps({"models": [{"name": "m", "file": "m.pt", "sha256": "0", "role": "denoiser",
                                              "channels": 3}]}))
     assert [(e.name, e.channels) for e in models._read_index()] == [("m", 3)]
+
+
+def test_replacing_a_published_model_keeps_its_default_flag_and_family(tmp_path):
+    """pretrained/README.md's publish snippet (replace=True, no default=) left no default colour model: `default`
+    then fell back to another channel count's model without a word."""
+    shipped = tmp_path / "pretrained"
+    models.publish(_tiny_model(tmp_path, 3), "colour-a", default=True, family="fam", directory=shipped)
+    models.publish(_tiny_model(tmp_path, 3), "colour-a", summary="newer", directory=shipped, replace=True)
+    index = {m["name"]: m for m in json.loads((shipped / "index.json").read_text())["models"]}
+    assert index["colour-a"]["default"] is True and index["colour-a"]["family"] == "fam"
+    assert index["colour-a"]["summary"] == "newer"
+    models.publish(_tiny_model(tmp_path, 3), "colour-a", default=False, directory=shipped, replace=True)
+    assert json.loads((shipped / "index.json").read_text())["models"][0]["default"] is False
+    models.publish(_tiny_model(tmp_path, 3), "colour-b", directory=shipped)  # a new name: not the default
+    index = {m["name"]: m for m in json.loads((shipped / "index.json").read_text())["models"]}
+    assert index["colour-b"]["default"] is False and index["colour-b"]["family"] is None

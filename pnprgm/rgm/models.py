@@ -400,7 +400,7 @@ PUBLISHED_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]*")
 ROLE_PROCESSES = {"denoiser": ("denoise", "ddpm"), "sr": ("sr",)}
 
 
-def publish(source: str | Path, name: str, *, role: str = "denoiser", default: bool = False, summary: str = "",
+def publish(source: str | Path, name: str, *, role: str = "denoiser", default: Optional[bool] = None, summary: str = "",
             family: Optional[str] = None, directory: str | Path = PRETRAINED_DIR, replace: bool = False) -> ModelEntry:
     """Ship a trained model: write ``directory/NAME.pt`` (EMA weights, config and training record, from a model
     file or a training checkpoint) and record it, with its sha256, in ``directory/index.json``.
@@ -408,10 +408,11 @@ def publish(source: str | Path, name: str, *, role: str = "denoiser", default: b
     :param source: ``RUN_DIR/model.pt`` or a checkpoint (``RUN_DIR/last.pt``).
     :param name: registry name (also the file name).
     :param role: ``denoiser`` (PnP, any sigma) or ``sr``.
-    :param default: make it the default for its channel count and role (others of that kind lose the flag).
+    :param default: make it the default for its channel count and role (others of that kind lose the flag); None:
+        as the model it replaces (``replace``), else not the default. Replacing the default keeps it the default.
     :param summary: one line for ``pnprgm models``.
     :param family: denoiser family name (:class:`ModelEntry`); another model of that family with the same channel
-        count leaves it.
+        count leaves it. None: the family of the model it replaces, if any.
     :param directory: where the shipped files and the index live.
     :param replace: replace a model already published as ``name`` (default: refuse, so that a new model never
         silently takes the place of a shipped one).
@@ -461,6 +462,11 @@ def publish(source: str | Path, name: str, *, role: str = "denoiser", default: b
     if not replace and (same_letters or (directory / f"{name}.pt").exists()):
         raise UserError(f"a model named {name!r} is already in {directory}; choose another name, or pass "
                         f"replace=True to replace it.")
+    replaced = next((m for m in models if m["name"] == name), None)
+    if replaced is not None:  # a new file for a shipped name keeps its place unless told otherwise
+        default = bool(replaced.get("default")) if default is None else default
+        family = replaced.get("family") if family is None else family
+    default = bool(default)
     generator = content["generator"]
     record = content.get("record") or {}
     target = save_model(directory / f"{name}.pt", generator["state_dict"], generator["config"], content["process"], record)
