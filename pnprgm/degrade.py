@@ -49,6 +49,10 @@ def degrade_files(inputs: Iterable[str | Path], operator: str, outdir: str | Pat
     from pnprgm import operators
     from pnprgm.measurement import SourceInfo, check_noise_sigma, save_measurement, sidecar_paths
 
+    if isinstance(operator, str) and operators.names_code(operator):
+        raise UserError(f"degrade takes an operator spec (pnprgm operators), not code ({operator}): its sidecar records "
+                        f"the operator so that restore can rebuild it. Measure with your own code and restore with "
+                        f"--operator {operator}.")
     operators.parse(operator)
     noise = check_noise_sigma(noise, "--noise")
     device = resolve_device(device)
@@ -90,6 +94,7 @@ def degrade_files(inputs: Iterable[str | Path], operator: str, outdir: str | Pat
                                 "be restored from; check --operator (a smaller sr factor or blur kernel).")
             sha = io.sha256_file(path)
             io.refuse_folders([target, *sidecar_paths(target)])
+            earlier = _earlier_spec(target, sha)
             if not overwrite:
                 _check_replaceable(target, sha, protect)
             noise_seed = image_seed(seed, sha)
@@ -108,8 +113,21 @@ def degrade_files(inputs: Iterable[str | Path], operator: str, outdir: str | Pat
         if on_written is not None:
             c, h, w = shape
             oc, oh, ow = op.out_shape
-            on_written(f"{path} -> {target} ({c}x{h}x{w} -> {oc}x{oh}x{ow}, {op.spec}, noise {float(noise):g})")
+            replaced = f"; replaced its {earlier} measurement" if earlier not in (None, op.spec) else ""
+            on_written(f"{path} -> {target} ({c}x{h}x{w} -> {oc}x{oh}x{ow}, {op.spec}, noise {float(noise):g}{replaced})")
     return report
+
+
+def _earlier_spec(target: Path, sha256: str) -> Optional[str]:
+    """The operator of degrade's earlier measurement of the image with ``sha256`` at ``target``, if there is one
+    (a rerun with another operator replaces it: said, not done in silence)."""
+    from pnprgm.measurement import owned_by_sidecar
+
+    meta = owned_by_sidecar(target) if target.exists() else None
+    if meta is None or (meta.get("source") or {}).get("sha256") != sha256:
+        return None
+    spec = (meta.get("operator") or {}).get("spec")
+    return spec if isinstance(spec, str) else None
 
 
 def _check_replaceable(target: Path, sha256: str, protect: list[Path]) -> None:

@@ -395,6 +395,12 @@ def read_record(path: Path) -> Optional[dict]:
     return record if isinstance(record, dict) and record.get("format") == RECORD_FORMAT else None
 
 
+#: The restore options that set each job field, for naming what changed since an earlier result.
+_OPTION_OF = {"operator": "--operator", "image_size": "--size", "denoiser": "--denoiser/--model", "solver": "--solver",
+              "preset": "--preset", "noise_sigma": "--noise", "samples": "--samples", "tile": "--tile",
+              "seed": "--seed", "device": "--device", "overrides": "--iters/--set"}
+
+
 def _settings(job: dict) -> dict:
     """The job fields that decide a restoration, JSON-normalised (tuples become lists); a denoiser by an old
     name (a record written before a rename) counts as today's."""
@@ -439,7 +445,7 @@ def _already_restored(path: Path, targets: Targets, job: RestoreJob, protect: li
     # be taken for a killed run of the new settings.
     theirs, ours = _settings(record.get("job") or {}), _settings(_job_dict(job))
     if theirs != ours:
-        changed = sorted(k for k in set(theirs) | set(ours) if theirs.get(k) != ours.get(k))
+        changed = sorted(_OPTION_OF.get(k, k) for k in set(theirs) | set(ours) if theirs.get(k) != ours.get(k))
         raise UserError(f"{targets.image} was restored with other settings ({differ(changed)}); {fix}.")
     recorded_model = ((record.get("settings") or {}).get("model") or {}).get("sha256")
     current_model = model_sha256() if recorded_model is not None else None

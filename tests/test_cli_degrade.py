@@ -364,3 +364,20 @@ def test_every_script_refuses_a_repeated_single_option(script):
     result = subprocess.run([sys.executable, str(repo / script), "--threads", "1", "--threads", "1", "--out", "x",
                              "--out", "y"], capture_output=True, text=True, cwd=repo, timeout=120)
     assert result.returncode == 2 and "was given twice; give it once" in result.stderr, result.stderr
+
+
+def test_a_rerun_with_another_operator_says_what_it_replaced(inputs, tmp_path):
+    """Degrading again into the same -o with another operator replaced meas/photo.png without a word."""
+    out = str(tmp_path / "out")
+    assert CliRunner().invoke(app, ["degrade", str(inputs / "square.png"), "-p", "sr4", "-o", out]).exit_code == 0
+    again = CliRunner().invoke(app, ["degrade", str(inputs / "square.png"), "-p", "sr2", "-o", out])
+    assert again.exit_code == 0 and "replaced its sr:factor=4,kernel=box measurement" in again.output, again.output
+    same = CliRunner().invoke(app, ["degrade", str(inputs / "square.png"), "-p", "sr2", "-o", out])
+    assert same.exit_code == 0 and "replaced" not in same.output, same.output
+
+
+def test_an_operator_in_code_is_refused_with_the_way_to_use_it(inputs, tmp_path):
+    """`degrade --operator myop.py:make` said "unknown operator 'myop.py'"."""
+    result = CliRunner().invoke(app, ["degrade", str(inputs), "-p", "myop.py:make", "-o", str(tmp_path / "out")])
+    assert result.exit_code == 2 and "degrade takes an operator spec" in result.output, result.output
+    assert "restore with --operator myop.py:make" in result.output and not (tmp_path / "out").exists()

@@ -105,7 +105,9 @@ def test_a_rerun_skips_what_is_done_and_refuses_other_settings(photos, tmp_path)
     assert {p.name: (p.read_bytes(), p.stat().st_mtime_ns) for p in out.iterdir()} == before
     result = run("restore", photos, *FAST, "-o", out, "--seed", "1")
     assert result.exit_code == 1 and len(errors(result)) == 2
-    assert all("other settings (changed: seed)" in line and "--overwrite" in line for line in errors(result))
+    assert all("other settings (changed: --seed)" in line and "--overwrite" in line for line in errors(result))
+    result = run("restore", photos, *FAST[:-3], "--iters", "1", "-q", "-o", out)  # named by the options, not "overrides"
+    assert all("other settings (changed: --iters/--set)" in line for line in errors(result)), result.output
     result = run("restore", photos, *FAST, "-o", out, "--seed", "1", "--overwrite")
     assert result.exit_code == 0 and "restored 2 image(s)" in result.output
     assert json.loads((out / "one.json").read_text())["job"]["seed"] == 1
@@ -633,7 +635,7 @@ def test_a_result_of_other_samples_is_kept_and_a_replaced_one_leaves_no_stale_st
     assert run(*single).exit_code == 0
     first = (out / "one.png").read_bytes()
     result = run(*single, "--samples", "2")
-    assert result.exit_code == 1 and "other settings (changed: samples)" in result.output, result.output
+    assert result.exit_code == 1 and "other settings (changed: --samples)" in result.output, result.output
     assert (out / "one.png").read_bytes() == first and not (out / "one_std.png").exists()
     assert run(*single, "--samples", "2", "--overwrite").exit_code == 0 and (out / "one_std.png").is_file()
     again = run(*single, "--overwrite")

@@ -1815,3 +1815,12 @@ def test_the_cli_says_how_many_steps_this_run_trained_when_resuming(data_dir, tm
     with pytest.warns(UserWarning, match="already at step 3"):
         none = CliRunner().invoke(app, [*args, "--steps", "2", "--resume"])
     assert none.exit_code == 0 and "trained no steps: the run was already at step 3; model:" in none.output, none.output
+
+
+def test_a_folder_holding_a_run_names_all_three_ways_on(data_dir, tmp_path):
+    """The refusal named --resume and another --out but not --overwrite, which the README and --help document."""
+    args = dict(process={"name": "denoise", "noise_min": 0.01, "noise_max": 0.2}, size="tiny", progress=False)
+    train(data_dir, tmp_path / "run", train={**TINY_TRAIN, "steps": 1}, **args)
+    with pytest.raises(UserError, match=r"already holds a run \(last.pt\); add --resume to continue it, --overwrite to "
+                                        r"start a new run in its place, or choose another --out"):
+        train(data_dir, tmp_path / "run", train={**TINY_TRAIN, "steps": 1}, **args)

@@ -11,7 +11,7 @@ Examples:
   pnprgm sample unet-denoiser-color-v1 --input photos/ -n 4 -o grid.png   # a shipped model (pnprgm models)
   pnprgm sample runs/ddpm/model.pt -n 16 -o grid.png --seed 3
   pnprgm sample runs/ddpm/model.pt -n 4 --size 128 -o big.png
-  pnprgm sample runs/deblur/model.pt --input photos/ -o restored_grid.png --noise 0.02
+  pnprgm sample runs/deblur/model.pt --input photos/ -o restored_grid.png --noise 0.01   # within its training noise
   pnprgm sample netG_550.pth#celebahq256 -n 4 -o faces.png --device cuda
   pnprgm sample rgm-sr --input lowres.png --upscale 4 -o sr.png   # SR through the sr levels
 

@@ -33,7 +33,8 @@ the other options. Writes RUN_DIR/config.json, log.csv, samples/step_0000500.png
 last.pt, record.json and model.pt (the EMA generator with its config and training record). A denoise or ddpm
 model is a PnP denoiser: `pnprgm restore --model RUN_DIR/model.pt` uses it for any operator. Every model runs in
 `pnprgm sample RUN_DIR/model.pt --input photos/`, which degrades clean photos with the model's own process and
-restores them; an sr or operator model does not run in restore.
+restores them; an operator model restores its own operator's measurements in `pnprgm restore --model` (one step,
+no solver); an sr model does not run in restore.
 """
 
 
@@ -63,7 +64,8 @@ def _list_choices(ctx: click.Context, _param, value: bool) -> None:
               help="Forward process (default ddpm; --operator selects the operator process).")
 @click.option("--operator", default=None, help="Operator spec, module:callable or file.py:callable (operator process).")
 @click.option("--noise", type=NoiseRange(), default=None,
-              help="Measurement noise std in [0,1] units (denoise/operator), fixed or a log-uniform range.")
+              help="Measurement noise std in [0,1] units (denoise/operator), fixed or a log-uniform range MIN:MAX "
+                   "(default: 1/255:50/255 for denoise, 0.01 for an operator).")
 @click.option("--T", "levels", type=int, default=None, help="Number of levels of ddpm/sr (default 4 / 7).")
 @click.option("--prior", type=click.Choice(["kld", "mmd", "dswd"]), default=None, help="Prior term (default kld).")
 @click.option("--steps", type=int, default=None, help="Generator updates (default 1000).")

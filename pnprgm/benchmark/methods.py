@@ -177,8 +177,9 @@ def _model_files(denoiser: str) -> Optional[dict[str, str]]:
 
 @dataclass(frozen=True)
 class BaselineMethod:
-    """The operator's own initial estimate: nearest replication (block-mean SR) or bicubic (anti-aliased SR),
-    the measurement itself for blur, the pseudo-inverse otherwise (masked pixels 0, gray replicated)."""
+    """The operator's own initial estimate (``initial_estimate``, docs/operators.md): nearest replication
+    (block-mean SR) or bicubic (anti-aliased SR), the blurred image itself for blur, holes filled from their
+    surroundings for masks, the gray image on 3 channels for gray."""
 
     def unavailable(self, device: torch.device) -> Optional[str]:
         return None
@@ -215,4 +216,5 @@ registry.add("tv-admm", PnPMethod("tv", "admm"), "total variation in ADMM (task 
 registry.add("nlm-hqs", PnPMethod("nlm", "hqs"), "non-local means (scikit-image) in HQS (task preset)")
 registry.add("bm3d-hqs", PnPMethod("bm3d", "hqs", requires=("bm3d",), note="bm3d's binary has a non-commercial licence"),
              "BM3D in HQS (optional bm3d package, non-commercial licence)")
-registry.add("baseline", BaselineMethod(), "the operator's initial estimate (nearest/bicubic for SR, pseudo-inverse)")
+registry.add("baseline", BaselineMethod(), "the operator's initial estimate (nearest/bicubic for SR, the blurred image, "
+             "holes filled, gray on 3 channels; docs/operators.md)")

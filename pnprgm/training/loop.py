@@ -817,7 +817,8 @@ def train(data: str | Path, out: str | Path, *, process: ProcessConfig | dict | 
         size = None  # every field comes from the saved model config
         model.pop("arch", None)
     elif (out / "last.pt").exists() and not overwrite:
-        raise UserError(f"{out} already holds a run (last.pt); add --resume to continue it or choose another --out.")
+        raise UserError(f"{out} already holds a run (last.pt); add --resume to continue it, --overwrite to start a new "
+                        f"run in its place, or choose another --out.")
     else:
         refuse_taken(out, RUN_FILES + tuple(snapshot_name(n) for n in train_cfg.model_at_steps), overwrite=overwrite)
     if out.exists() and not out.is_dir():
