@@ -117,6 +117,7 @@ def measure_speed(args: argparse.Namespace) -> dict:
             "overhead_fraction": fraction,
         },
         "denoiser_forward_seconds": statistics.median(forwards),
+        "denoiser_forward_shape": list(truth.shape),
         "target_overhead_fraction": TARGET,
         "meets_target": fraction < TARGET,
         "psnr": float(psnr(x.cpu(), truth[None])[0]),
@@ -125,6 +126,12 @@ def measure_speed(args: argparse.Namespace) -> dict:
         "versions": io.versions(),
         "command": " ".join(["python", "benchmarks/speed.py", *sys.argv[1:]]),
     }
+
+
+def _forward_size(report: dict) -> str:
+    """The image the denoiser's forward was timed on (reports before it was recorded: 256x256 colour)."""
+    channels, height, width = report.get("denoiser_forward_shape") or (3, 256, 256)
+    return f"{height}x{width} {'colour' if channels == 3 else 'gray'}"
 
 
 def _sync(device) -> None:
@@ -152,7 +159,7 @@ def markdown(report: dict) -> str:
         f"| denoiser time per iteration (inside the solver) | {it['denoiser_seconds']:.4f} |",
         f"| solver overhead per iteration | {it['overhead_seconds']:.4f} |",
         f"| overhead / iteration | {100 * it['overhead_fraction']:.2f} % (target < {100 * report['target_overhead_fraction']:.0f} %: {verdict}) |",
-        f"| denoiser forward alone (256x256 colour) | {report['denoiser_forward_seconds']:.4f} |",
+        f"| denoiser forward alone ({_forward_size(report)}) | {report['denoiser_forward_seconds']:.4f} |",
         f"| PSNR restored / baseline (dB) | {report['psnr']:.2f} / {report['baseline_psnr']:.2f} |",
         "",
         "Overhead per iteration = the iteration's wall time minus the time spent inside the denoiser "

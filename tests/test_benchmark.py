@@ -687,6 +687,7 @@ def test_speed_script_writes_its_report(tmp_path):
     assert data["runs"][0]["iterations"] == 2
     assert it["overhead_seconds"] == pytest.approx(it["iteration_seconds"] - it["denoiser_seconds"])
     assert "seconds per image" in (tmp_path / "speed.md").read_text()
+    assert "denoiser forward alone (32x32 colour)" in (tmp_path / "speed.md").read_text()  # it said 256x256 always
 
 
 @pytest.mark.slow

@@ -29,12 +29,16 @@ measurement is silent, different per --seed): it lowers LPIPS at a cost in PSNR 
 of the same std does as much; it is never on by default.
 
 \b
-Inputs sharing a name (a.png, a.tif) get distinct outputs (a_png.png, a_tif.png); an input whose name is
-unique in the batch keeps it (a_tif.png beside them: a_tif.png, and a.tif gets a_tif-2.png). So adding such
-a file to a rerun batch can move another input's name: an old output now under another input's name is reported
-as such, never replaced. A file in OUT that pnprgm
-did not write is never replaced (--overwrite replaces it); an input whose outputs and record exist, from the
-same settings, is skipped, so rerunning a killed batch continues where it stopped.
+Output names: each input keeps its stem unless two inputs share it:
+  inputs                        outputs
+  a.png                         a.png
+  a.png, a.tif                  a_png.png, a_tif.png        (the suffix tells them apart)
+  x/a.png, y/a.png              a.png, a-2.png              (same name in two folders)
+  a.png, a.tif, a_tif.png       a_png.png, a_tif-2.png, a_tif.png   (a unique name keeps its own)
+So adding a file to a rerun batch can move another input's output name: an old output then under another input's
+name is reported as such, never replaced. A file in OUT that pnprgm did not write is never replaced (--overwrite
+replaces it); an input whose outputs and record exist from the same settings is skipped, so rerunning a killed
+batch continues where it stopped, and one restored with other settings is refused, naming the options that differ.
 
 \b
 A model trained for an operator (pnprgm train --operator SPEC) restores measurements of that operator in one
