@@ -140,6 +140,8 @@ def build_config(values: Mapping[str, Any] | None = None) -> BenchmarkConfig:
     unknown keys are errors listing the valid ones."""
     values = dict(values or {})
     for key in _TUPLE_FIELDS:
+        # at commas only, and stripped: config.coerce's list reading also splits at ':', which a model's path may
+        # hold (a Windows drive, C:/models/m.pt)
         if isinstance(values.get(key), str):
             values[key] = tuple(part.strip() for part in values[key].split(",") if part.strip())
     return build_strict(BenchmarkConfig, values, what="benchmark config")
