@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Callable, Optional
 
 from pnprgm import io
 from pnprgm.device import available_bytes
-from pnprgm.errors import UserError, differ, first_line
+from pnprgm.errors import UserError, differ
 from pnprgm.denoisers.tiled import MIN_TILE, check_tile
 from pnprgm.presets import DEFAULT_DENOISER
 
@@ -712,15 +712,13 @@ def _check_measured_shape(physics, spec: str, shape: tuple[int, int, int], measu
     user's deepinv operator may lack ``out_shape``: its output on zeros says)."""
     import torch
 
+    from pnprgm.training.processes import probe_operator
+
     out = tuple(getattr(physics, "out_shape", None) or ())
     if not out:
-        try:
-            with torch.no_grad():
-                out = tuple(physics.A(torch.zeros((1, *shape), device=device)).shape[1:])
-        except Exception as err:  # the user's code, made for other sizes
-            first = first_line(err)
-            raise UserError(f"operator {spec!r} fails on {shape[1]}x{shape[2]} images ({first[:120]}); give an image "
-                            f"of the size it is made for, or --size.") from None
+        zeros = torch.zeros((1, *shape), device=device)
+        out = tuple(probe_operator(spec, shape, lambda: physics.A(zeros),
+                                   fix="give an image of the size it is made for, or --size").shape[1:])
     if out != measured:
         raise UserError(f"{spec} maps a {shape[1]}x{shape[2]} image to {out[-2]}x{out[-1]}, not to this "
                         f"{measured[1]}x{measured[2]} image; fix --size (or leave it out).")

@@ -375,16 +375,22 @@ class LinearOperatorProcess(OperatorProcess):
 
     def check_shape(self, shape):
         op = self.physics(tuple(shape))
-        try:
-            with torch.no_grad():
-                x = torch.zeros(1, *shape, device=self.device)
-                self.estimate(op.A(x), tuple(shape))
-        except UserError:
-            raise
-        except Exception as err:  # an operator that cannot handle the crop: say which and why
-            first = first_line(err)
-            raise UserError(f"operator {self.cfg.operator!r} fails on {shape[1]}x{shape[2]} images ({first[:120]}); "
-                            f"change the crop or the operator.") from None
+        zeros = torch.zeros(1, *shape, device=self.device)
+        probe_operator(self.cfg.operator, shape, lambda: self.estimate(op.A(zeros), tuple(shape)),
+                       fix="change the crop or the operator")
+
+
+def probe_operator(spec: str, shape: tuple[int, int, int], run: Callable[[], Any], *, fix: str) -> Any:
+    """``run()`` (an operator applied to an image of ``shape``, without gradients); an operator that cannot handle
+    that size (the user's code, made for others) is a :class:`UserError` saying which, why, and ``fix``."""
+    try:
+        with torch.no_grad():
+            return run()
+    except UserError:
+        raise
+    except Exception as err:
+        raise UserError(f"operator {spec!r} fails on {shape[1]}x{shape[2]} images ({first_line(err, 120)}); "
+                        f"{fix}.") from None
 
 
 def load_operator(spec: str, shape: tuple[int, int, int], device: torch.device, *, allow_code: bool = False):
