@@ -15,6 +15,7 @@ from click.testing import CliRunner
 from skimage.metrics import structural_similarity
 
 from pnprgm.config import build_strict
+from pnprgm import io
 from pnprgm.errors import UserError
 from pnprgm.metrics import METRICS, MetricProtocol, evaluate, lpips, lpips_vgg, psnr, rgb_to_y, ssim
 from pnprgm.metrics import lpips_weights, perceptual
@@ -432,7 +433,7 @@ def test_one_download_converts_every_missing_network(tmp_path, monkeypatch):
         params = {root: {"Conv_0": {"kernel": np.ones((3, 3, 3, 4), np.float32), "bias": np.zeros(4, np.float32)}}}
         blobs[net] = pickle.dumps(params, protocol=3)
         small[net] = dataclasses.replace(spec, conv_index=(0,), conv_shapes=((4, 3, 3, 3),),
-                                         ckpt_sha256=lpips_weights._sha256(blobs[net]))
+                                         ckpt_sha256=io.sha256_bytes(blobs[net]))
     monkeypatch.setattr(lpips_weights, "BACKBONES", small)
     downloads = []
 

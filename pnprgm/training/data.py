@@ -19,8 +19,6 @@ from pnprgm.errors import UserError
 from pnprgm.io import (GRAY_MODES, READ_SUFFIXES, centre_crop, image_bits, image_subfolders, list_images, read_image,
                        sha256_file, some_names)
 
-#: ITU-R BT.601 luma weights (colour images in a grayscale run).
-
 
 @dataclass
 class ImageSet:
