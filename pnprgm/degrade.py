@@ -1,6 +1,7 @@
 """``degrade_files``: make measurements of clean images (test inputs for ``restore``) with their sidecars."""
 from __future__ import annotations
 
+import difflib
 import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -49,11 +50,17 @@ def degrade_files(inputs: Iterable[str | Path], operator: str, outdir: str | Pat
     from pnprgm import operators
     from pnprgm.measurement import SourceInfo, check_noise_sigma, save_measurement, sidecar_paths
 
-    if isinstance(operator, str) and operators.names_code(operator):
-        raise UserError(f"degrade takes an operator spec (pnprgm operators), not code ({operator}): its sidecar records "
-                        f"the operator so that restore can rebuild it. Measure with your own code and restore with "
-                        f"--operator {operator}.")
-    operators.parse(operator)
+    try:
+        operators.parse(operator)
+    except UserError:
+        # code (file.py:callable, or module:callable not near any operator's name: a typo keeps the parser's hint)
+        left = operator.rpartition(":")[0].strip().lower() if isinstance(operator, str) else ""
+        if operators.names_code(operator) and (left.endswith(".py") or not difflib.get_close_matches(
+                left, list(operators.families()), n=1)):
+            raise UserError(f"degrade takes an operator spec (pnprgm operators), not code ({operator}): its sidecar "
+                            f"records the operator so that restore can rebuild it. Measure with your own code and "
+                            f"restore with --operator {operator}.") from None
+        raise
     noise = check_noise_sigma(noise, "--noise")
     device = resolve_device(device)
     io.check_outdir_name(outdir)
@@ -124,9 +131,10 @@ def _earlier_spec(target: Path, sha256: str) -> Optional[str]:
     from pnprgm.measurement import owned_by_sidecar
 
     meta = owned_by_sidecar(target) if target.exists() else None
-    if meta is None or (meta.get("source") or {}).get("sha256") != sha256:
+    source, operator = (meta.get("source"), meta.get("operator")) if meta is not None else (None, None)
+    if not isinstance(source, dict) or source.get("sha256") != sha256 or not isinstance(operator, dict):
         return None
-    spec = (meta.get("operator") or {}).get("spec")
+    spec = operator.get("spec")
     return spec if isinstance(spec, str) else None
 
 

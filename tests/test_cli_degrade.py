@@ -381,3 +381,20 @@ def test_an_operator_in_code_is_refused_with_the_way_to_use_it(inputs, tmp_path)
     result = CliRunner().invoke(app, ["degrade", str(inputs), "-p", "myop.py:make", "-o", str(tmp_path / "out")])
     assert result.exit_code == 2 and "degrade takes an operator spec" in result.output, result.output
     assert "restore with --operator myop.py:make" in result.output and not (tmp_path / "out").exists()
+    typo = CliRunner().invoke(app, ["degrade", str(inputs), "-p", "blurr:gaussian", "-o", str(tmp_path / "out")])
+    assert typo.exit_code == 2 and "Did you mean 'blur'?" in typo.output, typo.output  # a typo is not code
+
+
+def test_a_sidecar_of_another_shape_does_not_stop_an_overwrite(inputs, tmp_path):
+    """A sidecar whose operator was not an object (edited by hand) made the "replaced its ... measurement" note a
+    traceback, where --overwrite replaced it before."""
+    import json
+
+    out = tmp_path / "out"
+    assert CliRunner().invoke(app, ["degrade", str(inputs / "square.png"), "-p", "sr2", "-o", str(out)]).exit_code == 0
+    sidecar = out / "square.measurement.json"
+    meta = json.loads(sidecar.read_text())
+    sidecar.write_text(json.dumps({**meta, "operator": "sr2", "source": "x"}))
+    result = CliRunner().invoke(app, ["degrade", str(inputs / "square.png"), "-p", "sr4", "-o", str(out),
+                                      "--overwrite"])
+    assert result.exit_code == 0 and "Traceback" not in result.output, result.output
