@@ -384,3 +384,20 @@ def test_replacing_a_published_model_keeps_its_default_flag_and_family(tmp_path)
     models.publish(_tiny_model(tmp_path, 3), "colour-b", directory=shipped)  # a new name: not the default
     index = {m["name"]: m for m in json.loads((shipped / "index.json").read_text())["models"]}
     assert index["colour-b"]["default"] is False and index["colour-b"]["family"] is None
+
+
+def test_a_replacement_of_another_channel_count_takes_no_place_and_a_bad_entry_stops_before_writing(tmp_path):
+    """A gray file published under a colour default's name became the gray default (the real one lost the flag);
+    an index entry lacking a key was a KeyError after the model file was written."""
+    shipped = tmp_path / "pretrained"
+    models.publish(_tiny_model(tmp_path, 1), "gray-default", default=True, directory=shipped)
+    models.publish(_tiny_model(tmp_path, 3), "mine", default=True, directory=shipped)
+    models.publish(_tiny_model(tmp_path, 1), "mine", directory=shipped, replace=True)
+    index = {m["name"]: m for m in json.loads((shipped / "index.json").read_text())["models"]}
+    assert index["gray-default"]["default"] is True and index["mine"]["default"] is False
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "index.json").write_text(json.dumps({"models": [{"name": "m", "file": "m.pt", "sha256": "0"}]}))
+    with pytest.raises(UserError, match=r"entry 'm' does not fit"):
+        models.publish(_tiny_model(tmp_path, 3), "new", directory=other)
+    assert sorted(p.name for p in other.iterdir()) == ["index.json"]

@@ -89,18 +89,17 @@ def read_index(index: Path) -> list[dict]:
     except (OSError, ValueError, TypeError, KeyError) as err:
         raise UserError(f"cannot read the model index {index} ({type(err).__name__}: {str(err)[:80]}); restore it "
                         f"from git (git checkout -- {index}).") from None
+    for entry in models:
+        try:
+            ModelEntry(**entry)
+        except TypeError as err:  # a key ModelEntry lacks, or one missing
+            raise UserError(f"cannot read the model index {index}: entry {entry['name']!r} does not fit ({err}); "
+                            f"restore it from git (git checkout -- {index}).") from None
     return models
 
 
 def _read_index() -> list[ModelEntry]:
-    entries = []
-    for entry in read_index(INDEX):
-        try:
-            entries.append(ModelEntry(**entry))
-        except TypeError as err:  # a key ModelEntry lacks, or one missing
-            raise UserError(f"cannot read the model index {INDEX}: entry {entry['name']!r} does not fit ({err}); "
-                            f"restore it from git (git checkout -- {INDEX}).") from None
-    return entries
+    return [ModelEntry(**entry) for entry in read_index(INDEX)]
 
 
 for _entry in _read_index():
@@ -462,16 +461,19 @@ def publish(source: str | Path, name: str, *, role: str = "denoiser", default: O
     if not replace and (same_letters or (directory / f"{name}.pt").exists()):
         raise UserError(f"a model named {name!r} is already in {directory}; choose another name, or pass "
                         f"replace=True to replace it.")
+    generator = content["generator"]
+    channels = int(generator["config"]["channels"])
     replaced = next((m for m in models if m["name"] == name), None)
-    if replaced is not None:  # a new file for a shipped name keeps its place unless told otherwise
+    if replaced is not None and replaced["role"] == role and replaced["channels"] == channels:
+        # a new file for a shipped name keeps its place unless told otherwise (only where it is the same kind of
+        # model: a gray file under a colour default's name must not take the gray default's place)
         default = bool(replaced.get("default")) if default is None else default
         family = replaced.get("family") if family is None else family
     default = bool(default)
-    generator = content["generator"]
     record = content.get("record") or {}
     target = save_model(directory / f"{name}.pt", generator["state_dict"], generator["config"], content["process"], record)
     entry = ModelEntry(name=name, file=target.name, sha256=io.sha256_file(target), role=role,
-                       channels=int(generator["config"]["channels"]), default=default, family=family, summary=summary,
+                       channels=channels, default=default, family=family, summary=summary,
                        record=record)
     kept = []
     for other in models:
