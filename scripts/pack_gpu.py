@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import csv
 import io
+import os
 import shutil
 import subprocess
 import sys
@@ -40,15 +41,24 @@ def files_not_packed(data: Path) -> list[str]:
     those a new pack must not delete."""
     from pnprgm.io import read_json_object
 
-    if not data.exists():
+    if not data.exists() and not data.is_symlink():
         return []
+    if data.is_symlink() or not data.is_dir():  # a file (or a link) where the pack folder goes
+        return [data.name]
     present = sorted(str(p.relative_to(data)) for p in data.rglob("*") if not p.is_dir())
     manifest = read_json_object(data / "manifest.json") if (data / "manifest.json").is_file() else None
     if not isinstance(manifest, dict) or "pack" not in manifest:
         return present
     ours = {"manifest.json"} | {f"{split}/{e.get('packed')}" for split in ("train", "val")
-                                for e in manifest.get(split, []) if isinstance(e, dict)}
+                                for e in (manifest.get(split) if isinstance(manifest.get(split), list) else [])
+                                if isinstance(e, dict)}
     return [name for name in present if name not in ours]
+
+
+def current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def encode(path: Path, side: int, quality: int) -> bytes:
@@ -87,7 +97,7 @@ def main() -> int:
     args = parser.parse_args()
     sys.path.insert(0, str(REPO))
     from pnprgm.errors import UserError
-    from pnprgm.io import list_images, output_stems, sha256_file, write_bytes, write_json
+    from pnprgm.io import list_images, output_stems, sha256_file, some_names, write_bytes, write_json
     from pnprgm.training.data import split_validation
 
     out = Path(args.out)
@@ -98,9 +108,8 @@ def main() -> int:
         print(f"pack: {err}", file=sys.stderr)
         return 1
     if foreign:
-        print(f"pack: {data} holds files an earlier pack did not write ({', '.join(foreign[:3])}"
-              f"{' and more' if len(foreign) > 3 else ''}); give another --out, or pass --overwrite to replace the "
-              "folder.", file=sys.stderr)
+        print(f"pack: {data} holds files an earlier pack did not write {some_names(foreign)}; give another --out, or "
+              "pass --overwrite to replace it.", file=sys.stderr)
         return 1
     wheels = out / "wheels"
     if not args.no_wheels:
@@ -143,20 +152,33 @@ def main() -> int:
     record = {"pack": {"long_side": chosen, "format": "JPEG", "quality": args.quality, "subsampling": "4:4:4",
                        "val_rule": f"pnprgm.training.data.split_validation(fraction={args.val_fraction}, seed=0)",
                        "sources": [str(f) for f in args.folders]}, "train": [], "val": []}
-    # the new pack is written beside the old one and swapped in whole: a run that fails leaves the old pack
+    # the new pack is written beside the old one and swapped in whole: a run that fails leaves the old pack, and no
+    # half-written copy (which would travel to the GPU machine inside .gpu and eat into its 64 MiB)
     out.mkdir(parents=True, exist_ok=True)
+    for stale in [*out.glob(".data-*"), *out.glob(".old-*")]:  # left by a run killed mid-way
+        shutil.rmtree(stale, ignore_errors=True)
     staging = Path(tempfile.mkdtemp(prefix=".data-", dir=out))
-    for split, group in (("train", train_files), ("val", val_files)):
-        (staging / split).mkdir()
-        for path in group:
-            packed = write_bytes(staging / split / f"{stems[path]}.jpg", encoded[path])
-            record[split].append(entry(path, packed))
-    write_json(staging / "manifest.json", record)
-    retired = Path(tempfile.mkdtemp(prefix=".old-", dir=out))
-    if data.exists():
-        data.rename(retired / "data")
-    staging.rename(data)
-    shutil.rmtree(retired)
+    retired = None
+    try:
+        os.chmod(staging, 0o777 & ~current_umask())  # mkdtemp makes 0700; a folder gets what mkdir would give it
+        for split, group in (("train", train_files), ("val", val_files)):
+            (staging / split).mkdir()
+            for path in group:
+                packed = write_bytes(staging / split / f"{stems[path]}.jpg", encoded[path])
+                record[split].append(entry(path, packed))
+        write_json(staging / "manifest.json", record)
+        retired = Path(tempfile.mkdtemp(prefix=".old-", dir=out))
+        if data.exists() or data.is_symlink():
+            data.rename(retired / "data")
+        staging.rename(data)
+    except BaseException:
+        if retired is not None and (retired / "data").exists() and not data.exists():
+            (retired / "data").rename(data)  # the old pack back in place
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    finally:
+        if retired is not None:
+            shutil.rmtree(retired, ignore_errors=True)
     print(f"pack: wrote {data} (long side {chosen}, {sum(len(b) for b in encoded.values()) / 1e6:.1f} MB) and {wheels}")
     return 0
 

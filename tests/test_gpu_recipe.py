@@ -520,3 +520,39 @@ def test_pack_script_keeps_photos_of_one_stem_apart_and_never_deletes_files_it_d
     again = subprocess.run(command, capture_output=True, text=True, timeout=120)  # its own pack is replaced
     assert again.returncode == 0, again.stderr
     assert sorted(p.name for p in out.iterdir()) == ["data"]  # no staging folder left behind
+
+
+def test_pack_script_refuses_a_file_at_data_and_leaves_no_half_pack_behind(tmp_path, monkeypatch):
+    """A plain file at OUT/data was deleted without --overwrite; a pack failing mid-way left OUT/.data-XXXX (the whole
+    pack, travelling to the GPU machine) behind."""
+    import runpy
+
+    import pnprgm.io
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    rng = np.random.default_rng(4)
+    for i in range(3):
+        Image.fromarray(_photo(rng, 200, 300)).save(photos / f"p{i}.png")
+    out = tmp_path / "pack"
+    out.mkdir()
+    (out / "data").write_text("precious")
+    main = runpy.run_path(str(REPO / "scripts" / "pack_gpu.py"))["main"]
+    args = ["pack_gpu.py", str(photos), "--out", str(out), "--no-wheels", "--budget-mb", "1000", "--sides", "128"]
+    monkeypatch.setattr(sys, "argv", args)
+    assert main() == 1 and (out / "data").read_text() == "precious"
+    (out / "data").unlink()
+    assert main() == 0
+    before = json.loads((out / "data" / "manifest.json").read_text())
+
+    def full_disk(*a, **k):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(pnprgm.io, "write_json", full_disk)
+    with pytest.raises(OSError):
+        main()
+    assert sorted(p.name for p in out.iterdir()) == ["data"]  # no staging copy, and the old pack in place
+    assert json.loads((out / "data" / "manifest.json").read_text()) == before
+    mask = os.umask(0)
+    os.umask(mask)
+    assert (out / "data").stat().st_mode & 0o777 == 0o777 & ~mask  # as mkdir makes it (mkdtemp made 0700)
