@@ -211,7 +211,8 @@ def run_restore_job(job: RestoreJob, *, on_error: Callable[[str], None] = print,
         _note_ignored_sidecars(files, job.operator)
     outdir = io.prepare_outdir(job.outdir)
     stems = _output_stems(files, samples=job.samples)
-    # never replaced, even with --overwrite: the inputs and the files the operator reads (mask:file, blur:file)
+    # never replaced, even with --overwrite: the inputs, the files the operator reads (mask:file, blur:file) and the
+    # model's files (its official config)
     from pnprgm import operators
 
     spec = model_operator.spec if model_operator is not None else job.operator
@@ -234,7 +235,10 @@ def run_restore_job(job: RestoreJob, *, on_error: Callable[[str], None] = print,
     if isinstance(job.denoiser, str):  # the model file and its official config (PATH#cfg.yaml) are inputs too
         from pnprgm.rgm.models import resolve as resolve_model
 
-        source = resolve_model(job.denoiser, required=False) if job.denoiser else None
+        try:
+            source = resolve_model(job.denoiser, required=False) if job.denoiser else None
+        except UserError:  # e.g. a shipped member of another channel count set aside: the restoration says so if used
+            source = None
         protect += source.files_read if source is not None else []
     said_once: set[str] = set()  # warnings about the whole batch (a preset that does not fit), said for its first image
     io.sweep_temps(outdir, names=[name for stem in stems.values() for name in _names(stem, job.samples)])
@@ -398,7 +402,7 @@ def read_record(path: Path) -> Optional[dict]:
 #: The restore options that set each job field, for naming what changed since an earlier result.
 _OPTION_OF = {"operator": "--operator", "image_size": "--size", "denoiser": "--denoiser/--model", "solver": "--solver",
               "preset": "--preset", "noise_sigma": "--noise", "samples": "--samples", "tile": "--tile",
-              "seed": "--seed", "device": "--device", "overrides": "--iters/--set"}
+              "seed": "--seed", "overrides": "--iters/--set"}
 
 
 def _settings(job: dict) -> dict:
@@ -419,11 +423,7 @@ def _already_restored(path: Path, targets: Targets, job: RestoreJob, protect: li
     output name is taken by a file pnprgm did not write for this input (unless ``job.overwrite``)."""
     present = [p for p in targets.all() if p.exists() or p.is_symlink()]
     io.refuse_folders(present)  # even with --overwrite: the rename would fail after the others were written
-    for target in present:
-        for guarded in protect:
-            if guarded.resolve() == target.resolve():
-                raise UserError(f"refusing to overwrite {target}, which this run reads (an input, or a file its "
-                                f"operator reads); choose another -o folder.")
+    io.refuse_inputs(present, protect)
     if not present or job.overwrite:
         return False
     fix = "pass --overwrite to replace it, or choose another -o"

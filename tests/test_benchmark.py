@@ -1455,6 +1455,8 @@ def test_the_suite_file_is_never_an_output_even_with_overwrite(photo_dir, tmp_pa
     suite = tmp_path / "s.json"
     suite.write_text(json.dumps({"data": str(photo_dir), "tasks": ["denoise"], "methods": ["baseline"], "metrics": ["psnr"]}))
     before = suite.read_text()
-    result = CliRunner().invoke(app, ["benchmark", "--suite", str(suite), "--json", str(suite), "--overwrite", "-q"])
-    assert result.exit_code == 2 and f"--json {suite} is the --suite file this run reads" in result.output, result.output
+    for more in (["--overwrite"], []):  # without --overwrite too: not advised to pass the flag that is then refused
+        result = CliRunner().invoke(app, ["benchmark", "--suite", str(suite), "--json", str(suite), *more, "-q"])
+        assert result.exit_code == 2 and f"--json {suite} is the --suite file this run reads" in result.output, \
+            result.output
     assert suite.read_text() == before

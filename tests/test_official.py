@@ -248,4 +248,9 @@ def test_an_official_config_file_is_never_replaced_by_an_output(tmp_path):
     result = CliRunner().invoke(app, ["restore", str(tmp_path / "in" / "celeb.png"), "--operator", "sr4", "--model",
                                       str(tmp_path / "netG_1.pth"), "--model-config", str(config), "--preset",
                                       "official-sr4", "--iters", "1", "-q", "-o", str(tmp_path), "--overwrite"])
+    assert result.exit_code == 1 and f"refusing to overwrite {config}, which this run reads" in result.output, \
+        result.output
     assert config.read_text() == before, result.output
+    plain = CliRunner().invoke(app, ["sample", f"{tmp_path / 'netG_1.pth'}#{config}", "-n", "1", "--size", "32",
+                                     "-o", str(tmp_path / "celeb.png")])  # refused as read, not "pass --overwrite"
+    assert plain.exit_code != 0 and "which this run reads" in plain.output, plain.output

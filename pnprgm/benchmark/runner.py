@@ -242,6 +242,7 @@ def run_benchmark(
     from pnprgm.benchmark import report
 
     say = log or (lambda line: None)
+    report.refuse_reading(json_path, md_path, figure_path, [], suite)  # before the advice to pass --overwrite
     # a folder's photos are inputs, refused as outputs before all else (a named set may download: after the checks)
     dataset = datasets.resolve(config.data) if config.data not in datasets.registry else None
     if dataset is not None:

@@ -262,10 +262,16 @@ def sample_model_grid(model: str, out: str | Path, *, count: int = 16, size: Opt
         raise UserError(f"--nrow must be >= 1; got {nrow}.")
     if noise is not None and not 0 <= noise <= 1:
         raise UserError(f"--noise must be a std in [0, 1] units (e.g. 0.1 or 25/255); got {noise}.")
-    check_grid_outputs(Path(out), overwrite=overwrite)
-    device = resolve_device(device)
     # a shipped model name (pnprgm models; hash-checked, found beside the package from any folder) or a file
     found = resolve(model)
+    files = list_images(inputs) if inputs else []
+    if inputs and not files:
+        raise no_images_found(inputs)
+    protect = [*found.files_read, *files]
+    # what this run reads is never an output, even with --overwrite: said before the advice to pass --overwrite
+    refuse_inputs([out, Path(out).with_suffix(".json")], protect)
+    check_grid_outputs(Path(out), overwrite=overwrite)
+    device = resolve_device(device)
     path = str(found.path)
     generator = load_generator_file(found.path, device=device, official_config=found.official_config).to(device).eval()
     config = generator.config
@@ -281,11 +287,6 @@ def sample_model_grid(model: str, out: str | Path, *, count: int = 16, size: Opt
         return process
 
     train_cfg = record.get("train") or {}
-    files = list_images(inputs) if inputs else []
-    if inputs and not files:
-        raise no_images_found(inputs)
-    protect = [*found.files_read, *files]
-    refuse_inputs([out, Path(out).with_suffix(".json")], protect)  # before any work, even with --overwrite
     used, images = _read_inputs(files, count)
     images = [convert_channels(image, channels) for image in images]
     raw_low = (getattr(generator, "process", None) or {}).get("noise_min")
