@@ -146,7 +146,8 @@ def last_variant(spec: str) -> Variant:
             raise
         text = _split_operators(spec.strip())[-1]
         name, group, variant_name, rest = _head(text, spec)
-        return _pick_variant(name, group, variant_name, dict(item.partition("=")[::2] for item in rest))
+        keys = {item.partition("=")[0].strip().lower(): None for item in rest}  # only the keys pick a variant
+        return _pick_variant(name, group, variant_name, keys)
 
 
 def _head(text: str, whole: str) -> tuple[str, list[Variant], str | None, list[str]]:

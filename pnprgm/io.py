@@ -744,7 +744,9 @@ def centre_crop(image: torch.Tensor, height: int, width: Optional[int] = None) -
 def looks_gray(image: torch.Tensor, tolerance: float = CHANNEL_TOLERANCE) -> bool:
     """Whether a (C, H, W) image is gray content: one channel, or RGB whose channels differ by at most ``tolerance``
     at every pixel (a gray photo saved as RGB; JPEG's colour rounding leaves a few levels)."""
-    return image.shape[-3] == 1 or (image.shape[-3] == 3 and channel_spread(image) <= tolerance)
+    if image.shape[-3] != 3:
+        return image.shape[-3] == 1
+    return image.numel() == 0 or channel_spread(image) <= tolerance
 
 
 def channel_spread(image: torch.Tensor) -> float:

@@ -716,8 +716,7 @@ def _check_measured_shape(physics, spec: str, shape: tuple[int, int, int], measu
 
     out = tuple(getattr(physics, "out_shape", None) or ())
     if not out:
-        zeros = torch.zeros((1, *shape), device=device)
-        out = tuple(probe_operator(spec, shape, lambda: physics.A(zeros),
+        out = tuple(probe_operator(spec, shape, lambda: physics.A(torch.zeros((1, *shape), device=device)),
                                    fix="give an image of the size it is made for, or --size").shape[1:])
     if out != measured:
         raise UserError(f"{spec} maps a {shape[1]}x{shape[2]} image to {out[-2]}x{out[-1]}, not to this "

@@ -89,9 +89,10 @@ def command(suite, data, images, tasks, methods, noise, seed, crop, limit, devic
         from pnprgm.config import read_config_file
 
         values.update(read_config_file(suite))
-        for key in ("protocol", "overrides"):  # merged with --protocol / --set below: a mapping or nothing
+        # merged with --protocol / --set below: a mapping or nothing
+        for key, example in (("protocol", "crop: 256"), ("overrides", "iterations: 12")):
             if key in values and not isinstance(values[key], dict):
-                raise UserError(f"{suite}: {key} must be a mapping of names to values (e.g. {key}: {{crop: 256}}), "
+                raise UserError(f"{suite}: {key} must be a mapping of names to values (e.g. {key}: {{{example}}}), "
                                 f"not {type(values[key]).__name__} {values[key]!r}.")
     given = {"data": data, "images": images, "tasks": tasks, "methods": methods, "noise": noise, "seed": seed,
              "crop": crop, "limit": limit, "device": device, "metrics": metrics, "figure_images": figure_images}

@@ -1,7 +1,7 @@
 """Training checkpoints: plain containers and tensors only, so they load with ``torch.load(weights_only=True)``;
 written atomically (model files: :mod:`pnprgm.rgm.model_file`).
 
-A checkpoint (``RUN_DIR/checkpoints/step_N.pt`` and ``RUN_DIR/last.pt``) holds everything to resume exactly:
+A checkpoint (``RUN_DIR/checkpoints/step_0000500.pt`` and ``RUN_DIR/last.pt``) holds everything to resume exactly:
 the resolved config, the training files with sha256, generator, EMA, discriminator and prior weights, both
 (or three) optimisers and schedulers, the step, the sampler position and every RNG state.
 """
@@ -88,5 +88,5 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     """A training checkpoint (weights_only); a model file or another file is a :class:`UserError`."""
     content = torch_load(path, map_location=map_location)
     if not isinstance(content, dict) or content.get("format") != CHECKPOINT_FORMAT:
-        raise UserError(f"{path} is not a pnprgm training checkpoint; give RUN_DIR/last.pt or a checkpoints/step_N.pt file.")
+        raise UserError(f"{path} is not a pnprgm training checkpoint; give RUN_DIR/last.pt or a checkpoints/step_0000500.pt file.")
     return content

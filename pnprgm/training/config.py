@@ -119,7 +119,7 @@ class TrainConfig:
         that has not yet learned what tells its outputs from real images. 0: none (RGM's own schedule).
     :param seed: seed of everything.
     :param checkpoint_every: steps between checkpoints (0: only at the end).
-    :param keep_checkpoints: how many of the latest ``checkpoints/step_N.pt`` to keep (older ones are deleted;
+    :param keep_checkpoints: how many of the latest ``checkpoints/step_0000500.pt`` to keep (older ones are deleted;
         ``last.pt`` is always kept); 0 keeps every one.
     :param val_every: steps between validations (0: only at the end).
     :param sample_every: steps between sample grids (0: only at the end).

@@ -361,7 +361,7 @@ class Trainer:
             self.replaced_pending.discard(kind)
 
     def save_checkpoint(self, *, kept: bool = True) -> None:
-        """Write ``last.pt`` and, when ``kept``, ``checkpoints/step_N.pt`` (pruned to ``keep_checkpoints``). A Ctrl-C
+        """Write ``last.pt`` and, when ``kept``, ``checkpoints/step_0000500.pt`` (pruned to ``keep_checkpoints``). A Ctrl-C
         save is not kept: a stop at an arbitrary step must not push a scheduled checkpoint out of the kept ones."""
         if self.dist.main:
             self._clear_replaced_run("checkpoint")

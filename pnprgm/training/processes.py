@@ -375,8 +375,8 @@ class LinearOperatorProcess(OperatorProcess):
 
     def check_shape(self, shape):
         op = self.physics(tuple(shape))
-        zeros = torch.zeros(1, *shape, device=self.device)
-        probe_operator(self.cfg.operator, shape, lambda: self.estimate(op.A(zeros), tuple(shape)),
+        probe_operator(self.cfg.operator, shape,
+                       lambda: self.estimate(op.A(torch.zeros(1, *shape, device=self.device)), tuple(shape)),
                        fix="change the crop or the operator")
 
 
