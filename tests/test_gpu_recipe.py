@@ -27,6 +27,15 @@ def _photo(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
     return (image * 255).astype(np.uint8)
 
 
+def _photo_folder(folder: Path, count: int, seed: int, h: int = 200, w: int = 300) -> Path:
+    """``folder`` (made) with ``count`` photos p0.png, p1.png..."""
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    for i in range(count):
+        Image.fromarray(_photo(rng, h, w)).save(folder / f"p{i}.png")
+    return folder
+
+
 @pytest.fixture(scope="module")
 def tiny_pack(tmp_path_factory) -> Path:
     pack = tmp_path_factory.mktemp("pack")
@@ -243,11 +252,7 @@ def test_recipe_on_a_plain_photo_folder_holds_out_the_validation_tenth(tmp_path)
     from pnprgm.io import sha256_file
     from pnprgm.training.data import split_validation
 
-    photos = tmp_path / "photos"
-    photos.mkdir()
-    rng = np.random.default_rng(2)
-    for i in range(10):
-        Image.fromarray(_photo(rng, 64, 64)).save(photos / f"p{i}.png")
+    photos = _photo_folder(tmp_path / "photos", 10, seed=2, h=64, w=64)
     out = tmp_path / "out"
     result = CliRunner().invoke(app, ["train-denoisers", "--data", str(photos), "--out", str(out), "--minutes", "0.005",
                                       "--device", "cpu", "--size", "tiny", "--gray-share", "0", "--batch-size", "2",
@@ -529,11 +534,7 @@ def test_pack_script_refuses_a_file_at_data_and_leaves_no_half_pack_behind(tmp_p
 
     import pnprgm.io
 
-    photos = tmp_path / "photos"
-    photos.mkdir()
-    rng = np.random.default_rng(4)
-    for i in range(3):
-        Image.fromarray(_photo(rng, 200, 300)).save(photos / f"p{i}.png")
+    photos = _photo_folder(tmp_path / "photos", 3, seed=4)
     out = tmp_path / "pack"
     out.mkdir()
     (out / "data").write_text("precious")
