@@ -131,6 +131,29 @@ def build_strict(cls: type[C], values: Mapping[str, Any] | None = None, *, what:
         raise UserError(f"{label}: {str(err).rstrip('.')}.") from None
 
 
+class FrozenDict(dict):
+    """A dict that cannot be changed after it is made: the mapping fields of frozen configurations (a registered preset
+    is shared by the whole process). Unlike ``types.MappingProxyType`` it pickles, deep-copies, goes through
+    ``dataclasses.asdict`` and ``json.dumps`` as a dict does."""
+
+    def _refuse(self, *args: Any, **kwargs: Any) -> None:
+        raise TypeError(f"this {type(self).__name__} is read-only; make a new one, e.g. {{**values, key: value}}")
+
+    __setitem__ = __delitem__ = __ior__ = _refuse  # type: ignore[assignment]
+    clear = pop = popitem = setdefault = update = _refuse  # type: ignore[assignment]
+
+    def __reduce__(self):
+        return type(self), (dict(self),)
+
+    def __copy__(self) -> "FrozenDict":
+        return self
+
+    def __deepcopy__(self, memo: dict) -> "FrozenDict":
+        import copy
+
+        return type(self)(copy.deepcopy(dict(self), memo))
+
+
 def to_dict(config: Any) -> dict[str, Any]:
     """JSON-ready dict of a config dataclass (tuples become lists, paths strings)."""
     return json.loads(json.dumps(dataclasses.asdict(config), default=str))

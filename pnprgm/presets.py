@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Mapping, Optional
 
+from pnprgm.config import FrozenDict
 from pnprgm.errors import UserError
 from pnprgm.registry import Registry
 from pnprgm.rgm.models import DEFAULT_DENOISER
@@ -44,7 +45,7 @@ class Preset:
 
     def __post_init__(self):
         # a registered preset is shared by the whole process: its values must not change under a caller that edits them
-        object.__setattr__(self, "params", MappingProxyType(dict(self.params)))
+        object.__setattr__(self, "params", FrozenDict(self.params))
 
 
 def denoiser_for(preset: Optional[Preset], requested: str) -> str:

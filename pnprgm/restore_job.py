@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Callable, Optional
 
 
 from pnprgm import io
+from pnprgm.config import FrozenDict
 from pnprgm.device import available_bytes
 from pnprgm.errors import UserError, differ
 from pnprgm.denoisers.tiled import MIN_TILE, check_tile
@@ -77,6 +78,9 @@ class RestoreJob:
     device: str = "cpu"
     overrides: dict = field(default_factory=dict)
     overwrite: bool = False
+
+    def __post_init__(self):
+        object.__setattr__(self, "overrides", FrozenDict(self.overrides))  # a frozen job: its mapping too
 
 
 @dataclass

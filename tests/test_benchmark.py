@@ -1460,3 +1460,13 @@ def test_the_suite_file_is_never_an_output_even_with_overwrite(photo_dir, tmp_pa
         assert result.exit_code == 2 and f"--json {suite} is the --suite file this run reads" in result.output, \
             result.output
     assert suite.read_text() == before
+
+
+def test_a_benchmark_config_is_frozen_down_to_its_mappings():
+    """BenchmarkConfig was frozen, but its protocol and overrides dicts could be changed under a running benchmark."""
+    config = build_config({"protocol": {"crop": 4}, "overrides": {"iterations": 2}})
+    with pytest.raises(TypeError, match="read-only"):
+        config.overrides["iterations"] = 3
+    with pytest.raises(TypeError, match="read-only"):
+        config.protocol.update(crop=0)
+    assert config.to_dict()["overrides"] == {"iterations": 2} and config.metric_protocol().crop == 4

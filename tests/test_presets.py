@@ -205,7 +205,18 @@ def test_task_and_default_solver_come_from_the_operator_parser(spec, task, solve
 def test_a_registered_presets_values_cannot_be_changed_by_a_caller():
     """Preset.params was a plain dict: presets.registry.get('sr-drs').params['iterations'] = 1 changed the preset for
     every later restoration in the process."""
+    import copy
+    import dataclasses
+    import json
+    import pickle
+
     preset = presets.registry.get("sr-drs")
-    with pytest.raises(TypeError):
-        preset.params["iterations"] = 1
-    assert dict(preset.params) == dict(presets.registry.get("sr-drs").params)
+    before = dict(preset.params)
+    for change in (lambda p: p.__setitem__("iterations", 1), lambda p: p.update(iterations=1),
+                   lambda p: p.pop("iterations"), lambda p: p.clear(), lambda p: p.setdefault("x", 1)):
+        with pytest.raises(TypeError, match="read-only"):
+            change(preset.params)
+    assert dict(presets.registry.get("sr-drs").params) == before
+    # and it still goes where a dict goes (MappingProxyType did not pickle, deep-copy or pass through asdict)
+    assert pickle.loads(pickle.dumps(preset)) == preset and copy.deepcopy(preset) == preset
+    assert dataclasses.asdict(preset)["params"] == before and json.loads(json.dumps(preset.params)) == before

@@ -16,7 +16,7 @@ import torch
 
 from pnprgm import figures, io
 from pnprgm.benchmark import datasets, methods, tasks
-from pnprgm.config import build_strict, check_seed, to_dict
+from pnprgm.config import FrozenDict, build_strict, check_seed, to_dict
 from pnprgm.errors import UserError, differ, first_line
 
 DEFAULT_TASKS: tuple[str, ...] = tuple(tasks.registry.names())
@@ -78,6 +78,8 @@ class BenchmarkConfig:
     def __post_init__(self) -> None:
         from pnprgm.metrics import METRICS
 
+        for name in ("protocol", "overrides"):  # a frozen config: its mappings too
+            object.__setattr__(self, name, FrozenDict(getattr(self, name)))
         # an old task or method name runs, and keys its records, as today's
         object.__setattr__(self, "tasks", tuple(tasks.registry.canonical(name) for name in self.tasks))
         object.__setattr__(self, "methods", tuple(methods.registry.canonical(name) for name in self.methods))
