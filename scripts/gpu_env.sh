@@ -7,6 +7,12 @@ if ! "$PY" -c "import deepinv, natsort" 2>/dev/null; then
   SITE="${TMPDIR:-/tmp}/pnprgm-site"
   "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target "$SITE" "$REPO"/.gpu/wheels/*.whl
   export PYTHONPATH="$SITE${PYTHONPATH:+:$PYTHONPATH}"
+  # deepinv 0.5.0 also imports requests and h5py (present on the lent machine in 2026-12: its run imported deepinv);
+  # a machine without them stops here, in seconds, with the module named
+  if ! ERR="$("$PY" -c "import deepinv" 2>&1)"; then
+    echo "${GPU_SCRIPT:-train_gpu}: deepinv does not import: $(printf '%s\n' "$ERR" | tail -n 1); add that package's wheel to WHEELS in scripts/pack_gpu.py (pure Python) or install it" >&2
+    exit 1
+  fi
 fi
 # The project itself: installed with --no-deps if it is not importable yet; the checkout on PYTHONPATH otherwise.
 # (Checked from / so that the current folder does not hide a missing install.)
