@@ -220,15 +220,18 @@ def test_default_threads_leave_busy_cores_alone(monkeypatch):
 
 @pytest.mark.parametrize("command", ["restore", "benchmark"])
 def test_threads_option_sets_torch_threads(tmp_path, monkeypatch, command):
+    from pnprgm import device
+
     seen = []
     monkeypatch.setattr(torch, "set_num_threads", seen.append)
+    monkeypatch.setattr(device, "default_threads", lambda: 5)  # so that an ignored --threads would show
     io.write_image(tmp_path / "small.png", torch.rand((3, 16, 16)))
     if command == "restore":
-        result = run("restore", tmp_path / "small.png", "--operator", "identity", *FAST, "--threads", "1", "-o", tmp_path / "out")
+        result = run("restore", tmp_path / "small.png", "--operator", "identity", *FAST, "--threads", "3", "-o", tmp_path / "out")
     else:
-        result = run("benchmark", "--threads", "1", "--list")
+        result = run("benchmark", "--threads", "3", "--list")
     assert result.exit_code == 0, result.output
-    assert seen[:1] == [1]
+    assert seen[:1] == [3]
     assert run(command, "--threads", "0", *(["x.png", "-o", tmp_path / "o"] if command == "restore" else ["--list"])).exit_code == 2
 
 

@@ -119,6 +119,7 @@ def test_samples_give_mean_and_std(photo):
     assert len(drawn.images) == 3 and drawn.std.shape == drawn.mean.shape
     assert drawn.std.max() > 0, "re-noising with different seeds must give different samples"
     assert torch.allclose(drawn.mean, torch.stack(drawn.images).mean(0))
+    torch.testing.assert_close(drawn.std, torch.stack(drawn.images).std(0, unbiased=False))  # the population std
 
 
 def test_a_prepared_restoration_runs_what_restore_runs(photo):
@@ -199,14 +200,24 @@ def test_cli_samples_write_uncertainty_map(tmp_path, photo):
     assert result.exit_code == 0, result.output
     std_map = io.read_image(tmp_path / "out" / "masked_std.png")
     assert std_map.shape[0] == 1 and std_map.max() == pytest.approx(1.0)
-    assert json.loads((tmp_path / "out" / "masked.json").read_text())["std_map"]["white_is_std"] > 0
+    white = json.loads((tmp_path / "out" / "masked.json").read_text())["std_map"]["white_is_std"]
+    # the map is the samples' per-pixel std (averaged over channels) scaled by white_is_std: the same restoration
+    # through the library gives it
+    drawn = restore_samples(io.read_image(source)[None], physics, samples=3, denoiser="tikhonov", solver="rgm-drs",
+                            iterations=2, noise_sigma=None, seed=0)
+    expected = drawn.std.mean(1)[0]
+    assert white == pytest.approx(float(expected.max()), rel=1e-5)
+    assert float((std_map[0] * white - expected).abs().max()) <= white / 255
+    torch.testing.assert_close(io.read_image(tmp_path / "out" / "masked.png"), drawn.mean[0].clamp(0, 1),
+                               atol=1 / 255, rtol=0)
 
 
 def test_cli_unknown_operator_is_one_line(tmp_path, photo):
     source = tmp_path / "p.png"
     io.write_image(source, photo)
     result = CliRunner().invoke(app, ["restore", str(source), "--operator", "blurr", "-o", str(tmp_path / "o")])
-    assert result.exit_code == 2 and result.output.count("\n") == 1 and "blur" in result.output
+    assert result.exit_code == 2 and result.output.count("\n") == 1, result.output
+    assert "Did you mean 'blur'?" in result.output and "Valid:" in result.output, result.output
 
 
 @pytest.mark.parametrize("solver", ["drs", "admm", "hqs"])

@@ -187,10 +187,15 @@ def test_a_users_operator_module_is_found_in_the_current_folder_and_its_import_e
         assert "\n" not in str(err.value)
 
 
-@pytest.mark.parametrize("spec", ["blurr:gaussian", "sr:factor=banana", "no_such_module_xyz:make"])
-def test_bad_operator_spec_is_a_user_error(spec):
-    with pytest.raises(UserError):
+@pytest.mark.parametrize("spec, message", [
+    ("blurr:gaussian", "Did you mean 'blur'?"),
+    ("sr:factor=banana", "sr.factor must be an integer; got 'banana'"),
+    ("no_such_module_xyz:make", "'no_such_module_xyz:make' is not an operator spec"),  # code only from --operator
+])
+def test_bad_operator_spec_is_a_user_error(spec, message):
+    with pytest.raises(UserError, match=re.escape(message)) as err:
         build_process(ProcessConfig(name="operator", operator=spec), (3, 16, 16))
+    assert "\n" not in str(err.value)
 
 
 # ------------------------------------------------------------------------------------------------ model and priors
