@@ -50,6 +50,13 @@ def test_degrade_writes_images_and_sidecars(inputs, tmp_path):
     assert loaded.noise_sigma == pytest.approx(5 / 255)
     assert loaded.source.sha256 == io.sha256_file(source) and loaded.source.shape == (3, 37, 53)
     assert torch.equal(loaded.y, operators.measure(operators.build("sr4", (3, 37, 53)), x, 5 / 255, loaded.seed))
+    # ... and that is A x plus the noise drawn from that seed, computed here without operators.measure
+    clean = operators.build("sr4", (3, 37, 53)).A(x)
+    noise = torch.randn(clean.shape, generator=torch.Generator().manual_seed(loaded.seed))
+    torch.testing.assert_close(loaded.y, clean + 5 / 255 * noise)
+    assert float((loaded.y - clean).std()) == pytest.approx(5 / 255, rel=0.2)
+    # the PNG shows the measurement (clamped, 8 bits)
+    torch.testing.assert_close(io.read_image(out / "odd.png"), loaded.y[0].clamp(0, 1), atol=0.5 / 255 + 1e-6, rtol=0)
     other = load_measurement(out / "square.png")
     assert other.seed != loaded.seed  # independent noise per image
 
@@ -398,3 +405,4 @@ def test_a_sidecar_of_another_shape_does_not_stop_an_overwrite(inputs, tmp_path)
     result = CliRunner().invoke(app, ["degrade", str(inputs / "square.png"), "-p", "sr4", "-o", str(out),
                                       "--overwrite"])
     assert result.exit_code == 0 and "Traceback" not in result.output, result.output
+    assert "degraded 1 image(s)" in result.output and load_measurement(out / "square.png").operator.out_shape == (3, 16, 16)

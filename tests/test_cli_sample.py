@@ -53,7 +53,11 @@ def test_sample_takes_a_shipped_model_name_from_any_folder(shipped, tmp_path):
     result = invoke("sample", "tiny-shipped", "--input", tmp_path / "photo.png", "-n", "1", "-o", "grid.png")
     assert result.exit_code == 0, result.output
     grid = io.read_image(tmp_path / "elsewhere" / "grid.png")
-    assert grid.shape[0] == 3 and grid.shape[1] > 32, "rows: model input, restoration, original"
+    # rows: model input, restoration, original, each 32 px with make_grid's 2-px padding
+    assert grid.shape == (3, 3 * 34 + 2, 36)
+    tiles = [grid[:, 2 + 34 * row : 34 + 34 * row, 2:34] for row in range(3)]
+    torch.testing.assert_close(tiles[2], io.read_image(tmp_path / "photo.png"), atol=1 / 255, rtol=0)
+    assert float((tiles[1] - tiles[0]).abs().mean()) > 1e-3 and float((tiles[0] - tiles[2]).abs().mean()) > 1e-3
     record = json.loads((tmp_path / "elsewhere" / "grid.json").read_text())
     assert record["model"] == "tiny-shipped" and record["model_sha256"] == shipped.sha256
 

@@ -527,6 +527,21 @@ def test_generator_prior_gradient_is_nonzero_and_one_prior_step_changes_the_outp
 # ------------------------------------------------------------------------------------------------ loop
 
 
+def _spy(monkeypatch, name: str, seen_as) -> list:
+    """Record ``seen_as(*args)`` of each call the training loop makes to ``pnprgm.training.loop.<name>`` (which
+    still runs): shows that a setting reaches the loop, not only the record."""
+    from pnprgm.training import loop as loop_module
+
+    real, seen = getattr(loop_module, name), []
+
+    def spy(*args, **kwargs):
+        seen.append(seen_as(*args, **kwargs))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(loop_module, name, spy)
+    return seen
+
+
 def _log(run_dir: Path) -> list[dict]:
     with open(run_dir / "log.csv", newline="") as handle:
         return list(csv.DictReader(handle))
@@ -564,6 +579,7 @@ def test_a_run_with_data_downscale_trains_and_validates_on_the_shrunk_images(tmp
     assert config["train"]["data_downscale"] == 2
     sizes = {tuple(f["size"]) for f in config["data"]["files"]}
     assert sizes == {(20, 22)}, sizes
+    assert {tuple(f["size"]) for f in config["data"]["val_files"]} == {(20, 22)}  # validated on the shrunk ones too
 
 
 def test_tiny_model_training_lowers_the_loss(data_dir, tmp_path):
@@ -849,7 +865,7 @@ def test_model_at_steps_keeps_a_model_of_each_listed_step(data_dir, tmp_path):
             build_strict(TrainConfig, {"steps": 3, "model_at_steps": bad})
 
 
-def test_d_renoise_adds_fresh_noise_of_the_given_fraction_of_sigma_to_both_sides(data_dir, tmp_path):
+def test_d_renoise_adds_fresh_noise_of_the_given_fraction_of_sigma_to_both_sides(data_dir, tmp_path, monkeypatch):
     """d_renoise=f: the discriminator sees real + f sigma_y e1 and fake + f sigma_y e2 (independent draws per sample,
     std per sample); f=0 passes both through untouched. A run trains with it (denoise process); on a process that
     re-noises by itself (ddpm) it is refused in one line."""
@@ -865,10 +881,12 @@ def test_d_renoise_adds_fresh_noise_of_the_given_fraction_of_sigma_to_both_sides
     assert not torch.allclose(noisy_real - real, noisy_fake - fake, atol=0.01)
     assert all(a is b for a, b in zip(renoise_both(real, fake, sigma, 0.0), (real, fake)))
     args = dict(size="tiny", progress=False)
+    fractions = _spy(monkeypatch, "renoise_both", lambda real, fake, sigma, fraction: fraction)
     train(data_dir, tmp_path / "run", process={"name": "denoise", "noise_min": 0.01, "noise_max": 0.2},
           train={**TINY_TRAIN, "steps": 2, "d_renoise": 0.5, "val_images": 0}, **args)
     record = json.loads((tmp_path / "run" / "record.json").read_text())
     assert record["train"]["d_renoise"] == 0.5 and record["steps"] == 2
+    assert fractions and set(fractions) == {0.5}  # the loop's discriminator inputs went through it, with 0.5
     with pytest.raises(UserError, match="ddpm process already re-noises"):
         train(data_dir, tmp_path / "ddpm", process={"name": "ddpm"}, train={**TINY_TRAIN, "steps": 1, "d_renoise": 0.5},
               **args)
@@ -877,7 +895,7 @@ def test_d_renoise_adds_fresh_noise_of_the_given_fraction_of_sigma_to_both_sides
             TrainConfig(d_renoise=bad)
 
 
-def test_d_residual_below_shows_the_residual_only_at_low_noise(data_dir, tmp_path):
+def test_d_residual_below_shows_the_residual_only_at_low_noise(data_dir, tmp_path, monkeypatch):
     """d_residual_below=s: samples with noise std below s (in [0, 1] units; sigma_y is in [-1, 1] ones) keep both
     residuals, the others get zeros on both sides, so D sees the image alone there; 0 passes both through. A run
     trains with it and records it; it is refused without the residual discriminator and out of [0, 1]."""
@@ -889,11 +907,13 @@ def test_d_residual_below_shows_the_residual_only_at_low_noise(data_dir, tmp_pat
     for kept, base in ((kept_real, real), (kept_fake, fake)):
         assert torch.equal(kept[:2], base[:2]) and not kept[2:].any()
     assert all(a is b for a, b in zip(residual_in_band(real, fake, sigma_y, 0.0), (real, fake)))
+    bands = _spy(monkeypatch, "residual_in_band", lambda real, fake, sigma_y, below, above=0.0: (below, above))
     train(data_dir, tmp_path / "run", process={"name": "denoise", "noise_min": 0.01, "noise_max": 0.2}, size="tiny",
           train={**TINY_TRAIN, "steps": 2, "d_cond": True, "d_cond_input": "residual", "d_residual_below": 0.04,
                  "val_images": 0}, progress=False)
     record = json.loads((tmp_path / "run" / "record.json").read_text())
     assert record["train"]["d_residual_below"] == 0.04 and record["steps"] == 2
+    assert bands and set(bands) == {(0.04, 0.0)}  # the loop's residual discriminator used the band
     with pytest.raises(UserError, match="d_residual_below applies to the residual discriminator"):
         TrainConfig(d_residual_below=0.04)
     with pytest.raises(UserError, match="d_residual_below applies to the residual discriminator"):
@@ -930,7 +950,8 @@ def test_init_from_starts_with_the_model_weights_and_records_it(data_dir, tmp_pa
               init_from=source["model"], progress=False)
 
 
-def test_d_residual_above_shows_the_residual_only_at_high_noise_and_makes_a_band_with_below(data_dir, tmp_path):
+def test_d_residual_above_shows_the_residual_only_at_high_noise_and_makes_a_band_with_below(data_dir, tmp_path,
+                                                                                          monkeypatch):
     """d_residual_above=s: samples at or above s keep both residuals, those below get zeros (the image-only prior
     there); with d_residual_below=b only [s, b) keeps them. A run records it; refused without the residual
     discriminator, out of [0, 1], or at or above d_residual_below."""
@@ -944,11 +965,13 @@ def test_d_residual_above_shows_the_residual_only_at_high_noise_and_makes_a_band
     band_real, band_fake = residual_in_band(real, fake, sigma_y, 30 / 255, 9 / 255)
     for kept, base in ((band_real, real), (band_fake, fake)):
         assert not kept[0].any() and torch.equal(kept[1:3], base[1:3]) and not kept[3].any()
+    bands = _spy(monkeypatch, "residual_in_band", lambda real, fake, sigma_y, below, above=0.0: (below, above))
     train(data_dir, tmp_path / "run", process={"name": "denoise", "noise_min": 0.01, "noise_max": 0.2}, size="tiny",
           train={**TINY_TRAIN, "steps": 2, "d_cond": True, "d_cond_input": "residual", "d_residual_above": 0.04,
                  "val_images": 0}, progress=False)
     record = json.loads((tmp_path / "run" / "record.json").read_text())
     assert record["train"]["d_residual_above"] == 0.04
+    assert bands and set(bands) == {(0.0, 0.04)}
     with pytest.raises(UserError, match="d_residual_above applies to the residual discriminator"):
         TrainConfig(d_residual_above=0.04)
     with pytest.raises(UserError, match="d_residual_above must be a noise std"):
@@ -1731,6 +1754,8 @@ def test_ema_warmup_counts_generator_updates_when_no_discriminator_holds_them_ba
           progress=False)
     state = torch.load(tmp_path / "run" / "last.pt", weights_only=True)
     assert all(torch.isfinite(v).all() for v in state["G_ema"].values() if v.is_floating_point())
+    rows = _log(tmp_path / "run")  # the generator trained at every step: nothing waited for a discriminator
+    assert len(rows) == 12 and all(row["g_loss"] not in ("", None) for row in rows), rows
 
 
 def test_resume_takes_equal_values_in_other_words_and_names_unknown_keys_and_refuses_overwrite(data_dir, tmp_path):
