@@ -271,18 +271,18 @@ def test_rgm_stochastic_drs_runs_rgms_step_and_needs_time_levels(photo_dir, tmp_
     assert described["solver"] == "rgm-drs" and described["models"]["3"] == sha256_file(timed)
 
 
-@pytest.mark.parametrize("values, listed", [
-    ({"tasks": "sr4,sr5"}, "sr, deblur, inpaint, colorize, denoise"),
-    ({"methods": "baseline,tv-hqs"}, "tv-admm"),
-    ({"metrics": "psnr,mse"}, "lpips"),
-    ({"protocol": {"chanel": "y"}}, "channel"),
-    ({"colour": 1}, "tasks"),
+@pytest.mark.parametrize("values, bad, listed", [
+    ({"tasks": "sr4,sr5"}, "'sr5'", "sr, deblur, inpaint, colorize, denoise"),  # sr4 (an old name) is accepted
+    ({"methods": "baseline,tv-hqs"}, "'tv-hqs'", "tv-admm"),
+    ({"metrics": "psnr,mse"}, "'mse'", "lpips"),
+    ({"protocol": {"chanel": "y"}}, "'chanel'", "channel"),
+    ({"colour": 1}, "'colour'", "tasks"),
 ])
-def test_bad_names_are_one_line_errors(values, listed):
+def test_bad_names_are_one_line_errors(values, bad, listed):
     with pytest.raises(UserError) as caught:
         build_config(values)
     message = str(caught.value)
-    assert "\n" not in message and listed in message
+    assert "\n" not in message and listed in message and bad in message, message
 
 
 def test_bad_override_is_an_error_before_the_run(photo_dir):

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -341,6 +342,18 @@ def test_every_command_refuses_repeated_single_options_and_repeatable_ones_still
     # --set is repeatable and -q a flag: given twice they are fine
     ctx = app.commands["restore"].make_context("restore", ["x.png", "-o", "o", "--set", "a=1", "--set", "b=2", "-q", "-q"])
     assert ctx.params["assignments"] == ("a=1", "b=2")
+    import click
+
+    checked = 0
+    for name, command in app.commands.items():
+        single = [p for p in command.params if isinstance(p, click.Option) and not (p.multiple or p.count or p.is_flag
+                                                                                    or p.is_eager)]
+        for option in single:  # every single-valued option of every command, given twice
+            flag = option.opts[0]
+            with pytest.raises(click.UsageError, match=f"{re.escape(flag)}.* was given 2 times; give it once"):
+                command.make_context(name, [flag, "1", flag, "2"])
+            checked += 1
+    assert checked > 30
 
 
 def test_the_scripts_parser_refuses_a_repeated_single_option_and_keeps_repeatable_ones(capsys):

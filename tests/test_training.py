@@ -1157,7 +1157,10 @@ def test_bad_input_fails_before_training(tmp_path, data_dir, problem):
         train_cfg["crop"] = 15
     else:
         process = {"name": "operator", "operator": "nonsense:op"}
-    with pytest.raises(UserError) as err:
+    expected = {"empty": "has no images", "missing": "does not exist", "small": "smaller than the crop 16",
+                "unreadable": "not a readable image", "crop_multiple": "must be a multiple of 2",
+                "operator": "is not an operator spec"}
+    with pytest.raises(UserError, match=expected[problem]) as err:
         train(data, tmp_path / "run", process=process, train=train_cfg, size="tiny", progress=False)
     assert "\n" not in str(err.value)
     assert not (tmp_path / "run").exists()
