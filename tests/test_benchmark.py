@@ -712,7 +712,7 @@ def test_sample_spread_script_measures_where_samples_differ(tmp_path):
     assert Image.open(tmp_path / "s.png").size == (3 * 32, 2 * 32)
 
 
-def test_sample_spread_bar_needs_more_spread_than_the_reference_and_the_untrained_start():
+def test_sample_spread_bar_needs_more_spread_than_the_reference_and_the_untrained_start(capsys):
     """The spread half of issue 17's bar: a start that spreads as much (its grain) fails the candidate."""
     import runpy
 
@@ -725,11 +725,14 @@ def test_sample_spread_bar_needs_more_spread_than_the_reference_and_the_untraine
     assert not found["cand"]["passes"] and found["cand"]["above"] == {"reference": 0.0020, "start": 0.0025}
     assert not found["other"]["passes"]
     assert module["verdicts"](rows, "mse", {})["cand"]["passes"]
-    for argv in (["--method", "a:drs", "--reference", "b:drs"], ["--method", "a:drs,b:drs", "--start", "a:drs=b:drs"],
-                 ["--method", "a:drs,b:drs", "--reference", "b:drs", "--start", "a:drs"],  # was a KeyError at the end
-                 ["--method", "a:drs,b:drs", "--reference", "b:drs", "--start", "a:drs="]):
-        with pytest.raises(SystemExit):
+    for argv, message in (
+            (["--method", "a:drs", "--reference", "b:drs"], "name methods of --method (not: b:drs)"),
+            (["--method", "a:drs,b:drs", "--start", "a:drs=b:drs"], "--start needs --reference"),
+            (["--method", "a:drs,b:drs", "--reference", "b:drs", "--start", "a:drs"], "give MODEL=START"),  # a KeyError
+            (["--method", "a:drs,b:drs", "--reference", "b:drs", "--start", "a:drs="], "give MODEL=START")):
+        with pytest.raises(SystemExit) as exit_info:
             module["parse_args"](argv)
+        assert exit_info.value.code == 2 and message in capsys.readouterr().err, argv
 
 
 def test_latent_budget_script_prices_spread_in_psnr(tmp_path):
