@@ -135,6 +135,28 @@ def test_architecture_options(variant):
     assert out.shape == x.shape and torch.isfinite(out).all()
     if not variant.get("not_use_tanh"):
         assert out.abs().max() <= 1
+    if not variant:
+        return
+    # the option acts: either the layout differs from the default's, or with the default's weights the output does
+    # (weights moved off their initialisation, whose zero last layers give outputs of about 1e-5, tanh's linear part)
+    torch.manual_seed(1)
+    base = build_generator(SMALL).eval()
+    with torch.no_grad():
+        for parameter in base.parameters():
+            parameter.add_(0.05 * torch.randn_like(parameter))
+    theirs, ours = base.state_dict(), gen.state_dict()
+    if {k: v.shape for k, v in theirs.items()} != {k: v.shape for k, v in ours.items()}:
+        return
+    gen.load_state_dict(theirs)
+    with torch.no_grad():
+        expected = base(x, torch.tensor([1, 3]), torch.randn(2, 8, generator=torch.Generator().manual_seed(0)))
+        out = gen(x, torch.tensor([1, 3]), torch.randn(2, 8, generator=torch.Generator().manual_seed(0)))
+    assert float(expected.abs().max()) > 0.05  # large enough that tanh and every option show
+    if variant.get("not_use_tanh"):
+        torch.testing.assert_close(torch.tanh(out), expected)  # the same network without its last tanh
+        assert float((out - expected).abs().max()) > 1e-3
+    else:
+        assert float((out - expected).abs().max()) > 1e-3 * float(expected.abs().max()), f"{variant} changed nothing"
 
 
 @pytest.mark.parametrize("bad, name", [
