@@ -149,6 +149,9 @@ def test_recipe_model_runs_as_denoiser(recipe_run):
     x = torch.rand(1, 3, 37, 50)
     y = denoiser(x, 0.1)
     assert y.shape == x.shape and torch.isfinite(y).all()
+    # the trained network acts, and reads its noise level: not the identity, not sigma-blind
+    assert float((y - x).abs().mean()) > 1e-4
+    assert float((denoiser(x, 0.02) - denoiser(x, 0.2)).abs().mean()) > 1e-4
 
 
 def test_drunet_generator_maps_ranges_and_ignores_z():
