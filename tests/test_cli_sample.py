@@ -173,12 +173,16 @@ def test_a_plain_denoiser_trained_from_noise_zero_restores_its_inputs(tmp_path):
 
     config = model_process_config(Recipe())
     assert config.noise_min == pytest.approx(1 / 255) and config.noise_max == pytest.approx(55 / 255)
-    photo = tmp_path / "photo.png"
-    io.write_image(photo, torch.rand((3, 32, 32), generator=torch.Generator().manual_seed(0)))
+    photo = tmp_path / "photo.png"  # smooth, as photos are (white noise has nothing a denoiser could keep)
+    coarse = torch.rand((1, 3, 4, 4), generator=torch.Generator().manual_seed(0))
+    io.write_image(photo, torch.nn.functional.interpolate(coarse, size=(32, 32), mode="bilinear")[0])
     result = invoke("sample", "drunet-denoiser-color", "--input", photo, "-n", "1", "--noise", "0.1",
                     "-o", tmp_path / "grid.png")
     assert result.exit_code == 0, result.output
-    assert (tmp_path / "grid.png").is_file()
+    grid = io.read_image(tmp_path / "grid.png")  # rows: noisy input, restoration, original
+    noisy, restored, clean = (grid[:, 2 + 34 * row : 34 + 34 * row, 2:34] for row in range(3))
+    assert json.loads((tmp_path / "grid.json").read_text())["noise"] == pytest.approx(0.1)
+    assert float((restored - clean).pow(2).mean()) < 0.5 * float((noisy - clean).pow(2).mean())  # it restores
     # trained from noise 0: a level below the process config's 1/255 is the model's own, not refused or raised
     result = invoke("sample", "drunet-denoiser-color", "--input", photo, "-n", "1", "--noise", "0.002",
                     "-o", tmp_path / "low.png")
