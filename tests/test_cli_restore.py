@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import textwrap
+import sys
 import time
 import warnings
 from pathlib import Path
@@ -741,3 +742,45 @@ def test_ctrl_c_exits_130_with_one_line(tmp_path, monkeypatch):
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 130, result.stderr
     assert result.stderr.strip().splitlines()[-1] == "interrupted." and "Traceback" not in result.stderr
+
+
+def test_a_helper_module_the_operator_code_imports_counts_as_its_code(tmp_path, monkeypatch):
+    """The record hashed only the file named in --operator: an edited helper module it imports (its kernel, say)
+    left earlier results "already restored" by other code."""
+    from pnprgm.training.processes import code_sha256, typed_operator_callable
+
+    folder = tmp_path / "code"
+    folder.mkdir()
+    helper = folder / "pnprgm_test_helper_kernels.py"
+    helper.write_text("WIDTH = 5\n")
+    (folder / "ops_with_helper.py").write_text(textwrap.dedent("""
+        import pathlib, sys
+        sys.path.insert(0, str(pathlib.Path(__file__).parent))
+        import pnprgm_test_helper_kernels
+
+        def make(shape, device):
+            raise RuntimeError("not built in this test")
+    """))
+    monkeypatch.syspath_prepend(str(folder))  # the helper goes from sys.path with the test
+    monkeypatch.delitem(sys.modules, "pnprgm_test_helper_kernels", raising=False)
+    spec = f"{folder / 'ops_with_helper.py'}:make"
+    assert callable(typed_operator_callable(spec))
+    first = code_sha256(spec)
+    assert first != io.sha256_file(folder / "ops_with_helper.py")  # the helper is part of it
+    helper.write_text("WIDTH = 7\n")
+    assert code_sha256(spec) != first
+    # a package named as module:callable: its submodules count too
+    package = tmp_path / "cwd" / "pnprgm_test_ops_pkg"
+    package.mkdir(parents=True)
+    (package / "__init__.py").write_text("from . import kernels\n\ndef make(shape, device):\n    return None\n")
+    (package / "kernels.py").write_text("WIDTH = 5\n")
+    monkeypatch.chdir(tmp_path / "cwd")
+    for name in ("pnprgm_test_ops_pkg", "pnprgm_test_ops_pkg.kernels"):
+        monkeypatch.delitem(sys.modules, name, raising=False)
+    assert callable(typed_operator_callable("pnprgm_test_ops_pkg:make"))
+    before = code_sha256("pnprgm_test_ops_pkg:make")
+    assert before != io.sha256_file(package / "__init__.py")
+    (package / "kernels.py").write_text("WIDTH = 9\n")
+    assert code_sha256("pnprgm_test_ops_pkg:make") != before
+    for name in ("pnprgm_test_ops_pkg", "pnprgm_test_ops_pkg.kernels", "pnprgm_test_helper_kernels"):
+        sys.modules.pop(name, None)  # the test's modules go with it

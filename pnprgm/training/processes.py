@@ -482,25 +482,52 @@ def _load_code_file(path: Path):
     if key not in _CODE_FILES:
         module_spec = importlib.util.spec_from_file_location(f"_pnprgm_user_op_{path.stem}", path)
         module = importlib.util.module_from_spec(module_spec)
+        before = set(sys.modules)
         try:
             module_spec.loader.exec_module(module)
         except Exception as err:
             raise UserError(f"cannot import {path}: {first_line(err, 160, named=True)}.") from None
+        _LOCAL_IMPORTS[str(path.resolve())] = _local_modules_loaded(before, path.resolve().parent)
         _CODE_FILES[key] = module
     return _CODE_FILES[key]
 
 
+#: The user's own modules that importing a code file or module brought in (source files in the code's folder tree),
+#: by the code's resolved source path: hashed with it by :func:`code_sha256`, so that a helper module the operator
+#: imports counts as part of its code.
+_LOCAL_IMPORTS: dict[str, list[str]] = {}
+
+
+def _local_modules_loaded(before: set, folder: Path) -> list[str]:
+    """The ``.py`` sources under ``folder`` of the modules imported since ``before`` (a ``sys.modules`` snapshot)."""
+    found = set()
+    for name in set(sys.modules) - before:
+        origin = getattr(getattr(sys.modules.get(name), "__spec__", None), "origin", None)
+        if origin and str(origin).endswith(".py") and Path(origin).resolve().is_relative_to(folder):
+            found.add(str(Path(origin).resolve()))
+    return sorted(found)
+
+
 def code_sha256(spec: str) -> Optional[str]:
-    """The sha256 of the source file behind a typed ``file.py:callable`` or ``module:callable`` spec (imported by
-    :func:`typed_operator_callable` first), or None where there is no such file (a compiled module)."""
-    from pnprgm.io import sha256_file
+    """The sha256 of the source behind a typed ``file.py:callable`` or ``module:callable`` spec (imported by
+    :func:`typed_operator_callable` first): its file's, or, where importing it brought in modules of its own folder
+    tree (a helper module), the sha256 of those files' digests in order; None where there is no source file (a
+    compiled module)."""
+    from pnprgm.io import sha256_bytes, sha256_file
 
     left, _, _ = spec.rpartition(":")
     if left.endswith(".py"):
-        return sha256_file(left)
-    module = sys.modules.get(left)
-    origin = getattr(getattr(module, "__spec__", None), "origin", None)
-    return sha256_file(origin) if origin and str(origin).endswith(".py") and Path(origin).is_file() else None
+        source = left
+    else:
+        origin = getattr(getattr(sys.modules.get(left), "__spec__", None), "origin", None)
+        if not (origin and str(origin).endswith(".py") and Path(origin).is_file()):
+            return None
+        source = origin
+    resolved = str(Path(source).resolve())
+    helpers = [f for f in _LOCAL_IMPORTS.get(resolved, []) if f != resolved and Path(f).is_file()]
+    if not helpers:
+        return sha256_file(source)
+    return sha256_bytes("\n".join(sha256_file(f) for f in [resolved, *helpers]).encode())
 
 
 def _import_user_module(name: str):
@@ -511,8 +538,17 @@ def _import_user_module(name: str):
     added = here not in sys.path
     if added:
         sys.path.insert(0, here)
+    before = set(sys.modules)
     try:
-        return importlib.import_module(name)
+        module = importlib.import_module(name)
+        origin = getattr(getattr(module, "__spec__", None), "origin", None)
+        top = sys.modules.get(name.split(".")[0])
+        top_file = getattr(top, "__file__", None)
+        if origin and top_file and name not in before:  # imported now: what came with it is known
+            # the top package's folder (a package: its own; a single module: the folder it sits in)
+            folder = Path(top_file).resolve().parent
+            _LOCAL_IMPORTS[str(Path(origin).resolve())] = _local_modules_loaded(before, folder)
+        return module
     except ModuleNotFoundError as err:
         missing = err.name or ""
         package, _, module = name.rpartition(".")
