@@ -5,6 +5,7 @@ Tiny crops, fast methods (baseline, tv-admm, nlm-hqs) and two solver iterations 
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import numpy as np
@@ -1038,8 +1039,13 @@ def test_outputs_never_replace_a_file_the_benchmark_did_not_write(photo_dir, tmp
     out = tmp_path / "out"
     outputs = ("--json", out / "r.json", "--md", out / "r.md", "--figure", out / "r.png")
     assert _bench(photo_dir, *outputs).exit_code == 0
+    stamps = {path: path.stat().st_mtime_ns for path in (out / "r.json", out / "r.md", out / "r.png")}
+    (out / "r.md").write_text((out / "r.md").read_text() + "\nan edit the rerun must not keep\n")
+    time.sleep(0.01)
     again = _bench(photo_dir, *outputs)  # its own files: replaced
     assert again.exit_code == 0, again.output
+    assert all(path.stat().st_mtime_ns != stamp for path, stamp in stamps.items())  # each written again
+    assert "an edit the rerun must not keep" not in (out / "r.md").read_text()
     forced = _bench(photo_dir, "--md", notes, "--overwrite")
     assert forced.exit_code == 0, forced.output
     assert notes.read_text().startswith("# pnprgm benchmark")
