@@ -8,6 +8,7 @@ the form the official code saves), which the Python API takes as the CLI does, s
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import math
 import numbers
@@ -22,6 +23,13 @@ C = TypeVar("C")
 #: Largest seed: torch, numpy and Python all accept 0..MAX_SEED (a larger one overflowed torch's generator); derived
 #: seeds are reduced modulo it.
 MAX_SEED = 2**63 - 1
+
+
+def hashed_seed(text: str, bits: int = 63) -> int:
+    """A seed of ``bits`` bits from the sha256 of ``text`` (its first bytes, little-endian): seeds derived from several
+    values (a run seed, an image, a task) without collisions between them, the same on every machine."""
+    digest = hashlib.sha256(text.encode()).digest()
+    return int.from_bytes(digest[: (bits + 8) // 8], "little") & (2**bits - 1)
 
 
 def check_seed(seed: Any, what: str = "seed") -> int:

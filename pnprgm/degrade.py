@@ -2,12 +2,12 @@
 from __future__ import annotations
 
 import difflib
-import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Optional
 
 from pnprgm import io
+from pnprgm.config import hashed_seed
 from pnprgm.device import resolve_device
 from pnprgm.errors import UserError
 
@@ -28,8 +28,7 @@ class DegradeReport:
 def image_seed(seed: int, sha256: str) -> int:
     """Noise seed of one image: a hash of ``seed`` and the image's sha256, so images get independent noise draws
     that do not depend on the order or the set of inputs."""
-    digest = hashlib.sha256(f"{int(seed)}:{sha256}".encode()).digest()
-    return int.from_bytes(digest[:8], "little") & (2**63 - 1)
+    return hashed_seed(f"{int(seed)}:{sha256}", 63)
 
 
 def degrade_files(inputs: Iterable[str | Path], operator: str, outdir: str | Path, *, noise: float = 0.0, seed: int = 0,

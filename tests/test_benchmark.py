@@ -1479,3 +1479,15 @@ def test_a_benchmark_config_is_frozen_down_to_its_mappings():
     with pytest.raises(TypeError, match="read-only"):
         config.protocol.update(crop=0)
     assert config.to_dict()["overrides"] == {"iterations": 2} and config.metric_protocol().crop == 4
+
+
+def test_derived_seeds_are_the_ones_the_committed_results_were_made_with():
+    """degrade and the benchmark derive their seeds through one helper (config.hashed_seed); the values are pinned,
+    since every committed measurement depends on them."""
+    from pnprgm.benchmark.tasks import measurement_seed
+    from pnprgm.config import hashed_seed
+    from pnprgm.degrade import image_seed
+
+    assert (measurement_seed(0, 3, "sr"), measurement_seed(5, 0, "denoise")) == (1711267665, 1303995145)
+    assert image_seed(3, "ab" * 32) == 5516482779263347812
+    assert all(0 <= hashed_seed(str(i), bits) < 2**bits for i in range(50) for bits in (31, 63))

@@ -10,10 +10,10 @@ see identical measurements.
 """
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from typing import Optional
 
+from pnprgm.config import hashed_seed
 from pnprgm.registry import Registry
 
 
@@ -59,5 +59,4 @@ def measurement_seed(seed: int, image_index: int, task: str) -> int:
     """
     name = registry.canonical(task, notice=False)
     key = registry.get(name).seed_key or name
-    digest = hashlib.sha256(f"{int(seed)}/{int(image_index)}/{key}".encode()).digest()
-    return int.from_bytes(digest[:4], "little") & 0x7FFFFFFF
+    return hashed_seed(f"{int(seed)}/{int(image_index)}/{key}", 31)
