@@ -22,10 +22,10 @@ from pnprgm.operators.composition import Composed
 from pnprgm.operators.noise import measure
 from pnprgm.operators.record import from_record, load, save, to_record
 from pnprgm.operators.blur import PHOTO_DEFAULTS
-from pnprgm.operators.spec import (ParsedOperator, build, families, files_read, image_shape, last_variant, names,
-                                   names_code, parse, with_files)
+from pnprgm.operators.spec import (ParsedOperator, build, closest_name, families, files_read, image_shape, last_variant,
+                                   names, names_code, parse, with_files)
 
 __all__ = [
-    "Alias", "Composed", "DiagonalGram", "Operator", "PHOTO_DEFAULTS", "ParsedOperator", "Variant", "build", "families",
-    "files_read", "from_record", "image_shape", "last_variant", "load", "measure", "names", "names_code", "parse", "registry", "save", "to_record", "with_files",
+    "Alias", "Composed", "DiagonalGram", "Operator", "PHOTO_DEFAULTS", "ParsedOperator", "Variant", "build",
+    "closest_name", "families", "files_read", "from_record", "image_shape", "last_variant", "load", "measure", "names", "names_code", "parse", "registry", "save", "to_record", "with_files",
 ]

@@ -150,6 +150,13 @@ def last_variant(spec: str) -> Variant:
         return _pick_variant(name, group, variant_name, keys)
 
 
+def closest_name(name: str) -> Optional[str]:
+    """The operator family or alias nearest a mistyped name (``blurr`` -> ``blur``), as the parser's hint names it;
+    None when none is near."""
+    close = difflib.get_close_matches(name, list(families()) + list(aliases()), n=1)
+    return close[0] if close else None
+
+
 def _head(text: str, whole: str) -> tuple[str, list[Variant], str | None, list[str]]:
     """One operator's text as (family, its variants, the variant named or None, the key=value items), aliases
     expanded (``sr4,kernel=box`` -> sr, ..., None, [factor=4, kernel=box])."""
@@ -165,8 +172,8 @@ def _head(text: str, whole: str) -> tuple[str, list[Variant], str | None, list[s
         return _head(",".join([aliases()[name].spec, *rest]), whole)
     group = families().get(name)
     if group is None:
-        close = difflib.get_close_matches(name, list(families()) + list(aliases()), n=1)
-        hint = f" Did you mean {close[0]!r}?" if close else ""
+        close = closest_name(name)
+        hint = f" Did you mean {close!r}?" if close else ""
         raise UserError(f"unknown operator {name!r} in {whole!r}.{hint} Valid: {_choices()} (pnprgm operators).")
     if colon:
         rest.insert(0, first.strip())

@@ -1,7 +1,6 @@
 """``degrade_files``: make measurements of clean images (test inputs for ``restore``) with their sidecars."""
 from __future__ import annotations
 
-import difflib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Optional
@@ -54,8 +53,7 @@ def degrade_files(inputs: Iterable[str | Path], operator: str, outdir: str | Pat
     except UserError:
         # code (file.py:callable, or module:callable not near any operator's name: a typo keeps the parser's hint)
         left = operator.rpartition(":")[0].strip().lower() if isinstance(operator, str) else ""
-        if operators.names_code(operator) and (left.endswith(".py") or not difflib.get_close_matches(
-                left, list(operators.families()), n=1)):
+        if operators.names_code(operator) and (left.endswith(".py") or operators.closest_name(left) is None):
             raise UserError(f"degrade takes an operator spec (pnprgm operators), not code ({operator}): its sidecar "
                             f"records the operator so that restore can rebuild it. Measure with your own code and "
                             f"restore with --operator {operator}.") from None
