@@ -458,7 +458,7 @@ def _already_restored(path: Path, targets: Targets, job: RestoreJob, protect: li
                         f"{str(recorded_model)[:12]}... then, {current_model[:12]}... now); {fix}.")
     if code_sha256 is not None and record.get("operator_code_sha256") != code_sha256:
         raise UserError(f"{targets.image} was restored with another version of the operator code {job.operator} "
-                        f"(its file changed since); {fix}.")
+                        f"(its file, or a module of its own it imports, changed since); {fix}.")
     complete = all(p.is_file() for p in targets.all())
     return complete  # incomplete: a killed run of these settings (its record came first); restore again
 

@@ -248,16 +248,14 @@ def run_benchmark(
     # a folder's photos are inputs, refused as outputs before all else (a named set may download: after the checks)
     dataset = datasets.resolve(config.data) if config.data not in datasets.registry else None
     if dataset is not None:
-        report.refuse_reading(json_path, md_path, figure_path, [s.path for s in dataset.images if s.path is not None],
-                              suite)
+        report.refuse_reading(json_path, md_path, figure_path, [s.path for s in dataset.images if s.path is not None])
     report.check_outputs(json_path, md_path, figure_path, overwrite=overwrite)
     device = resolve_device(config.device)
     protocol = config.metric_protocol()
     if dataset is None:
         dataset = datasets.resolve(config.data)
         # a named set's photos are inputs too (--overwrite must not replace a package's astronaut.png)
-        report.refuse_reading(json_path, md_path, figure_path, [s.path for s in dataset.images if s.path is not None],
-                              suite)
+        report.refuse_reading(json_path, md_path, figure_path, [s.path for s in dataset.images if s.path is not None])
     sources = datasets.select(dataset, config.images)
     from pnprgm.metrics import METRICS, prepare_metrics
 
