@@ -364,10 +364,10 @@ def test_the_shipped_index_is_read_by_the_same_reader_and_a_foreign_key_is_one_l
                                              "channels": 3, "colour": True}]}))
     monkeypatch.setattr(models, "INDEX", index)
     with pytest.raises(UserError, match=r"cannot read the model index .*: entry 'm' does not fit .*colour.*git checkout"):
-        models._read_index()
+        models.read_index(models.INDEX)
     index.write_text(json.dumps({"models": [{"name": "m", "file": "m.pt", "sha256": "0", "role": "denoiser",
                                              "channels": 3}]}))
-    assert [(e.name, e.channels) for e in models._read_index()] == [("m", 3)]
+    assert [(e.name, e.channels) for e in models.read_index(models.INDEX)] == [("m", 3)]
 
 
 def test_replacing_a_published_model_keeps_its_default_flag_and_family(tmp_path):

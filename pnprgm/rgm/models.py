@@ -8,6 +8,7 @@ string (shipped name, family, ``default``, an old name of one, ``PATH`` or ``PAT
 from __future__ import annotations
 
 import re
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
@@ -78,7 +79,7 @@ class ModelEntry:
 registry: Registry[ModelEntry] = Registry("model")
 
 
-def read_index(index: Path) -> list[dict]:
+def read_index(index: Path) -> list[ModelEntry]:
     """The entries of a model index (``index.json``: ``{"models": [entry, ...]}``), none when it is missing; a damaged
     one is a :class:`UserError` with the fix."""
     try:
@@ -89,20 +90,17 @@ def read_index(index: Path) -> list[dict]:
     except (OSError, ValueError, TypeError, KeyError) as err:
         raise UserError(f"cannot read the model index {index} ({type(err).__name__}: {str(err)[:80]}); restore it "
                         f"from git (git checkout -- {index}).") from None
+    entries = []
     for entry in models:
         try:
-            ModelEntry(**entry)
+            entries.append(ModelEntry(**entry))
         except TypeError as err:  # a key ModelEntry lacks, or one missing
             raise UserError(f"cannot read the model index {index}: entry {entry['name']!r} does not fit ({err}); "
                             f"restore it from git (git checkout -- {index}).") from None
-    return models
+    return entries
 
 
-def _read_index() -> list[ModelEntry]:
-    return [ModelEntry(**entry) for entry in read_index(INDEX)]
-
-
-for _entry in _read_index():
+for _entry in read_index(INDEX):
     registry.add(_entry.name, _entry, _entry.summary)
 for _old, _new in RENAMED.items():
     if _new in registry:
@@ -454,7 +452,7 @@ def publish(source: str | Path, name: str, *, role: str = "denoiser", default: O
     index = directory / "index.json"
     models = read_index(index)  # read before writing anything: a damaged index must not leave a model file it does not list
     # case-blind: on macOS and Windows disks Mine.pt is mine.pt
-    same_letters = [str(m["name"]) for m in models if str(m.get("name", "")).casefold() == name.casefold()]
+    same_letters = [m.name for m in models if m.name.casefold() == name.casefold()]
     if same_letters and name not in same_letters:
         raise UserError(f"{name!r} differs from the published {same_letters[0]!r} only in letter case, which some "
                         f"file systems do not tell apart; choose another name.")
@@ -463,12 +461,12 @@ def publish(source: str | Path, name: str, *, role: str = "denoiser", default: O
                         f"replace=True to replace it.")
     generator = content["generator"]
     channels = int(generator["config"]["channels"])
-    replaced = next((m for m in models if m["name"] == name), None)
-    if replaced is not None and replaced["role"] == role and replaced["channels"] == channels:
+    replaced = next((m for m in models if m.name == name), None)
+    if replaced is not None and replaced.role == role and replaced.channels == channels:
         # a new file for a shipped name keeps its place unless told otherwise (only where it is the same kind of
         # model: a gray file under a colour default's name must not take the gray default's place)
-        default = bool(replaced.get("default")) if default is None else default
-        family = replaced.get("family") if family is None else family
+        default = replaced.default if default is None else default
+        family = replaced.family if family is None else family
     default = bool(default)
     record = content.get("record") or {}
     target = save_model(directory / f"{name}.pt", generator["state_dict"], generator["config"], content["process"], record)
@@ -477,14 +475,14 @@ def publish(source: str | Path, name: str, *, role: str = "denoiser", default: O
                        record=record)
     kept = []
     for other in models:
-        if other["name"] == name:
+        if other.name == name:
             continue
-        if default and other["role"] == role and other["channels"] == entry.channels:
-            other = {**other, "default": False}
-        if family and other.get("family") == family and other["channels"] == entry.channels:
-            other = {**other, "family": None}
+        if default and other.role == role and other.channels == entry.channels:
+            other = dataclasses.replace(other, default=False)
+        if family and other.family == family and other.channels == entry.channels:
+            other = dataclasses.replace(other, family=None)
         kept.append(other)
-    io.write_json(index, {"models": sorted(kept + [describe(entry)], key=lambda m: m["name"])})
+    io.write_json(index, {"models": [describe(m) for m in sorted(kept + [entry], key=lambda m: m.name)]})
     return entry
 
 
