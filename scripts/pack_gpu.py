@@ -89,28 +89,43 @@ def main() -> int:
     parser.add_argument("--sides", default="768,704,640,576,512,448,384", help="long sides to try, largest first")
     parser.add_argument("--val-fraction", type=float, default=0.1)
     parser.add_argument("--no-wheels", action="store_true", help="skip downloading wheels (tests)")
-    parser.add_argument("--overwrite", action="store_true",
-                        help="replace OUT/data although it holds files an earlier pack did not write")
     parser.add_argument("--set-aside", action="append", default=[], metavar="GLOB",
                         help="tracked files you will move out of the checkout during the GPU run (e.g. "
                              "'pretrained/unet-*.pt'): not counted in the budget")
     args = parser.parse_args()
     sys.path.insert(0, str(REPO))
+    from pnprgm.errors import UserError, first_line
+
+    try:
+        return pack(args)
+    except UserError as err:
+        print(f"pack: {first_line(err)}", file=sys.stderr)
+        return 1
+
+
+def unreadable(path: Path) -> str:
+    """Why ``path`` cannot be packed (it does not decode), or "" when it can."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as image:
+            image.load()
+    except Exception as err:  # noqa: BLE001 -- any decoder failure: the photo is left out with its reason
+        return f"{type(err).__name__}: {str(err)[:80]}"
+    return ""
+
+
+def pack(args: argparse.Namespace) -> int:
     from pnprgm.errors import UserError
-    from pnprgm.io import list_images, output_stems, sha256_file, some_names, write_bytes, write_json
+    from pnprgm.io import TEMP_TAG, list_images, output_stems, sha256_file, some_names, write_bytes, write_json
     from pnprgm.training.data import split_validation
 
     out = Path(args.out)
     data = out / "data"
-    try:
-        foreign = [] if args.overwrite else files_not_packed(data)
-    except UserError as err:
-        print(f"pack: {err}", file=sys.stderr)
-        return 1
-    if foreign:
-        print(f"pack: {data} holds files an earlier pack did not write {some_names(foreign)}; give another --out, or "
-              "pass --overwrite to replace it.", file=sys.stderr)
-        return 1
+    foreign = files_not_packed(data)
+    if foreign:  # never deleted: a new pack replaces only an earlier pack's own files
+        raise UserError(f"{data} holds files an earlier pack did not write {some_names(foreign)}; move them out of "
+                        f"it, or give another --out.")
     wheels = out / "wheels"
     if not args.no_wheels:
         wheels.mkdir(parents=True, exist_ok=True)
@@ -119,12 +134,24 @@ def main() -> int:
     wheel_bytes = sum(p.stat().st_size for p in wheels.glob("*.whl")) if wheels.is_dir() else 0
     files, licences = [], {}
     for folder in map(Path, args.folders):
+        if not folder.is_dir():
+            raise UserError(f"{folder} is not a folder of photos; give the folder that holds them.")
         files += list_images([folder])
         manifest = folder / "MANIFEST.tsv"
         if manifest.is_file():
             with open(manifest, newline="") as handle:
-                for row in csv.DictReader(handle, delimiter="\t"):
+                rows = csv.DictReader(handle, delimiter="\t")
+                if "file" not in (rows.fieldnames or []):
+                    raise UserError(f"{manifest} has no 'file' column (tab-separated, header first); add one naming "
+                                    f"each photo, or move the file out of {folder}.")
+                for row in rows:
                     licences[(str(folder), row["file"])] = row.get("license", "")
+    reasons = {path: why for path in files if (why := unreadable(path))}
+    for path, why in reasons.items():
+        print(f"pack: left out {path} ({why})", file=sys.stderr)
+    files = [path for path in files if path not in reasons]  # before the split, so that it is the training loop's
+    if not files:
+        raise UserError(f"no photo to pack in {', '.join(args.folders)}.")
     train_files, val_files = split_validation(files, args.val_fraction, 0)
     available = args.budget_mb * 1e6 - tracked_bytes(args.set_aside) - wheel_bytes
     print(f"pack: {len(files)} photos ({len(train_files)} train, {len(val_files)} val); "
@@ -138,9 +165,8 @@ def main() -> int:
             chosen = side
             break
     if chosen is None:
-        print("pack: the photos do not fit even at the smallest side; set files aside (--set-aside), raise --budget-mb "
-              "(the device takes 64 MiB = 67.1 MB in all) or lower --quality", file=sys.stderr)
-        return 1
+        raise UserError("the photos do not fit even at the smallest side; set files aside (--set-aside), raise "
+                        "--budget-mb (the device takes 64 MiB = 67.1 MB in all) or lower --quality.")
     # two photos of one stem (a.png, a.jpg) must not land on one packed a.jpg
     stems = output_stems(files, lambda stem: [f"{stem}.jpg"])
 
@@ -155,9 +181,10 @@ def main() -> int:
     # the new pack is written beside the old one and swapped in whole: a run that fails leaves the old pack, and no
     # half-written copy (which would travel to the GPU machine inside .gpu and eat into its 64 MiB)
     out.mkdir(parents=True, exist_ok=True)
-    for stale in [*out.glob(".data-*"), *out.glob(".old-*")]:  # left by a run killed mid-way
-        shutil.rmtree(stale, ignore_errors=True)
-    staging = Path(tempfile.mkdtemp(prefix=".data-", dir=out))
+    for stale in [*out.glob(f".data-{TEMP_TAG}*"), *out.glob(f".old-{TEMP_TAG}*")]:  # left by a run killed mid-way
+        if stale.is_dir() and not stale.is_symlink():
+            shutil.rmtree(stale, ignore_errors=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".data-{TEMP_TAG}", dir=out))
     retired = None
     try:
         os.chmod(staging, 0o777 & ~current_umask())  # mkdtemp makes 0700; a folder gets what mkdir would give it
@@ -167,7 +194,7 @@ def main() -> int:
                 packed = write_bytes(staging / split / f"{stems[path]}.jpg", encoded[path])
                 record[split].append(entry(path, packed))
         write_json(staging / "manifest.json", record)
-        retired = Path(tempfile.mkdtemp(prefix=".old-", dir=out))
+        retired = Path(tempfile.mkdtemp(prefix=f".old-{TEMP_TAG}", dir=out))
         if data.exists() or data.is_symlink():
             data.rename(retired / "data")
         staging.rename(data)

@@ -55,5 +55,6 @@ for KV in train.lr_g=5e-6 train.lr_min=1e-6 train.lr_d=2e-4 train.checkpoint_eve
           train.val_every=1000 train.log_every=100 train.data_downscale=2 model.noise_input=true train.d_warmup=1000 \
           train.model_at_steps=1250,1500 train.d_renoise=0.5 train.ema_warmup=false; do default_set "$KV"; done
 "$PY" -m pnprgm.cli.main train "${DATA[@]}" --out "$RUN" --minutes "$MINUTES" "${DEFAULTS[@]}" -q "$@"
-rm -rf "$RUN/checkpoints" "$RUN/last.pt" "$RUN/config.json" "$RUN/samples"  # 8 files at most come back
+# 8 files at most come back; only the run's own files go (a user's checkpoints/step_best.pt stays)
+"$PY" -c 'import sys; from pnprgm.training.loop import remove_resume_files; remove_resume_files(sys.argv[1])' "$RUN"
 ls -la "$RUN"

@@ -560,3 +560,73 @@ def test_pack_script_refuses_a_file_at_data_and_leaves_no_half_pack_behind(tmp_p
     mask = os.umask(0)
     os.umask(mask)
     assert (out / "data").stat().st_mode & 0o777 == 0o777 & ~mask  # as mkdir makes it (mkdtemp made 0700)
+
+
+def test_pack_script_keeps_folders_it_did_not_make_and_answers_bad_input_in_one_line(tmp_path, monkeypatch):
+    """It swept every OUT/.data-* and OUT/.old-* (a user's own folders too) as its leftovers; --overwrite deleted
+    a user's files inside OUT/data; a missing folder, a MANIFEST.tsv without a file column and one photo that does
+    not decode were tracebacks (the last one stopping the whole pack)."""
+    import runpy
+
+    photos = _photo_folder(tmp_path / "photos", 10, seed=5)
+    out = tmp_path / "pack"
+    (out / ".data-mine").mkdir(parents=True)
+    (out / ".data-mine" / "keep.txt").write_text("mine")
+    (out / ".old-notes").mkdir()
+    main = runpy.run_path(str(REPO / "scripts" / "pack_gpu.py"))["main"]
+
+    def pack(*extra):
+        monkeypatch.setattr(sys, "argv", ["pack_gpu.py", *extra, "--out", str(out), "--no-wheels", "--budget-mb",
+                                          "1000", "--sides", "128"])
+        return main()
+
+    assert pack(str(photos)) == 0
+    assert (out / ".data-mine" / "keep.txt").read_text() == "mine" and (out / ".old-notes").is_dir()
+    assert sorted(p.name for p in out.iterdir()) == [".data-mine", ".old-notes", "data"]
+    (out / "data" / "mine.cr2").write_text("raw")
+    with pytest.raises(SystemExit):  # no such option any more: nothing deletes a user's files
+        pack(str(photos), "--overwrite")
+    assert pack(str(photos)) == 1 and (out / "data" / "mine.cr2").read_text() == "raw"
+    (out / "data" / "mine.cr2").unlink()
+
+    assert pack(str(tmp_path / "nowhere")) == 1
+    (photos / "MANIFEST.tsv").write_text("name\tlicense\np0.png\tCC0\n")
+    assert pack(str(photos)) == 1
+    (photos / "MANIFEST.tsv").write_text("file\tlicense\np0.png\tCC0\n")
+    (photos / "p9.png").write_bytes((photos / "p9.png").read_bytes()[:200])  # a truncated download
+    assert pack(str(photos)) == 0
+    manifest = json.loads((out / "data" / "manifest.json").read_text())
+    packed = [e["name"] for split in ("train", "val") for e in manifest[split]]
+    assert len(packed) == 9 and "p9.png" not in packed
+    assert [e["license"] for split in ("train", "val") for e in manifest[split] if e["name"] == "p0.png"] == ["CC0"]
+
+
+def test_pack_script_errors_are_one_line(tmp_path):
+    photos = _photo_folder(tmp_path / "photos", 2, seed=6)
+    (photos / "MANIFEST.tsv").write_text("name\tlicense\np0.png\tCC0\n")
+    command = [sys.executable, str(REPO / "scripts" / "pack_gpu.py"), "--out", str(tmp_path / "pack"), "--no-wheels",
+               "--budget-mb", "1000", "--sides", "128"]
+    for folder, message in ((tmp_path / "nowhere", "is not a folder of photos; give the folder"),
+                            (photos, "has no 'file' column")):
+        done = subprocess.run([*command, str(folder)], capture_output=True, text=True, timeout=120)
+        assert done.returncode == 1 and message in done.stderr and "Traceback" not in done.stderr, done.stderr
+        assert len(done.stderr.strip().splitlines()) == 1
+
+
+def test_the_rgm_recipe_removes_only_the_runs_own_resume_files(tmp_path):
+    """train_rgm_gpu.sh ran rm -rf on OUT/rgm/checkpoints and OUT/rgm/samples: a user's step_best.pt (which `pnprgm
+    train` keeps, --overwrite or not) went with them."""
+    from pnprgm.training.loop import remove_resume_files
+
+    run = tmp_path / "rgm"
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "samples").mkdir()
+    for name in ("last.pt", "config.json", "model.pt", "record.json", "log.csv", "checkpoints/step_0000500.pt",
+                 "checkpoints/step_best.pt", "samples/step_0000500.png"):
+        (run / name).write_text(name)
+    removed = remove_resume_files(run)
+    assert sorted(str(p.relative_to(run)) for p in removed) == [
+        "checkpoints/step_0000500.pt", "config.json", "last.pt", "samples/step_0000500.png"]
+    assert sorted(str(p.relative_to(run)) for p in run.rglob("*")) == [
+        "checkpoints", "checkpoints/step_best.pt", "log.csv", "model.pt", "record.json"]  # samples/ was emptied
+    assert (run / "checkpoints" / "step_best.pt").read_text() == "checkpoints/step_best.pt"

@@ -990,6 +990,24 @@ def remove_replaced_files(out: Path, kind: str) -> None:
         path.unlink()
 
 
+def remove_resume_files(out: Path) -> list[Path]:
+    """Delete from a finished run's folder what only resuming or watching it needs (``last.pt``, ``config.json``,
+    ``checkpoints/step_NNNNNNN.pt``, ``samples/step_NNNNNNN.png``), and those two folders where that empties them:
+    a lent GPU machine returns 8 files of 16 MiB at most. A user's own files (``checkpoints/step_best.pt``) stay."""
+    out = Path(out)
+    removed = [path for _, path in ckpt.run_files(out, r"last\.pt|config\.json")]
+    for kind in ("checkpoint", "samples"):
+        folder, pattern = REPLACED_FILES[kind]
+        removed += [path for _, path in ckpt.run_files(out / folder, pattern)]
+    for path in removed:
+        path.unlink()
+    for kind in ("checkpoint", "samples"):
+        folder = out / REPLACED_FILES[kind][0]
+        if folder.is_dir() and not folder.is_symlink() and not any(folder.iterdir()):
+            folder.rmdir()
+    return removed
+
+
 def _merge_resumed_train(saved: dict, given: TrainConfig, given_fields: set[str]) -> TrainConfig:
     """The checkpoint's train config, with the few fields that may change on resume taken from ``given``; another
     given field that differs from the checkpoint's is an error."""
