@@ -236,6 +236,10 @@ def run_restore_job(job: RestoreJob, *, on_error: Callable[[str], None] = print,
 
         code_sha256 = hash_code(job.operator)
     protect = files + (operators.files_read(spec) if spec is not None and not operators.names_code(spec) else [])
+    # an input's measurement sidecar is read too: another input's record must not replace it, --overwrite or not
+    from pnprgm.measurement import sidecar_paths
+
+    protect += [side for path in files for side in sidecar_paths(path) if side.exists()]
     if isinstance(job.denoiser, str):  # the model file and its official config (PATH#cfg.yaml) are inputs too
         from pnprgm.rgm.models import resolve as resolve_model
 

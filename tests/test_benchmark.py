@@ -1491,3 +1491,21 @@ def test_derived_seeds_are_the_ones_the_committed_results_were_made_with():
     assert (measurement_seed(0, 3, "sr"), measurement_seed(5, 0, "denoise")) == (1711267665, 1303995145)
     assert image_seed(3, "ab" * 32) == 5516482779263347812
     assert all(0 <= hashed_seed(str(i), bits) < 2**bits for i in range(50) for bits in (31, 63))
+
+
+def test_a_model_file_the_run_reads_is_never_an_output_even_with_overwrite(photo_dir, tmp_path):
+    """`--model m.pt --json m.pt --overwrite` replaced the model file with the results JSON (and then failed to load
+    it); restore and sample already refused this."""
+    import shutil
+
+    from pnprgm.rgm.models import model_path
+
+    model = tmp_path / "m.pt"
+    shutil.copyfile(model_path("unet-denoiser-color"), model)
+    before = model.read_bytes()
+    for flag in ("--json", "--md", "--figure"):
+        result = CliRunner().invoke(app, ["benchmark", "--data", str(photo_dir), "--task", "denoise", "--method",
+                                          "pnp-drs", "--model", str(model), flag, str(model), "--overwrite", "-q"])
+        assert result.exit_code == 2 and f"{flag} {model} is a --model file this run reads" in result.output, \
+            result.output
+    assert model.read_bytes() == before

@@ -784,3 +784,20 @@ def test_a_helper_module_the_operator_code_imports_counts_as_its_code(tmp_path, 
     assert code_sha256("pnprgm_test_ops_pkg:make") != before
     for name in ("pnprgm_test_ops_pkg", "pnprgm_test_ops_pkg.kernels", "pnprgm_test_helper_kernels"):
         sys.modules.pop(name, None)  # the test's modules go with it
+
+
+def test_overwrite_never_replaces_the_measurement_sidecar_another_input_reads(photos, tmp_path):
+    """Inputs a/x.png (with its sidecar a/x.measurement.json) and b/x.measurement.png restored into a/ with
+    --overwrite: the second one's record (a/x.measurement.json) replaced the first one's sidecar."""
+    assert run("degrade", photos / "one.png", "--operator", "sr2", "-o", tmp_path / "a").exit_code == 0
+    (tmp_path / "b").mkdir()
+    os.replace(tmp_path / "a" / "one.png", tmp_path / "a" / "x.png")
+    for ext in ("json", "npz"):
+        os.replace(tmp_path / "a" / f"one.measurement.{ext}", tmp_path / "a" / f"x.measurement.{ext}")
+    io.write_image(tmp_path / "b" / "x.measurement.png", torch.rand((3, 8, 8), generator=torch.Generator().manual_seed(1)))
+    sidecar = (tmp_path / "a" / "x.measurement.json").read_bytes()
+    result = run("restore", tmp_path / "a" / "x.png", tmp_path / "b" / "x.measurement.png", "--operator", "sr2",
+                 "--denoiser", "tikhonov", "--iters", "2", "-q", "-o", tmp_path / "a", "--overwrite")
+    assert result.exit_code == 1 and "Traceback" not in result.output, result.output
+    assert any("x.measurement.json, which this run reads" in line for line in errors(result)), result.output
+    assert (tmp_path / "a" / "x.measurement.json").read_bytes() == sidecar

@@ -331,13 +331,14 @@ def check_outputs(json_path: str | Path | None = None, md_path: str | Path | Non
 
 
 def refuse_reading(json_path: str | Path | None, md_path: str | Path | None, figure_path: str | Path | None,
-                   photos: list[Path], suite: str | Path | None = None) -> None:
-    """A :class:`UserError` when an output would replace one of the data set's ``photos`` or the ``suite`` file the
-    run was read from, even with ``--overwrite`` (which is for this tool's own earlier outputs and foreign files
-    elsewhere, never its inputs)."""
+                   photos: list[Path], suite: str | Path | None = None, models: list[Path] = ()) -> None:
+    """A :class:`UserError` when an output would replace one of the data set's ``photos``, the ``suite`` file the
+    run was read from or one of the ``models`` files (a --model file, an official config), even with ``--overwrite``
+    (which is for this tool's own earlier outputs and foreign files elsewhere, never its inputs)."""
     from pnprgm.errors import UserError
 
     read = {Path(p).resolve(): "a photo of the data set this run reads" for p in photos}
+    read.update({Path(p).resolve(): "a --model file this run reads" for p in models})
     if suite is not None:
         read[Path(suite).resolve()] = "the --suite file this run reads"
     for flag, path in (("--json", json_path), ("--md", md_path), ("--figure", figure_path)):

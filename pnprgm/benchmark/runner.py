@@ -192,6 +192,20 @@ class _Prepared:
     image: torch.Tensor
 
 
+def _files_read_by_models(sources: tuple[str, ...]) -> list[Path]:
+    """The files the ``--model`` strings name (model files, official configs): never replaced by an output."""
+    from pnprgm.rgm.models import resolve
+
+    found: list[Path] = []
+    for source in sources:
+        try:
+            model = resolve(source, required=False)
+        except UserError:  # a model that does not resolve is refused with its own message later
+            continue
+        found += model.files_read if model is not None else []
+    return found
+
+
 def _check_models_fit(chosen: Mapping[int, str], channels: set[int], say: Callable[[str], None]) -> None:
     """A ``--model`` that no image of the run takes is an error (the run would measure the shipped default in its
     place, under the user's model's name); images of a channel count without a ``--model`` are named."""
@@ -244,7 +258,8 @@ def run_benchmark(
     from pnprgm.benchmark import report
 
     say = log or (lambda line: None)
-    report.refuse_reading(json_path, md_path, figure_path, [], suite)  # before the advice to pass --overwrite
+    report.refuse_reading(json_path, md_path, figure_path, [], suite,  # before the advice to pass --overwrite
+                          _files_read_by_models(config.models))
     # a folder's photos are inputs, refused as outputs before all else (a named set may download: after the checks)
     dataset = datasets.resolve(config.data) if config.data not in datasets.registry else None
     if dataset is not None:
