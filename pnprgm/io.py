@@ -477,14 +477,15 @@ def stage(path: str | Path, writer: Callable[[Path], None], *, protect: Iterable
     return tmp
 
 
-def refuse_inputs(outputs: Iterable[str | Path], inputs: Iterable[str | Path]) -> None:
+def refuse_inputs(outputs: Iterable[str | Path], inputs: Iterable[str | Path], *, option: str = "-o") -> None:
     """A :class:`UserError` when one of ``outputs`` is one of the files this run reads (``inputs``): never written,
-    even with --overwrite. Called before any work where the outputs are known, and by :func:`stage` for each file."""
+    even with --overwrite. Called before any work where the outputs are known, and by :func:`stage` for each file;
+    ``option`` is the output option the message asks to change."""
     read = {Path(p).resolve() for p in inputs}
     for path in outputs:
         if Path(path).resolve() in read:
             raise UserError(f"refusing to overwrite {path}, which this run reads (an input, or a file its operator or "
-                            f"model reads); choose another -o.")
+                            f"model reads); choose another {option}.")
 
 
 def refuse_folders(paths: Iterable[str | Path]) -> None:

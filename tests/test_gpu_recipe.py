@@ -213,6 +213,13 @@ def test_recipe_continues_from_a_model_and_keeps_the_lineage(recipe_run, tiny_pa
     wrong = CliRunner().invoke(app, ["train-denoisers", "--data", str(tiny_pack), "--out", str(tmp_path / "x"),
                                      "--minutes", "0.01", "--device", "cpu", "--init-from", "rgm-denoiser-color"])
     assert wrong.exit_code == 2 and "not a 3-channel DRUNet model file" in wrong.output
+    continued = (out / source.name).read_bytes()  # its own output folder: the file it starts from is never replaced
+    again = CliRunner().invoke(app, ["train-denoisers", "--data", str(tiny_pack), "--out", str(out), "--minutes", "0.01",
+                                     "--device", "cpu", "--gray-share", "0", "--init-from", str(out / source.name),
+                                     "--overwrite"])
+    assert again.exit_code == 2 and "which this run reads" in again.output and "another --out" in again.output, \
+        again.output
+    assert (out / source.name).read_bytes() == continued
 
 
 def test_pack_script_holds_out_a_tenth_and_records_sources(tmp_path):

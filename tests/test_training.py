@@ -1857,3 +1857,18 @@ def test_a_folder_holding_a_run_names_all_three_ways_on(data_dir, tmp_path):
     with pytest.raises(UserError, match=r"already holds a run \(last.pt\); add --resume to continue it, --overwrite to "
                                         r"start a new run in its place, or choose another --out"):
         train(data_dir, tmp_path / "run", train={**TINY_TRAIN, "steps": 1}, **args)
+
+
+def test_a_run_never_replaces_the_model_it_starts_from_even_with_overwrite(data_dir, tmp_path):
+    """--init-from OUT/model.pt (or OUT/last.pt) with --out OUT --overwrite replaced (or deleted) the file the run
+    started from: the new record's lineage named a file that no longer existed."""
+    args = dict(process={"name": "denoise", "noise_min": 0.01, "noise_max": 0.2}, progress=False)
+    source = train(data_dir, tmp_path / "run", train={**TINY_TRAIN, "steps": 2}, size="tiny", **args)
+    before = {name: (tmp_path / "run" / name).read_bytes() for name in ("model.pt", "last.pt")}
+    for name in before:
+        with pytest.raises(UserError, match=rf"refusing to overwrite .*{name}, which this run reads.*another --out"):
+            train(data_dir, tmp_path / "run", train={**TINY_TRAIN, "steps": 1}, init_from=tmp_path / "run" / name,
+                  overwrite=True, **args)
+    assert {name: (tmp_path / "run" / name).read_bytes() for name in before} == before
+    elsewhere = train(data_dir, tmp_path / "other", train={**TINY_TRAIN, "steps": 1}, init_from=source["model"], **args)
+    assert Path(elsewhere["model"]).is_file()

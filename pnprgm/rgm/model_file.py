@@ -7,7 +7,7 @@ from __future__ import annotations
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Iterable, Optional
 
 import torch
 from torch import nn
@@ -161,6 +161,16 @@ class InitialWeights:
     @property
     def channels(self) -> int:
         return int(self.config.get("channels", 0))
+
+
+def refuse_replacing_initial(sources: Iterable[str | Path], outputs: Iterable[str | Path]) -> None:
+    """A :class:`UserError` when a training run would write one of its ``outputs`` over an ``--init-from`` file it
+    starts from, --overwrite or not: the new record's lineage would name a file that no longer exists."""
+    from pnprgm import io
+    from pnprgm.rgm import models
+
+    io.refuse_inputs(outputs, [models.model_path(str(source), what="--init-from") for source in sources],
+                     option="--out")
 
 
 def read_initial_weights(source: str | Path, *, what: str = "--init-from") -> InitialWeights:

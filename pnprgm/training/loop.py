@@ -827,6 +827,9 @@ def train(data: str | Path, out: str | Path, *, process: ProcessConfig | dict | 
         check_writable(out / "config.json", option="--out")  # before the data are decoded, not at the first write
     initial, converted = None, False
     if init_from is not None:
+        replaced = [out / "last.pt", out / "model.pt", *(out / snapshot_name(n) for n in train_cfg.model_at_steps),
+                    *(path for folder, pattern in REPLACED_FILES.values() for _, path in ckpt.run_files(out / folder, pattern))]
+        model_file.refuse_replacing_initial([init_from], replaced)
         initial = model_file.read_initial_weights(init_from)
         if initial.arch != "unet":  # pnprgm train builds RGM's UNet generator; the others have their own trainers
             other = {"drunet": "a DRUNet (a plain denoiser of the GPU recipe): fine-tune it with pnprgm "

@@ -35,7 +35,7 @@ from pnprgm import io
 from pnprgm.io import check_writable, read_json, refuse_taken, sha256_file
 from pnprgm.metrics.fidelity import psnr
 from pnprgm.rgm.drunet import DRUNET_SIZES, DRUNetConfig, DRUNetGenerator
-from pnprgm.rgm.model_file import InitialWeights, read_initial_weights
+from pnprgm.rgm.model_file import InitialWeights, read_initial_weights, refuse_replacing_initial
 from pnprgm.training.interrupt import StopRequest, ignore_interrupts_in_worker
 from pnprgm.training.data import HELD_OUT_FRACTION, HELD_OUT_SEED, convert_channels, load_images, scan_folder, split_validation, \
     to_unit
@@ -292,6 +292,7 @@ def train_denoisers(pack: str | Path, out: str | Path, cfg: RecipeConfig, *, dev
     device = resolve_device(device)
     pack, out = Path(pack), Path(out)
     refuse_taken(out, OUTPUT_FILES, overwrite=overwrite)
+    refuse_replacing_initial(init_from, [out / name for name in OUTPUT_FILES])
     check_writable(out / OUTPUT_FILES[0], option="--out")  # before the photos are decoded, not at the first model
     if (pack / "train").is_dir() and (pack / "val").is_dir():
         train_files = scan_folder(pack / "train")
