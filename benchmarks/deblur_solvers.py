@@ -41,6 +41,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                              f"as a camera does, without a boundary assumption")
     parser.add_argument("--threads", type=int, default=None, help="torch threads")
     parser.add_argument("--out", default=None, help="output stem for .md and .json (default: print only)")
+    parser.add_argument("--overwrite", action="store_true", help="replace existing --out files")
     return parser.parse_args(argv)
 
 
@@ -82,24 +83,28 @@ def table(rows: list[dict], photos: int, crop: int, noise: float, blurs=BLURS) -
 
 
 def main(argv=None) -> int:
-    from pnprgm.errors import UserError
+    from pnprgm.cli.options import claim_outputs, stem_files
+    from pnprgm.errors import UserError, first_line
     from pnprgm.io import write_bytes, write_json
     from residual_by_noise import heldout_colour  # the one reader of the unseen held-out photos
 
     args = parse_args(argv)
     try:
+        if args.out:
+            claim_outputs(stem_files(args.out, ".md", ".json"), overwrite=args.overwrite)
         if args.threads:
             torch.set_num_threads(args.threads)
         photos = heldout_colour(Path(args.train), args.crop, args.limit, ["default"])
         rows = measure(photos, args.noise, args.blur or BLURS)
     except UserError as err:
-        print(f"Error: {err}", file=sys.stderr)
-        return 1
+        print(f"error: {first_line(err)}", file=sys.stderr)
+        return 2
     text = table(rows, len(photos), args.crop, args.noise, args.blur or BLURS)
     print(text)
     if args.out:
-        write_bytes(f"{args.out}.md", text.encode())
-        write_json(f"{args.out}.json", {"photos": [name for name, _ in photos], "crop": args.crop,
+        md, json_path = stem_files(args.out, ".md", ".json")
+        write_bytes(md, text.encode())
+        write_json(json_path, {"photos": [name for name, _ in photos], "crop": args.crop,
                                         "noise": args.noise, "rows": rows})
     return 0
 

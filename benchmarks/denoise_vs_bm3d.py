@@ -13,9 +13,12 @@ saved as JPEG at quality Q (4:2:0, as cameras and Pillow save; ``pnprgm.training
 noise is added, with the same noise draws: most users' photos are JPEGs, and the public photos are partly decoded
 JPEGs (sklearn's ``china``, skimage's ``chelsea``, ``coffee``, ``rocket``).
 
-    python benchmarks/denoise_vs_bm3d.py --json benchmarks/denoise_vs_bm3d.json --md benchmarks/denoise_vs_bm3d.md
+    python benchmarks/denoise_vs_bm3d.py --json benchmarks/denoise_vs_bm3d.json --md benchmarks/denoise_vs_bm3d.md \
+        --resume --overwrite
 
-``--resume`` reuses the records of a previous JSON (same image, level, method and model sha256).
+``--resume`` reuses the records of a previous JSON of this script (same image, level, method and model sha256) and
+rewrites it; an existing ``--md`` (or a ``--json`` without ``--resume``) is replaced only with ``--overwrite``. A held-out
+photo whose three channels are equal counts as gray (the benchmark runner's rule, ``datasets.as_gray_or_rgb``).
 """
 from __future__ import annotations
 
@@ -29,7 +32,7 @@ import torch
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from pnprgm.benchmark.datasets import centre_crop, public_set  # noqa: E402
+from pnprgm.benchmark.datasets import as_gray_or_rgb, centre_crop, public_set  # noqa: E402
 from pnprgm.io import read_image, read_json, sha256_file, write_bytes, write_json  # noqa: E402
 from pnprgm.metrics.fidelity import psnr  # noqa: E402
 from pnprgm.training.data import convert_channels, held_out_files, unseen_held_out_files  # noqa: E402
@@ -56,13 +59,14 @@ def images(train_folder: Path, crop: int, model_files: list[str], jpeg_quality: 
     for index, path in enumerate(held_out_files(train_folder)):
         image = centre_crop(read_image(path), crop)
         if path.name in kept:
-            if image.shape[0] == 3:
+            # a photo whose channels are equal is gray (the benchmark runner's rule): in the gray set only
+            if as_gray_or_rgb(image).shape[0] == 3:
                 sets["heldout-color"].append((path.stem, image[:3], colour_index))
                 if jpeg_quality:
                     sets[jpeg_set].append((path.stem, jpeg_round_trip(image[:3], jpeg_quality),
                                            colour_index))
             sets["heldout-gray"].append((path.stem, convert_channels(image, 1), index))
-        colour_index += image.shape[0] == 3
+        colour_index += image.shape[0] == 3  # counted as before that rule: the other photos keep their noise draws
     public = public_set()
     for note in public.notes:  # a table made without the bench extra has fewer public photos: say so
         print(f"note: {note}", file=sys.stderr, flush=True)
@@ -99,20 +103,49 @@ def main() -> int:
     parser.add_argument("--md", default=str(REPO / "benchmarks" / "denoise_vs_bm3d.md"))
     parser.add_argument("--jpeg-quality", type=int, default=75, choices=range(0, 101), metavar="Q",
                         help="quality of the held-out JPEG set (0: no such set)")
-    parser.add_argument("--resume", action="store_true")
+    parser.add_argument("--resume", action="store_true", help="reuse the records of --json (written by this script)")
+    parser.add_argument("--overwrite", action="store_true", help="replace existing --json and --md files")
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
+    from pnprgm.cli.options import script_main
+
+    return script_main(lambda: run(args))
+
+
+def _previous_records(path: Path) -> list[dict]:
+    """The records of an earlier --json of this script (--resume); anything else is a :class:`UserError`."""
+    from pnprgm.errors import UserError
+
+    content = read_json(path)
+    records = content.get("records") if isinstance(content, dict) else None
+    if not isinstance(records, list) or not all(isinstance(r, dict) and {"set", "image", "level", "method"} <= set(r)
+                                                for r in records):
+        raise UserError(f"--resume: {path} is not a results file of this script (no list of records); give its "
+                        f"--json, or leave --resume out.")
+    return records
+
+
+def run(args: argparse.Namespace) -> int:
+    from pnprgm.cli.options import claim_outputs
+    from pnprgm.errors import UserError
+
     torch.set_num_threads(args.threads)
+    resumed = args.resume and Path(args.json).is_file()
+    previous_records = _previous_records(Path(args.json)) if resumed else []
+    # --resume continues its own --json (checked above); anything else there, and the --md, need --overwrite
+    claim_outputs([args.md] if resumed else [args.json, args.md], overwrite=args.overwrite, option="--json/--md")
+    if Path(args.json).resolve() == Path(args.md).resolve():
+        raise UserError("--json and --md name the same file; give each its own name.")
+    bad = [item for item in args.model if "=" not in item or not item.split("=", 1)[0].strip()]
+    if bad:
+        raise UserError(f"--model {bad[0]}: give NAME=COLOR[,GRAY], e.g. --model \"mine=runs/a/c.pt,runs/a/g.pt\".")
     models = dict(item.split("=", 1) for item in args.model) or {
         "drunet (new default)": "drunet-denoiser-color,drunet-denoiser-gray",
         "unet-denoiser (previous default)": "unet-denoiser-color,unet-denoiser-gray"}
     found = methods(models)
     sets = images(Path(args.train_folder), args.crop, sorted({f for spec in found.values() for f in spec["files"].values()}),
                   args.jpeg_quality)
-    previous = {}
-    if args.resume and Path(args.json).is_file():
-        for r in read_json(args.json)["records"]:
-            previous[(r["set"], r["image"], r["level"], r["method"], r.get("sha256"))] = r
+    previous = {(r["set"], r["image"], r["level"], r["method"], r.get("sha256")): r for r in previous_records}
     records = []
     total = sum(len(v) for v in sets.values()) * len(LEVELS) * len(found)
     done = 0

@@ -88,8 +88,10 @@ def measure(args: argparse.Namespace) -> dict:
 
 def write(report: dict, stem: Path) -> None:
     from pnprgm import io
+    from pnprgm.cli.options import stem_files
 
-    io.write_json(stem.with_suffix(".json"), report)
+    json_path, md = stem_files(stem, ".json", ".md")
+    io.write_json(json_path, report)
     base = report["rows"][0]
     lines = [
         "# What a latent's spread costs inside PnP (white noise of amp x sigma on the MSE UNet's output)",
@@ -108,11 +110,11 @@ def write(report: dict, stem: Path) -> None:
         cells = [f"{row[t]['psnr']:.2f} ({row[t]['psnr'] - base[t]['psnr']:+.2f})" for t, _ in TASKS]
         lines.append(f"| {where} | {' | '.join(cells)} | {row['inpaint']['std_missing']:.4f} / "
                      f"{row['inpaint']['std_observed']:.4f} |")
-    io.write_bytes(stem.with_suffix(".md"), ("\n".join(lines) + "\n").encode())
+    io.write_bytes(md, ("\n".join(lines) + "\n").encode())
 
 
 def main(argv=None) -> int:
-    from pnprgm.cli.options import OnceParser
+    from pnprgm.cli.options import OnceParser, claim_outputs, script_main, stem_files
 
     parser = OnceParser(description=__doc__.splitlines()[0])
     parser.add_argument("--samples", type=int, default=4, help="inpainting restorations per photo (default 4)")
@@ -120,10 +122,16 @@ def main(argv=None) -> int:
     parser.add_argument("--limit", type=int, default=4, help="colour photos used (default 4)")
     parser.add_argument("--threads", type=int, default=None, help="torch threads")
     parser.add_argument("--out", default=str(HERE / "latent_budget"), help="output stem (default benchmarks/latent_budget)")
+    parser.add_argument("--overwrite", action="store_true", help="replace existing --out files")
     args = parser.parse_args(argv)
-    write(measure(args), Path(args.out))
-    print(Path(args.out).with_suffix(".md").read_text())
-    return 0
+    json_path, md = stem_files(args.out, ".json", ".md")
+
+    def run() -> None:
+        claim_outputs([json_path, md], overwrite=args.overwrite)
+        write(measure(args), Path(args.out))
+        print(md.read_text())
+
+    return script_main(run)
 
 
 if __name__ == "__main__":

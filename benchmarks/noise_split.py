@@ -11,7 +11,6 @@ effect. A diagnostic: rows are shown, never judged (a split model is no model an
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 import sys
@@ -53,9 +52,10 @@ def split_denoiser(model, mse, at: float, side: str):
 
 
 def main(argv=None) -> int:
-    from pnprgm.cli.options import OnceParser, noise_level_argument
-    from pnprgm.errors import UserError
+    from pnprgm.cli.options import OnceParser, claim_outputs, noise_level_argument, stem_files
+    from pnprgm.errors import UserError, first_line
     import pnprgm.denoisers.rgm as rgm
+    from pnprgm.io import sha256_bytes
 
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = OnceParser(description=__doc__.splitlines()[0])
@@ -72,10 +72,12 @@ def main(argv=None) -> int:
     parser.add_argument("--work", default=str(HERE.parent / "runs" / "prior_vs_mse"),
                         help="cache folder shared with prior_vs_mse.py (default runs/prior_vs_mse)")
     parser.add_argument("--out", required=True, help="output stem")
+    parser.add_argument("--overwrite", action="store_true", help="replace existing --out files")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     args = parser.parse_args(argv)
     load = rgm.load_denoiser
     try:
+        claim_outputs(stem_files(args.out, ".json", ".md"), overwrite=args.overwrite)
         # each split row is a link this script makes, so that the benchmark caches it under its own name and the
         # loader below knows it; the link's target is the model file
         links = Path(args.work) / "split"
@@ -88,7 +90,7 @@ def main(argv=None) -> int:
             # readable, and a hash of the file, the split and the MSE model so that no two splits share a cache file
             stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", Path(model).stem)
             key = json.dumps([str(source.path.resolve()), repr(args.at), side, prior_vs_mse.MSE_MODEL])
-            link = links / f"{stem}_{side}_{args.at * 255:.4g}of255_{hashlib.sha256(key.encode()).hexdigest()[:8]}.pt"
+            link = links / f"{stem}_{side}_{args.at * 255:.4g}of255_{sha256_bytes(key.encode())[:8]}.pt"
             links.mkdir(parents=True, exist_ok=True)
             if link.is_symlink() or link.exists():
                 if not link.is_symlink():
@@ -124,7 +126,7 @@ def main(argv=None) -> int:
         found["command"] = "python benchmarks/noise_split.py " + " ".join(argv)
         prior_vs_mse.write(found, Path(args.out))
     except UserError as err:
-        print(f"error: {err}", file=sys.stderr)
+        print(f"error: {first_line(err)}", file=sys.stderr)
         return 2
     finally:
         rgm.load_denoiser = load

@@ -19,6 +19,7 @@ go to ``--work`` (reused by a rerun).
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 import sys
 from pathlib import Path
@@ -66,6 +67,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--work", default=str(HERE.parent / "runs" / "prior_vs_mse"),
                         help="folder for the per-model benchmark JSONs, a cache reused by a rerun (default runs/prior_vs_mse)")
     parser.add_argument("--out", default=str(HERE / "prior_vs_mse"), help="output stem (default benchmarks/prior_vs_mse)")
+    parser.add_argument("--overwrite", action="store_true", help="replace existing --out files")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     return parser.parse_args(argv)
 
@@ -109,15 +111,18 @@ def heldout_colour(train: Path, folder: Path, models: list[str]) -> tuple[list[s
 
     if not train.is_dir():
         raise UserError(f"--train {train}: not a folder; give the training photo folder (../shared/data/train).")
+    held, left_out, unknown = unseen_held_out_files(train, models)  # before the folder is touched
     if folder.is_dir():
-        strangers = [p.name for p in folder.iterdir() if not p.is_symlink()]
+        # this script's links point at photos of --train; anything else there is the user's
+        ours = {link for link in folder.iterdir() if link.is_symlink() and Path(os.readlink(link)).is_absolute()
+                and Path(os.readlink(link)).parent == train.resolve()}
+        strangers = [p.name for p in folder.iterdir() if p not in ours]
         if strangers:
             raise UserError(f"{folder} holds files this script did not make ({', '.join(strangers[:3])}); "
                             f"give another --work.")
-        for link in folder.iterdir():
+        for link in ours:
             link.unlink()
     folder.mkdir(parents=True, exist_ok=True)
-    held, left_out, unknown = unseen_held_out_files(train, models)
     for path in held:
         (folder / path.name).symlink_to(path.resolve())
     names = [image.name for image in datasets.folder_set(folder).images if image.load().shape[0] == 3] if held else []
@@ -132,26 +137,28 @@ def _run_row(config, json_path: Path, quiet: bool):
     from pnprgm.benchmark.runner import run_benchmark
     from pnprgm.errors import UserError
 
-    # the work folder is this script's cache: records of photos no longer judged may go (overwrite), and other
-    # settings (crop, versions) mean a fresh run
+    from pnprgm.benchmark.report import is_results_json
+
+    # the work folder is this script's cache of benchmark results: records of photos no longer judged may go
+    # (overwrite), and other settings (crop, versions) mean a fresh run; any other file there is the user's
+    if json_path.exists() and not is_results_json(json_path):
+        raise UserError(f"{json_path} is not a benchmark results file this script wrote; give another --work.")
     if json_path.is_file():
         try:
             return run_benchmark(config, json_path=json_path, resume=True, overwrite=True, progress=not quiet)
         except UserError as err:
             if "--resume" not in str(err):
                 raise
-            json_path.unlink()
     return run_benchmark(config, json_path=json_path, overwrite=True, progress=not quiet)
 
 
 def measure(args: argparse.Namespace, argv: list[str]) -> dict:
-    import hashlib
     import json
     import re
 
     import torch
 
-    from pnprgm import presets
+    from pnprgm import io, presets
     from pnprgm.benchmark import report
     from pnprgm.benchmark import tasks as benchmark_tasks
     from pnprgm.benchmark.runner import build_config
@@ -190,7 +197,7 @@ def measure(args: argparse.Namespace, argv: list[str]) -> dict:
         if args.noise is not None or overrides:  # readable, and a hash so that no two settings share a cache file
             settings = json.dumps([args.noise, sorted(overrides.items())])
             variant = "".join(f"_{key}-{value}" for key, value in sorted(overrides.items())) + \
-                "_" + hashlib.sha256(settings.encode()).hexdigest()[:8]
+                "_" + io.sha256_bytes(settings.encode())[:8]
         slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", row + variant).strip("_")
         done = _run_row(config, work / f"{slug}.json", args.quiet)
         summary = report.summarise(done.records, METRICS)
@@ -224,8 +231,10 @@ def _grouped(left_out: dict[str, list[str]]) -> dict[tuple[str, ...], list[str]]
 
 def write(found: dict, stem: Path) -> None:
     from pnprgm import io
+    from pnprgm.cli.options import stem_files
 
-    io.write_json(Path(f"{stem}.json"), found)
+    json_path, md = stem_files(stem, ".json", ".md")
+    io.write_json(json_path, found)
     lines = [
         "# Prior-trained models against the MSE model inside PnP (held-out photos)",
         "",
@@ -270,15 +279,17 @@ def write(found: dict, stem: Path) -> None:
                           if "lpips_vgg_gain_over_start" in v else "")
             lines.append(f"  - {task}: PSNR cost {v['psnr_cost']:+.2f} dB, LPIPS-VGG gain {v['lpips_vgg_gain']:+.3f}"
                          f"{over_start}, LPIPS-alex gain {v['lpips_gain']:+.3f}: {'passes' if v['passes'] else 'fails'}")
-    io.write_bytes(Path(f"{stem}.md"), ("\n".join(lines) + "\n").encode())
+    io.write_bytes(md, ("\n".join(lines) + "\n").encode())
 
 
 def main(argv=None) -> int:
+    from pnprgm.cli.options import claim_outputs, stem_files
     from pnprgm.errors import UserError
 
     argv = list(sys.argv[1:] if argv is None else argv)
     args = parse_args(argv)
     try:
+        claim_outputs(stem_files(args.out, ".json", ".md"), overwrite=args.overwrite)
         write(measure(args, argv), Path(args.out))
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)

@@ -41,12 +41,13 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--crop", type=int, default=128, help="centre crop side (default 128)")
     parser.add_argument("--threads", type=int, default=None, help="torch threads")
     parser.add_argument("--out", default=None, help="output stem for .md and .json (default: print only)")
+    parser.add_argument("--overwrite", action="store_true", help="replace existing --out files")
     return parser.parse_args(argv)
 
 
 def heldout_colour(train: Path, crop: int, limit: int | None, models: list[str]) -> list[tuple[str, torch.Tensor]]:
     """The held-out colour photos (centre crops) that none of ``models`` trained on; the others are named on stderr."""
-    from pnprgm.benchmark.datasets import centre_crop
+    from pnprgm.benchmark.datasets import as_gray_or_rgb, centre_crop
     from pnprgm.errors import UserError
     from pnprgm.io import read_image
     from pnprgm.training.data import unseen_held_out_files
@@ -59,7 +60,7 @@ def heldout_colour(train: Path, crop: int, limit: int | None, models: list[str])
     if unknown:
         print(f"lineage not followed (photos not checked): {', '.join(unknown)}", file=sys.stderr)
     for path in held:
-        image = read_image(path)
+        image = as_gray_or_rgb(read_image(path))  # the benchmark runner's rule: equal channels are a gray photo
         if image.shape[0] == 3 and min(image.shape[1:]) >= crop:
             photos.append((path.name, centre_crop(image, crop)))
     if not photos:
@@ -104,12 +105,14 @@ def table(results: dict[str, list[dict]], photos: int, crop: int) -> str:
 
 
 def main(argv=None) -> int:
-    from pnprgm.cli.options import noise_level_argument
-    from pnprgm.errors import UserError
+    from pnprgm.cli.options import claim_outputs, noise_level_argument, stem_files
+    from pnprgm.errors import UserError, first_line
     from pnprgm.io import write_bytes, write_json
 
     args = parse_args(argv)
     try:
+        if args.out:
+            claim_outputs(stem_files(args.out, ".md", ".json"), overwrite=args.overwrite)
         levels = args.noise or [noise_level_argument(text) for text in LEVELS]
         if 0 in levels:  # the residual ratio divides by it
             raise UserError("--noise 0 has no residual to measure; give stds above 0, e.g. 2/255.")
@@ -118,13 +121,14 @@ def main(argv=None) -> int:
         photos = heldout_colour(Path(args.train), args.crop, args.limit, list(args.model))
         results = {model: measure(model, photos, levels) for model in args.model}
     except UserError as err:
-        print(f"Error: {err}", file=sys.stderr)
-        return 1
+        print(f"error: {first_line(err)}", file=sys.stderr)
+        return 2
     text = table(results, len(photos), args.crop)
     print(text)
     if args.out:
-        write_bytes(f"{args.out}.md", text.encode())
-        write_json(f"{args.out}.json", {"photos": [name for name, _ in photos], "crop": args.crop, "results": results})
+        md, json_path = stem_files(args.out, ".md", ".json")
+        write_bytes(md, text.encode())
+        write_json(json_path, {"photos": [name for name, _ in photos], "crop": args.crop, "results": results})
     return 0
 
 

@@ -44,6 +44,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--limit", type=int, default=3, help="colour photos used (default 3)")
     parser.add_argument("--threads", type=int, default=None, help="torch threads")
     parser.add_argument("--out", default=str(HERE / "sample_spread"), help="output stem (default benchmarks/sample_spread)")
+    parser.add_argument("--overwrite", action="store_true", help="replace existing --out files")
     parser.add_argument("--reference", default=None, metavar="METHOD",
                         help="the method a candidate must out-spread (issue 17: the MSE UNet, unet-denoiser-color:drs); "
                              "with it every other method gets a verdict")
@@ -154,9 +155,11 @@ def measure(args: argparse.Namespace) -> dict:
 
 def write(report: dict, stem: Path) -> None:
     from pnprgm import io
+    from pnprgm.cli.options import stem_files
 
     figure = report.pop("figure")
-    io.write_json(stem.with_suffix(".json"), report)
+    json_path, md, png = stem_files(stem, ".json", ".md", ".png")
+    io.write_json(json_path, report)
     task = report["task"]
     lines = [
         "# Spread of `--samples` restorations (inpainting)",
@@ -179,9 +182,9 @@ def write(report: dict, stem: Path) -> None:
                                 for key in found["above"])
             lines.append(f"- `{method}`: {found['std_missing']:.4f} against {against}: "
                          f"{'passes' if found['passes'] else 'does not pass'}")
-    io.write_bytes(stem.with_suffix(".md"), ("\n".join(lines) + "\n").encode())
+    io.write_bytes(md, ("\n".join(lines) + "\n").encode())
     if figure:
-        _figure(figure, stem.with_suffix(".png"))
+        _figure(figure, png)
 
 
 def _figure(rows, path: Path) -> None:
@@ -195,11 +198,17 @@ def _figure(rows, path: Path) -> None:
     io.write_image(path, torch.cat(lines, dim=-2))
 
 
-def main(argv=None) -> None:
+def main(argv=None) -> int:
+    from pnprgm.cli.options import claim_outputs, script_main, stem_files
+
     args = parse_args(argv)
-    report = measure(args)
-    write(report, Path(args.out))
+
+    def run() -> None:
+        claim_outputs(stem_files(args.out, ".json", ".md", ".png"), overwrite=args.overwrite)
+        write(measure(args), Path(args.out))
+
+    return script_main(run)
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -41,6 +41,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--json", default=str(HERE / "speed.json"), help="output JSON (default: benchmarks/speed.json)")
     parser.add_argument("--md", default=str(HERE / "speed.md"), help="output markdown (default: benchmarks/speed.md)")
+    parser.add_argument("--overwrite", action="store_true", help="replace existing --json and --md files")
     return parser.parse_args(argv)
 
 
@@ -180,19 +181,19 @@ def markdown(report: dict) -> str:
 
 def main(argv=None) -> int:
     from pnprgm import io
-    from pnprgm.errors import UserError
+    from pnprgm.cli.options import claim_outputs, script_main
 
     args = parse_args(argv)
-    try:
+
+    def run() -> None:
+        claim_outputs([args.json, args.md], overwrite=args.overwrite, option="--json/--md")
         report = measure_speed(args)
-    except UserError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    io.write_json(args.json, report)
-    text = markdown(report)
-    io.atomic_write(args.md, lambda tmp: tmp.write_text(text, encoding="utf-8"))
-    print(text)
-    return 0
+        io.write_json(args.json, report)
+        text = markdown(report)
+        io.write_bytes(args.md, text.encode())
+        print(text)
+
+    return script_main(run)
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import statistics
+import sys
 import time
 from pathlib import Path
 
@@ -33,7 +34,7 @@ SYMMETRY_CANDIDATES = [{}, {"symmetry": "none"}]
 TUNING_IMAGES = ("astronaut", "coffee", "camera")
 
 
-def main() -> None:
+def main() -> int:
     from pnprgm.cli.options import OnceParser
 
     parser = OnceParser(description=__doc__.splitlines()[0])
@@ -48,6 +49,24 @@ def main() -> None:
     parser.add_argument("--candidates", choices=["grid", "symmetry"], default="grid",
                         help="grid: CANDIDATES per task; symmetry: the preset against symmetry none")
     args = parser.parse_args()
+    from pnprgm.cli.options import script_main
+
+    return script_main(lambda: run(parser, args))
+
+
+#: The header of this script's tables: an existing --out holds one (a file it appended to) or is refused.
+TABLE_HEADER = "| method | override | PSNR | LPIPS | s/image |"
+
+
+def run(parser, args) -> None:
+    from pnprgm import io
+    from pnprgm.errors import UserError
+
+    out = Path(args.out)
+    if out.is_symlink() or out.is_dir() or (out.exists() and TABLE_HEADER not in out.read_text(errors="replace")):
+        raise UserError(f"--out {out} is not a table this script appended to (a link, a folder, or a file without its "
+                        f"tables); give another --out.")
+    io.check_writable(out, option="--out")
     chosen = [tasks.registry.canonical(name.strip()) for name in args.task.split(",") if name.strip()]
     for name in chosen:
         if name not in CANDIDATES:
@@ -55,7 +74,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     lines = []
     for task in chosen:
-        lines += [f"\n### {task} (images {args.images}, crop {args.crop})\n", "| method | override | PSNR | LPIPS | s/image |",
+        lines += [f"\n### {task} (images {args.images}, crop {args.crop})\n", TABLE_HEADER,
                   "|---|---|---|---|---|"]
         for overrides in CANDIDATES[task] if args.candidates == "grid" else SYMMETRY_CANDIDATES:
             config = build_config({"images": args.images.split(","), "tasks": [task], "methods": args.method.split(","),
@@ -72,10 +91,9 @@ def main() -> None:
                 lines.append(f"| {method} | {json.dumps(overrides)} | {psnr:.2f} | {lpips:.4f} | {seconds:.1f} |")
                 print(lines[-1], flush=True)
             print(f"# {task} {overrides}: {time.time() - start:.0f} s", flush=True)
-    out = Path(args.out)
-    with out.open("a") as handle:
-        handle.write("\n".join(lines) + "\n")
+    before = out.read_text() if out.exists() else ""  # appended in one atomic write: a failure leaves the old table
+    io.write_bytes(out, (before + "\n".join(lines) + "\n").encode())
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

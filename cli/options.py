@@ -4,7 +4,8 @@ from __future__ import annotations
 import argparse
 import contextlib
 from collections import Counter
-from typing import Any, Optional
+from pathlib import Path
+from typing import Any, Callable, Iterable, Optional
 
 import click
 
@@ -180,3 +181,42 @@ def write_failures_named(out: Any, option: str = "--out"):
         if not is_write_failure(err, out):
             raise
         raise UserError(cannot_write_into(out, err, option)) from None
+
+
+# ---- the benchmark scripts' shared rules (benchmarks/*.py): one-line errors, outputs never replaced unasked ----
+
+def stem_files(stem: str | Path, *suffixes: str) -> list[Path]:
+    """The output files of an output stem, ``f"{stem}{suffix}"`` (not ``with_suffix``, which would turn the stem
+    ``results.v2`` into ``results.json``)."""
+    return [Path(f"{stem}{suffix}") for suffix in suffixes]
+
+
+def claim_outputs(paths: Iterable[str | Path], *, overwrite: bool, option: str = "--out") -> None:
+    """Before any work: a :class:`UserError` when an output is a folder, two outputs are one file, or one exists and
+    ``overwrite`` was not given (a script replaces only the files it is told to replace)."""
+    from pnprgm import io
+
+    seen: set[Path] = set()
+    for path in map(Path, paths):
+        if path.resolve() in seen:
+            raise UserError(f"{path} is named twice as an output; give each output its own name.")
+        seen.add(path.resolve())
+        if path.is_dir():
+            raise UserError(f"{path} is a folder; give a file name or stem ({option}).")
+        if (path.exists() or path.is_symlink()) and not overwrite:
+            raise UserError(f"{path} already exists; pass --overwrite to replace it, or choose another {option}.")
+        io.check_writable(path, option=option)
+
+
+def script_main(main: Callable[[], Optional[int]]) -> int:
+    """Run a script's ``main``: bad input (a :class:`UserError`) is one line on stderr and exit code 2, as with the
+    ``pnprgm`` commands; the script's own return value otherwise (None: 0)."""
+    import sys
+
+    from pnprgm.errors import first_line
+
+    try:
+        return int(main() or 0)
+    except UserError as err:
+        print(f"error: {first_line(err)}", file=sys.stderr)
+        return 2

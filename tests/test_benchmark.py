@@ -5,6 +5,7 @@ Tiny crops, fast methods (baseline, tv-admm, nlm-hqs) and two solver iterations 
 from __future__ import annotations
 
 import json
+import sys
 import time
 from pathlib import Path
 
@@ -794,6 +795,11 @@ def test_prior_vs_mse_script_compares_each_model_with_the_mse_model_on_held_out_
     assert not found["verdicts"][str(untrained)]["passes_all"]
     report = (tmp_path / "r.md").read_text()
     assert "| sr | presets' denoisers |" in report and "does not pass" in report
+    # an earlier --out is replaced only when asked: the script once wrote over any file of its stem
+    before = (tmp_path / "r.json").read_bytes()
+    assert main(["--model", str(untrained), "--task", "denoise", *common]) == 2
+    assert (tmp_path / "r.json").read_bytes() == before
+    common.append("--overwrite")  # from here on each run replaces r.json and r.md
     # another task alone is shown, but the bar needs sr and deblur: even the untrained model is "not judged"
     assert main(["--model", str(untrained), "--task", "denoise", *common]) == 0
     found = json.loads((tmp_path / "r.json").read_text())
@@ -923,7 +929,10 @@ def test_residual_by_noise_tells_a_denoiser_that_keeps_the_noise_from_one_that_r
                  "--out", str(tmp_path / "r")]) == 0
     assert "| `unet-denoiser-color` | " in (tmp_path / "r.md").read_text()
     assert json.loads((tmp_path / "r.json").read_text())["results"]["unet-denoiser-color"][0]["noise"] == pytest.approx(5 / 255)
-    assert main(["--model", "unet-denoiser-color", "--train", str(train), "--noise", "0"]) == 1
+    assert main(["--model", "unet-denoiser-color", "--train", str(train), "--noise", "0"]) == 2
+    before = (tmp_path / "r.md").read_bytes()  # an earlier --out is replaced only with --overwrite
+    assert main(["--model", "unet-denoiser-color", "--train", str(train), "--out", str(tmp_path / "r")]) == 2
+    assert (tmp_path / "r.md").read_bytes() == before
 
 
 @pytest.mark.parametrize("mine,passes", [
@@ -1509,3 +1518,84 @@ def test_a_model_file_the_run_reads_is_never_an_output_even_with_overwrite(photo
         assert result.exit_code == 2 and f"{flag} {model} is a --model file this run reads" in result.output, \
             result.output
     assert model.read_bytes() == before
+
+
+def test_the_scripts_output_rules_stems_keep_their_dots_and_nothing_is_replaced_unasked(tmp_path):
+    """sample_spread.py and latent_budget.py turned --out results.v2 into results.json (with_suffix), and the
+    scripts wrote over any file of their output names without a word."""
+    from pnprgm.cli.options import claim_outputs, script_main, stem_files
+
+    assert stem_files(tmp_path / "results.v2", ".json", ".md") == [tmp_path / "results.v2.json",
+                                                                  tmp_path / "results.v2.md"]
+    mine = tmp_path / "results.json"
+    mine.write_text('{"mine": 1}')
+    claim_outputs(stem_files(tmp_path / "results.v2", ".json", ".md"), overwrite=False)  # results.json is not one
+    with pytest.raises(UserError, match=r"results.json already exists; pass --overwrite to replace it, or choose "
+                                        r"another --out"):
+        claim_outputs([mine], overwrite=False)
+    claim_outputs([mine], overwrite=True)
+    with pytest.raises(UserError, match="is a folder"):
+        claim_outputs([tmp_path], overwrite=True)
+    with pytest.raises(UserError, match="named twice"):
+        claim_outputs([tmp_path / "a.md", tmp_path / "." / "a.md"], overwrite=True)
+
+    def bad() -> None:
+        raise UserError("first line\nsecond")
+
+    assert script_main(bad) == 2 and script_main(lambda: None) == 0 and script_main(lambda: 3) == 3
+
+
+def test_denoise_vs_bm3d_refuses_bad_models_foreign_outputs_and_a_foreign_resume_in_one_line(tmp_path, monkeypatch,
+                                                                                              capsys):
+    """--model without NAME= was a ValueError traceback; --resume on another JSON a KeyError; --json/--md replaced any
+    file."""
+    import runpy
+
+    main = runpy.run_path(str(Path(__file__).resolve().parents[1] / "benchmarks" / "denoise_vs_bm3d.py"))["main"]
+    out = ["--json", str(tmp_path / "d.json"), "--md", str(tmp_path / "d.md")]
+    cases = [(["--model", "drunet-denoiser-color"], "give NAME=COLOR[,GRAY]"),
+             (["--model", "=drunet-denoiser-color"], "give NAME=COLOR[,GRAY]")]
+    for args, message in cases:
+        monkeypatch.setattr(sys, "argv", ["denoise_vs_bm3d.py", *args, *out])
+        assert main() == 2
+        err = capsys.readouterr().err
+        assert message in err and len(err.strip().splitlines()) == 1, err
+    (tmp_path / "d.json").write_text('{"mine": 1}')
+    for args, message in (([], "d.json already exists; pass --overwrite"),
+                          (["--resume"], "is not a results file of this script")):
+        monkeypatch.setattr(sys, "argv", ["denoise_vs_bm3d.py", *args, *out])
+        assert main() == 2
+        assert message in capsys.readouterr().err
+    assert (tmp_path / "d.json").read_text() == '{"mine": 1}'
+
+
+def test_prior_vs_mse_keeps_a_link_it_did_not_make_in_its_work_folder(tmp_path):
+    """Every link in WORK/heldout was deleted as one of its own, the user's too, before --train was checked."""
+    import runpy
+
+    script = runpy.run_path(str(Path(__file__).resolve().parents[1] / "benchmarks" / "prior_vs_mse.py"))
+    train = _training_folder_with_one_held_out_photo(tmp_path)
+    folder = tmp_path / "work" / "heldout"
+    names, _, _ = script["heldout_colour"](train, folder, [])
+    assert len(names) == 1 and all(p.is_symlink() for p in folder.iterdir())
+    names_again, _, _ = script["heldout_colour"](train, folder, [])  # its own links are made afresh
+    assert names_again == names
+    (tmp_path / "notes.txt").write_text("mine")
+    (folder / "mine.png").symlink_to(tmp_path / "notes.txt")
+    with pytest.raises(UserError, match=r"holds files this script did not make \(mine.png\)"):
+        script["heldout_colour"](train, folder, [])
+    assert (folder / "mine.png").is_symlink() and len(list(folder.iterdir())) == 2
+
+
+def test_tune_presets_appends_only_to_its_own_table(tmp_path, monkeypatch):
+    """--out was opened for appending whatever it was: a link to README.md got the tuning table appended."""
+    import runpy
+
+    main = runpy.run_path(str(Path(__file__).resolve().parents[1] / "benchmarks" / "tune_presets.py"))["main"]
+    readme = tmp_path / "README.md"
+    readme.write_text("# my README\n")
+    (tmp_path / "tuning.md").symlink_to(readme)
+    for out in (tmp_path / "tuning.md", readme):
+        monkeypatch.setattr(sys, "argv", ["tune_presets.py", "--task", "sr", "--out", str(out)])
+        assert main() == 2
+    assert readme.read_text() == "# my README\n"

@@ -324,7 +324,7 @@ def check_outputs(json_path: str | Path | None = None, md_path: str | Path | Non
                 raise UserError(f"{other_flag} and {flag} name the same file {path}; give each its own name.")
     if figure_path is not None and Path(figure_path).suffix.lower() not in FIGURE_SUFFIXES:
         raise UserError(f"--figure writes PNG or JPEG; name it .png or .jpg (got {figure_path}).")
-    owners = {"--json": _is_results_json, "--md": _is_report, "--figure": _is_figure}
+    owners = {"--json": is_results_json, "--md": _is_report, "--figure": _is_figure}
     for flag, path in given:
         io.refuse_foreign(path, owned=owners[flag], tool="pnprgm benchmark", overwrite=overwrite)
         io.check_writable(path)
@@ -346,7 +346,7 @@ def refuse_reading(json_path: str | Path | None, md_path: str | Path | None, fig
             raise UserError(f"{flag} {path} is {read[Path(path).resolve()]}; give the output another name.")
 
 
-def _is_results_json(path: Path) -> bool:
+def is_results_json(path: Path) -> bool:
     data = io.read_json_object(path)
     return data is not None and RESULTS_KEYS <= set(data)
 
