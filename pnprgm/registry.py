@@ -75,7 +75,11 @@ class Registry(Generic[T]):
         self._aliases[old] = (new, why)
 
     def canonical(self, name: str, *, notice: bool = True) -> str:
-        """Today's name of ``name``: the new name of an alias (announced on stderr once per process), else itself."""
+        """Today's name of ``name``: the new name of an alias (announced on stderr once per process), else itself;
+        a name that is not a string (a list read from a file) is a :class:`UserError`."""
+        if not isinstance(name, str):
+            raise UserError(f"{self.kind} names are text; got {type(name).__name__} {str(name)[:60]} (check the file "
+                            f"it was read from: a damaged model, config or sidecar).")
         if name not in self._aliases:
             return name
         new, why = self._aliases[name]
@@ -96,7 +100,7 @@ class Registry(Generic[T]):
             raise UserError(self.unknown_message(name)) from None
 
     def unknown_message(self, name: str) -> str:
-        close = difflib.get_close_matches(name, self.names(), n=1)
+        close = difflib.get_close_matches(name, self.names(), n=1) if isinstance(name, str) else []
         hint = f" Did you mean {close[0]!r}?" if close else ""
         return f"unknown {self.kind} {name!r}.{hint} Valid choices: {', '.join(self.names())}."
 
@@ -111,7 +115,7 @@ class Registry(Generic[T]):
         return self._entries[self.canonical(name)].summary
 
     def __contains__(self, name: object) -> bool:
-        return name in self._entries or name in self._aliases
+        return isinstance(name, str) and (name in self._entries or name in self._aliases)
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._entries)

@@ -14,6 +14,7 @@ import torch
 from click.testing import CliRunner
 from PIL import Image
 
+from pnprgm.errors import UserError
 from pnprgm.rgm.model_file import load_model, read_model_file
 from pnprgm.rgm.drunet import DRUNetConfig, DRUNetGenerator
 
@@ -637,3 +638,22 @@ def test_the_rgm_recipe_removes_only_the_runs_own_resume_files(tmp_path):
     assert sorted(str(p.relative_to(run)) for p in run.rglob("*")) == [
         "checkpoints", "checkpoints/step_best.pt", "log.csv", "model.pt", "record.json"]  # samples/ was emptied
     assert (run / "checkpoints" / "step_best.pt").read_text() == "checkpoints/step_best.pt"
+
+
+def test_a_manifest_json_that_is_not_a_pack_manifest(tmp_path):
+    """A photo folder holding an unrelated manifest.json ([{"file": ...}]) crashed train-denoisers with an
+    AttributeError; in a pack (train/ and val/) it is an error with the fix, beside plain photos it is ignored."""
+    from pnprgm.training.recipe import read_manifest
+
+    folder = _photo_folder(tmp_path / "photos", 2, seed=7)
+    for foreign in ('[{"file": "p0.png"}]', '{"pack": {}, "train": [{"file": "p0.png"}]}', '{"train": []}', "{oops"):
+        (folder / "manifest.json").write_text(foreign)
+        with pytest.warns(UserWarning, match="is not a pack manifest .*ignored"):
+            assert read_manifest(folder) == {}
+    (folder / "train").mkdir()
+    (folder / "val").mkdir()
+    with pytest.raises(UserError, match="is not a readable pack manifest .*rebuild the pack with scripts/pack_gpu.sh"):
+        read_manifest(folder)
+    good = {"pack": {"long_side": 96}, "train": [{"name": "p0.png", "sha256": "0" * 64}], "val": []}
+    (folder / "manifest.json").write_text(json.dumps(good))
+    assert read_manifest(folder) == good

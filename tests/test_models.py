@@ -401,3 +401,22 @@ def test_a_replacement_of_another_channel_count_takes_no_place_and_a_bad_entry_s
     with pytest.raises(UserError, match=r"entry 'm' does not fit"):
         models.publish(_tiny_model(tmp_path, 3), "new", directory=other)
     assert sorted(p.name for p in other.iterdir()) == ["index.json"]
+
+
+def test_a_registry_name_that_is_not_text_is_one_line_and_a_damaged_model_file_says_so(tmp_path):
+    """A model file whose generator config has "arch": ["unet"] was `TypeError: unhashable type: 'list'` for the
+    whole restore run."""
+    from pnprgm.registry import Registry
+    from pnprgm.rgm.model_file import load_model
+
+    kinds: Registry[int] = Registry("thing")
+    kinds.add("one", 1)
+    assert ["one"] not in kinds and {"a": 1} not in kinds and "one" in kinds
+    for name in (["one"], {"a": 1}, 3):
+        with pytest.raises(UserError, match=r"thing names are text; got .* \(check the file it was read from"):
+            kinds.get(name)
+    content = torch.load(models.model_path("unet-denoiser-color"), weights_only=True)
+    content["generator"]["config"]["arch"] = ["unet"]
+    torch.save(content, tmp_path / "damaged.pt")
+    with pytest.raises(UserError, match=r"architecture names are text; got list \['unet'\]"):
+        load_model(tmp_path / "damaged.pt")

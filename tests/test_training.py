@@ -1872,3 +1872,16 @@ def test_a_run_never_replaces_the_model_it_starts_from_even_with_overwrite(data_
     assert {name: (tmp_path / "run" / name).read_bytes() for name in before} == before
     elsewhere = train(data_dir, tmp_path / "other", train={**TINY_TRAIN, "steps": 1}, init_from=source["model"], **args)
     assert Path(elsewhere["model"]).is_file()
+
+
+def test_resuming_from_a_damaged_checkpoint_is_one_line(data_dir, tmp_path):
+    """A last.pt with the format tag but no config (or no process in it) was `KeyError: 'config'` on --resume."""
+    args = dict(process={"name": "denoise", "noise_min": 0.01, "noise_max": 0.2}, progress=False)
+    train(data_dir, tmp_path / "run", train={**TINY_TRAIN, "steps": 1}, size="tiny", **args)
+    content = torch.load(tmp_path / "run" / "last.pt", weights_only=True)
+    for damage, missing in (({"config": None}, "config"), ({"G_ema": None}, "G_ema"),
+                            ({"config": {**content["config"], "process": "x"}}, "config.process")):
+        damaged = {k: v for k, v in {**content, **damage}.items() if v is not None}
+        torch.save(damaged, tmp_path / "run" / "last.pt")
+        with pytest.raises(UserError, match=rf"damaged training checkpoint \(no {re.escape(missing)}\); resume from"):
+            train(data_dir, tmp_path / "run", train={"steps": 2}, resume=True, **args)

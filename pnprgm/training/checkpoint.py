@@ -89,4 +89,11 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     content = torch_load(path, map_location=map_location)
     if not isinstance(content, dict) or content.get("format") != CHECKPOINT_FORMAT:
         raise UserError(f"{path} is not a pnprgm training checkpoint; give RUN_DIR/last.pt or a checkpoints/step_0000500.pt file.")
+    config = content.get("config")
+    missing = [key for key in ("step", "config", "G", "G_ema") if key not in content]
+    missing += [f"config.{key}" for key in ("process", "train", "model")
+                if isinstance(config, dict) and not isinstance(config.get(key), dict)]
+    if missing or not isinstance(config, dict):
+        raise UserError(f"{path} is a damaged training checkpoint (no {', '.join(missing or ['config'])}); resume from "
+                        f"an earlier one (checkpoints/step_NNNNNNN.pt copied to last.pt), or start again with --overwrite.")
     return content

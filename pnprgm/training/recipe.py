@@ -30,7 +30,7 @@ import torch
 
 from pnprgm.config import MAX_SEED, check_seed, to_dict
 from pnprgm.device import PRECISIONS, resolve_precision
-from pnprgm.errors import UserError
+from pnprgm.errors import UserError, first_line
 from pnprgm import io
 from pnprgm.io import check_writable, read_json, refuse_taken, sha256_file
 from pnprgm.metrics.fidelity import psnr
@@ -252,13 +252,28 @@ def _lr_factor(cfg: RecipeConfig, step: int, progress: float) -> float:
 
 
 def read_manifest(pack: Path) -> dict[str, Any]:
+    """The pack's ``manifest.json`` (``{"pack": {...}, "train": [entry, ...], "val": [...]}``, each entry naming a
+    source photo and its sha256), {} when there is none. Another file of that name is an error in a pack (``train/``
+    and ``val/``) and ignored, with a warning, beside a plain folder of photos (it is not the pack script's)."""
     path = pack / "manifest.json"
     if not path.is_file():
         return {}
     try:
-        return read_json(path)
+        content = read_json(path)
     except (OSError, ValueError) as err:
-        raise UserError(f"{path} is not a readable pack manifest ({err}); rebuild the pack with scripts/pack_gpu.sh.") from None
+        content, why = None, first_line(err, 80)
+    else:
+        why = "not a pack manifest: {\"pack\": ..., \"train\": [...], \"val\": [...]}"
+    entries_fit = lambda key: isinstance(content.get(key, []), list) and all(  # noqa: E731
+        isinstance(e, dict) and isinstance(e.get("name"), str) and isinstance(e.get("sha256"), str)
+        for e in content.get(key, []))
+    if isinstance(content, dict) and isinstance(content.get("pack"), dict) and entries_fit("train") and entries_fit("val"):
+        return content
+    if (pack / "train").is_dir() and (pack / "val").is_dir():
+        raise UserError(f"{path} is not a readable pack manifest ({why}); rebuild the pack with scripts/pack_gpu.sh.")
+    warnings.warn(f"{path} is not a pack manifest ({why}): ignored; the records list the photos themselves.",
+                  stacklevel=2)
+    return {}
 
 
 def default_workers() -> int:
