@@ -294,3 +294,44 @@ def test_each_input_is_decoded_once_and_only_as_many_as_the_grid_uses(shipped, t
     assert decoded == ["a.png", "b.png"]
     assert json.loads((tmp_path / "elsewhere" / "grid.json").read_text())["inputs"] == [
         str(folder / "a.png"), str(folder / "b.png")]
+
+
+def test_upscale_crops_the_centre_of_the_input_as_restore_mode_does(tmp_path):
+    """--upscale cut the top-left square of each input (restore mode, the same function, cuts the centre)."""
+    image = torch.rand((3, 24, 40), generator=torch.Generator().manual_seed(3))
+    io.write_image(tmp_path / "low.png", image)
+    image = io.read_image(tmp_path / "low.png")  # as 8-bit PNG stores it
+    result = invoke("sample", "rgm-sr", "--input", tmp_path / "low.png", "--upscale", "2", "-o", tmp_path / "g.png")
+    assert result.exit_code == 0, result.output
+    picture = io.read_image(tmp_path / "g.png")
+    side = picture.shape[-1] - 4  # one column of tiles, padding 2: the first row is the nearest-neighbour input
+    low = side // 2
+    assert low in (8, 16, 24) and picture.shape[-2] == 2 * side + 6
+    expected = io.centre_crop(image, low).repeat_interleave(2, -1).repeat_interleave(2, -2)
+    torch.testing.assert_close(picture[:, 2:2 + side, 2:2 + side], expected, atol=1 / 255, rtol=0)
+    assert not torch.allclose(image[:, :low, :low], io.centre_crop(image, low))  # the two crops differ here
+
+
+def test_a_sample_run_killed_between_its_two_renames_does_not_lock_its_grid(shipped, tmp_path, monkeypatch):
+    """The grid was renamed into place before its record: a run stopped in between left a grid that every rerun
+    refused as "not written by pnprgm sample". Now the record goes first (it vouches for the grid's sha256)."""
+    import pnprgm.io
+
+    real_replace, calls = os.replace, []
+
+    def second_fails(source, target):
+        calls.append(Path(target).name)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        real_replace(source, target)
+
+    monkeypatch.setattr(pnprgm.io.os, "replace", second_fails)
+    args = ("sample", "tiny-shipped", "--input", tmp_path / "photo.png", "-n", "1", "-o", "grid.png")
+    assert invoke(*args).exit_code != 0
+    assert calls == ["grid.json", "grid.png"]
+    assert sorted(p.name for p in Path.cwd().iterdir()) == ["grid.json"]  # no temporary left behind either
+    monkeypatch.setattr(pnprgm.io.os, "replace", real_replace)
+    rerun = invoke(*args)
+    assert rerun.exit_code == 0, rerun.output
+    record = json.loads(Path("grid.json").read_text())
+    assert record["output_sha256"] == io.sha256_file("grid.png")

@@ -28,7 +28,7 @@ from typing import Any, Callable, Optional, Sequence
 
 import torch
 
-from pnprgm.config import MAX_SEED, check_seed, to_dict
+from pnprgm.config import check_seed, hashed_seed, to_dict
 from pnprgm.device import PRECISIONS, resolve_precision
 from pnprgm.errors import UserError, first_line
 from pnprgm import io
@@ -169,7 +169,7 @@ class RandomCrops(torch.utils.data.IterableDataset):
     def __iter__(self):
         info = torch.utils.data.get_worker_info()
         worker = info.id if info is not None else 0
-        rng = torch.Generator().manual_seed((self.seed * 1000 + worker) % MAX_SEED)
+        rng = torch.Generator().manual_seed(hashed_seed(f"recipe/crops/{self.seed}/{worker}"))  # never the noise's
         c = self.crop
         while True:
             index = int(torch.multinomial(self.weights, 1, generator=rng))
@@ -353,7 +353,7 @@ def train_denoisers(pack: str | Path, out: str | Path, cfg: RecipeConfig, *, dev
         worker_init_fn=ignore_interrupts_in_worker if cfg.workers > 0 else None,
         pin_memory=device.type == "cuda", persistent_workers=cfg.workers > 0,
         prefetch_factor=4 if cfg.workers > 0 else None)
-    noise_rng = torch.Generator(device=device).manual_seed((cfg.seed + 1) % MAX_SEED)
+    noise_rng = torch.Generator(device=device).manual_seed(hashed_seed(f"recipe/noise/{cfg.seed}"))
     precision = resolve_precision(cfg.precision, device)
     autocast = precision == "bf16"
     params = " + ".join(f"{sum(p.numel() for p in m.net.parameters()) / 1e6:.2f} M" for m in members)
@@ -469,9 +469,7 @@ def validate(net: DRUNetGenerator, val_set, channels: int, cfg: RecipeConfig, de
         return {}
     crops = []
     for image in val_set.images:
-        size = min(cfg.val_crop, image.shape[1], image.shape[2]) // 8 * 8
-        top, left = (image.shape[1] - size) // 2, (image.shape[2] - size) // 2
-        crops.append(to_unit(image[:, top:top + size, left:left + size]))
+        crops.append(to_unit(io.centre_crop(image, min(cfg.val_crop, image.shape[1], image.shape[2]) // 8 * 8)))
     result = {}
     for level in VAL_LEVELS:
         values = []

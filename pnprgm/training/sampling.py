@@ -247,7 +247,8 @@ def sample_model_grid(model: str, out: str | Path, *, count: int = 16, size: Opt
         any work).
     """
     from pnprgm.device import resolve_device
-    from pnprgm.io import centre_crop, list_images, no_images_found, refuse_inputs, sha256_file, versions, write_image, write_json
+    from pnprgm import io
+    from pnprgm.io import centre_crop, list_images, no_images_found, refuse_inputs, sha256_file, versions
     from pnprgm.denoisers.rgm import size_multiple
     from pnprgm.rgm.restorer import operator_process
     from pnprgm.rgm.models import load_generator_file, resolve
@@ -302,7 +303,7 @@ def sample_model_grid(model: str, out: str | Path, *, count: int = 16, size: Opt
         side = min(min(im.shape[1:]) for im in images) // need * need
         if side < need:
             raise UserError(f"input images must be at least {need} pixels on each side for this model.")
-        low = torch.stack([im[:, :side, :side] for im in images]).to(device)
+        low = torch.stack([centre_crop(im, side) for im in images]).to(device)  # as restore mode crops
         process = build(process_config, (channels, side * upscale, side * upscale), device)
         restored = super_resolve(generator, process, low, upscale, seed=seed)
         nearest = nearest_upsample(low, upscale)
@@ -339,13 +340,23 @@ def sample_model_grid(model: str, out: str | Path, *, count: int = 16, size: Opt
                        nrow=nrow)
         mode = "noise"
     out = Path(out)
-    write_image(out, picture, protect=protect)
-    write_json(out.with_suffix(".json"), {
-        "output": out.name, "output_sha256": sha256_file(out), "model": str(model), "model_sha256": sha256_file(path), "process": process.config(), "mode": mode,
-        "count": count if mode == "noise" else len(used), "size": side, "seed": seed,
-        "noise": sigma01 if mode == "restore" else None, "inputs": [str(f) for f in used], "upscale": upscale,
-        "rows": {"restore": "model input, restoration, original", "super-resolve": "nearest-upsampled input, restoration",
-                 "noise": "samples"}[mode], "versions": versions(),
-    }, protect=protect)
+    # the record (which vouches for the grid by its sha256) is renamed into place first: a run killed between the
+    # two renames leaves a record whose grid is missing, never a grid the next run refuses as not its own
+    staged = [(io.stage(out, io.image_writer(out, picture), protect=protect), out)]
+    try:
+        record = {
+            "output": out.name, "output_sha256": sha256_file(staged[0][0]), "model": str(model),
+            "model_sha256": sha256_file(path), "process": process.config(), "mode": mode,
+            "count": count if mode == "noise" else len(used), "size": side, "seed": seed,
+            "noise": sigma01 if mode == "restore" else None, "inputs": [str(f) for f in used], "upscale": upscale,
+            "rows": {"restore": "model input, restoration, original", "super-resolve": "nearest-upsampled input, "
+                     "restoration", "noise": "samples"}[mode], "versions": versions(),
+        }
+        staged.insert(0, (io.stage(out.with_suffix(".json"), io.json_writer(record), protect=protect),
+                          out.with_suffix(".json")))
+    except BaseException:
+        io.discard(staged)
+        raise
+    io.commit(staged)
     return out
 
