@@ -35,8 +35,9 @@ def linear_weights(net: str = "alex", version: str = "0.1") -> dict[str, torch.T
     path = Path(lpips_package.__file__).resolve().parent / "weights" / f"v{version}" / f"{net}.pth"
     if not path.is_file():
         raise UserError(f"the lpips package lacks {path.name} (v{version}); reinstall it: pip install --force-reinstall lpips==0.1.4.")
-    # the file was saved from CUDA tensors: map to the CPU
-    return torch.load(path, map_location="cpu", weights_only=True)
+    from pnprgm.io import torch_load
+
+    return torch_load(path, map_location="cpu")  # saved from CUDA tensors: mapped to the CPU; a damaged file: one line
 
 
 def build_model(protocol: MetricProtocol = DEFAULT_PROTOCOL, *, fetch: bool = True, net: str | None = None) -> torch.nn.Module:
