@@ -239,7 +239,7 @@ def run_restore_job(job: RestoreJob, *, on_error: Callable[[str], None] = print,
     # an input's measurement sidecar is read too: another input's record must not replace it, --overwrite or not
     from pnprgm.measurement import sidecar_paths
 
-    protect += [side for path in files for side in sidecar_paths(path) if side.exists()]
+    protect += [side for path in files for side in sidecar_paths(path) if io.is_file(side)]
     if isinstance(job.denoiser, str):  # the model file and its official config (PATH#cfg.yaml) are inputs too
         from pnprgm.rgm.models import resolve as resolve_model
 
