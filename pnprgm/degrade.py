@@ -70,12 +70,19 @@ def degrade_files(inputs: Iterable[str | Path], operator: str, outdir: str | Pat
             on_error(message)
 
     inputs = list(inputs)
+    io.refuse_outdir_among_inputs(outdir, inputs)
     files: list[Path] = []
+    seen: set[Path] = set()  # a.png and sub/../a.png (or a link to it) are one photo, measured once
     for item in inputs:
         try:
-            files.extend(path for path in io.list_images([item]) if path not in files)
+            found = io.list_images([item])
         except UserError as err:
             fail(str(err))
+            continue
+        for path in found:
+            if path.resolve() not in seen:
+                seen.add(path.resolve())
+                files.append(path)
     io.warn_passed_over(inputs, outdir=outdir)
     if not files:
         if report.errors:

@@ -107,6 +107,17 @@ def list_images(inputs: Iterable[str | Path]) -> list[Path]:
     return found
 
 
+def refuse_outdir_among_inputs(outdir: str | Path, inputs: Iterable[str | Path], *, option: str = "-o") -> None:
+    """A :class:`UserError` when the output folder is one of the input folders: the next run would read this run's
+    outputs there as new inputs (restore a restoration, degrade a measurement) instead of skipping them."""
+    out = Path(outdir).resolve()
+    for item in inputs:
+        folder = Path(item)
+        if folder.is_dir() and folder.resolve() == out:
+            raise UserError(f"{option} {outdir} is the input folder {item}: a rerun would read this run's outputs there "
+                            f"as new inputs; give another {option} (e.g. {folder / 'out'}).")
+
+
 def warn_passed_over(inputs: Iterable[str | Path], *, outdir: str | Path) -> None:
     """One warning per folder among ``inputs`` naming what :func:`list_images` passed over there that a user may
     have meant: subfolders holding images (other than ``outdir``, which a rerun would find there) and broken links

@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Optional
+from typing import Any, Iterable, Optional
 
 import numpy as np
 import torch
@@ -60,6 +60,30 @@ def sidecar_paths(image_path: str | Path) -> tuple[Path, Path]:
     image_path = Path(image_path)
     base = image_path.with_name(image_path.stem + SUFFIX)
     return base.with_name(base.name + ".json"), base.with_name(base.name + ".npz")
+
+
+def _names_another_image(meta: Any, image_path: Path) -> bool:
+    """True when the sidecar ``meta`` records another image of the same stem (``x.png``'s, read beside the original
+    ``x.jpg``): another name, and other contents (the measurement renamed ``x.PNG`` is still its own)."""
+    info = meta.get("measurement") if isinstance(meta, dict) else None
+    recorded = info.get("image") if isinstance(info, dict) else None
+    if not isinstance(recorded, str) or recorded.casefold() == image_path.name.casefold():
+        return False
+    return not (io.is_file(image_path) and io.sha256_file(image_path) == info.get("image_sha256"))
+
+
+def has_sidecar(image_path: str | Path) -> bool:
+    """Whether ``image_path`` has a measurement sidecar of its own: the stem's ``.measurement.json`` exists and does
+    not record another image (the original ``x.jpg`` beside the measurement ``x.png`` that degrade wrote into the
+    same folder has none); a sidecar that cannot be read counts (restoring it then says what is wrong)."""
+    image_path = Path(image_path)
+    json_path = sidecar_paths(image_path)[0]
+    if not io.is_file(json_path):
+        return False
+    try:
+        return not _names_another_image(io.read_json(json_path), image_path)
+    except (OSError, ValueError):
+        return True
 
 
 def save_measurement(image_path: str | Path, y: torch.Tensor, operator, *, noise_sigma: float, seed: int,
@@ -147,6 +171,8 @@ def load_measurement(image_path: str | Path, *, device="cpu", dtype: torch.dtype
         raise UserError(f"cannot read the sidecar {json_path}: {first_line(err)}; delete it or degrade again.") from None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise UserError(f"{json_path} is not a pnprgm measurement sidecar; delete it or degrade again.")
+    if _names_another_image(meta, image_path):  # x.png's sidecar, beside the original x.jpg: a plain image
+        return None
     if meta.get("version") != VERSION:
         raise UserError(f"{json_path} has sidecar version {meta.get('version')!r}, this pnprgm reads {VERSION}; degrade again.")
     try:

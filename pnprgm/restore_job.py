@@ -143,9 +143,9 @@ def _note_ignored_sidecars(files: list[Path], operator: str) -> None:
     level are then not used (the 8-bit image is read as a photo and its noise estimated)."""
     import warnings
 
-    from pnprgm.measurement import sidecar_paths
+    from pnprgm.measurement import has_sidecar
 
-    with_sidecar = [p for p in files if io.is_file(sidecar_paths(p)[0])]
+    with_sidecar = [p for p in files if has_sidecar(p)]
     if with_sidecar:
         some = ", ".join(map(str, with_sidecar[:3])) + (f" and {len(with_sidecar) - 3} more" if len(with_sidecar) > 3
                                                        else "")
@@ -193,6 +193,7 @@ def run_restore_job(job: RestoreJob, *, on_error: Callable[[str], None] = print,
         report.errors.append(message)
         on_error(f"error: {message}")
 
+    io.refuse_outdir_among_inputs(job.outdir, job.inputs)
     files: list[Path] = []
     seen: set[Path] = set()
     for item in job.inputs:  # a missing path is reported and the others are restored
@@ -276,9 +277,9 @@ def run_restore_job(job: RestoreJob, *, on_error: Callable[[str], None] = print,
             # (RecursionError is a RuntimeError too: hence the exact type)
             if type(err) is RuntimeError and "allocate" not in str(err):
                 raise
-            from pnprgm.measurement import sidecar_paths
+            from pnprgm.measurement import has_sidecar, sidecar_paths
 
-            cause = (f"check its sidecar ({sidecar_paths(path)[0].name})" if io.is_file(sidecar_paths(path)[0])
+            cause = (f"check its sidecar ({sidecar_paths(path)[0].name})" if has_sidecar(path)
                      else "check --size" if job.image_size is not None else "restore a smaller crop")
             fail(f"{path}: too large or too deeply nested to restore here ({type(err).__name__}); {cause}"
                  f"{'' if model_operator is not None else ', or restore it with --tile on a larger machine'}.")

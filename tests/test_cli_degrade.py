@@ -419,3 +419,15 @@ def test_a_sidecar_of_another_shape_does_not_stop_an_overwrite(inputs, tmp_path)
                                       "--overwrite"])
     assert result.exit_code == 0 and "Traceback" not in result.output, result.output
     assert "degraded 1 image(s)" in result.output and load_measurement(out / "square.png").operator.out_shape == (3, 16, 16)
+
+
+def test_one_photo_named_twice_is_measured_once(inputs, tmp_path):
+    """a.png and sub/../a.png (or a link to it) were measured twice, as a.png and a-2.png."""
+    photo = inputs / "odd.png"
+    (inputs / "sub").mkdir()
+    (tmp_path / "link.png").symlink_to(photo)
+    result = run("degrade", photo, inputs / "sub" / ".." / photo.name, tmp_path / "link.png",
+                 "--operator", "sr2", "-o", tmp_path / "out")
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["odd.measurement.json", "odd.measurement.npz",
+                                                                   "odd.png"]

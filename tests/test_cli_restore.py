@@ -10,9 +10,11 @@ import time
 import warnings
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
+from PIL import Image
 
 from pnprgm.cli.main import app
 from pnprgm import io
@@ -801,3 +803,29 @@ def test_overwrite_never_replaces_the_measurement_sidecar_another_input_reads(ph
     assert result.exit_code == 1 and "Traceback" not in result.output, result.output
     assert any("x.measurement.json, which this run reads" in line for line in errors(result)), result.output
     assert (tmp_path / "a" / "x.measurement.json").read_bytes() == sidecar
+
+
+def test_an_original_beside_its_measurement_is_a_plain_image_and_outputs_never_go_into_an_input_folder(tmp_path):
+    """degrade photos -o photos put x.png and x.measurement.json beside the original x.jpg: restore then tied x.jpg to
+    that sidecar by its stem and told the user to delete it (x.png's exact measurement); and a rerun of a folder
+    restored into itself read its own outputs as new inputs (x.png restored again into x_png.png)."""
+    photos = tmp_path / "photos"
+    rng = np.random.default_rng(0)
+    photos.mkdir()
+    Image.fromarray((rng.random((64, 64, 3)) * 255).astype(np.uint8)).save(photos / "x.jpg")
+    for command, extra in (("degrade", ["--operator", "sr2"]), ("restore", FAST)):
+        refused = run(command, photos, *extra, "-o", photos)
+        assert refused.exit_code == 2 and f"-o {photos} is the input folder" in refused.output, refused.output
+    assert sorted(p.name for p in photos.iterdir()) == ["x.jpg"]
+    # the same trio made by hand (degrade of another folder, copied beside the original)
+    assert run("degrade", photos / "x.jpg", "--operator", "sr2", "--noise", "0.01", "-o", tmp_path / "m").exit_code == 0
+    for name in ("x.png", "x.measurement.json", "x.measurement.npz"):
+        (photos / name).write_bytes((tmp_path / "m" / name).read_bytes())
+    from pnprgm.measurement import has_sidecar
+
+    assert has_sidecar(photos / "x.png") and not has_sidecar(photos / "x.jpg")
+    result = run("restore", photos, "--denoiser", "tikhonov", "--iters", "2", "-q", "-o", tmp_path / "out")
+    assert result.exit_code == 1 and "Traceback" not in result.output, result.output
+    (error,) = errors(result)
+    assert "x.jpg: no measurement sidecar beside this image" in error and "delete" not in error
+    assert (tmp_path / "out" / "x_png.png").is_file()  # the measurement still restores from its sidecar
