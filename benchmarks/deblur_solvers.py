@@ -6,9 +6,9 @@ per photo and blur; each blur is restored with the ``deblur-drs``, ``deblur-admm
 the shipped default denoiser and with total variation. PSNR of the clamped output. This chose the deblurring
 default solver (``pnprgm.presets.DEFAULT_SOLVER``): these photos chose no other setting.
 
-    python benchmarks/deblur_solvers.py --threads 1 --out benchmarks/deblur_solvers
+    python benchmarks/deblur_solvers.py --threads 1 --out benchmarks/deblur_solvers --overwrite
     python benchmarks/deblur_solvers.py --threads 1 --blur blur:motion,boundary=valid --blur blur:box,boundary=valid \
-        --blur blur:gaussian,sigma=1.6,boundary=valid --out benchmarks/deblur_solvers_valid
+        --blur blur:gaussian,sigma=1.6,boundary=valid --out benchmarks/deblur_solvers_valid --overwrite
 """
 from __future__ import annotations
 

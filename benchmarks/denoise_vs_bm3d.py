@@ -116,7 +116,10 @@ def _previous_records(path: Path) -> list[dict]:
     """The records of an earlier --json of this script (--resume); anything else is a :class:`UserError`."""
     from pnprgm.errors import UserError
 
-    content = read_json(path)
+    try:
+        content = read_json(path)
+    except (OSError, ValueError):
+        content = None
     records = content.get("records") if isinstance(content, dict) else None
     if not isinstance(records, list) or not all(isinstance(r, dict) and {"set", "image", "level", "method"} <= set(r)
                                                 for r in records):
@@ -126,16 +129,13 @@ def _previous_records(path: Path) -> list[dict]:
 
 
 def run(args: argparse.Namespace) -> int:
+    from pnprgm import io
     from pnprgm.cli.options import claim_outputs
     from pnprgm.errors import UserError
 
     torch.set_num_threads(args.threads)
     resumed = args.resume and Path(args.json).is_file()
     previous_records = _previous_records(Path(args.json)) if resumed else []
-    # --resume continues its own --json (checked above); anything else there, and the --md, need --overwrite
-    claim_outputs([args.md] if resumed else [args.json, args.md], overwrite=args.overwrite, option="--json/--md")
-    if Path(args.json).resolve() == Path(args.md).resolve():
-        raise UserError("--json and --md name the same file; give each its own name.")
     bad = [item for item in args.model if "=" not in item or not item.split("=", 1)[0].strip()]
     if bad:
         raise UserError(f"--model {bad[0]}: give NAME=COLOR[,GRAY], e.g. --model \"mine=runs/a/c.pt,runs/a/g.pt\".")
@@ -143,6 +143,12 @@ def run(args: argparse.Namespace) -> int:
         "drunet (new default)": "drunet-denoiser-color,drunet-denoiser-gray",
         "unet-denoiser (previous default)": "unet-denoiser-color,unet-denoiser-gray"}
     found = methods(models)
+    model_files = [f for spec in found.values() for f in spec["files"].values()]
+    io.refuse_inputs([args.json, args.md], model_files, option="--json/--md")  # --resume or --overwrite: never these
+    # --resume continues its own --json (checked above); anything else there, and the --md, need --overwrite
+    claim_outputs([args.md] if resumed else [args.json, args.md], overwrite=args.overwrite, option="--json/--md")
+    if Path(args.json).resolve() == Path(args.md).resolve():
+        raise UserError("--json and --md name the same file; give each its own name.")
     sets = images(Path(args.train_folder), args.crop, sorted({f for spec in found.values() for f in spec["files"].values()}),
                   args.jpeg_quality)
     previous = {(r["set"], r["image"], r["level"], r["method"], r.get("sha256")): r for r in previous_records}

@@ -8,7 +8,7 @@ sr4, Gaussian deblurring (sigma 1.6) and inpainting (half the pixels, random). R
 one sample on each task, and for inpainting the mean per-pixel std across seeds at the missing and at the observed
 pixels (``sample_spread.spread``). Public colour photos, centre crops.
 
-    python benchmarks/latent_budget.py --threads 2        # writes benchmarks/latent_budget.{json,md}
+    python benchmarks/latent_budget.py --threads 2 --overwrite  # replaces benchmarks/latent_budget.{json,md}
 """
 from __future__ import annotations
 

@@ -13,7 +13,7 @@ one step at a zero learning rate): an added noise input's first faint grain pass
 only a gain over the start is the prior's. Writes ``benchmarks/prior_vs_mse.{json,md}``; the per-model benchmark JSONs
 go to ``--work`` (reused by a rerun).
 
-    python benchmarks/prior_vs_mse.py --model rgm-kld-denoiser-color
+    python benchmarks/prior_vs_mse.py --model rgm-kld-denoiser-color --out benchmarks/prior_vs_mse_DATE
     python benchmarks/prior_vs_mse.py --model runs/rgm-kld-color/model.pt --limit 6 --out /tmp/check
 """
 from __future__ import annotations
@@ -114,8 +114,8 @@ def heldout_colour(train: Path, folder: Path, models: list[str]) -> tuple[list[s
     held, left_out, unknown = unseen_held_out_files(train, models)  # before the folder is touched
     if folder.is_dir():
         # this script's links point at photos of --train; anything else there is the user's
-        ours = {link for link in folder.iterdir() if link.is_symlink() and Path(os.readlink(link)).is_absolute()
-                and Path(os.readlink(link)).parent == train.resolve()}
+        ours = {link for link in folder.iterdir()
+                if link.is_symlink() and os.readlink(link) == str((train / link.name).resolve())}
         strangers = [p.name for p in folder.iterdir() if p not in ours]
         if strangers:
             raise UserError(f"{folder} holds files this script did not make ({', '.join(strangers[:3])}); "

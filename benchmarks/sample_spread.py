@@ -8,10 +8,10 @@ well above 1) and its single samples lose PSNR against the mean; a point estimat
 tiny spread everywhere. Writes ``benchmarks/sample_spread.{json,md}`` and a figure (measurement, mean, std map)
 of the first photo, ``benchmarks/sample_spread.png``.
 
-    python benchmarks/sample_spread.py                                   # the methods below, 8 samples
-    python benchmarks/sample_spread.py --method default:drs --samples 4 --limit 1
+    python benchmarks/sample_spread.py --overwrite                       # the methods below, 8 samples
+    python benchmarks/sample_spread.py --method default:drs --samples 4 --limit 1 --out /tmp/spread
     python benchmarks/sample_spread.py --method M:drs,START:drs,unet-denoiser-color:drs \\
-        --reference unet-denoiser-color:drs --start M:drs=START:drs          # issue 17's spread half, with verdicts
+        --reference unet-denoiser-color:drs --start M:drs=START:drs --out benchmarks/sample_spread_DATE  # issue 17
 """
 from __future__ import annotations
 

@@ -3,10 +3,10 @@
 Reports the seconds per image and, per iteration, the solver's own overhead (iteration time minus the time
 inside the denoiser, both from the solver trace's ``seconds`` and ``denoiser_seconds``) next to the denoiser's
 forward time; the target is an overhead under 10 % of an iteration. Writes ``benchmarks/speed.md`` and
-``benchmarks/speed.json``.
+``benchmarks/speed.json`` (an existing one only with ``--overwrite``).
 
-    python benchmarks/speed.py                       # the sr preset's denoiser (unet-lpips), DRS
-    python benchmarks/speed.py --denoiser nlm --solver hqs --repeats 5
+    python benchmarks/speed.py --overwrite           # the sr preset's denoiser (unet-lpips), DRS
+    python benchmarks/speed.py --denoiser nlm --solver hqs --repeats 5 --json /tmp/s.json --md /tmp/s.md
 """
 from __future__ import annotations
 

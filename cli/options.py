@@ -191,13 +191,17 @@ def stem_files(stem: str | Path, *suffixes: str) -> list[Path]:
     return [Path(f"{stem}{suffix}") for suffix in suffixes]
 
 
-def claim_outputs(paths: Iterable[str | Path], *, overwrite: bool, option: str = "--out") -> None:
-    """Before any work: a :class:`UserError` when an output is a folder, two outputs are one file, or one exists and
-    ``overwrite`` was not given (a script replaces only the files it is told to replace)."""
+def claim_outputs(paths: Iterable[str | Path], *, overwrite: bool, option: str = "--out",
+                  inputs: Iterable[str | Path] = ()) -> None:
+    """Before any work: a :class:`UserError` when an output is one of the files the run reads (``inputs``, never
+    replaced), a folder, or named twice, or when one exists and ``overwrite`` was not given (a script replaces only
+    the files it is told to replace)."""
     from pnprgm import io
 
+    paths = [Path(p) for p in paths]
+    io.refuse_inputs(paths, inputs, option=option)
     seen: set[Path] = set()
-    for path in map(Path, paths):
+    for path in paths:
         if path.resolve() in seen:
             raise UserError(f"{path} is named twice as an output; give each output its own name.")
         seen.add(path.resolve())

@@ -89,6 +89,7 @@ def main() -> int:
     parser.add_argument("--sides", default="768,704,640,576,512,448,384", help="long sides to try, largest first")
     parser.add_argument("--val-fraction", type=float, default=0.1)
     parser.add_argument("--no-wheels", action="store_true", help="skip downloading wheels (tests)")
+    parser.add_argument("--overwrite", action="store_true", help=argparse.SUPPRESS)  # gone: answered in one line
     parser.add_argument("--set-aside", action="append", default=[], metavar="GLOB",
                         help="tracked files you will move out of the checkout during the GPU run (e.g. "
                              "'pretrained/unet-*.pt'): not counted in the budget")
@@ -122,6 +123,9 @@ def pack(args: argparse.Namespace) -> int:
 
     out = Path(args.out)
     data = out / "data"
+    if args.overwrite:
+        raise UserError("--overwrite is gone: a pack replaces an earlier pack's own files without it and never "
+                        f"deletes others; move any other files out of {data} and run it again without --overwrite.")
     foreign = files_not_packed(data)
     if foreign:  # never deleted: a new pack replaces only an earlier pack's own files
         raise UserError(f"{data} holds files an earlier pack did not write {some_names(foreign)}; move them out of "
@@ -139,13 +143,17 @@ def pack(args: argparse.Namespace) -> int:
         files += list_images([folder])
         manifest = folder / "MANIFEST.tsv"
         if manifest.is_file():
-            with open(manifest, newline="") as handle:
-                rows = csv.DictReader(handle, delimiter="\t")
-                if "file" not in (rows.fieldnames or []):
-                    raise UserError(f"{manifest} has no 'file' column (tab-separated, header first); add one naming "
-                                    f"each photo, or move the file out of {folder}.")
-                for row in rows:
-                    licences[(str(folder), row["file"])] = row.get("license", "")
+            try:
+                with open(manifest, newline="", encoding="utf-8") as handle:
+                    rows = csv.DictReader(handle, delimiter="\t")
+                    if "file" not in (rows.fieldnames or []):
+                        raise UserError(f"{manifest} has no 'file' column (tab-separated, header first); add one "
+                                        f"naming each photo, or move the file out of {folder}.")
+                    for row in rows:
+                        licences[(str(folder), row["file"])] = row.get("license", "")
+            except (UnicodeDecodeError, csv.Error) as err:
+                raise UserError(f"cannot read {manifest} ({type(err).__name__}: {str(err)[:80]}); save it as UTF-8 "
+                                f"tab-separated text.") from None
     reasons = {path: why for path in files if (why := unreadable(path))}
     for path, why in reasons.items():
         print(f"pack: left out {path} ({why})", file=sys.stderr)

@@ -1567,6 +1567,20 @@ def test_denoise_vs_bm3d_refuses_bad_models_foreign_outputs_and_a_foreign_resume
         assert main() == 2
         assert message in capsys.readouterr().err
     assert (tmp_path / "d.json").read_text() == '{"mine": 1}'
+    (tmp_path / "notes.md").write_text("# notes")  # not JSON at all: one line too
+    monkeypatch.setattr(sys, "argv", ["denoise_vs_bm3d.py", "--resume", "--json", str(tmp_path / "notes.md"), "--md",
+                                      str(tmp_path / "d.md")])
+    assert main() == 2 and "is not a results file of this script" in capsys.readouterr().err
+    import shutil
+
+    from pnprgm.rgm.models import model_path
+
+    shutil.copyfile(model_path("unet-denoiser-gray"), tmp_path / "g.pt")
+    before = (tmp_path / "g.pt").read_bytes()
+    monkeypatch.setattr(sys, "argv", ["denoise_vs_bm3d.py", "--model", f"mine=unet-denoiser-color,{tmp_path / 'g.pt'}",
+                                      "--json", str(tmp_path / "e.json"), "--md", str(tmp_path / "g.pt"), "--overwrite"])
+    assert main() == 2 and "which this run reads" in capsys.readouterr().err
+    assert (tmp_path / "g.pt").read_bytes() == before
 
 
 def test_prior_vs_mse_keeps_a_link_it_did_not_make_in_its_work_folder(tmp_path):
@@ -1585,6 +1599,13 @@ def test_prior_vs_mse_keeps_a_link_it_did_not_make_in_its_work_folder(tmp_path):
     with pytest.raises(UserError, match=r"holds files this script did not make \(mine.png\)"):
         script["heldout_colour"](train, folder, [])
     assert (folder / "mine.png").is_symlink() and len(list(folder.iterdir())) == 2
+    # training photos that are links themselves: its own links (to their targets) are still its own on a rerun
+    linked = tmp_path / "linked"
+    linked.mkdir()
+    for photo in train.iterdir():
+        (linked / photo.name).symlink_to(photo)
+    other = tmp_path / "work2" / "heldout"
+    assert script["heldout_colour"](linked, other, [])[0] == script["heldout_colour"](linked, other, [])[0] == names
 
 
 def test_tune_presets_appends_only_to_its_own_table(tmp_path, monkeypatch):

@@ -335,3 +335,13 @@ def test_a_sample_run_killed_between_its_two_renames_does_not_lock_its_grid(ship
     assert rerun.exit_code == 0, rerun.output
     record = json.loads(Path("grid.json").read_text())
     assert record["output_sha256"] == io.sha256_file("grid.png")
+    # stopped again, now while replacing that grid with another (another seed): the old grid stays replaceable
+    old_grid = Path("grid.png").read_bytes()
+    calls.clear()
+    monkeypatch.setattr(pnprgm.io.os, "replace", second_fails)
+    assert invoke(*args, "--seed", "7").exit_code != 0
+    assert Path("grid.png").read_bytes() == old_grid and json.loads(Path("grid.json").read_text())["seed"] == 7
+    monkeypatch.setattr(pnprgm.io.os, "replace", real_replace)
+    again = invoke(*args, "--seed", "7")
+    assert again.exit_code == 0, again.output
+    assert json.loads(Path("grid.json").read_text())["output_sha256"] == io.sha256_file("grid.png")

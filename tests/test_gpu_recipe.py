@@ -92,15 +92,20 @@ def test_rgm_recipe_rehearsal_leaves_a_small_rgm_model_and_its_record(tiny_pack,
     supervised term) for a few seconds; OUTDIR/rgm holds a loadable model, its record (prior, lineage, the
     discriminator's recent loss) and no file over 16 MiB."""
     out = tmp_path / "out"
+    (out / "rgm" / "checkpoints").mkdir(parents=True)
+    (out / "rgm" / "checkpoints" / "step_best.pt").write_text("mine")  # a user's file: the script once rm -rf'd it
     env = {**os.environ, "PYTHON": sys.executable}
     result = subprocess.run(
         ["bash", str(REPO / "scripts" / "train_rgm_gpu.sh"), str(out), "0.02", "--device", "cpu", "--data",
          str(tiny_pack / "train"), "--val", str(tiny_pack / "val"), "--batch-size", "2", "--crop", "32", "--threads", "1",
-         "--set", "train.lr_d=1e-4"],  # given options (and --set keys) replace the script's defaults
+         "--set", "train.lr_d=1e-4", "--overwrite"],  # given options (and --set keys) replace the script's defaults
         capture_output=True, text=True, env=env, timeout=180)
     assert result.returncode == 0, result.stderr[-2000:]
     files = sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file())
-    assert files == ["rgm/log.csv", "rgm/model.pt", "rgm/record.json"]  # no snapshot: G's step 250 is not reached
+    # no snapshot (G's step 250 is not reached), no resume files, and the user's file kept
+    assert files == ["rgm/checkpoints/step_best.pt", "rgm/log.csv", "rgm/model.pt", "rgm/record.json"]
+    assert (out / "rgm" / "checkpoints" / "step_best.pt").read_text() == "mine"
+    files.remove("rgm/checkpoints/step_best.pt")
     assert all((out / f).stat().st_size < 16 * 2**20 for f in files)
     record = read_model_file(out / "rgm" / "model.pt")["record"]
     assert record["train"]["prior"] == "kld" and record["train"]["supervised"] == 0 and record["train"]["lmbda"] == 1e-4
@@ -215,11 +220,12 @@ def test_recipe_continues_from_a_model_and_keeps_the_lineage(recipe_run, tiny_pa
                                      "--minutes", "0.01", "--device", "cpu", "--init-from", "rgm-denoiser-color"])
     assert wrong.exit_code == 2 and "not a 3-channel DRUNet model file" in wrong.output
     continued = (out / source.name).read_bytes()  # its own output folder: the file it starts from is never replaced
-    again = CliRunner().invoke(app, ["train-denoisers", "--data", str(tiny_pack), "--out", str(out), "--minutes", "0.01",
-                                     "--device", "cpu", "--gray-share", "0", "--init-from", str(out / source.name),
-                                     "--overwrite"])
-    assert again.exit_code == 2 and "which this run reads" in again.output and "another --out" in again.output, \
-        again.output
+    for overwrite in (["--overwrite"], []):  # without it too: not advised to pass the flag that is then refused
+        again = CliRunner().invoke(app, ["train-denoisers", "--data", str(tiny_pack), "--out", str(out), "--minutes",
+                                         "0.01", "--device", "cpu", "--gray-share", "0", "--init-from",
+                                         str(out / source.name), *overwrite])
+        assert again.exit_code == 2 and "which this run reads" in again.output and "another --out" in again.output, \
+            again.output
     assert (out / source.name).read_bytes() == continued
 
 
@@ -592,8 +598,7 @@ def test_pack_script_keeps_folders_it_did_not_make_and_answers_bad_input_in_one_
     assert (out / ".data-mine" / "keep.txt").read_text() == "mine" and (out / ".old-notes").is_dir()
     assert sorted(p.name for p in out.iterdir()) == [".data-mine", ".old-notes", "data"]
     (out / "data" / "mine.cr2").write_text("raw")
-    with pytest.raises(SystemExit):  # no such option any more: nothing deletes a user's files
-        pack(str(photos), "--overwrite")
+    assert pack(str(photos), "--overwrite") == 1  # the option is gone (one line): nothing deletes a user's files
     assert pack(str(photos)) == 1 and (out / "data" / "mine.cr2").read_text() == "raw"
     (out / "data" / "mine.cr2").unlink()
 
@@ -614,9 +619,12 @@ def test_pack_script_errors_are_one_line(tmp_path):
     (photos / "MANIFEST.tsv").write_text("name\tlicense\np0.png\tCC0\n")
     command = [sys.executable, str(REPO / "scripts" / "pack_gpu.py"), "--out", str(tmp_path / "pack"), "--no-wheels",
                "--budget-mb", "1000", "--sides", "128"]
-    for folder, message in ((tmp_path / "nowhere", "is not a folder of photos; give the folder"),
-                            (photos, "has no 'file' column")):
-        done = subprocess.run([*command, str(folder)], capture_output=True, text=True, timeout=120)
+    latin = _photo_folder(tmp_path / "latin", 2, seed=6)
+    (latin / "MANIFEST.tsv").write_bytes("file\tlicense\np0.png\tlicence \xe9\n".encode("latin-1"))
+    for folder, message, more in ((tmp_path / "nowhere", "is not a folder of photos; give the folder", []),
+                                  (photos, "has no 'file' column", []), (latin, "save it as UTF-8", []),
+                                  (latin, "--overwrite is gone", ["--overwrite"])):
+        done = subprocess.run([*command, str(folder), *more], capture_output=True, text=True, timeout=120)
         assert done.returncode == 1 and message in done.stderr and "Traceback" not in done.stderr, done.stderr
         assert len(done.stderr.strip().splitlines()) == 1
 

@@ -1866,9 +1866,10 @@ def test_a_run_never_replaces_the_model_it_starts_from_even_with_overwrite(data_
     source = train(data_dir, tmp_path / "run", train={**TINY_TRAIN, "steps": 2}, size="tiny", **args)
     before = {name: (tmp_path / "run" / name).read_bytes() for name in ("model.pt", "last.pt")}
     for name in before:
-        with pytest.raises(UserError, match=rf"refusing to overwrite .*{name}, which this run reads.*another --out"):
-            train(data_dir, tmp_path / "run", train={**TINY_TRAIN, "steps": 1}, init_from=tmp_path / "run" / name,
-                  overwrite=True, **args)
+        for overwrite in (True, False):  # without --overwrite too: not advised to pass the flag that is then refused
+            with pytest.raises(UserError, match=rf"refusing to overwrite .*{name}, which this run reads.*another --out"):
+                train(data_dir, tmp_path / "run", train={**TINY_TRAIN, "steps": 1}, init_from=tmp_path / "run" / name,
+                      overwrite=overwrite, **args)
     assert {name: (tmp_path / "run" / name).read_bytes() for name in before} == before
     elsewhere = train(data_dir, tmp_path / "other", train={**TINY_TRAIN, "steps": 1}, init_from=source["model"], **args)
     assert Path(elsewhere["model"]).is_file()

@@ -801,6 +801,10 @@ def train(data: str | Path, out: str | Path, *, process: ProcessConfig | dict | 
         raise UserError("--overwrite starts a new run and --resume continues the one in --out; give only one of them.")
     if size is not None:
         SIZES.get(size)  # an unknown size is named before any work
+    if init_from is not None:  # before the advice to pass --overwrite, which would then be refused
+        replaced = [out / "last.pt", out / "model.pt", *(out / snapshot_name(n) for n in train_cfg.model_at_steps),
+                    *(path for folder, pattern in REPLACED_FILES.values() for _, path in ckpt.run_files(out / folder, pattern))]
+        model_file.refuse_replacing_initial([init_from], replaced)
     content = None
     if resume:
         if not (out / "last.pt").exists() and (out / "config.json").exists():
@@ -827,9 +831,6 @@ def train(data: str | Path, out: str | Path, *, process: ProcessConfig | dict | 
         check_writable(out / "config.json", option="--out")  # before the data are decoded, not at the first write
     initial, converted = None, False
     if init_from is not None:
-        replaced = [out / "last.pt", out / "model.pt", *(out / snapshot_name(n) for n in train_cfg.model_at_steps),
-                    *(path for folder, pattern in REPLACED_FILES.values() for _, path in ckpt.run_files(out / folder, pattern))]
-        model_file.refuse_replacing_initial([init_from], replaced)
         initial = model_file.read_initial_weights(init_from)
         if initial.arch != "unet":  # pnprgm train builds RGM's UNet generator; the others have their own trainers
             other = {"drunet": "a DRUNet (a plain denoiser of the GPU recipe): fine-tune it with pnprgm "

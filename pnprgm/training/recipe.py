@@ -306,8 +306,8 @@ def train_denoisers(pack: str | Path, out: str | Path, cfg: RecipeConfig, *, dev
     io.check_outdir_name(out, "--out", "runs/denoisers")
     device = resolve_device(device)
     pack, out = Path(pack), Path(out)
+    refuse_replacing_initial(init_from, [out / name for name in OUTPUT_FILES])  # before the advice to pass --overwrite
     refuse_taken(out, OUTPUT_FILES, overwrite=overwrite)
-    refuse_replacing_initial(init_from, [out / name for name in OUTPUT_FILES])
     check_writable(out / OUTPUT_FILES[0], option="--out")  # before the photos are decoded, not at the first model
     if (pack / "train").is_dir() and (pack / "val").is_dir():
         train_files = scan_folder(pack / "train")

@@ -176,7 +176,10 @@ def check_grid_outputs(out: Path, *, overwrite: bool = False) -> None:
     ours = record is not None and GRID_RECORD_KEYS <= set(record)
 
     def grid_is_ours(path: Path) -> bool:  # grids written before output_sha256 was recorded count as ours
-        return ours and ("output_sha256" not in record or record["output_sha256"] == sha256_file(path))
+        # the record is renamed into place before its grid: a run stopped between the two leaves the grid it was
+        # replacing, which the record names too
+        return ours and ("output_sha256" not in record
+                         or sha256_file(path) in (record["output_sha256"], record.get("replaced_output_sha256")))
 
     other = Path(record["output"]).name if ours and isinstance(record.get("output"), str) else out.name
     if other != out.name and (out.with_name(other)).exists() and not overwrite:
@@ -345,7 +348,8 @@ def sample_model_grid(model: str, out: str | Path, *, count: int = 16, size: Opt
     staged = [(io.stage(out, io.image_writer(out, picture), protect=protect), out)]
     try:
         record = {
-            "output": out.name, "output_sha256": sha256_file(staged[0][0]), "model": str(model),
+            "output": out.name, "output_sha256": sha256_file(staged[0][0]),
+            "replaced_output_sha256": sha256_file(out) if io.is_file(out) else None, "model": str(model),
             "model_sha256": sha256_file(path), "process": process.config(), "mode": mode,
             "count": count if mode == "noise" else len(used), "size": side, "seed": seed,
             "noise": sigma01 if mode == "restore" else None, "inputs": [str(f) for f in used], "upscale": upscale,
