@@ -99,6 +99,11 @@ for _info in sorted(pkgutil.iter_modules(commands.__path__), key=lambda m: m.nam
 
 def main() -> None:
     warnings.formatwarning = _one_line_warning
+    # a file name that is not UTF-8 (bytes Python keeps as surrogates) is printed escaped, not a UnicodeEncodeError
+    # halfway through a batch under a strict UTF-8 locale
+    for stream in (sys.stdout, sys.stderr):
+        if hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="backslashreplace")
     app(prog_name="pnprgm")
 
 

@@ -1,6 +1,7 @@
 """``pnprgm degrade`` and ``pnprgm operators`` through click's CliRunner."""
 from __future__ import annotations
 
+import os
 import json
 import re
 import subprocess
@@ -431,3 +432,23 @@ def test_one_photo_named_twice_is_measured_once(inputs, tmp_path):
     assert result.exit_code == 0, result.output
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["odd.measurement.json", "odd.measurement.npz",
                                                                    "odd.png"]
+
+
+def test_a_file_name_that_is_not_utf8_neither_stops_a_batch_nor_a_report(inputs, tmp_path):
+    """Under a strict UTF-8 locale, printing b\\xff.png's progress line raised UnicodeEncodeError halfway through the
+    batch (the photos after it never measured); benchmark --md raised it writing the table."""
+    import subprocess
+    import sys
+
+    odd = os.fsdecode(b"b\xff.png")
+    (inputs / odd).write_bytes((inputs / "odd.png").read_bytes())
+    env = {**os.environ, "PYTHONIOENCODING": "utf-8:strict"}
+    done = subprocess.run([sys.executable, "-m", "pnprgm.cli.main", "degrade", str(inputs), "--operator", "sr2", "-o",
+                           str(tmp_path / "out")], capture_output=True, text=True, env=env, timeout=120)
+    assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr
+    assert "degraded 3 image(s)" in done.stdout and "b\\udcff.png" in done.stdout
+    assert (tmp_path / "out" / "square.png").is_file()
+    result = run("benchmark", "--data", inputs, "--task", "denoise", "--method", "baseline", "--metrics", "psnr",
+                 "--json", tmp_path / "r.json", "--md", tmp_path / "r.md", "-q")
+    assert result.exit_code == 0, result.output
+    assert "b\\udcff" in (tmp_path / "r.md").read_text(encoding="utf-8")

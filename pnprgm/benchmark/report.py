@@ -281,7 +281,8 @@ def write_markdown(path: str | Path, data: Mapping[str, Any]) -> Path:
 
 
 def _write_text(path: str | Path, text: str) -> Path:
-    return io.atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+    # a photo name that is not UTF-8 (bytes Python keeps as surrogates) is written escaped (b\udcff.png)
+    return io.atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8", errors="backslashreplace"))
 
 
 # -- figure -----------------------------------------------------------------------------------------------
