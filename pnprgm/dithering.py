@@ -39,8 +39,8 @@ class DitherSettings:
     grain: float = 0.0
 
     def __post_init__(self) -> None:
-        if not self.grain >= 0:
-            raise ValueError(f"grain must be >= 0, got {self.grain}")
+        if not 0 <= self.grain <= 1:  # a std in [0, 1] image units (squared: 1e300 overflowed)
+            raise ValueError(f"grain is a std in [0, 1] image units (0: off, e.g. 0.02); got {self.grain}")
 
 
 def dither(x: torch.Tensor, physics: LinearPhysics, settings: DitherSettings, *, noise_sigma: float,

@@ -54,8 +54,12 @@ def test_bad_values_are_refused():
     physics = operators.build("sr2", (1, 4, 4))
     with pytest.raises(ValueError, match="grain"):
         posterior_grain(torch.zeros(1, 1, 4, 4), physics, grain=0.0, noise_sigma=0.01, generator=torch.Generator())
-    with pytest.raises(ValueError, match="grain must be >= 0"):
-        configure("drs", {"grain": -0.1})
+    for value in (-0.1, 1.5, 1e300):  # 1e300 was an OverflowError traceback (grain**2)
+        with pytest.raises(ValueError, match=r"grain is a std in \[0, 1\] image units"):
+            configure("drs", {"grain": value})
+    for value in (-0.1, 2.0, 1e300):
+        with pytest.raises(ValueError, match=r"detail_sigma is a std in \[0, 1\] image units"):
+            configure("drs", {"detail_sigma": value})
 
 
 @pytest.mark.parametrize("name", ["drs", "admm", "hqs"])

@@ -42,8 +42,8 @@ class DenoiserSettings:
     def __post_init__(self) -> None:
         if self.symmetry not in SYMMETRIES:
             raise ValueError(f"symmetry must be one of {', '.join(SYMMETRIES)}; got {self.symmetry!r}")
-        if not self.detail_sigma >= 0:
-            raise ValueError(f"detail_sigma must be >= 0, got {self.detail_sigma}")
+        if not 0 <= self.detail_sigma <= 1:  # a std in [0, 1] image units (squared: 1e300 overflowed)
+            raise ValueError(f"detail_sigma is a std in [0, 1] image units (0: off, e.g. 0.02); got {self.detail_sigma}")
         if not self.strength > 0:
             raise ValueError(f"strength must be > 0, got {self.strength}")
 
