@@ -1164,6 +1164,8 @@ def test_outputs_that_cannot_be_written_are_one_line_errors_before_any_work(phot
     ("--device", "meta", "unknown device"),
     ("--device", "", "unknown device"),
     ("--noise", "2", "--noise must be in [0, 1]"),
+    ("--noise", "300/255", "--noise must be in [0, 1]"),
+    ("--noise", "5/0", "is not a noise level; give a number such as 0.02 or 5/255"),
 ])
 def test_bad_seed_device_and_noise_are_one_line_errors(photo_dir, option, value, message):
     result = _bench(photo_dir, option, value)
@@ -1620,3 +1622,10 @@ def test_tune_presets_appends_only_to_its_own_table(tmp_path, monkeypatch):
         monkeypatch.setattr(sys, "argv", ["tune_presets.py", "--task", "sr", "--out", str(out)])
         assert main() == 2
     assert readme.read_text() == "# my README\n"
+
+
+def test_benchmark_noise_takes_the_fraction_the_other_commands_take(photo_dir, tmp_path):
+    """--noise 5/255 was "'5/255' is not a valid float" here while restore, degrade and sample took it."""
+    result = _bench(photo_dir, "--noise", "5/255", "--json", tmp_path / "r.json")
+    assert result.exit_code == 0, result.output
+    assert json.loads((tmp_path / "r.json").read_text())["config"]["noise"] == pytest.approx(5 / 255)

@@ -7,7 +7,7 @@ import sys
 import click
 
 from pnprgm.benchmark import tasks as task_registry
-from pnprgm.cli.options import Command, SEED, parse_assignments, threads_option
+from pnprgm.cli.options import Command, NoiseLevel, SEED, parse_assignments, threads_option
 
 EXAMPLES = """
 \b
@@ -42,7 +42,7 @@ models); options given on the command line override it.
 @click.option("--task", "tasks", default=None,
               help=f"Comma-separated tasks: {', '.join(task_registry.registry.names())} (the presets' tasks).  [default: all]")
 @click.option("--method", "methods", default=None, help="Comma-separated methods (see --list).  [default: all]")
-@click.option("--noise", type=float, default=None, help="Measurement noise std in [0,1] units for every task (default: each task's).")
+@click.option("--noise", type=NoiseLevel(), default=None, help="Measurement noise std in [0, 1] units for every task, e.g. 0.02 or 5/255 (default: each task's).")
 @click.option("--seed", type=SEED, default=None, help="Run seed (measurements and methods derive theirs from it).  [default: 0]")
 @click.option("--crop", type=int, default=None, help="Centre crop side in pixels, 0 for whole images.  [default: 256]")
 @click.option("--limit", type=int, default=None, help="Use only the first N usable images (unreadable or too small ones are skipped, named in the report).")
