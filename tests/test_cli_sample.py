@@ -345,3 +345,19 @@ def test_a_sample_run_killed_between_its_two_renames_does_not_lock_its_grid(ship
     again = invoke(*args, "--seed", "7")
     assert again.exit_code == 0, again.output
     assert json.loads(Path("grid.json").read_text())["output_sha256"] == io.sha256_file("grid.png")
+
+
+def test_an_input_too_small_for_the_model_is_left_out_of_the_grid_by_name(shipped, tmp_path):
+    """One 1x3 photo among the inputs stopped the whole grid with "input images must be at least 8 pixels", naming
+    no file; unreadable ones were already left out with a warning."""
+    folder = tmp_path / "inputs"
+    folder.mkdir()
+    (folder / "a.png").write_bytes((tmp_path / "photo.png").read_bytes())
+    Image.fromarray(np.zeros((1, 3, 3), np.uint8)).save(folder / "tiny.png")  # below the tiny model's multiple
+    with pytest.warns(UserWarning, match=r"tiny.png \(1x3 px\) is left out of the grid: this model needs at least"):
+        result = invoke("sample", "tiny-shipped", "--input", folder, "-n", "2", "-o", "grid.png")
+    assert result.exit_code == 0, result.output
+    record = json.loads(Path("grid.json").read_text())
+    assert [Path(p).name for p in record["inputs"]] == ["a.png"] and record["size"] == 32
+    alone = invoke("sample", "tiny-shipped", "--input", folder / "tiny.png", "-o", "alone.png")
+    assert alone.exit_code == 2 and "must be at least" in alone.output

@@ -190,6 +190,21 @@ def check_grid_outputs(out: Path, *, overwrite: bool = False) -> None:
     check_writable(out)
 
 
+def _without_small(used: list[Path], images: list[torch.Tensor], least: int) -> tuple[list[Path], list[torch.Tensor]]:
+    """The inputs of at least ``least`` pixels on each side (the model's size multiple); each smaller one is named in a
+    warning and left out of the grid (the others still make it); none left is a :class:`UserError`."""
+    import warnings
+
+    kept = [(path, image) for path, image in zip(used, images) if min(image.shape[1:]) >= least]
+    for path, image in zip(used, images):
+        if min(image.shape[1:]) < least:
+            warnings.warn(f"{path} ({image.shape[1]}x{image.shape[2]} px) is left out of the grid: this model needs "
+                          f"at least {least} pixels on each side.", stacklevel=2)
+    if not kept:
+        raise UserError(f"input images must be at least {least} pixels on each side for this model.")
+    return [path for path, _ in kept], [image for _, image in kept]
+
+
 def _read_inputs(files: list[Path], count: int) -> tuple[list[Path], list[torch.Tensor]]:
     """The first ``count`` ``--input`` images that can be read, with their pixels (each decoded once); each unreadable
     one met on the way is named in a warning and left out of the grid (the others still make it); none readable is
@@ -303,9 +318,8 @@ def sample_model_grid(model: str, out: str | Path, *, count: int = 16, size: Opt
     if upscale is not None:
         full = math.lcm(multiple, process_size_multiple(process_config))  # the high-resolution side's multiple
         need = full // math.gcd(full, upscale)
+        used, images = _without_small(used, images, need)
         side = min(min(im.shape[1:]) for im in images) // need * need
-        if side < need:
-            raise UserError(f"input images must be at least {need} pixels on each side for this model.")
         low = torch.stack([centre_crop(im, side) for im in images]).to(device)  # as restore mode crops
         process = build(process_config, (channels, side * upscale, side * upscale), device)
         restored = super_resolve(generator, process, low, upscale, seed=seed)
@@ -313,14 +327,13 @@ def sample_model_grid(model: str, out: str | Path, *, count: int = 16, size: Opt
         picture = grid(torch.cat([nearest, restored]), nrow=nrow or low.shape[0])
         mode, side = "super-resolve", side * upscale
     elif files:
-        side = min(size or 256, *(min(im.shape[1:]) for im in images))
         multiple = math.lcm(multiple, process_size_multiple(process_config))
+        used, images = _without_small(used, images, multiple)
+        side = min(size or 256, *(min(im.shape[1:]) for im in images))
         side = side // multiple * multiple
-        if side < multiple:
-            if size is not None and size < multiple:  # the inputs may be large enough: --size is what is too small
-                raise UserError(f"--size {size} is below this model's {multiple}-pixel multiple; give --size {multiple} "
-                                f"or more.")
-            raise UserError(f"input images must be at least {multiple} pixels on each side for this model.")
+        if side < multiple:  # every input is large enough (above): --size is what is too small
+            raise UserError(f"--size {size} is below this model's {multiple}-pixel multiple; give --size {multiple} "
+                            f"or more.")
         clean = torch.stack([centre_crop(im, side) for im in images]).to(device)
         process = build(process_config, (channels, side, side), device)
         g_in, restored = restore_degraded(generator, process, clean, sigma01=sigma01, seed=seed)
