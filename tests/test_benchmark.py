@@ -337,6 +337,10 @@ def test_too_small_image_is_skipped_for_lpips(photo_dir):
     cropped = run_benchmark(_config(data=str(photo_dir), tasks=("denoise",), methods=("baseline",),
                                     metrics="psnr,lpips_vgg", protocol={"crop": 4}), progress=False)
     assert [(s["image"], "LPIPS-VGG needs 24 px" in s["reason"]) for s in cropped.skipped] == [("tiny", True)]
+    # the protocol's trim, not the photo, made it small: lowering it is the fix named (not dropping the metric)
+    assert "lower --protocol crop, which trims 4 px" in cropped.skipped[0]["reason"]
+    assert "without lpips_vgg" not in cropped.skipped[0]["reason"]
+    assert "use --metrics without lpips" in result.skipped[0]["reason"]  # 20 px: too small for LPIPS with no trim
 
 
 ALL_METRICS = "psnr,ssim,lpips,lpips_vgg"

@@ -316,8 +316,12 @@ def run_benchmark(
             # a larger crop helps only where the crop, not the photo, made it small
             fits = min(side - side % datasets.ALIGN for side in original.shape[1:]) >= min_side
             larger = "use a larger --crop, or " if config.crop and fits else ""
-            reason = (f"{image.shape[1]}x{image.shape[2]} px after cropping; {METRICS.get(needs).title} needs {min_side} px "
-                      f"or more ({larger}use --metrics without {needs})")
+            # where the protocol's border trim, not the photo, made it too small, that trim is the fix
+            trimmed = protocol.crop and min(image.shape[1:]) >= METRICS.get(needs).min_side
+            fix = (f"lower --protocol crop, which trims {protocol.crop} px from each border before scoring" if trimmed
+                   else f"{larger}use --metrics without {needs}")
+            reason = (f"{image.shape[1]}x{image.shape[2]} px{' before the protocol crop' if protocol.crop else ''}; "
+                      f"{METRICS.get(needs).title} needs {min_side} px or more ({fix})")
             skipped.append({"image": source.name, "kind": "unusable", "reason": reason})
             say(f"skipped image {source.name}: {reason}")
             continue
