@@ -334,13 +334,20 @@ def _read_wide_tiff(path: Path) -> np.ndarray | None:
     def wide(head: _TiffHead) -> bool:
         return head.kind in ("f", "i") or (head.kind == "u" and head.bits > 16)
 
+    def white_is_zero(head: _TiffHead) -> bool:
+        # Pillow reads a 16-bit white-is-zero gray TIFF as a negative and ignores its Orientation tag
+        return (head.kind == "u" and head.bits in (8, 16) and head.samples == 1
+                and head.photometric == TIFF_MINISWHITE)
+
     # tifffile failing leaves the file to Pillow's reading, which then decides
-    opened = _tiff_first_page(path, read_if=lambda head: wide(head) or turned(head))
+    opened = _tiff_first_page(path, read_if=lambda head: wide(head) or turned(head) or white_is_zero(head))
     if opened is None or opened[1] is None:
         return None
     head, array = opened
-    if turned(head):
+    if turned(head) or white_is_zero(head):
         array = array.astype(np.float64) / (2.0**head.bits - 1)
+        if white_is_zero(head):
+            array = 1.0 - array
     elif head.kind != "f":
         sort = "signed integer" if head.kind == "i" else "integer"
         raise UserError(f"cannot read {path}: {head.bits}-bit {sort} samples, whose full scale the file does not say; "
@@ -351,8 +358,9 @@ def _read_wide_tiff(path: Path) -> np.ndarray | None:
     return _unit_floats(_orient(_drop_alpha(array, path), head.orientation), path)
 
 
-#: TIFF photometric interpretations read by tifffile when the file has an Orientation tag (0 is white-is-zero).
-TIFF_MINISBLACK, TIFF_RGB = 1, 2
+#: TIFF photometric interpretations read by tifffile when the file has an Orientation tag, and white-is-zero gray,
+#: which Pillow reads as a negative at 16 bits (tifffile gives the stored samples: inverted here).
+TIFF_MINISWHITE, TIFF_MINISBLACK, TIFF_RGB = 0, 1, 2
 
 
 def _unit_floats(array: np.ndarray, path: Path) -> np.ndarray:

@@ -559,3 +559,22 @@ def test_centre_crop_is_the_middle_window_with_the_odd_margin_at_the_bottom_righ
     assert io.centre_crop(image[None], 5, 6).shape == (1, 1, 5, 6)
     with pytest.raises(ValueError):
         io.centre_crop(image, 6)
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16])
+@pytest.mark.parametrize("orientation", [1, 6])
+def test_a_white_is_zero_gray_tiff_reads_as_its_viewer_shows_it(tmp_path, dtype, orientation):
+    """A 16-bit white-is-zero TIFF (scanners, some microscopes) was read as its negative, and its Orientation tag was
+    ignored (Pillow's I;16 mode drops it): 0 is white in such a file."""
+    import tifffile
+
+    full = np.iinfo(dtype).max
+    stored = np.random.default_rng(1).integers(0, full + 1, (20, 30), dtype=np.int64).astype(dtype)
+    tags = [(274, "H", 1, orientation, True)] if orientation != 1 else []
+    tifffile.imwrite(tmp_path / "w.tif", stored, photometric="miniswhite", extratags=tags)
+    image = io.read_image(tmp_path / "w.tif")
+    expected = 1.0 - torch.from_numpy(stored.astype(np.float64) / full).float()[None]
+    if orientation == 6:  # rotate 90 degrees clockwise to view
+        expected = torch.rot90(expected, -1, dims=(1, 2))
+    assert image.shape == expected.shape
+    torch.testing.assert_close(image, expected, atol=1e-6, rtol=0)
