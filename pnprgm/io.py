@@ -402,6 +402,11 @@ def _bits_of(path: Path, fmt: str | None) -> int:
         head = opened[0]
         # float samples ([0, 1], see _read_wide_tiff) keep more than 8 bits through a restoration too
         return 16 if (head.bits == 16 and head.kind == "u") or head.kind == "f" else 8
+    if fmt == "PPM":  # a PGM or PPM whose maxval is above 255 opens in a 32-bit integer mode
+        from PIL import Image
+
+        with Image.open(path) as image:
+            return 16 if image.mode.startswith("I") else 8
     return 8
 
 
@@ -441,7 +446,8 @@ def _pil_to_array(image, path: Path) -> np.ndarray:
     mode = image.mode
     if mode in _GRAY16_MODES:
         array = np.asarray(image, dtype=np.float64)
-        scale = 65535.0 if array.max() > 255 or mode.startswith("I;16") else 255.0
+        # Pillow scales a PGM's samples to 65535 whatever its maxval above 255: its full scale is not in the content
+        scale = 65535.0 if array.max() > 255 or mode.startswith("I;16") or image.format == "PPM" else 255.0
         array = (array / scale)[None]
     else:
         if mode in ("RGBA", "LA", "PA") or (mode == "P" and "transparency" in image.info):

@@ -578,3 +578,15 @@ def test_a_white_is_zero_gray_tiff_reads_as_its_viewer_shows_it(tmp_path, dtype,
         expected = torch.rot90(expected, -1, dims=(1, 2))
     assert image.shape == expected.shape
     torch.testing.assert_close(image, expected, atol=1e-6, rtol=0)
+
+
+def test_a_16_bit_pgm_keeps_its_scale_and_its_16_bits_whatever_its_content(tmp_path):
+    """A dark 16-bit PGM (every sample <= 255) was read at 255 full scale, 257 times too bright, and written back at
+    8 bits; its PNG twin was read right."""
+    stored = (np.arange(64 * 64).reshape(64, 64) % 200).astype(">u2")
+    (tmp_path / "dark.pgm").write_bytes(b"P5\n64 64\n65535\n" + stored.tobytes())
+    Image.fromarray(stored.astype(np.uint16)).save(tmp_path / "dark.png")
+    pgm, png = io.read_image(tmp_path / "dark.pgm"), io.read_image(tmp_path / "dark.png")
+    torch.testing.assert_close(pgm, png, atol=0, rtol=0)
+    assert float(pgm.max()) == pytest.approx(199 / 65535)
+    assert io.image_bits(tmp_path / "dark.pgm") == 16
