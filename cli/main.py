@@ -59,7 +59,10 @@ class _Group(click.Group):
         try:
             return super().invoke(ctx)
         except UserError as err:
-            click.echo(f"error: {err}", err=True)
+            from pnprgm.errors import first_line
+
+            # one line, and a bounded one: a message may quote a value the user gave (a 200 MB suite string)
+            click.echo(f"error: {first_line(err, 2000)}", err=True)
             sys.exit(2)
         except OSError as err:
             # what the file system refused where a command has no finer message (a full disk under sample or

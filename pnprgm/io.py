@@ -88,12 +88,27 @@ def image_subfolders(folder: str | Path, exclude: Iterable[str | Path] = ()) -> 
             and sub.resolve() not in skipped and any(p.suffix.lower() in READ_SUFFIXES for p in sub.rglob("*"))]
 
 
+def is_dir(path: str | Path) -> bool:
+    """``Path.is_dir`` that answers False where asking fails, as :func:`is_file`."""
+    try:
+        return Path(path).is_dir()
+    except (OSError, ValueError):
+        return False
+
+
 def list_images(inputs: Iterable[str | Path]) -> list[Path]:
     """Expand files and folders into a sorted list of image files; a missing path is a :class:`UserError`. A folder's
     hidden files are passed over (macOS writes ``._photo.png`` metadata beside each photo on shared drives)."""
     found: list[Path] = []
     for item in inputs:
         path = Path(item)
+        try:
+            path.stat()
+        except FileNotFoundError:
+            pass  # said below, with the fix
+        except OSError as err:  # a name too long for the file system, a folder that may not be searched
+            shown = str(path) if len(str(path)) <= 120 else f"{str(path)[:100]}... ({len(str(path))} characters)"
+            raise UserError(f"input {shown} cannot be read ({err.strerror or err}); check the path.") from None
         if path.is_dir():
             found.extend(sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in READ_SUFFIXES
                                 and not p.name.startswith(".")))
@@ -113,7 +128,7 @@ def refuse_outdir_among_inputs(outdir: str | Path, inputs: Iterable[str | Path],
     out = Path(outdir).resolve()
     for item in inputs:
         folder = Path(item)
-        if folder.is_dir() and folder.resolve() == out:
+        if is_dir(folder) and folder.resolve() == out:
             raise UserError(f"{option} {outdir} is the input folder {item}: a rerun would read this run's outputs there "
                             f"as new inputs; give another {option} (e.g. {folder / 'out'}).")
 
@@ -125,7 +140,7 @@ def warn_passed_over(inputs: Iterable[str | Path], *, outdir: str | Path) -> Non
     import warnings
 
     for folder in (Path(item) for item in inputs):
-        if not folder.is_dir():
+        if not is_dir(folder):
             continue
         nested = image_subfolders(folder, exclude=[outdir])
         broken = [p.name for p in sorted(folder.iterdir()) if p.suffix.lower() in READ_SUFFIXES and p.is_symlink()

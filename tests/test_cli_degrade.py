@@ -452,3 +452,17 @@ def test_a_file_name_that_is_not_utf8_neither_stops_a_batch_nor_a_report(inputs,
                  "--json", tmp_path / "r.json", "--md", tmp_path / "r.md", "-q")
     assert result.exit_code == 0, result.output
     assert "b\\udcff" in (tmp_path / "r.md").read_text(encoding="utf-8")
+
+
+@pytest.mark.parametrize("command", ["degrade", "restore"])
+def test_an_input_name_too_long_for_the_file_system_is_named_as_an_input_and_the_others_go_on(inputs, tmp_path,
+                                                                                              command):
+    """A missing input of 300 characters was "cannot write qqq... (File name too long)" for the whole batch: an
+    output problem, and the other photos never processed."""
+    long = tmp_path / ("q" * 300 + ".png")
+    extra = ["--iters", "1", "--denoiser", "tikhonov"] if command == "restore" else []
+    result = CliRunner().invoke(app, [command, str(long), str(inputs / "odd.png"), "--operator", "sr2", *extra, "-o",
+                                      str(tmp_path / "out")])
+    assert result.exit_code == 1 and "Traceback" not in result.output, result.output
+    assert re.search(r"characters\) cannot be read \(File name too long\); check the path\.", result.output)
+    assert "cannot write" not in result.output and (tmp_path / "out" / "odd.png").is_file()
