@@ -888,7 +888,8 @@ def read_text(path: str | Path) -> str:
         data = handle.read(MAX_TEXT_BYTES + 1)
     if len(data) > MAX_TEXT_BYTES:
         raise ValueError(f"larger than {MAX_TEXT_BYTES // 2**20} MiB, more than any file pnprgm writes or reads")
-    return data.decode("utf-8")  # UnicodeDecodeError is a ValueError
+    # utf-8-sig: a leading byte-order mark (Windows Notepad writes one) is dropped, not a parse error
+    return data.decode("utf-8-sig")  # UnicodeDecodeError is a ValueError
 
 
 def read_json(path: str | Path) -> Any:

@@ -1633,3 +1633,14 @@ def test_benchmark_noise_takes_the_fraction_the_other_commands_take(photo_dir, t
     result = _bench(photo_dir, "--noise", "5/255", "--json", tmp_path / "r.json")
     assert result.exit_code == 0, result.output
     assert json.loads((tmp_path / "r.json").read_text())["config"]["noise"] == pytest.approx(5 / 255)
+
+
+def test_a_suite_saved_with_a_byte_order_mark_is_read(photo_dir, tmp_path):
+    """Windows Notepad's UTF-8 starts with a byte-order mark: the suite was refused with Python's "Unexpected UTF-8
+    BOM (decode using utf-8-sig)"."""
+    suite = tmp_path / "s.json"
+    suite.write_bytes(b"\xef\xbb\xbf" + json.dumps({"data": str(photo_dir), "images": ["coffee"], "tasks": ["denoise"],
+                                                    "methods": ["baseline"], "metrics": ["psnr"], "crop": 48}).encode())
+    result = CliRunner().invoke(app, ["benchmark", "--suite", str(suite), "--json", str(tmp_path / "r.json"), "-q"])
+    assert result.exit_code == 0, result.output
+    assert json.loads((tmp_path / "r.json").read_text())["config"]["tasks"] == ["denoise"]
