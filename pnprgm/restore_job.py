@@ -388,7 +388,12 @@ def check_memory(image_shape: tuple[int, int, int], job: RestoreJob) -> None:
     if free is None or need <= free:
         return
     start = (f"restoring the {image_shape[1]}x{image_shape[2]} image needs about {_size(need)}"
-             f"{f' with --tile {job.tile}' if job.tile else ''} but {job.device} has {_size(free)} free")
+             f"{f' with --tile {job.tile}' if job.tile else ''}"
+             f"{f' and --samples {job.samples}' if job.samples > 1 else ''} but {job.device} has {_size(free)} free")
+    if job.samples > 1 and estimate_bytes(image_shape, job.tile, 1) <= free:  # the kept samples are what does not fit
+        per_sample = estimate_bytes(image_shape, job.tile, 2) - estimate_bytes(image_shape, job.tile, 1)
+        fits = 1 + (free - estimate_bytes(image_shape, job.tile, 1)) // max(per_sample, 1)
+        raise UserError(f"{start}; pass --samples {fits} or fewer (each kept sample adds about {_size(per_sample)}).")
     for tile in (512, 256, 128, 64, MIN_TILE):
         if (job.tile is None or tile < job.tile) and tile * tile < image_shape[1] * image_shape[2]:
             tiled = estimate_bytes(image_shape, tile, job.samples)

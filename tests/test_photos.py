@@ -590,3 +590,20 @@ def test_a_16_bit_pgm_keeps_its_scale_and_its_16_bits_whatever_its_content(tmp_p
     torch.testing.assert_close(pgm, png, atol=0, rtol=0)
     assert float(pgm.max()) == pytest.approx(199 / 65535)
     assert io.image_bits(tmp_path / "dark.pgm") == 16
+
+
+def test_a_job_too_large_for_its_samples_names_the_samples_that_fit(monkeypatch):
+    """--samples 1000000000 was refused with "restore a smaller crop or a downscaled image": the kept samples, not
+    the image, were what did not fit."""
+    from pnprgm import restore_job
+    from pnprgm.errors import UserError
+
+    monkeypatch.setattr(restore_job, "available_bytes", lambda device: 12 * 10**9)
+    job = RestoreJob(inputs=("x.png",), outdir="out", samples=10**9)
+    per = restore_job.estimate_bytes((3, 1600, 1200), None, 2) - restore_job.estimate_bytes((3, 1600, 1200), None, 1)
+    fits = 1 + (12 * 10**9 - restore_job.estimate_bytes((3, 1600, 1200), None, 1)) // per
+    with pytest.raises(UserError, match=rf"and --samples 1000000000 but cpu has .*; pass --samples {fits} or fewer"):
+        restore_job.check_memory((3, 1600, 1200), job)
+    assert restore_job.estimate_bytes((3, 1600, 1200), None, fits) <= 12 * 10**9
+    assert restore_job.estimate_bytes((3, 1600, 1200), None, fits + 1) > 12 * 10**9
+    restore_job.check_memory((3, 1600, 1200), RestoreJob(inputs=("x.png",), outdir="out", samples=fits))
