@@ -1644,3 +1644,11 @@ def test_a_suite_saved_with_a_byte_order_mark_is_read(photo_dir, tmp_path):
     result = CliRunner().invoke(app, ["benchmark", "--suite", str(suite), "--json", str(tmp_path / "r.json"), "-q"])
     assert result.exit_code == 0, result.output
     assert json.loads((tmp_path / "r.json").read_text())["config"]["tasks"] == ["denoise"]
+
+
+def test_the_figure_is_never_written_into_the_data_folder(photo_dir, tmp_path):
+    """--figure DATA/fig.png was written on the first run; every later run then refused it as a photo of the set."""
+    result = _bench(photo_dir, "--figure", photo_dir / "fig.png")
+    assert result.exit_code == 2 and "is inside the --data folder" in result.output, result.output
+    assert not (photo_dir / "fig.png").exists()
+    assert _bench(photo_dir, "--figure", tmp_path / "fig.png").exit_code == 0

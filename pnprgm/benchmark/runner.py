@@ -264,6 +264,10 @@ def run_benchmark(
     dataset = datasets.resolve(config.data) if config.data not in datasets.registry else None
     if dataset is not None:
         report.refuse_reading(json_path, md_path, figure_path, [s.path for s in dataset.images if s.path is not None])
+    if figure_path is not None and io.is_dir(config.data) and Path(figure_path).parent.resolve() == Path(config.data).resolve():
+        # an image there is a photo of the set to the next run, which would then refuse to replace it
+        raise UserError(f"--figure {figure_path} is inside the --data folder {config.data}, where the next run would "
+                        f"read it as a photo; write it elsewhere.")
     report.check_outputs(json_path, md_path, figure_path, overwrite=overwrite)
     device = resolve_device(config.device)
     protocol = config.metric_protocol()
