@@ -75,7 +75,14 @@ def parse_size(text: Optional[str]) -> Optional[tuple[int, int]]:
         height, width = (int(part) for part in text.lower().split("x"))
     except ValueError:
         raise UserError(f"--size must look like 256x320 (height x width), got {text!r}.") from None
+    if max(height, width) > MAX_SIZE_SIDE:  # beyond it the operator's buffers fail to allocate, with no word on why
+        raise UserError(f"--size sides are at most {MAX_SIZE_SIDE} pixels (height x width of the image to restore); "
+                        f"got {text}.")
     return height, width
+
+
+#: The largest side --size takes: a 65536-pixel side is already a gigapixel image.
+MAX_SIZE_SIDE = 65536
 
 
 def parse_assignments(items: tuple[str, ...], option: str = "--set") -> dict[str, Any]:

@@ -829,3 +829,10 @@ def test_an_original_beside_its_measurement_is_a_plain_image_and_outputs_never_g
     (error,) = errors(result)
     assert "x.jpg: no measurement sidecar beside this image" in error and "delete" not in error
     assert (tmp_path / "out" / "x_png.png").is_file()  # the measurement still restores from its sidecar
+
+
+def test_a_size_beyond_any_image_is_one_line_naming_size(photos, tmp_path):
+    """--size 999999999999x999999999999 was "too large or too deeply nested (RuntimeError)" for each image."""
+    result = run("restore", photos / "one.png", *FAST, "--size", "999999999999x999999999999", "-o", tmp_path / "out")
+    assert result.exit_code == 2 and "--size sides are at most 65536 pixels" in result.output, result.output
+    assert "RuntimeError" not in result.output and not (tmp_path / "out").exists()
