@@ -1652,3 +1652,13 @@ def test_the_figure_is_never_written_into_the_data_folder(photo_dir, tmp_path):
     assert result.exit_code == 2 and "is inside the --data folder" in result.output, result.output
     assert not (photo_dir / "fig.png").exists()
     assert _bench(photo_dir, "--figure", tmp_path / "fig.png").exit_code == 0
+
+
+def test_set_with_only_the_baseline_is_checked_and_said_not_ignored(photo_dir):
+    """--method baseline --set iterations=abc --set bogus=1 ran in silence: the settings went nowhere, typos too."""
+    for bad in (["--set", "iterations=abc"], ["--set", "bogus=1"]):
+        result = _bench(photo_dir, *bad)
+        assert result.exit_code == 2 and "Traceback" not in result.output, result.output
+    with pytest.warns(UserWarning, match=r"--set iterations applies to no method of this run \(baseline has no"):
+        result = _bench(photo_dir, "--set", "iterations=3")
+    assert result.exit_code == 0, result.output

@@ -291,6 +291,15 @@ def run_benchmark(
     for name in config.methods:
         method = active[name] = methods.registry.get(name).with_models(chosen_models)
         method.check_overrides(config.overrides)
+    if config.overrides and all(method.describe()["solver"] is None for method in active.values()):
+        # checked as a PnP method would (a typo is still an error), and said once: a suite's settings may meet a
+        # --method that takes none of them
+        methods.registry.get("pnp-drs").check_overrides(config.overrides)
+        import warnings
+
+        warnings.warn(f"--set {', '.join(config.overrides)} applies to no method of this run ({', '.join(active)} has "
+                      f"no solver parameters).", stacklevel=2)
+    for name, method in active.items():
         reason = method.unavailable(device)
         method_info[name] = {**method.describe(), "available": reason is None, "unavailable_reason": reason}
         if reason is None:
