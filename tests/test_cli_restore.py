@@ -836,3 +836,11 @@ def test_a_size_beyond_any_image_is_one_line_naming_size(photos, tmp_path):
     result = run("restore", photos / "one.png", *FAST, "--size", "999999999999x999999999999", "-o", tmp_path / "out")
     assert result.exit_code == 2 and "--size sides are at most 65536 pixels" in result.output, result.output
     assert "RuntimeError" not in result.output and not (tmp_path / "out").exists()
+
+
+def test_a_model_file_that_is_no_model_is_one_error_for_the_batch(photos, tmp_path):
+    """--model photo.png was refused once per image, after the batch had started."""
+    result = run("restore", photos, "--operator", "sr2", "--iters", "1", "-q", "--model", photos / "one.png", "-o",
+                 tmp_path / "out")
+    assert result.exit_code == 2 and result.output.count("is not a pnprgm or official model file") == 1, result.output
+    assert not any((tmp_path / "out").glob("*"))  # nothing written
