@@ -32,7 +32,7 @@ reported and the others go on (exit status 1 if any failed).
 @click.argument("inputs", nargs=-1, required=True, type=click.Path())
 @click.option("-p", "--operator", "spec", required=True, help="Operator spec, e.g. sr4 or 'blur:gaussian,sigma=2' (pnprgm operators).")
 @click.option("--noise", type=NoiseLevel(), default=0.0, show_default=True, help="Gaussian noise std in [0, 1] units (0.02 or 5/255).")
-@click.option("-o", "--out", "outdir", required=True, type=click.Path(), help="Output folder (created if needed).")
+@click.option("-o", "--out", "outdir", required=True, type=click.Path(), help="Output folder (created if needed; not an input folder, whose next run would read the outputs as inputs).")
 @click.option("--seed", type=SEED, default=0, show_default=True,
               help="Noise seed (each image hashes it with its sha256); masks/motion kernels use the spec's seed=.")
 @click.option("--overwrite", is_flag=True, help="Replace files in -o that pnprgm degrade did not write (default: refuse that input).")

@@ -55,7 +55,7 @@ the larger scene behind it is restored and cropped back to the photo, so its edg
 
 @click.command("restore", cls=Command, epilog=EXAMPLES)
 @click.argument("inputs", nargs=-1, required=True, type=click.Path())
-@click.option("-o", "--out", "outdir", required=True, type=click.Path(), help="Output folder (created if needed).")
+@click.option("-o", "--out", "outdir", required=True, type=click.Path(), help="Output folder (created if needed; not an input folder, whose next run would read the outputs as inputs).")
 @click.option("--operator", default=None, help="Degradation spec (pnprgm operators), or your own code: file.py:callable or module:callable, called as fn(shape=(C, H, W), device=device) and returning a deepinv LinearPhysics for an image of that shape (the input's, or --size), imported because you typed it. Default: the sidecar written by `pnprgm degrade`.")
 @click.option("--size", default=None, metavar="HxW", help="Size of the image to restore when it cannot be inferred (e.g. SR of odd sizes).")
 @click.option("--solver", default=None, help="drs, admm, hqs or rgm-drs (default: the preset's, else hqs for blur:motion, blur:box and blur:file and an --operator of your code that returns a deepinv Blur/BlurFFT, drs otherwise).")
