@@ -442,6 +442,11 @@ def _already_restored(path: Path, targets: Targets, job: RestoreJob, protect: li
     present = [p for p in targets.all() if p.exists() or p.is_symlink()]
     io.refuse_folders(present)  # even with --overwrite: the rename would fail after the others were written
     io.refuse_inputs(present, protect)
+    for taken in present:  # x_std.png's restoration meets x's std map: another result's file, --overwrite or not
+        owner = _std_map_owner(taken)
+        if owner is not None and owner != targets.record:
+            raise UserError(f"{taken} is the std map of the restoration {owner.name} records; choose another -o (or "
+                            f"rename the input).")
     if not present or job.overwrite:
         return False
     fix = "pass --overwrite to replace it, or choose another -o"
@@ -486,6 +491,15 @@ def _model_file_sha256(job: RestoreJob) -> Optional[str]:
         return None
     found = models.resolve(job.denoiser, required=False)
     return io.sha256_file(found.path) if found is not None and found.entry is None else None
+
+
+def _std_map_owner(path: Path) -> Optional[Path]:
+    """The record (``x.json``) whose restoration wrote ``path`` as its std map (``x_std.png``, same sha256), or None."""
+    if not path.stem.endswith("_std") or not io.is_file(path):
+        return None
+    owner = path.with_name(f"{path.stem[: -len('_std')]}.json")
+    listed = ((read_record(owner) or {}).get("std_map") or {}).get("sha256") if io.is_file(owner) else None
+    return owner if listed and io.sha256_file(path) == listed else None
 
 
 def _stale_std_map(targets: Targets) -> Optional[Path]:

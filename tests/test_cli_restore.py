@@ -844,3 +844,22 @@ def test_a_model_file_that_is_no_model_is_one_error_for_the_batch(photos, tmp_pa
                  tmp_path / "out")
     assert result.exit_code == 2 and result.output.count("is not a pnprgm or official model file") == 1, result.output
     assert not any((tmp_path / "out").glob("*"))  # nothing written
+
+
+def test_an_input_named_like_a_std_map_never_replaces_another_restorations_std_map(photos, tmp_path):
+    """restore x.png --samples 2 wrote out/x_std.png; restoring an input named x_std.png into out then said that file
+    "was not written by pnprgm restore", and --overwrite replaced it, leaving x.json's std_map hash stale."""
+    folder = tmp_path / "inputs"
+    folder.mkdir()
+    (folder / "x.png").write_bytes((photos / "one.png").read_bytes())
+    (folder / "x_std.png").write_bytes((photos / "two.png").read_bytes())
+    args = ("--operator", "sr2", "--denoiser", "tikhonov", "--iters", "2", "-q", "-o", tmp_path / "out")
+    assert run("restore", folder / "x.png", "--samples", "2", *args).exit_code == 0
+    std = (tmp_path / "out" / "x_std.png").read_bytes()
+    for more in ((), ("--overwrite",)):
+        result = run("restore", folder / "x_std.png", *args, *more)
+        assert result.exit_code == 1 and "x_std.png is the std map of the restoration x.json records" in result.output, \
+            result.output
+    assert (tmp_path / "out" / "x_std.png").read_bytes() == std
+    again = run("restore", folder / "x.png", "--samples", "2", *args)  # its own std map: skipped as restored
+    assert again.exit_code == 0 and "already restored" in again.output, again.output
