@@ -521,11 +521,22 @@ def refuse_inputs(outputs: Iterable[str | Path], inputs: Iterable[str | Path], *
     """A :class:`UserError` when one of ``outputs`` is one of the files this run reads (``inputs``): never written,
     even with --overwrite. Called before any work where the outputs are known, and by :func:`stage` for each file;
     ``option`` is the output option the message asks to change."""
+    inputs = list(inputs)
     read = {Path(p).resolve() for p in inputs}
+    # the same file by another name: a hard link, or Photo.PNG for photo.png on a case-blind disk (macOS, Windows)
+    identities = {(info.st_dev, info.st_ino) for info in map(_stat_or_none, inputs) if info is not None}
     for path in outputs:
-        if Path(path).resolve() in read:
+        info = _stat_or_none(path)
+        if Path(path).resolve() in read or (info is not None and (info.st_dev, info.st_ino) in identities):
             raise UserError(f"refusing to overwrite {path}, which this run reads (an input, or a file its operator or "
                             f"model reads); choose another {option}.")
+
+
+def _stat_or_none(path: str | Path) -> Optional[os.stat_result]:
+    try:
+        return os.stat(path)
+    except (OSError, ValueError):
+        return None
 
 
 def refuse_folders(paths: Iterable[str | Path]) -> None:

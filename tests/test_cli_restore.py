@@ -863,3 +863,15 @@ def test_an_input_named_like_a_std_map_never_replaces_another_restorations_std_m
     assert (tmp_path / "out" / "x_std.png").read_bytes() == std
     again = run("restore", folder / "x.png", "--samples", "2", *args)  # its own std map: skipped as restored
     assert again.exit_code == 0 and "already restored" in again.output, again.output
+
+
+def test_an_output_that_is_an_input_by_another_name_is_never_replaced(photos, tmp_path):
+    """Paths were compared by name only: a hard link (or Photo.PNG for photo.png on a case-blind disk, the same file
+    under another spelling) in -o was replaced with --overwrite."""
+    out = tmp_path / "out"
+    out.mkdir()
+    os.link(photos / "one.png", out / "one.png")  # -o holds the input itself under the output's name
+    before = (photos / "one.png").read_bytes()
+    result = run("restore", photos / "one.png", *FAST, "-o", out, "--overwrite")
+    assert result.exit_code == 1 and "which this run reads" in result.output, result.output
+    assert (photos / "one.png").read_bytes() == before
