@@ -1659,6 +1659,7 @@ def test_set_with_only_the_baseline_is_checked_and_said_not_ignored(photo_dir):
     for bad in (["--set", "iterations=abc"], ["--set", "bogus=1"]):
         result = _bench(photo_dir, *bad)
         assert result.exit_code == 2 and "Traceback" not in result.output, result.output
-    with pytest.warns(UserWarning, match=r"--set iterations applies to no method of this run \(baseline has no"):
-        result = _bench(photo_dir, "--set", "iterations=3")
-    assert result.exit_code == 0, result.output
+    for good in ("iterations=3", "alpha=0.5", "rescale_dual=true"):  # DRS's, the RGM solver's, ADMM's
+        with pytest.warns(UserWarning, match=rf"--set {good.split('=')[0]} applies to no method of this run"):
+            result = _bench(photo_dir, "--set", good)
+        assert result.exit_code == 0, result.output

@@ -192,6 +192,23 @@ class _Prepared:
     image: torch.Tensor
 
 
+def _check_settings_of_some_solver(overrides: Mapping[str, Any]) -> None:
+    """A :class:`UserError` for a ``--set`` key (with its value) that no solver takes."""
+    from pnprgm import solvers
+    from pnprgm.restoration import configure
+
+    for key, value in overrides.items():
+        refusals = []
+        for name in solvers.registry.names():
+            try:
+                configure(name, {key: value})
+                break
+            except ValueError as err:  # UserError is one: an unknown key or a bad value for this solver
+                refusals.append(first_line(err))
+        else:
+            raise UserError(f"--set {key}={value} fits no solver ({refusals[0]})")
+
+
 def _files_read_by_models(sources: tuple[str, ...]) -> list[Path]:
     """The files the ``--model`` strings name (model files, official configs): never replaced by an output."""
     from pnprgm.rgm.models import resolve
@@ -292,9 +309,9 @@ def run_benchmark(
         method = active[name] = methods.registry.get(name).with_models(chosen_models)
         method.check_overrides(config.overrides)
     if config.overrides and all(method.describe()["solver"] is None for method in active.values()):
-        # checked as a PnP method would (a typo is still an error), and said once: a suite's settings may meet a
-        # --method that takes none of them
-        methods.registry.get("pnp-drs").check_overrides(config.overrides)
+        # checked against every solver (a typo is still an error, a setting of any solver is not), and said once: a
+        # suite's settings may meet a --method that takes none of them
+        _check_settings_of_some_solver(config.overrides)
         import warnings
 
         warnings.warn(f"--set {', '.join(config.overrides)} applies to no method of this run ({', '.join(active)} has "
