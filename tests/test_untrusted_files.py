@@ -181,7 +181,8 @@ def test_bare_weights_without_a_config_point_to_model_config(tmp_path, flag):
     result = invoke("restore", tmp_path / "photo.png", "--operator", "sr2", flag, tmp_path / "netG_1.pth",
                     "-o", tmp_path / "out", "-q")
     errors = [line for line in result.output.splitlines() if line.startswith("error:")]
-    assert result.exit_code == 1 and len(errors) == 1 and "Traceback" not in result.output, result.output
+    # said once for the batch, before any image (status 2: the option is what is wrong)
+    assert result.exit_code == 2 and len(errors) == 1 and "Traceback" not in result.output, result.output
     assert "bare weights" in errors[0] and f"{tmp_path / 'netG_1.pth'}#celebahq256" in errors[0]
 
 
