@@ -665,3 +665,16 @@ def test_a_manifest_json_that_is_not_a_pack_manifest(tmp_path):
     good = {"pack": {"long_side": 96}, "train": [{"name": "p0.png", "sha256": "0" * 64}], "val": []}
     (folder / "manifest.json").write_text(json.dumps(good))
     assert read_manifest(folder) == good
+
+
+def test_the_recipe_draws_crops_and_noise_from_streams_no_other_shares():
+    """Crops were seeded seed * 1000 + worker and the noise seed + 1: with --seed 0, worker 1's crops and the noise
+    drew the same random numbers."""
+    from pnprgm.training.recipe import crop_seed, noise_seed
+
+    for seed in (0, 1, 7):
+        seeds = [crop_seed(seed, worker) for worker in range(16)] + [noise_seed(seed), seed]
+        assert len(set(seeds)) == len(seeds)
+        first = [torch.rand(4, generator=torch.Generator().manual_seed(s)).tolist() for s in seeds]
+        assert len({tuple(f) for f in first}) == len(first)
+    assert crop_seed(0, 1) != crop_seed(1, 0) and noise_seed(0) != noise_seed(1)

@@ -153,6 +153,17 @@ def jpeg_round_trip(patch: torch.Tensor, quality: int) -> torch.Tensor:
     return decoded if patch.dtype == torch.uint8 else to_unit(decoded).to(patch.dtype)
 
 
+def crop_seed(seed: int, worker: int) -> int:
+    """The seed of data-loading worker ``worker``'s crops: one stream per (run seed, worker), none another's (seeds of
+    the form ``seed * 1000 + worker`` gave worker 1 the noise stream's ``seed + 1``)."""
+    return hashed_seed(f"recipe/crops/{seed}/{worker}")
+
+
+def noise_seed(seed: int) -> int:
+    """The seed of the training noise of a run seeded ``seed``."""
+    return hashed_seed(f"recipe/noise/{seed}")
+
+
 class RandomCrops(torch.utils.data.IterableDataset):
     """Endless random ``crop`` x ``crop`` crops (in the stored dtype: uint8 or float16) of in-memory images with a
     random dihedral transform (flips and 90-degree rotations), a ``jpeg_share`` of them re-encoded as JPEG at a
@@ -169,7 +180,7 @@ class RandomCrops(torch.utils.data.IterableDataset):
     def __iter__(self):
         info = torch.utils.data.get_worker_info()
         worker = info.id if info is not None else 0
-        rng = torch.Generator().manual_seed(hashed_seed(f"recipe/crops/{self.seed}/{worker}"))  # never the noise's
+        rng = torch.Generator().manual_seed(crop_seed(self.seed, worker))
         c = self.crop
         while True:
             index = int(torch.multinomial(self.weights, 1, generator=rng))
@@ -353,7 +364,7 @@ def train_denoisers(pack: str | Path, out: str | Path, cfg: RecipeConfig, *, dev
         worker_init_fn=ignore_interrupts_in_worker if cfg.workers > 0 else None,
         pin_memory=device.type == "cuda", persistent_workers=cfg.workers > 0,
         prefetch_factor=4 if cfg.workers > 0 else None)
-    noise_rng = torch.Generator(device=device).manual_seed(hashed_seed(f"recipe/noise/{cfg.seed}"))
+    noise_rng = torch.Generator(device=device).manual_seed(noise_seed(cfg.seed))
     precision = resolve_precision(cfg.precision, device)
     autocast = precision == "bf16"
     params = " + ".join(f"{sum(p.numel() for p in m.net.parameters()) / 1e6:.2f} M" for m in members)
