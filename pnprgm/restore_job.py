@@ -249,10 +249,15 @@ def run_restore_job(job: RestoreJob, *, on_error: Callable[[str], None] = print,
         except UserError:  # e.g. a shipped member of another channel count set aside: the restoration says so if used
             source = None
         protect += source.files_read if source is not None else []
+        # a file that is no model, an official config that is none: said once for the batch, not once per image
         if source is not None and source.entry is None and source.official_config is None:
             from pnprgm.rgm.model_file import read_model_file
 
-            read_model_file(source.path)  # a file that is no model: said once for the batch, not once per image
+            read_model_file(source.path)
+        elif source is not None and source.official_config is not None:
+            from pnprgm.rgm.models import official_generator_config
+
+            official_generator_config(source.official_config)
     said_once: set[str] = set()  # warnings about the whole batch (a preset that does not fit), said for its first image
     io.sweep_temps(outdir, names=[name for stem in stems.values() for name in _names(stem, job.samples)])
     for number, path in enumerate(tqdm(files, desc="restore", unit="image", disable=not bars), start=1):

@@ -197,3 +197,15 @@ def test_a_checkpoint_path_that_is_no_file_is_named_for_what_it_is(tmp_path, whe
     path = where if where.startswith("/") else tmp_path / where
     with pytest.raises(UserError, match=f"checkpoint {path} {said}; check the path"):
         io.torch_load(path)
+
+
+def test_an_unknown_official_config_is_one_error_for_the_batch(tmp_path):
+    """--model netG.pth --model-config nosuch was refused once per image, after the batch had started."""
+    torch.save({"module.conv.weight": torch.zeros(2, 2)}, tmp_path / "netG_1.pth")
+    for name in ("a.png", "b.png"):
+        Image.fromarray(np.zeros((16, 16, 3), np.uint8)).save(tmp_path / name)
+    result = invoke("restore", tmp_path / "a.png", tmp_path / "b.png", "--operator", "sr2", "--model",
+                    tmp_path / "netG_1.pth", "--model-config", "nosuch", "-o", tmp_path / "out", "-q")
+    assert result.exit_code == 2 and result.output.count("unknown official RGM generator config 'nosuch'") == 1, \
+        result.output
+    assert "image 1/2" not in result.output

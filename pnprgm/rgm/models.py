@@ -117,20 +117,26 @@ def load_generator_file(path: str | Path, *, device: str | torch.device = "cpu",
     if official_config is not None:
         from pnprgm.rgm.official import load_generator
 
-        config: Any = official_config
-        if str(official_config).endswith((".json", ".yaml", ".yml")):  # the official argument dict, as a file
-            from pnprgm.config import read_config_file
-
-            config = _official_arguments(official_config, read_config_file(official_config))
-        elif Path(official_config).suffix or Path(official_config).exists():  # a file, not a registered name
-            from pnprgm.rgm.official.configs import CONFIGS
-
-            raise UserError(f"official config {official_config}: a file of the official arguments is .json, .yaml or "
-                            f".yml; rename it, or give a config name: {', '.join(CONFIGS.names())}.")
-        return load_generator(path, config=config, device=device)
+        return load_generator(path, config=official_generator_config(official_config), device=device)
     from pnprgm.rgm.model_file import load_model
 
     return load_model(path, device=device)
+
+
+def official_generator_config(official_config: str) -> Any:
+    """What ``--model-config`` names, checked: a registered config's name, or the argument dict of a .json/.yaml
+    file; anything else is a :class:`UserError` (checked before a batch, so that it is said once)."""
+    from pnprgm.rgm.official.configs import CONFIGS
+
+    if str(official_config).endswith((".json", ".yaml", ".yml")):  # the official argument dict, as a file
+        from pnprgm.config import read_config_file
+
+        return _official_arguments(official_config, read_config_file(official_config))
+    if Path(official_config).suffix or Path(official_config).exists():  # a file, not a registered name
+        raise UserError(f"official config {official_config}: a file of the official arguments is .json, .yaml or "
+                        f".yml; rename it, or give a config name: {', '.join(CONFIGS.names())}.")
+    CONFIGS.get(official_config)  # an unknown name: the choices
+    return official_config
 
 
 def _official_arguments(source: str, config: dict) -> dict:
