@@ -523,10 +523,12 @@ def refuse_inputs(outputs: Iterable[str | Path], inputs: Iterable[str | Path], *
     ``option`` is the output option the message asks to change."""
     inputs = list(inputs)
     read = {Path(p).resolve() for p in inputs}
-    # the same file by another name: a hard link, or Photo.PNG for photo.png on a case-blind disk (macOS, Windows)
-    identities = {(info.st_dev, info.st_ino) for info in map(_stat_or_none, inputs) if info is not None}
+    identities: Optional[set[tuple[int, int]]] = None  # stat'ed only when an output exists (stage calls this per file)
     for path in outputs:
         info = _stat_or_none(path)
+        if info is not None and identities is None:
+            # the same file by another name: a hard link, or Photo.PNG for photo.png on a case-blind disk
+            identities = {(i.st_dev, i.st_ino) for i in map(_stat_or_none, inputs) if i is not None}
         if Path(path).resolve() in read or (info is not None and (info.st_dev, info.st_ino) in identities):
             raise UserError(f"refusing to overwrite {path}, which this run reads (an input, or a file its operator or "
                             f"model reads); choose another {option}.")

@@ -498,13 +498,18 @@ def _model_file_sha256(job: RestoreJob) -> Optional[str]:
     return io.sha256_file(found.path) if found is not None and found.entry is None else None
 
 
+def _lists_std_map(record_path: Path, std: Path) -> bool:
+    """Whether the restore record ``record_path`` lists ``std`` as its std map (the file there has its sha256)."""
+    listed = ((read_record(record_path) or {}).get("std_map") or {}).get("sha256")
+    return bool(listed) and io.is_file(std) and io.sha256_file(std) == listed
+
+
 def _std_map_owner(path: Path) -> Optional[Path]:
     """The record (``x.json``) whose restoration wrote ``path`` as its std map (``x_std.png``, same sha256), or None."""
-    if not path.stem.endswith("_std") or not io.is_file(path):
+    if not path.stem.endswith("_std"):
         return None
     owner = path.with_name(f"{path.stem[: -len('_std')]}.json")
-    listed = ((read_record(owner) or {}).get("std_map") or {}).get("sha256") if io.is_file(owner) else None
-    return owner if listed and io.sha256_file(path) == listed else None
+    return owner if _lists_std_map(owner, path) else None
 
 
 def _stale_std_map(targets: Targets) -> Optional[Path]:
@@ -513,9 +518,7 @@ def _stale_std_map(targets: Targets) -> Optional[Path]:
     if targets.std is not None:
         return None
     std = _targets(targets.image.parent, targets.image.stem, samples=2).std
-    record = read_record(targets.record)
-    listed = ((record or {}).get("std_map") or {}).get("sha256")
-    return std if listed and std.is_file() and io.sha256_file(std) == listed else None
+    return std if _lists_std_map(targets.record, std) else None
 
 
 def _job_dict(job: RestoreJob) -> dict:
